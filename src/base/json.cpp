@@ -1,0 +1,61 @@
+#include "base/json.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/text.hpp"
+
+namespace rvec {
+
+nlohmann::json parse_json_strict(std::string_view text, std::string_view origin) {
+  if (const auto bad = first_invalid_utf8(text)) {
+    bad_input("{}: not valid UTF-8 at byte {}", origin, *bad);
+  }
+  std::vector<std::set<std::string>> keys_per_object;
+  std::string duplicate;
+  auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start) keys_per_object.emplace_back();
+    if (event == Event::object_end && !keys_per_object.empty()) keys_per_object.pop_back();
+    if (event == Event::key && !keys_per_object.empty()) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!keys_per_object.back().insert(key).second && duplicate.empty()) duplicate = key;
+    }
+    return true;
+  };
+  nlohmann::json result;
+  try {
+    result = nlohmann::json::parse(text.begin(), text.end(), callback);
+  } catch (const nlohmann::json::exception& e) {
+    std::string what = e.what();
+    if (const auto colon = what.find(": "); colon != std::string::npos) what = what.substr(colon + 2);
+    bad_input("{}: not valid JSON ({})", origin, what);
+  }
+  if (!duplicate.empty()) bad_input("{}: key \"{}\" appears twice in one object", origin, printable(duplicate));
+  return result;
+}
+
+std::string read_small_file(const std::string& path, uint64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail_errno(fmt::format("{}: cannot open", path));
+  if (!S_ISREG(st.st_mode)) bad_input("{}: not a regular file", path);
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    bad_input("{}: {} bytes, more than the {} allowed for this kind of file", path, st.st_size, max_bytes);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail_errno(fmt::format("{}: cannot open", path));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) fail_errno(fmt::format("{}: cannot read", path));
+  return std::move(buffer).str();
+}
+
+nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes) {
+  return parse_json_strict(read_small_file(path, max_bytes), path);
+}
+
+}  // namespace rvec

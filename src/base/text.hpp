@@ -1,0 +1,33 @@
+// Small text helpers shared by validation code and messages.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace rvec {
+
+// Byte offset of the first byte that is not well-formed UTF-8, if any.
+std::optional<size_t> first_invalid_utf8(std::string_view text);
+
+// True if `text` holds a C0 control, DEL, or a C1 control (U+0080..U+009F).
+bool has_control_character(std::string_view text);
+
+// `text` with control characters shown as \xNN so a message stays on one line.
+std::string printable(std::string_view text);
+
+// "[152064, 5120]"
+std::string shape_string(std::span<const uint64_t> shape);
+
+// "65.5 GB" (decimal units, as Hugging Face sizes shards).
+std::string human_bytes(uint64_t bytes);
+
+// "158.3 K", "1.54 B" parameters.
+std::string human_count(uint64_t count);
+
+// Parses "5GB", "500MB", "10KB", "123" (bytes); decimal units, also "GiB"/"MiB".
+std::optional<uint64_t> parse_byte_size(std::string_view text);
+
+}  // namespace rvec

@@ -1,0 +1,13 @@
+// Subcommands of the rvec CLI. Each add_* registers its subcommand on `app`;
+// when the subcommand runs, it stores its process exit code in `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace rvec::cli {
+
+void add_inspect(CLI::App& app, int& exit_code);
+void add_check(CLI::App& app, int& exit_code);
+void add_gen_family(CLI::App& app, int& exit_code);
+
+}  // namespace rvec::cli

@@ -1,0 +1,16 @@
+// What `inspect` and `check` say about one model, as JSON (docs/inspect-json.md).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "model/model_folder.hpp"
+
+namespace rvec::cli {
+
+// The summary object; `with_tensors` adds the per-tensor list.
+nlohmann::ordered_json model_summary(const ModelFolder& model, bool with_tensors);
+
+// One line: "Qwen2ForCausalLM, 32.76 B params, BF16, untied".
+std::string model_one_line(const nlohmann::ordered_json& summary);
+
+}  // namespace rvec::cli

@@ -1,0 +1,92 @@
+#include "io/staging.hpp"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "base/error.hpp"
+
+namespace rvec {
+namespace fs = std::filesystem;
+
+fs::path staging_path_for(const fs::path& destination) {
+  const fs::path absolute = fs::absolute(destination).lexically_normal();
+  fs::path name = absolute.filename();
+  if (name.empty()) name = absolute.parent_path().filename();
+  const fs::path parent = absolute.filename().empty() ? absolute.parent_path().parent_path() : absolute.parent_path();
+  return parent / ("." + name.string() + ".rvec-partial");
+}
+
+void sync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail_errno(fmt::format("{}: cannot open to sync", path.string()));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) fail_errno(fmt::format("{}: fsync failed", path.string()));
+}
+
+uint64_t free_bytes_at(const fs::path& path) {
+  fs::path probe = fs::absolute(path);
+  std::error_code ec;
+  while (!fs::exists(probe, ec) && probe.has_parent_path() && probe != probe.parent_path()) {
+    probe = probe.parent_path();
+  }
+  struct statvfs st {};
+  if (::statvfs(probe.c_str(), &st) != 0) fail_errno(fmt::format("{}: cannot read free space", probe.string()));
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+StagingDir::StagingDir(fs::path destination, bool overwrite, bool resume)
+    : destination_(fs::absolute(std::move(destination)).lexically_normal()),
+      staging_(staging_path_for(destination_)),
+      overwrite_(overwrite) {
+  if (destination_.filename().empty()) destination_ = destination_.parent_path();
+  std::error_code ec;
+  if (fs::exists(destination_, ec) && !overwrite_) {
+    fail(ErrorKind::kUsage, "{}: already exists (pass --overwrite to replace it)", destination_.string());
+  }
+  const fs::path parent = staging_.parent_path();
+  fs::create_directories(parent, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot create folder: {}", parent.string(), ec.message());
+  if (!resume) fs::remove_all(staging_, ec);
+  fs::create_directories(staging_, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot create folder: {}", staging_.string(), ec.message());
+}
+
+void StagingDir::write_text(const std::string& name, const std::string& content) const {
+  const fs::path target = file(name);
+  {
+    std::ofstream out(target, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.flush();
+    if (!out) fail(ErrorKind::kIo, "{}: cannot write", target.string());
+  }
+  sync_path(target);
+}
+
+void StagingDir::copy_in(const fs::path& source, const std::string& name) const {
+  std::error_code ec;
+  fs::copy_file(source, file(name), fs::copy_options::overwrite_existing, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot copy to {}: {}", source.string(), file(name).string(), ec.message());
+  sync_path(file(name));
+}
+
+void StagingDir::commit() {
+  sync_path(staging_);
+  std::error_code ec;
+  fs::path displaced;
+  if (fs::exists(destination_, ec)) {
+    displaced = destination_.parent_path() / ("." + destination_.filename().string() + ".rvec-old");
+    fs::remove_all(displaced, ec);
+    fs::rename(destination_, displaced, ec);
+    if (ec) fail(ErrorKind::kIo, "{}: cannot move aside: {}", destination_.string(), ec.message());
+  }
+  fs::rename(staging_, destination_, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", destination_.string(), ec.message());
+  sync_path(destination_.parent_path());
+  if (!displaced.empty()) fs::remove_all(displaced, ec);
+}
+
+}  // namespace rvec

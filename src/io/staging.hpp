@@ -1,0 +1,50 @@
+// Atomic creation of an output folder.
+//
+// A folder is assembled under `<parent>/.<name>.rvec-partial/` next to its
+// destination (same file system, so the final rename is atomic) and renamed
+// into place by commit() only after every file in it is complete and synced.
+// An interrupted run therefore never leaves anything at the destination that
+// looks like a finished model; the hidden partial folder is reused (and its
+// verified files kept) when the same command runs again.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace rvec {
+
+class StagingDir {
+ public:
+  // Creates (or, with `resume`, reopens) the partial folder for `destination`.
+  // Fails if `destination` exists, unless `overwrite`.
+  StagingDir(std::filesystem::path destination, bool overwrite, bool resume = false);
+
+  const std::filesystem::path& destination() const { return destination_; }
+  const std::filesystem::path& path() const { return staging_; }
+  std::filesystem::path file(const std::string& name) const { return staging_ / name; }
+
+  // Writes a small text file into the folder (synced).
+  void write_text(const std::string& name, const std::string& content) const;
+  // Copies a file into the folder (synced).
+  void copy_in(const std::filesystem::path& source, const std::string& name) const;
+
+  // fsyncs the folder, renames it to the destination, fsyncs the parent.
+  void commit();
+
+ private:
+  std::filesystem::path destination_;
+  std::filesystem::path staging_;
+  bool overwrite_;
+};
+
+// Partial folder name used for `destination`.
+std::filesystem::path staging_path_for(const std::filesystem::path& destination);
+
+// fsync a file or folder by path.
+void sync_path(const std::filesystem::path& path);
+
+// Free bytes available to an unprivileged writer at `path` (or its nearest
+// existing parent).
+uint64_t free_bytes_at(const std::filesystem::path& path);
+
+}  // namespace rvec

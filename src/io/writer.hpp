@@ -1,0 +1,86 @@
+// Writing safetensors files and sharded model folders, streaming.
+//
+// The header is computed from the planned tensors up front, then data is
+// appended tensor by tensor (in any number of pieces), so a writer never holds
+// more than the caller's buffer. Files match what `safetensors.serialize` and
+// transformers' `save_pretrained` produce: tensors ordered by dtype alignment
+// (largest first) then name, compact JSON with __metadata__ first (always
+// carrying "format": "pt"), the header padded with spaces to a multiple of 8.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "numeric/dtype.hpp"
+
+namespace rvec {
+
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<uint64_t> shape;
+  uint64_t byte_size() const;
+};
+
+using Metadata = std::map<std::string, std::string>;
+
+// `tensors` reordered as safetensors lays them out in a file.
+std::vector<TensorSpec> safetensors_order(std::vector<TensorSpec> tensors);
+
+// The padded JSON header for tensors already in file order. Adds "format": "pt".
+std::string build_header(const std::vector<TensorSpec>& ordered, const Metadata& metadata);
+
+// Writes one safetensors file. Lifetime: finish() must be called for the file
+// to be complete; a writer destroyed before that leaves a truncated file
+// (which the staging folder keeps out of sight).
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // The tensors in the order their data must be appended.
+  const std::vector<TensorSpec>& order() const { return order_; }
+  uint64_t total_size() const { return total_size_; }
+
+  void append(std::span<const std::byte> bytes);
+  // Checks every byte was written, flushes, fsyncs and closes.
+  void finish();
+  // Extends the file to its full size without writing data (a sparse file
+  // whose tensors read as zeros), then finishes. For shape-only test models.
+  void finish_sparse();
+
+ private:
+  void flush_buffer();
+
+  std::string path_;
+  int fd_ = -1;
+  std::vector<TensorSpec> order_;
+  uint64_t total_size_ = 0;
+  uint64_t written_ = 0;
+  std::vector<std::byte> buffer_;
+};
+
+// One output file of a sharded save.
+struct ShardPlan {
+  std::string file_name;
+  std::vector<TensorSpec> tensors;  // state-dict order
+  uint64_t tensor_bytes = 0;
+};
+
+// Greedy split in state-dict order like save_pretrained: a shard is closed
+// when the next tensor would push it past `max_shard_bytes`; a tensor larger
+// than the limit gets a shard of its own. One shard is named
+// model.safetensors, several model-0000k-of-0000n.safetensors.
+std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& tensors, uint64_t max_shard_bytes);
+
+// model.safetensors.index.json for a plan (indent 2, sorted keys).
+std::string index_json(const std::vector<ShardPlan>& shards);
+
+inline constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000;
+
+}  // namespace rvec

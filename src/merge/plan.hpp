@@ -1,0 +1,62 @@
+// Which tensor of the output comes from what: the compatibility analysis that
+// `rvec check` reports and that every merge executes.
+//
+// The output is the target's model: its tensor names, shapes and dtypes. For
+// each target tensor the plan says whether it is combined as
+// `target + w * (post - pre)` (on all elements, or on the leading rows all
+// three models share for embeddings and lm_head) or copied from the target,
+// and why. Problems are Findings; any kError finding makes the models
+// incompatible.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/model_folder.hpp"
+
+namespace rvec {
+
+enum class Severity { kError, kWarning, kNote };
+std::string_view severity_name(Severity severity);
+
+struct Finding {
+  Severity severity;
+  std::string subject;  // the model folder and/or tensor concerned
+  std::string message;
+};
+
+enum class TensorAction { kCombine, kCopyTarget };
+
+struct TensorPlan {
+  const ModelTensor* target = nullptr;
+  const ModelTensor* pre = nullptr;   // null when copied
+  const ModelTensor* post = nullptr;  // null when copied
+  TensorAction action = TensorAction::kCopyTarget;
+  uint64_t combined_rows = 0;  // leading rows combined (== all rows unless the vocabularies differ)
+  std::string note;            // why copied, or how rows were matched
+
+  const std::string& name() const { return target->name(); }
+  uint64_t rows() const { return target->info->shape.empty() ? 1 : target->info->shape[0]; }
+};
+
+struct MergePlan {
+  std::vector<TensorPlan> tensors;  // in the target's tensor order
+  std::vector<Finding> findings;
+
+  bool compatible() const;
+  size_t count(Severity severity) const;
+};
+
+// Roles of the three models, for messages ("pre (path/to/model)").
+struct MergeInputs {
+  const ModelFolder& pre;
+  const ModelFolder& post;
+  const ModelFolder& target;
+};
+
+MergePlan plan_merge(const MergeInputs& models);
+
+// Bytes of one output model (all target tensors at their dtypes, plus headers).
+uint64_t output_tensor_bytes(const ModelFolder& target);
+
+}  // namespace rvec

@@ -1,0 +1,45 @@
+#include "numeric/codec.hpp"
+
+#include <cstring>
+
+#include "base/error.hpp"
+#include "numeric/convert.hpp"
+
+namespace rvec {
+
+void decode_to_f32(DType dtype, const std::byte* in, std::span<float> out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out.data(), in, out.size() * 4);
+      return;
+    case DType::kBF16:
+    case DType::kF16:
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, in + 2 * i, 2);
+        out[i] = dtype == DType::kBF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+      }
+      return;
+    default:
+      fail(ErrorKind::kBadInput, "{} tensors are not supported for arithmetic", dtype_name(dtype));
+  }
+}
+
+void encode_from_f32(DType dtype, std::span<const float> in, std::byte* out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out, in.data(), in.size() * 4);
+      return;
+    case DType::kBF16:
+    case DType::kF16:
+      for (size_t i = 0; i < in.size(); ++i) {
+        const uint16_t bits = dtype == DType::kBF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);
+        std::memcpy(out + 2 * i, &bits, 2);
+      }
+      return;
+    default:
+      fail(ErrorKind::kBadInput, "{} tensors are not supported for arithmetic", dtype_name(dtype));
+  }
+}
+
+}  // namespace rvec

@@ -1,0 +1,28 @@
+// Element types of safetensors files.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace rvec {
+
+enum class DType : uint8_t {
+  kBool, kF4, kF6_E2M3, kF6_E3M2, kU8, kI8, kF8_E5M2, kF8_E4M3, kF8_E8M0,
+  kF8_E4M3FNUZ, kF8_E5M2FNUZ, kI16, kU16, kF16, kBF16, kI32, kU32, kF32,
+  kC64, kF64, kI64, kU64,
+};
+
+// The exact, case-sensitive safetensors spelling ("BF16"); nullopt if unknown.
+std::optional<DType> parse_dtype(std::string_view name);
+std::string_view dtype_name(DType dtype);
+unsigned dtype_bits(DType dtype);
+
+// BF16, F16 and F32: the types rvec does arithmetic on.
+bool is_arithmetic(DType dtype);
+// Any floating-point type (including FP8/FP4/FP6 and F64).
+bool is_floating(DType dtype);
+// FP8/FP6/FP4: quantised floats that carry scales elsewhere; never combined raw.
+bool is_quantised(DType dtype);
+
+}  // namespace rvec
