@@ -93,8 +93,9 @@ void add_check(CLI::App& app, int& exit_code) {
     const auto post = ModelFolder::open(opts->post);
     const auto target = ModelFolder::open(opts->target);
     const MergePlan plan = plan_merge({*pre, *post, *target});
-    const std::vector<nlohmann::ordered_json> summaries = {model_summary(*pre, false), model_summary(*post, false),
-                                                           model_summary(*target, false)};
+    const std::vector<nlohmann::ordered_json> summaries = {
+        model_summary(*pre, {.tokenizer = false}), model_summary(*post, {.tokenizer = false}),
+        model_summary(*target, {.tokenizer = false})};
     DiskCheck disk;
     disk.per_model = output_tensor_bytes(*target);
     disk.needed = disk.per_model * opts->models;

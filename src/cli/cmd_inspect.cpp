@@ -100,7 +100,7 @@ void add_inspect(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", opts->json, "Print one JSON object for scripts");
   cmd->callback([opts, &exit_code] {
     const auto model = ModelFolder::open(opts->path);
-    const auto summary = model_summary(*model, opts->tensors);
+    const auto summary = model_summary(*model, {.tensors = opts->tensors});
     if (opts->json) {
       fmt::print("{}\n", summary.dump(2));
     } else {

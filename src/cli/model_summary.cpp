@@ -41,7 +41,7 @@ std::string shard_name(const ModelFolder& model, const SafetensorsFile& file) {
 
 }  // namespace
 
-ojson model_summary(const ModelFolder& model, bool with_tensors) {
+ojson model_summary(const ModelFolder& model, SummaryDetail detail) {
   ojson out;
   out["path"] = model.path();
   out["layout"] = !model.is_folder() ? "file" : model.has_index() ? "sharded" : "single";
@@ -74,7 +74,7 @@ ojson model_summary(const ModelFolder& model, bool with_tensors) {
   out["lm_head_rows"] = rows(head);
   const auto tokenizer = std::filesystem::path(model.path()) / "tokenizer.json";
   std::error_code ec;
-  out["tokenizer_size"] = model.is_folder() && std::filesystem::is_regular_file(tokenizer, ec)
+  out["tokenizer_size"] = detail.tokenizer && model.is_folder() && std::filesystem::is_regular_file(tokenizer, ec)
                               ? ojson(tokenizer_size(tokenizer.string()))
                               : ojson(nullptr);
 
@@ -90,7 +90,7 @@ ojson model_summary(const ModelFolder& model, bool with_tensors) {
                              {"metadata", s->header().metadata}});
   }
   out["aux_files"] = model.aux_files();
-  if (with_tensors) {
+  if (detail.tensors) {
     out["tensors"] = ojson::array();
     for (const auto& t : model.tensors()) {
       out["tensors"].push_back({{"name", t.name()},

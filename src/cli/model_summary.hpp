@@ -7,8 +7,12 @@
 
 namespace rvec::cli {
 
-// The summary object; `with_tensors` adds the per-tensor list.
-nlohmann::ordered_json model_summary(const ModelFolder& model, bool with_tensors);
+struct SummaryDetail {
+  bool tensors = false;    // the per-tensor list
+  bool tokenizer = true;   // parse tokenizer.json for its size (a few MB for real models)
+};
+
+nlohmann::ordered_json model_summary(const ModelFolder& model, SummaryDetail detail);
 
 // One line: "Qwen2ForCausalLM, 32.76 B params, BF16, untied".
 std::string model_one_line(const nlohmann::ordered_json& summary);

@@ -1,0 +1,41 @@
+#include "base/text.hpp"
+
+#include <gtest/gtest.h>
+
+namespace rvec {
+namespace {
+
+TEST(Utf8, AcceptsWellFormedAndFindsFirstBadByte) {
+  EXPECT_FALSE(first_invalid_utf8("plain ascii"));
+  EXPECT_FALSE(first_invalid_utf8("日本語 ✓ 😀"));
+  EXPECT_EQ(first_invalid_utf8("ab\xFF"), 2u);
+  EXPECT_EQ(first_invalid_utf8("\xC0\x80"), 0u);          // overlong NUL
+  EXPECT_EQ(first_invalid_utf8("x\xED\xA0\x80"), 1u);     // surrogate
+  EXPECT_EQ(first_invalid_utf8("\xF4\x90\x80\x80"), 0u);  // > U+10FFFF
+  EXPECT_EQ(first_invalid_utf8("\xE6\x97"), 0u);          // truncated
+}
+
+TEST(ControlCharacters, C0DelAndC1AreControls) {
+  EXPECT_FALSE(has_control_character("model.layers.0.mlp 日本"));
+  EXPECT_TRUE(has_control_character(std::string("a\0b", 3)));
+  EXPECT_TRUE(has_control_character("a\tb"));
+  EXPECT_TRUE(has_control_character("a\x7F"));
+  EXPECT_TRUE(has_control_character("a\xC2\x85"));  // U+0085 NEL
+  EXPECT_EQ(printable("a\nb\"c"), "a\\x0ab\\x22c");
+}
+
+TEST(ByteSizes, ParseDecimalAndBinaryUnits) {
+  EXPECT_EQ(parse_byte_size("5GB"), 5'000'000'000u);
+  EXPECT_EQ(parse_byte_size("500MB"), 500'000'000u);
+  EXPECT_EQ(parse_byte_size("1.5kb"), 1500u);
+  EXPECT_EQ(parse_byte_size("2GiB"), 2147483648u);
+  EXPECT_EQ(parse_byte_size("123"), 123u);
+  EXPECT_FALSE(parse_byte_size("five"));
+  EXPECT_FALSE(parse_byte_size("5 parsecs"));
+  EXPECT_FALSE(parse_byte_size("0"));
+  EXPECT_EQ(human_bytes(65'527'752'704), "65.5 GB");
+  EXPECT_EQ(human_count(32'763'876'352), "32.76 B");
+}
+
+}  // namespace
+}  // namespace rvec

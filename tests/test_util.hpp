@@ -1,0 +1,44 @@
+// Helpers shared by rvec's tests: temporary folders, raw files, and
+// hand-built safetensors files whose header text the test controls exactly.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rvec::test {
+
+// A fresh folder under the system temp dir, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& path, std::string_view bytes);
+std::string read_file(const std::filesystem::path& path);
+
+// [u64 LE len(header)][header][data]: no padding or validation of any kind.
+std::string raw_safetensors(std::string_view header, std::string_view data);
+std::vector<std::byte> as_bytes(std::string_view text);
+
+// Path of the built CLI (set by CMake) and a runner returning (exit code, stdout+stderr).
+struct RunResult {
+  int exit_code;
+  std::string output;
+};
+RunResult run_rvec(const std::string& args);
+
+// The repository root (for ../shared/data lookups).
+std::filesystem::path source_dir();
+
+}  // namespace rvec::test
