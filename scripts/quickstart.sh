@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up, builds, and runs rvec's main job on a generated tiny model family:
+# compatibility check, inspection, and a merge sweep. Takes about two minutes
+# on a fresh machine (most of it compiling). Output lands in demo-out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$(nproc)"
+rm -rf demo-out
+echo "== rvec gen-family demo-out/family"
+build/rvec gen-family demo-out/family --max-shard-size 100kB
+echo "== rvec check pre post target"
+build/rvec check demo-out/family/pre demo-out/family/post demo-out/family/target -o demo-out
+echo "== rvec inspect target"
+build/rvec inspect demo-out/family/target
