@@ -11,6 +11,7 @@ packages=(
   libfmt-dev                       # formatting
   libhwy-dev                       # SIMD kernels with dynamic dispatch
   libyaml-cpp-dev                  # recipes
+  libpcre2-dev                     # tensor-rule regexes
   libgtest-dev libgmock-dev        # unit tests
   librapidcheck-dev                # property tests
   libbenchmark-dev                 # micro-benchmarks

@@ -92,7 +92,7 @@ void add_check(CLI::App& app, int& exit_code) {
     const auto pre = ModelFolder::open(opts->pre);
     const auto post = ModelFolder::open(opts->post);
     const auto target = ModelFolder::open(opts->target);
-    const MergePlan plan = plan_merge({*pre, *post, *target});
+    const MergePlan plan = plan_merge({pre.get(), *post, *target});
     const std::vector<nlohmann::ordered_json> summaries = {
         model_summary(*pre, {.tokenizer = false}), model_summary(*post, {.tokenizer = false}),
         model_summary(*target, {.tokenizer = false})};

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <set>
+#include <vector>
 
 #include "base/text.hpp"
 
@@ -11,18 +12,27 @@ namespace {
 
 std::string role(const char* name, const ModelFolder& model) { return fmt::format("{} ({})", name, model.path()); }
 
+struct Source {
+  const char* role;
+  const ModelFolder* model;
+};
+
 bool is_vocab_tensor(std::string_view name) { return name == kEmbedName || name == kLmHeadName; }
 
 class Planner {
  public:
-  explicit Planner(const MergeInputs& m) : m_(m) {}
+  explicit Planner(const MergeInputs& m) : m_(m) {
+    if (m_.pre) sources_.push_back({"pre", m_.pre});
+    sources_.push_back({m_.post_role, &m_.post});
+    all_ = sources_;
+    all_.push_back({m_.target_role, &m_.target});
+  }
 
   MergePlan run() {
     compare_configs();
     compare_tying();
     for (const auto& t : m_.target.tensors()) plan_tensor(t);
-    report_extra_tensors(m_.pre, "pre");
-    report_extra_tensors(m_.post, "post");
+    for (const auto& source : sources_) report_extra_tensors(*source.model, source.role);
     return std::move(plan_);
   }
 
@@ -31,70 +41,67 @@ class Planner {
     plan_.findings.push_back({severity, std::move(subject), std::move(message)});
   }
 
-  template <typename T>
-  void compare_field(const char* field, const std::optional<T>& pre, const std::optional<T>& post,
-                     const std::optional<T>& target, Severity severity, const char* consequence) {
-    const std::optional<T>* values[] = {&pre, &post, &target};
-    const char* names[] = {"pre", "post", "target"};
-    for (int i = 0; i < 3; ++i) {
-      if (!values[i]->has_value()) continue;
-      for (int j = i + 1; j < 3; ++j) {
-        if (values[j]->has_value() && **values[i] != **values[j]) {
+  // Compares one config field across all models; reports the first pair that differs.
+  template <typename Get>
+  void compare_field(const char* field, Get get, Severity severity, const char* consequence) {
+    for (size_t i = 0; i < all_.size(); ++i) {
+      const auto a = get(*all_[i].model->config());
+      if (!a) continue;
+      for (size_t j = i + 1; j < all_.size(); ++j) {
+        const auto b = get(*all_[j].model->config());
+        if (b && *a != *b) {
           add(severity, "config.json",
-              fmt::format("field \"{}\" differs: {} {} = {}, {} {} = {}{}", field, names[i],
-                          role_path(i), **values[i], names[j], role_path(j), **values[j], consequence));
+              fmt::format("field \"{}\" differs: {} {} = {}, {} {} = {}{}", field, all_[i].role,
+                          all_[i].model->path(), *a, all_[j].role, all_[j].model->path(), *b, consequence));
           return;
         }
       }
     }
   }
 
-  const std::string& role_path(int i) const {
-    const ModelFolder* models[] = {&m_.pre, &m_.post, &m_.target};
-    return models[i]->path();
-  }
-
   void compare_configs() {
-    const ModelFolder* models[] = {&m_.pre, &m_.post, &m_.target};
-    const char* names[] = {"pre", "post", "target"};
-    for (int i = 0; i < 3; ++i) {
-      if (!models[i]->config()) {
-        add(Severity::kWarning, role(names[i], *models[i]), "no config.json; architecture fields not checked");
+    bool all_configs = true;
+    for (const auto& source : all_) {
+      if (!source.model->config()) {
+        add(Severity::kWarning, role(source.role, *source.model), "no config.json; architecture fields not checked");
+        all_configs = false;
       }
     }
-    if (!m_.pre.config() || !m_.post.config() || !m_.target.config()) return;
-    const ModelConfig& a = *m_.pre.config();
-    const ModelConfig& b = *m_.post.config();
-    const ModelConfig& c = *m_.target.config();
-    auto arch = [](const ModelConfig& x) { return std::optional<std::string>(x.architecture()); };
+    if (!all_configs) return;
     constexpr const char* kMustMatch = " (the models are not the same architecture)";
-    compare_field("architectures", arch(a), arch(b), arch(c), Severity::kError, kMustMatch);
-    compare_field("hidden_size", a.hidden_size, b.hidden_size, c.hidden_size, Severity::kError, kMustMatch);
-    compare_field("num_hidden_layers", a.num_hidden_layers, b.num_hidden_layers, c.num_hidden_layers,
+    compare_field("architectures", [](const ModelConfig& c) { return std::optional(c.architecture()); },
                   Severity::kError, kMustMatch);
-    compare_field("num_attention_heads", a.num_attention_heads, b.num_attention_heads, c.num_attention_heads,
+    compare_field("hidden_size", [](const ModelConfig& c) { return c.hidden_size; }, Severity::kError, kMustMatch);
+    compare_field("num_hidden_layers", [](const ModelConfig& c) { return c.num_hidden_layers; }, Severity::kError,
+                  kMustMatch);
+    compare_field("num_attention_heads", [](const ModelConfig& c) { return c.num_attention_heads; },
                   Severity::kError, kMustMatch);
-    compare_field("num_key_value_heads", a.num_key_value_heads, b.num_key_value_heads, c.num_key_value_heads,
+    compare_field("num_key_value_heads", [](const ModelConfig& c) { return c.num_key_value_heads; },
                   Severity::kError, kMustMatch);
-    compare_field("head_dim", a.head_dim, b.head_dim, c.head_dim, Severity::kError, kMustMatch);
-    compare_field("intermediate_size", a.intermediate_size, b.intermediate_size, c.intermediate_size,
-                  Severity::kError, kMustMatch);
-    compare_field("rope_theta", a.rope_theta, b.rope_theta, c.rope_theta, Severity::kWarning,
+    compare_field("head_dim", [](const ModelConfig& c) { return c.head_dim; }, Severity::kError, kMustMatch);
+    compare_field("intermediate_size", [](const ModelConfig& c) { return c.intermediate_size; }, Severity::kError,
+                  kMustMatch);
+    compare_field("rope_theta", [](const ModelConfig& c) { return c.rope_theta; }, Severity::kWarning,
                   " (the output keeps the target's)");
-    compare_field("rms_norm_eps", a.rms_norm_eps, b.rms_norm_eps, c.rms_norm_eps, Severity::kWarning,
+    compare_field("rms_norm_eps", [](const ModelConfig& c) { return c.rms_norm_eps; }, Severity::kWarning,
                   " (the output keeps the target's)");
-    compare_field("vocab_size", a.vocab_size, b.vocab_size, c.vocab_size, Severity::kNote,
+    compare_field("vocab_size", [](const ModelConfig& c) { return c.vocab_size; }, Severity::kNote,
                   " (embedding rows are matched as described below)");
   }
 
   void compare_tying() {
-    const bool pre = m_.pre.tied_embeddings(), post = m_.post.tied_embeddings(), target = m_.target.tied_embeddings();
-    if (target && (!pre || !post)) {
-      add(Severity::kWarning, role("target", m_.target),
+    bool sources_tied = true, any_source_tied = false;
+    for (const auto& source : sources_) {
+      sources_tied = sources_tied && source.model->tied_embeddings();
+      any_source_tied = any_source_tied || source.model->tied_embeddings();
+    }
+    const bool target = m_.target.tied_embeddings();
+    if (target && !sources_tied) {
+      add(Severity::kWarning, role(m_.target_role, m_.target),
           "ties lm_head to the embedding but pre or post has its own lm_head; the output stays tied, so "
           "post's lm_head change is dropped (only the embedding delta is applied)");
-    } else if (!target && (pre || post)) {
-      add(Severity::kNote, role("target", m_.target),
+    } else if (!target && any_source_tied) {
+      add(Severity::kNote, role(m_.target_role, m_.target),
           "has its own lm_head while pre or post ties it to the embedding; their embedding stands in for their "
           "lm_head when computing the lm_head delta");
     }
@@ -118,26 +125,29 @@ class Planner {
       plan_.tensors.push_back(std::move(p));
       return;
     }
-    const ModelTensor* pre = m_.pre.find_resolving_tied(t.name());
+    const ModelTensor* pre = m_.pre ? m_.pre->find_resolving_tied(t.name()) : nullptr;
     const ModelTensor* post = m_.post.find_resolving_tied(t.name());
     bool ok = true;
-    for (auto [model, name, found] : {std::tuple{&m_.pre, "pre", pre}, std::tuple{&m_.post, "post", post}}) {
+    for (const auto& source : sources_) {
+      const ModelTensor* found = source.model->find_resolving_tied(t.name());
       if (found == nullptr) {
-        add(Severity::kError, subject, fmt::format("is in target but missing from {}", role(name, *model)));
+        add(Severity::kError, subject,
+            fmt::format("is in {} but missing from {}", m_.target_role, role(source.role, *source.model)));
         ok = false;
         continue;
       }
       const TensorInfo& other = *found->info;
-      if (other.dtype != info.dtype) {
+      const bool vector = source.model == &m_.post && m_.post_dtype_may_differ;
+      if (other.dtype != info.dtype && !(vector && is_arithmetic(other.dtype))) {
         add(Severity::kError, subject,
-            fmt::format("dtype differs: target {} vs {} {}", dtype_name(info.dtype), role(name, *model),
-                        dtype_name(other.dtype)));
+            fmt::format("dtype differs: {} {} vs {} {}", m_.target_role, dtype_name(info.dtype),
+                        role(source.role, *source.model), dtype_name(other.dtype)));
         ok = false;
       }
       if (other.shape != info.shape && !rows_differ_only(t.name(), info, other)) {
         add(Severity::kError, subject,
-            fmt::format("shape differs: target {} vs {} {}", shape_string(info.shape), role(name, *model),
-                        shape_string(other.shape)));
+            fmt::format("shape differs: {} {} vs {} {}", m_.target_role, shape_string(info.shape),
+                        role(source.role, *source.model), shape_string(other.shape)));
         ok = false;
       }
       if (other.shape.size() == info.shape.size() && !other.shape.empty()) {
@@ -151,15 +161,19 @@ class Planner {
     p.pre = pre;
     p.post = post;
     p.action = TensorAction::kCombine;
-    if (p.combined_rows != p.rows()) {
-      p.note = fmt::format("rows differ (pre {}, post {}, target {}): the vector is applied to the first {} rows; "
-                           "the target's other {} rows are kept unchanged",
-                           pre->info->shape[0], post->info->shape[0], p.rows(), p.combined_rows,
-                           p.rows() - p.combined_rows);
-      add(Severity::kNote, subject, p.note);
-    } else if (pre->info->shape != info.shape || post->info->shape != info.shape) {
-      p.note = fmt::format("rows differ (pre {}, post {}, target {}): the vector is applied to all {} target rows",
-                           pre->info->shape[0], post->info->shape[0], p.rows(), p.rows());
+    const bool shapes_differ = (pre && pre->info->shape != info.shape) || post->info->shape != info.shape;
+    if (shapes_differ) {
+      std::string rows;
+      for (const auto& source : all_) {
+        const ModelTensor* found = source.model->find_resolving_tied(t.name());
+        rows += fmt::format("{}{} {}", rows.empty() ? "" : ", ", source.role, found->info->shape[0]);
+      }
+      p.note = p.combined_rows != p.rows()
+                   ? fmt::format("rows differ ({}): the vector is applied to the first {} rows; the {}'s other {} rows "
+                                 "are kept unchanged",
+                                 rows, p.combined_rows, m_.target_role, p.rows() - p.combined_rows)
+                   : fmt::format("rows differ ({}): the vector is applied to all {} {} rows", rows, p.rows(),
+                                 m_.target_role);
       add(Severity::kNote, subject, p.note);
     }
     plan_.tensors.push_back(std::move(p));
@@ -174,11 +188,13 @@ class Planner {
       if (m_.target.find_resolving_tied(t.name()) != nullptr) continue;
       if (t.name() == kLmHeadName && m_.target.tied_embeddings()) continue;  // reported by compare_tying
       add(Severity::kError, fmt::format("tensor \"{}\"", printable(t.name())),
-          fmt::format("is in {} but missing from target ({})", role(name, model), m_.target.path()));
+          fmt::format("is in {} but missing from {} ({})", role(name, model), m_.target_role, m_.target.path()));
     }
   }
 
   const MergeInputs& m_;
+  std::vector<Source> sources_;  // pre (if any) and post: what the vector is made of
+  std::vector<Source> all_;      // sources_ and the target
   MergePlan plan_;
 };
 

@@ -29,7 +29,7 @@ enum class TensorAction { kCombine, kCopyTarget };
 
 struct TensorPlan {
   const ModelTensor* target = nullptr;
-  const ModelTensor* pre = nullptr;   // null when copied
+  const ModelTensor* pre = nullptr;   // null when copied, or when post is a vector
   const ModelTensor* post = nullptr;  // null when copied
   TensorAction action = TensorAction::kCopyTarget;
   uint64_t combined_rows = 0;  // leading rows combined (== all rows unless the vocabularies differ)
@@ -47,11 +47,15 @@ struct MergePlan {
   size_t count(Severity severity) const;
 };
 
-// Roles of the three models, for messages ("pre (path/to/model)").
+// The models of a merge. `pre` is absent when `post` is a saved vector
+// (apply). Role names appear in messages ("post (path/to/model)").
 struct MergeInputs {
-  const ModelFolder& pre;
+  const ModelFolder* pre;
   const ModelFolder& post;
   const ModelFolder& target;
+  const char* post_role = "post";
+  const char* target_role = "target";
+  bool post_dtype_may_differ = false;  // a vector may be stored in F32 for a BF16 target
 };
 
 MergePlan plan_merge(const MergeInputs& models);

@@ -4,6 +4,7 @@
 
 #include "base/error.hpp"
 #include "numeric/convert.hpp"
+#include "numeric/kernels.hpp"
 
 namespace rvec {
 
@@ -13,6 +14,11 @@ void decode_to_f32(DType dtype, const std::byte* in, std::span<float> out) {
       std::memcpy(out.data(), in, out.size() * 4);
       return;
     case DType::kBF16:
+      if (reinterpret_cast<uintptr_t>(in) % alignof(uint16_t) == 0) {
+        kernels::bf16_to_f32(reinterpret_cast<const uint16_t*>(in), out.data(), out.size());
+        return;
+      }
+      [[fallthrough]];
     case DType::kF16:
       for (size_t i = 0; i < out.size(); ++i) {
         uint16_t bits;
@@ -31,6 +37,11 @@ void encode_from_f32(DType dtype, std::span<const float> in, std::byte* out) {
       std::memcpy(out, in.data(), in.size() * 4);
       return;
     case DType::kBF16:
+      if (reinterpret_cast<uintptr_t>(out) % alignof(uint16_t) == 0) {
+        kernels::f32_to_bf16(in.data(), reinterpret_cast<uint16_t*>(out), in.size());
+        return;
+      }
+      [[fallthrough]];
     case DType::kF16:
       for (size_t i = 0; i < in.size(); ++i) {
         const uint16_t bits = dtype == DType::kBF16 ? f32_to_bf16(in[i]) : f32_to_f16(in[i]);

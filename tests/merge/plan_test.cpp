@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 struct Family {
   std::unique_ptr<ModelFolder> pre, post, target;
-  MergePlan plan() const { return plan_merge({*pre, *post, *target}); }
+  MergePlan plan() const { return plan_merge({pre.get(), *post, *target}); }
 };
 
 Family open_family(const fs::path& dir) {

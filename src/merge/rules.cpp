@@ -1,0 +1,125 @@
+#include "merge/rules.hpp"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <fmt/format.h>
+#include <pcre2.h>
+
+#include <charconv>
+#include <cmath>
+
+#include "base/error.hpp"
+
+namespace rvec {
+
+struct TensorRule::Compiled {
+  pcre2_code* code = nullptr;
+  ~Compiled() { pcre2_code_free(code); }
+};
+
+namespace {
+
+double parse_scale(const std::string& text, const std::string& spec) {
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+    fail(ErrorKind::kUsage, "rule \"{}\": \"{}\" is not a number", spec, text);
+  }
+  return value;
+}
+
+uint64_t parse_index(const std::string& text, const std::string& spec) {
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    fail(ErrorKind::kUsage, "layer rule \"{}\": \"{}\" is not a layer number", spec, text);
+  }
+  return value;
+}
+
+}  // namespace
+
+TensorRule::TensorRule(std::optional<std::string> pattern, std::optional<std::pair<uint64_t, uint64_t>> layers,
+                       double scale)
+    : pattern_(std::move(pattern)), layers_(layers), scale_(scale) {
+  if (!pattern_ && !layers_) fail(ErrorKind::kUsage, "a tensor rule needs a regex or a layer range");
+  if (layers_ && layers_->first > layers_->second) {
+    fail(ErrorKind::kUsage, "layer range {}-{} is empty", layers_->first, layers_->second);
+  }
+  if (pattern_) {
+    int error = 0;
+    PCRE2_SIZE offset = 0;
+    compiled_ = std::make_unique<Compiled>();
+    compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_->c_str()), pattern_->size(),
+                                    PCRE2_UTF, &error, &offset, nullptr);
+    if (compiled_->code == nullptr) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(error, message, sizeof(message));
+      fail(ErrorKind::kUsage, "tensor rule regex \"{}\": {} at offset {}", *pattern_,
+           reinterpret_cast<const char*>(message), offset);
+    }
+  }
+}
+
+TensorRule::~TensorRule() = default;
+TensorRule::TensorRule(TensorRule&&) noexcept = default;
+TensorRule& TensorRule::operator=(TensorRule&&) noexcept = default;
+
+bool TensorRule::matches(const std::string& name) const {
+  if (layers_) {
+    const auto layer = layer_index(name);
+    if (!layer || *layer < layers_->first || *layer > layers_->second) return false;
+  }
+  if (compiled_) {
+    pcre2_match_data* data = pcre2_match_data_create_from_pattern(compiled_->code, nullptr);
+    const int rc = pcre2_match(compiled_->code, reinterpret_cast<PCRE2_SPTR>(name.c_str()), name.size(), 0, 0,
+                               data, nullptr);
+    pcre2_match_data_free(data);
+    if (rc < 0) return false;
+  }
+  return true;
+}
+
+std::string TensorRule::describe() const {
+  std::string out;
+  if (pattern_) out += fmt::format("match '{}'", *pattern_);
+  if (layers_) out += fmt::format("{}layers {}-{}", out.empty() ? "" : " ", layers_->first, layers_->second);
+  return out + fmt::format(" scale {}", scale_);
+}
+
+TensorRule TensorRule::skip(const std::string& pattern) { return TensorRule(pattern, std::nullopt, 0.0); }
+
+TensorRule TensorRule::scaled(const std::string& spec) {
+  const auto eq = spec.rfind('=');
+  if (eq == std::string::npos) fail(ErrorKind::kUsage, "rule \"{}\" must look like REGEX=SCALE", spec);
+  return TensorRule(spec.substr(0, eq), std::nullopt, parse_scale(spec.substr(eq + 1), spec));
+}
+
+TensorRule TensorRule::layers(const std::string& spec) {
+  const auto eq = spec.rfind('=');
+  if (eq == std::string::npos) fail(ErrorKind::kUsage, "layer rule \"{}\" must look like A-B=SCALE", spec);
+  const std::string range = spec.substr(0, eq);
+  const auto dash = range.find('-');
+  const std::string first = range.substr(0, dash);
+  const std::string last = dash == std::string::npos ? first : range.substr(dash + 1);
+  return TensorRule(std::nullopt, std::pair{parse_index(first, spec), parse_index(last, spec)},
+                    parse_scale(spec.substr(eq + 1), spec));
+}
+
+std::optional<uint64_t> layer_index(const std::string& name) {
+  constexpr std::string_view kPrefix = "model.layers.";
+  if (name.rfind(kPrefix, 0) != 0) return std::nullopt;
+  uint64_t value = 0;
+  const char* begin = name.data() + kPrefix.size();
+  const auto [end, ec] = std::from_chars(begin, name.data() + name.size(), value);
+  if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
+  return value;
+}
+
+const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& name) {
+  for (const auto& rule : rules) {
+    if (rule.matches(name)) return &rule;
+  }
+  return nullptr;
+}
+
+}  // namespace rvec

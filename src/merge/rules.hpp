@@ -1,0 +1,53 @@
+// Tensor rules: change how much of the vector a tensor receives.
+//
+// A rule matches a tensor by regex (PCRE2, searched anywhere in the name; use
+// ^...$ to anchor) and/or by layer index (the N of "model.layers.N."), and
+// multiplies w by `scale` for it. Scale 0 leaves the tensor exactly as in the
+// target. Rules are tried in order; the first that matches decides.
+//
+//   --skip 'embed_tokens|lm_head|norm'     (scale 0)
+//   --scale 'mlp\.=0.5'
+//   --layers 0-7=0.25
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rvec {
+
+class TensorRule {
+ public:
+  // Either part may be absent, not both. Fails (usage error) on a bad regex.
+  TensorRule(std::optional<std::string> pattern, std::optional<std::pair<uint64_t, uint64_t>> layers,
+             double scale);
+  ~TensorRule();
+  TensorRule(TensorRule&&) noexcept;
+  TensorRule& operator=(TensorRule&&) noexcept;
+
+  bool matches(const std::string& tensor_name) const;
+  double scale() const { return scale_; }
+  // "match 'lm_head' scale 0", as shown in plans and provenance.
+  std::string describe() const;
+
+  // Parses the CLI forms: "REGEX" (skip), "REGEX=SCALE", "A-B=SCALE" (layers).
+  static TensorRule skip(const std::string& pattern);
+  static TensorRule scaled(const std::string& spec);
+  static TensorRule layers(const std::string& spec);
+
+ private:
+  struct Compiled;
+  std::optional<std::string> pattern_;
+  std::optional<std::pair<uint64_t, uint64_t>> layers_;
+  double scale_;
+  std::unique_ptr<Compiled> compiled_;
+};
+
+// Layer index of "model.layers.N.*" tensors.
+std::optional<uint64_t> layer_index(const std::string& tensor_name);
+
+// The first matching rule, or null.
+const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& tensor_name);
+
+}  // namespace rvec
