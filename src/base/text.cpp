@@ -1,4 +1,5 @@
 #include "base/text.hpp"
+#include "base/hash.hpp"
 
 #include <fmt/format.h>
 
@@ -121,5 +122,7 @@ std::optional<uint64_t> parse_byte_size(std::string_view text) {
   if (!(bytes >= 1) || bytes > 1.8e19) return std::nullopt;
   return static_cast<uint64_t>(std::llround(bytes));
 }
+
+std::string hex64(uint64_t value) { return fmt::format("{:016x}", value); }
 
 }  // namespace rvec

@@ -9,5 +9,10 @@ namespace rvec::cli {
 void add_inspect(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
 void add_gen_family(CLI::App& app, int& exit_code);
+void add_merge_commands(CLI::App& app, int& exit_code);  // merge, extract, apply, run
+
+// The command line as typed (recorded in outputs' provenance).
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
 
 }  // namespace rvec::cli

@@ -14,7 +14,24 @@ constexpr const char* kDescription =
     "arithmetic: v = post - pre, enhanced = target + w * v. It reads and writes Hugging Face safetensors\n"
     "folders exactly, in bounded memory, and refuses bad inputs with one clear line.";
 
+std::string g_command_line;
+
 }  // namespace
+
+namespace rvec::cli {
+
+void set_command_line(int argc, char** argv) {
+  g_command_line.clear();
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool plain = !arg.empty() && arg.find_first_of(" '\"\\$`|&;<>*?()") == std::string::npos;
+    g_command_line += (i ? " " : "") + (plain ? arg : "'" + arg + "'");
+  }
+}
+
+const std::string& command_line() { return g_command_line; }
+
+}  // namespace rvec::cli
 
 int main(int argc, char** argv) {
   CLI::App app(kDescription, "rvec");
@@ -25,6 +42,8 @@ int main(int argc, char** argv) {
   rvec::cli::add_inspect(app, exit_code);
   rvec::cli::add_check(app, exit_code);
   rvec::cli::add_gen_family(app, exit_code);
+  rvec::cli::add_merge_commands(app, exit_code);
+  rvec::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "base/error.hpp"
+#include "base/hash.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -353,6 +354,7 @@ SafetensorsHeader parse_header(std::string_view json, uint64_t file_size, std::s
   }
   SafetensorsHeader header;
   header.header_bytes = json.size();
+  header.json_hash = fnv1a64(json);
   HeaderSax sax(origin, header);
   nlohmann::json::sax_parse(json, &sax, nlohmann::json::input_format_t::json, true);
   check_layout(header, file_size, origin);

@@ -37,6 +37,7 @@ struct TensorInfo {
 
 struct SafetensorsHeader {
   uint64_t header_bytes = 0;  // N, the JSON length including padding
+  uint64_t json_hash = 0;     // FNV-1a 64 of the header bytes (provenance, resume)
   std::vector<TensorInfo> tensors;  // in data order (ascending offsets)
   std::map<std::string, std::string> metadata;
 

@@ -27,11 +27,11 @@ double parse_scale(const std::string& text, const std::string& spec) {
   return value;
 }
 
-uint64_t parse_index(const std::string& text, const std::string& spec) {
+uint64_t parse_index(const std::string& text, const std::string& range) {
   uint64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
-    fail(ErrorKind::kUsage, "layer rule \"{}\": \"{}\" is not a layer number", spec, text);
+    fail(ErrorKind::kUsage, "layer range \"{}\": \"{}\" is not a layer number", range, text);
   }
   return value;
 }
@@ -97,12 +97,14 @@ TensorRule TensorRule::scaled(const std::string& spec) {
 TensorRule TensorRule::layers(const std::string& spec) {
   const auto eq = spec.rfind('=');
   if (eq == std::string::npos) fail(ErrorKind::kUsage, "layer rule \"{}\" must look like A-B=SCALE", spec);
-  const std::string range = spec.substr(0, eq);
+  return TensorRule(std::nullopt, parse_layer_range(spec.substr(0, eq)), parse_scale(spec.substr(eq + 1), spec));
+}
+
+std::pair<uint64_t, uint64_t> parse_layer_range(const std::string& range) {
   const auto dash = range.find('-');
   const std::string first = range.substr(0, dash);
   const std::string last = dash == std::string::npos ? first : range.substr(dash + 1);
-  return TensorRule(std::nullopt, std::pair{parse_index(first, spec), parse_index(last, spec)},
-                    parse_scale(spec.substr(eq + 1), spec));
+  return {parse_index(first, range), parse_index(last, range)};
 }
 
 std::optional<uint64_t> layer_index(const std::string& name) {

@@ -44,6 +44,9 @@ class TensorRule {
   std::unique_ptr<Compiled> compiled_;
 };
 
+// "0-7" or "5" (inclusive); usage error otherwise.
+std::pair<uint64_t, uint64_t> parse_layer_range(const std::string& text);
+
 // Layer index of "model.layers.N.*" tensors.
 std::optional<uint64_t> layer_index(const std::string& tensor_name);
 

@@ -1,0 +1,268 @@
+// rvec merge / extract / apply / run: one code path through a Recipe.
+#include <fmt/format.h>
+
+#include "base/error.hpp"
+#include "base/progress.hpp"
+#include "base/json.hpp"
+#include "base/text.hpp"
+#include "cli/commands.hpp"
+#include "merge/provenance.hpp"
+#include "merge/recipe.hpp"
+
+namespace rvec::cli {
+namespace {
+
+struct RunFlags {
+  bool dry_run = false;
+  bool json = false;
+  bool quiet = false;
+};
+
+// Options shared by merge, apply and extract.
+struct MergeOptions {
+  Recipe recipe;
+  std::string weights;
+  std::vector<std::string> skip, scale, layers;
+  RunFlags flags;
+};
+
+struct OpenModels {
+  std::unique_ptr<ModelFolder> pre, post, target;
+  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
+};
+
+OpenModels open_models(const Recipe& r) {
+  OpenModels m;
+  if (!r.pre.empty()) m.pre = ModelFolder::open(r.pre);
+  if (!r.post.empty()) m.post = ModelFolder::open(r.post);
+  if (!r.target.empty()) m.target = ModelFolder::open(r.target);
+  if (r.kind == JobKind::kApply) {
+    m.post = ModelFolder::open(r.vector);
+    const auto& meta = m.post->shards().front()->header().metadata;
+    const auto kind = meta.find("rvec.kind");
+    if (kind == meta.end() || kind->second != kVectorKind) {
+      bad_input("{}: not a vector written by `rvec extract` (its shards lack rvec.kind = {}); to combine three "
+                "models use `rvec merge`",
+                r.vector, kVectorKind);
+    }
+  }
+  return m;
+}
+
+std::string describe_task(const TensorTask& t) {
+  if (t.copied()) return t.note.empty() ? "copy from target" : t.note;
+  std::string what = t.base ? "combine" : "post - pre";
+  if (t.combined_elements != t.element_count()) {
+    what += fmt::format(" (first {} of {} elements; rest kept)", t.combined_elements, t.element_count());
+  }
+  if (!t.rule.empty()) what += fmt::format(" [{}]", t.rule);
+  return what;
+}
+
+void print_plan(const JobPlan& plan, const JobSpec& spec) {
+  for (const auto& f : plan.compatibility.findings) {
+    fmt::print("{:<7} {}: {}\n", severity_name(f.severity), f.subject, f.message);
+  }
+  for (const auto& t : plan.tasks) {
+    fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape), describe_task(t));
+  }
+  for (size_t k = 0; k < plan.outputs.size(); ++k) {
+    fmt::print("output  {}{}\n", plan.outputs[k].string(),
+               spec.kind == JobKind::kExtract ? "" : fmt::format("  (w = {})", spec.weights[k]));
+  }
+  const uint64_t total_write = plan.bytes_per_output * plan.outputs.size();
+  fmt::print("read    {} (every input byte at most once, for all {} output(s))\n", human_bytes(plan.bytes_to_read),
+             plan.outputs.size());
+  fmt::print("write   {} per output, {} in all\n", human_bytes(plan.bytes_per_output), human_bytes(total_write));
+  fmt::print("disk    {} free at {}: {}\n", human_bytes(plan.free_bytes), spec.output.string(),
+             plan.free_bytes >= total_write ? "enough" : "NOT ENOUGH (a real run would refuse)");
+}
+
+nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
+  nlohmann::ordered_json out;
+  out["kind"] = job_kind_name(spec.kind);
+  out["findings"] = nlohmann::ordered_json::array();
+  for (const auto& f : plan.compatibility.findings) {
+    out["findings"].push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject},
+                               {"message", f.message}});
+  }
+  out["tensors"] = nlohmann::ordered_json::array();
+  for (const auto& t : plan.tasks) {
+    out["tensors"].push_back({{"name", t.name}, {"dtype", std::string(dtype_name(t.out_dtype))},
+                              {"shape", t.out_shape}, {"combined_elements", t.combined_elements},
+                              {"scale", t.scale}, {"rule", t.rule}, {"note", t.note}});
+  }
+  out["outputs"] = nlohmann::ordered_json::array();
+  for (size_t k = 0; k < plan.outputs.size(); ++k) {
+    out["outputs"].push_back({{"path", plan.outputs[k].string()}, {"w", spec.weights[k]}});
+  }
+  out["bytes_to_read"] = plan.bytes_to_read;
+  out["bytes_per_output"] = plan.bytes_per_output;
+  out["bytes_to_write"] = plan.bytes_per_output * plan.outputs.size();
+  out["free_bytes"] = plan.free_bytes;
+  return out;
+}
+
+void print_result(const JobResult& result) {
+  for (const auto& o : result.outputs) {
+    std::string status = o.already_complete ? "already complete (same inputs and settings), kept" : "written";
+    if (!o.already_complete && o.shards_reused > 0) {
+      status += fmt::format("; {} verified shard(s) reused from an interrupted run", o.shards_reused);
+    }
+    fmt::print("output  {}  {}\n", o.path.string(), status);
+    for (const auto& [tensor, count] : o.nonfinite) {
+      fmt::print("warning {}: tensor \"{}\" has {} NaN/Inf value(s) where the inputs had none\n", o.path.string(),
+                 tensor, count);
+    }
+  }
+  const double rate = result.seconds > 0 ? static_cast<double>(result.bytes_read) / result.seconds : 0;
+  fmt::print("done    read {}, wrote {} in {:.1f} s ({}/s read)\n", human_bytes(result.bytes_read),
+             human_bytes(result.bytes_written), result.seconds, human_bytes(static_cast<uint64_t>(rate)));
+}
+
+nlohmann::ordered_json result_json(const JobResult& result) {
+  nlohmann::ordered_json out;
+  out["outputs"] = nlohmann::ordered_json::array();
+  for (const auto& o : result.outputs) {
+    nlohmann::ordered_json nonfinite = nlohmann::ordered_json::array();
+    for (const auto& [tensor, count] : o.nonfinite) nonfinite.push_back({{"tensor", tensor}, {"count", count}});
+    out["outputs"].push_back({{"path", o.path.string()}, {"w", o.w}, {"already_complete", o.already_complete},
+                              {"shards_reused", o.shards_reused}, {"new_nonfinite", nonfinite}});
+  }
+  out["bytes_read"] = result.bytes_read;
+  out["bytes_written"] = result.bytes_written;
+  out["seconds"] = result.seconds;
+  return out;
+}
+
+void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_text) {
+  JobSpec spec = job_spec(recipe);
+  spec.command_line = command_line();
+  spec.recipe_text = recipe_text.empty() ? recipe_yaml(recipe) : std::move(recipe_text);
+  const OpenModels models = open_models(recipe);
+  const JobPlan plan = plan_job(models.inputs(), spec);
+  if (flags.dry_run) {
+    if (flags.json) fmt::print("{}\n", plan_json(plan, spec).dump(2));
+    else print_plan(plan, spec);
+    return;
+  }
+  std::unique_ptr<ProgressBar> bar;
+  const JobResult result = run_job(models.inputs(), spec, plan, [&](uint64_t done, uint64_t total) {
+    if (!bar) bar = std::make_unique<ProgressBar>(std::string(job_kind_name(spec.kind)), total, !flags.quiet && !flags.json);
+    bar->update(done);
+  });
+  if (bar) bar->finish();
+  if (flags.json) fmt::print("{}\n", result_json(result).dump(2));
+  else if (!flags.quiet) print_result(result);
+}
+
+void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool with_rules) {
+  if (with_weights) {
+    cmd->add_option("-w,--weights", o.weights, "Weight(s) w, comma-separated: -w 0.5 or -w 0.25,0.5,0.75,1")
+        ->required();
+  }
+  cmd->add_option("-o,--output", o.recipe.output,
+                  "Output folder (one weight: the model itself; several: one subfolder w<w>/ per weight)")
+      ->required();
+  cmd->add_option("--dtype", o.recipe.dtype, "Output dtype BF16, F16 or F32 (default: the target's)");
+  cmd->add_option("--max-shard-size", o.recipe.max_shard_size, "Shard size limit, decimal units as in transformers")
+      ->capture_default_str();
+  if (with_rules) {
+    cmd->add_option("--skip", o.skip, "Leave tensors matching REGEX exactly as in the target (repeatable)");
+    cmd->add_option("--scale", o.scale, "REGEX=FACTOR: multiply w by FACTOR for matching tensors (repeatable)");
+    cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
+  }
+  cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
+  cmd->add_flag("--overwrite", o.recipe.overwrite, "Replace existing output folders");
+  cmd->add_flag("--json", o.flags.json, "Print the plan or the result as JSON");
+  cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
+}
+
+// Rules in the order given per kind: --skip first, then --scale, then --layers.
+void collect_rules(MergeOptions& o) {
+  for (const auto& s : o.skip) o.recipe.rules.push_back({s, std::nullopt, 0.0});
+  for (const auto& s : o.scale) {
+    const TensorRule parsed = TensorRule::scaled(s);  // validates
+    o.recipe.rules.push_back({s.substr(0, s.rfind('=')), std::nullopt, parsed.scale()});
+  }
+  for (const auto& s : o.layers) {
+    const TensorRule parsed = TensorRule::layers(s);
+    o.recipe.rules.push_back({std::nullopt, s.substr(0, s.rfind('=')), parsed.scale()});
+  }
+}
+
+constexpr const char* kSemantics =
+    "Every element is computed in f32 from the inputs' values, d = post - pre, out = target + w*d, and rounded\n"
+    "once to the output dtype (nearest even). Floating tensors present in all models with equal shapes are\n"
+    "combined; integer tensors are copied from the target; embedding/lm_head rows the models do not share are\n"
+    "kept from the target. Config, tokenizer and chat template come from the target. Outputs appear only when\n"
+    "complete; an interrupted run resumes when the same command is run again.";
+
+}  // namespace
+
+void add_merge_commands(CLI::App& app, int& exit_code) {
+  auto merge = std::make_shared<MergeOptions>();
+  auto* m = app.add_subcommand("merge", "target + w * (post - pre) for one or many w, in one read pass");
+  m->add_option("--pre", merge->recipe.pre, "The base the reasoning model was fine-tuned from")->required();
+  m->add_option("--post", merge->recipe.post, "The reasoning model")->required();
+  m->add_option("--target", merge->recipe.target, "The model that receives the vector")->required();
+  add_job_options(m, *merge, true, true);
+  m->footer(std::string(kSemantics) +
+            "\nExamples:\n"
+            "  rvec merge --pre Qwen2.5-32B-Instruct --post s1-32B --target EZO-32B -w 0.25,0.5,0.75,1 -o sweep\n"
+            "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run");
+  m->callback([merge, &exit_code] {
+    merge->recipe.kind = JobKind::kMerge;
+    merge->recipe.weights = parse_weight_list(merge->weights);
+    collect_rules(*merge);
+    execute(merge->recipe, merge->flags, "");
+    exit_code = 0;
+  });
+
+  auto extract = std::make_shared<MergeOptions>();
+  auto* e = app.add_subcommand("extract", "Save the reasoning vector post - pre as a model-like folder");
+  e->add_option("--pre", extract->recipe.pre, "The base model")->required();
+  e->add_option("--post", extract->recipe.post, "The reasoning model")->required();
+  add_job_options(e, *extract, false, false);
+  e->footer(
+      "The vector keeps post's tensor names and has only the embedding rows pre and post share. Store it in F32\n"
+      "(--dtype F32) and `rvec apply` gives bit-identical results to `rvec merge`; in BF16 (the default for BF16\n"
+      "models: half the size) each difference is rounded to 8 significant bits, so small deltas lose precision.\n"
+      "Example:\n  rvec extract --pre Qwen2.5-32B-Instruct --post s1-32B --dtype F32 -o s1-vector");
+  e->callback([extract, &exit_code] {
+    extract->recipe.kind = JobKind::kExtract;
+    execute(extract->recipe, extract->flags, "");
+    exit_code = 0;
+  });
+
+  auto apply = std::make_shared<MergeOptions>();
+  auto* a = app.add_subcommand("apply", "target + w * vector, for a vector saved by `rvec extract`");
+  a->add_option("--target", apply->recipe.target, "The model that receives the vector")->required();
+  a->add_option("--vector", apply->recipe.vector, "A folder written by `rvec extract`")->required();
+  add_job_options(a, *apply, true, true);
+  a->footer(std::string(kSemantics) + "\nExample:\n  rvec apply --target EZO-32B --vector s1-vector -w 0.5,1 -o out");
+  a->callback([apply, &exit_code] {
+    apply->recipe.kind = JobKind::kApply;
+    apply->recipe.weights = parse_weight_list(apply->weights);
+    collect_rules(*apply);
+    execute(apply->recipe, apply->flags, "");
+    exit_code = 0;
+  });
+
+  auto run = std::make_shared<std::pair<std::string, RunFlags>>();
+  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe");
+  r->add_option("recipe", run->first, "Recipe file (see docs/merging.md; every output stores its own)")->required();
+  r->add_flag("--dry-run", run->second.dry_run, "Print the plan and write nothing");
+  r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
+  r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
+  r->footer("Example recipe:\n" + recipe_yaml({JobKind::kMerge, "Qwen2.5-32B-Instruct", "s1-32B", "EZO-32B", "",
+                                              {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false,
+                                              {{"lm_head", std::nullopt, 0.0}}}));
+  r->callback([run, &exit_code] {
+    const Recipe recipe = read_recipe(run->first);
+    execute(recipe, run->second, read_small_file(run->first, 1'000'000));
+    exit_code = 0;
+  });
+}
+
+}  // namespace rvec::cli

@@ -1,0 +1,477 @@
+#include "merge/job.hpp"
+
+#include <fmt/format.h>
+#include <hwy/aligned_allocator.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "base/text.hpp"
+#include "io/model_writer.hpp"
+#include "io/staging.hpp"
+#include "merge/provenance.hpp"
+#include "numeric/codec.hpp"
+#include "numeric/kernels.hpp"
+
+namespace rvec {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kBlockElements = 1 << 20;  // 4 MiB of f32 per buffer
+constexpr const char* kJobMarker = ".rvec-job";
+constexpr const char* kDoneSuffix = ".rvec-done";
+
+uint64_t bytes_of(DType dtype, uint64_t elements) { return elements * dtype_bits(dtype) / 8; }
+
+// ---------------------------------------------------------------- planning --
+
+MergePlan check_compatibility(const JobInputs& in, JobKind kind) {
+  switch (kind) {
+    case JobKind::kMerge:
+      return plan_merge({in.pre, *in.post, *in.target});
+    case JobKind::kApply:
+      return plan_merge({nullptr, *in.post, *in.target, "vector", "target", true});
+    case JobKind::kExtract:
+      return plan_merge({in.pre, *in.post, *in.post, "post", "post"});
+  }
+  return {};
+}
+
+void check_weights(const JobSpec& spec) {
+  if (spec.weights.empty()) fail(ErrorKind::kUsage, "no weight given (-w 0.5 or -w 0.25,0.5,1)");
+  std::set<std::string> seen;
+  for (double w : spec.weights) {
+    if (!std::isfinite(w)) fail(ErrorKind::kUsage, "weight {} is not a finite number", w);
+    if (!seen.insert(weight_folder_name(w)).second) fail(ErrorKind::kUsage, "weight {} is given twice", w);
+  }
+}
+
+DType output_dtype(const JobSpec& spec, const TensorInfo& source) {
+  if (!is_arithmetic(source.dtype)) return source.dtype;
+  return spec.out_dtype.value_or(source.dtype);
+}
+
+TensorTask make_task(const TensorPlan& p, const JobSpec& spec) {
+  TensorTask t;
+  const TensorInfo& info = *p.target->info;
+  t.name = p.name();
+  t.out_dtype = output_dtype(spec, info);
+  t.out_shape = info.shape;
+  t.note = p.note;
+  const uint64_t row_elements = p.rows() == 0 ? 0 : info.element_count() / p.rows();
+  if (spec.kind == JobKind::kExtract) {
+    // The vector holds only the rows pre and post share.
+    t.plus = p.post;
+    t.minus = p.pre;
+    if (!t.out_shape.empty()) t.out_shape[0] = p.combined_rows;
+    t.combined_elements = p.combined_rows * row_elements;
+    return t;
+  }
+  t.base = p.target;
+  if (p.action != TensorAction::kCombine) return t;
+  if (const TensorRule* rule = first_match(spec.rules, t.name)) {
+    t.scale = rule->scale();
+    t.rule = rule->describe();
+  }
+  if (t.scale == 0.0) {
+    t.note = fmt::format("copied from target ({})", t.rule);
+    return t;
+  }
+  t.plus = p.post;
+  t.minus = p.pre;
+  t.combined_elements = p.combined_rows * row_elements;
+  return t;
+}
+
+uint64_t bytes_read_for(const TensorTask& t) {
+  uint64_t n = 0;
+  for (const ModelTensor* source : {t.plus, t.minus}) {
+    if (source) n += bytes_of(source->info->dtype, t.combined_elements);
+  }
+  if (t.base) n += t.base->info->byte_size();
+  return n;
+}
+
+std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tasks) specs.push_back({t.name, t.out_dtype, t.out_shape});
+  return specs;
+}
+
+// ---------------------------------------------------------------- outputs --
+
+// The state of one output folder across runs.
+struct OutputSlot {
+  OutputResult result;
+  std::string fingerprint;
+  std::unique_ptr<StagingDir> staging;
+  std::vector<bool> shard_done;
+
+  bool needs_shard(size_t s) const { return !result.already_complete && !shard_done[s]; }
+};
+
+bool finished_by_same_job(const fs::path& dest, const std::string& fingerprint) {
+  const auto file = dest / kProvenanceFile;
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) return false;
+  try {
+    const auto json = read_json_file(file.string(), 64'000'000);
+    return json.value("fingerprint", "") == fingerprint;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+uint64_t expected_file_size(const ShardPlan& shard, const Metadata& metadata) {
+  return 8 + build_header(safetensors_order(shard.tensors), metadata).size() + shard.tensor_bytes;
+}
+
+// A shard from an interrupted run counts only if its marker names this job,
+// its size is exact and its header validates with exactly the planned tensors.
+bool shard_verified(const StagingDir& staging, const ShardPlan& shard, const Metadata& metadata,
+                    const std::string& fingerprint) {
+  const auto file = staging.file(shard.file_name);
+  const auto marker = staging.file(shard.file_name + kDoneSuffix);
+  std::error_code ec;
+  if (!fs::is_regular_file(marker, ec) || !fs::is_regular_file(file, ec)) return false;
+  try {
+    if (read_small_file(marker.string(), 4096) != fingerprint) return false;
+    if (fs::file_size(file) != expected_file_size(shard, metadata)) return false;
+    const auto opened = SafetensorsFile::open(file.string());
+    if (opened->header().tensors.size() != shard.tensors.size()) return false;
+    for (const auto& t : shard.tensors) {
+      const TensorInfo* found = opened->header().find(t.name);
+      if (!found || found->dtype != t.dtype || found->shape != t.shape) return false;
+    }
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+void prepare_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<ShardPlan>& shards) {
+  const fs::path& dest = slot.result.path;
+  slot.shard_done.assign(shards.size(), false);
+  std::error_code ec;
+  if (fs::exists(dest, ec) && !spec.overwrite) {
+    if (finished_by_same_job(dest, slot.fingerprint)) {
+      slot.result.already_complete = true;
+      return;
+    }
+    fail(ErrorKind::kUsage, "{}: already exists and was not made by this job (pass --overwrite to replace it)",
+         dest.string());
+  }
+  // Resume only what this very job started; anything else in the partial folder is discarded.
+  const fs::path partial = staging_path_for(dest);
+  bool resume = false;
+  if (fs::is_regular_file(partial / kJobMarker, ec)) {
+    try {
+      resume = read_small_file((partial / kJobMarker).string(), 4096) == slot.fingerprint;
+    } catch (const Error&) {
+    }
+  }
+  slot.staging = std::make_unique<StagingDir>(dest, spec.overwrite, resume);
+  slot.staging->write_text(kJobMarker, slot.fingerprint);
+  const Metadata metadata = shard_metadata(spec, slot.result.w);
+  for (size_t s = 0; s < shards.size(); ++s) {
+    slot.shard_done[s] = resume && shard_verified(*slot.staging, shards[s], metadata, slot.fingerprint);
+    slot.result.shards_reused += slot.shard_done[s];
+  }
+}
+
+// ---------------------------------------------------------------- compute --
+
+bool is_nonfinite_bits(DType dtype, const std::byte* p) {
+  if (dtype == DType::kF32) {
+    uint32_t u;
+    std::memcpy(&u, p, 4);
+    return (u & 0x7F800000u) == 0x7F800000u;
+  }
+  uint16_t u;
+  std::memcpy(&u, p, 2);
+  const uint16_t exponent = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
+  return (u & exponent) == exponent;
+}
+
+uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
+  const size_t width = dtype_bits(dtype) / 8;
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += is_nonfinite_bits(dtype, data + i * width);
+  return count;
+}
+
+uint64_t count_nonfinite(std::span<const float> values) {
+  uint64_t count = 0;
+  for (float v : values) count += !std::isfinite(v);
+  return count;
+}
+
+// Streams tensors block by block from the inputs into the open shard writers
+// of every output that needs the current shard.
+class TensorStreamer {
+ public:
+  TensorStreamer(const std::vector<OutputSlot*>& targets, std::vector<float> weights)
+      : outputs_(targets), weights_(std::move(weights)) {
+    for (auto* buffer : {&plus_, &minus_, &base_, &out_}) *buffer = hwy::AllocateAligned<float>(kBlockElements);
+    raw_ = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
+    encoded_ = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
+  }
+
+  void set_writers(std::vector<SafetensorsWriter*> writers) { writers_ = std::move(writers); }
+  uint64_t bytes_read() const { return bytes_read_; }
+
+  template <typename Progress>
+  void stream(const TensorTask& task, const Progress& progress) {
+    const uint64_t total = task.element_count();
+    for (uint64_t first = 0; first < task.combined_elements; first += kBlockElements) {
+      combine_block(task, first, std::min<uint64_t>(kBlockElements, task.combined_elements - first));
+      progress(bytes_read_);
+    }
+    for (uint64_t first = task.combined_elements; first < total; first += kBlockElements) {
+      copy_block(task, first, std::min<uint64_t>(kBlockElements, total - first));
+      progress(bytes_read_);
+    }
+  }
+
+ private:
+  // Reads elements [first, first + n) of `source` and widens them to f32.
+  void load(const ModelTensor& source, uint64_t first, size_t n, float* out) {
+    const DType dtype = source.info->dtype;
+    const std::span<std::byte> raw(raw_.get(), bytes_of(dtype, n));
+    source.file->read(*source.info, bytes_of(dtype, first), raw);
+    bytes_read_ += raw.size();
+    decode_to_f32(dtype, raw.data(), std::span(out, n));
+  }
+
+  // d = plus - minus;  out_k = base + w_k * scale * d  (extract: out = d)
+  void combine_block(const TensorTask& task, uint64_t first, size_t n) {
+    load(*task.plus, first, n, plus_.get());
+    uint64_t input_nonfinite = count_nonfinite(std::span<const float>(plus_.get(), n));
+    if (task.minus) {
+      load(*task.minus, first, n, minus_.get());
+      input_nonfinite += count_nonfinite(std::span<const float>(minus_.get(), n));
+      kernels::subtract(plus_.get(), minus_.get(), plus_.get(), n);
+    }
+    const float* d = plus_.get();
+    if (task.base) {
+      load(*task.base, first, n, base_.get());
+      input_nonfinite += count_nonfinite(std::span<const float>(base_.get(), n));
+    }
+    for (size_t k = 0; k < writers_.size(); ++k) {
+      const float* result = d;
+      if (task.base) {
+        const auto w = static_cast<float>(static_cast<double>(weights_[k]) * task.scale);
+        kernels::add_scaled(base_.get(), w, d, out_.get(), n);
+        result = out_.get();
+      }
+      encode_from_f32(task.out_dtype, std::span(result, n), encoded_.get());
+      const size_t bytes = bytes_of(task.out_dtype, n);
+      if (input_nonfinite == 0) {
+        if (const uint64_t bad = count_nonfinite(task.out_dtype, encoded_.get(), n)) record_nonfinite(k, task, bad);
+      }
+      writers_[k]->append(std::span(encoded_.get(), bytes));
+    }
+  }
+
+  // Elements the vector does not touch: the target's values, converted only
+  // if the output dtype differs (so raw bytes, NaN payloads included, survive).
+  void copy_block(const TensorTask& task, uint64_t first, size_t n) {
+    const TensorInfo& info = *task.base->info;
+    if (info.dtype == task.out_dtype || !is_arithmetic(info.dtype)) {
+      const std::span<std::byte> raw(raw_.get(), bytes_of(info.dtype, n));
+      task.base->file->read(info, bytes_of(info.dtype, first), raw);
+      bytes_read_ += raw.size();
+      for (auto* writer : writers_) writer->append(raw);
+      return;
+    }
+    load(*task.base, first, n, base_.get());
+    encode_from_f32(task.out_dtype, std::span<const float>(base_.get(), n), encoded_.get());
+    for (auto* writer : writers_) writer->append(std::span(encoded_.get(), bytes_of(task.out_dtype, n)));
+  }
+
+  void record_nonfinite(size_t k, const TensorTask& task, uint64_t count) {
+    auto& list = outputs_[k]->result.nonfinite;
+    if (!list.empty() && list.back().first == task.name) {
+      list.back().second += count;
+    } else {
+      list.emplace_back(task.name, count);
+    }
+  }
+
+  std::vector<OutputSlot*> outputs_;
+  std::vector<float> weights_;
+  std::vector<SafetensorsWriter*> writers_;
+  hwy::AlignedFreeUniquePtr<float[]> plus_, minus_, base_, out_;
+  hwy::AlignedFreeUniquePtr<std::byte[]> raw_, encoded_;
+  uint64_t bytes_read_ = 0;
+};
+
+// ---------------------------------------------------------------- finishing --
+
+void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan) {
+  const ModelFolder* source = spec.kind == JobKind::kExtract ? inputs.post : inputs.target;
+  if (!source->is_folder()) return;
+  const fs::path dir(source->path());
+  for (const auto& name : source->aux_files()) {
+    if (name == "README.md") continue;  // replaced by the model card
+    if (spec.kind == JobKind::kExtract && name != "config.json") continue;
+    if (name == "config.json" && spec.out_dtype) {
+      auto config = read_json_file((dir / name).string(), 16'000'000);
+      const DType dtype = *spec.out_dtype;
+      const char* torch = dtype == DType::kBF16 ? "bfloat16" : dtype == DType::kF16 ? "float16" : "float32";
+      if (config.contains("dtype")) config["dtype"] = torch;
+      else config["torch_dtype"] = torch;
+      slot.staging->write_text(name, config.dump(2) + "\n");
+      continue;
+    }
+    slot.staging->copy_in(dir / name, name);
+  }
+  (void)plan;
+}
+
+void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
+                 const std::vector<ShardPlan>& shards) {
+  if (shards.size() > 1) slot.staging->write_text("model.safetensors.index.json", index_json(shards));
+  copy_aux_files(slot, inputs, spec, plan);
+  slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result));
+  if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
+  slot.staging->write_text(kProvenanceFile,
+                           provenance(inputs, spec, plan, slot.result, slot.fingerprint).dump(2) + "\n");
+  for (const auto& shard : shards) fs::remove(slot.staging->file(shard.file_name + kDoneSuffix));
+  fs::remove(slot.staging->file(kJobMarker));
+  slot.staging->commit();
+}
+
+}  // namespace
+
+std::string_view job_kind_name(JobKind kind) {
+  switch (kind) {
+    case JobKind::kMerge: return "merge";
+    case JobKind::kApply: return "apply";
+    case JobKind::kExtract: return "extract";
+  }
+  return "?";
+}
+
+std::string weight_folder_name(double w) { return fmt::format("w{}", w); }
+
+uint64_t TensorTask::element_count() const {
+  uint64_t n = 1;
+  for (uint64_t d : out_shape) n *= d;
+  return n;
+}
+
+JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
+  JobPlan plan;
+  if (spec.kind != JobKind::kExtract) check_weights(spec);
+  if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
+    fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
+  }
+  plan.compatibility = check_compatibility(inputs, spec.kind);
+  if (!plan.compatibility.compatible()) {
+    for (const auto& f : plan.compatibility.findings) {
+      if (f.severity == Severity::kError) {
+        fail(ErrorKind::kIncompatible, "{}: {} ({} error(s) in all; `rvec check` lists them)", f.subject, f.message,
+             plan.compatibility.count(Severity::kError));
+      }
+    }
+  }
+  for (const auto& p : plan.compatibility.tensors) plan.tasks.push_back(make_task(p, spec));
+  for (const auto& t : plan.tasks) plan.bytes_to_read += bytes_read_for(t);
+  const auto specs = output_specs(plan.tasks);
+  for (const auto& shard : plan_shards(specs, spec.max_shard_bytes)) {
+    plan.bytes_per_output += expected_file_size(shard, shard_metadata(spec, spec.weights.empty() ? 1 : spec.weights[0]));
+  }
+  const std::vector<double> weights = spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
+  for (double w : weights) {
+    plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
+  }
+  plan.free_bytes = free_bytes_at(spec.output);
+  return plan;
+}
+
+JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<double> weights = spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
+  const auto shards = plan_shards(output_specs(plan.tasks), spec.max_shard_bytes);
+
+  std::vector<OutputSlot> slots(weights.size());
+  for (size_t k = 0; k < weights.size(); ++k) {
+    slots[k].result.path = plan.outputs[k];
+    slots[k].result.w = weights[k];
+    slots[k].fingerprint = output_fingerprint(inputs, spec, weights[k]);
+  }
+  uint64_t bytes_needed = 0;
+  for (auto& slot : slots) {
+    prepare_slot(slot, spec, shards);
+    if (slot.result.already_complete) continue;
+    const Metadata metadata = shard_metadata(spec, slot.result.w);
+    for (size_t s = 0; s < shards.size(); ++s) {
+      if (!slot.shard_done[s]) bytes_needed += expected_file_size(shards[s], metadata);
+    }
+  }
+  const uint64_t free = free_bytes_at(spec.output);
+  if (bytes_needed > free) {
+    fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free (nothing was written)",
+         spec.output.string(), human_bytes(bytes_needed), human_bytes(free));
+  }
+
+  std::map<std::string, const TensorTask*> task_by_name;
+  for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
+
+  JobResult result;
+  uint64_t skipped_read = 0;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    std::vector<OutputSlot*> active;
+    std::vector<float> active_weights;
+    for (auto& slot : slots) {
+      if (slot.needs_shard(s)) {
+        active.push_back(&slot);
+        active_weights.push_back(static_cast<float>(slot.result.w));
+      }
+    }
+    if (active.empty()) {
+      for (const auto& spec_t : shards[s].tensors) skipped_read += bytes_read_for(*task_by_name.at(spec_t.name));
+      if (progress) progress(skipped_read + result.bytes_read, plan.bytes_to_read);
+      continue;
+    }
+    TensorStreamer streamer(active, active_weights);
+    std::vector<std::unique_ptr<SafetensorsWriter>> writers;
+    std::vector<SafetensorsWriter*> raw_writers;
+    for (auto* slot : active) {
+      writers.push_back(std::make_unique<SafetensorsWriter>(slot->staging->file(shards[s].file_name).string(),
+                                                            shards[s].tensors, shard_metadata(spec, slot->result.w)));
+      raw_writers.push_back(writers.back().get());
+    }
+    streamer.set_writers(raw_writers);
+    const uint64_t read_before = result.bytes_read + skipped_read;
+    for (const auto& t : writers.front()->order()) {
+      streamer.stream(*task_by_name.at(t.name), [&](uint64_t read) {
+        if (progress) progress(read_before + read, plan.bytes_to_read);
+      });
+    }
+    for (size_t k = 0; k < active.size(); ++k) {
+      writers[k]->finish();
+      result.bytes_written += writers[k]->total_size();
+      active[k]->staging->write_text(shards[s].file_name + kDoneSuffix, active[k]->fingerprint);
+    }
+    result.bytes_read += streamer.bytes_read();
+  }
+  for (const auto* shard_input : {inputs.pre, inputs.post, inputs.target}) {
+    if (!shard_input) continue;
+    for (const auto& f : shard_input->shards()) f->check_unchanged();
+  }
+  for (auto& slot : slots) {
+    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, shards);
+    result.outputs.push_back(slot.result);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace rvec

@@ -1,0 +1,146 @@
+#include "merge/provenance.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "base/hash.hpp"
+#include "base/json.hpp"
+
+namespace rvec {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+ojson describe_model(const ModelFolder& model) {
+  ojson shards = ojson::array();
+  for (const auto& shard : model.shards()) {
+    shards.push_back({{"file", std::filesystem::path(shard->path()).filename().string()},
+                      {"bytes", shard->file_size()},
+                      {"header_fnv1a64", hex64(shard->header().json_hash)}});
+  }
+  const auto config = std::filesystem::path(model.path()) / "config.json";
+  std::error_code ec;
+  ojson config_hash = nullptr;
+  if (model.is_folder() && std::filesystem::is_regular_file(config, ec)) {
+    config_hash = hex64(fnv1a64(read_small_file(config.string(), 16'000'000)));
+  }
+  return {{"path", std::filesystem::absolute(model.path()).lexically_normal().string()},
+          {"architecture", model.config() ? ojson(model.config()->architecture()) : ojson(nullptr)},
+          {"config_fnv1a64", config_hash},
+          {"shards", shards}};
+}
+
+std::string formula(JobKind kind) {
+  switch (kind) {
+    case JobKind::kMerge: return "target + w * (post - pre)";
+    case JobKind::kApply: return "target + w * vector";
+    case JobKind::kExtract: return "post - pre";
+  }
+  return "";
+}
+
+ojson rules_json(const JobSpec& spec) {
+  ojson rules = ojson::array();
+  for (const auto& r : spec.rules) rules.push_back(r.describe());
+  return rules;
+}
+
+std::string name_of(const ModelFolder* model) {
+  return model ? std::filesystem::path(model->path()).lexically_normal().filename().string() : "";
+}
+
+}  // namespace
+
+ojson describe_inputs(const JobInputs& inputs) {
+  ojson out = ojson::object();
+  if (inputs.pre) out["pre"] = describe_model(*inputs.pre);
+  if (inputs.post) out[inputs.pre ? "post" : "vector"] = describe_model(*inputs.post);
+  if (inputs.target) out["target"] = describe_model(*inputs.target);
+  return out;
+}
+
+std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w) {
+  const ojson key = {{"rvec", RVEC_VERSION},
+                     {"kind", job_kind_name(spec.kind)},
+                     {"w", w},
+                     {"rules", rules_json(spec)},
+                     {"dtype", spec.out_dtype ? std::string(dtype_name(*spec.out_dtype)) : "default"},
+                     {"max_shard_bytes", spec.max_shard_bytes},
+                     {"inputs", describe_inputs(inputs)}};
+  return hex64(fnv1a64(key.dump()));
+}
+
+Metadata shard_metadata(const JobSpec& spec, double w) {
+  Metadata m = {{"rvec.version", RVEC_VERSION},
+                {"rvec.kind", spec.kind == JobKind::kExtract ? kVectorKind : std::string(job_kind_name(spec.kind))},
+                {"rvec.formula", formula(spec.kind)}};
+  if (spec.kind != JobKind::kExtract) m["rvec.w"] = fmt::format("{}", w);
+  return m;
+}
+
+ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
+                 const std::string& fingerprint) {
+  size_t combined = 0, copied = 0;
+  ojson notes = ojson::array();
+  for (const auto& t : plan.tasks) {
+    (t.copied() ? copied : combined) += 1;
+    if (!t.note.empty()) notes.push_back({{"tensor", t.name}, {"note", t.note}});
+  }
+  ojson nonfinite = ojson::array();
+  for (const auto& [tensor, count] : output.nonfinite) nonfinite.push_back({{"tensor", tensor}, {"count", count}});
+  ojson out = {{"rvec_version", RVEC_VERSION},
+               {"kind", spec.kind == JobKind::kExtract ? kVectorKind : job_kind_name(spec.kind)},
+               {"formula", formula(spec.kind)},
+               {"arithmetic", "f32 per element, rounded once to the output dtype (nearest even)"},
+               {"fingerprint", fingerprint},
+               {"inputs", describe_inputs(inputs)},
+               {"rules", rules_json(spec)},
+               {"dtype", spec.out_dtype ? ojson(std::string(dtype_name(*spec.out_dtype))) : ojson("as target")},
+               {"tensors", {{"combined", combined}, {"copied", copied}, {"notes", notes}}},
+               {"new_nonfinite_values", nonfinite},
+               {"command", spec.command_line},
+               {"recipe", spec.recipe_text.empty() ? ojson(nullptr) : ojson(spec.recipe_text)}};
+  if (spec.kind != JobKind::kExtract) out["w"] = output.w;
+  return out;
+}
+
+std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output) {
+  std::string bases;
+  for (const ModelFolder* m : {inputs.target, inputs.post, inputs.pre}) {
+    if (m) bases += fmt::format("- {}\n", name_of(m));
+  }
+  std::string what;
+  switch (spec.kind) {
+    case JobKind::kMerge:
+      what = fmt::format("`{}` + w · (`{}` − `{}`) with **w = {}**: the reasoning vector of `{}` over `{}` added to `{}`.",
+                         name_of(inputs.target), name_of(inputs.post), name_of(inputs.pre), output.w,
+                         name_of(inputs.post), name_of(inputs.pre), name_of(inputs.target));
+      break;
+    case JobKind::kApply:
+      what = fmt::format("`{}` + w · `{}` with **w = {}** (a saved reasoning vector).", name_of(inputs.target),
+                         name_of(inputs.post), output.w);
+      break;
+    case JobKind::kExtract:
+      what = fmt::format("a reasoning vector: `{}` − `{}`, stored as {}. It is not a model; add it to a model of the "
+                         "same architecture with `rvec apply`.",
+                         name_of(inputs.post), name_of(inputs.pre),
+                         plan.tasks.empty() ? "?" : std::string(dtype_name(plan.tasks.front().out_dtype)));
+      break;
+  }
+  size_t copied = 0;
+  for (const auto& t : plan.tasks) copied += t.copied();
+  std::string rules;
+  for (const auto& r : spec.rules) rules += fmt::format("- {}\n", r.describe());
+  if (rules.empty()) rules = "- none: every floating tensor receives the full w\n";
+  return fmt::format(
+      "---\nbase_model:\n{}library_name: transformers\ntags:\n- merge\n- rvec\n- reasoning-vector\n---\n\n"
+      "# {}\n\nThis is {}\n\nMade with rvec {} in one streaming pass: every element computed in f32 from the inputs' "
+      "values and rounded once to the output dtype (round to nearest even).\n\n"
+      "## Recipe\n\n- formula: `{}`\n- tensors: {} ({} copied unchanged from the target)\n- tensor rules:\n{}\n"
+      "Command:\n\n```\n{}\n```\n\nFull provenance (input header hashes, rules, notes): `{}`.\n",
+      bases, output.path.filename().string(), what, RVEC_VERSION, formula(spec.kind), plan.tasks.size(), copied,
+      rules, spec.command_line, kProvenanceFile);
+}
+
+}  // namespace rvec

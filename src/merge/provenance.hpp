@@ -1,0 +1,32 @@
+// What every output of a job says about where it came from: safetensors
+// metadata, rvec_provenance.json, and a Hugging Face style model card.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "io/writer.hpp"
+#include "merge/job.hpp"
+
+namespace rvec {
+
+inline constexpr const char* kProvenanceFile = "rvec_provenance.json";
+inline constexpr const char* kRecipeFile = "rvec_recipe.yaml";
+inline constexpr const char* kVectorKind = "reasoning-vector";
+
+// Paths and FNV-1a hashes of every shard header and config.json of the inputs.
+nlohmann::ordered_json describe_inputs(const JobInputs& inputs);
+
+// Identifies one output of one job: same inputs, weight, rules, dtype and
+// sharding give the same fingerprint (used to resume and to reuse outputs).
+std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w);
+
+// __metadata__ written into every shard of an output.
+Metadata shard_metadata(const JobSpec& spec, double w);
+
+nlohmann::ordered_json provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
+                                  const OutputResult& output, const std::string& fingerprint);
+
+std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output);
+
+}  // namespace rvec

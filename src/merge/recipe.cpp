@@ -1,0 +1,180 @@
+#include "merge/recipe.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "base/text.hpp"
+
+namespace rvec {
+namespace {
+
+[[noreturn]] void recipe_error(const std::string& origin, const YAML::Node& node, const std::string& what) {
+  const auto mark = node.Mark();
+  if (mark.line >= 0) bad_input("{}:{}: {}", origin, mark.line + 1, what);
+  bad_input("{}: {}", origin, what);
+}
+
+template <typename T>
+T scalar(const YAML::Node& node, const std::string& origin, const char* field, const char* expected) {
+  if (!node.IsScalar()) recipe_error(origin, node, fmt::format("field \"{}\" must be {}", field, expected));
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    recipe_error(origin, node, fmt::format("field \"{}\" must be {}", field, expected));
+  }
+}
+
+std::string string_field(const YAML::Node& root, const char* field, const std::string& origin) {
+  const auto node = root[field];
+  return node ? scalar<std::string>(node, origin, field, "a string") : std::string();
+}
+
+JobKind parse_kind(const std::string& text, const YAML::Node& node, const std::string& origin) {
+  if (text == "merge" || text.empty()) return JobKind::kMerge;
+  if (text == "apply") return JobKind::kApply;
+  if (text == "extract") return JobKind::kExtract;
+  recipe_error(origin, node, fmt::format("field \"kind\" is \"{}\", not merge, apply or extract", text));
+}
+
+}  // namespace
+
+std::vector<double> parse_weight_list(const std::string& text) {
+  std::vector<double> weights;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    double value = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || !std::isfinite(value)) {
+      fail(ErrorKind::kUsage, "weight \"{}\" in \"{}\" is not a number", item, text);
+    }
+    weights.push_back(value);
+    start = comma + 1;
+  }
+  return weights;
+}
+
+Recipe parse_recipe(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    bad_input("{}:{}: not valid YAML ({})", origin, e.mark.line + 1, e.msg);
+  }
+  if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
+  static const std::set<std::string> kKnown = {"kind", "pre", "post", "target", "vector", "weights", "output",
+                                               "dtype", "max_shard_size", "overwrite", "rules"};
+  for (const auto& entry : root) {
+    const auto key = entry.first.as<std::string>();
+    if (!kKnown.contains(key)) recipe_error(origin, entry.first, fmt::format("unknown field \"{}\"", key));
+  }
+  Recipe r;
+  r.kind = parse_kind(string_field(root, "kind", origin), root["kind"], origin);
+  r.pre = string_field(root, "pre", origin);
+  r.post = string_field(root, "post", origin);
+  r.target = string_field(root, "target", origin);
+  r.vector = string_field(root, "vector", origin);
+  r.output = string_field(root, "output", origin);
+  if (const auto dtype = root["dtype"]) r.dtype = scalar<std::string>(dtype, origin, "dtype", "BF16, F16 or F32");
+  if (const auto size = root["max_shard_size"]) r.max_shard_size = scalar<std::string>(size, origin, "max_shard_size", "a size like 5GB");
+  if (const auto overwrite = root["overwrite"]) r.overwrite = scalar<bool>(overwrite, origin, "overwrite", "true or false");
+  if (const auto weights = root["weights"]) {
+    if (weights.IsScalar()) {
+      r.weights.push_back(scalar<double>(weights, origin, "weights", "a number or a list of numbers"));
+    } else if (weights.IsSequence()) {
+      for (const auto& w : weights) r.weights.push_back(scalar<double>(w, origin, "weights", "a list of numbers"));
+    } else {
+      recipe_error(origin, weights, "field \"weights\" must be a number or a list of numbers");
+    }
+  }
+  if (const auto rules = root["rules"]) {
+    if (!rules.IsSequence()) recipe_error(origin, rules, "field \"rules\" must be a list");
+    for (const auto& rule : rules) {
+      if (!rule.IsMap()) recipe_error(origin, rule, "each rule must be a mapping with match/layers and scale");
+      RecipeRule out;
+      for (const auto& entry : rule) {
+        const auto key = entry.first.as<std::string>();
+        if (key == "match") out.match = scalar<std::string>(entry.second, origin, "match", "a regex");
+        else if (key == "layers") out.layers = scalar<std::string>(entry.second, origin, "layers", "a range like 0-7");
+        else if (key == "scale") out.scale = scalar<double>(entry.second, origin, "scale", "a number");
+        else recipe_error(origin, entry.first, fmt::format("unknown rule field \"{}\"", key));
+      }
+      if (!rule["scale"]) recipe_error(origin, rule, "a rule needs \"scale\" (0 leaves the tensor as in the target)");
+      r.rules.push_back(out);
+    }
+  }
+  const auto require = [&](const std::string& value, const char* field) {
+    if (value.empty()) bad_input("{}: field \"{}\" is required for kind {}", origin, field, job_kind_name(r.kind));
+  };
+  require(r.output, "output");
+  if (r.kind != JobKind::kApply) require(r.pre, "pre"), require(r.post, "post");
+  if (r.kind != JobKind::kExtract) require(r.target, "target");
+  if (r.kind == JobKind::kApply) require(r.vector, "vector");
+  if (r.kind != JobKind::kExtract && r.weights.empty()) bad_input("{}: field \"weights\" is required", origin);
+  return r;
+}
+
+Recipe read_recipe(const std::string& path) { return parse_recipe(read_small_file(path, 1'000'000), path); }
+
+std::string recipe_yaml(const Recipe& r) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "kind" << YAML::Value << std::string(job_kind_name(r.kind));
+  for (const auto& [key, value] : {std::pair{"pre", &r.pre}, std::pair{"post", &r.post},
+                                   std::pair{"target", &r.target}, std::pair{"vector", &r.vector}}) {
+    if (!value->empty()) out << YAML::Key << key << YAML::Value << *value;
+  }
+  if (r.kind != JobKind::kExtract) {
+    out << YAML::Key << "weights" << YAML::Value << YAML::Flow << r.weights;
+  }
+  out << YAML::Key << "output" << YAML::Value << r.output;
+  if (r.dtype) out << YAML::Key << "dtype" << YAML::Value << *r.dtype;
+  out << YAML::Key << "max_shard_size" << YAML::Value << r.max_shard_size;
+  if (!r.rules.empty()) {
+    out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
+    for (const auto& rule : r.rules) {
+      out << YAML::BeginMap;
+      if (rule.match) out << YAML::Key << "match" << YAML::Value << YAML::DoubleQuoted << *rule.match;
+      if (rule.layers) out << YAML::Key << "layers" << YAML::Value << *rule.layers;
+      out << YAML::Key << "scale" << YAML::Value << rule.scale << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+JobSpec job_spec(const Recipe& r) {
+  JobSpec spec;
+  spec.kind = r.kind;
+  spec.weights = r.kind == JobKind::kExtract ? std::vector<double>{1.0} : r.weights;
+  spec.output = r.output;
+  spec.overwrite = r.overwrite;
+  if (r.dtype) {
+    std::string upper;
+    for (char c : *r.dtype) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    const auto dtype = parse_dtype(upper);
+    if (!dtype || !is_arithmetic(*dtype)) fail(ErrorKind::kUsage, "dtype \"{}\" is not BF16, F16 or F32", *r.dtype);
+    spec.out_dtype = dtype;
+  }
+  const auto shard = parse_byte_size(r.max_shard_size);
+  if (!shard) fail(ErrorKind::kUsage, "max shard size \"{}\" is not a size like 5GB or 500MB", r.max_shard_size);
+  spec.max_shard_bytes = *shard;
+  if (r.kind == JobKind::kExtract && !r.rules.empty()) {
+    fail(ErrorKind::kUsage, "tensor rules apply when a vector is added (merge or apply), not to extract");
+  }
+  for (const auto& rule : r.rules) {
+    std::optional<std::pair<uint64_t, uint64_t>> layers;
+    if (rule.layers) layers = parse_layer_range(*rule.layers);
+    spec.rules.emplace_back(rule.match, layers, rule.scale);
+  }
+  return spec;
+}
+
+}  // namespace rvec

@@ -1,0 +1,58 @@
+// A merge described as data: what `rvec merge/apply/extract` flags build and
+// what `rvec run recipe.yaml` reads. Every output stores its recipe as
+// rvec_recipe.yaml, so `rvec run OUT/rvec_recipe.yaml` redoes the job.
+//
+//   kind: merge                 # merge | apply | extract
+//   pre: models/Qwen2.5-32B-Instruct
+//   post: models/s1-32B
+//   target: models/EZO-Qwen2.5-32B-Instruct
+//   weights: [0.25, 0.5, 0.75, 1.0]
+//   output: out/sweep
+//   dtype: BF16                 # optional; default: the target's
+//   max_shard_size: 5GB
+//   rules:                      # first match wins
+//     - match: "embed_tokens|lm_head"
+//       scale: 0
+//     - layers: 0-7
+//       scale: 0.5
+//
+// Relative paths are taken relative to the current directory.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "merge/job.hpp"
+
+namespace rvec {
+
+struct RecipeRule {
+  std::optional<std::string> match;
+  std::optional<std::string> layers;  // "A-B" or "N"
+  double scale = 0;
+};
+
+struct Recipe {
+  JobKind kind = JobKind::kMerge;
+  std::string pre, post, target, vector;
+  std::vector<double> weights;
+  std::string output;
+  std::optional<std::string> dtype;
+  std::string max_shard_size = "5GB";
+  bool overwrite = false;
+  std::vector<RecipeRule> rules;
+};
+
+// Reads a recipe; errors name the file, line and field.
+Recipe read_recipe(const std::string& path);
+Recipe parse_recipe(const std::string& text, const std::string& origin);
+std::string recipe_yaml(const Recipe& recipe);
+
+// The JobSpec a recipe describes (rules compiled, sizes parsed).
+JobSpec job_spec(const Recipe& recipe);
+
+// Parses "0.25,0.5,1" into weights.
+std::vector<double> parse_weight_list(const std::string& text);
+
+}  // namespace rvec
