@@ -51,8 +51,10 @@ std::vector<std::byte> as_bytes(std::string_view text) {
   return {p, p + text.size()};
 }
 
-RunResult run_rvec(const std::string& args) {
-  const std::string command = std::string(RVEC_CLI_PATH) + " " + args + " 2>&1";
+RunResult run_rvec(const std::string& args) { return run_shell(std::string(RVEC_CLI_PATH) + " " + args); }
+
+RunResult run_shell(const std::string& command_line) {
+  const std::string command = "(" + command_line + ") 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("popen failed");
   std::string output;

@@ -37,6 +37,7 @@ struct RunResult {
   std::string output;
 };
 RunResult run_rvec(const std::string& args);
+RunResult run_shell(const std::string& command);
 
 // The repository root (for ../shared/data lookups).
 std::filesystem::path source_dir();

@@ -4,8 +4,11 @@
 #include <hwy/aligned_allocator.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 
 #include "base/error.hpp"
@@ -46,7 +49,9 @@ void check_weights(const JobSpec& spec) {
   if (spec.weights.empty()) fail(ErrorKind::kUsage, "no weight given (-w 0.5 or -w 0.25,0.5,1)");
   std::set<std::string> seen;
   for (double w : spec.weights) {
-    if (!std::isfinite(w)) fail(ErrorKind::kUsage, "weight {} is not a finite number", w);
+    if (!std::isfinite(w) || std::fabs(w) > std::numeric_limits<float>::max()) {
+      fail(ErrorKind::kUsage, "weight {} is not a finite f32 number", w);
+    }
     if (!seen.insert(weight_folder_name(w)).second) fail(ErrorKind::kUsage, "weight {} is given twice", w);
   }
 }
@@ -347,6 +352,14 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
   slot.staging->commit();
 }
 
+// Fault injection for the resume tests: RVEC_TEST_KILL_AFTER_SHARDS=N makes
+// the process kill itself (SIGKILL, like an OOM kill or a power cut would)
+// after its N-th output shard is complete.
+void maybe_kill_for_test(uint64_t shards_written) {
+  const char* limit = std::getenv("RVEC_TEST_KILL_AFTER_SHARDS");
+  if (limit != nullptr && shards_written == std::strtoull(limit, nullptr, 10)) std::raise(SIGKILL);
+}
+
 }  // namespace
 
 std::string_view job_kind_name(JobKind kind) {
@@ -426,6 +439,7 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
 
   JobResult result;
   uint64_t skipped_read = 0;
+  uint64_t shards_written = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
     std::vector<OutputSlot*> active;
     std::vector<float> active_weights;
@@ -461,6 +475,7 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
       active[k]->staging->write_text(shards[s].file_name + kDoneSuffix, active[k]->fingerprint);
     }
     result.bytes_read += streamer.bytes_read();
+    maybe_kill_for_test(++shards_written);
   }
   for (const auto* shard_input : {inputs.pre, inputs.post, inputs.target}) {
     if (!shard_input) continue;

@@ -102,3 +102,84 @@ TEST_F(Cli, GenFamilyRefusesToOverwrite) {
 
 }  // namespace
 }  // namespace rvec
+
+namespace rvec {
+namespace {
+
+std::string fam_args(const fs::path& fam) {
+  return "--pre " + (fam / "pre").string() + " --post " + (fam / "post").string() + " --target " +
+         (fam / "target").string();
+}
+
+TEST(CliMerge, KilledRunLeavesNothingFinishedAndResumesToIdenticalBytes) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  const std::string common = "merge " + fam_args(dir / "fam") + " -w 0.5,1 --max-shard-size 60kB -q -o ";
+  ASSERT_EQ(run_rvec(common + (dir / "clean").string()).exit_code, 0);
+
+  const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=2 " + std::string(RVEC_CLI_PATH) + " " + common +
+                               (dir / "out").string() + "; echo exit=$?");
+  EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << killed.output;  // SIGKILL
+  EXPECT_FALSE(fs::exists(dir / "out" / "w0.5"));
+  EXPECT_TRUE(fs::exists(dir / "out" / ".w0.5.rvec-partial"));
+
+  const auto resumed = run_rvec(common.substr(0, common.size() - 6) + " --json -o " + (dir / "out").string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto j = nlohmann::json::parse(resumed.output);
+  EXPECT_EQ(j["outputs"][0]["shards_reused"], 2) << resumed.output;
+  EXPECT_FALSE(fs::exists(dir / "out" / ".w0.5.rvec-partial"));
+  for (const char* w : {"w0.5", "w1"}) {
+    for (const auto& entry : fs::directory_iterator(dir / "clean" / w)) {
+      if (entry.path().extension() != ".safetensors") continue;
+      EXPECT_EQ(test::read_file(entry.path()), test::read_file(dir / "out" / w / entry.path().filename()))
+          << w << " " << entry.path().filename();
+    }
+  }
+}
+
+TEST(CliMerge, DryRunWritesNothingAndShowsRules) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  const auto r = run_rvec("merge " + fam_args(dir / "fam") + " -w 0.5 -o " + (dir / "out").string() +
+                          " --skip norm --dry-run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("copied from target (match 'norm' scale 0)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("disk "), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(CliMerge, RecipeSavedInTheOutputRedoesTheJob) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  ASSERT_EQ(run_rvec("merge " + fam_args(dir / "fam") + " -w 0.75 -q -o " + (dir / "a").string()).exit_code, 0);
+  std::string recipe = test::read_file(dir / "a" / "rvec_recipe.yaml");
+  const auto pos = recipe.find("output: ");
+  recipe = recipe.substr(0, pos) + "output: " + (dir / "b").string() + "\n" +
+           recipe.substr(recipe.find('\n', pos) + 1);
+  test::write_file(dir / "r.yaml", recipe);
+  const auto r = run_rvec("run -q " + (dir / "r.yaml").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(test::read_file(dir / "a" / "model.safetensors"), test::read_file(dir / "b" / "model.safetensors"));
+}
+
+TEST(CliMerge, ApplyRefusesSomethingThatIsNotAVector) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  const auto r = run_rvec("apply --target " + (dir / "fam" / "target").string() + " --vector " +
+                          (dir / "fam" / "post").string() + " -w 1 -o " + (dir / "out").string());
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("not a vector written by `rvec extract`"), std::string::npos) << r.output;
+}
+
+TEST(CliMerge, IncompatibleMergeExitsThree) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "big").string() + " --shape 0.5b --sparse -q").exit_code, 0);
+  const auto r = run_rvec("merge --pre " + (dir / "fam" / "pre").string() + " --post " + (dir / "big" / "post").string() +
+                          " --target " + (dir / "fam" / "target").string() + " -w 1 -o " + (dir / "out").string());
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+}  // namespace
+}  // namespace rvec

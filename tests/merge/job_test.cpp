@@ -1,0 +1,318 @@
+// Bit-exact tests of merge / extract / apply against an independent scalar
+// reference written here (not shared with the library).
+#include "merge/job.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "base/error.hpp"
+#include "io/staging.hpp"
+#include "merge/provenance.hpp"
+#include "model/synthetic.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+
+// --- the reference -------------------------------------------------------------
+
+float ref_decode(DType dtype, const std::byte* p) {
+  if (dtype == DType::kF32) {
+    float f;
+    std::memcpy(&f, p, 4);
+    return f;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  if (dtype == DType::kF16) {
+    _Float16 h;
+    std::memcpy(&h, &bits, 2);
+    return static_cast<float>(h);
+  }
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
+
+// Nearest bf16 by exact comparison of the two neighbours, ties to even.
+uint16_t ref_round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);
+  const uint16_t down = static_cast<uint16_t>(u >> 16), up = static_cast<uint16_t>(down + 1);
+  if ((u & 0xFFFF) == 0) return down;
+  auto value = [](uint16_t b) {
+    if ((b & 0x7FFF) == 0x7F80) return std::copysign(std::ldexp(1.0, 128), (b & 0x8000) ? -1.0 : 1.0);
+    const uint32_t w = static_cast<uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &w, 4);
+    return static_cast<double>(f);
+  };
+  const double dd = std::fabs(x - value(down)), du = std::fabs(value(up) - x);
+  return dd < du ? down : du < dd ? up : (down & 1) ? up : down;
+}
+
+void ref_encode(DType dtype, float x, std::byte* out) {
+  if (dtype == DType::kF32) {
+    std::memcpy(out, &x, 4);
+  } else if (dtype == DType::kF16) {
+    const _Float16 h = static_cast<_Float16>(x);
+    std::memcpy(out, &h, 2);
+  } else {
+    const uint16_t b = ref_round_bf16(x);
+    std::memcpy(out, &b, 2);
+  }
+}
+
+// Expected bytes of tensor `name` in target + w * (post - pre), rows beyond
+// the shared ones copied from the target, `scale` from the rules.
+std::vector<std::byte> reference_merge(const ModelFolder& pre, const ModelFolder& post, const ModelFolder& target,
+                                       const std::string& name, double w, double scale, DType out_dtype) {
+  const ModelTensor* t = target.find(name);
+  const ModelTensor* p = post.find_resolving_tied(name);
+  const ModelTensor* q = pre.find_resolving_tied(name);
+  const auto tb = t->file->map(*t->info), pb = p->file->map(*p->info), qb = q->file->map(*q->info);
+  const uint64_t n = t->info->element_count();
+  const uint64_t shared = std::min({n, p->info->element_count(), q->info->element_count()});
+  const size_t tw = dtype_bits(t->info->dtype) / 8, pw = dtype_bits(p->info->dtype) / 8,
+               qw = dtype_bits(q->info->dtype) / 8, ow = dtype_bits(out_dtype) / 8;
+  const float wf = static_cast<float>(w * scale);
+  std::vector<std::byte> out(n * ow);
+  for (uint64_t i = 0; i < n; ++i) {
+    const float tv = ref_decode(t->info->dtype, tb.data() + i * tw);
+    float r = tv;
+    if (i < shared && scale != 0.0) {
+      const float d = ref_decode(p->info->dtype, pb.data() + i * pw) - ref_decode(q->info->dtype, qb.data() + i * qw);
+      const float product = wf * d;
+      r = tv + product;
+    }
+    ref_encode(out_dtype, r, out.data() + i * ow);
+  }
+  return out;
+}
+
+std::vector<std::byte> bytes_of(const ModelFolder& model, const std::string& name) {
+  const ModelTensor* t = model.find(name);
+  EXPECT_NE(t, nullptr) << name;
+  if (!t) return {};
+  const auto span = t->file->map(*t->info);
+  return {span.begin(), span.end()};
+}
+
+// --- fixtures ------------------------------------------------------------------
+
+struct Family {
+  std::unique_ptr<ModelFolder> pre, post, target;
+  explicit Family(const fs::path& dir)
+      : pre(ModelFolder::open((dir / "pre").string())),
+        post(ModelFolder::open((dir / "post").string())),
+        target(ModelFolder::open((dir / "target").string())) {}
+  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
+};
+
+JobResult run(const JobInputs& inputs, const JobSpec& spec) { return run_job(inputs, spec, plan_job(inputs, spec)); }
+
+JobSpec merge_spec(const fs::path& out, std::vector<double> weights) {
+  JobSpec spec;
+  spec.kind = JobKind::kMerge;
+  spec.weights = std::move(weights);
+  spec.output = out;
+  spec.max_shard_bytes = 100'000;  // several shards even for the tiny shape
+  return spec;
+}
+
+struct Case {
+  const char* label;
+  DType dtype;
+  bool tied;
+  uint64_t extra_rows;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.label; }
+
+class MergeExactness : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MergeExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
+  const Case c = GetParam();
+  test::TempDir dir;
+  FamilyOptions options;
+  options.dtype = c.dtype;
+  options.tied = c.tied;
+  options.target_extra_rows = c.extra_rows;
+  options.post_delta = 0.3;  // large enough that many elements change
+  options.max_shard_bytes = 60'000;
+  write_family(dir.path(), options);
+  const Family fam(dir.path());
+  const std::vector<double> weights = {0.25, 0.5, 1.0, 1.5};
+  const auto result = run(fam.inputs(), merge_spec(dir / "out", weights));
+  ASSERT_EQ(result.outputs.size(), 4u);
+  for (size_t k = 0; k < weights.size(); ++k) {
+    const auto out = ModelFolder::open((dir / "out" / weight_folder_name(weights[k])).string());
+    EXPECT_EQ(out->tensors().size(), fam.target->tensors().size());
+    EXPECT_EQ(out->tied_embeddings(), fam.target->tied_embeddings());
+    for (const auto& t : fam.target->tensors()) {
+      EXPECT_EQ(bytes_of(*out, t.name()),
+                reference_merge(*fam.pre, *fam.post, *fam.target, t.name(), weights[k], 1.0, c.dtype))
+          << c.label << " w=" << weights[k] << " tensor " << t.name();
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, MergeExactness,
+                         ::testing::Values(Case{"bf16 untied", DType::kBF16, false, 0},
+                                           Case{"bf16 tied", DType::kBF16, true, 0},
+                                           Case{"bf16 extra rows", DType::kBF16, false, 9},
+                                           Case{"f16 untied", DType::kF16, false, 3},
+                                           Case{"f32 tied", DType::kF32, true, 0}),
+                         [](const auto& info) {
+                           std::string name = info.param.label;
+                           for (char& ch : name) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return name;
+                         });
+
+TEST(Merge, ExtractThenApplyEqualsMergeWithAnF32Vector) {
+  test::TempDir dir;
+  FamilyOptions options;
+  options.target_extra_rows = 4;
+  write_family(dir.path(), options);
+  const Family fam(dir.path());
+  run(fam.inputs(), merge_spec(dir / "merged", {0.5, 1.25}));
+
+  JobSpec extract;
+  extract.kind = JobKind::kExtract;
+  extract.weights = {1.0};
+  extract.out_dtype = DType::kF32;
+  extract.output = dir / "vector";
+  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  const auto vector = ModelFolder::open((dir / "vector").string());
+  EXPECT_EQ(vector->shards().front()->header().metadata.at("rvec.kind"), kVectorKind);
+  EXPECT_EQ(vector->find(kEmbedName)->info->shape[0], 512u);  // the rows pre and post share
+
+  JobSpec apply = merge_spec(dir / "applied", {0.5, 1.25});
+  apply.kind = JobKind::kApply;
+  run({nullptr, vector.get(), fam.target.get()}, apply);
+  for (const char* w : {"w0.5", "w1.25"}) {
+    const auto merged = ModelFolder::open((dir / "merged" / w).string());
+    const auto applied = ModelFolder::open((dir / "applied" / w).string());
+    for (const auto& t : merged->tensors()) {
+      EXPECT_EQ(bytes_of(*merged, t.name()), bytes_of(*applied, t.name())) << w << " " << t.name();
+    }
+  }
+}
+
+TEST(Merge, RulesSkipAndRescaleTensors) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  JobSpec spec = merge_spec(dir / "out", {1.0});
+  spec.rules.push_back(TensorRule::skip("norm|embed_tokens"));
+  spec.rules.push_back(TensorRule::layers("1-1=0.5"));
+  run(fam.inputs(), spec);
+  const auto out = ModelFolder::open((dir / "out").string());
+  for (const auto& t : fam.target->tensors()) {
+    const std::string& name = t.name();
+    const bool skipped = name.find("norm") != std::string::npos || name.find("embed_tokens") != std::string::npos;
+    const double scale = skipped ? 0.0 : name.rfind("model.layers.1.", 0) == 0 ? 0.5 : 1.0;
+    EXPECT_EQ(bytes_of(*out, name), reference_merge(*fam.pre, *fam.post, *fam.target, name, 1.0, scale, DType::kBF16))
+        << name;
+  }
+}
+
+TEST(Merge, OutputIsTheTargetsModelWithProvenanceAndCard) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  test::write_file(dir / "post" / "tokenizer_config.json", R"({"chat_template": "post's, must not be copied"})");
+  test::write_file(dir / "target" / "chat_template.jinja", "target's template");
+  const Family fam(dir.path());
+  JobSpec spec = merge_spec(dir / "out", {0.5});
+  spec.out_dtype = DType::kF32;
+  spec.command_line = "rvec merge ...";
+  spec.recipe_text = "kind: merge\n";
+  run(fam.inputs(), spec);
+  const fs::path out = dir / "out";
+  EXPECT_EQ(test::read_file(out / "tokenizer_config.json"), test::read_file(dir / "target" / "tokenizer_config.json"));
+  EXPECT_EQ(test::read_file(out / "chat_template.jinja"), "target's template");
+  EXPECT_EQ(test::read_file(out / "rvec_recipe.yaml"), "kind: merge\n");
+  const auto config = nlohmann::json::parse(test::read_file(out / "config.json"));
+  EXPECT_EQ(config["torch_dtype"], "float32");
+  const auto prov = nlohmann::json::parse(test::read_file(out / kProvenanceFile));
+  EXPECT_EQ(prov["w"], 0.5);
+  EXPECT_EQ(prov["command"], "rvec merge ...");
+  EXPECT_EQ(prov["inputs"]["pre"]["shards"].size(), fam.pre->shards().size());
+  EXPECT_EQ(prov["inputs"]["target"]["shards"][0]["header_fnv1a64"].get<std::string>().size(), 16u);
+  const std::string card = test::read_file(out / "README.md");
+  EXPECT_EQ(card.rfind("---\nbase_model:\n- target\n- post\n- pre\n", 0), 0u) << card;
+  const auto model = ModelFolder::open(out.string());
+  EXPECT_EQ(model->shards().front()->header().metadata.at("rvec.w"), "0.5");
+  EXPECT_EQ(model->find("model.norm.weight")->info->dtype, DType::kF32);
+  EXPECT_FALSE(fs::exists(staging_path_for(out)));
+}
+
+TEST(Merge, IncompatibleModelsAreRefusedBeforeWritingAnything) {
+  test::TempDir dir, other;
+  write_family(dir.path(), {});
+  FamilyOptions f16;
+  f16.dtype = DType::kF16;
+  write_family(other.path(), f16);
+  Family fam(dir.path());
+  fam.post = ModelFolder::open((other / "post").string());
+  try {
+    run(fam.inputs(), merge_spec(dir / "out", {0.5}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kIncompatible);
+    EXPECT_NE(std::string(e.what()).find("dtype differs"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  EXPECT_FALSE(fs::exists(staging_path_for(dir / "out")));
+}
+
+TEST(Merge, NewInfinitiesAreReportedWithTheTensorName) {
+  test::TempDir dir;
+  FamilyOptions f16;
+  f16.dtype = DType::kF16;  // largest finite value 65504
+  write_family(dir.path(), f16);
+  const Family fam(dir.path());
+  const auto result = run(fam.inputs(), merge_spec(dir / "out", {1e12}));
+  ASSERT_FALSE(result.outputs[0].nonfinite.empty());
+  EXPECT_FALSE(result.outputs[0].nonfinite[0].first.empty());
+  const auto prov = nlohmann::json::parse(test::read_file(dir / "out" / kProvenanceFile));
+  EXPECT_FALSE(prov["new_nonfinite_values"].empty());
+}
+
+TEST(Merge, RerunningAFinishedJobReusesItAndAChangedJobIsRefused) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  run(fam.inputs(), merge_spec(dir / "out", {0.5, 1.0}));
+  const auto again = run(fam.inputs(), merge_spec(dir / "out", {0.5, 1.0}));
+  EXPECT_TRUE(again.outputs[0].already_complete);
+  EXPECT_EQ(again.bytes_written, 0u);
+  JobSpec changed = merge_spec(dir / "out", {0.5, 1.0});
+  changed.rules.push_back(TensorRule::skip("norm"));
+  try {
+    run(fam.inputs(), changed);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("not made by this job"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Merge, BadWeightsAreUsageErrors) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {})), Error);
+  EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {0.5, 0.5})), Error);
+  EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {NAN})), Error);
+  EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {1e300})), Error);  // not an f32
+}
+
+}  // namespace
+}  // namespace rvec

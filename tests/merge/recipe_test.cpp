@@ -1,0 +1,87 @@
+#include "merge/recipe.hpp"
+
+#include <gtest/gtest.h>
+
+#include "base/error.hpp"
+
+namespace rvec {
+namespace {
+
+void expect_bad(const std::string& yaml, const std::string& needle) {
+  try {
+    parse_recipe(yaml, "r.yaml");
+    FAIL() << "accepted: " << yaml;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("r.yaml", 0), 0u) << e.what();
+  }
+}
+
+TEST(Recipe, ParsesAFullMergeRecipe) {
+  const auto r = parse_recipe(R"(
+kind: merge
+pre: a
+post: b
+target: c
+weights: [0.25, 0.5]
+output: out
+dtype: bf16
+max_shard_size: 2GB
+rules:
+  - match: "lm_head"
+    scale: 0
+  - layers: 0-3
+    scale: 0.5
+)",
+                              "r.yaml");
+  EXPECT_EQ(r.weights, (std::vector<double>{0.25, 0.5}));
+  ASSERT_EQ(r.rules.size(), 2u);
+  const JobSpec spec = job_spec(r);
+  EXPECT_EQ(spec.out_dtype, DType::kBF16);
+  EXPECT_EQ(spec.max_shard_bytes, 2'000'000'000u);
+  EXPECT_EQ(spec.rules[0].scale(), 0.0);
+  EXPECT_TRUE(spec.rules[1].matches("model.layers.3.mlp.up_proj.weight"));
+  EXPECT_FALSE(spec.rules[1].matches("model.layers.4.mlp.up_proj.weight"));
+}
+
+TEST(Recipe, RoundTripsThroughYaml) {
+  Recipe r;
+  r.pre = "p";
+  r.post = "q";
+  r.target = "t";
+  r.weights = {0.5, 1.0, 1.25};
+  r.output = "o";
+  r.rules = {{std::string("norm|embed"), std::nullopt, 0.0}, {std::nullopt, std::string("2-5"), 0.75}};
+  const Recipe back = parse_recipe(recipe_yaml(r), "r.yaml");
+  EXPECT_EQ(back.weights, r.weights);
+  EXPECT_EQ(back.pre, "p");
+  ASSERT_EQ(back.rules.size(), 2u);
+  EXPECT_EQ(back.rules[0].match, "norm|embed");
+  EXPECT_EQ(back.rules[1].layers, "2-5");
+  EXPECT_EQ(back.rules[1].scale, 0.75);
+}
+
+TEST(Recipe, ErrorsNameFileLineAndField) {
+  expect_bad("pre: a\npost: b\ntarget: c\nweights: [0.5]\noutput: o\nwieghts: 1\n", "r.yaml:6: unknown field \"wieghts\"");
+  expect_bad("pre: a\npost: b\ntarget: c\noutput: o\n", "field \"weights\" is required");
+  expect_bad("pre: a\npost: b\ntarget: c\nweights: [x]\noutput: o\n", "field \"weights\" must be");
+  expect_bad("pre: [a\n", "not valid YAML");
+  expect_bad("kind: blend\n", "not merge, apply or extract");
+  expect_bad("pre: a\npost: b\ntarget: c\nweights: 1\noutput: o\nrules:\n  - match: x\n", "needs \"scale\"");
+}
+
+TEST(Recipe, RulesAndWeightsFromTheCommandLine) {
+  EXPECT_EQ(parse_weight_list("0.25,0.5,1"), (std::vector<double>{0.25, 0.5, 1.0}));
+  EXPECT_THROW(parse_weight_list("0.5,,1"), Error);
+  EXPECT_THROW(parse_weight_list("half"), Error);
+  EXPECT_THROW(TensorRule::skip("("), Error);
+  EXPECT_THROW(TensorRule::scaled("mlp"), Error);
+  EXPECT_THROW(TensorRule::layers("3-1=0.5"), Error);
+  EXPECT_TRUE(TensorRule::skip("^lm_head").matches("lm_head.weight"));
+  EXPECT_FALSE(TensorRule::skip("^lm_head").matches("x.lm_head.weight"));
+  EXPECT_EQ(layer_index("model.layers.17.mlp.up_proj.weight"), 17u);
+  EXPECT_FALSE(layer_index("model.norm.weight"));
+}
+
+}  // namespace
+}  // namespace rvec
