@@ -15,7 +15,7 @@ packages=(
   libgtest-dev libgmock-dev        # unit tests
   librapidcheck-dev                # property tests
   libbenchmark-dev                 # micro-benchmarks
-  time                             # /usr/bin/time -v in bench/
+  time bc                          # /usr/bin/time -v and arithmetic in bench/
 )
 
 sudo_cmd=()

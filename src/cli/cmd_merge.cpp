@@ -2,12 +2,14 @@
 #include <fmt/format.h>
 
 #include "base/error.hpp"
+#include "base/process_stats.hpp"
 #include "base/progress.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "merge/provenance.hpp"
 #include "merge/recipe.hpp"
+#include "numeric/kernels.hpp"
 
 namespace rvec::cli {
 namespace {
@@ -132,6 +134,10 @@ nlohmann::ordered_json result_json(const JobResult& result) {
   out["bytes_read"] = result.bytes_read;
   out["bytes_written"] = result.bytes_written;
   out["seconds"] = result.seconds;
+  const ProcessStats stats = process_stats();
+  out["process"] = {{"rchar", stats.rchar}, {"read_bytes", stats.read_bytes}, {"wchar", stats.wchar},
+                    {"write_bytes", stats.write_bytes}, {"peak_rss_bytes", stats.peak_rss_bytes}};
+  out["simd_target"] = kernels::simd_target();
   return out;
 }
 

@@ -82,6 +82,11 @@ class SafetensorsFile {
   // Fails clearly if the file shrank or cannot be read.
   void read(const TensorInfo& tensor, uint64_t offset, std::span<std::byte> out) const;
 
+  // Asks the kernel to start reading bytes [offset, offset + length) of
+  // `tensor` in the background (clamped to the tensor), so a later read()
+  // finds them in the page cache: overlaps disk reads with computation.
+  void prefetch(const TensorInfo& tensor, uint64_t offset, uint64_t length) const;
+
   // The tensor's bytes in a read-only mapping of the whole file.
   std::span<const std::byte> map(const TensorInfo& tensor) const;
 

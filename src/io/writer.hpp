@@ -56,12 +56,15 @@ class SafetensorsWriter {
 
  private:
   void flush_buffer();
+  void write_through(std::span<const std::byte> bytes);
 
   std::string path_;
   int fd_ = -1;
   std::vector<TensorSpec> order_;
   uint64_t total_size_ = 0;
   uint64_t written_ = 0;
+  uint64_t file_offset_ = 0;      // bytes handed to the kernel so far
+  uint64_t writeback_started_ = 0;  // bytes whose writeback has been started
   std::vector<std::byte> buffer_;
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <hwy/aligned_allocator.h>
 
+#include <bit>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "io/async_sink.hpp"
 #include "io/model_writer.hpp"
 #include "io/staging.hpp"
 #include "merge/provenance.hpp"
@@ -191,40 +193,35 @@ void prepare_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<Shard
 
 // ---------------------------------------------------------------- compute --
 
-bool is_nonfinite_bits(DType dtype, const std::byte* p) {
-  if (dtype == DType::kF32) {
-    uint32_t u;
-    std::memcpy(&u, p, 4);
-    return (u & 0x7F800000u) == 0x7F800000u;
-  }
-  uint16_t u;
-  std::memcpy(&u, p, 2);
-  const uint16_t exponent = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
-  return (u & exponent) == exponent;
-}
-
+// NaN and Inf have all exponent bits set. Written as plain loops over the
+// element type so the compiler vectorises them; they run once per output block.
 uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
-  const size_t width = dtype_bits(dtype) / 8;
   uint64_t count = 0;
-  for (size_t i = 0; i < n; ++i) count += is_nonfinite_bits(dtype, data + i * width);
+  if (dtype == DType::kF32) {
+    const auto* values = reinterpret_cast<const float*>(data);
+    for (size_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(values[i]) & 0x7F800000u) == 0x7F800000u;
+    return count;
+  }
+  const uint16_t exponent = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
+  const auto* bits = reinterpret_cast<const uint16_t*>(data);
+  for (size_t i = 0; i < n; ++i) count += (bits[i] & exponent) == exponent;
   return count;
 }
 
-uint64_t count_nonfinite(std::span<const float> values) {
-  uint64_t count = 0;
-  for (float v : values) count += !std::isfinite(v);
-  return count;
-}
-
-// Streams tensors block by block from the inputs into the open shard writers
-// of every output that needs the current shard.
+// Streams tensors block by block from the inputs to the shard writers of
+// every output that needs the current shard.
+//
+// Hot path, per block of up to kBlockElements: one pread per input into raw
+// buffers (the kernel was asked to prefetch this block while the previous one
+// was computed), then cache-sized tiles of kTileElements are widened to f32,
+// combined and narrowed straight into one sink buffer per output, which the
+// AsyncSink's thread appends to the files while the next block is computed.
 class TensorStreamer {
  public:
-  TensorStreamer(const std::vector<OutputSlot*>& targets, std::vector<float> weights)
-      : outputs_(targets), weights_(std::move(weights)) {
-    for (auto* buffer : {&plus_, &minus_, &base_, &out_}) *buffer = hwy::AllocateAligned<float>(kBlockElements);
-    raw_ = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
-    encoded_ = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
+  TensorStreamer(std::vector<OutputSlot*> outputs, std::vector<double> weights, AsyncSink& sink)
+      : outputs_(std::move(outputs)), weights_(std::move(weights)), sink_(sink) {
+    for (auto* raw : {&plus_raw_, &minus_raw_, &base_raw_}) *raw = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
+    for (auto* tile : {&plus_, &minus_, &base_, &out_}) *tile = hwy::AllocateAligned<float>(kTileElements);
   }
 
   void set_writers(std::vector<SafetensorsWriter*> writers) { writers_ = std::move(writers); }
@@ -234,69 +231,100 @@ class TensorStreamer {
   void stream(const TensorTask& task, const Progress& progress) {
     const uint64_t total = task.element_count();
     for (uint64_t first = 0; first < task.combined_elements; first += kBlockElements) {
+      prefetch(task, first + kBlockElements);
       combine_block(task, first, std::min<uint64_t>(kBlockElements, task.combined_elements - first));
       progress(bytes_read_);
     }
     for (uint64_t first = task.combined_elements; first < total; first += kBlockElements) {
+      prefetch(task, first + kBlockElements);
       copy_block(task, first, std::min<uint64_t>(kBlockElements, total - first));
       progress(bytes_read_);
     }
   }
 
  private:
-  // Reads elements [first, first + n) of `source` and widens them to f32.
-  void load(const ModelTensor& source, uint64_t first, size_t n, float* out) {
+  static constexpr size_t kTileElements = 16 * 1024;  // 64 KiB of f32 per tile buffer: stays in L2
+
+  // Starts background reads of the block after the one about to be computed.
+  void prefetch(const TensorTask& task, uint64_t first) const {
+    for (const ModelTensor* source : {task.plus, task.minus, task.base}) {
+      if (source) {
+        const DType dtype = source->info->dtype;
+        source->file->prefetch(*source->info, bytes_of(dtype, first), bytes_of(dtype, kBlockElements));
+      }
+    }
+  }
+
+  // Raw bytes of elements [first, first + n) of `source`.
+  void read_raw(const ModelTensor& source, uint64_t first, size_t n, std::byte* out) {
     const DType dtype = source.info->dtype;
-    const std::span<std::byte> raw(raw_.get(), bytes_of(dtype, n));
-    source.file->read(*source.info, bytes_of(dtype, first), raw);
-    bytes_read_ += raw.size();
-    decode_to_f32(dtype, raw.data(), std::span(out, n));
+    source.file->read(*source.info, bytes_of(dtype, first), std::span(out, bytes_of(dtype, n)));
+    bytes_read_ += bytes_of(dtype, n);
+  }
+
+  void widen(const ModelTensor& source, const std::byte* raw, uint64_t tile_first, size_t m, float* out) const {
+    const DType dtype = source.info->dtype;
+    decode_to_f32(dtype, raw + bytes_of(dtype, tile_first), std::span(out, m));
   }
 
   // d = plus - minus;  out_k = base + w_k * scale * d  (extract: out = d)
   void combine_block(const TensorTask& task, uint64_t first, size_t n) {
-    load(*task.plus, first, n, plus_.get());
-    uint64_t input_nonfinite = count_nonfinite(std::span<const float>(plus_.get(), n));
-    if (task.minus) {
-      load(*task.minus, first, n, minus_.get());
-      input_nonfinite += count_nonfinite(std::span<const float>(minus_.get(), n));
-      kernels::subtract(plus_.get(), minus_.get(), plus_.get(), n);
-    }
-    const float* d = plus_.get();
-    if (task.base) {
-      load(*task.base, first, n, base_.get());
-      input_nonfinite += count_nonfinite(std::span<const float>(base_.get(), n));
-    }
-    for (size_t k = 0; k < writers_.size(); ++k) {
-      const float* result = d;
-      if (task.base) {
-        const auto w = static_cast<float>(static_cast<double>(weights_[k]) * task.scale);
-        kernels::add_scaled(base_.get(), w, d, out_.get(), n);
-        result = out_.get();
+    read_raw(*task.plus, first, n, plus_raw_.get());
+    if (task.minus) read_raw(*task.minus, first, n, minus_raw_.get());
+    if (task.base) read_raw(*task.base, first, n, base_raw_.get());
+    std::vector<size_t> out(writers_.size());
+    for (auto& buffer : out) buffer = sink_.acquire();
+    for (uint64_t tile = 0; tile < n; tile += kTileElements) {
+      const size_t m = std::min<uint64_t>(kTileElements, n - tile);
+      widen(*task.plus, plus_raw_.get(), tile, m, plus_.get());
+      if (task.minus) {
+        widen(*task.minus, minus_raw_.get(), tile, m, minus_.get());
+        kernels::subtract(plus_.get(), minus_.get(), plus_.get(), m);
       }
-      encode_from_f32(task.out_dtype, std::span(result, n), encoded_.get());
-      const size_t bytes = bytes_of(task.out_dtype, n);
-      if (input_nonfinite == 0) {
-        if (const uint64_t bad = count_nonfinite(task.out_dtype, encoded_.get(), n)) record_nonfinite(k, task, bad);
+      if (task.base) widen(*task.base, base_raw_.get(), tile, m, base_.get());
+      for (size_t k = 0; k < out.size(); ++k) {
+        const float* result = plus_.get();
+        if (task.base) {
+          const auto w = static_cast<float>(weights_[k] * task.scale);
+          kernels::add_scaled(base_.get(), w, plus_.get(), out_.get(), m);
+          result = out_.get();
+        }
+        encode_from_f32(task.out_dtype, std::span(result, m), sink_.data(out[k]) + bytes_of(task.out_dtype, tile));
       }
-      writers_[k]->append(std::span(encoded_.get(), bytes));
     }
+    for (size_t k = 0; k < out.size(); ++k) {
+      if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
+        if (inputs_nonfinite(task, n) == 0) record_nonfinite(k, task, bad);
+      }
+      sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
+    }
+  }
+
+  // Only consulted when an output block holds NaN/Inf (rare).
+  uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const {
+    uint64_t bad = count_nonfinite(task.plus->info->dtype, plus_raw_.get(), n);
+    if (task.minus) bad += count_nonfinite(task.minus->info->dtype, minus_raw_.get(), n);
+    if (task.base) bad += count_nonfinite(task.base->info->dtype, base_raw_.get(), n);
+    return bad;
   }
 
   // Elements the vector does not touch: the target's values, converted only
   // if the output dtype differs (so raw bytes, NaN payloads included, survive).
   void copy_block(const TensorTask& task, uint64_t first, size_t n) {
     const TensorInfo& info = *task.base->info;
+    const size_t buffer = sink_.acquire();
     if (info.dtype == task.out_dtype || !is_arithmetic(info.dtype)) {
-      const std::span<std::byte> raw(raw_.get(), bytes_of(info.dtype, n));
-      task.base->file->read(info, bytes_of(info.dtype, first), raw);
-      bytes_read_ += raw.size();
-      for (auto* writer : writers_) writer->append(raw);
-      return;
+      read_raw(*task.base, first, n, sink_.data(buffer));
+    } else {
+      read_raw(*task.base, first, n, base_raw_.get());
+      for (uint64_t tile = 0; tile < n; tile += kTileElements) {
+        const size_t m = std::min<uint64_t>(kTileElements, n - tile);
+        widen(*task.base, base_raw_.get(), tile, m, base_.get());
+        encode_from_f32(task.out_dtype, std::span<const float>(base_.get(), m),
+                        sink_.data(buffer) + bytes_of(task.out_dtype, tile));
+      }
     }
-    load(*task.base, first, n, base_.get());
-    encode_from_f32(task.out_dtype, std::span<const float>(base_.get(), n), encoded_.get());
-    for (auto* writer : writers_) writer->append(std::span(encoded_.get(), bytes_of(task.out_dtype, n)));
+    sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
   }
 
   void record_nonfinite(size_t k, const TensorTask& task, uint64_t count) {
@@ -309,10 +337,11 @@ class TensorStreamer {
   }
 
   std::vector<OutputSlot*> outputs_;
-  std::vector<float> weights_;
+  std::vector<double> weights_;
+  AsyncSink& sink_;
   std::vector<SafetensorsWriter*> writers_;
+  hwy::AlignedFreeUniquePtr<std::byte[]> plus_raw_, minus_raw_, base_raw_;
   hwy::AlignedFreeUniquePtr<float[]> plus_, minus_, base_, out_;
-  hwy::AlignedFreeUniquePtr<std::byte[]> raw_, encoded_;
   uint64_t bytes_read_ = 0;
 };
 
@@ -442,11 +471,11 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
   uint64_t shards_written = 0;
   for (size_t s = 0; s < shards.size(); ++s) {
     std::vector<OutputSlot*> active;
-    std::vector<float> active_weights;
+    std::vector<double> active_weights;
     for (auto& slot : slots) {
       if (slot.needs_shard(s)) {
         active.push_back(&slot);
-        active_weights.push_back(static_cast<float>(slot.result.w));
+        active_weights.push_back(slot.result.w);
       }
     }
     if (active.empty()) {
@@ -454,7 +483,8 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
       if (progress) progress(skipped_read + result.bytes_read, plan.bytes_to_read);
       continue;
     }
-    TensorStreamer streamer(active, active_weights);
+    AsyncSink sink(2 * active.size() + 2, kBlockElements * 4);
+    TensorStreamer streamer(active, active_weights, sink);
     std::vector<std::unique_ptr<SafetensorsWriter>> writers;
     std::vector<SafetensorsWriter*> raw_writers;
     for (auto* slot : active) {
@@ -469,6 +499,7 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
         if (progress) progress(read_before + read, plan.bytes_to_read);
       });
     }
+    sink.drain();
     for (size_t k = 0; k < active.size(); ++k) {
       writers[k]->finish();
       result.bytes_written += writers[k]->total_size();

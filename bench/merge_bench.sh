@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# rvec merge versus the raw I/O floor, measured in the same run on the same files.
+#
+#   bench/merge_bench.sh SHAPE K [K ...]      e.g. bench/merge_bench.sh 1.5b 1 4
+#
+# The floor for one run: `cat` of the three input models to /dev/null plus
+# `dd` writing as many bytes as the run writes (K copies of the target's data,
+# fdatasync'd like rvec's output). Each row is run warm (inputs in the page cache) and cold
+# (page cache dropped first; needs root). Peak RSS comes from /usr/bin/time -v,
+# bytes read from rvec's own /proc/self/io. Families are generated once under
+# $RVEC_BENCH_DIR (default: ./bench-data) after checking free space.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shape="$1"; shift
+ks=("$@")
+rvec=build/rvec
+data="${RVEC_BENCH_DIR:-bench-data}"
+fam="$data/$shape"
+out="$data/out"
+mkdir -p "$data"
+
+model_bytes() { du -cb "$1"/*.safetensors | tail -1 | cut -f1; }
+free_bytes() { df -B1 --output=avail "$data" | tail -1 | tr -d ' '; }
+
+if [[ ! -d "$fam/target" ]]; then
+  need=$($rvec gen-family "$data/probe-$shape" --shape "$shape" --sparse -q >/dev/null && du -cb --apparent-size "$data/probe-$shape"/*/*.safetensors | tail -1 | cut -f1)
+  rm -rf "$data/probe-$shape"
+  if (( need > $(free_bytes) )); then echo "not enough disk for the $shape family ($need bytes)"; exit 1; fi
+  $rvec gen-family "$fam" --shape "$shape" -q
+fi
+in_bytes=$(( $(model_bytes "$fam/pre") + $(model_bytes "$fam/post") + $(model_bytes "$fam/target") ))
+out_model=$(model_bytes "$fam/target")
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; }
+can_drop=no; if drop_caches; then can_drop=yes; fi
+
+seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+
+# Real (incompressible) bytes for dd to write: the target model's own data,
+# repeated K times (zeros would flatter a compressing or thin-provisioned disk).
+floor() {  # $1 = K
+  local r w
+  r=$(seconds cat "$fam"/pre/*.safetensors "$fam"/post/*.safetensors "$fam"/target/*.safetensors)
+  w=$(seconds sh -c "for i in \$(seq $1); do cat '$fam'/target/*.safetensors; done | dd of='$out.floor' bs=16M iflag=fullblock conv=fdatasync")
+  rm -f "$out.floor"
+  echo "$r + $w" | bc -l
+}
+
+printf "| shape | K | cache | threads | rvec s | input GB/s | floor s | ratio | peak RSS MiB | rchar GB | read_bytes GB | input GB |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+for k in "${ks[@]}"; do
+  weights=$(python3 -c "print(','.join(str(0.25*(i+1)) for i in range($k)))")
+  for cache in warm cold; do
+    if [[ $cache == cold && $can_drop == no ]]; then continue; fi
+    rm -rf "$out"
+    if [[ $cache == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
+    f=$(floor "$k")
+    rm -rf "$out"
+    if [[ $cache == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
+    /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
+      -w "$weights" -o "$out" --json -q > "$data/result.json"
+    secs=$(python3 -c "import json;print(json.load(open('$data/result.json'))['seconds'])")
+    rss=$(grep "Maximum resident" "$data/time.txt" | awk '{print $NF}')
+    python3 - "$shape" "$k" "$cache" "$secs" "$f" "$rss" "$in_bytes" "$data/result.json" <<'PY'
+import json, sys
+shape, k, cache, secs, floor, rss, in_bytes, path = sys.argv[1:]
+r = json.load(open(path))
+secs, floor, in_bytes = float(secs), float(floor), int(in_bytes)
+p = r["process"]
+print(f"| {shape} | {k} | {cache} | 1 | {secs:.1f} | {in_bytes/secs/1e9:.2f} | {floor:.1f} | {secs/floor:.2f} | "
+      f"{int(rss)/1024:.0f} | {p['rchar']/1e9:.2f} | {p['read_bytes']/1e9:.2f} | {in_bytes/1e9:.2f} |")
+PY
+    rm -rf "$out"
+  done
+done
