@@ -67,7 +67,7 @@ shape, k, cache, secs, floor, rss, in_bytes, path = sys.argv[1:]
 r = json.load(open(path))
 secs, floor, in_bytes = float(secs), float(floor), int(in_bytes)
 p = r["process"]
-print(f"| {shape} | {k} | {cache} | 1 | {secs:.1f} | {in_bytes/secs/1e9:.2f} | {floor:.1f} | {secs/floor:.2f} | "
+print(f"| {shape} | {k} | {cache} | 2 | {secs:.1f} | {in_bytes/secs/1e9:.2f} | {floor:.1f} | {secs/floor:.2f} | "
       f"{int(rss)/1024:.0f} | {p['rchar']/1e9:.2f} | {p['read_bytes']/1e9:.2f} | {in_bytes/1e9:.2f} |")
 PY
     rm -rf "$out"

@@ -118,6 +118,7 @@ struct OutputSlot {
   std::string fingerprint;
   std::unique_ptr<StagingDir> staging;
   std::vector<bool> shard_done;
+  bool resume = false;  // the partial folder was started by this very job
 
   bool needs_shard(size_t s) const { return !result.already_complete && !shard_done[s]; }
 };
@@ -140,10 +141,10 @@ uint64_t expected_file_size(const ShardPlan& shard, const Metadata& metadata) {
 
 // A shard from an interrupted run counts only if its marker names this job,
 // its size is exact and its header validates with exactly the planned tensors.
-bool shard_verified(const StagingDir& staging, const ShardPlan& shard, const Metadata& metadata,
+bool shard_verified(const fs::path& partial, const ShardPlan& shard, const Metadata& metadata,
                     const std::string& fingerprint) {
-  const auto file = staging.file(shard.file_name);
-  const auto marker = staging.file(shard.file_name + kDoneSuffix);
+  const auto file = partial / shard.file_name;
+  const auto marker = partial / (shard.file_name + kDoneSuffix);
   std::error_code ec;
   if (!fs::is_regular_file(marker, ec) || !fs::is_regular_file(file, ec)) return false;
   try {
@@ -161,7 +162,8 @@ bool shard_verified(const StagingDir& staging, const ShardPlan& shard, const Met
   }
 }
 
-void prepare_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<ShardPlan>& shards) {
+// Decides, without writing anything, what is left to do for one output.
+void inspect_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<ShardPlan>& shards) {
   const fs::path& dest = slot.result.path;
   slot.shard_done.assign(shards.size(), false);
   std::error_code ec;
@@ -175,20 +177,24 @@ void prepare_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<Shard
   }
   // Resume only what this very job started; anything else in the partial folder is discarded.
   const fs::path partial = staging_path_for(dest);
-  bool resume = false;
   if (fs::is_regular_file(partial / kJobMarker, ec)) {
     try {
-      resume = read_small_file((partial / kJobMarker).string(), 4096) == slot.fingerprint;
+      slot.resume = read_small_file((partial / kJobMarker).string(), 4096) == slot.fingerprint;
     } catch (const Error&) {
     }
   }
-  slot.staging = std::make_unique<StagingDir>(dest, spec.overwrite, resume);
-  slot.staging->write_text(kJobMarker, slot.fingerprint);
   const Metadata metadata = shard_metadata(spec, slot.result.w);
   for (size_t s = 0; s < shards.size(); ++s) {
-    slot.shard_done[s] = resume && shard_verified(*slot.staging, shards[s], metadata, slot.fingerprint);
+    slot.shard_done[s] = slot.resume && shard_verified(partial, shards[s], metadata, slot.fingerprint);
     slot.result.shards_reused += slot.shard_done[s];
   }
+}
+
+// Creates (or reopens) the output's partial folder; called after the space check.
+void open_slot(OutputSlot& slot, const JobSpec& spec) {
+  if (slot.result.already_complete) return;
+  slot.staging = std::make_unique<StagingDir>(slot.result.path, spec.overwrite, slot.resume);
+  slot.staging->write_text(kJobMarker, slot.fingerprint);
 }
 
 // ---------------------------------------------------------------- compute --
@@ -450,7 +456,7 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
   }
   uint64_t bytes_needed = 0;
   for (auto& slot : slots) {
-    prepare_slot(slot, spec, shards);
+    inspect_slot(slot, spec, shards);
     if (slot.result.already_complete) continue;
     const Metadata metadata = shard_metadata(spec, slot.result.w);
     for (size_t s = 0; s < shards.size(); ++s) {
@@ -462,6 +468,7 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
     fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free (nothing was written)",
          spec.output.string(), human_bytes(bytes_needed), human_bytes(free));
   }
+  for (auto& slot : slots) open_slot(slot, spec);
 
   std::map<std::string, const TensorTask*> task_by_name;
   for (const auto& t : plan.tasks) task_by_name[t.name] = &t;

@@ -183,3 +183,54 @@ TEST(CliMerge, IncompatibleMergeExitsThree) {
 
 }  // namespace
 }  // namespace rvec
+
+namespace rvec {
+namespace {
+
+// A tiny tmpfs, when this process may mount one (root in CI); else the test skips.
+class SmallDisk {
+ public:
+  explicit SmallDisk(const fs::path& where, const char* size) : path_(where) {
+    fs::create_directories(path_);
+    mounted_ = test::run_shell("mount -t tmpfs -o size=" + std::string(size) + " tmpfs " + path_.string()).exit_code == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) test::run_shell("umount " + path_.string());
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  fs::path path_;
+  bool mounted_ = false;
+};
+
+TEST(CliMerge, RefusesUpFrontWhenTheDiskIsTooSmall) {
+  test::TempDir dir;
+  SmallDisk disk(dir / "small", "200k");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  const auto r = run_rvec("merge " + fam_args(dir / "fam") + " -w 0.5,1 -o " + (dir / "small" / "out").string());
+  EXPECT_EQ(r.exit_code, 5) << r.output;
+  EXPECT_NE(r.output.find("not enough disk space"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "small" / "out"));
+}
+
+TEST(CliMerge, DiskFullWhileWritingIsAClearErrorAndLeavesNoOutput) {
+  test::TempDir dir;
+  SmallDisk disk(dir / "small", "400k");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  // One output fits the free-space check; filling the disk behind rvec's back makes the write fail.
+  const auto r = test::run_shell("head -c 300000 /dev/urandom > " + (dir / "small" / "filler").string() + " & " +
+                                 std::string(RVEC_CLI_PATH) + " merge " + fam_args(dir / "fam") + " -w 0.5 -q -o " +
+                                 (dir / "small" / "out").string() + "; echo exit=$?");
+  if (r.output.find("exit=0") != std::string::npos) GTEST_SKIP() << "the filler lost the race; nothing to check";
+  EXPECT_TRUE(r.output.find("exit=5") != std::string::npos) << r.output;
+  EXPECT_TRUE(r.output.find("No space left on device") != std::string::npos ||
+              r.output.find("not enough disk space") != std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(dir / "small" / "out"));
+}
+
+}  // namespace
+}  // namespace rvec
