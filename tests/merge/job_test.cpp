@@ -316,3 +316,51 @@ TEST(Merge, BadWeightsAreUsageErrors) {
 
 }  // namespace
 }  // namespace rvec
+
+namespace rvec {
+namespace {
+
+// What storing the vector in BF16 costs, measured against the exact merge.
+TEST(Merge, Bf16VectorStorageChangesFewElementsByAtMostOneSpacing) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  run(fam.inputs(), merge_spec(dir / "merged", {1.0}));
+  JobSpec extract;
+  extract.kind = JobKind::kExtract;
+  extract.weights = {1.0};
+  extract.output = dir / "vector";  // default dtype: the inputs' (BF16)
+  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  const auto vector = ModelFolder::open((dir / "vector").string());
+  EXPECT_EQ(vector->tensors().front().info->dtype, DType::kBF16);
+  JobSpec apply = merge_spec(dir / "applied", {1.0});
+  apply.kind = JobKind::kApply;
+  run({nullptr, vector.get(), fam.target.get()}, apply);
+  const auto merged = ModelFolder::open((dir / "merged").string());
+  const auto applied = ModelFolder::open((dir / "applied").string());
+  uint64_t total = 0, differ = 0;
+  double worst = 0;  // largest |difference| in bf16 spacings at the magnitude involved
+  for (const auto& t : merged->tensors()) {
+    const auto a = bytes_of(*merged, t.name()), b = bytes_of(*applied, t.name()), c = bytes_of(*fam.target, t.name());
+    for (size_t i = 0; i + 1 < a.size(); i += 2) {
+      ++total;
+      const float x = ref_decode(DType::kBF16, &a[i]), y = ref_decode(DType::kBF16, &b[i]);
+      if (x == y) continue;
+      ++differ;
+      // |d| <= |target| + |out|, so the spacing at twice the largest of them bounds the storage error.
+      const float largest = std::max({std::fabs(ref_decode(DType::kBF16, &c[i])), std::fabs(x), std::fabs(y)});
+      const double spacing = std::ldexp(1.0, std::ilogb(2 * std::max(largest, 1e-30f)) - 7);
+      worst = std::max(worst, std::fabs(static_cast<double>(x) - y) / spacing);
+    }
+  }
+  const double fraction = static_cast<double>(differ) / static_cast<double>(total);
+  std::cout << "bf16 vector: " << differ << " of " << total << " elements differ from the exact merge ("
+            << 100.0 * fraction << " %), by at most " << worst << " bf16 spacing(s) at the magnitude involved\n";
+  RecordProperty("differing_fraction", std::to_string(fraction));
+  EXPECT_GT(differ, 0u);  // the loss is real...
+  EXPECT_LT(fraction, 0.05);  // ...but small
+  EXPECT_LE(worst, 1.0);
+}
+
+}  // namespace
+}  // namespace rvec
