@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up, builds, and runs rvec's main job on a generated tiny model family:
-# compatibility check, inspection, and a merge sweep. Takes about two minutes
+# compatibility check, inspection, and a four-weight merge sweep. Takes about two minutes
 # on a fresh machine (most of it compiling). Output lands in demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +14,8 @@ echo "== rvec check pre post target"
 build/rvec check demo-out/family/pre demo-out/family/post demo-out/family/target -o demo-out
 echo "== rvec inspect target"
 build/rvec inspect demo-out/family/target
+echo "== rvec merge: target + w (post - pre) for four weights in one pass"
+build/rvec merge --pre demo-out/family/pre --post demo-out/family/post --target demo-out/family/target \
+  -w 0.25,0.5,0.75,1 -o demo-out/sweep
+echo "== rvec inspect demo-out/sweep/w0.5"
+build/rvec inspect demo-out/sweep/w0.5
