@@ -5,6 +5,8 @@
 #include "cli/commands.hpp"
 #include "cli/model_summary.hpp"
 #include "io/staging.hpp"
+#include "base/progress.hpp"
+#include "merge/lineage.hpp"
 #include "merge/plan.hpp"
 
 namespace rvec::cli {
@@ -12,6 +14,8 @@ namespace {
 
 struct CheckOptions {
   std::string pre, post, target;
+  bool deep = false;
+  std::vector<std::string> candidates;
   std::string output = ".";
   unsigned models = 1;
   bool json = false;
@@ -67,6 +71,85 @@ void print_human(const MergePlan& plan, const std::vector<nlohmann::ordered_json
   }
 }
 
+nlohmann::ordered_json stats_json(const DeltaStats& s) {
+  return {{"elements", s.elements}, {"rel_post", s.rel_post()}, {"rel_target", s.rel_target()}, {"cosine", s.cosine()}};
+}
+
+nlohmann::ordered_json lineage_json(const LineageReport& r) {
+  nlohmann::ordered_json out;
+  out["post_verdict"] = verdict_name(r.post_verdict);
+  out["target_verdict"] = verdict_name(r.target_verdict);
+  out["deltas_overlap"] = r.deltas_overlap;
+  out["matrices"] = stats_json(r.matrices);
+  out["total"] = stats_json(r.total);
+  out["by_kind"] = nlohmann::ordered_json::object();
+  for (const auto& [kind, s] : r.by_kind) out["by_kind"][kind] = stats_json(s);
+  out["by_layer"] = nlohmann::ordered_json::array();
+  for (const auto& [layer, s] : r.by_layer) {
+    auto row = stats_json(s);
+    row["layer"] = layer;
+    out["by_layer"].push_back(row);
+  }
+  out["tensors"] = nlohmann::ordered_json::array();
+  for (const auto& t : r.tensors) {
+    auto row = stats_json(t.stats);
+    row["name"] = t.name;
+    row["kind"] = t.kind;
+    out["tensors"].push_back(row);
+  }
+  out["candidates"] = nlohmann::ordered_json::array();
+  for (const auto& c : r.candidates) {
+    out["candidates"].push_back({{"path", c.path}, {"rel_post", c.rel_post}, {"tensors_compared", c.tensors_compared},
+                                 {"tensors_skipped", c.tensors_skipped}});
+  }
+  out["bytes_read"] = r.bytes_read;
+  return out;
+}
+
+std::string verdict_text(LineageVerdict v, const char* who) {
+  switch (v) {
+    case LineageVerdict::kFineTune: return fmt::format("{} looks like a fine-tune of pre", who);
+    case LineageVerdict::kSuspicious:
+      return fmt::format("{} differs from pre more than fine-tuning usually does (check the pairing)", who);
+    case LineageVerdict::kUnrelated:
+      return fmt::format("{} is NOT a fine-tune of pre: the delta is as large as the weights (unrelated models; "
+                         "the vector would be noise)", who);
+  }
+  return "";
+}
+
+void print_lineage(const LineageReport& r) {
+  const DeltaStats& m = r.matrices;  // what the verdicts use
+  fmt::print("lineage ||post-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_post(), verdict_text(r.post_verdict, "post"));
+  fmt::print("lineage ||target-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_target(),
+             verdict_text(r.target_verdict, "target"));
+  fmt::print("overlap cos(post-pre, target-pre) = {:+.4f}: {}\n", m.cosine(),
+             r.deltas_overlap ? "the two fine-tunes pull the same weights the same way (target may derive from post; "
+                                "expect interference)"
+                              : "the two fine-tunes are largely independent");
+  fmt::print("{:<11} {:>10} {:>10} {:>8}\n", "kind", "rel post", "rel target", "cosine");
+  for (const auto& [kind, s] : r.by_kind) {
+    fmt::print("{:<11} {:>10.4f} {:>10.4f} {:>+8.4f}\n", kind, s.rel_post(), s.rel_target(), s.cosine());
+  }
+  if (!r.by_layer.empty()) {
+    std::string post, cos;
+    for (const auto& [layer, s] : r.by_layer) {
+      post += fmt::format(" {:.3f}", s.rel_post());
+      cos += fmt::format(" {:+.2f}", s.cosine());
+    }
+    fmt::print("layers  rel post by layer:{}\n", post);
+    fmt::print("layers  cosine by layer:  {}\n", cos);
+  }
+  for (size_t i = 0; i < r.candidates.size(); ++i) {
+    const auto& c = r.candidates[i];
+    fmt::print("parent  #{} {}  ||post-cand||/||cand|| = {:.4f} ({} tensors compared, {} skipped)\n", i + 1, c.path,
+               c.rel_post, c.tensors_compared, c.tensors_skipped);
+  }
+  if (!r.candidates.empty() && r.candidates.front().rel_post < m.rel_post() / 2) {
+    fmt::print("suggest {} is a closer parent of post than pre; use it as --pre\n", r.candidates.front().path);
+  }
+}
+
 }  // namespace
 
 void add_check(CLI::App& app, int& exit_code) {
@@ -75,7 +158,9 @@ void add_check(CLI::App& app, int& exit_code) {
       "check", "Can PRE, POST and TARGET be merged? Reads only headers and configs, answers in well under a second");
   cmd->footer(
       "Compares architecture fields, tensor names, shapes and dtypes, embedding rows and tied heads of the three\n"
-      "models and the free disk space at the output path. Exit codes: 0 compatible, 3 incompatible,\n"
+      "models and the free disk space at the output path. --deep streams the weights once more and checks\n"
+      "that post and target are fine-tunes of pre (docs/lineage.md). Exit codes: 0 compatible, 3 incompatible\n"
+      "(or, with --deep, a model that is not a fine-tune of pre),\n"
       "4 unreadable or corrupt input, 2 bad usage.\n"
       "Example:\n"
       "  rvec check Qwen2.5-32B-Instruct s1-32B EZO-Qwen2.5-32B-Instruct -o out/ --models 4");
@@ -87,6 +172,9 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->add_option("--models", opts->models, "How many merged models (one per weight) would be written")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1000u));
+  cmd->add_flag("--deep", opts->deep,
+                "Also stream all weights once: fine-tune sizes, delta overlap, lineage verdict (docs/lineage.md)");
+  cmd->add_option("--candidates", opts->candidates, "With --deep: rank these models as possible parents of post");
   cmd->add_flag("--json", opts->json, "Print one JSON object for scripts");
   cmd->callback([opts, &exit_code] {
     const auto pre = ModelFolder::open(opts->pre);
@@ -100,12 +188,32 @@ void add_check(CLI::App& app, int& exit_code) {
     disk.per_model = output_tensor_bytes(*target);
     disk.needed = disk.per_model * opts->models;
     disk.free = free_bytes_at(opts->output);
+    std::optional<LineageReport> lineage;
+    std::vector<std::unique_ptr<ModelFolder>> candidates;
+    if ((opts->deep || !opts->candidates.empty()) && plan.compatible()) {
+      std::vector<const ModelFolder*> candidate_ptrs;
+      for (const auto& c : opts->candidates) {
+        candidates.push_back(ModelFolder::open(c));
+        candidate_ptrs.push_back(candidates.back().get());
+      }
+      std::unique_ptr<ProgressBar> bar;
+      lineage = analyse_lineage(plan, candidate_ptrs, [&](uint64_t done, uint64_t total) {
+        if (!bar) bar = std::make_unique<ProgressBar>("reading", total, !opts->json);
+        bar->update(done);
+      });
+      if (bar) bar->finish();
+    }
     if (opts->json) {
-      fmt::print("{}\n", to_json(plan, summaries, *opts, disk).dump(2));
+      auto out = to_json(plan, summaries, *opts, disk);
+      if (lineage) out["lineage"] = lineage_json(*lineage);
+      fmt::print("{}\n", out.dump(2));
     } else {
       print_human(plan, summaries, *opts, disk);
+      if (lineage) print_lineage(*lineage);
     }
-    exit_code = plan.compatible() ? 0 : rvec::exit_code(ErrorKind::kIncompatible);
+    const bool unrelated = lineage && (lineage->post_verdict == LineageVerdict::kUnrelated ||
+                                       lineage->target_verdict == LineageVerdict::kUnrelated);
+    exit_code = plan.compatible() && !unrelated ? 0 : rvec::exit_code(ErrorKind::kIncompatible);
   });
 }
 

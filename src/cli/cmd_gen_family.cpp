@@ -46,6 +46,8 @@ void add_gen_family(CLI::App& app, int& exit_code) {
   cmd->add_option("--target-delta", opts->family.target_delta, "Size of target - pre relative to the weights")
       ->capture_default_str();
   cmd->add_flag("--unrelated-post", opts->family.unrelated_post, "Derive post from a different random parent");
+  cmd->add_flag("--target-from-post", opts->family.target_from_post,
+                "Derive target from post (post + delta) instead of pre: a wrong pairing for lineage tests");
   cmd->add_flag("--sparse", opts->family.sparse, "Real headers, tensor data left as holes (no disk used)");
   cmd->add_option("--max-shard-size", opts->max_shard_size, "Shard size limit, decimal units as in transformers")
       ->capture_default_str();

@@ -40,8 +40,7 @@ bool is_norm(const TensorSpec& t) { return t.name.find("norm") != std::string::n
 struct Member {
   std::string name;
   Stream parent;
-  std::optional<Stream> delta;
-  double delta_scale;
+  std::vector<std::pair<Stream, double>> deltas;  // stream, size relative to the weights
   uint64_t extra_rows;
 };
 
@@ -56,13 +55,11 @@ class TensorFiller {
     const float offset = is_norm(t) ? 1.0f : 0.0f;
     const uint64_t name_key = hash_name(t.name) ^ seed_;
     const uint64_t parent_key = splitmix64(name_key ^ static_cast<uint64_t>(member_.parent));
-    const uint64_t delta_key = member_.delta ? splitmix64(name_key ^ static_cast<uint64_t>(*member_.delta)) : 0;
-    const float delta = static_cast<float>(member_.delta_scale) * scale;
-    for (size_t k = 0; k < out.size(); ++k) {
-      const uint64_t i = first + k;
-      float v = offset + scale * uniform(parent_key, i);
-      if (member_.delta) v += delta * uniform(delta_key, i);
-      out[k] = v;
+    for (size_t k = 0; k < out.size(); ++k) out[k] = offset + scale * uniform(parent_key, first + k);
+    for (const auto& [stream, size] : member_.deltas) {
+      const uint64_t delta_key = splitmix64(name_key ^ static_cast<uint64_t>(stream));
+      const float delta = static_cast<float>(size) * scale;
+      for (size_t k = 0; k < out.size(); ++k) out[k] += delta * uniform(delta_key, first + k);
     }
   }
 
@@ -154,11 +151,13 @@ uint64_t write_member(const fs::path& dir, const Qwen2Shape& base_shape, const M
 uint64_t write_family(const fs::path& out, const FamilyOptions& options, const ProgressFn& progress) {
   Qwen2Shape shape = qwen2_shape(options.shape);
   if (options.tied) shape.tied = *options.tied;
+  std::vector<std::pair<Stream, double>> target_deltas = {{Stream::kTargetDelta, options.target_delta}};
+  if (options.target_from_post) target_deltas.insert(target_deltas.begin(), {Stream::kPostDelta, options.post_delta});
   const std::vector<Member> members = {
-      {"pre", Stream::kParent, std::nullopt, 0.0, 0},
-      {"post", options.unrelated_post ? Stream::kUnrelatedParent : Stream::kParent, Stream::kPostDelta,
-       options.post_delta, 0},
-      {"target", Stream::kParent, Stream::kTargetDelta, options.target_delta, options.target_extra_rows},
+      {"pre", Stream::kParent, {}, 0},
+      {"post", options.unrelated_post ? Stream::kUnrelatedParent : Stream::kParent,
+       {{Stream::kPostDelta, options.post_delta}}, 0},
+      {"target", Stream::kParent, target_deltas, options.target_extra_rows},
   };
   uint64_t total = 0;
   for (const auto& m : members) {

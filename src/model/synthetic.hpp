@@ -24,6 +24,7 @@ struct FamilyOptions {
   double post_delta = 0.02;         // delta size relative to the weights' scale
   double target_delta = 0.02;
   bool unrelated_post = false;      // post derived from a different random parent
+  bool target_from_post = false;    // target = post + its delta (instead of pre + delta)
   bool sparse = false;              // real headers, data left as holes (zeros)
   uint64_t max_shard_bytes = kDefaultMaxShardBytes;
   bool overwrite = false;

@@ -75,6 +75,31 @@ void AddScaled(const float* HWY_RESTRICT t, float w, const float* HWY_RESTRICT d
   scalar::add_scaled(t + i, w, d + i, out + i, n - i);
 }
 
+void AccumulateDeltaSums(const float* HWY_RESTRICT pre, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
+                         size_t n, DeltaSums& sums) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;  // half-width f32 vectors, widened to f64
+  const size_t lanes = hn::Lanes(dd);
+  auto base_sq = hn::Zero(dd), a_sq = hn::Zero(dd), b_sq = hn::Zero(dd), dot = hn::Zero(dd);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto p = hn::PromoteTo(dd, hn::LoadU(df, pre + i));
+    const auto da = hn::Sub(hn::PromoteTo(dd, hn::LoadU(df, a + i)), p);
+    base_sq = hn::MulAdd(p, p, base_sq);
+    a_sq = hn::MulAdd(da, da, a_sq);
+    if (b != nullptr) {
+      const auto db = hn::Sub(hn::PromoteTo(dd, hn::LoadU(df, b + i)), p);
+      b_sq = hn::MulAdd(db, db, b_sq);
+      dot = hn::MulAdd(da, db, dot);
+    }
+  }
+  sums.base_sq += hn::GetLane(hn::SumOfLanes(dd, base_sq));
+  sums.a_sq += hn::GetLane(hn::SumOfLanes(dd, a_sq));
+  sums.b_sq += hn::GetLane(hn::SumOfLanes(dd, b_sq));
+  sums.dot += hn::GetLane(hn::SumOfLanes(dd, dot));
+  scalar::accumulate_delta_sums(pre + i, a + i, b == nullptr ? nullptr : b + i, n - i, sums);
+}
+
 }  // namespace rvec::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -85,6 +110,11 @@ HWY_EXPORT(Bf16ToF32);
 HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(Subtract);
 HWY_EXPORT(AddScaled);
+HWY_EXPORT(AccumulateDeltaSums);
+
+void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
+  HWY_DYNAMIC_DISPATCH(AccumulateDeltaSums)(pre, a, b, n, sums);
+}
 
 void bf16_to_f32(const uint16_t* in, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Bf16ToF32)(in, out, n); }
 void f32_to_bf16(const float* in, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(F32ToBf16)(in, out, n); }
@@ -101,6 +131,19 @@ const char* simd_target() {
 }
 
 namespace scalar {
+
+void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
+  for (size_t i = 0; i < n; ++i) {
+    const double p = pre[i], da = static_cast<double>(a[i]) - p;
+    sums.base_sq += p * p;
+    sums.a_sq += da * da;
+    if (b != nullptr) {
+      const double db = static_cast<double>(b[i]) - p;
+      sums.b_sq += db * db;
+      sums.dot += da * db;
+    }
+  }
+}
 
 void bf16_to_f32(const uint16_t* in, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = rvec::bf16_to_f32(in[i]);

@@ -23,7 +23,21 @@ void subtract(const float* a, const float* b, float* out, size_t n);
 // out[i] = t[i] + w * d[i]   (the product rounded to f32, then the sum)
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 
+// Sums for lineage checks, accumulated in f64 over f32 inputs:
+//   base_sq += pre^2;  a_sq += (a - pre)^2;  b_sq += (b - pre)^2;  dot += (a - pre)(b - pre)
+// `b` may be null (then b_sq and dot stay unchanged). The SIMD version sums in
+// a different order than its twin, so the two agree to f64 rounding, not bits.
+struct DeltaSums {
+  double base_sq = 0, a_sq = 0, b_sq = 0, dot = 0;
+  DeltaSums& operator+=(const DeltaSums& o) {
+    base_sq += o.base_sq, a_sq += o.a_sq, b_sq += o.b_sq, dot += o.dot;
+    return *this;
+  }
+};
+void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums);
+
 namespace scalar {
+void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums);
 void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 void subtract(const float* a, const float* b, float* out, size_t n);

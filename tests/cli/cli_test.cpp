@@ -234,3 +234,37 @@ TEST(CliMerge, DiskFullWhileWritingIsAClearErrorAndLeavesNoOutput) {
 
 }  // namespace
 }  // namespace rvec
+
+namespace rvec {
+namespace {
+
+TEST(CliCheckDeep, UnrelatedPostExitsThreeAndTheRightParentIsSuggested) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "ok").string() + " -q").exit_code, 0);
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "bad").string() + " -q --unrelated-post --seed 1").exit_code, 0);
+  const auto good = run_rvec("check --deep " + (dir / "ok" / "pre").string() + " " + (dir / "ok" / "post").string() +
+                             " " + (dir / "ok" / "target").string());
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_NE(good.output.find("post looks like a fine-tune of pre"), std::string::npos) << good.output;
+
+  // bad/post came from another random parent: its vector would be noise.
+  const auto bad = run_rvec("check --deep --json " + (dir / "bad" / "pre").string() + " " +
+                            (dir / "bad" / "post").string() + " " + (dir / "bad" / "target").string());
+  EXPECT_EQ(bad.exit_code, 3) << bad.output;
+  const auto j = nlohmann::json::parse(bad.output);
+  EXPECT_EQ(j["lineage"]["post_verdict"], "unrelated");
+  EXPECT_EQ(j["lineage"]["target_verdict"], "fine-tune");
+
+  // Wrong pre for ok/post: the candidate list finds the right parent.
+  test::TempDir other;
+  ASSERT_EQ(run_rvec("gen-family " + other.path().string() + " -q --seed 7").exit_code, 0);
+  const auto ranked = run_rvec("check --deep " + (other / "pre").string() + " " + (dir / "ok" / "post").string() + " " +
+                               (other / "target").string() + " --candidates " + (other / "target").string() + " " +
+                               (dir / "ok" / "pre").string());
+  EXPECT_EQ(ranked.exit_code, 3) << ranked.output;
+  EXPECT_NE(ranked.output.find("parent  #1 " + (dir / "ok" / "pre").string()), std::string::npos) << ranked.output;
+  EXPECT_NE(ranked.output.find("suggest " + (dir / "ok" / "pre").string()), std::string::npos) << ranked.output;
+}
+
+}  // namespace
+}  // namespace rvec
