@@ -9,6 +9,7 @@
 namespace rvec {
 
 void decode_to_f32(DType dtype, const std::byte* in, std::span<float> out) {
+  if (out.empty()) return;
   switch (dtype) {
     case DType::kF32:
       std::memcpy(out.data(), in, out.size() * 4);
@@ -32,6 +33,7 @@ void decode_to_f32(DType dtype, const std::byte* in, std::span<float> out) {
 }
 
 void encode_from_f32(DType dtype, std::span<const float> in, std::byte* out) {
+  if (in.empty()) return;
   switch (dtype) {
     case DType::kF32:
       std::memcpy(out, in.data(), in.size() * 4);
