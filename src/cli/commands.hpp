@@ -10,6 +10,7 @@ void add_inspect(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
 void add_gen_family(CLI::App& app, int& exit_code);
 void add_merge_commands(CLI::App& app, int& exit_code);  // merge, extract, apply, run
+void add_stats(CLI::App& app, int& exit_code);
 
 // The command line as typed (recorded in outputs' provenance).
 void set_command_line(int argc, char** argv);

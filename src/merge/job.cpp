@@ -18,6 +18,7 @@
 #include "io/async_sink.hpp"
 #include "io/model_writer.hpp"
 #include "io/staging.hpp"
+#include "merge/lineage.hpp"
 #include "merge/provenance.hpp"
 #include "numeric/codec.hpp"
 #include "numeric/kernels.hpp"
@@ -227,8 +228,12 @@ class TensorStreamer {
   TensorStreamer(std::vector<OutputSlot*> outputs, std::vector<double> weights, AsyncSink& sink)
       : outputs_(std::move(outputs)), weights_(std::move(weights)), sink_(sink) {
     for (auto* raw : {&plus_raw_, &minus_raw_, &base_raw_}) *raw = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
-    for (auto* tile : {&plus_, &minus_, &base_, &out_}) *tile = hwy::AllocateAligned<float>(kTileElements);
+    for (auto* tile : {&plus_, &minus_, &base_, &out_, &zeros_}) *tile = hwy::AllocateAligned<float>(kTileElements);
+    std::fill_n(zeros_.get(), kTileElements, 0.0f);
   }
+
+  // ||pre||^2 and ||v||^2 per module kind, over the blocks combined so far.
+  const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
 
   void set_writers(std::vector<SafetensorsWriter*> writers) { writers_ = std::move(writers); }
   uint64_t bytes_read() const { return bytes_read_; }
@@ -280,13 +285,13 @@ class TensorStreamer {
     if (task.base) read_raw(*task.base, first, n, base_raw_.get());
     std::vector<size_t> out(writers_.size());
     for (auto& buffer : out) buffer = sink_.acquire();
+    kernels::DeltaSums& sums = vector_sums_[module_kind(task.name)];
     for (uint64_t tile = 0; tile < n; tile += kTileElements) {
       const size_t m = std::min<uint64_t>(kTileElements, n - tile);
       widen(*task.plus, plus_raw_.get(), tile, m, plus_.get());
-      if (task.minus) {
-        widen(*task.minus, minus_raw_.get(), tile, m, minus_.get());
-        kernels::subtract(plus_.get(), minus_.get(), plus_.get(), m);
-      }
+      if (task.minus) widen(*task.minus, minus_raw_.get(), tile, m, minus_.get());
+      kernels::accumulate_delta_sums(task.minus ? minus_.get() : zeros_.get(), plus_.get(), nullptr, m, sums);
+      if (task.minus) kernels::subtract(plus_.get(), minus_.get(), plus_.get(), m);
       if (task.base) widen(*task.base, base_raw_.get(), tile, m, base_.get());
       for (size_t k = 0; k < out.size(); ++k) {
         const float* result = plus_.get();
@@ -347,7 +352,8 @@ class TensorStreamer {
   AsyncSink& sink_;
   std::vector<SafetensorsWriter*> writers_;
   hwy::AlignedFreeUniquePtr<std::byte[]> plus_raw_, minus_raw_, base_raw_;
-  hwy::AlignedFreeUniquePtr<float[]> plus_, minus_, base_, out_;
+  hwy::AlignedFreeUniquePtr<float[]> plus_, minus_, base_, out_, zeros_;
+  std::map<std::string, kernels::DeltaSums> vector_sums_;
   uint64_t bytes_read_ = 0;
 };
 
@@ -375,13 +381,13 @@ void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSp
 }
 
 void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
-                 const std::vector<ShardPlan>& shards) {
+                 const std::vector<ShardPlan>& shards, const JobResult& result) {
   if (shards.size() > 1) slot.staging->write_text("model.safetensors.index.json", index_json(shards));
   copy_aux_files(slot, inputs, spec, plan);
-  slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result));
+  slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
   slot.staging->write_text(kProvenanceFile,
-                           provenance(inputs, spec, plan, slot.result, slot.fingerprint).dump(2) + "\n");
+                           provenance(inputs, spec, plan, slot.result, slot.fingerprint, result).dump(2) + "\n");
   for (const auto& shard : shards) fs::remove(slot.staging->file(shard.file_name + kDoneSuffix));
   fs::remove(slot.staging->file(kJobMarker));
   slot.staging->commit();
@@ -513,14 +519,19 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
       active[k]->staging->write_text(shards[s].file_name + kDoneSuffix, active[k]->fingerprint);
     }
     result.bytes_read += streamer.bytes_read();
+    for (const auto& [kind, sums] : streamer.vector_sums()) result.vector_by_kind[kind] += sums;
     maybe_kill_for_test(++shards_written);
   }
   for (const auto* shard_input : {inputs.pre, inputs.post, inputs.target}) {
     if (!shard_input) continue;
     for (const auto& f : shard_input->shards()) f->check_unchanged();
   }
+  result.vector_stats_complete = true;
+  for (const auto& slot : slots) {
+    result.vector_stats_complete = result.vector_stats_complete && !slot.result.already_complete && slot.result.shards_reused == 0;
+  }
   for (auto& slot : slots) {
-    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, shards);
+    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, shards, result);
     result.outputs.push_back(slot.result);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

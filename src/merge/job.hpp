@@ -17,12 +17,14 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "merge/plan.hpp"
 #include "merge/rules.hpp"
+#include "numeric/kernels.hpp"
 
 namespace rvec {
 
@@ -87,6 +89,10 @@ struct OutputResult {
 
 struct JobResult {
   std::vector<OutputResult> outputs;
+  // ||v||^2 (a_sq) and ||pre||^2 (base_sq) of the vector per module kind, over
+  // the tensors combined in this run; complete only if no shard was reused.
+  std::map<std::string, kernels::DeltaSums> vector_by_kind;
+  bool vector_stats_complete = false;
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   double seconds = 0;

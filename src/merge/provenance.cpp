@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "base/hash.hpp"
@@ -50,6 +51,36 @@ std::string name_of(const ModelFolder* model) {
   return model ? std::filesystem::path(model->path()).lexically_normal().filename().string() : "";
 }
 
+// Norm of the vector per module kind, its share of ||v||^2, and its size
+// relative to pre (absent for apply, where pre is not read).
+ojson vector_stats_json(const JobResult& job, bool relative) {
+  if (!job.vector_stats_complete) return nullptr;
+  double total = 0;
+  for (const auto& [kind, s] : job.vector_by_kind) total += s.a_sq;
+  ojson out = ojson::object();
+  for (const auto& [kind, s] : job.vector_by_kind) {
+    out[kind] = {{"norm", std::sqrt(s.a_sq)}, {"share", total > 0 ? s.a_sq / total : 0.0}};
+    if (relative) out[kind]["relative_to_pre"] = s.base_sq > 0 ? std::sqrt(s.a_sq / s.base_sq) : 0.0;
+  }
+  return out;
+}
+
+std::string vector_stats_table(const JobResult& job, bool relative) {
+  if (!job.vector_stats_complete) {
+    return "Not computed: this output was finished from an interrupted run (see `rvec stats`).\n";
+  }
+  double total = 0;
+  for (const auto& [kind, s] : job.vector_by_kind) total += s.a_sq;
+  std::string table = relative ? "| module | norm of v | share of norm² | norm of v / norm of pre |\n|---|---|---|---|\n"
+                               : "| module | norm of v | share of norm² |\n|---|---|---|\n";
+  for (const auto& [kind, s] : job.vector_by_kind) {
+    table += fmt::format("| {} | {:.5g} | {:.1f} % |", kind, std::sqrt(s.a_sq), total > 0 ? 100 * s.a_sq / total : 0.0);
+    if (relative) table += fmt::format(" {:.4g} |", s.base_sq > 0 ? std::sqrt(s.a_sq / s.base_sq) : 0.0);
+    table += "\n";
+  }
+  return table + "\nOver the tensors that received the vector; `rvec stats` gives per-layer norms and sparsity.\n";
+}
+
 }  // namespace
 
 ojson describe_inputs(const JobInputs& inputs) {
@@ -80,7 +111,7 @@ Metadata shard_metadata(const JobSpec& spec, double w) {
 }
 
 ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
-                 const std::string& fingerprint) {
+                 const std::string& fingerprint, const JobResult& job) {
   size_t combined = 0, copied = 0;
   ojson notes = ojson::array();
   for (const auto& t : plan.tasks) {
@@ -99,13 +130,15 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
                {"dtype", spec.out_dtype ? ojson(std::string(dtype_name(*spec.out_dtype))) : ojson("as target")},
                {"tensors", {{"combined", combined}, {"copied", copied}, {"notes", notes}}},
                {"new_nonfinite_values", nonfinite},
+               {"vector_stats", vector_stats_json(job, inputs.pre != nullptr)},
                {"command", spec.command_line},
                {"recipe", spec.recipe_text.empty() ? ojson(nullptr) : ojson(spec.recipe_text)}};
   if (spec.kind != JobKind::kExtract) out["w"] = output.w;
   return out;
 }
 
-std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output) {
+std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
+                       const JobResult& job) {
   std::string bases;
   for (const ModelFolder* m : {inputs.target, inputs.post, inputs.pre}) {
     if (m) bases += fmt::format("- {}\n", name_of(m));
@@ -138,9 +171,10 @@ std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPl
       "# {}\n\nThis is {}\n\nMade with rvec {} in one streaming pass: every element computed in f32 from the inputs' "
       "values and rounded once to the output dtype (round to nearest even).\n\n"
       "## Recipe\n\n- formula: `{}`\n- tensors: {} ({} copied unchanged from the target)\n- tensor rules:\n{}\n"
-      "Command:\n\n```\n{}\n```\n\nFull provenance (input header hashes, rules, notes): `{}`.\n",
+      "Command:\n\n```\n{}\n```\n\n## Vector statistics\n\n{}\nFull provenance (input header hashes, rules, notes): "
+      "`{}`.\n",
       bases, output.path.filename().string(), what, RVEC_VERSION, formula(spec.kind), plan.tasks.size(), copied,
-      rules, spec.command_line, kProvenanceFile);
+      rules, spec.command_line, vector_stats_table(job, inputs.pre != nullptr), kProvenanceFile);
 }
 
 }  // namespace rvec

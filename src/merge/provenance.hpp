@@ -25,8 +25,9 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
 Metadata shard_metadata(const JobSpec& spec, double w);
 
 nlohmann::ordered_json provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
-                                  const OutputResult& output, const std::string& fingerprint);
+                                  const OutputResult& output, const std::string& fingerprint, const JobResult& job);
 
-std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output);
+std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
+                       const JobResult& job);
 
 }  // namespace rvec

@@ -268,3 +268,23 @@ TEST(CliCheckDeep, UnrelatedPostExitsThreeAndTheRightParentIsSuggested) {
 
 }  // namespace
 }  // namespace rvec
+
+namespace rvec {
+namespace {
+
+TEST(CliStats, PrintsJsonAndWritesAPlot) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "f").string() + " -q").exit_code, 0);
+  const auto r = run_rvec("stats --pre " + (dir / "f" / "pre").string() + " --post " + (dir / "f" / "post").string() +
+                          " --json --plot " + (dir / "layers.svg").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_GT(j["total"]["norm"].get<double>(), 0);
+  EXPECT_EQ(j["by_layer"].size(), 2u);
+  EXPECT_TRUE(fs::exists(dir / "layers.svg"));
+  EXPECT_EQ(run_rvec("stats").exit_code, 2);
+  EXPECT_EQ(run_rvec("stats " + (dir / "f" / "pre").string() + " --pre x --post y").exit_code, 2);
+}
+
+}  // namespace
+}  // namespace rvec
