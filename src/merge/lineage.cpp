@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "merge/rules.hpp"
-#include "numeric/codec.hpp"
 
 namespace rvec {
 namespace {
@@ -21,11 +20,8 @@ class BlockSource {
   BlockSource() : raw_(hwy::AllocateAligned<std::byte>(kBlockElements * 4)),
                   values_(hwy::AllocateAligned<float>(kBlockElements)) {}
   const float* load(const ModelTensor& t, uint64_t first, size_t n, uint64_t& bytes_read) {
-    const DType dtype = t.info->dtype;
-    const size_t width = dtype_bits(dtype) / 8;
-    t.file->read(*t.info, first * width, std::span(raw_.get(), n * width));
-    bytes_read += n * width;
-    decode_to_f32(dtype, raw_.get(), std::span(values_.get(), n));
+    read_as_f32(t, first, std::span(values_.get(), n), raw_.get());
+    bytes_read += n * dtype_bits(t.info->dtype) / 8;
     return values_.get();
   }
 

@@ -9,7 +9,6 @@
 #include "base/error.hpp"
 #include "merge/lineage.hpp"
 #include "merge/rules.hpp"
-#include "numeric/codec.hpp"
 #include "numeric/kernels.hpp"
 
 namespace rvec {
@@ -40,21 +39,15 @@ class VectorReader {
   }
 
   const float* load(const std::string& name, uint64_t first, size_t n) {
-    read(*source_.vector->find_resolving_tied(name), first, n, values_.get());
+    read_as_f32(*source_.vector->find_resolving_tied(name), first, std::span(values_.get(), n), raw_.get());
     if (source_.pre) {
-      read(*source_.pre->find_resolving_tied(name), first, n, minus_.get());
+      read_as_f32(*source_.pre->find_resolving_tied(name), first, std::span(minus_.get(), n), raw_.get());
       kernels::subtract(values_.get(), minus_.get(), values_.get(), n);
     }
     return values_.get();
   }
 
  private:
-  void read(const ModelTensor& t, uint64_t first, size_t n, float* out) {
-    const size_t width = dtype_bits(t.info->dtype) / 8;
-    t.file->read(*t.info, first * width, std::span(raw_.get(), n * width));
-    decode_to_f32(t.info->dtype, raw_.get(), std::span(out, n));
-  }
-
   VectorSource source_;
   hwy::AlignedFreeUniquePtr<std::byte[]> raw_;
   hwy::AlignedFreeUniquePtr<float[]> values_, minus_;

@@ -6,6 +6,7 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "numeric/codec.hpp"
 
 namespace rvec {
 namespace fs = std::filesystem;
@@ -177,6 +178,13 @@ uint64_t ModelFolder::tensor_bytes() const {
   uint64_t n = 0;
   for (const auto& t : tensors_) n += t.info->byte_size();
   return n;
+}
+
+void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out, std::byte* scratch) {
+  const DType dtype = tensor.info->dtype;
+  const size_t width = dtype_bits(dtype) / 8;
+  tensor.file->read(*tensor.info, first * width, std::span(scratch, out.size() * width));
+  decode_to_f32(dtype, scratch, out);
 }
 
 uint64_t tokenizer_size(const std::string& path) {

@@ -73,6 +73,10 @@ class ModelFolder {
   std::vector<std::string> aux_files_;
 };
 
+// Reads elements [first, first + out.size()) of `tensor` (BF16, F16 or F32)
+// and widens them to f32. `scratch` must hold out.size() * 4 bytes.
+void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out, std::byte* scratch);
+
 // Auxiliary files a model folder may carry, in the order they are listed.
 const std::vector<std::string>& known_aux_files();
 
