@@ -3,6 +3,10 @@
 #include <hwy/aligned_allocator.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 
 #include "merge/rules.hpp"
@@ -20,6 +24,8 @@ class BlockSource {
   BlockSource() : raw_(hwy::AllocateAligned<std::byte>(kBlockElements * 4)),
                   values_(hwy::AllocateAligned<float>(kBlockElements)) {}
   const float* load(const ModelTensor& t, uint64_t first, size_t n, uint64_t& bytes_read) {
+    const uint64_t width = dtype_bits(t.info->dtype) / 8;
+    t.file->prefetch(*t.info, (first + n) * width, kBlockElements * width);  // the next block, in the background
     read_as_f32(t, first, std::span(values_.get(), n), raw_.get());
     bytes_read += n * dtype_bits(t.info->dtype) / 8;
     return values_.get();
@@ -66,63 +72,125 @@ LineageVerdict classify(double rel) {
   return LineageVerdict::kFineTune;
 }
 
+namespace {
+
+// One tensor's share of the work: its statistics and, per candidate, the sums
+// for ||post - candidate||. Filled by whichever worker takes it.
+struct TensorWork {
+  const TensorPlan* plan;
+  uint64_t elements = 0;
+  std::vector<const ModelTensor*> candidates;  // null: not comparable
+  TensorLineage result;
+  std::vector<kernels::DeltaSums> candidate_sums;
+};
+
+void analyse_tensor(TensorWork& w, std::atomic<uint64_t>& bytes_read) {
+  thread_local BlockSource pre_src, post_src, target_src, cand_src;
+  const TensorPlan& p = *w.plan;
+  uint64_t read = 0;
+  for (uint64_t first = 0; first < w.elements; first += kBlockElements) {
+    const size_t m = std::min<uint64_t>(kBlockElements, w.elements - first);
+    const float* pre = pre_src.load(*p.pre, first, m, read);
+    const float* post = post_src.load(*p.post, first, m, read);
+    const float* target = target_src.load(*p.target, first, m, read);
+    kernels::accumulate_delta_sums(pre, post, target, m, w.result.stats.sums);
+    for (size_t c = 0; c < w.candidates.size(); ++c) {
+      if (!w.candidates[c]) continue;
+      const float* cand = cand_src.load(*w.candidates[c], first, m, read);
+      kernels::accumulate_delta_sums(cand, post, nullptr, m, w.candidate_sums[c]);
+    }
+    bytes_read += read;
+    read = 0;
+  }
+  w.result.stats.elements = w.elements;
+}
+
+}  // namespace
+
 LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const ModelFolder*>& candidates,
                               const LineageProgress& progress) {
   LineageReport report;
-  std::vector<kernels::DeltaSums> candidate_sums(candidates.size());
   report.candidates.resize(candidates.size());
+  std::vector<TensorWork> work;
   uint64_t bytes_total = 0;
   for (const auto& p : plan.tensors) {
     if (p.action != TensorAction::kCombine) continue;
-    bytes_total += p.target->info->byte_size() + p.pre->info->byte_size() + p.post->info->byte_size();
-  }
-  BlockSource pre_src, post_src, target_src, cand_src;
-  for (const auto& p : plan.tensors) {
-    if (p.action != TensorAction::kCombine) continue;
-    TensorLineage t;
-    t.name = p.name();
-    t.kind = module_kind(t.name);
-    if (const auto layer = layer_index(t.name)) t.layer = static_cast<int64_t>(*layer);
+    TensorWork w{&p};
+    w.result.name = p.name();
+    w.result.kind = module_kind(p.name());
+    if (const auto layer = layer_index(p.name())) w.result.layer = static_cast<int64_t>(*layer);
     const uint64_t row = p.rows() == 0 ? 0 : p.target->info->element_count() / p.rows();
-    const uint64_t n = p.combined_rows * row;
+    w.elements = p.combined_rows * row;
     // Candidates are ranked on matrices, like the verdicts.
     const bool matrix = p.target->info->shape.size() >= 2;
-    std::vector<const ModelTensor*> cand_tensors;
     for (size_t c = 0; c < candidates.size() && matrix; ++c) {
-      const ModelTensor* ct = candidates[c]->find_resolving_tied(t.name);
+      const ModelTensor* ct = candidates[c]->find_resolving_tied(p.name());
       const bool usable = ct && ct->info->shape.size() == p.post->info->shape.size() &&
-                          is_arithmetic(ct->info->dtype) && ct->info->element_count() >= n &&
+                          is_arithmetic(ct->info->dtype) && ct->info->element_count() >= w.elements &&
                           (ct->info->shape.empty() || ct->info->element_count() / std::max<uint64_t>(ct->info->shape[0], 1) == row);
-      cand_tensors.push_back(usable ? ct : nullptr);
+      w.candidates.push_back(usable ? ct : nullptr);
       (usable ? report.candidates[c].tensors_compared : report.candidates[c].tensors_skipped) += 1;
+      if (usable) bytes_total += ct->info->byte_size();
     }
-    for (uint64_t first = 0; first < n; first += kBlockElements) {
-      const size_t m = std::min<uint64_t>(kBlockElements, n - first);
-      const float* pre = pre_src.load(*p.pre, first, m, report.bytes_read);
-      const float* post = post_src.load(*p.post, first, m, report.bytes_read);
-      const float* target = target_src.load(*p.target, first, m, report.bytes_read);
-      kernels::accumulate_delta_sums(pre, post, target, m, t.stats.sums);
-      for (size_t c = 0; c < cand_tensors.size(); ++c) {
-        if (!cand_tensors[c]) continue;
-        const float* cand = cand_src.load(*cand_tensors[c], first, m, report.bytes_read);
-        kernels::accumulate_delta_sums(cand, post, nullptr, m, candidate_sums[c]);
+    w.candidate_sums.resize(w.candidates.size());
+    bytes_total += p.target->info->byte_size() + p.pre->info->byte_size() + p.post->info->byte_size();
+    work.push_back(std::move(w));
+  }
+
+  // Tensors are shared out to the cores; each tensor's sums come from one
+  // thread and are combined below in plan order, so results do not depend on
+  // the number of threads. The calling thread works too and reports progress.
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> bytes_read{0};
+  const auto worker = [&](bool reports) {
+    for (size_t i; (i = next.fetch_add(1)) < work.size();) {
+      analyse_tensor(work[i], bytes_read);
+      if (reports && progress) progress(bytes_read.load(), bytes_total);
+    }
+  };
+  const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  std::vector<std::thread> helpers;
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  for (unsigned t = 1; t < threads; ++t) {
+    helpers.emplace_back([&] {
+      try {
+        worker(false);
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = work.size();
       }
-      if (progress) progress(report.bytes_read, bytes_total);
+    });
+  }
+  try {
+    worker(true);
+  } catch (...) {
+    std::lock_guard lock(error_mutex);
+    if (!error) error = std::current_exception();
+    next = work.size();
+  }
+  for (auto& h : helpers) h.join();
+  if (error) std::rethrow_exception(error);
+  report.bytes_read = bytes_read;
+
+  std::vector<kernels::DeltaSums> candidate_sums(candidates.size());
+  for (auto& w : work) {
+    const DeltaStats& s = w.result.stats;
+    report.total.sums += s.sums;
+    report.total.elements += s.elements;
+    if (w.plan->target->info->shape.size() >= 2) {
+      report.matrices.sums += s.sums;
+      report.matrices.elements += s.elements;
     }
-    t.stats.elements = n;
-    report.total.sums += t.stats.sums;
-    report.total.elements += n;
-    if (p.target->info->shape.size() >= 2) {
-      report.matrices.sums += t.stats.sums;
-      report.matrices.elements += n;
+    report.by_kind[w.result.kind].sums += s.sums;
+    report.by_kind[w.result.kind].elements += s.elements;
+    if (w.result.layer >= 0) {
+      report.by_layer[w.result.layer].sums += s.sums;
+      report.by_layer[w.result.layer].elements += s.elements;
     }
-    report.by_kind[t.kind].sums += t.stats.sums;
-    report.by_kind[t.kind].elements += n;
-    if (t.layer >= 0) {
-      report.by_layer[t.layer].sums += t.stats.sums;
-      report.by_layer[t.layer].elements += n;
-    }
-    report.tensors.push_back(std::move(t));
+    for (size_t c = 0; c < w.candidate_sums.size(); ++c) candidate_sums[c] += w.candidate_sums[c];
+    report.tensors.push_back(std::move(w.result));
   }
   for (size_t c = 0; c < candidates.size(); ++c) {
     report.candidates[c].path = candidates[c]->path();
