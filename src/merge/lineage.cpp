@@ -142,34 +142,25 @@ LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const Mod
   // the number of threads. The calling thread works too and reports progress.
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> bytes_read{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  // Takes tensors until none are left; the first error stops every worker.
   const auto worker = [&](bool reports) {
-    for (size_t i; (i = next.fetch_add(1)) < work.size();) {
-      analyse_tensor(work[i], bytes_read);
-      if (reports && progress) progress(bytes_read.load(), bytes_total);
+    try {
+      for (size_t i; (i = next.fetch_add(1)) < work.size();) {
+        analyse_tensor(work[i], bytes_read);
+        if (reports && progress) progress(bytes_read.load(), bytes_total);
+      }
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next = work.size();
     }
   };
   const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
   std::vector<std::thread> helpers;
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  for (unsigned t = 1; t < threads; ++t) {
-    helpers.emplace_back([&] {
-      try {
-        worker(false);
-      } catch (...) {
-        std::lock_guard lock(error_mutex);
-        if (!error) error = std::current_exception();
-        next = work.size();
-      }
-    });
-  }
-  try {
-    worker(true);
-  } catch (...) {
-    std::lock_guard lock(error_mutex);
-    if (!error) error = std::current_exception();
-    next = work.size();
-  }
+  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(worker, false);
+  worker(true);
   for (auto& h : helpers) h.join();
   if (error) std::rethrow_exception(error);
   report.bytes_read = bytes_read;
