@@ -3,6 +3,7 @@
 
 #include "base/text.hpp"
 #include "cli/commands.hpp"
+#include "cli/layer_rows.hpp"
 #include "cli/model_summary.hpp"
 #include "io/staging.hpp"
 #include "base/progress.hpp"
@@ -131,15 +132,13 @@ void print_lineage(const LineageReport& r) {
   for (const auto& [kind, s] : r.by_kind) {
     fmt::print("{:<11} {:>10.4f} {:>10.4f} {:>+8.4f}\n", kind, s.rel_post(), s.rel_target(), s.cosine());
   }
-  if (!r.by_layer.empty()) {
-    std::string post, cos;
-    for (const auto& [layer, s] : r.by_layer) {
-      post += fmt::format(" {:.3f}", s.rel_post());
-      cos += fmt::format(" {:+.2f}", s.cosine());
-    }
-    fmt::print("layers  rel post by layer:{}\n", post);
-    fmt::print("layers  cosine by layer:  {}\n", cos);
+  std::map<int64_t, std::string> rel, cosine;
+  for (const auto& [layer, s] : r.by_layer) {
+    rel[layer] = fmt::format("{:.3f}", s.rel_post());
+    cosine[layer] = fmt::format("{:+.2f}", s.cosine());
   }
+  print_layer_rows("rel post", rel);
+  print_layer_rows("cosine  ", cosine);
   for (size_t i = 0; i < r.candidates.size(); ++i) {
     const auto& c = r.candidates[i];
     fmt::print("parent  #{} {}  ||post-cand||/||cand|| = {:.4f} ({} tensors compared, {} skipped)\n", i + 1, c.path,

@@ -5,6 +5,7 @@
 #include "base/error.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
+#include "cli/layer_rows.hpp"
 #include "merge/vector_stats.hpp"
 
 namespace rvec::cli {
@@ -61,15 +62,13 @@ void print_report(const VectorReport& r, const std::string& what) {
     fmt::print("{:<11} {:>11.5g} {:>6.1f}% {}{}\n", kind, s.norm(), 100 * s.sum_sq / std::max(r.total.sum_sq, 1e-300),
                sparsity, r.compared ? fmt::format("  {:+.4f}", s.cosine()) : "");
   }
-  if (!r.by_layer.empty()) {
-    std::string norms, cosines;
-    for (const auto& [layer, s] : r.by_layer) {
-      norms += fmt::format(" {:.3g}", s.norm());
-      cosines += fmt::format(" {:+.2f}", s.cosine());
-    }
-    fmt::print("layers  norm by layer:{}\n", norms);
-    if (r.compared) fmt::print("layers  cosine by layer:{}\n", cosines);
+  std::map<int64_t, std::string> norms, cosines;
+  for (const auto& [layer, s] : r.by_layer) {
+    norms[layer] = fmt::format("{:.3g}", s.norm());
+    cosines[layer] = fmt::format("{:+.2f}", s.cosine());
   }
+  print_layer_rows("norm  ", norms);
+  if (r.compared) print_layer_rows("cosine", cosines);
 }
 
 }  // namespace
