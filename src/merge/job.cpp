@@ -34,6 +34,11 @@ constexpr const char* kDoneSuffix = ".rvec-done";
 
 uint64_t bytes_of(DType dtype, uint64_t elements) { return elements * dtype_bits(dtype) / 8; }
 
+// One output per weight; extract writes one vector, whatever weights were given.
+std::vector<double> output_weights(const JobSpec& spec) {
+  return spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
+}
+
 // ---------------------------------------------------------------- planning --
 
 MergePlan check_compatibility(const JobInputs& in, JobKind kind) {
@@ -359,7 +364,7 @@ class TensorStreamer {
 
 // ---------------------------------------------------------------- finishing --
 
-void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan) {
+void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec) {
   const ModelFolder* source = spec.kind == JobKind::kExtract ? inputs.post : inputs.target;
   if (!source->is_folder()) return;
   const fs::path dir(source->path());
@@ -368,8 +373,7 @@ void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSp
     if (spec.kind == JobKind::kExtract && name != "config.json") continue;
     if (name == "config.json" && spec.out_dtype) {
       auto config = read_json_file((dir / name).string(), 16'000'000);
-      const DType dtype = *spec.out_dtype;
-      const char* torch = dtype == DType::kBF16 ? "bfloat16" : dtype == DType::kF16 ? "float16" : "float32";
+      const std::string torch(torch_dtype_name(*spec.out_dtype));
       if (config.contains("dtype")) config["dtype"] = torch;
       else config["torch_dtype"] = torch;
       slot.staging->write_text(name, config.dump(2) + "\n");
@@ -377,13 +381,12 @@ void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSp
     }
     slot.staging->copy_in(dir / name, name);
   }
-  (void)plan;
 }
 
 void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                  const std::vector<ShardPlan>& shards, const JobResult& result) {
   if (shards.size() > 1) slot.staging->write_text("model.safetensors.index.json", index_json(shards));
-  copy_aux_files(slot, inputs, spec, plan);
+  copy_aux_files(slot, inputs, spec);
   slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
   slot.staging->write_text(kProvenanceFile,
@@ -437,11 +440,10 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   }
   for (const auto& p : plan.compatibility.tensors) plan.tasks.push_back(make_task(p, spec));
   for (const auto& t : plan.tasks) plan.bytes_to_read += bytes_read_for(t);
-  const auto specs = output_specs(plan.tasks);
-  for (const auto& shard : plan_shards(specs, spec.max_shard_bytes)) {
-    plan.bytes_per_output += expected_file_size(shard, shard_metadata(spec, spec.weights.empty() ? 1 : spec.weights[0]));
+  const std::vector<double> weights = output_weights(spec);  // never empty: check_weights ran
+  for (const auto& shard : plan_shards(output_specs(plan.tasks), spec.max_shard_bytes)) {
+    plan.bytes_per_output += expected_file_size(shard, shard_metadata(spec, weights.front()));
   }
-  const std::vector<double> weights = spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
   for (double w : weights) {
     plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
   }
@@ -451,7 +453,7 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
 
 JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<double> weights = spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
+  const std::vector<double> weights = output_weights(spec);
   const auto shards = plan_shards(output_specs(plan.tasks), spec.max_shard_bytes);
 
   std::vector<OutputSlot> slots(weights.size());

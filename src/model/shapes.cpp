@@ -20,14 +20,6 @@ const std::vector<Qwen2Shape>& all_shapes() {
   return kShapes;
 }
 
-std::string_view torch_dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::kBF16: return "bfloat16";
-    case DType::kF16: return "float16";
-    default: return "float32";
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> qwen2_shape_names() {

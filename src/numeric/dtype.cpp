@@ -40,6 +40,14 @@ std::optional<DType> parse_dtype(std::string_view name) {
 std::string_view dtype_name(DType dtype) { return info(dtype).name; }
 unsigned dtype_bits(DType dtype) { return info(dtype).bits; }
 
+std::string_view torch_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16: return "bfloat16";
+    case DType::kF16: return "float16";
+    default: return "float32";
+  }
+}
+
 bool is_arithmetic(DType dtype) {
   return dtype == DType::kBF16 || dtype == DType::kF16 || dtype == DType::kF32;
 }

@@ -18,6 +18,9 @@ std::optional<DType> parse_dtype(std::string_view name);
 std::string_view dtype_name(DType dtype);
 unsigned dtype_bits(DType dtype);
 
+// The torch name config.json uses for an arithmetic dtype ("bfloat16", "float16", "float32").
+std::string_view torch_dtype_name(DType dtype);
+
 // BF16, F16 and F32: the types rvec does arithmetic on.
 bool is_arithmetic(DType dtype);
 // Any floating-point type (including FP8/FP4/FP6 and F64).
