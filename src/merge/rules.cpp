@@ -1,8 +1,6 @@
 #include "merge/rules.hpp"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <fmt/format.h>
-#include <pcre2.h>
 
 #include <charconv>
 #include <cmath>
@@ -10,11 +8,6 @@
 #include "base/error.hpp"
 
 namespace rvec {
-
-struct TensorRule::Compiled {
-  pcre2_code* code = nullptr;
-  ~Compiled() { pcre2_code_free(code); }
-};
 
 namespace {
 
@@ -45,19 +38,7 @@ TensorRule::TensorRule(std::optional<std::string> pattern, std::optional<std::pa
   if (layers_ && layers_->first > layers_->second) {
     fail(ErrorKind::kUsage, "layer range {}-{} is empty", layers_->first, layers_->second);
   }
-  if (pattern_) {
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    compiled_ = std::make_unique<Compiled>();
-    compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern_->c_str()), pattern_->size(),
-                                    PCRE2_UTF, &error, &offset, nullptr);
-    if (compiled_->code == nullptr) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error, message, sizeof(message));
-      fail(ErrorKind::kUsage, "tensor rule regex \"{}\": {} at offset {}", *pattern_,
-           reinterpret_cast<const char*>(message), offset);
-    }
-  }
+  if (pattern_) regex_.emplace(*pattern_, "tensor rule regex");
 }
 
 TensorRule::~TensorRule() = default;
@@ -69,13 +50,7 @@ bool TensorRule::matches(const std::string& name) const {
     const auto layer = layer_index(name);
     if (!layer || *layer < layers_->first || *layer > layers_->second) return false;
   }
-  if (compiled_) {
-    pcre2_match_data* data = pcre2_match_data_create_from_pattern(compiled_->code, nullptr);
-    const int rc = pcre2_match(compiled_->code, reinterpret_cast<PCRE2_SPTR>(name.c_str()), name.size(), 0, 0,
-                               data, nullptr);
-    pcre2_match_data_free(data);
-    if (rc < 0) return false;
-  }
+  if (regex_ && !regex_->matches_somewhere(name)) return false;
   return true;
 }
 

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "text/regex.hpp"
+
 namespace rvec {
 
 class TensorRule {
@@ -37,11 +39,10 @@ class TensorRule {
   static TensorRule layers(const std::string& spec);
 
  private:
-  struct Compiled;
   std::optional<std::string> pattern_;
   std::optional<std::pair<uint64_t, uint64_t>> layers_;
   double scale_;
-  std::unique_ptr<Compiled> compiled_;
+  std::optional<Regex> regex_;
 };
 
 // "0-7" or "5" (inclusive); usage error otherwise.

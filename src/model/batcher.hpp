@@ -1,0 +1,72 @@
+// Continuous batching: many generations advance together, one forward pass
+// per step. Each step runs the prompts of newly admitted requests and the
+// last token of every running one through the model at once, then samples
+// one token per sequence. Finished sequences leave and waiting ones join
+// between steps, so a long answer never holds up a short one.
+//
+// A Batcher is driven by one thread (the CLI loop or the server's engine
+// thread); add() and cancel() must come from that same thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/sampler.hpp"
+#include "model/transformer.hpp"
+#include "text/tokenizer.hpp"
+
+namespace rvec {
+
+struct GenerationRequest {
+  std::vector<TokenId> prompt;
+  SamplingParams sampling;
+  size_t max_tokens = 256;
+  std::vector<TokenId> stop_tokens;       // end the answer; not part of the text
+  std::vector<std::string> stop_strings;  // end the answer; cut from the text
+};
+
+enum class FinishReason { kNone, kStop, kLength };
+const char* finish_reason_name(FinishReason reason);  // "stop", "length"
+
+struct GenerationEvent {
+  uint64_t id = 0;
+  TokenId token = -1;
+  std::string text;  // text that became final with this token (may be empty)
+  FinishReason finish = FinishReason::kNone;
+};
+
+class Batcher {
+ public:
+  // `tokenizer` may be null (then events carry no text and stop strings never match).
+  Batcher(Transformer& model, std::shared_ptr<const Tokenizer> tokenizer, size_t max_batch, size_t max_context);
+  ~Batcher();
+
+  // Queues a request; throws a usage error if it cannot fit the context.
+  uint64_t add(GenerationRequest request);
+  void cancel(uint64_t id);
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  size_t running() const { return running_.size(); }
+  size_t max_context() const { return max_context_; }
+
+  // One forward pass and one new token per running sequence.
+  std::vector<GenerationEvent> step();
+
+ private:
+  struct Sequence;
+  void admit();
+  void finish_text(Sequence& seq, std::string piece, GenerationEvent& event);
+
+  Transformer& model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  size_t max_batch_, max_context_;
+  uint64_t next_id_ = 1;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::vector<float> logits_;
+};
+
+}  // namespace rvec

@@ -1,0 +1,356 @@
+#include "model/transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "base/text.hpp"
+#include "base/thread_pool.hpp"
+#include "model/model_folder.hpp"
+#include "numeric/codec.hpp"
+#include "numeric/linalg.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+
+// ---- loading -------------------------------------------------------------
+
+std::vector<TokenId> token_ids(const json& node) {
+  std::vector<TokenId> ids;
+  if (node.is_number_integer()) ids.push_back(node.get<TokenId>());
+  if (node.is_array()) {
+    for (const auto& id : node) {
+      if (id.is_number_integer()) ids.push_back(id.get<TokenId>());
+    }
+  }
+  return ids;
+}
+
+TransformerConfig read_config(const ModelFolder& model, const std::string& folder) {
+  namespace fs = std::filesystem;
+  if (!model.config()) bad_input("{}: no config.json, so the architecture is unknown", folder);
+  const ModelConfig& c = *model.config();
+  const auto config_path = (fs::path(folder) / "config.json").string();
+  const auto arch = c.architecture();
+  if (arch != "Qwen2ForCausalLM" && arch != "LlamaForCausalLM" && c.model_type != "qwen2" && c.model_type != "llama") {
+    bad_input("{}: architecture \"{}\" is not supported by the built-in engine (Qwen2 and Llama are)", config_path,
+              arch);
+  }
+  const auto need = [&](const std::optional<uint64_t>& value, const char* name) {
+    if (!value || *value == 0) bad_input("{}: field \"{}\" is missing or zero", config_path, name);
+    return static_cast<size_t>(*value);
+  };
+  TransformerConfig t;
+  t.architecture = arch;
+  t.hidden = need(c.hidden_size, "hidden_size");
+  t.layers = need(c.num_hidden_layers, "num_hidden_layers");
+  t.heads = need(c.num_attention_heads, "num_attention_heads");
+  t.kv_heads = c.num_key_value_heads.value_or(t.heads);
+  t.head_dim = c.head_dim.value_or(t.hidden / t.heads);
+  t.intermediate = need(c.intermediate_size, "intermediate_size");
+  t.vocab = need(c.vocab_size, "vocab_size");
+  t.max_positions = c.max_position_embeddings.value_or(4096);
+  t.rms_eps = static_cast<float>(c.rms_norm_eps.value_or(1e-6));
+  t.rope_theta = static_cast<float>(c.rope_theta.value_or(10000.0));
+  t.tied_head = model.tied_embeddings();
+  if (t.kv_heads == 0 || t.heads % t.kv_heads != 0) {
+    bad_input("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", config_path, t.heads,
+              t.kv_heads);
+  }
+  if (t.head_dim % 2 != 0) bad_input("{}: head_dim {} is odd, so RoPE cannot rotate halves", config_path, t.head_dim);
+  const json raw = read_json_file(config_path);
+  if (raw.contains("rope_scaling") && raw["rope_scaling"].is_object() &&
+      raw["rope_scaling"].value("rope_type", raw["rope_scaling"].value("type", "default")) != "default") {
+    bad_input("{}: rope_scaling of type \"{}\" is not supported by the built-in engine", config_path,
+              raw["rope_scaling"].value("rope_type", raw["rope_scaling"].value("type", "")));
+  }
+  t.eos_ids = token_ids(raw.value("eos_token_id", json()));
+  if (raw.contains("bos_token_id") && raw["bos_token_id"].is_number_integer()) t.bos_id = raw["bos_token_id"].get<TokenId>();
+  const auto generation = fs::path(folder) / "generation_config.json";
+  if (fs::exists(generation)) {
+    for (const auto id : token_ids(read_json_file(generation.string()).value("eos_token_id", json()))) {
+      if (std::find(t.eos_ids.begin(), t.eos_ids.end(), id) == t.eos_ids.end()) t.eos_ids.push_back(id);
+    }
+  }
+  return t;
+}
+
+class WeightLoader {
+ public:
+  WeightLoader(const ModelFolder& model, std::string folder) : model_(model), folder_(std::move(folder)) {}
+
+  const ModelTensor& tensor(const std::string& name, std::vector<uint64_t> shape) const {
+    const ModelTensor* t = model_.find_resolving_tied(name);
+    if (t == nullptr) bad_input("{}: tensor {} is missing", folder_, name);
+    if (t->info->shape != shape) {
+      bad_input("{}: tensor {} has shape {}, the config implies {}", folder_, name, shape_string(t->info->shape),
+                shape_string(shape));
+    }
+    const DType d = t->info->dtype;
+    if (d != DType::kBF16 && d != DType::kF16 && d != DType::kF32) {
+      bad_input("{}: tensor {} is {}; the engine reads BF16, F16 and F32", folder_, name, dtype_name(d));
+    }
+    return *t;
+  }
+
+  std::vector<float> vector(const std::string& name, size_t size) const {
+    const ModelTensor& t = tensor(name, {size});
+    std::vector<float> out(size);
+    std::vector<std::byte> scratch(size * 4);
+    read_as_f32(t, 0, out, scratch.data());
+    return out;
+  }
+
+  bool has(const std::string& name) const { return model_.find(name) != nullptr; }
+
+  // Appends the rows of `name` ([rows, cols]) to `w`, keeping bf16 as bf16.
+  void append_rows(WeightMatrix& w, const std::string& name, size_t rows, size_t cols) const {
+    const ModelTensor& t = tensor(name, {rows, cols});
+    const bool bf16 = t.info->dtype == DType::kBF16;
+    if (w.rows == 0) {
+      w.cols = cols;
+      if (bf16) w.bf16.reserve(rows * cols);
+    }
+    if (bf16 != w.is_bf16() && w.rows > 0) bad_input("{}: tensor {} mixes dtypes with its neighbours", folder_, name);
+    if (bf16) {
+      const size_t at = w.bf16.size();
+      w.bf16.resize(at + rows * cols);
+      t.file->read(*t.info, 0, std::as_writable_bytes(std::span(w.bf16).subspan(at)));
+    } else {
+      const size_t at = w.f32.size();
+      w.f32.resize(at + rows * cols);
+      std::vector<std::byte> scratch(rows * cols * 4);
+      read_as_f32(t, 0, std::span(w.f32).subspan(at), scratch.data());
+    }
+    w.rows += rows;
+  }
+
+  void append_bias(WeightMatrix& w, const std::string& name, size_t rows) const {
+    const auto bias = vector(name, rows);
+    w.bias.insert(w.bias.end(), bias.begin(), bias.end());
+  }
+
+ private:
+  const ModelFolder& model_;
+  std::string folder_;
+};
+
+// ---- ops on activations ----------------------------------------------------
+
+// out[t, :] = x[t, :] * rsqrt(mean(x[t, :]^2) + eps) * weight     x, out: [n, dim]
+void rms_norm(const float* x, const std::vector<float>& weight, float eps, size_t n, float* out) {
+  const size_t dim = weight.size();
+  for (size_t t = 0; t < n; ++t) {
+    const float* row = x + t * dim;
+    const float scale = 1.0f / std::sqrt(linalg::dot(row, row, dim) / static_cast<float>(dim) + eps);
+    for (size_t i = 0; i < dim; ++i) out[t * dim + i] = row[i] * scale * weight[i];
+  }
+}
+
+// Rotate-half RoPE on one head vector at `position`:  v: [head_dim]
+void rope(float* v, size_t head_dim, const std::vector<float>& inv_freq, size_t position) {
+  const size_t half = head_dim / 2;
+  for (size_t j = 0; j < half; ++j) {
+    const float angle = static_cast<float>(position) * inv_freq[j];
+    const float c = std::cos(angle), s = std::sin(angle);
+    const float a = v[j], b = v[j + half];
+    v[j] = a * c - b * s;
+    v[j + half] = b * c + a * s;
+  }
+}
+
+// act[t, i] = silu(gate_up[t, i]) * gate_up[t, inter + i]      gate_up: [n, 2 inter], act: [n, inter]
+void silu_times_up(const float* gate_up, size_t n, size_t inter, float* act) {
+  for (size_t t = 0; t < n; ++t) {
+    const float* gate = gate_up + t * 2 * inter;
+    const float* up = gate + inter;
+    for (size_t i = 0; i < inter; ++i) act[t * inter + i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  }
+}
+
+void add_in_place(float* x, const float* delta, size_t count) {
+  for (size_t i = 0; i < count; ++i) x[i] += delta[i];
+}
+
+}  // namespace
+
+// Activations for one forward() call, reused across calls.
+struct Transformer::Scratch {
+  std::vector<float> x;        // [n, hidden] residual stream
+  std::vector<float> h;        // [n, hidden] normalised
+  std::vector<float> qkv;      // [n, q_dim + 2 kv_dim]
+  std::vector<float> att;      // [n, q_dim]
+  std::vector<float> gate_up;  // [n, 2 inter]
+  std::vector<float> act;      // [n, inter]
+  std::vector<float> last;     // [items, hidden]
+  std::vector<size_t> position;  // [n] position of each token in its sequence
+  std::vector<size_t> item;      // [n] which item each token belongs to
+};
+
+uint64_t KvCache::bytes() const {
+  uint64_t n = 0;
+  for (size_t l = 0; l < keys.size(); ++l) n += (keys[l].capacity() + values[l].capacity()) * 4;
+  return n;
+}
+
+Transformer::Transformer(TransformerConfig config, ThreadPool& pool)
+    : config_(std::move(config)), pool_(pool), scratch_(std::make_unique<Scratch>()) {}
+Transformer::~Transformer() = default;
+
+std::unique_ptr<Transformer> Transformer::load(const std::string& folder, ThreadPool& pool) {
+  const auto model = ModelFolder::open(folder);
+  std::unique_ptr<Transformer> t(new Transformer(read_config(*model, folder), pool));
+  const TransformerConfig& c = t->config_;
+  const WeightLoader load(*model, folder);
+  load.append_rows(t->embed_, std::string(kEmbedName), c.vocab, c.hidden);
+  const auto q_bias = "model.layers.0.self_attn.q_proj.bias";
+  t->config_.qkv_bias = load.has(q_bias);
+  for (size_t l = 0; l < c.layers; ++l) {
+    const auto p = fmt::format("model.layers.{}.", l);
+    Layer layer;
+    layer.attn_norm = load.vector(p + "input_layernorm.weight", c.hidden);
+    layer.mlp_norm = load.vector(p + "post_attention_layernorm.weight", c.hidden);
+    load.append_rows(layer.qkv, p + "self_attn.q_proj.weight", c.q_dim(), c.hidden);
+    load.append_rows(layer.qkv, p + "self_attn.k_proj.weight", c.kv_dim(), c.hidden);
+    load.append_rows(layer.qkv, p + "self_attn.v_proj.weight", c.kv_dim(), c.hidden);
+    if (c.qkv_bias) {
+      load.append_bias(layer.qkv, p + "self_attn.q_proj.bias", c.q_dim());
+      load.append_bias(layer.qkv, p + "self_attn.k_proj.bias", c.kv_dim());
+      load.append_bias(layer.qkv, p + "self_attn.v_proj.bias", c.kv_dim());
+    }
+    load.append_rows(layer.o, p + "self_attn.o_proj.weight", c.hidden, c.q_dim());
+    load.append_rows(layer.gate_up, p + "mlp.gate_proj.weight", c.intermediate, c.hidden);
+    load.append_rows(layer.gate_up, p + "mlp.up_proj.weight", c.intermediate, c.hidden);
+    load.append_rows(layer.down, p + "mlp.down_proj.weight", c.hidden, c.intermediate);
+    t->layers_.push_back(std::move(layer));
+  }
+  t->final_norm_ = load.vector("model.norm.weight", c.hidden);
+  if (!c.tied_head) load.append_rows(t->head_, std::string(kLmHeadName), c.vocab, c.hidden);
+  // HF computes inv_freq in f32: 1 / theta^(2j / d).
+  for (size_t j = 0; j < c.head_dim / 2; ++j) {
+    t->inv_freq_.push_back(1.0f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(c.head_dim)));
+  }
+  return t;
+}
+
+uint64_t Transformer::weight_bytes() const {
+  uint64_t n = config_.tied_head ? embed_.bytes() : head_.bytes();
+  for (const auto& l : layers_) n += l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes();
+  return n;
+}
+
+KvCache Transformer::new_cache() const {
+  KvCache cache;
+  cache.keys.resize(config_.layers);
+  cache.values.resize(config_.layers);
+  return cache;
+}
+
+// Causal attention of every new token over its own sequence's cache.
+// Tasks are (token, query head); query head h reads KV head h / (heads / kv_heads).
+void Transformer::attention(size_t layer, std::span<const ForwardItem> items) {
+  const TransformerConfig& c = config_;
+  Scratch& s = *scratch_;
+  const size_t n = s.position.size(), qkv_width = c.q_dim() + 2 * c.kv_dim();
+  const size_t group = c.heads / c.kv_heads, kv_dim = c.kv_dim(), hd = c.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool_.parallel_for(n * c.heads, [&](size_t task) {
+    const size_t t = task / c.heads, head = task % c.heads, kv_head = head / group;
+    const KvCache& cache = *items[s.item[t]].cache;
+    const float* q = s.qkv.data() + t * qkv_width + head * hd;
+    const float* keys = cache.keys[layer].data() + kv_head * hd;
+    const float* values = cache.values[layer].data() + kv_head * hd;
+    const size_t visible = s.position[t] + 1;
+    thread_local std::vector<float> scores;
+    scores.resize(visible);
+    float max_score = -INFINITY;
+    for (size_t j = 0; j < visible; ++j) {
+      scores[j] = linalg::dot(q, keys + j * kv_dim, hd) * scale;
+      max_score = std::max(max_score, scores[j]);
+    }
+    float sum = 0;
+    for (size_t j = 0; j < visible; ++j) sum += scores[j] = std::exp(scores[j] - max_score);
+    float* out = s.att.data() + t * c.q_dim() + head * hd;
+    std::fill_n(out, hd, 0.0f);
+    for (size_t j = 0; j < visible; ++j) linalg::axpy(scores[j] / sum, values + j * kv_dim, out, hd);
+  });
+}
+
+// One decoder layer as a list of named ops.   x: [n, hidden]
+void Transformer::run_layer(const Layer& layer, size_t index, std::span<const ForwardItem> items) {
+  const TransformerConfig& c = config_;
+  Scratch& s = *scratch_;
+  const size_t n = s.position.size(), qkv_width = c.q_dim() + 2 * c.kv_dim();
+
+  rms_norm(s.x.data(), layer.attn_norm, c.rms_eps, n, s.h.data());   // h = norm(x)
+  matmul(layer.qkv, s.h.data(), n, s.qkv.data(), pool_);             // q|k|v = h·Wqkvᵀ + b
+  for (size_t t = 0; t < n; ++t) {                                   // rotate q and k
+    float* q = s.qkv.data() + t * qkv_width;
+    for (size_t head = 0; head < c.heads + c.kv_heads; ++head) rope(q + head * c.head_dim, c.head_dim, inv_freq_, s.position[t]);
+    KvCache& cache = *items[s.item[t]].cache;                        // cache k and v
+    std::copy_n(q + c.q_dim(), c.kv_dim(), cache.keys[index].data() + s.position[t] * c.kv_dim());
+    std::copy_n(q + c.q_dim() + c.kv_dim(), c.kv_dim(), cache.values[index].data() + s.position[t] * c.kv_dim());
+  }
+  attention(index, items);                                           // att = softmax(q·kᵀ/√d)·v
+  matmul(layer.o, s.att.data(), n, s.h.data(), pool_);               // x += att·Woᵀ
+  add_in_place(s.x.data(), s.h.data(), n * c.hidden);
+  rms_norm(s.x.data(), layer.mlp_norm, c.rms_eps, n, s.h.data());    // h = norm(x)
+  matmul(layer.gate_up, s.h.data(), n, s.gate_up.data(), pool_);     // g|u = h·Wguᵀ
+  silu_times_up(s.gate_up.data(), n, c.intermediate, s.act.data());  // a = silu(g)·u
+  matmul(layer.down, s.act.data(), n, s.h.data(), pool_);            // x += a·Wdᵀ
+  add_in_place(s.x.data(), s.h.data(), n * c.hidden);
+}
+
+void Transformer::forward(std::span<const ForwardItem> items, std::vector<float>& logits) {
+  const TransformerConfig& c = config_;
+  Scratch& s = *scratch_;
+  s.position.clear();
+  s.item.clear();
+  for (size_t i = 0; i < items.size(); ++i) {
+    KvCache& cache = *items[i].cache;
+    if (items[i].tokens.empty()) bad_input("forward: sequence {} has no new tokens", i);
+    const size_t length = cache.length() + items[i].tokens.size();
+    if (length > c.max_positions) {
+      bad_input("sequence of {} tokens exceeds the model's {} positions", length, c.max_positions);
+    }
+    for (size_t t = 0; t < items[i].tokens.size(); ++t) {
+      const TokenId id = items[i].tokens[t];
+      if (id < 0 || static_cast<size_t>(id) >= c.vocab) bad_input("token id {} is outside the vocabulary ({})", id, c.vocab);
+      s.position.push_back(cache.length() + t);
+      s.item.push_back(i);
+    }
+    for (size_t l = 0; l < c.layers; ++l) {
+      cache.keys[l].resize(length * c.kv_dim());
+      cache.values[l].resize(length * c.kv_dim());
+    }
+  }
+  const size_t n = s.position.size();
+  s.x.resize(n * c.hidden);
+  s.h.resize(n * c.hidden);
+  s.qkv.resize(n * (c.q_dim() + 2 * c.kv_dim()));
+  s.att.resize(n * c.q_dim());
+  s.gate_up.resize(n * 2 * c.intermediate);
+  s.act.resize(n * c.intermediate);
+
+  size_t t = 0;  // x = embed[tokens]
+  for (const auto& item : items) {
+    for (const TokenId id : item.tokens) embed_.row_f32(static_cast<size_t>(id), s.x.data() + (t++) * c.hidden);
+  }
+  for (size_t l = 0; l < c.layers; ++l) run_layer(layers_[l], l, items);
+
+  s.last.resize(items.size() * c.hidden);  // logits = norm(x_last)·Wheadᵀ
+  size_t end = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    end += items[i].tokens.size();
+    rms_norm(s.x.data() + (end - 1) * c.hidden, final_norm_, c.rms_eps, 1, s.last.data() + i * c.hidden);
+    items[i].cache->length_ += items[i].tokens.size();
+  }
+  logits.resize(items.size() * c.vocab);
+  matmul(c.tied_head ? embed_ : head_, s.last.data(), items.size(), logits.data(), pool_);
+}
+
+}  // namespace rvec

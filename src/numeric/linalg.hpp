@@ -1,0 +1,30 @@
+// Kernels of the inference engine's hot path, each with a plain scalar twin
+// (linalg::scalar) that tests compare against. These accumulate in f32 with
+// fused multiply-add in a different order than the twins, so the two agree to
+// rounding (relative to sum |a*b|), not bit for bit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rvec::linalg {
+
+// sum_i a[i] * b[i]
+float dot(const float* a, const float* b, size_t n);
+// y[i] += alpha * x[i]
+void axpy(float alpha, const float* x, float* y, size_t n);
+
+// Skinny matrix product for decoding a few sequences, weights read once:
+//   w: [rows, cols] (bf16 bits or f32), x: [batch, cols]
+//   y[b * y_stride + r] = dot(w[r, :], x[b, :])   for r < rows, b < batch
+void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+
+namespace scalar {
+float dot(const float* a, const float* b, size_t n);
+void axpy(float alpha, const float* x, float* y, size_t n);
+void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+}  // namespace scalar
+
+}  // namespace rvec::linalg

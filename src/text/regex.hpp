@@ -1,0 +1,43 @@
+// PCRE2 with full Unicode support, wrapped for the few ways rvec uses it.
+//
+// Patterns are compiled with PCRE2_UTF | PCRE2_UCP, so \s, \w, \d and \p{..}
+// follow Unicode, as Hugging Face tokenizers (Oniguruma) and Python's `regex`
+// do, and JIT-compiled when the platform allows. A Regex is immutable after
+// construction and may be shared between threads: each search gets its own
+// match data.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace rvec {
+
+struct Match {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
+class Regex {
+ public:
+  // `what` names the pattern in the error thrown for a pattern that does not compile.
+  Regex(std::string_view pattern, std::string_view what, bool caseless = false);
+  ~Regex();
+  Regex(Regex&&) noexcept;
+  Regex& operator=(Regex&&) noexcept;
+
+  // First match starting at or after byte `start` of `subject` (valid UTF-8).
+  std::optional<Match> find(std::string_view subject, size_t start = 0) const;
+  // Like find(), also returning capture group `group` (empty Match if it did not take part).
+  std::optional<Match> find_group(std::string_view subject, size_t start, int group) const;
+  bool matches_somewhere(std::string_view subject) const { return find(subject).has_value(); }
+  const std::string& pattern() const { return pattern_; }
+
+ private:
+  struct Compiled;
+  std::string pattern_;
+  std::unique_ptr<Compiled> compiled_;
+};
+
+}  // namespace rvec

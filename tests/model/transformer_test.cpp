@@ -1,0 +1,162 @@
+#include "model/transformer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "base/thread_pool.hpp"
+#include "model/batcher.hpp"
+#include "model/sampler.hpp"
+#include "model/tiny_model.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+using test::TempDir;
+
+std::filesystem::path stories_dir() { return test::source_dir() / ".." / "shared" / "data" / "stories260K"; }
+
+// Max |engine - reference| over all logits of `tokens`, run as a prompt of
+// `prompt` tokens followed by single-token decode steps.
+double max_logit_error(const test::TinyModelSpec& spec, const std::vector<int>& tokens, size_t prompt) {
+  TempDir dir;
+  const auto model = test::write_tiny_model(dir.path(), spec);
+  const auto reference = test::reference_logits(model, tokens);
+  ThreadPool pool(2);
+  auto engine = Transformer::load(dir.path().string(), pool);
+  KvCache cache = engine->new_cache();
+  std::vector<float> logits;
+  double worst = 0;
+  size_t at = 0;
+  while (at < tokens.size()) {
+    const size_t count = at == 0 ? prompt : 1;
+    std::vector<TokenId> ids(tokens.begin() + at, tokens.begin() + at + count);
+    const ForwardItem item{&cache, ids};
+    engine->forward(std::span(&item, 1), logits);
+    at += count;
+    for (size_t v = 0; v < spec.vocab; ++v) worst = std::max(worst, std::abs(logits[v] - reference[at - 1][v]));
+  }
+  return worst;
+}
+
+TEST(Transformer, MatchesF64ReferenceQwen2WithBiasGqaUntied) {
+  test::TinyModelSpec spec;
+  EXPECT_LT(max_logit_error(spec, {5, 17, 3, 88, 42, 9, 1, 60, 33, 7}, 6), 1e-4);
+}
+
+TEST(Transformer, MatchesF64ReferenceTiedHeadNoBias) {
+  test::TinyModelSpec spec;
+  spec.tied = true;
+  spec.qkv_bias = false;
+  spec.kv_heads = 4;
+  spec.seed = 2;
+  EXPECT_LT(max_logit_error(spec, {1, 2, 3, 4, 5, 6, 7, 8}, 3), 1e-4);
+}
+
+TEST(Transformer, MatchesF64ReferenceBf16WeightsAndOneKvHead) {
+  test::TinyModelSpec spec;
+  spec.bf16 = true;
+  spec.kv_heads = 1;
+  spec.rope_theta = 1e6;
+  spec.seed = 3;
+  EXPECT_LT(max_logit_error(spec, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}, 12), 1e-4);
+}
+
+TEST(Transformer, PromptLongerThanGemvBatchUsesBlasAndStillMatches) {
+  test::TinyModelSpec spec;
+  spec.seed = 4;
+  std::vector<int> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back((i * 37) % 96);
+  EXPECT_LT(max_logit_error(spec, tokens, 30), 1e-4);
+}
+
+TEST(Transformer, MissingTensorIsNamed) {
+  TempDir dir;
+  test::write_tiny_model(dir.path(), {});
+  auto config = read_json_file((dir / "config.json").string());
+  config["num_hidden_layers"] = 3;
+  test::write_file(dir / "config.json", config.dump());
+  ThreadPool pool(1);
+  try {
+    Transformer::load(dir.path().string(), pool);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.2.input_layernorm.weight is missing"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Transformer, UnsupportedArchitectureIsRefused) {
+  TempDir dir;
+  test::write_tiny_model(dir.path(), {});
+  auto config = read_json_file((dir / "config.json").string());
+  config["architectures"] = {"GemmaForCausalLM"};
+  config["model_type"] = "gemma";
+  test::write_file(dir / "config.json", config.dump());
+  ThreadPool pool(1);
+  EXPECT_THROW(Transformer::load(dir.path().string(), pool), Error);
+}
+
+std::vector<TokenId> expected_stories_ids() {
+  const auto expected = read_json_file((stories_dir() / "expected.json").string());
+  return expected.at("greedy_ids").get<std::vector<TokenId>>();
+}
+
+TEST(Transformer, Stories260KGreedyMatchesGolden) {
+  if (!std::filesystem::exists(stories_dir())) GTEST_SKIP() << "../shared/data/stories260K is absent";
+  const auto expected = expected_stories_ids();
+  ThreadPool pool(2);
+  auto engine = Transformer::load(stories_dir().string(), pool);
+  KvCache cache = engine->new_cache();
+  std::vector<TokenId> ids{expected.front()};
+  std::vector<float> logits;
+  while (ids.size() < expected.size()) {
+    const TokenId last = ids.back();
+    const ForwardItem item{&cache, std::span(&last, 1)};
+    engine->forward(std::span(&item, 1), logits);
+    ids.push_back(argmax(logits));
+  }
+  EXPECT_EQ(ids, expected);
+}
+
+// Twelve sequences at once (the sgemm path) and one at a time (the gemv path)
+// produce the same greedy tokens, whatever their prompts' lengths.
+TEST(Batcher, BatchedAndUnbatchedDecodingAgree) {
+  if (!std::filesystem::exists(stories_dir())) GTEST_SKIP() << "../shared/data/stories260K is absent";
+  const auto golden = expected_stories_ids();
+  ThreadPool pool(2);
+  auto engine = Transformer::load(stories_dir().string(), pool);
+  const auto request_for = [&](size_t i) {
+    GenerationRequest r;
+    r.prompt.assign(golden.begin(), golden.begin() + 1 + (i * 7) % 20);
+    r.max_tokens = 40;
+    r.sampling.temperature = i % 3 == 0 ? 0.0f : 0.8f;
+    r.sampling.top_p = 0.9f;
+    r.sampling.seed = 100 + i;
+    return r;
+  };
+  const auto run = [&](const std::vector<size_t>& which, size_t max_batch) {
+    Batcher batcher(*engine, nullptr, max_batch, 512);
+    std::map<uint64_t, size_t> index;
+    for (size_t i : which) index[batcher.add(request_for(i))] = i;
+    std::map<size_t, std::vector<TokenId>> out;
+    while (!batcher.idle()) {
+      for (const auto& event : batcher.step()) out[index[event.id]].push_back(event.token);
+    }
+    return out;
+  };
+  std::vector<size_t> all(12);
+  std::iota(all.begin(), all.end(), 0);
+  const auto batched = run(all, 12);
+  for (size_t i : all) {
+    EXPECT_EQ(batched.at(i), run({i}, 1).at(i)) << "sequence " << i;
+    EXPECT_EQ(batched.at(i).size(), 40u);
+  }
+}
+
+}  // namespace
+}  // namespace rvec
