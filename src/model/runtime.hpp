@@ -1,0 +1,33 @@
+// A model folder made ready to generate: weights in the engine, the
+// tokenizer and chat template when the folder has them, and the tokens that
+// end an answer (eos ids from the configs, <|im_end|>, <|endoftext|>).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.hpp"
+#include "model/transformer.hpp"
+#include "text/chat_template.hpp"
+#include "text/tokenizer.hpp"
+
+namespace rvec {
+
+struct ModelRuntime {
+  std::string folder;
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Transformer> model;
+  std::shared_ptr<const Tokenizer> tokenizer;  // null without tokenizer.json
+  std::optional<ChatTemplate> chat;           // null without a chat template
+  std::string chat_error;                     // why `chat` is null
+  std::vector<TokenId> stop_tokens;
+
+  static ModelRuntime load(const std::string& folder, size_t threads);
+
+  const Tokenizer& require_tokenizer() const;   // error naming the folder if absent
+  const ChatTemplate& require_chat() const;     // error saying why if absent
+};
+
+}  // namespace rvec

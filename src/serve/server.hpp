@@ -1,0 +1,34 @@
+// `rvec serve`: the OpenAI HTTP API over the built-in engine.
+//
+//   POST /v1/chat/completions   messages -> ChatML prompt -> choices[].message
+//   POST /v1/completions        prompt (text or token ids) -> choices[].text
+//   GET  /v1/models             the one served model
+//   GET  /health                200 when ready, 503 while loading
+//
+// Sampling fields: temperature, top_p, top_k, max_tokens (or
+// max_completion_tokens), seed, stop, n, stream (server-sent events, with
+// stream_options.include_usage). Requests that arrive together are decoded
+// together in one batch. Errors are OpenAI error objects: 400 for a bad
+// request (bad JSON, bad field, prompt too long), 404 for an unknown model or
+// route, 503 while the model loads.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace rvec {
+
+struct ServerOptions {
+  std::string model_path;
+  std::string served_name;  // defaults to the folder's name
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0 picks a free port (printed on stderr)
+  size_t threads = 0;  // 0: every core
+  size_t max_batch = 32;
+  size_t max_context = 4096;
+};
+
+// Serves until SIGINT or SIGTERM; returns the process exit code.
+int run_server(const ServerOptions& options);
+
+}  // namespace rvec

@@ -1,0 +1,289 @@
+// Drives a real `rvec serve` process over HTTP with libcurl.
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "model/tiny_model.hpp"
+#include "test_util.hpp"
+#include "text/unicode.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct HttpResult {
+  long status = 0;
+  std::string body;
+};
+
+size_t collect(char* data, size_t size, size_t count, void* out) {
+  static_cast<std::string*>(out)->append(data, size * count);
+  return size * count;
+}
+
+HttpResult http(const std::string& url, const std::string& body = "", bool post = false) {
+  HttpResult result;
+  CURL* curl = curl_easy_init();
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &result.body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  if (post || !body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  }
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result.status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  return result;
+}
+
+// A tiny Qwen2 model with a byte-level tokenizer and a ChatML template.
+void write_chat_model(const fs::path& dir) {
+  test::TinyModelSpec spec;
+  spec.vocab = 300;
+  spec.hidden = 32;
+  test::write_tiny_model(dir, spec);
+  json vocab = json::object();
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    std::string symbol;
+    append_utf8(symbol, printable ? char32_t(b) : next++);
+    vocab[symbol] = b;
+  }
+  vocab["he"] = 256;
+  const json added = json::array({{{"id", 297}, {"content", "<|endoftext|>"}, {"special", true}},
+                                  {{"id", 298}, {"content", "<|im_start|>"}, {"special", true}},
+                                  {{"id", 299}, {"content", "<|im_end|>"}, {"special", true}}});
+  const json tokenizer = {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"h e"}}}},
+      {"added_tokens", added},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}}};
+  std::ofstream(dir / "tokenizer.json") << tokenizer.dump();
+  const json config = {{"chat_template",
+                        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                        "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"},
+                       {"eos_token", "<|im_end|>"}};
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+}
+
+class ServerProcess {
+ public:
+  ServerProcess(const fs::path& model, const fs::path& log, const std::string& env = "") {
+    const std::string command = env + " exec " RVEC_CLI_PATH " serve " + model.string() +
+                                " --port 0 --threads 2 --served-model-name tiny 2>" + log.string();
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const std::regex listening(R"(listening on (http://127\.0\.0\.1:\d+))");
+    for (int i = 0; i < 500 && base_.empty(); ++i) {
+      std::smatch m;
+      const auto text = test::read_file(log);
+      if (std::regex_search(text, m, listening)) base_ = m[1];
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  const std::string& url() const { return base_; }
+  bool wait_ready() const {
+    for (int i = 0; i < 1000; ++i) {
+      if (http(base_ + "/health").status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  // Sends SIGTERM and returns the exit status.
+  int terminate() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exited_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  std::string base_;
+};
+
+json chat_body(const std::string& content, double temperature, int seed, int max_tokens = 12) {
+  return {{"model", "tiny"},
+          {"messages", {{{"role", "user"}, {"content", content}}}},
+          {"temperature", temperature},
+          {"seed", seed},
+          {"max_tokens", max_tokens}};
+}
+
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    write_chat_model(dir_->path() / "model");
+    server_ = new ServerProcess(dir_->path() / "model", dir_->path() / "serve.log");
+    ASSERT_FALSE(server_->url().empty()) << test::read_file(dir_->path() / "serve.log");
+    ASSERT_TRUE(server_->wait_ready()) << test::read_file(dir_->path() / "serve.log");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+  static std::string url(const std::string& path) { return server_->url() + path; }
+  static test::TempDir* dir_;
+  static ServerProcess* server_;
+};
+test::TempDir* ServeTest::dir_ = nullptr;
+ServerProcess* ServeTest::server_ = nullptr;
+
+TEST_F(ServeTest, ListsTheModelAndReportsHealth) {
+  const auto models = http(url("/v1/models"));
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "tiny");
+  EXPECT_EQ(http(url("/health")).status, 200);
+}
+
+TEST_F(ServeTest, ChatCompletionMatchesGenerateCli) {
+  const auto result = http(url("/v1/chat/completions"), chat_body("hello", 0.0, 1).dump());
+  ASSERT_EQ(result.status, 200) << result.body;
+  const auto body = json::parse(result.body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  const auto& choice = body["choices"][0];
+  EXPECT_EQ(choice["message"]["role"], "assistant");
+  EXPECT_TRUE(choice["finish_reason"] == "stop" || choice["finish_reason"] == "length");
+  EXPECT_EQ(body["usage"]["prompt_tokens"].get<int>() + body["usage"]["completion_tokens"].get<int>(),
+            body["usage"]["total_tokens"].get<int>());
+  EXPECT_LE(body["usage"]["completion_tokens"].get<int>(), 12);
+  const auto cli = test::run_rvec("generate " + (dir_->path() / "model").string() +
+                                  " --chat -p hello -n 12 --json --threads 1 2>/dev/null");
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_EQ(json::parse(cli.output)["text"], choice["message"]["content"]);
+}
+
+TEST_F(ServeTest, StreamingDeltasAddUpToTheWholeAnswer) {
+  auto request = chat_body("stream me", 0.7, 5, 20);
+  const auto whole = json::parse(http(url("/v1/chat/completions"), request.dump()).body);
+  request["stream"] = true;
+  request["stream_options"] = {{"include_usage", true}};
+  const auto streamed = http(url("/v1/chat/completions"), request.dump());
+  ASSERT_EQ(streamed.status, 200);
+  std::string text, finish;
+  bool done = false, usage = false;
+  std::istringstream lines(streamed.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    const auto data = line.substr(6);
+    if (data == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const auto chunk = json::parse(data);
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk");
+    if (chunk.contains("usage")) usage = chunk["usage"]["completion_tokens"] == whole["usage"]["completion_tokens"];
+    if (chunk["choices"].empty()) continue;
+    const auto& delta = chunk["choices"][0]["delta"];
+    if (delta.contains("content")) text += delta["content"].get<std::string>();
+    if (!chunk["choices"][0]["finish_reason"].is_null()) finish = chunk["choices"][0]["finish_reason"];
+  }
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(usage);
+  EXPECT_EQ(text, whole["choices"][0]["message"]["content"]);
+  EXPECT_EQ(finish, whole["choices"][0]["finish_reason"]);
+}
+
+// Twelve requests at once are batched together; each gets exactly what it
+// gets alone, because every sequence samples from its own seeded generator.
+TEST_F(ServeTest, ConcurrentRequestsAreBatchedAndReproducible) {
+  std::vector<std::future<HttpResult>> concurrent;
+  for (int i = 0; i < 12; ++i) {
+    concurrent.push_back(std::async(std::launch::async, [i] {
+      return http(url("/v1/completions"),
+                  json{{"prompt", "text " + std::to_string(i)}, {"max_tokens", 10}, {"temperature", 0.9}, {"seed", i}}.dump());
+    }));
+  }
+  for (int i = 0; i < 12; ++i) {
+    const auto together = concurrent[i].get();
+    ASSERT_EQ(together.status, 200) << together.body;
+    const auto alone = http(url("/v1/completions"),
+                            json{{"prompt", "text " + std::to_string(i)}, {"max_tokens", 10}, {"temperature", 0.9}, {"seed", i}}.dump());
+    EXPECT_EQ(json::parse(together.body)["choices"][0]["text"], json::parse(alone.body)["choices"][0]["text"]) << i;
+  }
+}
+
+TEST_F(ServeTest, SeveralChoicesAndStopStrings) {
+  auto body = chat_body("n please", 1.0, 3, 16);
+  body["n"] = 3;
+  const auto result = json::parse(http(url("/v1/chat/completions"), body.dump()).body);
+  ASSERT_EQ(result["choices"].size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(result["choices"][i]["index"], i);
+  // Whatever the model says, stopping at an ASCII character it wrote must cut
+  // the answer just before it, with finish_reason "stop".
+  const auto first = result["choices"][0]["message"]["content"].get<std::string>();
+  const auto at = std::find_if(first.begin(), first.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+  if (at == first.end()) GTEST_SKIP() << "the random model wrote no ASCII";
+  body["n"] = 1;
+  body["stop"] = std::string(1, *at);
+  const auto cut = json::parse(http(url("/v1/chat/completions"), body.dump()).body);
+  EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(cut["choices"][0]["message"]["content"], first.substr(0, first.find(*at)));
+}
+
+TEST_F(ServeTest, BadRequestsGetOpenAiErrors) {
+  const auto expect = [&](const std::string& path, const std::string& body, long status, const std::string& needle) {
+    const auto result = http(url(path), body, true);
+    EXPECT_EQ(result.status, status) << body << " -> " << result.body;
+    const auto parsed = json::parse(result.body, nullptr, false);
+    ASSERT_TRUE(parsed.is_object()) << result.body;
+    EXPECT_NE(parsed["error"]["message"].get<std::string>().find(needle), std::string::npos) << result.body;
+  };
+  expect("/v1/chat/completions", "{not json", 400, "not valid JSON");
+  expect("/v1/chat/completions", chat_body("x", -1, 0).dump(), 400, "temperature");
+  expect("/v1/chat/completions", chat_body("x", 0, 0, 100000).dump(), 400, "context");
+  expect("/v1/chat/completions", json{{"messages", json::array()}}.dump(), 400, "messages");
+  expect("/v1/completions", json{{"prompt", {1, 2, 100000}}, {"max_tokens", 2}}.dump(), 400, "outside the vocabulary");
+  expect("/v1/completions", json{{"model", "gpt-9"}, {"prompt", "x"}}.dump(), 404, "does not exist");
+  expect("/v1/nothing", "{}", 404, "not an endpoint");
+  EXPECT_EQ(http(url("/health")).status, 200);  // still serving after all that
+}
+
+TEST(Serve, AnswersServiceUnavailableWhileLoadingAndStopsOnSigterm) {
+  test::TempDir dir;
+  write_chat_model(dir / "model");
+  ServerProcess server(dir / "model", dir / "serve.log", "RVEC_TEST_SLOW_LOAD_MS=1500");
+  ASSERT_FALSE(server.url().empty()) << test::read_file(dir / "serve.log");
+  EXPECT_EQ(http(server.url() + "/health").status, 503);
+  EXPECT_EQ(http(server.url() + "/v1/chat/completions", chat_body("x", 0, 0).dump()).status, 503);
+  ASSERT_TRUE(server.wait_ready());
+  EXPECT_EQ(server.terminate(), 0) << test::read_file(dir / "serve.log");
+}
+
+TEST(Serve, UnloadableModelExitsWithTheReason) {
+  test::TempDir dir;
+  fs::create_directories(dir / "empty");
+  const auto run = test::run_rvec("serve " + (dir / "empty").string() + " --port 0");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("rvec: error:"), std::string::npos) << run.output;
+}
+
+}  // namespace
+}  // namespace rvec
