@@ -36,9 +36,6 @@ void Axpy(float alpha, const float* HWY_RESTRICT x, float* HWY_RESTRICT y, size_
   scalar::axpy(alpha, x + i, y + i, n - i);
 }
 
-// One weight row against up to four activation rows: the row is loaded (and
-// widened from bf16) once per vector and multiplied into four accumulators.
-// The row stays in L1 between the groups of four, so DRAM sees it once.
 HWY_INLINE hn::Vec<DF> LoadWeights(const DF df, const uint16_t* HWY_RESTRICT w) {
   const hn::RebindToUnsigned<DF> du32;
   const hn::Rebind<uint16_t, DF> du16;
@@ -46,33 +43,47 @@ HWY_INLINE hn::Vec<DF> LoadWeights(const DF df, const uint16_t* HWY_RESTRICT w) 
 }
 HWY_INLINE hn::Vec<DF> LoadWeights(const DF df, const float* HWY_RESTRICT w) { return hn::LoadU(df, w); }
 
+// G activation rows against one weight row, U independent accumulators per
+// row so the FMA latency is hidden even when G is small: G * U = 4.
+template <size_t G, typename W>
+void GemvGroup(const W* HWY_RESTRICT w, size_t cols, const float* HWY_RESTRICT x, float* HWY_RESTRICT y,
+               size_t y_stride) {
+  constexpr size_t U = 4 / G;
+  const DF df;
+  const size_t lanes = hn::Lanes(df);
+  const size_t body = cols - cols % (lanes * U);
+  hn::Vec<DF> acc[G][U];
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t u = 0; u < U; ++u) acc[g][u] = hn::Zero(df);
+  }
+  for (size_t i = 0; i < body; i += lanes * U) {
+    for (size_t u = 0; u < U; ++u) {
+      const auto wv = LoadWeights(df, w + i + u * lanes);
+      for (size_t g = 0; g < G; ++g) acc[g][u] = hn::MulAdd(wv, hn::LoadU(df, x + g * cols + i + u * lanes), acc[g][u]);
+    }
+  }
+  for (size_t g = 0; g < G; ++g) {
+    auto sum = acc[g][0];
+    for (size_t u = 1; u < U; ++u) sum = hn::Add(sum, acc[g][u]);
+    float tail = 0;
+    for (size_t i = body; i < cols; ++i) tail += ToF32(w[i]) * x[g * cols + i];
+    y[g * y_stride] = hn::GetLane(hn::SumOfLanes(df, sum)) + tail;
+  }
+}
+
+// One weight row against every activation row, four at a time: the row is
+// loaded (and widened from bf16) once per group and stays in L1 between
+// groups, so DRAM sees each weight once per step.
 template <typename W>
 void GemvRow(const W* HWY_RESTRICT w, size_t cols, const float* HWY_RESTRICT x, size_t batch, float* HWY_RESTRICT y,
              size_t y_stride) {
-  const DF df;
-  const size_t lanes = hn::Lanes(df);
-  const size_t body = cols - cols % lanes;
-  for (size_t b0 = 0; b0 < batch; b0 += 4) {
-    const size_t group = std::min<size_t>(4, batch - b0);
-    const float* x0 = x + b0 * cols;
-    const float* x1 = group > 1 ? x0 + cols : x0;
-    const float* x2 = group > 2 ? x0 + 2 * cols : x0;
-    const float* x3 = group > 3 ? x0 + 3 * cols : x0;
-    auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    for (size_t i = 0; i < body; i += lanes) {
-      const auto wv = LoadWeights(df, w + i);
-      a0 = hn::MulAdd(wv, hn::LoadU(df, x0 + i), a0);
-      a1 = hn::MulAdd(wv, hn::LoadU(df, x1 + i), a1);
-      a2 = hn::MulAdd(wv, hn::LoadU(df, x2 + i), a2);
-      a3 = hn::MulAdd(wv, hn::LoadU(df, x3 + i), a3);
-    }
-    const float sums[4] = {hn::GetLane(hn::SumOfLanes(df, a0)), hn::GetLane(hn::SumOfLanes(df, a1)), hn::GetLane(hn::SumOfLanes(df, a2)),
-                           hn::GetLane(hn::SumOfLanes(df, a3))};
-    for (size_t g = 0; g < group; ++g) {
-      float tail = 0;
-      for (size_t i = body; i < cols; ++i) tail += ToF32(w[i]) * x0[g * cols + i];
-      y[(b0 + g) * y_stride] = sums[g] + tail;
-    }
+  size_t b = 0;
+  for (; b + 4 <= batch; b += 4) GemvGroup<4>(w, cols, x + b * cols, y + b * y_stride, y_stride);
+  switch (batch - b) {
+    case 3: GemvGroup<3>(w, cols, x + b * cols, y + b * y_stride, y_stride); break;
+    case 2: GemvGroup<2>(w, cols, x + b * cols, y + b * y_stride, y_stride); break;
+    case 1: GemvGroup<1>(w, cols, x + b * cols, y + b * y_stride, y_stride); break;
+    default: break;
   }
 }
 

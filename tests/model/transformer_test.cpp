@@ -70,8 +70,8 @@ TEST(Transformer, PromptLongerThanGemvBatchUsesBlasAndStillMatches) {
   test::TinyModelSpec spec;
   spec.seed = 4;
   std::vector<int> tokens;
-  for (int i = 0; i < 40; ++i) tokens.push_back((i * 37) % 96);
-  EXPECT_LT(max_logit_error(spec, tokens, 30), 1e-4);
+  for (int i = 0; i < 80; ++i) tokens.push_back((i * 37) % 96);
+  EXPECT_LT(max_logit_error(spec, tokens, 70), 1e-4);
 }
 
 TEST(Transformer, MissingTensorIsNamed) {
@@ -123,8 +123,9 @@ TEST(Transformer, Stories260KGreedyMatchesGolden) {
   EXPECT_EQ(ids, expected);
 }
 
-// Twelve sequences at once (the sgemm path) and one at a time (the gemv path)
-// produce the same greedy tokens, whatever their prompts' lengths.
+// Twelve sequences at once and one at a time produce the same tokens, greedy
+// or sampled, whatever their prompts' lengths (the first step mixes prompts
+// of up to 20 tokens with decoding; groups of four sum in another order).
 TEST(Batcher, BatchedAndUnbatchedDecodingAgree) {
   if (!std::filesystem::exists(stories_dir())) GTEST_SKIP() << "../shared/data/stories260K is absent";
   const auto golden = expected_stories_ids();

@@ -1,0 +1,122 @@
+// Decode and prompt throughput of the built-in engine against the memory
+// bandwidth floor, measured in one run on the same machine:
+//
+//   floor (s/step) = bytes of weights one decode step streams / read bandwidth
+//
+// (memcpy bandwidth is printed too; the floor uses the read rate because a
+// decode step only reads weights.)
+//
+// Usage: rvec_engine_bench MODEL_DIR [threads]
+// (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/thread_pool.hpp"
+#include "model/batcher.hpp"
+#include "model/transformer.hpp"
+#include "numeric/linalg.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using rvec::TokenId;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// STREAM-style copy bandwidth over 1 GiB with every thread: (read + write) bytes / s.
+double copy_bandwidth(rvec::ThreadPool& pool) {
+  const size_t bytes = size_t(1) << 30, parts = pool.size();
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    pool.parallel_for(parts, [&](size_t p) {
+      const size_t chunk = bytes / parts;
+      std::memcpy(dst.data() + p * chunk, src.data() + p * chunk, chunk);
+    });
+    best = std::min(best, seconds_since(start));
+  }
+  return 2.0 * static_cast<double>(bytes) / best;
+}
+
+// Read bandwidth over 1 GiB with every thread: bytes read / s.
+double read_bandwidth(rvec::ThreadPool& pool) {
+  const size_t floats = size_t(1) << 28, parts = pool.size();
+  std::vector<float> data(floats, 1.0f);
+  std::vector<float> sums(parts);
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = Clock::now();
+    pool.parallel_for(parts, [&](size_t p) {
+      const size_t chunk = floats / parts / 2;  // dot of two halves reads every byte once
+      sums[p] = rvec::linalg::dot(data.data() + 2 * p * chunk, data.data() + (2 * p + 1) * chunk, chunk);
+    });
+    best = std::min(best, seconds_since(start));
+  }
+  return 4.0 * static_cast<double>(floats) / best;
+}
+
+// Decode tokens/s with `batch` sequences (the first step, which processes the
+// prompts, is not counted).
+double decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
+  rvec::Batcher batcher(model, nullptr, batch, 4096);
+  for (size_t i = 0; i < batch; ++i) {
+    rvec::GenerationRequest r;
+    for (int t = 0; t < 16; ++t) r.prompt.push_back(static_cast<TokenId>(100 + 37 * i + t));
+    r.max_tokens = steps + 1;
+    batcher.add(std::move(r));
+  }
+  batcher.step();
+  const auto start = Clock::now();
+  size_t tokens = 0;
+  while (!batcher.idle()) tokens += batcher.step().size();
+  return static_cast<double>(tokens) / seconds_since(start);
+}
+
+double prompt_rate(rvec::Transformer& model, size_t length) {
+  rvec::KvCache cache = model.new_cache();
+  std::vector<TokenId> prompt;
+  for (size_t t = 0; t < length; ++t) prompt.push_back(static_cast<TokenId>(1000 + t));
+  std::vector<float> logits;
+  const rvec::ForwardItem item{&cache, prompt};
+  const auto start = Clock::now();
+  model.forward(std::span(&item, 1), logits);
+  return static_cast<double>(length) / seconds_since(start);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads]\n");
+    return 2;
+  }
+  try {
+    rvec::ThreadPool pool(argc > 2 ? std::stoul(argv[2]) : rvec::default_thread_count());
+    auto model = rvec::Transformer::load(argv[1], pool);
+    const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
+    const double weights = static_cast<double>(model->weight_bytes());
+    const double floor_s = weights / read;
+    fmt::print("threads {}  weights streamed per step {:.3f} GB\n", pool.size(), weights / 1e9);
+    fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
+               read / 1e9);
+    fmt::print("floor = weights / read bandwidth = {:.1f} ms/step\n", floor_s * 1e3);
+    fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor");
+    for (const size_t batch : {1, 8, 32}) {
+      const double rate = decode_rate(*model, batch, batch == 1 ? 16 : 8);
+      const double step_ms = 1e3 * static_cast<double>(batch) / rate;
+      const double floor_rate = static_cast<double>(batch) / floor_s;
+      fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x\n", batch, rate, step_ms, floor_rate,
+                 step_ms / (floor_s * 1e3));
+    }
+    fmt::print("prompt processing, 512 tokens: {:.1f} tok/s\n", prompt_rate(*model, 512));
+  } catch (const rvec::Error& e) {
+    fmt::print(stderr, "rvec_engine_bench: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

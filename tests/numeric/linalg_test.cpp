@@ -1,0 +1,101 @@
+#include "numeric/linalg.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/thread_pool.hpp"
+#include "numeric/convert.hpp"
+#include "numeric/matmul.hpp"
+
+namespace rvec {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+// SIMD and scalar sums differ only in order and fusing: bound by n·eps·sum|a·b|.
+double tolerance(const float* a, const float* b, size_t n) {
+  double magnitude = 0;
+  for (size_t i = 0; i < n; ++i) magnitude += std::abs(double(a[i]) * b[i]);
+  return 2.0 * static_cast<double>(n) * 1.2e-7 * magnitude + 1e-30;
+}
+
+TEST(Linalg, DotAndAxpyMatchScalarTwins) {
+  for (size_t n : {0u, 1u, 7u, 16u, 33u, 896u, 4865u}) {
+    const auto a = random_floats(n, n), b = random_floats(n, n + 1);
+    EXPECT_NEAR(linalg::dot(a.data(), b.data(), n), linalg::scalar::dot(a.data(), b.data(), n),
+                tolerance(a.data(), b.data(), n)) << n;
+    auto y1 = random_floats(n, 7), y2 = y1;
+    linalg::axpy(0.37f, a.data(), y1.data(), n);
+    linalg::scalar::axpy(0.37f, a.data(), y2.data(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-6 * (1 + std::abs(y2[i]))) << n << " " << i;
+  }
+}
+
+TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) {
+  const size_t rows = 37, cols = 70;
+  const auto w32 = random_floats(rows * cols, 1);
+  std::vector<uint16_t> w16(rows * cols);
+  std::vector<float> w16_as_f32(rows * cols);
+  for (size_t i = 0; i < w16.size(); ++i) w16_as_f32[i] = bf16_to_f32(w16[i] = f32_to_bf16(w32[i]));
+  for (size_t batch = 1; batch <= 9; ++batch) {
+    const auto x = random_floats(batch * cols, 100 + batch);
+    std::vector<float> simd(batch * rows), twin(batch * rows);
+    linalg::gemv_bf16(w16.data(), rows, cols, x.data(), batch, simd.data(), rows);
+    linalg::scalar::gemv_bf16(w16.data(), rows, cols, x.data(), batch, twin.data(), rows);
+    for (size_t b = 0; b < batch; ++b) {
+      for (size_t r = 0; r < rows; ++r) {
+        EXPECT_NEAR(simd[b * rows + r], twin[b * rows + r],
+                    tolerance(w16_as_f32.data() + r * cols, x.data() + b * cols, cols));
+      }
+    }
+    linalg::gemv_f32(w32.data(), rows, cols, x.data(), batch, simd.data(), rows);
+    linalg::scalar::gemv_f32(w32.data(), rows, cols, x.data(), batch, twin.data(), rows);
+    for (size_t i = 0; i < simd.size(); ++i) {
+      EXPECT_NEAR(simd[i], twin[i], tolerance(w32.data() + (i % rows) * cols, x.data() + (i / rows) * cols, cols));
+    }
+  }
+}
+
+// The gemv path (small batches) and the sgemm path (large) agree, bias included.
+TEST(Matmul, GemvAndBlasPathsAgree) {
+  WeightMatrix w;
+  w.rows = 300;
+  w.cols = 64;
+  for (float v : random_floats(w.rows * w.cols, 5)) w.bf16.push_back(f32_to_bf16(v));
+  w.bias = random_floats(w.rows, 6);
+  const size_t n = kGemvMaxBatch + 4;
+  const auto x = random_floats(n * w.cols, 9);
+  ThreadPool pool(2);
+  std::vector<float> all(n * w.rows), one(w.rows);
+  matmul(w, x.data(), n, all.data(), pool);
+  std::vector<float> row(w.cols);
+  for (size_t b = 0; b < n; ++b) {
+    matmul(w, x.data() + b * w.cols, 1, one.data(), pool);
+    for (size_t r = 0; r < w.rows; ++r) {
+      w.row_f32(r, row.data());
+      EXPECT_NEAR(all[b * w.rows + r], one[r], tolerance(row.data(), x.data() + b * w.cols, w.cols) + 1e-6);
+    }
+  }
+}
+
+TEST(ThreadPool, RunsEveryIndexOnceAndRethrows) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(1000);
+  pool.parallel_for(hits.size(), [&](size_t i) { hits[i]++; });
+  for (const auto& h : hits) EXPECT_EQ(h.load(), 1);
+  EXPECT_THROW(pool.parallel_for(10, [](size_t i) { if (i == 7) throw std::runtime_error("boom"); }), std::runtime_error);
+  pool.parallel_for(4, [&](size_t i) { hits[i]++; });  // still usable
+  EXPECT_EQ(hits[3].load(), 2);
+}
+
+}  // namespace
+}  // namespace rvec
