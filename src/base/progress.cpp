@@ -9,10 +9,11 @@
 
 namespace rvec {
 
-ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled)
+ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled, Units units)
     : label_(std::move(label)),
       total_(total),
       enabled_(enabled && ::isatty(STDERR_FILENO) == 1),
+      units_(units),
       start_(std::chrono::steady_clock::now()),
       last_draw_(start_) {}
 
@@ -44,9 +45,12 @@ void ProgressBar::draw(bool final) {
   const double rate = seconds > 0 ? static_cast<double>(done_) / seconds : 0;
   std::string eta = "";
   if (!final && rate > 0) eta = fmt::format("  ETA {:.0f}s", static_cast<double>(total_ - done_) / rate);
-  fmt::print(stderr, "\r{} [{}{}] {} / {}  {}/s{}\x1b[K{}", label_, std::string(filled, '#'),
-             std::string(kWidth - filled, '.'), human_bytes(done_), human_bytes(total_),
-             human_bytes(static_cast<uint64_t>(rate)), eta, final ? "\n" : "");
+  const bool bytes = units_ == Units::kBytes;
+  const auto amount = [&](uint64_t n) { return bytes ? human_bytes(n) : std::to_string(n); };
+  const std::string speed = bytes ? human_bytes(static_cast<uint64_t>(rate)) : fmt::format("{:.2f}", rate);
+  fmt::print(stderr, "\r{} [{}{}] {} / {}  {}/s{}{}{}\x1b[K{}", label_, std::string(filled, '#'),
+             std::string(kWidth - filled, '.'), amount(done_), amount(total_), speed, eta, note_.empty() ? "" : "  ",
+             note_, final ? "\n" : "");
   std::fflush(stderr);
 }
 

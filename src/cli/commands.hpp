@@ -12,6 +12,7 @@ void add_gen_family(CLI::App& app, int& exit_code);
 void add_merge_commands(CLI::App& app, int& exit_code);  // merge, extract, apply, run
 void add_stats(CLI::App& app, int& exit_code);
 void add_generate_commands(CLI::App& app, int& exit_code);  // tokenize, generate, serve
+void add_eval_commands(CLI::App& app, int& exit_code);      // eval, grade, report
 
 // The command line as typed (recorded in outputs' provenance).
 void set_command_line(int argc, char** argv);

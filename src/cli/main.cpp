@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   rvec::cli::add_merge_commands(app, exit_code);
   rvec::cli::add_stats(app, exit_code);
   rvec::cli::add_generate_commands(app, exit_code);
+  rvec::cli::add_eval_commands(app, exit_code);
   rvec::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

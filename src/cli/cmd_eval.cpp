@@ -1,0 +1,245 @@
+// rvec eval / grade / report: benchmark runs against any OpenAI-compatible server.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "cli/commands.hpp"
+#include "eval/report.hpp"
+#include "eval/runner.hpp"
+
+namespace rvec::cli {
+namespace {
+
+using nlohmann::json;
+
+GradeMode mode_from(const std::string& name) {
+  const auto mode = parse_grade_mode(name);
+  if (!mode) fail(ErrorKind::kUsage, "--mode must be strict, lenient or substring (got \"{}\")", name);
+  return *mode;
+}
+
+// Writes `text` to `path` through a temporary file renamed into place.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".rvec-tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) fail_errno(tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());
+}
+
+// ---- eval --------------------------------------------------------------------------
+
+struct EvalCli {
+  EvalOptions options;
+  std::string choices, prompt, stop;
+  std::string mode = "strict";
+  double w = std::numeric_limits<double>::quiet_NaN();
+  bool json = false;
+};
+
+void run_eval_cli(EvalCli& c) {
+  EvalOptions& o = c.options;
+  o.mode = mode_from(c.mode);
+  if (!c.choices.empty()) {
+    size_t at = 0;
+    while (at <= c.choices.size()) {
+      const auto comma = c.choices.find(',', at);
+      o.fields.choices.push_back(c.choices.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+  }
+  o.prompt_template = !c.prompt.empty() && c.prompt[0] == '@' ? read_small_file(c.prompt.substr(1), 1 << 20) : c.prompt;
+  if (!c.stop.empty()) o.client.stop.push_back(c.stop);
+  if (!std::isnan(c.w)) o.w = c.w;
+  if (o.label.empty()) o.label = o.w ? fmt::format("w={:g}", *o.w) : o.client.model;
+  o.progress = !c.json;
+  const auto s = run_eval(o);
+  if (c.json) {
+    fmt::print("{}\n", json{{"output", o.output}, {"samples", s.total}, {"reused", s.reused}, {"requested", s.requested},
+                            {"failed", s.failed}, {"correct_in_this_run", s.correct}}
+                           .dump());
+    return;
+  }
+  fmt::print("{}: {} samples ({} already recorded, {} requested now, {} failed); {} of {} graded now are correct ({})\n",
+             o.output, s.total, s.reused, s.requested, s.failed, s.correct, s.graded, c.mode);
+  fmt::print("next: rvec report {}\n", o.output);
+}
+
+// ---- grade -------------------------------------------------------------------------
+
+struct GradeCli {
+  std::string input, output, mode = "strict", kind;
+  bool json = false;
+};
+
+void run_grade_cli(const GradeCli& c) {
+  const GradeMode mode = mode_from(c.mode);
+  std::ifstream in(c.input);
+  if (!in) fail_errno(c.input);
+  std::string out_text;
+  std::map<std::string, size_t> verdicts, rules;
+  size_t line_no = 0, changed = 0, records = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json r;
+    try {
+      r = parse_json_strict(line, c.input);
+    } catch (const Error& e) {
+      bad_input("{}:{}: not JSON ({})", c.input, line_no, e.what());
+    }
+    if (!r.is_object() || !r.contains("response") || !r.contains("answer") || !r["response"].is_string()) {
+      bad_input("{}:{}: a record needs a string \"response\" and an \"answer\"", c.input, line_no);
+    }
+    const std::string gold = r["answer"].is_string() ? r["answer"].get<std::string>() : r["answer"].dump();
+    const std::string kind = !c.kind.empty() ? c.kind : r.value("kind", "integer");
+    if (kind != "integer" && kind != "choice") fail(ErrorKind::kUsage, "--kind must be integer or choice");
+    const auto g = grade_response(r["response"].get<std::string>(), gold, mode,
+                                  kind == "choice" ? TaskKind::kChoice : TaskKind::kInteger);
+    if (r.contains("verdict") && r["verdict"].is_string() && r["verdict"] != g.verdict) ++changed;
+    r["extracted"] = g.extracted ? json(*g.extracted) : json();
+    r["rule"] = g.rule;
+    r["verdict"] = g.verdict;
+    r["mode"] = c.mode;
+    ++verdicts[g.verdict];
+    ++rules[g.rule];
+    ++records;
+    out_text += r.dump() + "\n";
+  }
+  if (!c.output.empty()) write_atomically(c.output, out_text);
+  const double accuracy = records ? static_cast<double>(verdicts["correct"]) / static_cast<double>(records) : 0.0;
+  if (c.json) {
+    fmt::print("{}\n", json{{"records", records}, {"mode", c.mode}, {"accuracy", accuracy}, {"verdicts", verdicts},
+                            {"rules", rules}, {"changed", changed}}
+                           .dump());
+    return;
+  }
+  fmt::print("{} records graded {}: accuracy {:.4f}; correct {}, wrong {}, no answer {}\n", records, c.mode, accuracy,
+             verdicts["correct"], verdicts["wrong"], verdicts["no_answer"]);
+  fmt::print("rules fired: ");
+  for (const auto& [rule, n] : rules) fmt::print("{} {}  ", rule, n);
+  fmt::print("\nverdicts changed from the recorded ones: {}\n", changed);
+  if (!c.output.empty()) fmt::print("wrote {}\n", c.output);
+}
+
+// ---- report ------------------------------------------------------------------------
+
+struct ReportCli {
+  ReportOptions options;
+  std::string mode = "strict", json_path, plot;
+  bool json = false;
+};
+
+void run_report_cli(ReportCli& c) {
+  c.options.mode = mode_from(c.mode);
+  if (c.options.dev_fraction < 0 || c.options.dev_fraction >= 1) {
+    fail(ErrorKind::kUsage, "--dev-fraction must be in [0, 1)");
+  }
+  const Report report = build_report(c.options);
+  const json j = report_json(report);
+  if (!c.json_path.empty()) write_atomically(c.json_path, j.dump(2) + "\n");
+  if (!c.plot.empty()) {
+    write_atomically(c.plot, report_svg(report));
+    if (c.plot.size() > 4 && c.plot.substr(c.plot.size() - 4) == ".svg" &&
+        std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
+      const std::string png = c.plot.substr(0, c.plot.size() - 4) + ".png";
+      const std::string cmd = fmt::format("rsvg-convert -o '{}' '{}'", png, c.plot);
+      if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: rsvg-convert could not write {}\n", png);
+    }
+  }
+  if (c.json) {
+    fmt::print("{}\n", j.dump());
+    return;
+  }
+  fmt::print("{}", format_report(report));
+  if (!c.json_path.empty()) fmt::print("numbers: {}\n", c.json_path);
+  if (!c.plot.empty()) fmt::print("plot: {}\n", c.plot);
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app, int& exit_code) {
+  auto ev = std::make_shared<EvalCli>();
+  auto* e = app.add_subcommand("eval", "Run a benchmark against an OpenAI-compatible server, k samples per problem, resumable");
+  EvalOptions& o = ev->options;
+  e->add_option("--endpoint", o.client.endpoint, "Server URL, e.g. http://127.0.0.1:8000")->required();
+  e->add_option("--model", o.client.model, "Model name the server knows")->required();
+  e->add_option("--data", o.data, "Benchmark file: .jsonl, .json, .csv or .tsv")->required();
+  e->add_option("-o,--output", o.output, "Results JSONL (appended to; re-running resumes)")->required();
+  e->add_option("--question-field", o.fields.question, "Question field (default: problem, else question)");
+  e->add_option("--answer-field", o.fields.answer, "Answer field")->capture_default_str();
+  e->add_option("--id-field", o.fields.id, "Id field (default: the line number when absent)")->capture_default_str();
+  e->add_option("--choices", ev->choices, "Multiple choice: option fields, comma separated (e.g. A,B,C,D)");
+  e->add_option("-k,--samples", o.samples, "Samples per problem")->capture_default_str();
+  e->add_option("--temperature", o.client.temperature, "Sent explicitly")->capture_default_str();
+  e->add_option("--top-p", o.client.top_p, "Sent explicitly")->capture_default_str();
+  e->add_option("--max-tokens", o.client.max_tokens, "Sent explicitly")->capture_default_str();
+  e->add_option("--seed", o.seed, "Run seed: sample j of a problem gets the same seed for every model")->capture_default_str();
+  e->add_option("--stop", ev->stop, "A stop string");
+  e->add_option("--prompt", ev->prompt, "Prompt template with {question}, or @FILE (default: Japanese, answer in \\boxed{})");
+  e->add_option("--system", o.system_prompt, "System prompt");
+  e->add_option("--label", o.label, "Name of this run in reports (default: w=W, else the model)");
+  e->add_option("--w", ev->w, "The merge weight of this model (x axis of report plots)");
+  e->add_option("--concurrency", o.concurrency, "Requests in flight")->capture_default_str();
+  e->add_option("--timeout", o.client.timeout_s, "Seconds per request (long reasoning needs many)")->capture_default_str();
+  e->add_option("--retries", o.client.retries, "Retries on 429/5xx/connection errors")->capture_default_str();
+  e->add_option("--retry-base-ms", o.client.retry_base_ms, "First backoff; doubles per retry")->capture_default_str();
+  e->add_option("--mode", ev->mode, "Live grading mode: strict, lenient or substring")->capture_default_str();
+  e->add_flag("--json", ev->json, "Print a JSON summary (no progress bar)");
+  e->footer(
+      "Example:\n"
+      "  rvec eval --endpoint http://127.0.0.1:8000 --model w0.5 --data aime24-ja.jsonl -k 16 \\\n"
+      "            --temperature 0.6 --top-p 0.95 --max-tokens 16384 --w 0.5 -o results/w0.5.jsonl\n"
+      "Each sample is appended as it completes; re-run the same command to resume after a crash or Ctrl-C.\n"
+      "429/5xx and connection errors are retried with backoff; a 400 is recorded as that item's failure;\n"
+      "a run in which most requests fail stops with an error instead of reporting a score.");
+  e->callback([ev, &exit_code] {
+    run_eval_cli(*ev);
+    exit_code = 0;
+  });
+
+  auto gr = std::make_shared<GradeCli>();
+  auto* g = app.add_subcommand("grade", "Regrade results (or any JSONL of {id, response, answer}) without calling a model");
+  g->add_option("input", gr->input, "JSONL records")->required();
+  g->add_option("-o,--output", gr->output, "Write the regraded records here");
+  g->add_option("--mode", gr->mode, "strict, lenient or substring")->capture_default_str();
+  g->add_option("--kind", gr->kind, "integer or choice (default: the record's kind, else integer)");
+  g->add_flag("--json", gr->json, "Print the summary as JSON");
+  g->footer("Rules: docs/evaluation.md. Example: rvec grade vllm-outputs.jsonl --mode lenient -o regraded.jsonl");
+  g->callback([gr, &exit_code] {
+    run_grade_cli(*gr);
+    exit_code = 0;
+  });
+
+  auto rp = std::make_shared<ReportCli>();
+  auto* r = app.add_subcommand("report", "Accuracy with CIs, paired gains, Japanese share, held-out w: a table, JSON and a plot");
+  r->add_option("inputs", rp->options.inputs, "Results JSONL files (e.g. one per w)")->required();
+  r->add_option("--mode", rp->mode, "Grading mode for the report")->capture_default_str();
+  r->add_option("--baseline", rp->options.baseline, "Label to compare against (default: the w = 0 run)");
+  r->add_option("--dev-fraction", rp->options.dev_fraction, "Choose w on this fraction of problems, report on the rest");
+  r->add_option("--split-seed", rp->options.split_seed, "Seed of the dev/test split")->capture_default_str();
+  r->add_option("--json-out", rp->json_path, "Write every number to this JSON file");
+  r->add_option("--plot", rp->plot, "Write the plot (SVG; a PNG beside it when rsvg-convert is installed)");
+  r->add_flag("--json", rp->json, "Print the JSON instead of the table");
+  r->footer("Example: rvec report results/*.jsonl --dev-fraction 0.5 --plot report.svg --json-out report.json");
+  r->callback([rp, &exit_code] {
+    run_report_cli(*rp);
+    exit_code = 0;
+  });
+}
+
+}  // namespace rvec::cli

@@ -1,0 +1,131 @@
+#include "eval/client.hpp"
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/error.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+size_t append_body(char* data, size_t size, size_t count, void* out) {
+  static_cast<std::string*>(out)->append(data, size * count);
+  return size * count;
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void global_curl_init() {
+  static const bool done = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }();
+  if (!done) fail(ErrorKind::kIo, "libcurl failed to initialise");
+}
+
+std::string error_message(const std::string& body) {
+  const auto parsed = json::parse(body, nullptr, false);
+  if (parsed.is_object() && parsed.contains("error")) {
+    const auto& e = parsed["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
+    if (e.is_string()) return e.get<std::string>();
+  }
+  return body.substr(0, 200);
+}
+
+}  // namespace
+
+std::string chat_url(const std::string& endpoint) {
+  std::string url = endpoint;
+  while (ends_with(url, "/")) url.pop_back();
+  if (ends_with(url, "/chat/completions")) return url;
+  if (ends_with(url, "/v1")) return url + "/chat/completions";
+  return url + "/v1/chat/completions";
+}
+
+ChatClient::ChatClient(ClientOptions options)
+    : options_(std::move(options)), url_(chat_url(options_.endpoint)), jitter_(std::random_device{}()) {
+  global_curl_init();
+  curl_ = curl_easy_init();
+  if (curl_ == nullptr) fail(ErrorKind::kIo, "libcurl could not create a handle");
+}
+
+ChatClient::~ChatClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+
+ChatResult ChatClient::attempt(const std::string& body) {
+  CURL* curl = static_cast<CURL*>(curl_);
+  ChatResult r;
+  std::string response;
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_s * 1000));
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  const auto start = Clock::now();
+  const CURLcode code = curl_easy_perform(curl);
+  r.latency_s = std::chrono::duration<double>(Clock::now() - start).count();
+  curl_slist_free_all(headers);
+  if (code != CURLE_OK) {
+    r.error = fmt::format("{}: {}", url_, curl_easy_strerror(code));
+    return r;
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+  if (r.status != 200) {
+    r.error = fmt::format("{}: HTTP {}: {}", url_, r.status, error_message(response));
+    r.final_failure = r.status >= 400 && r.status < 500 && r.status != 429 && r.status != 408;
+    return r;
+  }
+  const auto parsed = json::parse(response, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() ||
+      parsed["choices"].empty() || !parsed["choices"][0].is_object()) {
+    r.error = fmt::format("{}: the server's answer is not a chat completion: {}", url_, response.substr(0, 120));
+    return r;
+  }
+  const auto& choice = parsed["choices"][0];
+  const auto& message = choice.value("message", json::object());
+  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
+  r.content = message.is_object() ? text(message.value("content", json())) : "";
+  if (message.is_object()) r.reasoning = text(message.value("reasoning_content", message.value("reasoning", json())));
+  r.finish_reason = text(choice.value("finish_reason", json()));
+  if (parsed.contains("usage") && parsed["usage"].is_object()) {
+    r.prompt_tokens = parsed["usage"].value("prompt_tokens", int64_t{0});
+    r.completion_tokens = parsed["usage"].value("completion_tokens", int64_t{0});
+  }
+  r.ok = true;
+  return r;
+}
+
+ChatResult ChatClient::complete(const std::vector<ChatMessage>& messages, uint64_t seed) {
+  json body = {{"model", options_.model},
+               {"temperature", options_.temperature},
+               {"top_p", options_.top_p},
+               {"max_tokens", options_.max_tokens},
+               {"seed", seed},
+               {"n", 1},
+               {"stream", false}};
+  body["messages"] = json::array();
+  for (const auto& m : messages) body["messages"].push_back({{"role", m.role}, {"content", m.content}});
+  if (!options_.stop.empty()) body["stop"] = options_.stop;
+  const std::string text = body.dump();
+  ChatResult result;
+  for (int attempt_no = 0;; ++attempt_no) {
+    result = attempt(text);
+    result.attempts = attempt_no + 1;
+    if (result.ok || result.final_failure || attempt_no >= options_.retries) return result;
+    const double base = options_.retry_base_ms * std::pow(2.0, attempt_no);
+    const double jittered = std::min(60000.0, base) * std::uniform_real_distribution<double>(0.75, 1.25)(jitter_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(jittered)));
+  }
+}
+
+}  // namespace rvec

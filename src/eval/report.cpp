@@ -1,0 +1,322 @@
+#include "eval/report.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "base/error.hpp"
+#include "eval/dataset.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+
+struct Sample {
+  int index = 0;
+  std::string verdict, substring_verdict;
+  std::optional<std::string> extracted;
+  double japanese = 0;
+  int64_t tokens = 0;
+  bool cut_off = false;
+};
+
+struct ProblemSamples {
+  std::string gold;
+  TaskKind kind = TaskKind::kInteger;
+  std::vector<Sample> samples;
+  double accuracy() const {
+    double c = 0;
+    for (const auto& s : samples) c += s.verdict == "correct";
+    return samples.empty() ? 0 : c / static_cast<double>(samples.size());
+  }
+};
+
+struct Group {
+  std::string label;
+  std::optional<double> w;
+  std::map<std::string, ProblemSamples> problems;
+};
+
+std::string canonical_answer(const std::string& answer, TaskKind kind) {
+  if (kind == TaskKind::kChoice) return answer;
+  const auto v = parse_integer_answer(answer);
+  return v ? std::to_string(*v) : answer;
+}
+
+std::map<std::string, Group> read_groups(const ReportOptions& o) {
+  std::map<std::string, Group> groups;
+  for (const auto& path : o.inputs) {
+    std::ifstream in(path);
+    if (!in) fail_errno(path);
+    size_t line_no = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++line_no;
+      if (line.empty()) continue;
+      const auto r = json::parse(line, nullptr, false);
+      if (!r.is_object() || !r.contains("id") || !r.contains("response") || !r.contains("answer")) {
+        bad_input("{}:{}: not an eval record (needs id, response and answer)", path, line_no);
+      }
+      const std::string label = r.value("label", path);
+      Group& g = groups[label];
+      g.label = label;
+      if (r.contains("w") && r["w"].is_number()) g.w = r["w"].get<double>();
+      const auto id = r["id"].is_string() ? r["id"].get<std::string>() : r["id"].dump();
+      ProblemSamples& p = g.problems[id];
+      p.gold = r["answer"].is_string() ? r["answer"].get<std::string>() : r["answer"].dump();
+      p.kind = r.value("kind", "integer") == "choice" ? TaskKind::kChoice : TaskKind::kInteger;
+      Sample s;
+      s.index = r.value("sample", static_cast<int>(p.samples.size()));
+      const std::string response = r["response"].is_string() ? r["response"].get<std::string>() : "";
+      const std::string reasoning = r.value("reasoning", "");
+      const std::string graded = response.empty() && !reasoning.empty() ? reasoning : response;
+      if (r.value("verdict", "") == "error") {
+        s.verdict = s.substring_verdict = "error";
+      } else {
+        const auto grade = grade_response(graded, p.gold, o.mode, p.kind);
+        s.verdict = grade.verdict;
+        s.extracted = grade.extracted;
+        s.substring_verdict = grade_response(graded, p.gold, GradeMode::kSubstring, p.kind).verdict;
+      }
+      s.japanese = japanese_share(response);
+      s.tokens = r.value("completion_tokens", int64_t{0});
+      s.cut_off = r.value("finish_reason", "") == "length";
+      p.samples.push_back(std::move(s));
+    }
+  }
+  if (groups.empty()) bad_input("no records in {}", fmt::join(o.inputs, ", "));
+  return groups;
+}
+
+// Per-problem values of `g` restricted to `keep`, in id order.
+std::vector<double> per_problem(const Group& g, const std::function<bool(const std::string&)>& keep,
+                                const std::function<double(const ProblemSamples&)>& value) {
+  std::vector<double> out;
+  for (const auto& [id, p] : g.problems) {
+    if (keep(id)) out.push_back(value(p));
+  }
+  return out;
+}
+
+GroupReport summarize(const Group& g, const ReportOptions& o) {
+  GroupReport r;
+  r.label = g.label;
+  r.w = g.w;
+  r.problems = g.problems.size();
+  const auto all = [](const std::string&) { return true; };
+  const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
+  r.avg = mean(accuracies);
+  r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed);
+  double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0;
+  for (const auto& [id, p] : g.problems) {
+    std::vector<std::optional<std::string>> answers;
+    uint64_t correct = 0;
+    for (const auto& s : p.samples) {
+      answers.push_back(s.extracted);
+      correct += s.verdict == "correct";
+      no_answer += s.verdict == "no_answer";
+      r.errors += s.verdict == "error";
+      japanese += s.japanese;
+      mostly += s.japanese >= 0.5;
+      tokens += static_cast<double>(s.tokens);
+      cut += s.cut_off;
+      sub += s.substring_verdict == "correct";
+      disagree += (s.substring_verdict == "correct") != (s.verdict == "correct");
+      ++r.samples;
+    }
+    const auto majority = majority_answer(answers);
+    maj += majority && *majority == canonical_answer(p.gold, p.kind);
+    pass += pass_at_k(p.samples.size(), correct, p.samples.size());
+  }
+  const double n = static_cast<double>(std::max<size_t>(r.problems, 1)), m = static_cast<double>(std::max<size_t>(r.samples, 1));
+  r.maj = maj / n, r.pass = pass / n;
+  r.no_answer = no_answer / m, r.japanese = japanese / m, r.mostly_japanese = mostly / m;
+  r.mean_tokens = tokens / m, r.cut_off = cut / m;
+  r.substring_avg = sub / m, r.substring_disagreement = disagree / m;
+  r.japanese_ci = bootstrap_mean(per_problem(g, all, [](const ProblemSamples& p) {
+                                   double s = 0;
+                                   for (const auto& x : p.samples) s += x.japanese;
+                                   return p.samples.empty() ? 0.0 : s / static_cast<double>(p.samples.size());
+                                 }),
+                                 o.bootstrap_seed + 1);
+  return r;
+}
+
+// Paired difference of accuracies over the problems both groups have.
+std::pair<double, Interval> paired_delta(const Group& a, const Group& base, const std::function<bool(const std::string&)>& keep,
+                                         uint64_t seed) {
+  std::vector<double> d;
+  for (const auto& [id, p] : a.problems) {
+    const auto other = base.problems.find(id);
+    if (other != base.problems.end() && keep(id)) d.push_back(p.accuracy() - other->second.accuracy());
+  }
+  return {mean(d), bootstrap_mean(d, seed)};
+}
+
+}  // namespace
+
+Report build_report(const ReportOptions& o) {
+  const auto groups = read_groups(o);
+  Report report;
+  report.mode = grade_mode_name(o.mode);
+  report.dev_fraction = o.dev_fraction;
+  std::string baseline = o.baseline;
+  if (baseline.empty()) {
+    for (const auto& [label, g] : groups) {
+      if (g.w && *g.w == 0.0) baseline = label;
+    }
+  }
+  if (baseline.empty()) baseline = groups.begin()->first;
+  if (!groups.count(baseline)) fail(ErrorKind::kUsage, "baseline \"{}\" is not a label in the results", baseline);
+  report.baseline = baseline;
+  const Group& base = groups.at(baseline);
+  const auto all = [](const std::string&) { return true; };
+  const auto dev = [&](const std::string& id) { return in_dev_split(id, o.dev_fraction, o.split_seed); };
+  const auto test = [&](const std::string& id) { return !dev(id); };
+  for (const auto& [label, g] : groups) {
+    GroupReport r = summarize(g, o);
+    if (label != baseline) std::tie(r.delta, r.delta_ci) = paired_delta(g, base, all, o.bootstrap_seed + 2);
+    if (o.dev_fraction > 0) {
+      const auto accuracy = [](const ProblemSamples& p) { return p.accuracy(); };
+      r.dev_avg = mean(per_problem(g, dev, accuracy));
+      const auto test_values = per_problem(g, test, accuracy);
+      r.test_avg = mean(test_values);
+      r.test_ci = bootstrap_mean(test_values, o.bootstrap_seed + 3);
+    }
+    report.groups.push_back(std::move(r));
+  }
+  std::sort(report.groups.begin(), report.groups.end(), [](const GroupReport& a, const GroupReport& b) {
+    if (a.w.has_value() != b.w.has_value()) return a.w.has_value();
+    if (a.w && *a.w != *b.w) return *a.w < *b.w;
+    return a.label < b.label;
+  });
+  if (o.dev_fraction > 0) {
+    for (const auto& [id, p] : base.problems) (dev(id) ? report.dev_problems : report.test_problems)++;
+    const GroupReport* best = nullptr;
+    for (const auto& g : report.groups) {
+      if (g.w && (!best || g.dev_avg > best->dev_avg)) best = &g;  // ties: the smaller w
+    }
+    if (best) {
+      report.chosen = best->label;
+      if (best->label != baseline) {
+        std::tie(report.chosen_test_delta, report.chosen_test_delta_ci) =
+            paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + 4);
+      }
+    }
+  }
+  return report;
+}
+
+std::string format_report(const Report& r) {
+  std::string out = fmt::format("grading: {}   baseline: {}   95% CIs: bootstrap over problems\n\n", r.mode, r.baseline);
+  out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}\n", "label", "w",
+                     "n x k", "avg@k [95% CI]", "vs baseline [95% CI]", "maj@k", "pass@k", "no-ans", "ja", "tokens",
+                     "cut");
+  for (const auto& g : r.groups) {
+    const auto k = g.problems ? g.samples / g.problems : 0;
+    const std::string delta = g.delta ? fmt::format("{:+.3f} [{:+.3f}, {:+.3f}]", *g.delta, g.delta_ci.low, g.delta_ci.high)
+                                      : "—";
+    out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6.3f} {:>6.3f} {:>7.3f} {:>6.3f} {:>8.0f} {:>6.3f}\n",
+                       g.label, g.w ? fmt::format("{:g}", *g.w) : "-", fmt::format("{}x{}", g.problems, k),
+                       fmt::format("{:.3f} [{:.3f}, {:.3f}]", g.avg, g.avg_ci.low, g.avg_ci.high), delta, g.maj,
+                       g.pass, g.no_answer, g.japanese, g.mean_tokens, g.cut_off);
+  }
+  if (r.chosen) {
+    const auto it = std::find_if(r.groups.begin(), r.groups.end(), [&](const GroupReport& g) { return g.label == *r.chosen; });
+    out += fmt::format("\nheld-out choice: dev = {} problems, test = {} problems (dev fraction {:g})\n", r.dev_problems,
+                       r.test_problems, r.dev_fraction);
+    out += fmt::format("chosen on dev: {} (dev avg {:.3f}); test avg {:.3f} [{:.3f}, {:.3f}]", *r.chosen, it->dev_avg,
+                       it->test_avg, it->test_ci.low, it->test_ci.high);
+    if (r.chosen_test_delta) {
+      out += fmt::format("; vs baseline on test {:+.3f} [{:+.3f}, {:+.3f}]", *r.chosen_test_delta,
+                         r.chosen_test_delta_ci.low, r.chosen_test_delta_ci.high);
+    }
+    out += "\n";
+  }
+  double disagreement = 0;
+  for (const auto& g : r.groups) disagreement = std::max(disagreement, g.substring_disagreement);
+  out += fmt::format("\nsubstring grading (the paper's) disagrees with {} on up to {:.1f}% of samples\n", r.mode,
+                     100 * disagreement);
+  return out;
+}
+
+json report_json(const Report& r) {
+  json groups = json::array();
+  for (const auto& g : r.groups) {
+    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()}, {"problems", g.problems}, {"samples", g.samples},
+              {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}},
+              {"maj_at_k", g.maj}, {"pass_at_k", g.pass}, {"no_answer_rate", g.no_answer},
+              {"japanese_share", g.japanese}, {"japanese_share_ci95", {g.japanese_ci.low, g.japanese_ci.high}},
+              {"mostly_japanese_rate", g.mostly_japanese}, {"mean_completion_tokens", g.mean_tokens},
+              {"cut_off_rate", g.cut_off}, {"substring_accuracy", g.substring_avg},
+              {"substring_disagreement", g.substring_disagreement}};
+    if (g.delta) j["delta_vs_baseline"] = {{"mean", *g.delta}, {"ci95", {g.delta_ci.low, g.delta_ci.high}}};
+    if (r.dev_fraction > 0) j["split"] = {{"dev_avg", g.dev_avg}, {"test_avg", g.test_avg}, {"test_ci95", {g.test_ci.low, g.test_ci.high}}};
+    groups.push_back(j);
+  }
+  json out = {{"grading", r.mode}, {"baseline", r.baseline}, {"groups", groups}};
+  if (r.chosen) {
+    out["held_out"] = {{"dev_fraction", r.dev_fraction}, {"dev_problems", r.dev_problems},
+                       {"test_problems", r.test_problems}, {"chosen", *r.chosen}};
+    if (r.chosen_test_delta) {
+      out["held_out"]["test_delta_vs_baseline"] = {{"mean", *r.chosen_test_delta},
+                                                   {"ci95", {r.chosen_test_delta_ci.low, r.chosen_test_delta_ci.high}}};
+    }
+  }
+  return out;
+}
+
+std::string report_svg(const Report& r) {
+  constexpr double W = 720, H = 420, left = 70, right = 30, top = 50, bottom = 60;
+  std::vector<const GroupReport*> points;
+  for (const auto& g : r.groups) {
+    if (g.w) points.push_back(&g);
+  }
+  double wmin = 0, wmax = 1;
+  if (!points.empty()) {
+    wmin = std::min(0.0, points.front()->w.value());
+    wmax = std::max(wmin + 1e-9, points.back()->w.value());
+  }
+  const auto x = [&](double w) { return left + (w - wmin) / (wmax - wmin) * (W - left - right); };
+  const auto y = [&](double v) { return top + (1 - v) * (H - top - bottom); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{}\" y=\"24\" font-size=\"15\">Accuracy ({} grading, avg@k) and Japanese share against w, 95% CIs</text>\n",
+      W, H, left, r.mode);
+  for (int t = 0; t <= 5; ++t) {
+    const double v = t / 5.0;
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>"
+                       "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.1f}</text>\n",
+                       left, W - right, y(v), y(v), left - 8, y(v) + 4, v);
+  }
+  for (const auto* g : points) {
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x(*g->w), H - bottom + 18, *g->w);
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">w (target + w·v)</text>\n", (W + left - right) / 2, H - 15);
+  const auto series = [&](const char* color, const char* name, double offset, auto value, auto ci, int legend_row) {
+    std::string path;
+    for (const auto* g : points) {
+      const double px = x(*g->w) + offset;
+      const Interval c = ci(*g);
+      svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\" stroke-width=\"1.5\"/>"
+                         "<line x1=\"{4:.1f}\" x2=\"{5:.1f}\" y1=\"{1:.1f}\" y2=\"{1:.1f}\" stroke=\"{3}\"/>"
+                         "<line x1=\"{4:.1f}\" x2=\"{5:.1f}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\"/>"
+                         "<circle cx=\"{0:.1f}\" cy=\"{6:.1f}\" r=\"4\" fill=\"{3}\"/>\n",
+                         px, y(c.low), y(c.high), color, px - 4, px + 4, y(value(*g)));
+      path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px, y(value(*g)));
+    }
+    if (!path.empty()) svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path, color);
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
+                       W - right - 190, top + 4 + 18 * legend_row, color, W - right - 172, top + 14 + 18 * legend_row, name);
+  };
+  series("#1f77b4", "accuracy (avg@k)", -3, [](const GroupReport& g) { return g.avg; },
+         [](const GroupReport& g) { return g.avg_ci; }, 0);
+  series("#ff7f0e", "Japanese share", 3, [](const GroupReport& g) { return g.japanese; },
+         [](const GroupReport& g) { return g.japanese_ci; }, 1);
+  svg += "</svg>\n";
+  return svg;
+}
+
+}  // namespace rvec

@@ -1,0 +1,62 @@
+// `rvec report`: results files (one per model or w) -> a table, a JSON file
+// with every number, and a plot of accuracy and Japanese share against w.
+//
+// Responses are regraded in the chosen mode, so one run's records can be
+// reported strictly, leniently or with the paper's substring test.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/grader.hpp"
+#include "eval/stats.hpp"
+
+namespace rvec {
+
+struct ReportOptions {
+  std::vector<std::string> inputs;  // results JSONL files
+  GradeMode mode = GradeMode::kStrict;
+  std::string baseline;             // label; default: the group with w = 0, else the first
+  double dev_fraction = 0;          // > 0: choose w on dev problems, report on the rest
+  uint64_t split_seed = 0;
+  uint64_t bootstrap_seed = 12345;
+};
+
+struct GroupReport {
+  std::string label;
+  std::optional<double> w;
+  size_t problems = 0, samples = 0, errors = 0;
+  double avg = 0;
+  Interval avg_ci;
+  double maj = 0, pass = 0;
+  std::optional<double> delta;  // avg - baseline avg over shared problems
+  Interval delta_ci;
+  double no_answer = 0, japanese = 0, mostly_japanese = 0, mean_tokens = 0, cut_off = 0;
+  Interval japanese_ci;
+  double substring_avg = 0, substring_disagreement = 0;
+  // With a dev split:
+  double dev_avg = 0, test_avg = 0;
+  Interval test_ci;
+};
+
+struct Report {
+  std::vector<GroupReport> groups;  // sorted by w, then label
+  std::string baseline;
+  std::string mode;
+  std::optional<std::string> chosen;  // the w chosen on dev
+  double dev_fraction = 0;
+  size_t dev_problems = 0, test_problems = 0;
+  std::optional<double> chosen_test_delta;
+  Interval chosen_test_delta_ci;
+};
+
+Report build_report(const ReportOptions& options);
+std::string format_report(const Report& report);
+nlohmann::json report_json(const Report& report);
+// Accuracy and Japanese share against w with 95 % error bars.
+std::string report_svg(const Report& report);
+
+}  // namespace rvec

@@ -1,0 +1,51 @@
+// `rvec eval`: every problem k times against a server, graded as it arrives,
+// each sample appended to a JSONL results file the moment it completes.
+//
+// Resume: the results file is the state. Re-running the same command reads
+// it, skips the (problem, sample) pairs already recorded and requests only
+// the rest, so a crash or Ctrl-C loses at most the samples in flight. A
+// results file written by a different configuration (model, sampling,
+// prompt, data) is refused rather than mixed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "eval/client.hpp"
+#include "eval/dataset.hpp"
+#include "eval/grader.hpp"
+
+namespace rvec {
+
+// Default prompts: Japanese, final answer in \boxed{}.
+extern const char* const kDefaultIntegerPrompt;
+extern const char* const kDefaultChoicePrompt;
+
+struct EvalOptions {
+  std::string data;
+  DatasetFields fields;
+  ClientOptions client;
+  std::string prompt_template;  // contains {question}; empty: the default for the task kind
+  std::string system_prompt;
+  std::string label;            // e.g. "w=0.5"; defaults to the model name
+  std::optional<double> w;      // the merge weight, for reports and plots
+  int samples = 1;
+  uint64_t seed = 0;
+  int concurrency = 8;
+  GradeMode mode = GradeMode::kStrict;
+  std::string output;           // results JSONL
+  bool progress = true;
+};
+
+struct EvalSummary {
+  size_t total = 0, reused = 0, requested = 0, failed = 0, correct = 0, graded = 0;
+};
+
+EvalSummary run_eval(const EvalOptions& options);
+
+// The seed sample `sample` of problem `id` is sent with: fixed by the run's
+// seed, so every model and every w sees the same seeds.
+uint64_t sample_seed(uint64_t run_seed, const std::string& id, int sample);
+
+}  // namespace rvec
