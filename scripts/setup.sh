@@ -20,6 +20,7 @@ packages=(
   librapidcheck-dev                # property tests
   libbenchmark-dev                 # micro-benchmarks
   time bc                          # /usr/bin/time -v and arithmetic in bench/
+  librsvg2-bin                     # rsvg-convert: PNG copies of report plots
 )
 
 sudo_cmd=()

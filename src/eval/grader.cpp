@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <cctype>
 #include <vector>
 
 #include "base/text.hpp"
@@ -236,6 +237,10 @@ double japanese_share(std::string_view text) {
       continue;
     }
     i += static_cast<size_t>(used);
+    if (cp == '\\') {  // a LaTeX command (\boxed, \frac) is markup, not language
+      while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+      continue;
+    }
     const auto category = utf8proc_category(cp);
     if (category < UTF8PROC_CATEGORY_LU || category > UTF8PROC_CATEGORY_LO) continue;
     ++letters;

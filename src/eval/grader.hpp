@@ -39,7 +39,7 @@ Grade grade_response(std::string_view response, std::string_view gold, GradeMode
 std::optional<long long> parse_integer_answer(std::string_view text);
 
 // Share of Japanese script (hiragana, katakana, CJK ideographs) among the
-// letters of `text`; 0 when it has no letters.
+// letters of `text`, LaTeX command names not counted; 0 when it has no letters.
 double japanese_share(std::string_view text);
 
 }  // namespace rvec

@@ -54,6 +54,7 @@ TEST(Grader, JapaneseShareCountsScriptAmongLetters) {
   EXPECT_DOUBLE_EQ(japanese_share("abcd"), 0.0);
   EXPECT_DOUBLE_EQ(japanese_share("ab日本"), 0.5);
   EXPECT_DOUBLE_EQ(japanese_share("12 + 34 = 46"), 0.0);
+  EXPECT_DOUBLE_EQ(japanese_share("答えは \\boxed{\\frac{1}{2}} です"), 1.0);
 }
 
 }  // namespace
