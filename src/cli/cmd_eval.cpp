@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "eval/report.hpp"
 #include "eval/runner.hpp"
+#include "eval/sweep.hpp"
 
 namespace rvec::cli {
 namespace {
@@ -170,9 +171,39 @@ void run_report_cli(ReportCli& c) {
   if (!c.plot.empty()) fmt::print("plot: {}\n", c.plot);
 }
 
+// ---- sweep -------------------------------------------------------------------------
+
+struct SweepCli {
+  std::string recipe;
+  bool dry_run = false;
+};
+
+void run_sweep_cli(const SweepCli& c) {
+  SweepOptions o;
+  o.dry_run = c.dry_run;
+  std::error_code ec;
+  o.rvec_binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) o.rvec_binary = "rvec";
+  run_sweep(read_sweep_recipe(c.recipe), o);
+}
+
 }  // namespace
 
 void add_eval_commands(CLI::App& app, int& exit_code) {
+  auto sw = std::make_shared<SweepCli>();
+  auto* s = app.add_subcommand("sweep", "The whole study: build every w, serve each model, evaluate, report (resumable)");
+  s->add_option("recipe", sw->recipe, "Sweep recipe (YAML; see docs/sweep.md)")->required();
+  s->add_flag("--dry-run", sw->dry_run, "Print the plan with disk, request and time estimates; do nothing");
+  s->footer(
+      "Example: rvec sweep demo/sweep.yaml\n"
+      "Models are built once (one read pass for all w), each is served (built-in rvec serve, or serve.command\n"
+      "such as 'vllm serve {model} --port {port}'), evaluated, and stopped, also on errors and Ctrl-C.\n"
+      "Re-running the same recipe reuses finished models and recorded samples.");
+  s->callback([sw, &exit_code] {
+    run_sweep_cli(*sw);
+    exit_code = 0;
+  });
+
   auto ev = std::make_shared<EvalCli>();
   auto* e = app.add_subcommand("eval", "Run a benchmark against an OpenAI-compatible server, k samples per problem, resumable");
   EvalOptions& o = ev->options;

@@ -46,10 +46,11 @@ HttpResult http(const std::string& url, const std::string& body, bool post) {
 }
 
 // A tiny Qwen2 model with a byte-level tokenizer and a ChatML template.
-void write_chat_model(const fs::path& dir) {
+void write_chat_model(const fs::path& dir, uint64_t seed) {
   TinyModelSpec spec;
   spec.vocab = 300;
   spec.hidden = 32;
+  spec.seed = seed;
   write_tiny_model(dir, spec);
   json vocab = json::object();
   char32_t next = 256;

@@ -2,6 +2,7 @@
 // process on a free port, and a libcurl helper.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <sys/types.h>
@@ -15,8 +16,9 @@ struct HttpResult {
 // GET, or POST when `body` is non-empty or `post`.
 HttpResult http(const std::string& url, const std::string& body = "", bool post = false);
 
-// A tiny random Qwen2 model (vocab 300) with a byte-level tokenizer and a ChatML template.
-void write_chat_model(const std::filesystem::path& dir);
+// A tiny random Qwen2 model (vocab 300) with a byte-level tokenizer and a ChatML template;
+// `seed` picks the weights (same shapes for every seed, so any two can be merged).
+void write_chat_model(const std::filesystem::path& dir, uint64_t seed = 1);
 
 // `rvec serve MODEL --port 0` as a child process, stderr in `log`; killed on destruction.
 class ServerProcess {

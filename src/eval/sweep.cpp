@@ -1,0 +1,391 @@
+#include "eval/sweep.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "base/error.hpp"
+#include "base/json.hpp"
+#include "base/text.hpp"
+#include "eval/report.hpp"
+#include "eval/runner.hpp"
+#include "io/staging.hpp"
+#include "merge/job.hpp"
+#include "model/model_folder.hpp"
+#include "serve/managed_server.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---- the recipe --------------------------------------------------------------------
+
+class YamlReader {
+ public:
+  explicit YamlReader(std::string origin) : origin_(std::move(origin)) {}
+  [[noreturn]] void error(const YAML::Node& node, const std::string& what) const {
+    const auto mark = node.Mark();
+    if (mark.line >= 0) bad_input("{}:{}: {}", origin_, mark.line + 1, what);
+    bad_input("{}: {}", origin_, what);
+  }
+  template <typename T>
+  void read(const YAML::Node& map, const char* field, T& out, const char* expected) const {
+    const auto node = map[field];
+    if (!node) return;
+    if (!node.IsScalar()) error(node, fmt::format("field \"{}\" must be {}", field, expected));
+    try {
+      out = node.as<T>();
+    } catch (const YAML::Exception&) {
+      error(node, fmt::format("field \"{}\" must be {}", field, expected));
+    }
+  }
+  std::vector<double> numbers(const YAML::Node& map, const char* field) const {
+    std::vector<double> out;
+    const auto node = map[field];
+    if (!node) return out;
+    if (!node.IsSequence()) error(node, fmt::format("field \"{}\" must be a list of numbers", field));
+    for (const auto& item : node) {
+      try {
+        out.push_back(item.as<double>());
+      } catch (const YAML::Exception&) {
+        error(item, fmt::format("field \"{}\" must be a list of numbers", field));
+      }
+    }
+    return out;
+  }
+  void only(const YAML::Node& map, const std::set<std::string>& known, const char* where) const {
+    if (!map.IsMap()) error(map, fmt::format("{} must be a mapping", where));
+    for (const auto& entry : map) {
+      const auto key = entry.first.as<std::string>();
+      if (!known.contains(key)) error(entry.first, fmt::format("unknown field \"{}\" in {}", key, where));
+    }
+  }
+
+ private:
+  std::string origin_;
+};
+
+SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
+  y.only(node, {"name", "data", "question_field", "answer_field", "id_field", "choices", "prompt", "system", "samples",
+                "temperature", "top_p", "max_tokens", "seed", "dev_fraction", "split_seed", "mode"},
+         "a benchmark");
+  SweepBenchmark b;
+  y.read(node, "name", b.name, "a string");
+  y.read(node, "data", b.data, "a path");
+  y.read(node, "question_field", b.fields.question, "a string");
+  y.read(node, "answer_field", b.fields.answer, "a string");
+  y.read(node, "id_field", b.fields.id, "a string");
+  if (const auto choices = node["choices"]) {
+    if (!choices.IsSequence()) y.error(choices, "field \"choices\" must be a list of field names");
+    for (const auto& c : choices) b.fields.choices.push_back(c.as<std::string>());
+  }
+  y.read(node, "prompt", b.prompt, "a string with {question}");
+  y.read(node, "system", b.system, "a string");
+  y.read(node, "samples", b.samples, "a positive integer");
+  y.read(node, "temperature", b.temperature, "a number");
+  y.read(node, "top_p", b.top_p, "a number");
+  y.read(node, "max_tokens", b.max_tokens, "a positive integer");
+  y.read(node, "seed", b.seed, "an integer");
+  y.read(node, "dev_fraction", b.dev_fraction, "a number in [0, 1)");
+  y.read(node, "split_seed", b.split_seed, "an integer");
+  std::string mode = "strict";
+  y.read(node, "mode", mode, "strict, lenient or substring");
+  const auto parsed = parse_grade_mode(mode);
+  if (!parsed) y.error(node["mode"], "field \"mode\" must be strict, lenient or substring");
+  b.mode = *parsed;
+  if (b.data.empty()) y.error(node, "a benchmark needs \"data\"");
+  if (b.name.empty()) b.name = fs::path(b.data).stem().string();
+  if (b.samples < 1) y.error(node["samples"], "field \"samples\" must be at least 1");
+  return b;
+}
+
+// ---- the plan ------------------------------------------------------------------------
+
+struct SweepModel {
+  std::string name;           // served model name, results file name
+  std::string label;          // report label
+  std::optional<double> w;    // plotted against w when set
+  fs::path path;
+  bool built = false;         // made by this sweep (else an input)
+};
+
+std::string weight_name(double w) { return weight_folder_name(w); }
+
+std::vector<SweepModel> plan_models(const SweepRecipe& r) {
+  std::vector<SweepModel> models;
+  const fs::path out = fs::path(r.output) / "models";
+  for (const double w : r.weights) {
+    if (w == 0) {
+      models.push_back({"target", "w=0", 0.0, r.target, false});
+    } else {
+      models.push_back({weight_name(w), fmt::format("w={:g}", w), w, out / weight_name(w), true});
+    }
+  }
+  if (r.include_post) models.push_back({"post", "post", std::nullopt, r.post, false});
+  for (const auto& c : r.controls) {
+    for (const double w : c.weights) {
+      const auto name = fmt::format("{}-{}", c.name, weight_name(w));
+      models.push_back({name, fmt::format("{} w={:g}", c.name, w), std::nullopt, out / name, true});
+    }
+  }
+  return models;
+}
+
+// One merge job: every w of one vector in a single read pass.
+void build(const std::string& pre, const std::string& post, const std::string& target,
+           const std::vector<std::pair<double, fs::path>>& outputs) {
+  if (outputs.empty()) return;
+  std::vector<double> weights;
+  for (const auto& [w, path] : outputs) weights.push_back(w);
+  const auto pre_model = ModelFolder::open(pre), post_model = ModelFolder::open(post),
+             target_model = ModelFolder::open(target);
+  JobSpec spec;
+  spec.weights = weights;
+  spec.command_line = "rvec sweep";
+  // Several weights land in output/w<w>/; one weight is written to its own folder.
+  spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
+  const JobInputs inputs{pre_model.get(), post_model.get(), target_model.get()};
+  const JobPlan plan = plan_job(inputs, spec);
+  const auto result = run_job(inputs, spec, plan);
+  for (const auto& o : result.outputs) {
+    fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+  }
+}
+
+void build_models(const SweepRecipe& r) {
+  std::vector<std::pair<double, fs::path>> merged;
+  for (const double w : r.weights) {
+    if (w != 0) merged.emplace_back(w, fs::path(r.output) / "models" / weight_name(w));
+  }
+  build(r.pre, r.post, r.target, merged);
+  for (const auto& c : r.controls) {
+    for (const double w : c.weights) {
+      build(r.pre, c.post, r.target, {{w, fs::path(r.output) / "models" / fmt::format("{}-{}", c.name, weight_name(w))}});
+    }
+  }
+}
+
+size_t count_lines(const fs::path& path) {
+  std::ifstream in(path);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty();
+  return n;
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int port) {
+  std::string cmd = r.serve_command;
+  if (cmd.empty()) {
+    return fmt::format("exec {} serve {} --port {} --served-model-name {}", quoted(o.rvec_binary),
+                       quoted(m.path.string()), port, quoted(m.name));
+  }
+  const auto substitute = [&](const std::string& key, const std::string& value) {
+    for (auto at = cmd.find(key); at != std::string::npos; at = cmd.find(key, at + value.size())) {
+      cmd.replace(at, key.size(), value);
+    }
+  };
+  substitute("{model}", quoted(m.path.string()));
+  substitute("{port}", std::to_string(port));
+  substitute("{name}", quoted(m.name));
+  return "exec " + cmd;
+}
+
+fs::path results_path(const SweepRecipe& r, const SweepBenchmark& b, const SweepModel& m) {
+  return fs::path(r.output) / "results" / b.name / (m.name + ".jsonl");
+}
+
+void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
+              const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
+  bool complete = true;
+  for (const auto& [b, problems] : benchmarks) {
+    complete = complete && count_lines(results_path(r, b, m)) >= problems * static_cast<size_t>(b.samples);
+  }
+  if (complete) {
+    fmt::print("  {}: every sample already recorded\n", m.label);
+    return;
+  }
+  const int port = r.port ? r.port : free_local_port();
+  const auto log = fs::path(r.output) / "logs" / (m.name + ".log");
+  fs::create_directories(log.parent_path());
+  const std::string url = fmt::format("http://127.0.0.1:{}", port);
+  fmt::print("  {}: serving {} at {}\n", m.label, m.path.string(), url);
+  std::fflush(stdout);
+  ManagedServer server(serve_command(r, o, m, port), log.string());
+  server.wait_ready(url, r.startup_timeout_s);
+  for (const auto& [b, problems] : benchmarks) {
+    EvalOptions e;
+    e.data = b.data;
+    e.fields = b.fields;
+    e.client.endpoint = url;
+    e.client.model = m.name;
+    e.client.temperature = b.temperature;
+    e.client.top_p = b.top_p;
+    e.client.max_tokens = b.max_tokens;
+    e.client.timeout_s = r.request_timeout_s;
+    e.prompt_template = b.prompt;
+    e.system_prompt = b.system;
+    e.label = m.label;
+    e.w = m.w;
+    e.samples = b.samples;
+    e.seed = b.seed;
+    e.concurrency = r.concurrency;
+    e.mode = b.mode;
+    e.output = results_path(r, b, m).string();
+    fs::create_directories(fs::path(e.output).parent_path());
+    const auto s = run_eval(e);
+    fmt::print("  {} / {}: {} samples ({} reused, {} requested, {} correct now)\n", m.label, b.name, s.total,
+               s.reused, s.requested, s.correct);
+  }
+  server.stop();
+}
+
+void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) {
+  for (const auto& b : r.benchmarks) {
+    ReportOptions o;
+    for (const auto& m : models) {
+      if (fs::exists(results_path(r, b, m))) o.inputs.push_back(results_path(r, b, m).string());
+    }
+    if (o.inputs.empty()) continue;
+    o.mode = b.mode;
+    o.dev_fraction = b.dev_fraction;
+    o.split_seed = b.split_seed;
+    const Report report = build_report(o);
+    const fs::path base = fs::path(r.output) / fmt::format("report-{}", b.name);
+    const std::string text = format_report(report);
+    std::ofstream(base.string() + ".txt") << text;
+    std::ofstream(base.string() + ".json") << report_json(report).dump(2) << "\n";
+    std::ofstream(base.string() + ".svg") << report_svg(report);
+    if (std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
+      const auto cmd = fmt::format("rsvg-convert -o {} {}", quoted(base.string() + ".png"), quoted(base.string() + ".svg"));
+      if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: no PNG for {}\n", base.string());
+    }
+    fmt::print("\n== {} ==\n{}report: {}.txt, {}.json, plot: {}.svg\n", b.name, text, base.string(), base.string(),
+               base.string());
+  }
+}
+
+void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,
+                const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
+  const auto target = ModelFolder::open(r.target);
+  const uint64_t model_bytes = target->tensor_bytes();
+  size_t to_build = 0, requests = 0;
+  uint64_t tokens = 0;
+  fmt::print("sweep plan ({})\n", r.origin);
+  for (const auto& m : models) {
+    const bool exists = fs::exists(m.path);
+    if (m.built && !exists) ++to_build;
+    size_t model_requests = 0;
+    for (const auto& [b, problems] : benchmarks) {
+      const size_t want = problems * static_cast<size_t>(b.samples);
+      const size_t have = std::min(want, count_lines(results_path(r, b, m)));
+      model_requests += want - have;
+      tokens += static_cast<uint64_t>(want - have) * static_cast<uint64_t>(b.max_tokens);
+    }
+    requests += model_requests;
+    fmt::print("  {:<20} {:<40} {:<10} {} requests to send\n", m.label, m.path.string(),
+               m.built ? (exists ? "built" : "to build") : "input", model_requests);
+  }
+  const uint64_t disk = model_bytes * to_build;
+  fmt::print("disk: {} models to build x {} = {} (free at {}: {})\n", to_build, human_bytes(model_bytes),
+             human_bytes(disk), r.output, human_bytes(free_bytes_at(fs::path(r.output))));
+  for (const auto& [b, problems] : benchmarks) {
+    fmt::print("benchmark {}: {} problems x {} samples, max_tokens {}, temperature {}, dev fraction {}\n", b.name,
+               problems, b.samples, b.max_tokens, b.temperature, b.dev_fraction);
+  }
+  const double merge_s = static_cast<double>(disk + model_bytes * 3) / 200e6;
+  const double generate_s = static_cast<double>(tokens) / r.tokens_per_second;
+  fmt::print("requests: {} to send; at most {} generated tokens\n", requests, tokens);
+  fmt::print("time: merging about {:.0f} s at 200 MB/s; generation at most {:.0f} s at {} tok/s "
+             "(serve.tokens_per_second: your server's batched rate)\n",
+             merge_s, generate_s, r.tokens_per_second);
+}
+
+}  // namespace
+
+SweepRecipe read_sweep_recipe(const std::string& path) {
+  const std::string text = read_small_file(path, 1'000'000);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    bad_input("{}:{}: not valid YAML ({})", path, e.mark.line + 1, e.msg);
+  }
+  const YamlReader y(path);
+  y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "benchmarks", "serve", "output"},
+         "a sweep recipe");
+  SweepRecipe r;
+  r.origin = path;
+  y.read(root, "pre", r.pre, "a model path");
+  y.read(root, "post", r.post, "a model path");
+  y.read(root, "target", r.target, "a model path");
+  y.read(root, "output", r.output, "a folder");
+  y.read(root, "include_post", r.include_post, "true or false");
+  r.weights = y.numbers(root, "weights");
+  if (const auto controls = root["controls"]) {
+    if (!controls.IsSequence()) y.error(controls, "field \"controls\" must be a list");
+    for (const auto& c : controls) {
+      y.only(c, {"name", "post", "weights"}, "a control");
+      SweepControl control{"control", "", {1.0}};
+      y.read(c, "name", control.name, "a string");
+      y.read(c, "post", control.post, "a model path");
+      if (c["weights"]) control.weights = y.numbers(c, "weights");
+      if (control.post.empty()) y.error(c, "a control needs \"post\" (the model whose vector is the control)");
+      r.controls.push_back(control);
+    }
+  }
+  if (const auto benchmarks = root["benchmarks"]) {
+    if (!benchmarks.IsSequence()) y.error(benchmarks, "field \"benchmarks\" must be a list");
+    for (const auto& b : benchmarks) r.benchmarks.push_back(read_benchmark(y, b));
+  }
+  if (const auto serve = root["serve"]) {
+    y.only(serve, {"command", "port", "startup_timeout_s", "concurrency", "request_timeout_s", "tokens_per_second"}, "serve");
+    y.read(serve, "command", r.serve_command, "a command template with {model} and {port}");
+    y.read(serve, "port", r.port, "a port number");
+    y.read(serve, "startup_timeout_s", r.startup_timeout_s, "seconds");
+    y.read(serve, "concurrency", r.concurrency, "a positive integer");
+    y.read(serve, "request_timeout_s", r.request_timeout_s, "seconds");
+    y.read(serve, "tokens_per_second", r.tokens_per_second, "a number");
+  }
+  for (const auto& [value, field] : {std::pair{&r.pre, "pre"}, std::pair{&r.post, "post"},
+                                     std::pair{&r.target, "target"}, std::pair{&r.output, "output"}}) {
+    if (value->empty()) bad_input("{}: field \"{}\" is required", path, field);
+  }
+  if (r.weights.empty()) bad_input("{}: field \"weights\" is required (0 stands for the target itself)", path);
+  if (r.benchmarks.empty()) bad_input("{}: field \"benchmarks\" needs at least one benchmark", path);
+  std::set<std::string> names;
+  for (const auto& b : r.benchmarks) {
+    if (!names.insert(b.name).second) bad_input("{}: two benchmarks are named \"{}\"", path, b.name);
+  }
+  if (!r.serve_command.empty() && r.serve_command.find("{port}") == std::string::npos) {
+    bad_input("{}: serve.command must contain {{port}} (and usually {{model}})", path);
+  }
+  return r;
+}
+
+void run_sweep(const SweepRecipe& r, const SweepOptions& o) {
+  const auto models = plan_models(r);
+  std::vector<std::pair<SweepBenchmark, size_t>> benchmarks;
+  for (const auto& b : r.benchmarks) benchmarks.emplace_back(b, load_dataset(b.data, b.fields).problems.size());
+  if (o.dry_run) {
+    print_plan(r, models, benchmarks);
+    return;
+  }
+  fs::create_directories(r.output);
+  stop_managed_servers_on_signals();
+  fmt::print("[1/3] building models in {}\n", (fs::path(r.output) / "models").string());
+  build_models(r);
+  fmt::print("[2/3] evaluating {} models on {} benchmark(s)\n", models.size(), benchmarks.size());
+  for (const auto& m : models) evaluate(r, o, m, benchmarks);
+  fmt::print("[3/3] reports\n");
+  write_reports(r, models);
+}
+
+}  // namespace rvec

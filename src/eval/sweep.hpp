@@ -1,0 +1,68 @@
+// `rvec sweep recipe.yaml`: the paper's whole study in one command.
+//
+//   1. build target + w·(post − pre) for every w > 0 (one read pass) and
+//      target + w·(control − pre) for each control vector;
+//   2. for each model (target as w = 0, the merged ones, post and the
+//      controls as reference rows): start a server, wait until it answers,
+//      evaluate every benchmark, stop the server (always);
+//   3. write each benchmark's report, JSON and plot.
+//
+// Every stage resumes: finished models are reused (by their provenance
+// fingerprint) and recorded samples are not requested again.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/dataset.hpp"
+#include "eval/grader.hpp"
+
+namespace rvec {
+
+struct SweepBenchmark {
+  std::string name, data;
+  DatasetFields fields;
+  std::string prompt, system;
+  int samples = 4;
+  double temperature = 0.6, top_p = 0.95;
+  int max_tokens = 1024;
+  uint64_t seed = 0;
+  double dev_fraction = 0;
+  uint64_t split_seed = 0;
+  GradeMode mode = GradeMode::kStrict;
+};
+
+struct SweepControl {
+  std::string name, post;
+  std::vector<double> weights;
+};
+
+struct SweepRecipe {
+  std::string origin;  // the recipe file
+  std::string pre, post, target, output;
+  std::vector<double> weights;  // 0 = the target itself
+  bool include_post = true;
+  std::vector<SweepControl> controls;
+  std::vector<SweepBenchmark> benchmarks;
+  // Serving: empty command = the built-in `rvec serve`. Placeholders:
+  // {model} (folder), {port}, {name} (served model name).
+  std::string serve_command;
+  int port = 0;  // 0: a free port per server
+  double startup_timeout_s = 600;
+  int concurrency = 8;
+  double request_timeout_s = 3600;
+  double tokens_per_second = 50;  // for --dry-run's time estimate
+};
+
+SweepRecipe read_sweep_recipe(const std::string& path);
+
+struct SweepOptions {
+  bool dry_run = false;
+  std::string rvec_binary;  // path of the running rvec (for the built-in server)
+};
+
+// Runs (or, with dry_run, prints the plan of) the sweep; returns the text printed.
+void run_sweep(const SweepRecipe& recipe, const SweepOptions& options);
+
+}  // namespace rvec

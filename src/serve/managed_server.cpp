@@ -1,0 +1,135 @@
+#include "serve/managed_server.hpp"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "base/error.hpp"
+
+namespace rvec {
+namespace {
+
+std::atomic<pid_t> g_running_group{-1};
+
+size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
+
+void on_signal(int signal) {
+  const pid_t group = g_running_group.load();
+  if (group > 0) kill(-group, SIGTERM);
+  ::signal(signal, SIG_DFL);
+  raise(signal);
+}
+
+}  // namespace
+
+long http_get_status(const std::string& url, long timeout_ms) {
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return 0;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  long status = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+int free_local_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) fail_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    fail_errno("binding a free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+void stop_managed_servers_on_signals() {
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+ManagedServer::ManagedServer(const std::string& command, const std::string& log_path)
+    : command_(command), log_(log_path) {
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) fail_errno(log_path);
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) {
+    close(log_fd);
+    fail_errno("fork");
+  }
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);  // the parent died before prctl
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(log_fd);
+  setpgid(pid_, pid_);
+  g_running_group = pid_;
+}
+
+ManagedServer::~ManagedServer() { stop(); }
+
+void ManagedServer::wait_ready(const std::string& base_url, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      g_running_group = -1;
+      fail(ErrorKind::kIo, "the server command exited ({}) before answering: `{}`; its output is in {}",
+           WIFEXITED(status) ? fmt::format("status {}", WEXITSTATUS(status)) : "killed by a signal", command_, log_);
+    }
+    if (http_get_status(base_url + "/health") == 200 || http_get_status(base_url + "/v1/models") == 200) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  stop();
+  fail(ErrorKind::kIo, "the server did not answer at {} within {:.0f} s: `{}`; its output is in {}", base_url,
+       timeout_s, command_, log_);
+}
+
+void ManagedServer::stop() {
+  if (pid_ <= 0) return;
+  kill(-pid_, SIGTERM);
+  for (int i = 0; i < 200; ++i) {  // up to 20 s to exit cleanly
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      kill(-pid_, SIGKILL);  // anything the server left behind in its group
+      pid_ = -1;
+      g_running_group = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  kill(-pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  g_running_group = -1;
+}
+
+}  // namespace rvec

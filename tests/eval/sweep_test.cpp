@@ -1,0 +1,110 @@
+// rvec sweep end to end on tiny models: build, serve, evaluate, report;
+// a second run reuses everything; servers never outlive the sweep.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "serve/serve_util.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+using test::TempDir;
+
+size_t lines(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty();
+  return n;
+}
+
+// Number of processes whose command line mentions `needle` (read from /proc).
+int processes_mentioning(const std::string& needle) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos || name == std::to_string(getpid())) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    count += cmdline.find(needle) != std::string::npos;
+  }
+  return count;
+}
+
+void write_family_and_recipe(const TempDir& dir, const std::string& serve_block) {
+  test::write_chat_model(dir / "pre", 1);
+  test::write_chat_model(dir / "post", 2);
+  test::write_chat_model(dir / "target", 3);
+  test::write_chat_model(dir / "control", 4);
+  std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n"
+                                  << R"({"id": "b", "problem": "2+3は？", "answer": "5"})" << "\n"
+                                  << R"({"id": "c", "problem": "4+4は？", "answer": "8"})" << "\n";
+  const auto p = [&](const char* name) { return (dir / name).string(); };
+  std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
+                                    << "\noutput: " << p("out") << "\nweights: [0, 0.5, 1]\ninclude_post: true\n"
+                                    << "controls:\n  - name: control\n    post: " << p("control") << "\n    weights: [1]\n"
+                                    << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
+                                    << "\n    samples: 2\n    max_tokens: 6\n    temperature: 0.8\n    dev_fraction: 0.5\n"
+                                    << serve_block;
+}
+
+TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
+  TempDir dir;
+  write_family_and_recipe(dir, "serve:\n  concurrency: 4\n");
+  const auto dry = test::run_rvec("sweep " + (dir / "sweep.yaml").string() + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_NE(dry.output.find("3 models to build"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("requests: 30 to send"), std::string::npos) << dry.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+
+  const auto first = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  for (const char* model : {"w0.5", "w1", "control-w1"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / "out" / "models" / model / "model.safetensors")) << model;
+  }
+  for (const char* name : {"target", "w0.5", "w1", "post", "control-w1"}) {
+    EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
+  }
+  const auto report = json::parse(test::read_file(dir / "out" / "report-ja.json"));
+  EXPECT_EQ(report["baseline"], "w=0");
+  EXPECT_EQ(report["groups"].size(), 5u);
+  EXPECT_TRUE(report.contains("held_out"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "report-ja.svg"));
+  EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+
+  const auto second = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("reused"), std::string::npos) << second.output;
+  EXPECT_EQ(second.output.find("serving"), std::string::npos) << second.output;  // nothing left to ask
+  EXPECT_EQ(lines(dir / "out" / "results" / "ja" / "w1.jsonl"), 6u);
+}
+
+TEST(Sweep, AServerThatNeverAnswersIsStoppedAndNamed) {
+  TempDir dir;
+  // A "server" that listens nowhere: the sweep must give up, kill it, and say where its log is.
+  write_family_and_recipe(dir, "serve:\n  command: \"sh -c 'sleep 317' {model} {port}\"\n  startup_timeout_s: 2\n");
+  const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("did not answer"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("logs/target.log"), std::string::npos) << run.output;
+  EXPECT_EQ(processes_mentioning("sleep 317"), 0);
+  EXPECT_EQ(processes_mentioning((dir / "target").string()), 0);
+}
+
+TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
+  TempDir dir;
+  std::ofstream(dir / "bad.yaml") << "pre: a\npost: b\ntarget: c\noutput: d\nweights: [0, 1]\nbenchmark: []\n";
+  const auto run = test::run_rvec("sweep " + (dir / "bad.yaml").string());
+  EXPECT_EQ(run.exit_code, 4);
+  EXPECT_NE(run.output.find("bad.yaml:6: unknown field \"benchmark\""), std::string::npos) << run.output;
+}
+
+}  // namespace
+}  // namespace rvec
