@@ -7,6 +7,8 @@
 
 #include "base/error.hpp"
 #include "eval/dataset.hpp"
+#include "text/regex.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
 namespace {
@@ -20,6 +22,7 @@ struct Sample {
   double japanese = 0;
   int64_t tokens = 0;
   bool cut_off = false;
+  bool steps = false;
 };
 
 struct ProblemSamples {
@@ -47,6 +50,8 @@ std::string canonical_answer(const std::string& answer, TaskKind kind) {
 
 std::map<std::string, Group> read_groups(const ReportOptions& o) {
   std::map<std::string, Group> groups;
+  std::optional<Regex> step_regex;
+  if (!o.step_pattern.empty()) step_regex.emplace(o.step_pattern, "step pattern");
   for (const auto& path : o.inputs) {
     std::ifstream in(path);
     if (!in) fail_errno(path);
@@ -82,6 +87,7 @@ std::map<std::string, Group> read_groups(const ReportOptions& o) {
       s.japanese = japanese_share(response);
       s.tokens = r.value("completion_tokens", int64_t{0});
       s.cut_off = r.value("finish_reason", "") == "length";
+      s.steps = step_regex && step_regex->matches_somewhere(replace_invalid_utf8(response));
       p.samples.push_back(std::move(s));
     }
   }
@@ -108,7 +114,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
   const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
   r.avg = mean(accuracies);
   r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed);
-  double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0;
+  double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0, steps = 0;
   for (const auto& [id, p] : g.problems) {
     std::vector<std::optional<std::string>> answers;
     uint64_t correct = 0;
@@ -121,6 +127,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
       mostly += s.japanese >= 0.5;
       tokens += static_cast<double>(s.tokens);
       cut += s.cut_off;
+      steps += s.steps;
       sub += s.substring_verdict == "correct";
       disagree += (s.substring_verdict == "correct") != (s.verdict == "correct");
       ++r.samples;
@@ -134,6 +141,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
   r.no_answer = no_answer / m, r.japanese = japanese / m, r.mostly_japanese = mostly / m;
   r.mean_tokens = tokens / m, r.cut_off = cut / m;
   r.substring_avg = sub / m, r.substring_disagreement = disagree / m;
+  if (!o.step_pattern.empty()) r.steps = steps / m;
   r.japanese_ci = bootstrap_mean(per_problem(g, all, [](const ProblemSamples& p) {
                                    double s = 0;
                                    for (const auto& x : p.samples) s += x.japanese;
@@ -210,17 +218,19 @@ Report build_report(const ReportOptions& o) {
 
 std::string format_report(const Report& r) {
   std::string out = fmt::format("grading: {}   baseline: {}   95% CIs: bootstrap over problems\n\n", r.mode, r.baseline);
-  out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}\n", "label", "w",
+  const bool steps = !r.groups.empty() && r.groups.front().steps.has_value();
+  out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}{}\n", "label", "w",
                      "n x k", "avg@k [95% CI]", "vs baseline [95% CI]", "maj@k", "pass@k", "no-ans", "ja", "tokens",
-                     "cut");
+                     "cut", steps ? "  steps" : "");
   for (const auto& g : r.groups) {
     const auto k = g.problems ? g.samples / g.problems : 0;
     const std::string delta = g.delta ? fmt::format("{:+.3f} [{:+.3f}, {:+.3f}]", *g.delta, g.delta_ci.low, g.delta_ci.high)
                                       : "—";
-    out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6.3f} {:>6.3f} {:>7.3f} {:>6.3f} {:>8.0f} {:>6.3f}\n",
+    out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6.3f} {:>6.3f} {:>7.3f} {:>6.3f} {:>8.0f} {:>6.3f}{}\n",
                        g.label, g.w ? fmt::format("{:g}", *g.w) : "-", fmt::format("{}x{}", g.problems, k),
                        fmt::format("{:.3f} [{:.3f}, {:.3f}]", g.avg, g.avg_ci.low, g.avg_ci.high), delta, g.maj,
-                       g.pass, g.no_answer, g.japanese, g.mean_tokens, g.cut_off);
+                       g.pass, g.no_answer, g.japanese, g.mean_tokens, g.cut_off,
+                       g.steps ? fmt::format("  {:.3f}", *g.steps) : "");
   }
   if (r.chosen) {
     const auto it = std::find_if(r.groups.begin(), r.groups.end(), [&](const GroupReport& g) { return g.label == *r.chosen; });
@@ -251,6 +261,7 @@ json report_json(const Report& r) {
               {"mostly_japanese_rate", g.mostly_japanese}, {"mean_completion_tokens", g.mean_tokens},
               {"cut_off_rate", g.cut_off}, {"substring_accuracy", g.substring_avg},
               {"substring_disagreement", g.substring_disagreement}};
+    if (g.steps) j["step_rate"] = *g.steps;
     if (g.delta) j["delta_vs_baseline"] = {{"mean", *g.delta}, {"ci95", {g.delta_ci.low, g.delta_ci.high}}};
     if (r.dev_fraction > 0) j["split"] = {{"dev_avg", g.dev_avg}, {"test_avg", g.test_avg}, {"test_ci95", {g.test_ci.low, g.test_ci.high}}};
     groups.push_back(j);

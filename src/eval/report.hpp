@@ -23,6 +23,7 @@ struct ReportOptions {
   double dev_fraction = 0;          // > 0: choose w on dev problems, report on the rest
   uint64_t split_seed = 0;
   uint64_t bootstrap_seed = 12345;
+  std::string step_pattern;         // regex: a response that matches "shows its steps"
 };
 
 struct GroupReport {
@@ -35,6 +36,7 @@ struct GroupReport {
   std::optional<double> delta;  // avg - baseline avg over shared problems
   Interval delta_ci;
   double no_answer = 0, japanese = 0, mostly_japanese = 0, mean_tokens = 0, cut_off = 0;
+  std::optional<double> steps;  // share of responses matching the step pattern
   Interval japanese_ci;
   double substring_avg = 0, substring_disagreement = 0;
   // With a dev split:

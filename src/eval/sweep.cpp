@@ -70,7 +70,7 @@ class YamlReader {
 
 SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.only(node, {"name", "data", "question_field", "answer_field", "id_field", "choices", "prompt", "system", "samples",
-                "temperature", "top_p", "max_tokens", "seed", "dev_fraction", "split_seed", "mode"},
+                "temperature", "top_p", "max_tokens", "seed", "dev_fraction", "split_seed", "mode", "step_pattern"},
          "a benchmark");
   SweepBenchmark b;
   y.read(node, "name", b.name, "a string");
@@ -91,6 +91,7 @@ SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.read(node, "seed", b.seed, "an integer");
   y.read(node, "dev_fraction", b.dev_fraction, "a number in [0, 1)");
   y.read(node, "split_seed", b.split_seed, "an integer");
+  y.read(node, "step_pattern", b.step_pattern, "a regex");
   std::string mode = "strict";
   y.read(node, "mode", mode, "strict, lenient or substring");
   const auto parsed = parse_grade_mode(mode);
@@ -257,6 +258,7 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
     o.mode = b.mode;
     o.dev_fraction = b.dev_fraction;
     o.split_seed = b.split_seed;
+    o.step_pattern = b.step_pattern;
     const Report report = build_report(o);
     const fs::path base = fs::path(r.output) / fmt::format("report-{}", b.name);
     const std::string text = format_report(report);

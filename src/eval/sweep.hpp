@@ -31,6 +31,7 @@ struct SweepBenchmark {
   double dev_fraction = 0;
   uint64_t split_seed = 0;
   GradeMode mode = GradeMode::kStrict;
+  std::string step_pattern;  // regex marking a step-by-step answer (report column "steps")
 };
 
 struct SweepControl {

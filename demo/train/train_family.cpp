@@ -1,0 +1,434 @@
+// Trains the demo's mini Qwen2 family with LibTorch and writes each model as
+// a Hugging Face folder that rvec's own engine serves:
+//
+//   base     pre-trained on documents: problems solved directly and step by
+//            step, in English and Japanese
+//   pre      base + chat fine-tune, direct answers, both languages ("instruct")
+//   post     pre  + English chat fine-tune with step-by-step answers ("s1")
+//   control  pre  + English chat fine-tune with direct answers
+//   target   pre  + Japanese chat fine-tune, direct answers ("EZO")
+//
+// Each stage is gated: measured with rvec's engine and grader, and the run
+// stops if a stage misses its bar. Usage:
+//   rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N]
+//                           [--batch N] [--hidden N] [--layers N]
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "base/error.hpp"
+#include "eval/grader.hpp"
+#include "io/writer.hpp"
+#include "model/batcher.hpp"
+#include "model/runtime.hpp"
+#include "text/regex.hpp"
+#include "text/tokenizer.hpp"
+#include "text/unicode.hpp"
+#include "world.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kQwenSplit =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kChatTemplate =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+// ---- tokenizer -------------------------------------------------------------------------
+
+std::string byte_symbol(int b) {
+  char32_t next = 256;
+  for (int i = 0; i < 256; ++i) {
+    const bool printable = (i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
+    const char32_t cp = printable ? char32_t(i) : next++;
+    if (i == b) {
+      std::string s;
+      rvec::append_utf8(s, cp);
+      return s;
+    }
+  }
+  return {};
+}
+
+// Byte-level BPE whose merges make every pre-token of the templates one token.
+json build_tokenizer() {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  json merges = json::array();
+  int next_id = 256;
+  const rvec::Regex split(kQwenSplit, "split");
+  std::set<std::string> seen;
+  for (const auto& sample : demo::template_samples()) {
+    std::string text = sample;
+    for (const std::string special : {"<|im_start|>", "<|im_end|>"}) {
+      for (auto at = text.find(special); at != std::string::npos; at = text.find(special)) text.replace(at, special.size(), " ");
+    }
+    size_t at = 0;
+    while (const auto m = split.find(text, at)) {
+      const std::string piece = text.substr(m->begin, m->end - m->begin);
+      at = m->end;
+      if (piece.size() < 2 || !seen.insert(piece).second) continue;
+      std::string left = byte_symbol(static_cast<unsigned char>(piece[0]));
+      for (size_t i = 1; i < piece.size(); ++i) {
+        const std::string right = byte_symbol(static_cast<unsigned char>(piece[i]));
+        if (!vocab.contains(left + right)) {
+          merges.push_back({left, right});
+          vocab[left + right] = next_id++;
+        }
+        left += right;
+      }
+    }
+  }
+  json added = json::array();
+  for (const std::string special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}) {
+    added.push_back({{"id", next_id++}, {"content", special}, {"special", true}, {"single_word", false},
+                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  }
+  return {{"version", "1.0"},
+          {"added_tokens", added},
+          {"normalizer", {{"type", "NFC"}}},
+          {"pre_tokenizer",
+           {{"type", "Sequence"},
+            {"pretokenizers",
+             {{{"type", "Split"}, {"pattern", {{"Regex", kQwenSplit}}}, {"behavior", "Isolated"}, {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
+          {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
+          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"byte_fallback", false}}}};
+}
+
+// ---- the model (Qwen2 layout, parameter names as Hugging Face stores them) ------------
+
+struct Config {
+  int64_t vocab = 0, hidden = 128, layers = 4, heads = 4, kv_heads = 2, inter = 384;
+  double theta = 10000.0, eps = 1e-6;
+  int64_t head_dim() const { return hidden / heads; }
+};
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const auto half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+struct LayerImpl : torch::nn::Module {
+  LayerImpl(const Config& c) : c(c) {
+    const auto hd = c.head_dim();
+    // Parameter names cannot hold dots: "input_layernorm" is saved as input_layernorm.weight.
+    input_layernorm = register_parameter("input_layernorm", torch::ones({c.hidden}));
+    post_attention_layernorm = register_parameter("post_attention_layernorm", torch::ones({c.hidden}));
+    auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
+    auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+    using torch::nn::Linear, torch::nn::LinearOptions;
+    q = attn->register_module("q_proj", Linear(LinearOptions(c.hidden, c.heads * hd)));
+    k = attn->register_module("k_proj", Linear(LinearOptions(c.hidden, c.kv_heads * hd)));
+    v = attn->register_module("v_proj", Linear(LinearOptions(c.hidden, c.kv_heads * hd)));
+    o = attn->register_module("o_proj", Linear(LinearOptions(c.heads * hd, c.hidden).bias(false)));
+    gate = mlp->register_module("gate_proj", Linear(LinearOptions(c.hidden, c.inter).bias(false)));
+    up = mlp->register_module("up_proj", Linear(LinearOptions(c.hidden, c.inter).bias(false)));
+    down = mlp->register_module("down_proj", Linear(LinearOptions(c.inter, c.hidden).bias(false)));
+  }
+  // x: [B, T, hidden]; cos, sin: [T, head_dim]; mask: [T, T] additive
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask) {
+    const auto B = x.size(0), T = x.size(1), hd = c.head_dim();
+    auto h = rms_norm(x, input_layernorm, c.eps);
+    auto qh = q->forward(h).view({B, T, c.heads, hd}).transpose(1, 2);
+    auto kh = k->forward(h).view({B, T, c.kv_heads, hd}).transpose(1, 2);
+    auto vh = v->forward(h).view({B, T, c.kv_heads, hd}).transpose(1, 2);
+    qh = qh * cos + rotate_half(qh) * sin;
+    kh = kh * cos + rotate_half(kh) * sin;
+    kh = kh.repeat_interleave(c.heads / c.kv_heads, 1);
+    vh = vh.repeat_interleave(c.heads / c.kv_heads, 1);
+    auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd)) + mask;
+    auto att = torch::matmul(torch::softmax(scores, -1), vh).transpose(1, 2).reshape({B, T, c.heads * hd});
+    x = x + o->forward(att);
+    h = rms_norm(x, post_attention_layernorm, c.eps);
+    return x + down->forward(torch::silu(gate->forward(h)) * up->forward(h));
+  }
+  Config c;
+  torch::Tensor input_layernorm, post_attention_layernorm;
+  torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, o{nullptr}, gate{nullptr}, up{nullptr}, down{nullptr};
+};
+TORCH_MODULE(Layer);
+
+struct ModelImpl : torch::nn::Module {
+  explicit ModelImpl(const Config& c) : c(c) {
+    embed_tokens = register_parameter("embed_tokens", torch::randn({c.vocab, c.hidden}) * 0.02);
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.layers; ++i) layers->push_back(Layer(c));
+    norm = register_parameter("norm", torch::ones({c.hidden}));
+  }
+  // tokens: [B, T] -> logits [B, T, vocab] (head tied to the embedding)
+  torch::Tensor forward(const torch::Tensor& tokens) {
+    const auto T = tokens.size(1), hd = c.head_dim();
+    auto inv_freq = 1.0 / torch::pow(c.theta, torch::arange(0, hd, 2, torch::kFloat) / static_cast<double>(hd));
+    auto freqs = torch::outer(torch::arange(T, torch::kFloat), inv_freq);
+    auto emb = torch::cat({freqs, freqs}, -1);
+    auto cos = emb.cos(), sin = emb.sin();
+    auto mask = torch::full({T, T}, -INFINITY).triu(1);
+    auto x = embed_tokens.index_select(0, tokens.reshape(-1)).view({tokens.size(0), T, c.hidden});
+    for (auto& layer : *layers) x = layer->as<Layer>()->forward(x, cos, sin, mask);
+    return torch::matmul(rms_norm(x, norm, c.eps), embed_tokens.t());
+  }
+  Config c;
+  torch::Tensor embed_tokens, norm;
+  torch::nn::ModuleList layers{nullptr};
+};
+TORCH_MODULE(Model);
+
+void save_model(Model& model, const json& tokenizer, const fs::path& dir) {
+  fs::create_directories(dir);
+  std::vector<rvec::TensorSpec> specs;
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : model->named_parameters()) {
+    const auto t = p.value().detach().contiguous().to(torch::kFloat);
+    const bool qualified = p.key().ends_with(".weight") || p.key().ends_with(".bias");
+    const std::string name = "model." + p.key() + (qualified ? "" : ".weight");
+    tensors[name] = t;
+    specs.push_back({name, rvec::DType::kF32, std::vector<uint64_t>(t.sizes().begin(), t.sizes().end())});
+  }
+  rvec::SafetensorsWriter writer((dir / "model.safetensors").string(), specs, {{"format", "pt"}});
+  for (const auto& spec : writer.order()) {
+    const auto& t = tensors.at(spec.name);
+    writer.append(std::span(reinterpret_cast<const std::byte*>(t.data_ptr<float>()), t.numel() * 4));
+  }
+  writer.finish();
+  const auto& c = model->c;
+  const int64_t eos = tokenizer["added_tokens"][2]["id"];
+  const json config = {{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"},
+                       {"hidden_size", c.hidden}, {"intermediate_size", c.inter}, {"num_hidden_layers", c.layers},
+                       {"num_attention_heads", c.heads}, {"num_key_value_heads", c.kv_heads}, {"vocab_size", c.vocab},
+                       {"max_position_embeddings", 512}, {"rms_norm_eps", c.eps}, {"rope_theta", c.theta},
+                       {"tie_word_embeddings", true}, {"hidden_act", "silu"}, {"torch_dtype", "float32"},
+                       {"bos_token_id", tokenizer["added_tokens"][0]["id"]}, {"eos_token_id", eos}};
+  std::ofstream(dir / "config.json") << config.dump(2) << "\n";
+  std::ofstream(dir / "generation_config.json") << json{{"eos_token_id", {eos, tokenizer["added_tokens"][0]["id"]}}}.dump(2) << "\n";
+  std::ofstream(dir / "tokenizer.json") << tokenizer.dump() << "\n";
+  std::ofstream(dir / "tokenizer_config.json")
+      << json{{"chat_template", kChatTemplate}, {"eos_token", "<|im_end|>"}, {"pad_token", "<|endoftext|>"},
+              {"tokenizer_class", "Qwen2Tokenizer"}}.dump(2) << "\n";
+}
+
+// ---- data -----------------------------------------------------------------------------
+
+struct Example {
+  std::vector<rvec::TokenId> ids;
+  size_t loss_from = 0;  // tokens before this are context only
+};
+
+enum class Stage { kBase, kPre, kPost, kControl, kTarget };
+
+Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok) {
+  using demo::Lang;
+  using demo::Style;
+  const auto p = demo::random_problem(rng, 3, 8);
+  const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
+  const Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
+  if (stage == Stage::kBase) {
+    const Style style = pick(0.6) ? Style::kSteps : Style::kDirect;
+    return {tok.encode(demo::document(p, lang, style)), 0};
+  }
+  Lang chat_lang = lang;
+  Style style = Style::kDirect;
+  if (stage == Stage::kPost) chat_lang = Lang::kEnglish, style = Style::kSteps;
+  if (stage == Stage::kControl) chat_lang = Lang::kEnglish;
+  if (stage == Stage::kTarget) chat_lang = Lang::kJapanese;
+  Example e{tok.encode(demo::chat(p, chat_lang, style)), tok.encode(demo::chat_prompt(p, chat_lang)).size()};
+  return e;
+}
+
+// ---- training -------------------------------------------------------------------------
+
+double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_t seed, const rvec::Tokenizer& tok,
+             int pad) {
+  std::mt19937_64 rng(seed);
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr).weight_decay(0.01).betas({0.9, 0.95}));
+  double recent = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int step = 1; step <= steps; ++step) {
+    std::vector<Example> examples;
+    size_t longest = 0;
+    for (int b = 0; b < batch; ++b) {
+      examples.push_back(make_example(stage, rng, tok));
+      longest = std::max(longest, examples.back().ids.size());
+    }
+    auto input = torch::full({batch, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
+    auto target = torch::full({batch, static_cast<int64_t>(longest - 1)}, -100, torch::kLong);
+    for (int b = 0; b < batch; ++b) {
+      const auto& e = examples[b];
+      for (size_t t = 0; t + 1 < e.ids.size(); ++t) {
+        input[b][t] = e.ids[t];
+        if (t + 1 >= e.loss_from) target[b][t] = e.ids[t + 1];
+      }
+    }
+    const double warm = std::min(1.0, step / 50.0);
+    const double cosine = 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * step / steps));
+    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr * warm * cosine);
+    auto logits = model->forward(input);
+    auto loss = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), target.view(-1),
+                                                     torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+    opt.zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+    opt.step();
+    recent = step == 1 ? loss.item<double>() : 0.98 * recent + 0.02 * loss.item<double>();
+    if (step % 100 == 0 || step == steps) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::printf("    step %5d/%d  loss %.4f  %.0f s\n", step, steps, recent, s);
+      std::fflush(stdout);
+    }
+  }
+  return recent;
+}
+
+// ---- gates: measured with rvec's engine and grader -----------------------------------
+
+struct Measure {
+  double accuracy = 0, steps = 0, japanese = 0;
+};
+
+Measure measure(const fs::path& dir, demo::Lang lang, bool chat, const std::string& cue, int n, uint64_t seed) {
+  auto runtime = rvec::ModelRuntime::load(dir.string(), 1);
+  rvec::Batcher batcher(*runtime.model, runtime.tokenizer, 64, 512);
+  std::mt19937_64 rng(seed);
+  std::map<uint64_t, std::pair<demo::Problem, std::string>> out;
+  for (int i = 0; i < n; ++i) {
+    const auto p = demo::random_problem(rng, 5, 8);
+    std::string text = chat ? demo::chat_prompt(p, lang)
+                            : (lang == demo::Lang::kEnglish ? "Problem: " + demo::prompt(p, lang) + "\nSolution: "
+                                                            : "問題：" + demo::prompt(p, lang) + "\n解答：") + cue;
+    rvec::GenerationRequest r;
+    r.prompt = runtime.tokenizer->encode(text);
+    r.max_tokens = 80;
+    r.stop_tokens = runtime.stop_tokens;
+    r.stop_strings = {"\n"};
+    out[batcher.add(std::move(r))] = {p, cue};
+  }
+  while (!batcher.idle()) {
+    for (const auto& e : batcher.step()) out[e.id].second += e.text;
+  }
+  Measure m;
+  for (const auto& [id, item] : out) {
+    const auto grade = rvec::grade_response(item.second, std::to_string(item.first.answer()), rvec::GradeMode::kStrict,
+                                            rvec::TaskKind::kInteger);
+    m.accuracy += grade.verdict == "correct";
+    m.steps += item.second.find("=") != std::string::npos;
+    m.japanese += rvec::japanese_share(item.second);
+  }
+  m.accuracy /= n, m.steps /= n, m.japanese /= n;
+  return m;
+}
+
+void gate(bool ok, const std::string& what) {
+  std::printf("  gate: %s: %s\n", what.c_str(), ok ? "passed" : "FAILED");
+  if (!ok) throw rvec::Error(rvec::ErrorKind::kUsage, "training gate failed: " + what);
+}
+
+// The demo benchmark: Japanese prompts exactly as the models were trained on,
+// 6-8 digits (a space of 10^6..10^8 problems, so few can have been seen).
+void write_benchmark(const fs::path& path, demo::Lang lang, uint64_t seed, int count) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path);
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < count; ++i) {
+    const auto p = demo::random_problem(rng, 6, 8);
+    out << json{{"id", fmt::format("{}-{:03}", lang == demo::Lang::kEnglish ? "en" : "ja", i)},
+                {"problem", demo::prompt(p, lang)}, {"answer", std::to_string(p.answer())}}.dump() << "\n";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--bench-only") {
+    write_benchmark(fs::path(argv[2]) / "ja.jsonl", demo::Lang::kJapanese, 2026, 200);
+    write_benchmark(fs::path(argv[2]) / "en.jsonl", demo::Lang::kEnglish, 2027, 200);
+    return 0;
+  }
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N]\n"
+                         "       rvec_train_demo --bench-only BENCH_DIR\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  uint64_t seed = 1;
+  int base_steps = 3000, ft_steps = 300, threads = 1, batch = 32;
+  Config c;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--seed") seed = std::stoull(argv[i + 1]);
+    if (flag == "--base-steps") base_steps = std::stoi(argv[i + 1]);
+    if (flag == "--ft-steps") ft_steps = std::stoi(argv[i + 1]);
+    if (flag == "--threads") threads = std::stoi(argv[i + 1]);
+    if (flag == "--batch") batch = std::stoi(argv[i + 1]);
+    if (flag == "--hidden") c.hidden = std::stoi(argv[i + 1]), c.inter = 3 * c.hidden;
+    if (flag == "--layers") c.layers = std::stoi(argv[i + 1]);
+  }
+  try {
+    torch::set_num_threads(threads);
+    torch::manual_seed(seed);
+    const json tokenizer_json = build_tokenizer();
+    fs::create_directories(out);
+    std::ofstream(out / "tokenizer.json") << tokenizer_json.dump();
+    const auto tok = rvec::Tokenizer::load((out / "tokenizer.json").string());
+    const int pad = tokenizer_json["added_tokens"][0]["id"];
+    c.vocab = static_cast<int64_t>(tok->size());
+    std::printf("vocabulary %lld tokens; hidden %lld, %lld layers, batch %d; seed %llu\n", static_cast<long long>(c.vocab),
+                static_cast<long long>(c.hidden), static_cast<long long>(c.layers), batch,
+                static_cast<unsigned long long>(seed));
+    std::fflush(stdout);
+    using demo::Lang;
+    Model base(c);
+    std::printf("[base] %d steps\n", base_steps);
+    train(base, Stage::kBase, base_steps, 2e-3, batch, seed, *tok, pad);
+    save_model(base, tokenizer_json, out / "base");
+    const auto en_steps = measure(out / "base", Lang::kEnglish, false, "Step by step:", 200, seed + 100);
+    const auto en_direct = measure(out / "base", Lang::kEnglish, false, "Answer:", 200, seed + 100);
+    const auto ja_steps = measure(out / "base", Lang::kJapanese, false, "順番に足します。", 200, seed + 100);
+    std::printf("  base: English stepwise %.3f, direct %.3f; Japanese stepwise %.3f\n", en_steps.accuracy,
+                en_direct.accuracy, ja_steps.accuracy);
+    gate(en_steps.accuracy >= 0.8 && ja_steps.accuracy >= 0.7, "base solves problems step by step");
+    gate(en_direct.accuracy + 0.3 <= en_steps.accuracy, "the direct route is clearly harder");
+
+    const auto fine_tune = [&](const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
+      Model m(c);
+      torch::NoGradGuard no_grad;
+      auto src = from->named_parameters();
+      for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
+      {
+        torch::AutoGradMode enable(true);
+        std::printf("[%s] %d steps\n", name, ft_steps);
+        train(m, stage, ft_steps, 3e-4, batch, stage_seed, *tok, pad);
+      }
+      save_model(m, tokenizer_json, out / name);
+      return m;
+    };
+    const Model pre = fine_tune(base, Stage::kPre, "pre", seed + 1);
+    const auto pre_ja = measure(out / "pre", Lang::kJapanese, true, "", 200, seed + 200);
+    std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
+    fine_tune(pre, Stage::kPost, "post", seed + 2);
+    fine_tune(pre, Stage::kControl, "control", seed + 3);
+    fine_tune(pre, Stage::kTarget, "target", seed + 4);
+    const auto post_en = measure(out / "post", Lang::kEnglish, true, "", 200, seed + 300);
+    const auto control_en = measure(out / "control", Lang::kEnglish, true, "", 200, seed + 300);
+    const auto target_ja = measure(out / "target", Lang::kJapanese, true, "", 200, seed + 300);
+    std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f\n",
+                post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese);
+    gate(post_en.accuracy >= control_en.accuracy + 0.3, "post's steps beat control's direct answers in English");
+    gate(target_ja.japanese >= 0.5, "target answers in Japanese");
+    std::printf("done: %s/{base,pre,post,control,target}\n", out.string().c_str());
+  } catch (const rvec::Error& e) {
+    std::fprintf(stderr, "rvec_train_demo: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
