@@ -27,7 +27,6 @@
 #include "model/runtime.hpp"
 #include "text/regex.hpp"
 #include "text/tokenizer.hpp"
-#include "text/unicode.hpp"
 #include "world.hpp"
 
 namespace fs = std::filesystem;
@@ -43,19 +42,7 @@ constexpr const char* kChatTemplate =
 
 // ---- tokenizer -------------------------------------------------------------------------
 
-std::string byte_symbol(int b) {
-  char32_t next = 256;
-  for (int i = 0; i < 256; ++i) {
-    const bool printable = (i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
-    const char32_t cp = printable ? char32_t(i) : next++;
-    if (i == b) {
-      std::string s;
-      rvec::append_utf8(s, cp);
-      return s;
-    }
-  }
-  return {};
-}
+std::string byte_symbol(int b) { return rvec::byte_level_symbol(static_cast<uint8_t>(b)); }
 
 // Byte-level BPE whose merges make every pre-token of the templates one token.
 json build_tokenizer() {

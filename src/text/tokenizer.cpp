@@ -240,6 +240,13 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& given) {
   return std::make_shared<const Tokenizer>(std::move(impl));
 }
 
+std::string byte_level_symbol(uint8_t b) {
+  static const auto map = byte_to_code_point();
+  std::string symbol;
+  append_utf8(symbol, map[b]);
+  return symbol;
+}
+
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::~Tokenizer() = default;
 

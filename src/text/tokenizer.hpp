@@ -50,6 +50,9 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// GPT-2's printable stand-in for byte `b` in a byte-level vocabulary ("Ġ" for a space).
+std::string byte_level_symbol(uint8_t b);
+
 // Turns a stream of token ids into text without splitting a character: bytes
 // of a multi-byte character cut between tokens are held back until it is whole.
 class StreamDecoder {

@@ -13,7 +13,7 @@
 
 #include "model/tiny_model.hpp"
 #include "test_util.hpp"
-#include "text/unicode.hpp"
+#include "text/tokenizer.hpp"
 
 namespace rvec::test {
 
@@ -53,13 +53,7 @@ void write_chat_model(const fs::path& dir, uint64_t seed) {
   spec.seed = seed;
   write_tiny_model(dir, spec);
   json vocab = json::object();
-  char32_t next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    std::string symbol;
-    append_utf8(symbol, printable ? char32_t(b) : next++);
-    vocab[symbol] = b;
-  }
+  for (int b = 0; b < 256; ++b) vocab[byte_level_symbol(static_cast<uint8_t>(b))] = b;
   vocab["he"] = 256;
   const json added = json::array({{{"id", 297}, {"content", "<|endoftext|>"}, {"special", true}},
                                   {{"id", 298}, {"content", "<|im_start|>"}, {"special", true}},

@@ -68,20 +68,7 @@ RC_GTEST_PROP(Tokenizer, QwenDecodeInvertsEncodeUpToNfc, ()) {
   RC_ASSERT(qwen()->decode(qwen()->encode(text)) == nfc(text));
 }
 
-// GPT-2's printable stand-in for byte `b`.
-std::string byte_symbol(int b) {
-  char32_t next = 256;
-  for (int i = 0; i < 256; ++i) {
-    const bool printable = (i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
-    const char32_t cp = printable ? char32_t(i) : next++;
-    if (i == b) {
-      std::string symbol;
-      append_utf8(symbol, cp);
-      return symbol;
-    }
-  }
-  return {};
-}
+std::string byte_symbol(int b) { return byte_level_symbol(static_cast<uint8_t>(b)); }
 
 // A streamed multi-byte character appears only once all its bytes are there.
 TEST(Tokenizer, StreamDecoderHoldsBackPartialCharacters) {
