@@ -200,6 +200,12 @@ void run_demo_cli(const DemoCli& c) {
     fail(ErrorKind::kUsage, "{} not found: run rvec demo from the repository root (or pass --recipe)", c.recipe);
   }
   SweepRecipe recipe = read_sweep_recipe(c.recipe);
+  if (!std::filesystem::exists(recipe.target)) {
+    fail(ErrorKind::kUsage,
+         "{}: the mini family is not there; it has not been trained to its gates yet (demo/README.md says what was "
+         "measured and how to train it with rvec_train_demo)",
+         recipe.target);
+  }
   if (!c.output.empty()) recipe.output = c.output;
   if (c.samples > 0) {
     for (auto& b : recipe.benchmarks) b.samples = c.samples;
