@@ -214,10 +214,11 @@ struct Example {
 
 enum class Stage { kBase, kPre, kPost, kControl, kTarget };
 
-Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok) {
+// `max_digits` grows during pre-training (a curriculum from 2 digits to 8).
+Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, int max_digits) {
   using demo::Lang;
   using demo::Style;
-  const auto p = demo::random_problem(rng, 3, 8);
+  const auto p = demo::random_problem(rng, std::min(3, max_digits), max_digits);
   const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
   const Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {
@@ -244,8 +245,10 @@ double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_
   for (int step = 1; step <= steps; ++step) {
     std::vector<Example> examples;
     size_t longest = 0;
+    const int max_digits =
+        stage == Stage::kBase ? 2 + static_cast<int>(6 * std::min(1.0, step / (0.5 * steps))) : 8;
     for (int b = 0; b < batch; ++b) {
-      examples.push_back(make_example(stage, rng, tok));
+      examples.push_back(make_example(stage, rng, tok, max_digits));
       longest = std::max(longest, examples.back().ids.size());
     }
     auto input = torch::full({batch, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
