@@ -13,6 +13,13 @@ inline uint64_t fnv1a64(std::string_view data, uint64_t hash = 0xCBF29CE48422232
   return hash;
 }
 
+// splitmix64's finaliser: spreads every input bit over the whole word.
+inline uint64_t mix64(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 std::string hex64(uint64_t value);
 
 }  // namespace rvec

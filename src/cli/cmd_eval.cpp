@@ -28,19 +28,6 @@ GradeMode mode_from(const std::string& name) {
   return *mode;
 }
 
-// Writes `text` to `path` through a temporary file renamed into place.
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".rvec-tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) fail_errno(tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());
-}
-
 // ---- eval --------------------------------------------------------------------------
 
 struct EvalCli {
@@ -121,7 +108,7 @@ void run_grade_cli(const GradeCli& c) {
     ++records;
     out_text += r.dump() + "\n";
   }
-  if (!c.output.empty()) write_atomically(c.output, out_text);
+  if (!c.output.empty()) write_file_atomically(c.output, out_text);
   const double accuracy = records ? static_cast<double>(verdicts["correct"]) / static_cast<double>(records) : 0.0;
   if (c.json) {
     fmt::print("{}\n", json{{"records", records}, {"mode", c.mode}, {"accuracy", accuracy}, {"verdicts", verdicts},
@@ -152,16 +139,8 @@ void run_report_cli(ReportCli& c) {
   }
   const Report report = build_report(c.options);
   const json j = report_json(report);
-  if (!c.json_path.empty()) write_atomically(c.json_path, j.dump(2) + "\n");
-  if (!c.plot.empty()) {
-    write_atomically(c.plot, report_svg(report));
-    if (c.plot.size() > 4 && c.plot.substr(c.plot.size() - 4) == ".svg" &&
-        std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
-      const std::string png = c.plot.substr(0, c.plot.size() - 4) + ".png";
-      const std::string cmd = fmt::format("rsvg-convert -o '{}' '{}'", png, c.plot);
-      if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: rsvg-convert could not write {}\n", png);
-    }
-  }
+  if (!c.json_path.empty()) write_file_atomically(c.json_path, j.dump(2) + "\n");
+  if (!c.plot.empty()) write_report_plot(report, c.plot);
   if (c.json) {
     fmt::print("{}\n", j.dump());
     return;

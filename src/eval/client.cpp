@@ -19,10 +19,6 @@ size_t append_body(char* data, size_t size, size_t count, void* out) {
   return size * count;
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 void global_curl_init() {
   static const bool done = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }();
   if (!done) fail(ErrorKind::kIo, "libcurl failed to initialise");
@@ -42,9 +38,9 @@ std::string error_message(const std::string& body) {
 
 std::string chat_url(const std::string& endpoint) {
   std::string url = endpoint;
-  while (ends_with(url, "/")) url.pop_back();
-  if (ends_with(url, "/chat/completions")) return url;
-  if (ends_with(url, "/v1")) return url + "/chat/completions";
+  while (url.ends_with("/")) url.pop_back();
+  if (url.ends_with("/chat/completions")) return url;
+  if (url.ends_with("/v1")) return url + "/chat/completions";
   return url + "/v1/chat/completions";
 }
 

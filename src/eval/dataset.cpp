@@ -14,10 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::string field_text(const json& value) {
   if (value.is_string()) return value.get<std::string>();
   if (value.is_number_integer()) return std::to_string(value.get<long long>());
@@ -107,7 +103,7 @@ std::vector<std::pair<size_t, json>> read_table(const std::string& path, char se
 
 std::vector<std::pair<size_t, json>> read_json_rows(const std::string& path) {
   std::vector<std::pair<size_t, json>> rows;
-  if (ends_with(path, ".json")) {
+  if (path.ends_with(".json")) {
     const auto all = read_json_file(path);
     if (!all.is_array()) bad_input("{}: a JSON data set must be an array of objects", path);
     for (size_t i = 0; i < all.size(); ++i) rows.emplace_back(i + 1, all[i]);
@@ -135,11 +131,11 @@ Dataset load_dataset(const std::string& path, const DatasetFields& fields) {
   data.path = path;
   data.kind = fields.choices.empty() ? TaskKind::kInteger : TaskKind::kChoice;
   std::vector<std::pair<size_t, json>> rows;
-  if (ends_with(path, ".tsv")) {
+  if (path.ends_with(".tsv")) {
     rows = read_table(path, '\t', fields);
-  } else if (ends_with(path, ".csv")) {
+  } else if (path.ends_with(".csv")) {
     rows = read_table(path, ',', fields);
-  } else if (ends_with(path, ".jsonl") || ends_with(path, ".json")) {
+  } else if (path.ends_with(".jsonl") || path.ends_with(".json")) {
     rows = read_json_rows(path);
   } else {
     bad_input("{}: unknown data set format (use .jsonl, .json, .csv or .tsv)", path);
@@ -168,10 +164,7 @@ Dataset load_dataset(const std::string& path, const DatasetFields& fields) {
 }
 
 bool in_dev_split(const std::string& id, double dev_fraction, uint64_t seed) {
-  uint64_t h = fnv1a64(id + "#" + std::to_string(seed));
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64 finaliser: spread every bit
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-  h ^= h >> 31;
+  const uint64_t h = mix64(fnv1a64(id + "#" + std::to_string(seed)));
   return static_cast<double>(h >> 11) * 0x1.0p-53 < dev_fraction;
 }
 

@@ -1,6 +1,8 @@
 #include "eval/report.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -328,6 +330,31 @@ std::string report_svg(const Report& r) {
          [](const GroupReport& g) { return g.japanese_ci; }, 1);
   svg += "</svg>\n";
   return svg;
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".rvec-tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) fail_errno(tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());
+}
+
+void write_report_plot(const Report& report, const std::string& svg_path) {
+  write_file_atomically(svg_path, report_svg(report));
+  if (!svg_path.ends_with(".svg") || std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) return;
+  const std::string png = svg_path.substr(0, svg_path.size() - 4) + ".png";
+  const auto quoted = [](const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  };
+  const std::string cmd = fmt::format("rsvg-convert -o {} {}", quoted(png), quoted(svg_path));
+  if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: rsvg-convert could not write {}\n", png);
 }
 
 }  // namespace rvec

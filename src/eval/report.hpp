@@ -60,5 +60,9 @@ std::string format_report(const Report& report);
 nlohmann::json report_json(const Report& report);
 // Accuracy and Japanese share against w with 95 % error bars.
 std::string report_svg(const Report& report);
+// Writes `text` to `path` through a temporary file renamed into place.
+void write_file_atomically(const std::string& path, const std::string& text);
+// Writes the plot to `svg_path`, and a PNG beside it when rsvg-convert is installed.
+void write_report_plot(const Report& report, const std::string& svg_path);
 
 }  // namespace rvec

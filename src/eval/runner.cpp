@@ -102,10 +102,8 @@ class ResultsFile {
 }  // namespace
 
 uint64_t sample_seed(uint64_t run_seed, const std::string& id, int sample) {
-  uint64_t h = fnv1a64(id) ^ (run_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(sample));
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-  return (h ^ (h >> 31)) & 0x7FFFFFFF;  // servers often take a signed 32-bit seed
+  const uint64_t h = fnv1a64(id) ^ (run_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(sample));
+  return mix64(h) & 0x7FFFFFFF;  // servers often take a signed 32-bit seed
 }
 
 EvalSummary run_eval(const EvalOptions& o) {

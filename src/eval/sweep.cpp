@@ -262,13 +262,9 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
     const Report report = build_report(o);
     const fs::path base = fs::path(r.output) / fmt::format("report-{}", b.name);
     const std::string text = format_report(report);
-    std::ofstream(base.string() + ".txt") << text;
-    std::ofstream(base.string() + ".json") << report_json(report).dump(2) << "\n";
-    std::ofstream(base.string() + ".svg") << report_svg(report);
-    if (std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
-      const auto cmd = fmt::format("rsvg-convert -o {} {}", quoted(base.string() + ".png"), quoted(base.string() + ".svg"));
-      if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: no PNG for {}\n", base.string());
-    }
+    write_file_atomically(base.string() + ".txt", text);
+    write_file_atomically(base.string() + ".json", report_json(report).dump(2) + "\n");
+    write_report_plot(report, base.string() + ".svg");
     fmt::print("\n== {} ==\n{}report: {}.txt, {}.json, plot: {}.svg\n", b.name, text, base.string(), base.string(),
                base.string());
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "base/hash.hpp"
 #include "io/model_writer.hpp"
 #include "numeric/codec.hpp"
 
@@ -15,12 +16,7 @@ namespace fs = std::filesystem;
 
 enum class Stream : uint64_t { kParent = 1, kUnrelatedParent = 2, kPostDelta = 3, kTargetDelta = 4 };
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+uint64_t splitmix64(uint64_t x) { return mix64(x + 0x9E3779B97F4A7C15ull); }
 
 uint64_t hash_name(const std::string& name) {
   uint64_t h = 0xCBF29CE484222325ull;  // FNV-1a
