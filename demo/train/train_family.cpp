@@ -34,8 +34,10 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kQwenSplit =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2's pre-tokenizer regex with one alternative in front: a tagged digit
+// ("③2") is one pre-token, so it becomes one token (see world.hpp for why).
+constexpr const char* kDemoSplit =
+    R"([①-⑧][0-9]|(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kChatTemplate =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
     "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -50,7 +52,7 @@ json build_tokenizer() {
   for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
   json merges = json::array();
   int next_id = 256;
-  const rvec::Regex split(kQwenSplit, "split");
+  const rvec::Regex split(kDemoSplit, "split");
   std::set<std::string> seen;
   for (const auto& sample : demo::template_samples()) {
     std::string text = sample;
@@ -84,7 +86,7 @@ json build_tokenizer() {
           {"pre_tokenizer",
            {{"type", "Sequence"},
             {"pretokenizers",
-             {{{"type", "Split"}, {"pattern", {{"Regex", kQwenSplit}}}, {"behavior", "Isolated"}, {"invert", false}},
+             {{{"type", "Split"}, {"pattern", {{"Regex", kDemoSplit}}}, {"behavior", "Isolated"}, {"invert", false}},
               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
           {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
           {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"byte_fallback", false}}}};

@@ -63,6 +63,11 @@ std::string chat(const Problem& p, Lang lang, Style style) {
 std::vector<std::string> template_samples() {
   Problem p{{1, 2, 3, 4, 5, 6, 7, 8}};
   std::vector<std::string> out;
+  std::string tagged_digits;
+  for (const char* tag : kTags) {
+    for (char d = '0'; d <= '9'; ++d) tagged_digits += std::string(tag) + d + " ";
+  }
+  out.push_back(tagged_digits);
   for (const Lang lang : {Lang::kEnglish, Lang::kJapanese}) {
     for (const Style style : {Style::kDirect, Style::kSteps}) {
       out.push_back(document(p, lang, style));

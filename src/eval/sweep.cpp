@@ -3,8 +3,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <atomic>
 #include <fstream>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
@@ -182,12 +185,12 @@ std::string quoted(const std::string& s) {
   return out + "'";
 }
 
-std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int port) {
-  std::string cmd = r.serve_command;
-  if (cmd.empty()) {
+std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int port, int worker) {
+  if (r.serve_commands.empty()) {
     return fmt::format("exec {} serve {} --port {} --served-model-name {}", quoted(o.rvec_binary),
                        quoted(m.path.string()), port, quoted(m.name));
   }
+  std::string cmd = r.serve_commands[static_cast<size_t>(worker) % r.serve_commands.size()];
   const auto substitute = [&](const std::string& key, const std::string& value) {
     for (auto at = cmd.find(key); at != std::string::npos; at = cmd.find(key, at + value.size())) {
       cmd.replace(at, key.size(), value);
@@ -196,7 +199,8 @@ std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const Swe
   substitute("{model}", quoted(m.path.string()));
   substitute("{port}", std::to_string(port));
   substitute("{name}", quoted(m.name));
-  return "exec " + cmd;
+  substitute("{worker}", std::to_string(worker));
+  return cmd;
 }
 
 fs::path results_path(const SweepRecipe& r, const SweepBenchmark& b, const SweepModel& m) {
@@ -204,7 +208,7 @@ fs::path results_path(const SweepRecipe& r, const SweepBenchmark& b, const Sweep
 }
 
 void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
-              const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
+              const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks, int worker) {
   bool complete = true;
   for (const auto& [b, problems] : benchmarks) {
     complete = complete && count_lines(results_path(r, b, m)) >= problems * static_cast<size_t>(b.samples);
@@ -219,7 +223,7 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
   const std::string url = fmt::format("http://127.0.0.1:{}", port);
   fmt::print("  {}: serving {} at {}\n", m.label, m.path.string(), url);
   std::fflush(stdout);
-  ManagedServer server(serve_command(r, o, m, port), log.string());
+  ManagedServer server(serve_command(r, o, m, port, worker), log.string());
   server.wait_ready(url, r.startup_timeout_s);
   for (const auto& [b, problems] : benchmarks) {
     EvalOptions e;
@@ -240,12 +244,39 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
     e.concurrency = r.concurrency;
     e.mode = b.mode;
     e.output = results_path(r, b, m).string();
+    e.progress = r.workers == 1;  // one progress bar per line, not several fighting over it
     fs::create_directories(fs::path(e.output).parent_path());
     const auto s = run_eval(e);
     fmt::print("  {} / {}: {} samples ({} reused, {} requested, {} correct now)\n", m.label, b.name, s.total,
                s.reused, s.requested, s.correct);
   }
   server.stop();
+}
+
+// Each worker takes the next model not yet taken. After a failure no worker
+// starts another model; the first error is rethrown once all have stopped.
+void evaluate_all(const SweepRecipe& r, const SweepOptions& o, const std::vector<SweepModel>& models,
+                  const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  const auto work = [&](int worker) {
+    for (size_t i = next++; i < models.size() && !failed; i = next++) {
+      try {
+        evaluate(r, o, models[i], benchmarks, worker);
+      } catch (...) {
+        const std::lock_guard lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int worker = 1; worker < r.workers; ++worker) threads.emplace_back(work, worker);
+  work(0);
+  for (auto& t : threads) t.join();
+  if (first_error) std::rethrow_exception(first_error);
 }
 
 void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) {
@@ -306,6 +337,26 @@ void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,
              merge_s, generate_s, r.tokens_per_second);
 }
 
+// serve.command (one template), serve.commands (a list: one worker each) and
+// serve.workers (how many copies of a single template, or of the built-in server).
+void read_serve_commands(const YamlReader& y, const YAML::Node& serve, SweepRecipe& r) {
+  if (serve["command"] && serve["commands"]) y.error(serve["commands"], "give serve.command or serve.commands, not both");
+  std::string command;
+  y.read(serve, "command", command, "a command template with {model} and {port}");
+  if (!command.empty()) r.serve_commands.push_back(command);
+  if (const auto list = serve["commands"]) {
+    if (!list.IsSequence() || list.size() == 0) y.error(list, "field \"commands\" must be a list of command templates");
+    for (const auto& item : list) {
+      if (!item.IsScalar()) y.error(item, "field \"commands\" must be a list of command templates");
+      r.serve_commands.push_back(item.as<std::string>());
+    }
+    if (serve["workers"]) y.error(serve["workers"], "serve.commands already sets one worker per command; drop \"workers\"");
+    r.workers = static_cast<int>(r.serve_commands.size());
+  }
+  y.read(serve, "workers", r.workers, "a positive integer");
+  if (r.workers < 1 || r.workers > 64) y.error(serve["workers"], "field \"workers\" must be between 1 and 64");
+}
+
 }  // namespace
 
 SweepRecipe read_sweep_recipe(const std::string& path) {
@@ -344,8 +395,10 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
     for (const auto& b : benchmarks) r.benchmarks.push_back(read_benchmark(y, b));
   }
   if (const auto serve = root["serve"]) {
-    y.only(serve, {"command", "port", "startup_timeout_s", "concurrency", "request_timeout_s", "tokens_per_second"}, "serve");
-    y.read(serve, "command", r.serve_command, "a command template with {model} and {port}");
+    y.only(serve, {"command", "commands", "workers", "port", "startup_timeout_s", "concurrency", "request_timeout_s",
+                   "tokens_per_second"},
+           "serve");
+    read_serve_commands(y, serve, r);
     y.read(serve, "port", r.port, "a port number");
     y.read(serve, "startup_timeout_s", r.startup_timeout_s, "seconds");
     y.read(serve, "concurrency", r.concurrency, "a positive integer");
@@ -362,8 +415,13 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   for (const auto& b : r.benchmarks) {
     if (!names.insert(b.name).second) bad_input("{}: two benchmarks are named \"{}\"", path, b.name);
   }
-  if (!r.serve_command.empty() && r.serve_command.find("{port}") == std::string::npos) {
-    bad_input("{}: serve.command must contain {{port}} (and usually {{model}})", path);
+  for (const auto& command : r.serve_commands) {
+    if (command.find("{port}") == std::string::npos) {
+      bad_input("{}: a serve command must contain {{port}} (and usually {{model}}): `{}`", path, command);
+    }
+  }
+  if (r.workers > 1 && r.port != 0) {
+    bad_input("{}: serve.port fixes one port, but {} workers run servers at once; leave the port out", path, r.workers);
   }
   return r;
 }
@@ -380,8 +438,9 @@ void run_sweep(const SweepRecipe& r, const SweepOptions& o) {
   stop_managed_servers_on_signals();
   fmt::print("[1/3] building models in {}\n", (fs::path(r.output) / "models").string());
   build_models(r);
-  fmt::print("[2/3] evaluating {} models on {} benchmark(s)\n", models.size(), benchmarks.size());
-  for (const auto& m : models) evaluate(r, o, m, benchmarks);
+  fmt::print("[2/3] evaluating {} models on {} benchmark(s), {} at a time\n", models.size(), benchmarks.size(),
+             std::min<size_t>(models.size(), r.workers));
+  evaluate_all(r, o, models, benchmarks);
   fmt::print("[3/3] reports\n");
   write_reports(r, models);
 }

@@ -46,9 +46,12 @@ struct SweepRecipe {
   bool include_post = true;
   std::vector<SweepControl> controls;
   std::vector<SweepBenchmark> benchmarks;
-  // Serving: empty command = the built-in `rvec serve`. Placeholders:
-  // {model} (folder), {port}, {name} (served model name).
-  std::string serve_command;
+  // Serving: one worker per command, each serving one model at a time, so
+  // several models are evaluated at once (e.g. one per group of GPUs). No
+  // command = `workers` copies of the built-in `rvec serve`. Placeholders:
+  // {model} (folder), {port}, {name} (served model name), {worker} (0, 1, ...).
+  std::vector<std::string> serve_commands;
+  int workers = 1;
   int port = 0;  // 0: a free port per server
   double startup_timeout_s = 600;
   int concurrency = 8;

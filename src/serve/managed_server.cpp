@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -19,13 +20,31 @@
 namespace rvec {
 namespace {
 
-std::atomic<pid_t> g_running_group{-1};
+// The process groups of the servers running now (a sweep may run several at
+// once). A fixed array of atomics, so the signal handler can read it safely.
+std::array<std::atomic<pid_t>, 64> g_running_groups;
+
+void register_group(pid_t group) {
+  for (auto& slot : g_running_groups) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, group)) return;
+  }
+}
+
+void unregister_group(pid_t group) {
+  for (auto& slot : g_running_groups) {
+    pid_t expected = group;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
+}
 
 size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
 
 void on_signal(int signal) {
-  const pid_t group = g_running_group.load();
-  if (group > 0) kill(-group, SIGTERM);
+  for (const auto& slot : g_running_groups) {
+    const pid_t group = slot.load();
+    if (group > 0) kill(-group, SIGTERM);
+  }
   ::signal(signal, SIG_DFL);
   raise(signal);
 }
@@ -91,7 +110,7 @@ ManagedServer::ManagedServer(const std::string& command, const std::string& log_
   }
   close(log_fd);
   setpgid(pid_, pid_);
-  g_running_group = pid_;
+  register_group(pid_);
 }
 
 ManagedServer::~ManagedServer() { stop(); }
@@ -101,8 +120,8 @@ void ManagedServer::wait_ready(const std::string& base_url, double timeout_s) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      unregister_group(pid_);
       pid_ = -1;
-      g_running_group = -1;
       fail(ErrorKind::kIo, "the server command exited ({}) before answering: `{}`; its output is in {}",
            WIFEXITED(status) ? fmt::format("status {}", WEXITSTATUS(status)) : "killed by a signal", command_, log_);
     }
@@ -120,16 +139,16 @@ void ManagedServer::stop() {
   for (int i = 0; i < 200; ++i) {  // up to 20 s to exit cleanly
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
       kill(-pid_, SIGKILL);  // anything the server left behind in its group
+      unregister_group(pid_);
       pid_ = -1;
-      g_running_group = -1;
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   kill(-pid_, SIGKILL);
   waitpid(pid_, nullptr, 0);
+  unregister_group(pid_);
   pid_ = -1;
-  g_running_group = -1;
 }
 
 }  // namespace rvec

@@ -32,7 +32,7 @@ class ManagedServer {
   pid_t pid_ = -1;
 };
 
-// Installs SIGINT/SIGTERM handlers that stop the running ManagedServer's
+// Installs SIGINT/SIGTERM handlers that stop every running ManagedServer's
 // process group before the process dies with the signal.
 void stop_managed_servers_on_signals();
 

@@ -1,5 +1,6 @@
 // rvec sweep end to end on tiny models: build, serve, evaluate, report;
 // a second run reuses everything; servers never outlive the sweep.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -86,6 +87,41 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
   EXPECT_EQ(lines(dir / "out" / "results" / "ja" / "w1.jsonl"), 6u);
 }
 
+TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
+  TempDir dir;
+  // Two command templates, one worker each; every server records which worker started it.
+  const std::string serve = fmt::format("exec {} serve {{model}} --port {{port}} --served-model-name {{name}}", RVEC_CLI_PATH);
+  const auto marked = [&](int worker) {
+    return fmt::format("\"echo {{name}} >> {}/worker{} && {}\"", dir.path().string(), worker, serve);
+  };
+  write_family_and_recipe(dir, "serve:\n  commands:\n    - " + marked(0) + "\n    - " + marked(1) + "\n");
+  const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("2 at a time"), std::string::npos) << run.output;
+  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 5u);  // each model served once
+  EXPECT_GE(lines(dir / "worker0"), 1u);                            // by both workers
+  EXPECT_GE(lines(dir / "worker1"), 1u);
+  for (const char* name : {"target", "w0.5", "w1", "post", "control-w1"}) {
+    EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
+  }
+  EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+}
+
+TEST(Sweep, AFailingWorkerStopsTheSweepAndEveryServer) {
+  TempDir dir;
+  // Worker 0 serves models; worker 1's "server" never answers. The sweep fails naming it, and no
+  // server of either worker is left.
+  const std::string serve = fmt::format("exec {} serve {{model}} --port {{port}} --served-model-name {{name}}", RVEC_CLI_PATH);
+  write_family_and_recipe(dir, "serve:\n  startup_timeout_s: 3\n  commands:\n    - \"" + serve +
+                                   "\"\n    - \"sh -c 'sleep 318' {model} {port}\"\n");
+  const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("did not answer"), std::string::npos) << run.output;
+  EXPECT_EQ(processes_mentioning("sleep 318"), 0);
+  EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+  EXPECT_EQ(processes_mentioning((dir / "target").string()), 0);
+}
+
 TEST(Sweep, AServerThatNeverAnswersIsStoppedAndNamed) {
   TempDir dir;
   // A "server" that listens nowhere: the sweep must give up, kill it, and say where its log is.
@@ -104,6 +140,12 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
   const auto run = test::run_rvec("sweep " + (dir / "bad.yaml").string());
   EXPECT_EQ(run.exit_code, 4);
   EXPECT_NE(run.output.find("bad.yaml:6: unknown field \"benchmark\""), std::string::npos) << run.output;
+
+  std::ofstream(dir / "ports.yaml") << "pre: a\npost: b\ntarget: c\noutput: d\nweights: [0, 1]\n"
+                                    << "benchmarks: [{data: x.jsonl}]\nserve: {workers: 2, port: 8000}\n";
+  const auto ports = test::run_rvec("sweep " + (dir / "ports.yaml").string());
+  EXPECT_EQ(ports.exit_code, 4);
+  EXPECT_NE(ports.output.find("2 workers run servers at once"), std::string::npos) << ports.output;
 }
 
 }  // namespace
