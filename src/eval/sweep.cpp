@@ -1,7 +1,5 @@
 #include "eval/sweep.hpp"
 
-#include <yaml-cpp/yaml.h>
-
 #include <filesystem>
 #include <atomic>
 #include <fstream>
@@ -12,6 +10,7 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "base/yaml_reader.hpp"
 #include "eval/report.hpp"
 #include "eval/runner.hpp"
 #include "io/staging.hpp"
@@ -25,51 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 
 // ---- the recipe --------------------------------------------------------------------
-
-class YamlReader {
- public:
-  explicit YamlReader(std::string origin) : origin_(std::move(origin)) {}
-  [[noreturn]] void error(const YAML::Node& node, const std::string& what) const {
-    const auto mark = node.Mark();
-    if (mark.line >= 0) bad_input("{}:{}: {}", origin_, mark.line + 1, what);
-    bad_input("{}: {}", origin_, what);
-  }
-  template <typename T>
-  void read(const YAML::Node& map, const char* field, T& out, const char* expected) const {
-    const auto node = map[field];
-    if (!node) return;
-    if (!node.IsScalar()) error(node, fmt::format("field \"{}\" must be {}", field, expected));
-    try {
-      out = node.as<T>();
-    } catch (const YAML::Exception&) {
-      error(node, fmt::format("field \"{}\" must be {}", field, expected));
-    }
-  }
-  std::vector<double> numbers(const YAML::Node& map, const char* field) const {
-    std::vector<double> out;
-    const auto node = map[field];
-    if (!node) return out;
-    if (!node.IsSequence()) error(node, fmt::format("field \"{}\" must be a list of numbers", field));
-    for (const auto& item : node) {
-      try {
-        out.push_back(item.as<double>());
-      } catch (const YAML::Exception&) {
-        error(item, fmt::format("field \"{}\" must be a list of numbers", field));
-      }
-    }
-    return out;
-  }
-  void only(const YAML::Node& map, const std::set<std::string>& known, const char* where) const {
-    if (!map.IsMap()) error(map, fmt::format("{} must be a mapping", where));
-    for (const auto& entry : map) {
-      const auto key = entry.first.as<std::string>();
-      if (!known.contains(key)) error(entry.first, fmt::format("unknown field \"{}\" in {}", key, where));
-    }
-  }
-
- private:
-  std::string origin_;
-};
 
 SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.only(node, {"name", "data", "question_field", "answer_field", "id_field", "choices", "prompt", "system", "samples",
@@ -360,14 +314,8 @@ void read_serve_commands(const YamlReader& y, const YAML::Node& serve, SweepReci
 }  // namespace
 
 SweepRecipe read_sweep_recipe(const std::string& path) {
-  const std::string text = read_small_file(path, 1'000'000);
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    bad_input("{}:{}: not valid YAML ({})", path, e.mark.line + 1, e.msg);
-  }
   const YamlReader y(path);
+  const YAML::Node root = y.load(read_small_file(path, 1'000'000));
   y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "benchmarks", "serve", "output"},
          "a sweep recipe");
   SweepRecipe r;

@@ -9,36 +9,16 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "base/yaml_reader.hpp"
 
 namespace rvec {
 namespace {
 
-[[noreturn]] void recipe_error(const std::string& origin, const YAML::Node& node, const std::string& what) {
-  const auto mark = node.Mark();
-  if (mark.line >= 0) bad_input("{}:{}: {}", origin, mark.line + 1, what);
-  bad_input("{}: {}", origin, what);
-}
-
-template <typename T>
-T scalar(const YAML::Node& node, const std::string& origin, const char* field, const char* expected) {
-  if (!node.IsScalar()) recipe_error(origin, node, fmt::format("field \"{}\" must be {}", field, expected));
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    recipe_error(origin, node, fmt::format("field \"{}\" must be {}", field, expected));
-  }
-}
-
-std::string string_field(const YAML::Node& root, const char* field, const std::string& origin) {
-  const auto node = root[field];
-  return node ? scalar<std::string>(node, origin, field, "a string") : std::string();
-}
-
-JobKind parse_kind(const std::string& text, const YAML::Node& node, const std::string& origin) {
+JobKind parse_kind(const std::string& text, const YAML::Node& node, const YamlReader& y) {
   if (text == "merge" || text.empty()) return JobKind::kMerge;
   if (text == "apply") return JobKind::kApply;
   if (text == "extract") return JobKind::kExtract;
-  recipe_error(origin, node, fmt::format("field \"kind\" is \"{}\", not merge, apply or extract", text));
+  y.error(node, fmt::format("field \"kind\" is \"{}\", not merge, apply or extract", text));
 }
 
 }  // namespace
@@ -61,51 +41,33 @@ std::vector<double> parse_weight_list(const std::string& text) {
 }
 
 Recipe parse_recipe(const std::string& text, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    bad_input("{}:{}: not valid YAML ({})", origin, e.mark.line + 1, e.msg);
-  }
+  const YamlReader y(origin);
+  const YAML::Node root = y.load(text);
   if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
-  static const std::set<std::string> kKnown = {"kind", "pre", "post", "target", "vector", "weights", "output",
-                                               "dtype", "max_shard_size", "overwrite", "rules"};
-  for (const auto& entry : root) {
-    const auto key = entry.first.as<std::string>();
-    if (!kKnown.contains(key)) recipe_error(origin, entry.first, fmt::format("unknown field \"{}\"", key));
-  }
+  y.only(root, {"kind", "pre", "post", "target", "vector", "weights", "output", "dtype", "max_shard_size", "overwrite", "rules"},
+         "a recipe");
   Recipe r;
-  r.kind = parse_kind(string_field(root, "kind", origin), root["kind"], origin);
-  r.pre = string_field(root, "pre", origin);
-  r.post = string_field(root, "post", origin);
-  r.target = string_field(root, "target", origin);
-  r.vector = string_field(root, "vector", origin);
-  r.output = string_field(root, "output", origin);
-  if (const auto dtype = root["dtype"]) r.dtype = scalar<std::string>(dtype, origin, "dtype", "BF16, F16 or F32");
-  if (const auto size = root["max_shard_size"]) r.max_shard_size = scalar<std::string>(size, origin, "max_shard_size", "a size like 5GB");
-  if (const auto overwrite = root["overwrite"]) r.overwrite = scalar<bool>(overwrite, origin, "overwrite", "true or false");
-  if (const auto weights = root["weights"]) {
-    if (weights.IsScalar()) {
-      r.weights.push_back(scalar<double>(weights, origin, "weights", "a number or a list of numbers"));
-    } else if (weights.IsSequence()) {
-      for (const auto& w : weights) r.weights.push_back(scalar<double>(w, origin, "weights", "a list of numbers"));
-    } else {
-      recipe_error(origin, weights, "field \"weights\" must be a number or a list of numbers");
-    }
-  }
+  std::string kind;
+  y.read(root, "kind", kind, "merge, apply or extract");
+  r.kind = parse_kind(kind, root["kind"], y);
+  y.read(root, "pre", r.pre, "a model path");
+  y.read(root, "post", r.post, "a model path");
+  y.read(root, "target", r.target, "a model path");
+  y.read(root, "vector", r.vector, "a vector folder");
+  y.read(root, "output", r.output, "a folder");
+  if (const auto dtype = root["dtype"]) r.dtype = y.scalar<std::string>(dtype, "dtype", "BF16, F16 or F32");
+  y.read(root, "max_shard_size", r.max_shard_size, "a size like 5GB");
+  y.read(root, "overwrite", r.overwrite, "true or false");
+  r.weights = y.numbers(root, "weights");
   if (const auto rules = root["rules"]) {
-    if (!rules.IsSequence()) recipe_error(origin, rules, "field \"rules\" must be a list");
+    if (!rules.IsSequence()) y.error(rules, "field \"rules\" must be a list");
     for (const auto& rule : rules) {
-      if (!rule.IsMap()) recipe_error(origin, rule, "each rule must be a mapping with match/layers and scale");
+      y.only(rule, {"match", "layers", "scale"}, "a rule");
       RecipeRule out;
-      for (const auto& entry : rule) {
-        const auto key = entry.first.as<std::string>();
-        if (key == "match") out.match = scalar<std::string>(entry.second, origin, "match", "a regex");
-        else if (key == "layers") out.layers = scalar<std::string>(entry.second, origin, "layers", "a range like 0-7");
-        else if (key == "scale") out.scale = scalar<double>(entry.second, origin, "scale", "a number");
-        else recipe_error(origin, entry.first, fmt::format("unknown rule field \"{}\"", key));
-      }
-      if (!rule["scale"]) recipe_error(origin, rule, "a rule needs \"scale\" (0 leaves the tensor as in the target)");
+      if (const auto match = rule["match"]) out.match = y.scalar<std::string>(match, "match", "a regex");
+      if (const auto layers = rule["layers"]) out.layers = y.scalar<std::string>(layers, "layers", "a range like 0-7");
+      y.read(rule, "scale", out.scale, "a number");
+      if (!rule["scale"]) y.error(rule, "a rule needs \"scale\" (0 leaves the tensor as in the target)");
       r.rules.push_back(out);
     }
   }

@@ -38,6 +38,12 @@ void unregister_group(pid_t group) {
   }
 }
 
+// Up to 1 s for the members of a killed group to be gone (a killed process
+// lingers until the kernel has torn it down and its parent has reaped it).
+void wait_until_gone(pid_t group) {
+  for (int i = 0; i < 100 && kill(-group, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
 size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
 
 void on_signal(int signal) {
@@ -136,17 +142,14 @@ void ManagedServer::wait_ready(const std::string& base_url, double timeout_s) {
 void ManagedServer::stop() {
   if (pid_ <= 0) return;
   kill(-pid_, SIGTERM);
-  for (int i = 0; i < 200; ++i) {  // up to 20 s to exit cleanly
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      kill(-pid_, SIGKILL);  // anything the server left behind in its group
-      unregister_group(pid_);
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool exited = false;
+  for (int i = 0; i < 200 && !exited; ++i) {  // up to 20 s to exit cleanly
+    exited = waitpid(pid_, nullptr, WNOHANG) == pid_;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  kill(-pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
+  kill(-pid_, SIGKILL);  // also anything the server left behind in its group
+  if (!exited) waitpid(pid_, nullptr, 0);
+  wait_until_gone(pid_);
   unregister_group(pid_);
   pid_ = -1;
 }
