@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <numeric>
 
 #include "base/error.hpp"
 #include "eval/dataset.hpp"
@@ -115,7 +116,17 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
   const auto all = [](const std::string&) { return true; };
   const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
   r.avg = mean(accuracies);
-  r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed);
+  // One sample per problem: avg@1 is a binomial proportion, and Wilson's
+  // interval is the standard one (it stays sensible at 0/n and n/n, where a
+  // bootstrap collapses to a point). More samples: bootstrap over problems.
+  const bool one_sample_each = std::ranges::all_of(g.problems, [](const auto& p) { return p.second.samples.size() == 1; });
+  r.avg_ci_method = one_sample_each ? "wilson" : "bootstrap";
+  if (one_sample_each) {
+    const auto correct = static_cast<uint64_t>(std::llround(std::accumulate(accuracies.begin(), accuracies.end(), 0.0)));
+    r.avg_ci = wilson(correct, accuracies.size());
+  } else {
+    r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed);
+  }
   double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0, steps = 0;
   for (const auto& [id, p] : g.problems) {
     std::vector<std::optional<std::string>> answers;
@@ -219,7 +230,10 @@ Report build_report(const ReportOptions& o) {
 }
 
 std::string format_report(const Report& r) {
-  std::string out = fmt::format("grading: {}   baseline: {}   95% CIs: bootstrap over problems\n\n", r.mode, r.baseline);
+  const bool any_wilson = std::ranges::any_of(r.groups, [](const GroupReport& g) { return g.avg_ci_method == "wilson"; });
+  std::string out = fmt::format("grading: {}   baseline: {}   95% CIs: {}\n\n", r.mode, r.baseline,
+                                any_wilson ? "Wilson for avg@1 (one sample per problem), otherwise bootstrap over problems"
+                                           : "bootstrap over problems");
   const bool steps = !r.groups.empty() && r.groups.front().steps.has_value();
   out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}{}\n", "label", "w",
                      "n x k", "avg@k [95% CI]", "vs baseline [95% CI]", "maj@k", "pass@k", "no-ans", "ja", "tokens",
@@ -257,7 +271,7 @@ json report_json(const Report& r) {
   json groups = json::array();
   for (const auto& g : r.groups) {
     json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()}, {"problems", g.problems}, {"samples", g.samples},
-              {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}},
+              {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}}, {"avg_ci_method", g.avg_ci_method},
               {"maj_at_k", g.maj}, {"pass_at_k", g.pass}, {"no_answer_rate", g.no_answer},
               {"japanese_share", g.japanese}, {"japanese_share_ci95", {g.japanese_ci.low, g.japanese_ci.high}},
               {"mostly_japanese_rate", g.mostly_japanese}, {"mean_completion_tokens", g.mean_tokens},

@@ -32,6 +32,7 @@ struct GroupReport {
   size_t problems = 0, samples = 0, errors = 0;
   double avg = 0;
   Interval avg_ci;
+  std::string avg_ci_method;  // "wilson" (one sample per problem) or "bootstrap"
   double maj = 0, pass = 0;
   std::optional<double> delta;  // avg - baseline avg over shared problems
   Interval delta_ci;

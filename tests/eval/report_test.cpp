@@ -1,0 +1,85 @@
+// rvec report on results files with known outcomes: intervals, paired gains,
+// and the held-out choice of w.
+#include "eval/report.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+using nlohmann::json;
+
+// Writes `problems` records per sample index for one model: problem i is
+// answered correctly in sample s when correct(i, s).
+template <typename Correct>
+std::string write_results(const test::TempDir& dir, const std::string& label, double w, int problems, int samples,
+                          Correct correct) {
+  const auto path = (dir / (label + ".jsonl")).string();
+  std::ofstream out(path);
+  for (int i = 0; i < problems; ++i) {
+    for (int s = 0; s < samples; ++s) {
+      out << json{{"id", fmt::format("p{:02}", i)}, {"sample", s}, {"label", label}, {"w", w}, {"answer", "7"},
+                  {"response", correct(i, s) ? "答えは \\boxed{7}" : "答えは \\boxed{3}"}}.dump()
+          << "\n";
+    }
+  }
+  return path;
+}
+
+const GroupReport& group(const Report& r, const std::string& label) {
+  for (const auto& g : r.groups) {
+    if (g.label == label) return g;
+  }
+  throw std::runtime_error("no group " + label);
+}
+
+TEST(Report, OneSamplePerProblemUsesWilsonAndPairsTheGain) {
+  test::TempDir dir;
+  ReportOptions o;
+  o.inputs = {write_results(dir, "w=0", 0, 30, 1, [](int i, int) { return i < 4; }),
+              write_results(dir, "w=1", 1, 30, 1, [](int i, int) { return i < 10; })};
+  const Report r = build_report(o);
+  const auto& base = group(r, "w=0");
+  const auto& merged = group(r, "w=1");
+  EXPECT_EQ(base.avg_ci_method, "wilson");
+  EXPECT_NEAR(base.avg, 4.0 / 30, 1e-12);
+  EXPECT_NEAR(base.avg_ci.low, 0.0531, 5e-4);  // the paper's 4/30 and 10/30, by hand
+  EXPECT_NEAR(base.avg_ci.high, 0.2968, 5e-4);
+  EXPECT_NEAR(merged.avg_ci.low, 0.1923, 5e-4);
+  EXPECT_NEAR(merged.avg_ci.high, 0.5122, 5e-4);
+  ASSERT_TRUE(merged.delta.has_value());
+  EXPECT_NEAR(*merged.delta, 0.2, 1e-12);
+  // Six problems gained, none lost: the paired interval excludes zero even
+  // though the two unpaired intervals overlap.
+  EXPECT_GT(merged.delta_ci.low, 0.0);
+  EXPECT_LT(merged.avg_ci.low, base.avg_ci.high);
+  EXPECT_NE(format_report(r).find("Wilson for avg@1"), std::string::npos);
+}
+
+TEST(Report, SeveralSamplesUseTheBootstrapAndTheHeldOutChoiceIsReportedOnTest) {
+  test::TempDir dir;
+  ReportOptions o;
+  o.dev_fraction = 0.5;
+  o.inputs = {write_results(dir, "w=0", 0, 40, 4, [](int i, int s) { return (i + s) % 4 == 0; }),
+              write_results(dir, "w=0.5", 0.5, 40, 4, [](int i, int s) { return (i + s) % 2 == 0; }),
+              write_results(dir, "w=1", 1, 40, 4, [](int i, int s) { return (i + s) % 4 != 3; })};
+  const Report r = build_report(o);
+  EXPECT_EQ(group(r, "w=0").avg_ci_method, "bootstrap");
+  EXPECT_NEAR(group(r, "w=0").avg, 0.25, 1e-12);
+  EXPECT_NEAR(group(r, "w=1").avg, 0.75, 1e-12);
+  ASSERT_TRUE(r.chosen.has_value());
+  EXPECT_EQ(*r.chosen, "w=1");
+  EXPECT_EQ(r.dev_problems + r.test_problems, 40u);
+  ASSERT_TRUE(r.chosen_test_delta.has_value());
+  EXPECT_NEAR(*r.chosen_test_delta, 0.5, 1e-12);
+  EXPECT_EQ(report_json(r)["groups"][0]["avg_ci_method"], "bootstrap");
+}
+
+}  // namespace
+}  // namespace rvec
