@@ -47,14 +47,14 @@ constexpr const char* kChatTemplate =
 std::string byte_symbol(int b) { return rvec::byte_level_symbol(static_cast<uint8_t>(b)); }
 
 // Byte-level BPE whose merges make every pre-token of the templates one token.
-json build_tokenizer() {
+json build_tokenizer(int modulus) {
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
   json merges = json::array();
   int next_id = 256;
   const rvec::Regex split(kDemoSplit, "split");
   std::set<std::string> seen;
-  for (const auto& sample : demo::template_samples()) {
+  for (const auto& sample : demo::template_samples(modulus)) {
     std::string text = sample;
     for (const std::string special : {"<|im_start|>", "<|im_end|>"}) {
       for (auto at = text.find(special); at != std::string::npos; at = text.find(special)) text.replace(at, special.size(), " ");
@@ -216,15 +216,24 @@ struct Example {
 
 enum class Stage { kBase, kPre, kPost, kControl, kTarget };
 
-// `max_digits` grows during pre-training (a curriculum from 2 digits to 8).
-Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, int max_digits) {
+// The world's size and what pre-training sees: problems of up to `max_digits`
+// (reached by a curriculum), answers modulo `modulus`, and this share of
+// step-by-step documents.
+struct World {
+  int max_digits = 8;
+  int modulus = 10;
+  double steps_share = 0.6;
+};
+
+// `max_digits` grows during pre-training (a curriculum from 2 digits to the full size).
+Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, int max_digits, const World& world) {
   using demo::Lang;
   using demo::Style;
-  const auto p = demo::random_problem(rng, std::min(3, max_digits), max_digits);
+  const auto p = demo::random_problem(rng, std::min(3, max_digits), max_digits, world.modulus);
   const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
   const Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {
-    const Style style = pick(0.6) ? Style::kSteps : Style::kDirect;
+    const Style style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
     return {tok.encode(demo::document(p, lang, style)), 0};
   }
   Lang chat_lang = lang;
@@ -238,17 +247,17 @@ Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& t
 
 // ---- a probe of the two skills inside a step ------------------------------------------
 
-// Teacher-forced accuracy on 64 fixed 8-digit stepwise documents: "copy" is the
+// Teacher-forced accuracy on 64 fixed stepwise documents of the full size: "copy" is the
 // tagged digit that opens each step (the lookup), "add" the running sum after
 // "=". Printed during pre-training, so a run shows which skill is missing.
 class SkillProbe {
  public:
-  SkillProbe(const rvec::Tokenizer& tok, int pad) {
+  SkillProbe(const rvec::Tokenizer& tok, int pad, const World& world) {
     std::mt19937_64 rng(777);
     std::vector<std::vector<rvec::TokenId>> docs;
     size_t longest = 0;
     for (int i = 0; i < 64; ++i) {
-      const auto p = demo::random_problem(rng, 8, 8);
+      const auto p = demo::random_problem(rng, world.max_digits, world.max_digits, world.modulus);
       docs.push_back(tok.encode(demo::document(p, i % 2 ? demo::Lang::kJapanese : demo::Lang::kEnglish, demo::Style::kSteps)));
       longest = std::max(longest, docs.back().size());
     }
@@ -283,19 +292,20 @@ class SkillProbe {
 // ---- training -------------------------------------------------------------------------
 
 double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_t seed, const rvec::Tokenizer& tok,
-             int pad) {
+             int pad, const World& world) {
   std::mt19937_64 rng(seed);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr).weight_decay(0.01).betas({0.9, 0.95}));
   double recent = 0;
   const auto start = std::chrono::steady_clock::now();
-  const SkillProbe probe(tok, pad);
+  const SkillProbe probe(tok, pad, world);
   for (int step = 1; step <= steps; ++step) {
     std::vector<Example> examples;
     size_t longest = 0;
+    const int full = world.max_digits;
     const int max_digits =
-        stage == Stage::kBase ? 2 + static_cast<int>(6 * std::min(1.0, step / (0.5 * steps))) : 8;
+        stage == Stage::kBase ? 2 + static_cast<int>((full - 2) * std::min(1.0, step / (0.5 * steps))) : full;
     for (int b = 0; b < batch; ++b) {
-      examples.push_back(make_example(stage, rng, tok, max_digits));
+      examples.push_back(make_example(stage, rng, tok, max_digits, world));
       longest = std::max(longest, examples.back().ids.size());
     }
     auto input = torch::full({batch, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
@@ -334,13 +344,14 @@ struct Measure {
   double accuracy = 0, steps = 0, japanese = 0;
 };
 
-Measure measure(const fs::path& dir, demo::Lang lang, bool chat, const std::string& cue, int n, uint64_t seed) {
+Measure measure(const fs::path& dir, const World& world, demo::Lang lang, bool chat, const std::string& cue, int n,
+                uint64_t seed) {
   auto runtime = rvec::ModelRuntime::load(dir.string(), 1);
   rvec::Batcher batcher(*runtime.model, runtime.tokenizer, 64, 512);
   std::mt19937_64 rng(seed);
   std::map<uint64_t, std::pair<demo::Problem, std::string>> out;
   for (int i = 0; i < n; ++i) {
-    const auto p = demo::random_problem(rng, 5, 8);
+    const auto p = demo::random_problem(rng, world.max_digits - 3, world.max_digits, world.modulus);
     std::string text = chat ? demo::chat_prompt(p, lang)
                             : (lang == demo::Lang::kEnglish ? "Problem: " + demo::prompt(p, lang) + "\nSolution: "
                                                             : "問題：" + demo::prompt(p, lang) + "\n解答：") + cue;
@@ -366,19 +377,24 @@ Measure measure(const fs::path& dir, demo::Lang lang, bool chat, const std::stri
   return m;
 }
 
+// Prints a stage's verdict. A missed gate does not stop the run (the later
+// stages still show what the family can do), but the program exits with 1.
+int g_missed_gates = 0;
+
 void gate(bool ok, const std::string& what) {
-  std::printf("  gate: %s: %s\n", what.c_str(), ok ? "passed" : "FAILED");
-  if (!ok) throw rvec::Error(rvec::ErrorKind::kUsage, "training gate failed: " + what);
+  std::printf("  gate: %s: %s\n", what.c_str(), ok ? "passed" : "MISSED");
+  std::fflush(stdout);
+  g_missed_gates += !ok;
 }
 
 // The demo benchmark: Japanese prompts exactly as the models were trained on,
 // 6-8 digits (a space of 10^6..10^8 problems, so few can have been seen).
-void write_benchmark(const fs::path& path, demo::Lang lang, uint64_t seed, int count) {
+void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, uint64_t seed, int count) {
   fs::create_directories(path.parent_path());
   std::ofstream out(path);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < count; ++i) {
-    const auto p = demo::random_problem(rng, 6, 8);
+    const auto p = demo::random_problem(rng, world.max_digits - 2, world.max_digits, world.modulus);
     out << json{{"id", fmt::format("{}-{:03}", lang == demo::Lang::kEnglish ? "en" : "ja", i)},
                 {"problem", demo::prompt(p, lang)}, {"answer", std::to_string(p.answer())}}.dump() << "\n";
   }
@@ -387,21 +403,20 @@ void write_benchmark(const fs::path& path, demo::Lang lang, uint64_t seed, int c
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "--bench-only") {
-    write_benchmark(fs::path(argv[2]) / "ja.jsonl", demo::Lang::kJapanese, 2026, 200);
-    write_benchmark(fs::path(argv[2]) / "en.jsonl", demo::Lang::kEnglish, 2027, 200);
-    return 0;
-  }
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N]\n"
-                         "       rvec_train_demo --bench-only BENCH_DIR\n");
+  const bool bench_only = argc >= 3 && std::string(argv[1]) == "--bench-only";
+  if (argc < 2 || (argc >= 2 && std::string(argv[1]) == "--bench-only" && !bench_only)) {
+    std::fprintf(stderr,
+                 "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]\n"
+                 "                       [--hidden N] [--layers N] [--max-digits N] [--modulus M] [--steps-share P]\n"
+                 "       rvec_train_demo --bench-only BENCH_DIR [--max-digits N] [--modulus M]\n");
     return 2;
   }
-  const fs::path out = argv[1];
+  const fs::path out = bench_only ? argv[2] : argv[1];
   uint64_t seed = 1;
   int base_steps = 3000, ft_steps = 300, threads = 1, batch = 32;
+  World world;
   Config c;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  for (int i = bench_only ? 3 : 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--seed") seed = std::stoull(argv[i + 1]);
     if (flag == "--base-steps") base_steps = std::stoi(argv[i + 1]);
@@ -410,11 +425,19 @@ int main(int argc, char** argv) {
     if (flag == "--batch") batch = std::stoi(argv[i + 1]);
     if (flag == "--hidden") c.hidden = std::stoi(argv[i + 1]), c.inter = 3 * c.hidden;
     if (flag == "--layers") c.layers = std::stoi(argv[i + 1]);
+    if (flag == "--max-digits") world.max_digits = std::stoi(argv[i + 1]);
+    if (flag == "--modulus") world.modulus = std::stoi(argv[i + 1]);
+    if (flag == "--steps-share") world.steps_share = std::stod(argv[i + 1]);
+  }
+  if (bench_only) {
+    write_benchmark(out / "ja.jsonl", world, demo::Lang::kJapanese, 2026, 200);
+    write_benchmark(out / "en.jsonl", world, demo::Lang::kEnglish, 2027, 200);
+    return 0;
   }
   try {
     torch::set_num_threads(threads);
     torch::manual_seed(seed);
-    const json tokenizer_json = build_tokenizer();
+    const json tokenizer_json = build_tokenizer(world.modulus);
     fs::create_directories(out);
     std::ofstream(out / "tokenizer.json") << tokenizer_json.dump();
     const auto tok = rvec::Tokenizer::load((out / "tokenizer.json").string());
@@ -427,15 +450,15 @@ int main(int argc, char** argv) {
     using demo::Lang;
     Model base(c);
     std::printf("[base] %d steps\n", base_steps);
-    train(base, Stage::kBase, base_steps, 2e-3, batch, seed, *tok, pad);
+    train(base, Stage::kBase, base_steps, 2e-3, batch, seed, *tok, pad, world);
     save_model(base, tokenizer_json, out / "base");
-    const auto en_steps = measure(out / "base", Lang::kEnglish, false, "Step by step:", 200, seed + 100);
-    const auto en_direct = measure(out / "base", Lang::kEnglish, false, "Answer:", 200, seed + 100);
-    const auto ja_steps = measure(out / "base", Lang::kJapanese, false, "順番に足します。", 200, seed + 100);
+    const auto en_steps = measure(out / "base", world, Lang::kEnglish, false, "Step by step:", 200, seed + 100);
+    const auto en_direct = measure(out / "base", world, Lang::kEnglish, false, "Answer:", 200, seed + 100);
+    const auto ja_steps = measure(out / "base", world, Lang::kJapanese, false, "順番に足します。", 200, seed + 100);
     std::printf("  base: English stepwise %.3f, direct %.3f; Japanese stepwise %.3f\n", en_steps.accuracy,
                 en_direct.accuracy, ja_steps.accuracy);
     gate(en_steps.accuracy >= 0.8 && ja_steps.accuracy >= 0.7, "base solves problems step by step");
-    gate(en_direct.accuracy + 0.3 <= en_steps.accuracy, "the direct route is clearly harder");
+    gate(en_direct.accuracy + 0.2 <= en_steps.accuracy, "the direct route is clearly harder");
 
     const auto fine_tune = [&](const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
       Model m(c);
@@ -445,28 +468,28 @@ int main(int argc, char** argv) {
       {
         torch::AutoGradMode enable(true);
         std::printf("[%s] %d steps\n", name, ft_steps);
-        train(m, stage, ft_steps, 3e-4, batch, stage_seed, *tok, pad);
+        train(m, stage, ft_steps, 3e-4, batch, stage_seed, *tok, pad, world);
       }
       save_model(m, tokenizer_json, out / name);
       return m;
     };
     const Model pre = fine_tune(base, Stage::kPre, "pre", seed + 1);
-    const auto pre_ja = measure(out / "pre", Lang::kJapanese, true, "", 200, seed + 200);
+    const auto pre_ja = measure(out / "pre", world, Lang::kJapanese, true, "", 200, seed + 200);
     std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
     fine_tune(pre, Stage::kPost, "post", seed + 2);
     fine_tune(pre, Stage::kControl, "control", seed + 3);
     fine_tune(pre, Stage::kTarget, "target", seed + 4);
-    const auto post_en = measure(out / "post", Lang::kEnglish, true, "", 200, seed + 300);
-    const auto control_en = measure(out / "control", Lang::kEnglish, true, "", 200, seed + 300);
-    const auto target_ja = measure(out / "target", Lang::kJapanese, true, "", 200, seed + 300);
+    const auto post_en = measure(out / "post", world, Lang::kEnglish, true, "", 200, seed + 300);
+    const auto control_en = measure(out / "control", world, Lang::kEnglish, true, "", 200, seed + 300);
+    const auto target_ja = measure(out / "target", world, Lang::kJapanese, true, "", 200, seed + 300);
     std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f\n",
                 post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese);
-    gate(post_en.accuracy >= control_en.accuracy + 0.3, "post's steps beat control's direct answers in English");
+    gate(post_en.accuracy >= control_en.accuracy + 0.2, "post's steps beat control's direct answers in English");
     gate(target_ja.japanese >= 0.5, "target answers in Japanese");
-    std::printf("done: %s/{base,pre,post,control,target}\n", out.string().c_str());
+    std::printf("done: %s/{base,pre,post,control,target}; %d gate(s) missed\n", out.string().c_str(), g_missed_gates);
   } catch (const rvec::Error& e) {
     std::fprintf(stderr, "rvec_train_demo: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return g_missed_gates == 0 ? 0 : 1;
 }

@@ -9,7 +9,7 @@ const char* const kTags[] = {"①", "②", "③", "④", "⑤", "⑥", "⑦", "�
 
 }  // namespace
 
-int Problem::answer() const { return std::accumulate(digits.begin(), digits.end(), 0) % 10; }
+int Problem::answer() const { return std::accumulate(digits.begin(), digits.end(), 0) % modulus; }
 
 std::string Problem::question() const {
   std::string out;
@@ -21,22 +21,28 @@ std::string Problem::steps() const {
   std::string out;
   int sum = 0;
   for (size_t i = 0; i < digits.size(); ++i) {
-    sum = (sum + digits[i]) % 10;
+    sum = (sum + digits[i]) % modulus;
     out += (i ? " " : "") + std::string(kTags[i]) + std::to_string(digits[i]) + "=" + std::to_string(sum);
   }
   return out;
 }
 
-Problem random_problem(std::mt19937_64& rng, int min_digits, int max_digits) {
+Problem random_problem(std::mt19937_64& rng, int min_digits, int max_digits, int modulus) {
   Problem p;
+  p.modulus = modulus;
   const int n = std::uniform_int_distribution<int>(min_digits, max_digits)(rng);
   for (int i = 0; i < n; ++i) p.digits.push_back(std::uniform_int_distribution<int>(0, 9)(rng));
   return p;
 }
 
 std::string prompt(const Problem& p, Lang lang) {
-  return lang == Lang::kEnglish ? "Add up the digits and give the last digit of the sum. " + p.question()
-                                : "数字をすべて足して、和の一の位を答えてください。" + p.question();
+  if (p.modulus == 10) {
+    return lang == Lang::kEnglish ? "Add up the digits and give the last digit of the sum. " + p.question()
+                                  : "数字をすべて足して、和の一の位を答えてください。" + p.question();
+  }
+  const std::string m = std::to_string(p.modulus);
+  return lang == Lang::kEnglish ? "Add up the digits and give the remainder of the sum divided by " + m + ". " + p.question()
+                                : "数字をすべて足して、和を" + m + "で割った余りを答えてください。" + p.question();
 }
 
 std::string answer(const Problem& p, Lang lang, Style style) {
@@ -60,8 +66,8 @@ std::string chat(const Problem& p, Lang lang, Style style) {
   return chat_prompt(p, lang) + answer(p, lang, style) + "<|im_end|>\n";
 }
 
-std::vector<std::string> template_samples() {
-  Problem p{{1, 2, 3, 4, 5, 6, 7, 8}};
+std::vector<std::string> template_samples(int modulus) {
+  Problem p{{1, 2, 3, 4, 5, 6, 7, 8}, modulus};
   std::vector<std::string> out;
   std::string tagged_digits;
   for (const char* tag : kTags) {

@@ -24,12 +24,13 @@ namespace demo {
 
 struct Problem {
   std::vector<int> digits;
+  int modulus = 10;  // the answer is the sum modulo this
   int answer() const;
   std::string question() const;  // "①3 ②5 ③2 ④8 ⑤1"
   std::string steps() const;     // "①3=3 ②5=8 ③2=0 ④8=8 ⑤1=9"
 };
 
-Problem random_problem(std::mt19937_64& rng, int min_digits, int max_digits);
+Problem random_problem(std::mt19937_64& rng, int min_digits, int max_digits, int modulus);
 
 enum class Lang { kEnglish, kJapanese };
 enum class Style { kDirect, kSteps };
@@ -43,6 +44,6 @@ std::string chat(const Problem& p, Lang lang, Style style);
 std::string chat_prompt(const Problem& p, Lang lang);  // up to "<|im_start|>assistant\n"
 
 // Every template string, for building the tokenizer's merges.
-std::vector<std::string> template_samples();
+std::vector<std::string> template_samples(int modulus);
 
 }  // namespace demo
