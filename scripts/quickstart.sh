@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs rvec's main job on a generated tiny model family:
-# compatibility check, inspection, and a four-weight merge sweep. Takes about two minutes
-# on a fresh machine (most of it compiling). Output lands in demo-out/.
+# Sets up, builds, runs rvec's main job on a generated tiny model family (compatibility
+# check, inspection, a four-weight merge sweep), and then the whole study on the bundled
+# mini family (rvec demo: build every w, serve, evaluate, report with a plot). Takes a few
+# minutes on a fresh 2-core machine after compiling. Output lands in demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,3 +20,5 @@ build/rvec merge --pre demo-out/family/pre --post demo-out/family/post --target 
   -w 0.25,0.5,0.75,1 -o demo-out/sweep
 echo "== rvec inspect demo-out/sweep/w0.5"
 build/rvec inspect demo-out/sweep/w0.5
+echo "== rvec demo: the paper's study on the bundled mini family (docs/demo.md)"
+build/rvec demo

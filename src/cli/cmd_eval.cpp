@@ -181,8 +181,8 @@ void run_demo_cli(const DemoCli& c) {
   SweepRecipe recipe = read_sweep_recipe(c.recipe);
   if (!std::filesystem::exists(recipe.target)) {
     fail(ErrorKind::kUsage,
-         "{}: the mini family is not there; it has not been trained to its gates yet (demo/README.md says what was "
-         "measured and how to train it with rvec_train_demo)",
+         "{}: the mini family is missing (it ships in demo/family; docs/demo.md says how rvec_train_demo remakes "
+         "it)",
          recipe.target);
   }
   if (!c.output.empty()) recipe.output = c.output;
@@ -199,13 +199,14 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   auto* d = app.add_subcommand("demo", "Run the whole study on the bundled mini family (demo/): a few minutes on 2 cores");
   d->add_option("--recipe", dm->recipe, "The demo's sweep recipe")->capture_default_str();
   d->add_option("-o,--output", dm->output, "Where models, results and reports go (default: the recipe's)");
-  d->add_option("-k,--samples", dm->samples, "Samples per problem (default: the recipe's)");
+  d->add_option("-k,--samples,--seeds", dm->samples,
+                "Samples per problem, each with its own seed (default: the recipe's 4); more samples, tighter CIs");
   d->add_flag("--dry-run", dm->dry_run, "Print the plan only");
   d->footer(
       "Builds target + w*(post - pre) for w in 0.25..1.5 and the control vector, serves every model with the\n"
       "built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired gain over\n"
       "the target, the step-by-step rate, the Japanese share, the w chosen on dev and its held-out score.\n"
-      "What the family is and how it was trained: demo/README.md.");
+      "What the family is, how it was trained and what it shows: docs/demo.md.");
   d->callback([dm, &exit_code] {
     run_demo_cli(*dm);
     exit_code = 0;
