@@ -95,6 +95,13 @@ std::map<std::string, Group> read_groups(const ReportOptions& o) {
     }
   }
   if (groups.empty()) bad_input("no records in {}", fmt::join(o.inputs, ", "));
+  // Records land in completion order, which concurrency makes vary from run to
+  // run; sample order makes maj@k's tie-break (first seen) reproducible.
+  for (auto& [label, g] : groups) {
+    for (auto& [id, p] : g.problems) {
+      std::ranges::stable_sort(p.samples, {}, &Sample::index);
+    }
+  }
   return groups;
 }
 

@@ -81,5 +81,21 @@ TEST(Report, SeveralSamplesUseTheBootstrapAndTheHeldOutChoiceIsReportedOnTest) {
   EXPECT_EQ(report_json(r)["groups"][0]["avg_ci_method"], "bootstrap");
 }
 
+TEST(Report, MajorityTiesGoToTheFirstSampleNotTheFirstLineWritten) {
+  test::TempDir dir;
+  // Two samples that disagree, written in completion order (sample 1 first):
+  // the tie must go to sample 0 ("3", wrong), whatever order the file has.
+  const auto path = (dir / "w0.jsonl").string();
+  std::ofstream(path) << json{{"id", "p"}, {"sample", 1}, {"label", "w=0"}, {"w", 0}, {"answer", "7"},
+                              {"response", "\\boxed{7}"}}.dump()
+                      << "\n"
+                      << json{{"id", "p"}, {"sample", 0}, {"label", "w=0"}, {"w", 0}, {"answer", "7"},
+                              {"response", "\\boxed{3}"}}.dump()
+                      << "\n";
+  ReportOptions o;
+  o.inputs = {path};
+  EXPECT_EQ(group(build_report(o), "w=0").maj, 0.0);
+}
+
 }  // namespace
 }  // namespace rvec
