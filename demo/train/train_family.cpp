@@ -256,17 +256,17 @@ class SkillProbe {
     std::mt19937_64 rng(777);
     std::vector<std::vector<rvec::TokenId>> docs;
     size_t longest = 0;
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < kDocs; ++i) {
       const auto p = demo::random_problem(rng, world.max_digits, world.max_digits, world.modulus);
       docs.push_back(tok.encode(demo::document(p, i % 2 ? demo::Lang::kJapanese : demo::Lang::kEnglish, demo::Style::kSteps)));
       longest = std::max(longest, docs.back().size());
     }
     const auto equals = tok.encode("=").at(0);
-    input_ = torch::full({64, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
+    input_ = torch::full({kDocs, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
     copy_ = torch::zeros_like(input_, torch::kBool);
     add_ = torch::zeros_like(input_, torch::kBool);
     target_ = torch::zeros_like(input_);
-    for (int64_t b = 0; b < 64; ++b) {
+    for (int b = 0; b < kDocs; ++b) {
       const auto& ids = docs[b];
       for (size_t t = 0; t + 1 < ids.size(); ++t) {
         input_[b][t] = ids[t];
@@ -286,6 +286,7 @@ class SkillProbe {
   }
 
  private:
+  static constexpr int kDocs = 64;
   torch::Tensor input_, target_, copy_, add_;
 };
 
@@ -404,8 +405,8 @@ void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool bench_only = argc >= 3 && std::string(argv[1]) == "--bench-only";
-  if (argc < 2 || (argc >= 2 && std::string(argv[1]) == "--bench-only" && !bench_only)) {
+  const bool bench_only = argc >= 2 && std::string(argv[1]) == "--bench-only";
+  if (argc < (bench_only ? 3 : 2)) {
     std::fprintf(stderr,
                  "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]\n"
                  "                       [--hidden N] [--layers N] [--max-digits N] [--modulus M] [--steps-share P]\n"

@@ -84,6 +84,12 @@ std::string human_bytes(uint64_t bytes) {
   return fmt::format("{:.{}f} {}", value, value < 10 ? 2 : 1, kUnits[unit]);
 }
 
+std::string shell_quote(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 std::string human_count(uint64_t count) {
   const double n = static_cast<double>(count);
   if (n >= 1e9) return fmt::format("{:.2f} B", n / 1e9);

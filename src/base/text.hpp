@@ -27,6 +27,9 @@ std::string human_bytes(uint64_t bytes);
 // "158.3 K", "1.54 B" parameters.
 std::string human_count(uint64_t count);
 
+// `text` as one /bin/sh word: 'it'\''s' for it's.
+std::string shell_quote(std::string_view text);
+
 // Parses "5GB", "500MB", "10KB", "123" (bytes); decimal units, also "GiB"/"MiB".
 std::optional<uint64_t> parse_byte_size(std::string_view text);
 

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "eval/dataset.hpp"
 #include "text/regex.hpp"
 #include "text/unicode.hpp"
@@ -369,12 +370,7 @@ void write_report_plot(const Report& report, const std::string& svg_path) {
   write_file_atomically(svg_path, report_svg(report));
   if (!svg_path.ends_with(".svg") || std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) return;
   const std::string png = svg_path.substr(0, svg_path.size() - 4) + ".png";
-  const auto quoted = [](const std::string& s) {
-    std::string out = "'";
-    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return out + "'";
-  };
-  const std::string cmd = fmt::format("rsvg-convert -o {} {}", quoted(png), quoted(svg_path));
+  const std::string cmd = fmt::format("rsvg-convert -o {} {}", shell_quote(png), shell_quote(svg_path));
   if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: rsvg-convert could not write {}\n", png);
 }
 

@@ -133,16 +133,10 @@ size_t count_lines(const fs::path& path) {
   return n;
 }
 
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int port, int worker) {
   if (r.serve_commands.empty()) {
-    return fmt::format("exec {} serve {} --port {} --served-model-name {}", quoted(o.rvec_binary),
-                       quoted(m.path.string()), port, quoted(m.name));
+    return fmt::format("exec {} serve {} --port {} --served-model-name {}", shell_quote(o.rvec_binary),
+                       shell_quote(m.path.string()), port, shell_quote(m.name));
   }
   std::string cmd = r.serve_commands[static_cast<size_t>(worker) % r.serve_commands.size()];
   const auto substitute = [&](const std::string& key, const std::string& value) {
@@ -150,9 +144,9 @@ std::string serve_command(const SweepRecipe& r, const SweepOptions& o, const Swe
       cmd.replace(at, key.size(), value);
     }
   };
-  substitute("{model}", quoted(m.path.string()));
+  substitute("{model}", shell_quote(m.path.string()));
   substitute("{port}", std::to_string(port));
-  substitute("{name}", quoted(m.name));
+  substitute("{name}", shell_quote(m.name));
   substitute("{worker}", std::to_string(worker));
   return cmd;
 }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 namespace rvec {
 namespace {
 
@@ -35,6 +37,13 @@ TEST(ByteSizes, ParseDecimalAndBinaryUnits) {
   EXPECT_FALSE(parse_byte_size("0"));
   EXPECT_EQ(human_bytes(65'527'752'704), "65.5 GB");
   EXPECT_EQ(human_count(32'763'876'352), "32.76 B");
+}
+
+TEST(ShellQuote, MakesOneWordOfAnything) {
+  EXPECT_EQ(shell_quote("plain"), "'plain'");
+  EXPECT_EQ(shell_quote("it's a $HOME `x`"), "'it'\\''s a $HOME `x`'");
+  const auto echoed = test::run_shell("printf %s " + shell_quote("a 'b' $c"));
+  EXPECT_EQ(echoed.output, "a 'b' $c");
 }
 
 }  // namespace
