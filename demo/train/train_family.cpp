@@ -1,21 +1,26 @@
 // Trains the demo's mini Qwen2 family with LibTorch and writes each model as
 // a Hugging Face folder that rvec's own engine serves:
 //
-//   base     pre-trained on documents: problems solved directly and step by
-//            step, in English and Japanese
+//   base     pre-trained on chat transcripts: problems solved directly and
+//            step by step, in English and Japanese
 //   pre      base + chat fine-tune, direct answers, both languages ("instruct")
 //   post     pre  + English chat fine-tune with step-by-step answers ("s1")
 //   control  pre  + English chat fine-tune with direct answers
 //   target   pre  + Japanese chat fine-tune, direct answers ("EZO")
 //
-// Each stage is gated: measured with rvec's engine and grader, and the run
-// stops if a stage misses its bar. Usage:
-//   rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N]
-//                           [--batch N] [--hidden N] [--layers N]
+// Each stage is gated: measured with rvec's engine and grader. A missed gate
+// is printed and the run goes on, but the program exits with 1. Last, it
+// checks the study in miniature: target + 1.0 v for the reasoning vector and
+// for the control vector, on Japanese prompts. Usage:
+//   rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]
+//                           [--hidden N] [--layers N] [--digits N] [--modulus M] [--steps-share P]
+//                           [--base-lr X]
+//   rvec_train_demo --bench-only BENCH_DIR [--digits N] [--modulus M]
 #include <torch/torch.h>
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -34,10 +39,10 @@ using nlohmann::json;
 
 namespace {
 
-// Qwen2's pre-tokenizer regex with one alternative in front: a tagged digit
-// ("③2") is one pre-token, so it becomes one token (see world.hpp for why).
-constexpr const char* kDemoSplit =
-    R"([①-⑧][0-9]|(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2's pre-tokenizer regex: every digit is its own pre-token, so "3 5 2"
+// and "3→8→0" both take two tokens per digit (the alignment world.hpp relies on).
+constexpr const char* kQwen2Split =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr const char* kChatTemplate =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
     "'\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -52,12 +57,12 @@ json build_tokenizer(int modulus) {
   for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
   json merges = json::array();
   int next_id = 256;
-  const rvec::Regex split(kDemoSplit, "split");
+  const rvec::Regex split(kQwen2Split, "split");
   std::set<std::string> seen;
   for (const auto& sample : demo::template_samples(modulus)) {
     std::string text = sample;
     for (const std::string special : {"<|im_start|>", "<|im_end|>"}) {
-      for (auto at = text.find(special); at != std::string::npos; at = text.find(special)) text.replace(at, special.size(), " ");
+      for (auto at = text.find(special); at != std::string::npos; at = text.find(special)) text.replace(at, special.size(), "\n");
     }
     size_t at = 0;
     while (const auto m = split.find(text, at)) {
@@ -86,7 +91,7 @@ json build_tokenizer(int modulus) {
           {"pre_tokenizer",
            {{"type", "Sequence"},
             {"pretokenizers",
-             {{{"type", "Split"}, {"pattern", {{"Regex", kDemoSplit}}}, {"behavior", "Isolated"}, {"invert", false}},
+             {{{"type", "Split"}, {"pattern", {{"Regex", kQwen2Split}}}, {"behavior", "Isolated"}, {"invert", false}},
               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
           {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
           {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"byte_fallback", false}}}};
@@ -95,7 +100,7 @@ json build_tokenizer(int modulus) {
 // ---- the model (Qwen2 layout, parameter names as Hugging Face stores them) ------------
 
 struct Config {
-  int64_t vocab = 0, hidden = 128, layers = 4, heads = 4, kv_heads = 2, inter = 384;
+  int64_t vocab = 0, hidden = 64, layers = 2, heads = 4, kv_heads = 2, inter = 192;
   double theta = 10000.0, eps = 1e-6;
   int64_t head_dim() const { return hidden / heads; }
 };
@@ -216,78 +221,93 @@ struct Example {
 
 enum class Stage { kBase, kPre, kPost, kControl, kTarget };
 
-// The world's size and what pre-training sees: problems of up to `max_digits`
-// (reached by a curriculum), answers modulo `modulus`, and this share of
-// step-by-step documents.
+// The world's size and what pre-training sees: problems of `digits` digits,
+// answers modulo `modulus`, and this share of step-by-step answers.
 struct World {
-  int max_digits = 8;
+  int digits = 6;
   int modulus = 10;
   double steps_share = 0.6;
 };
 
-// `max_digits` grows during pre-training (a curriculum from 2 digits to the full size).
-Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, int max_digits, const World& world) {
+// Pre-training reads whole chat transcripts (both languages, both styles) as
+// plain text; the fine-tunes learn only the answers.
+Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, const World& world) {
   using demo::Lang;
   using demo::Style;
-  const auto p = demo::random_problem(rng, std::min(3, max_digits), max_digits, world.modulus);
+  const auto p = demo::random_problem(rng, world.digits, world.modulus);
   const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
-  const Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
+  Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {
     const Style style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
-    return {tok.encode(demo::document(p, lang, style)), 0};
+    return {tok.encode(demo::chat(p, lang, style)), 0};
   }
-  Lang chat_lang = lang;
   Style style = Style::kDirect;
-  if (stage == Stage::kPost) chat_lang = Lang::kEnglish, style = Style::kSteps;
-  if (stage == Stage::kControl) chat_lang = Lang::kEnglish;
-  if (stage == Stage::kTarget) chat_lang = Lang::kJapanese;
-  Example e{tok.encode(demo::chat(p, chat_lang, style)), tok.encode(demo::chat_prompt(p, chat_lang)).size()};
-  return e;
+  if (stage == Stage::kPost) lang = Lang::kEnglish, style = Style::kSteps;
+  if (stage == Stage::kControl) lang = Lang::kEnglish;
+  if (stage == Stage::kTarget) lang = Lang::kJapanese;
+  return {tok.encode(demo::chat(p, lang, style)), tok.encode(demo::chat_prompt(p, lang)).size()};
 }
 
-// ---- a probe of the two skills inside a step ------------------------------------------
+// ---- a probe of the skills ------------------------------------------------------------
 
-// Teacher-forced accuracy on 64 fixed stepwise documents of the full size: "copy" is the
-// tagged digit that opens each step (the lookup), "add" the running sum after
-// "=". Printed during pre-training, so a run shows which skill is missing.
+// The scratch symbols of the steps: the running sum written as a circled digit.
+std::set<rvec::TokenId> circled_tokens(const rvec::Tokenizer& tok) {
+  std::set<rvec::TokenId> out;
+  for (const char* c : {"⓪", "①", "②", "③", "④", "⑤", "⑥", "⑦", "⑧", "⑨"}) out.insert(tok.encode(c).at(0));
+  return out;
+}
+
+// Teacher-forced accuracy on 64 fixed problems in both languages: in
+// step-by-step answers, "copy" is the next digit of the question (a lookup at
+// a fixed distance) and "add" the running sum after it (one fact from the two
+// tokens before it); "direct" is the answer digit of direct answers (the whole
+// sum in one pass). Printed during pre-training, so a run shows which skill is
+// missing.
 class SkillProbe {
  public:
   SkillProbe(const rvec::Tokenizer& tok, int pad, const World& world) {
     std::mt19937_64 rng(777);
     std::vector<std::vector<rvec::TokenId>> docs;
     size_t longest = 0;
-    for (int i = 0; i < kDocs; ++i) {
-      const auto p = demo::random_problem(rng, world.max_digits, world.max_digits, world.modulus);
-      docs.push_back(tok.encode(demo::document(p, i % 2 ? demo::Lang::kJapanese : demo::Lang::kEnglish, demo::Style::kSteps)));
+    for (int i = 0; i < 2 * kProblems; ++i) {
+      const auto p = demo::random_problem(rng, world.digits, world.modulus);
+      const auto lang = i % 2 ? demo::Lang::kJapanese : demo::Lang::kEnglish;
+      const auto style = i < kProblems ? demo::Style::kSteps : demo::Style::kDirect;
+      docs.push_back(tok.encode(demo::chat(p, lang, style)));
       longest = std::max(longest, docs.back().size());
     }
-    const auto equals = tok.encode("=").at(0);
-    input_ = torch::full({kDocs, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
+    const auto circled = circled_tokens(tok);
+    input_ = torch::full({2 * kProblems, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
     copy_ = torch::zeros_like(input_, torch::kBool);
     add_ = torch::zeros_like(input_, torch::kBool);
+    direct_ = torch::zeros_like(input_, torch::kBool);
     target_ = torch::zeros_like(input_);
-    for (int b = 0; b < kDocs; ++b) {
+    for (int b = 0; b < 2 * kProblems; ++b) {
       const auto& ids = docs[b];
       for (size_t t = 0; t + 1 < ids.size(); ++t) {
         input_[b][t] = ids[t];
         target_[b][t] = ids[t + 1];
-        if (t + 2 < ids.size() && ids[t + 2] == equals) copy_[b][t] = true;  // predicts the token before "="
-        if (ids[t] == equals) add_[b][t] = true;                            // predicts the sum after "="
+        if (b >= kProblems) continue;
+        const bool next_circled = circled.contains(ids[t + 1]);
+        if (next_circled) add_[b][t] = true;
+        if (circled.contains(ids[t]) && !next_circled && t + 2 < ids.size() && circled.contains(ids[t + 2])) copy_[b][t] = true;
       }
+      if (b >= kProblems) direct_[b][ids.size() - 4] = true;  // predicts the answer before "<|im_end|>\n"
     }
   }
-  std::pair<double, double> measure(Model& model) const {
+  // {copy, add, direct}
+  std::array<double, 3> measure(Model& model) const {
     torch::NoGradGuard no_grad;
     const auto hit = model->forward(input_).argmax(-1) == target_;
     const auto rate = [&](const torch::Tensor& mask) {
       return hit.masked_select(mask).to(torch::kFloat).mean().item<double>();
     };
-    return {rate(copy_), rate(add_)};
+    return {rate(copy_), rate(add_), rate(direct_)};
   }
 
  private:
-  static constexpr int kDocs = 64;
-  torch::Tensor input_, target_, copy_, add_;
+  static constexpr int kProblems = 64;
+  torch::Tensor input_, target_, copy_, add_, direct_;
 };
 
 // ---- training -------------------------------------------------------------------------
@@ -302,11 +322,8 @@ double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_
   for (int step = 1; step <= steps; ++step) {
     std::vector<Example> examples;
     size_t longest = 0;
-    const int full = world.max_digits;
-    const int max_digits =
-        stage == Stage::kBase ? 2 + static_cast<int>((full - 2) * std::min(1.0, step / (0.5 * steps))) : full;
     for (int b = 0; b < batch; ++b) {
-      examples.push_back(make_example(stage, rng, tok, max_digits, world));
+      examples.push_back(make_example(stage, rng, tok, world));
       longest = std::max(longest, examples.back().ids.size());
     }
     auto input = torch::full({batch, static_cast<int64_t>(longest - 1)}, pad, torch::kLong);
@@ -331,8 +348,9 @@ double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_
     recent = step == 1 ? loss.item<double>() : 0.98 * recent + 0.02 * loss.item<double>();
     if (step % 100 == 0 || step == steps) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const auto [copy, add] = probe.measure(model);
-      std::printf("    step %5d/%d  loss %.4f  copy %.3f  add %.3f  %.0f s\n", step, steps, recent, copy, add, s);
+      const auto [copy, add, direct] = probe.measure(model);
+      std::printf("    step %5d/%d  loss %.4f  copy %.3f  add %.3f  direct %.3f  %.0f s\n", step, steps, recent, copy, add,
+                  direct, s);
       std::fflush(stdout);
     }
   }
@@ -345,23 +363,23 @@ struct Measure {
   double accuracy = 0, steps = 0, japanese = 0;
 };
 
-Measure measure(const fs::path& dir, const World& world, demo::Lang lang, bool chat, const std::string& cue, int n,
-                uint64_t seed) {
+// Greedy answers of the model in `dir` to n chat prompts in `lang`, each
+// followed by `cue(problem)` (the opening of the answer, to choose a style).
+Measure measure(const fs::path& dir, const World& world, demo::Lang lang,
+                const std::function<std::string(const demo::Problem&)>& cue, int n, uint64_t seed) {
   auto runtime = rvec::ModelRuntime::load(dir.string(), 1);
   rvec::Batcher batcher(*runtime.model, runtime.tokenizer, 64, 512);
   std::mt19937_64 rng(seed);
   std::map<uint64_t, std::pair<demo::Problem, std::string>> out;
   for (int i = 0; i < n; ++i) {
-    const auto p = demo::random_problem(rng, world.max_digits - 3, world.max_digits, world.modulus);
-    std::string text = chat ? demo::chat_prompt(p, lang)
-                            : (lang == demo::Lang::kEnglish ? "Problem: " + demo::prompt(p, lang) + "\nSolution: "
-                                                            : "問題：" + demo::prompt(p, lang) + "\n解答：") + cue;
+    const auto p = demo::random_problem(rng, world.digits, world.modulus);
+    const std::string opening = cue(p);
     rvec::GenerationRequest r;
-    r.prompt = runtime.tokenizer->encode(text);
+    r.prompt = runtime.tokenizer->encode(demo::chat_prompt(p, lang) + opening);
     r.max_tokens = 80;
     r.stop_tokens = runtime.stop_tokens;
     r.stop_strings = {"\n"};
-    out[batcher.add(std::move(r))] = {p, cue};
+    out[batcher.add(std::move(r))] = {p, opening};
   }
   while (!batcher.idle()) {
     for (const auto& e : batcher.step()) out[e.id].second += e.text;
@@ -371,7 +389,7 @@ Measure measure(const fs::path& dir, const World& world, demo::Lang lang, bool c
     const auto grade = rvec::grade_response(item.second, std::to_string(item.first.answer()), rvec::GradeMode::kStrict,
                                             rvec::TaskKind::kInteger);
     m.accuracy += grade.verdict == "correct";
-    m.steps += item.second.find("=") != std::string::npos;
+    m.steps += rvec::Regex("[0-9][⓪①-⑨]", "steps").matches_somewhere(item.second);
     m.japanese += rvec::japanese_share(item.second);
   }
   m.accuracy /= n, m.steps /= n, m.japanese /= n;
@@ -382,21 +400,23 @@ Measure measure(const fs::path& dir, const World& world, demo::Lang lang, bool c
 // stages still show what the family can do), but the program exits with 1.
 int g_missed_gates = 0;
 
+// How much better "clearly better" is (chance is 0.1).
+constexpr double kMargin = 0.3;
+
 void gate(bool ok, const std::string& what) {
   std::printf("  gate: %s: %s\n", what.c_str(), ok ? "passed" : "MISSED");
   std::fflush(stdout);
   g_missed_gates += !ok;
 }
 
-// The demo benchmark: prompts exactly as the models were trained on, of the
-// two largest sizes (for --max-digits 4: 3 and 4 digits; with only 1.1e4
-// such problems, pre-training saw some of them, with their answers).
+// The demo benchmark: prompts exactly as the models were trained on (1e6
+// possible problems, so pre-training saw about 5 % of them).
 void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, uint64_t seed, int count) {
   fs::create_directories(path.parent_path());
   std::ofstream out(path);
   std::mt19937_64 rng(seed);
   for (int i = 0; i < count; ++i) {
-    const auto p = demo::random_problem(rng, world.max_digits - 1, world.max_digits, world.modulus);
+    const auto p = demo::random_problem(rng, world.digits, world.modulus);
     out << json{{"id", fmt::format("{}-{:03}", lang == demo::Lang::kEnglish ? "en" : "ja", i)},
                 {"problem", demo::prompt(p, lang)}, {"answer", std::to_string(p.answer())}}.dump() << "\n";
   }
@@ -409,13 +429,15 @@ int main(int argc, char** argv) {
   if (argc < (bench_only ? 3 : 2)) {
     std::fprintf(stderr,
                  "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]\n"
-                 "                       [--hidden N] [--layers N] [--max-digits N] [--modulus M] [--steps-share P]\n"
-                 "       rvec_train_demo --bench-only BENCH_DIR [--max-digits N] [--modulus M]\n");
+                 "                       [--hidden N] [--layers N] [--digits N] [--modulus M] [--steps-share P]\n"
+                 "                       [--base-lr X]\n"
+                 "       rvec_train_demo --bench-only BENCH_DIR [--digits N] [--modulus M]\n");
     return 2;
   }
   const fs::path out = bench_only ? argv[2] : argv[1];
   uint64_t seed = 1;
   int base_steps = 3000, ft_steps = 300, threads = 1, batch = 32;
+  double base_lr = 2e-3;
   World world;
   Config c;
   for (int i = bench_only ? 3 : 2; i + 1 < argc; i += 2) {
@@ -427,7 +449,8 @@ int main(int argc, char** argv) {
     if (flag == "--batch") batch = std::stoi(argv[i + 1]);
     if (flag == "--hidden") c.hidden = std::stoi(argv[i + 1]), c.inter = 3 * c.hidden;
     if (flag == "--layers") c.layers = std::stoi(argv[i + 1]);
-    if (flag == "--max-digits") world.max_digits = std::stoi(argv[i + 1]);
+    if (flag == "--base-lr") base_lr = std::stod(argv[i + 1]);
+    if (flag == "--digits") world.digits = std::stoi(argv[i + 1]);
     if (flag == "--modulus") world.modulus = std::stoi(argv[i + 1]);
     if (flag == "--steps-share") world.steps_share = std::stod(argv[i + 1]);
   }
@@ -452,15 +475,18 @@ int main(int argc, char** argv) {
     using demo::Lang;
     Model base(c);
     std::printf("[base] %d steps\n", base_steps);
-    train(base, Stage::kBase, base_steps, 2e-3, batch, seed, *tok, pad, world);
+    train(base, Stage::kBase, base_steps, base_lr, batch, seed, *tok, pad, world);
     save_model(base, tokenizer_json, out / "base");
-    const auto en_steps = measure(out / "base", world, Lang::kEnglish, false, "Step by step:", 200, seed + 100);
-    const auto en_direct = measure(out / "base", world, Lang::kEnglish, false, "Answer:", 200, seed + 100);
-    const auto ja_steps = measure(out / "base", world, Lang::kJapanese, false, "順番に足します。", 200, seed + 100);
+    const auto stepwise = [](const demo::Problem& p) { return std::to_string(p.digits[0]); };
+    const auto direct_en = [](const demo::Problem&) { return std::string("→"); };
+    const auto as_trained = [](const demo::Problem&) { return std::string(); };
+    const auto en_steps = measure(out / "base", world, Lang::kEnglish, stepwise, 200, seed + 100);
+    const auto en_direct = measure(out / "base", world, Lang::kEnglish, direct_en, 200, seed + 100);
+    const auto ja_steps = measure(out / "base", world, Lang::kJapanese, stepwise, 200, seed + 100);
     std::printf("  base: English stepwise %.3f, direct %.3f; Japanese stepwise %.3f\n", en_steps.accuracy,
                 en_direct.accuracy, ja_steps.accuracy);
     gate(en_steps.accuracy >= 0.8 && ja_steps.accuracy >= 0.7, "base solves problems step by step");
-    gate(en_direct.accuracy + 0.2 <= en_steps.accuracy, "the direct route is clearly harder");
+    gate(en_direct.accuracy + kMargin <= en_steps.accuracy, "the direct route is clearly harder");
 
     const auto fine_tune = [&](const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
       Model m(c);
@@ -476,18 +502,36 @@ int main(int argc, char** argv) {
       return m;
     };
     const Model pre = fine_tune(base, Stage::kPre, "pre", seed + 1);
-    const auto pre_ja = measure(out / "pre", world, Lang::kJapanese, true, "", 200, seed + 200);
+    const auto pre_ja = measure(out / "pre", world, Lang::kJapanese, as_trained, 200, seed + 200);
     std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
-    fine_tune(pre, Stage::kPost, "post", seed + 2);
-    fine_tune(pre, Stage::kControl, "control", seed + 3);
-    fine_tune(pre, Stage::kTarget, "target", seed + 4);
-    const auto post_en = measure(out / "post", world, Lang::kEnglish, true, "", 200, seed + 300);
-    const auto control_en = measure(out / "control", world, Lang::kEnglish, true, "", 200, seed + 300);
-    const auto target_ja = measure(out / "target", world, Lang::kJapanese, true, "", 200, seed + 300);
+    const Model post = fine_tune(pre, Stage::kPost, "post", seed + 2);
+    const Model control = fine_tune(pre, Stage::kControl, "control", seed + 3);
+    const Model target = fine_tune(pre, Stage::kTarget, "target", seed + 4);
+    const auto post_en = measure(out / "post", world, Lang::kEnglish, as_trained, 200, seed + 300);
+    const auto control_en = measure(out / "control", world, Lang::kEnglish, as_trained, 200, seed + 300);
+    const auto target_ja = measure(out / "target", world, Lang::kJapanese, as_trained, 200, seed + 300);
     std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f\n",
                 post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese);
-    gate(post_en.accuracy >= control_en.accuracy + 0.2, "post's steps beat control's direct answers in English");
+    gate(post_en.accuracy >= control_en.accuracy + kMargin, "post's steps beat control's direct answers in English");
     gate(target_ja.japanese >= 0.5, "target answers in Japanese");
+
+    // The study in miniature (rvec demo runs it in full): target + 1.0 v for
+    // the reasoning vector and for the control vector, greedy, in Japanese.
+    const auto add_vector = [&](const Model& from, const char* name) {
+      Model m(c);
+      torch::NoGradGuard no_grad;
+      auto t = target->named_parameters(), a = from->named_parameters(), p = pre->named_parameters();
+      for (auto& q : m->named_parameters()) q.value().copy_(t[q.key()] + (a[q.key()] - p[q.key()]));
+      save_model(m, tokenizer_json, out / name);
+      return measure(out / name, world, Lang::kJapanese, as_trained, 200, seed + 300);
+    };
+    const auto enhanced = add_vector(post, "check-reasoning");
+    const auto controlled = add_vector(control, "check-control");
+    std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f | target + control vector: %.3f\n",
+                enhanced.accuracy, enhanced.steps, enhanced.japanese, controlled.accuracy);
+    gate(enhanced.accuracy >= target_ja.accuracy + kMargin && enhanced.japanese >= 0.5,
+         "target + v beats target in Japanese");
+    gate(controlled.accuracy < target_ja.accuracy + kMargin, "target + control vector does not");
     std::printf("done: %s/{base,pre,post,control,target}; %d gate(s) missed\n", out.string().c_str(), g_missed_gates);
   } catch (const rvec::Error& e) {
     std::fprintf(stderr, "rvec_train_demo: %s\n", e.what());

@@ -1,19 +1,24 @@
-// The demo's synthetic world: "add up tagged digits, give the last digit".
+// The demo's synthetic world: "add up six digits, give the last digit of the sum".
 //
-//   question  ①3 ②5 ③2 ④8 ⑤1
-//   steps     ①3=3 ②5=8 ③2=0 ④8=8 ⑤1=9      (running sums mod 10)
-//   answer    9
+//   question   3 5 2 8 1 7
+//   steps      3③5⑧2⓪8⑧1⑨7⑥→ Answer: 6     (each digit, then the running sum, circled)
+//   direct     → Answer: 6
 //
-// The direct route (the last digit of a sum of 5-8 digits in one step) is
-// hard for a small transformer; the stepwise route is easy. Each tagged digit
-// ("②5") is one token, so a step is: read the previous step's tag, attend to
-// the question token with the next tag (a content match on the token's own
-// embedding: one attention hop, no induction circuit), copy that token, and
-// add its digit to the previous running sum (one of 100 facts). An earlier
-// design with the tag and the digit as separate tokens needed an induction
-// head, which a 0.9M-parameter model did not form in 5000 steps (see
-// demo/README.md). Tags are circled digits, which are not letters, so the
-// Japanese share of an answer measures its framing words, not the scratch work.
+// The direct route (the last digit of a sum of six digits in one forward
+// pass) is hard for a small transformer. The stepwise route is an aligned
+// scratchpad: the question ("3", " ", "5", ...) and the steps ("3", "③",
+// "5", ...) both take two tokens per digit and every problem has the same
+// length, so each step first copies the question digit at one fixed distance
+// behind it (a copy whose target is the digit itself, so its attention head
+// gets a direct training signal) and then writes one addition fact from the
+// two tokens just before it. Designs that made the model search for the next
+// operand, or fold the copy into the sum, did not learn in an hour of CPU
+// (demo/README.md); this one learns both skills in a few hundred steps.
+//
+// Every answer ends "→ Answer: 6" (or "→ 答え：6"), and a direct answer is
+// just that ending: the choice "steps or not" is the first answer token, a
+// digit or "→", the same tokens in both languages. That is what lets a
+// vector learned on English prompts change the choice on Japanese ones.
 #pragma once
 
 #include <random>
@@ -24,21 +29,19 @@ namespace demo {
 
 struct Problem {
   std::vector<int> digits;
-  int modulus = 10;  // the answer is the sum modulo this
-  int answer() const;
-  std::string question() const;  // "①3 ②5 ③2 ④8 ⑤1"
-  std::string steps() const;     // "①3=3 ②5=8 ③2=0 ④8=8 ⑤1=9"
+  int modulus = 10;
+  int answer() const;            // the sum modulo `modulus`
+  std::string question() const;  // "3 5 2 8 1 7"
+  std::string steps() const;     // "3③5⑧2⓪8⑧1⑨7⑥" (running sums modulo `modulus`)
 };
 
-Problem random_problem(std::mt19937_64& rng, int min_digits, int max_digits, int modulus);
+Problem random_problem(std::mt19937_64& rng, int digits, int modulus);
 
 enum class Lang { kEnglish, kJapanese };
 enum class Style { kDirect, kSteps };
 
 std::string prompt(const Problem& p, Lang lang);
 std::string answer(const Problem& p, Lang lang, Style style);
-// A raw pre-training document: "Problem: ...\nSolution: ...\n".
-std::string document(const Problem& p, Lang lang, Style style);
 // One ChatML exchange (what the chat template renders, plus the answer and <|im_end|>).
 std::string chat(const Problem& p, Lang lang, Style style);
 std::string chat_prompt(const Problem& p, Lang lang);  // up to "<|im_start|>assistant\n"
