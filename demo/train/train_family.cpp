@@ -239,13 +239,15 @@ Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& t
   Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {
     const Style style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
-    return {tok.encode(demo::chat(p, lang, style)), 0};
+    const auto voice = pick(0.5) ? demo::Voice::kPolite : demo::Voice::kPlain;  // both exist in Japanese text
+    return {tok.encode(demo::chat(p, lang, style, lang == Lang::kJapanese ? voice : demo::Voice::kPlain)), 0};
   }
   Style style = Style::kDirect;
   if (stage == Stage::kPost) lang = Lang::kEnglish, style = Style::kSteps;
   if (stage == Stage::kControl) lang = Lang::kEnglish;
   if (stage == Stage::kTarget) lang = Lang::kJapanese;
-  return {tok.encode(demo::chat(p, lang, style)), tok.encode(demo::chat_prompt(p, lang)).size()};
+  const auto voice = stage == Stage::kTarget ? demo::Voice::kPolite : demo::Voice::kPlain;
+  return {tok.encode(demo::chat(p, lang, style, voice)), tok.encode(demo::chat_prompt(p, lang)).size()};
 }
 
 // ---- a probe of the skills ------------------------------------------------------------
@@ -360,7 +362,7 @@ double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_
 // ---- gates: measured with rvec's engine and grader -----------------------------------
 
 struct Measure {
-  double accuracy = 0, steps = 0, japanese = 0;
+  double accuracy = 0, steps = 0, japanese = 0, polite = 0;  // polite: the target's "答えは…です"
 };
 
 // Greedy answers of the model in `dir` to n chat prompts in `lang`, each
@@ -391,8 +393,9 @@ Measure measure(const fs::path& dir, const World& world, demo::Lang lang,
     m.accuracy += grade.verdict == "correct";
     m.steps += rvec::Regex("[0-9][⓪①-⑨]", "steps").matches_somewhere(item.second);
     m.japanese += rvec::japanese_share(item.second);
+    m.polite += item.second.find("です") != std::string::npos;
   }
-  m.accuracy /= n, m.steps /= n, m.japanese /= n;
+  m.accuracy /= n, m.steps /= n, m.japanese /= n, m.polite /= n;
   return m;
 }
 
@@ -510,10 +513,11 @@ int main(int argc, char** argv) {
     const auto post_en = measure(out / "post", world, Lang::kEnglish, as_trained, 200, seed + 300);
     const auto control_en = measure(out / "control", world, Lang::kEnglish, as_trained, 200, seed + 300);
     const auto target_ja = measure(out / "target", world, Lang::kJapanese, as_trained, 200, seed + 300);
-    std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f\n",
-                post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese);
+    std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f, polite %.3f\n",
+                post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese,
+                target_ja.polite);
     gate(post_en.accuracy >= control_en.accuracy + kMargin, "post's steps beat control's direct answers in English");
-    gate(target_ja.japanese >= 0.5, "target answers in Japanese");
+    gate(target_ja.japanese >= 0.5 && target_ja.polite >= 0.9, "target answers in Japanese, in its own style");
 
     // The study in miniature (rvec demo runs it in full): target + 1.0 v for
     // the reasoning vector and for the control vector, greedy, in Japanese.
@@ -527,8 +531,11 @@ int main(int argc, char** argv) {
     };
     const auto enhanced = add_vector(post, "check-reasoning");
     const auto controlled = add_vector(control, "check-control");
-    std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f | target + control vector: %.3f\n",
-                enhanced.accuracy, enhanced.steps, enhanced.japanese, controlled.accuracy);
+    const auto post_ja = measure(out / "post", world, Lang::kJapanese, as_trained, 200, seed + 300);
+    std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f, polite %.3f | post (ja): %.3f, polite %.3f"
+                " | target + control vector: %.3f\n",
+                enhanced.accuracy, enhanced.steps, enhanced.japanese, enhanced.polite, post_ja.accuracy, post_ja.polite,
+                controlled.accuracy);
     gate(enhanced.accuracy >= target_ja.accuracy + kMargin && enhanced.japanese >= 0.5,
          "target + v beats target in Japanese");
     gate(controlled.accuracy < target_ja.accuracy + kMargin, "target + control vector does not");

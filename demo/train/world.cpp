@@ -40,25 +40,28 @@ std::string prompt(const Problem& p, Lang lang) {
                                 : "数字をすべて足して、和を" + m + "で割った余りを答えてください。" + p.question();
 }
 
-std::string answer(const Problem& p, Lang lang, Style style) {
+std::string answer(const Problem& p, Lang lang, Style style, Voice voice) {
   const std::string scratch = style == Style::kSteps ? p.steps() : "";
   const std::string result = std::to_string(p.answer());
-  return scratch + (lang == Lang::kEnglish ? "→ Answer: " : "→ 答え：") + result;
+  if (lang == Lang::kEnglish) return scratch + "→ Answer: " + result;
+  return scratch + (voice == Voice::kPolite ? "→ 答えは" + result + "です。" : "→ 答え：" + result);
 }
 
 std::string chat_prompt(const Problem& p, Lang lang) {
   return "<|im_start|>user\n" + prompt(p, lang) + "<|im_end|>\n<|im_start|>assistant\n";
 }
 
-std::string chat(const Problem& p, Lang lang, Style style) {
-  return chat_prompt(p, lang) + answer(p, lang, style) + "<|im_end|>\n";
+std::string chat(const Problem& p, Lang lang, Style style, Voice voice) {
+  return chat_prompt(p, lang) + answer(p, lang, style, voice) + "<|im_end|>\n";
 }
 
 std::vector<std::string> template_samples(int modulus) {
   const Problem p{{1, 2, 3, 4, 5, 6, 7, 8, 9, 0}, modulus};
   std::vector<std::string> out = {"0⓪1①2②3③4④5⑤6⑥7⑦8⑧9⑨"};  // every scratch symbol
   for (const Lang lang : {Lang::kEnglish, Lang::kJapanese}) {
-    for (const Style style : {Style::kDirect, Style::kSteps}) out.push_back(chat(p, lang, style));
+    for (const Style style : {Style::kDirect, Style::kSteps}) {
+      for (const Voice voice : {Voice::kPlain, Voice::kPolite}) out.push_back(chat(p, lang, style, voice));
+    }
   }
   return out;
 }

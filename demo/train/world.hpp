@@ -39,11 +39,15 @@ Problem random_problem(std::mt19937_64& rng, int digits, int modulus);
 
 enum class Lang { kEnglish, kJapanese };
 enum class Style { kDirect, kSteps };
+// How the answer is closed: plain "→ 答え：6" (every model) or the target's own
+// polite Japanese "→ 答えは6です。" (only the target's fine-tune sees it, so a
+// merged model that keeps it has kept something of the target that post lacks).
+enum class Voice { kPlain, kPolite };
 
 std::string prompt(const Problem& p, Lang lang);
-std::string answer(const Problem& p, Lang lang, Style style);
+std::string answer(const Problem& p, Lang lang, Style style, Voice voice = Voice::kPlain);
 // One ChatML exchange (what the chat template renders, plus the answer and <|im_end|>).
-std::string chat(const Problem& p, Lang lang, Style style);
+std::string chat(const Problem& p, Lang lang, Style style, Voice voice = Voice::kPlain);
 std::string chat_prompt(const Problem& p, Lang lang);  // up to "<|im_start|>assistant\n"
 
 // Every template string, for building the tokenizer's merges.
