@@ -413,7 +413,7 @@ void gate(bool ok, const std::string& what) {
 }
 
 // The demo benchmark: prompts exactly as the models were trained on (1e6
-// possible problems; training draws about 1.3e5, so it saw about 12 % of them).
+// possible problems; training draws about 1.15e5, so it saw about 11 % of them).
 void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, uint64_t seed, int count) {
   fs::create_directories(path.parent_path());
   std::ofstream out(path);
