@@ -53,7 +53,11 @@ void run_eval_cli(EvalCli& c) {
   o.prompt_template = !c.prompt.empty() && c.prompt[0] == '@' ? read_small_file(c.prompt.substr(1), 1 << 20) : c.prompt;
   if (!c.stop.empty()) o.client.stop.push_back(c.stop);
   if (!std::isnan(c.w)) o.w = c.w;
-  if (o.label.empty()) o.label = o.w ? fmt::format("w={:g}", *o.w) : o.client.model;
+  if (!o.vector.empty() && !o.w) fail(ErrorKind::kUsage, "--vector {} needs --w (the weight of that vector)", o.vector);
+  if (o.label.empty()) {
+    const std::string prefix = o.vector.empty() ? "" : o.vector + " ";
+    o.label = o.w ? fmt::format("{}w={:g}", prefix, *o.w) : o.client.model;
+  }
   o.progress = !c.json;
   const auto s = run_eval(o);
   if (c.json) {
@@ -203,9 +207,10 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
                 "Samples per problem, each with its own seed (default: the recipe's 4); more samples, tighter CIs");
   d->add_flag("--dry-run", dm->dry_run, "Print the plan only");
   d->footer(
-      "Builds target + w*(post - pre) for w in 0.25..1.5 and the control vector, serves every model with the\n"
-      "built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired gain over\n"
-      "the target, the step-by-step rate, the Japanese share, the w chosen on dev and its held-out score.\n"
+      "Builds target + w*(post - pre) and target + w*(control - pre) for w in 0.25..1.5, serves every model\n"
+      "with the built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired\n"
+      "gain over the target, the step-by-step rate, the Japanese share, the w chosen on dev for each vector and\n"
+      "its held-out score.\n"
       "What the family is, how it was trained and what it shows: docs/demo.md.");
   d->callback([dm, &exit_code] {
     run_demo_cli(*dm);
@@ -247,6 +252,9 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   e->add_option("--system", o.system_prompt, "System prompt");
   e->add_option("--label", o.label, "Name of this run in reports (default: w=W, else the model)");
   e->add_option("--w", ev->w, "The merge weight of this model (x axis of report plots)");
+  e->add_option("--vector", o.vector,
+                "The vector --w scales, when it is not the reasoning vector (e.g. control): reports plot and "
+                "choose w per vector");
   e->add_option("--concurrency", o.concurrency, "Requests in flight")->capture_default_str();
   e->add_option("--timeout", o.client.timeout_s, "Seconds per request (long reasoning needs many)")->capture_default_str();
   e->add_option("--retries", o.client.retries, "Retries on 429/5xx/connection errors")->capture_default_str();

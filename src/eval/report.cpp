@@ -1,6 +1,7 @@
 #include "eval/report.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +44,7 @@ struct ProblemSamples {
 struct Group {
   std::string label;
   std::optional<double> w;
+  std::string vector;
   std::map<std::string, ProblemSamples> problems;
 };
 
@@ -71,6 +73,7 @@ std::map<std::string, Group> read_groups(const ReportOptions& o) {
       Group& g = groups[label];
       g.label = label;
       if (r.contains("w") && r["w"].is_number()) g.w = r["w"].get<double>();
+      if (r.contains("vector") && r["vector"].is_string()) g.vector = r["vector"].get<std::string>();
       const auto id = r["id"].is_string() ? r["id"].get<std::string>() : r["id"].dump();
       ProblemSamples& p = g.problems[id];
       p.gold = r["answer"].is_string() ? r["answer"].get<std::string>() : r["answer"].dump();
@@ -120,6 +123,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
   GroupReport r;
   r.label = g.label;
   r.w = g.w;
+  r.vector = g.vector;
   r.problems = g.problems.size();
   const auto all = [](const std::string&) { return true; };
   const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
@@ -193,7 +197,7 @@ Report build_report(const ReportOptions& o) {
   std::string baseline = o.baseline;
   if (baseline.empty()) {
     for (const auto& [label, g] : groups) {
-      if (g.w && *g.w == 0.0) baseline = label;
+      if (g.w && *g.w == 0.0 && g.vector.empty()) baseline = label;
     }
   }
   if (baseline.empty()) baseline = groups.begin()->first;
@@ -217,21 +221,26 @@ Report build_report(const ReportOptions& o) {
   }
   std::sort(report.groups.begin(), report.groups.end(), [](const GroupReport& a, const GroupReport& b) {
     if (a.w.has_value() != b.w.has_value()) return a.w.has_value();
+    if (a.vector != b.vector) return a.vector < b.vector;
     if (a.w && *a.w != *b.w) return *a.w < *b.w;
     return a.label < b.label;
   });
   if (o.dev_fraction > 0) {
     for (const auto& [id, p] : base.problems) (dev(id) ? report.dev_problems : report.test_problems)++;
-    const GroupReport* best = nullptr;
+    std::vector<std::string> vectors;
     for (const auto& g : report.groups) {
-      if (g.w && (!best || g.dev_avg > best->dev_avg)) best = &g;  // ties: the smaller w
+      if (g.w && std::ranges::find(vectors, g.vector) == vectors.end()) vectors.push_back(g.vector);
     }
-    if (best) {
-      report.chosen = best->label;
-      if (best->label != baseline) {
-        std::tie(report.chosen_test_delta, report.chosen_test_delta_ci) =
-            paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + 4);
+    for (const auto& vector : vectors) {
+      const GroupReport* best = nullptr;
+      for (const auto& g : report.groups) {
+        if (g.w && g.vector == vector && (!best || g.dev_avg > best->dev_avg)) best = &g;  // ties: the smaller w
       }
+      HeldOutChoice choice{vector, best->label, std::nullopt, {}};
+      if (best->label != baseline) {
+        std::tie(choice.test_delta, choice.test_delta_ci) = paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + 4);
+      }
+      report.choices.push_back(std::move(choice));
     }
   }
   return report;
@@ -256,15 +265,18 @@ std::string format_report(const Report& r) {
                        g.pass, g.no_answer, g.japanese, g.mean_tokens, g.cut_off,
                        g.steps ? fmt::format("  {:.3f}", *g.steps) : "");
   }
-  if (r.chosen) {
-    const auto it = std::find_if(r.groups.begin(), r.groups.end(), [&](const GroupReport& g) { return g.label == *r.chosen; });
+  if (!r.choices.empty()) {
     out += fmt::format("\nheld-out choice: dev = {} problems, test = {} problems (dev fraction {:g})\n", r.dev_problems,
                        r.test_problems, r.dev_fraction);
-    out += fmt::format("chosen on dev: {} (dev avg {:.3f}); test avg {:.3f} [{:.3f}, {:.3f}]", *r.chosen, it->dev_avg,
-                       it->test_avg, it->test_ci.low, it->test_ci.high);
-    if (r.chosen_test_delta) {
-      out += fmt::format("; vs baseline on test {:+.3f} [{:+.3f}, {:+.3f}]", *r.chosen_test_delta,
-                         r.chosen_test_delta_ci.low, r.chosen_test_delta_ci.high);
+  }
+  for (const auto& c : r.choices) {
+    const auto it = std::ranges::find(r.groups, c.label, &GroupReport::label);
+    out += fmt::format("{}chosen on dev: {} (dev avg {:.3f}); test avg {:.3f} [{:.3f}, {:.3f}]",
+                       c.vector.empty() ? "" : c.vector + " ", c.label, it->dev_avg, it->test_avg, it->test_ci.low,
+                       it->test_ci.high);
+    if (c.test_delta) {
+      out += fmt::format("; vs baseline on test {:+.3f} [{:+.3f}, {:+.3f}]", *c.test_delta, c.test_delta_ci.low,
+                         c.test_delta_ci.high);
     }
     out += "\n";
   }
@@ -278,7 +290,7 @@ std::string format_report(const Report& r) {
 json report_json(const Report& r) {
   json groups = json::array();
   for (const auto& g : r.groups) {
-    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()}, {"problems", g.problems}, {"samples", g.samples},
+    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()}, {"vector", g.vector.empty() ? json() : json(g.vector)}, {"problems", g.problems}, {"samples", g.samples},
               {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}}, {"avg_ci_method", g.avg_ci_method},
               {"maj_at_k", g.maj}, {"pass_at_k", g.pass}, {"no_answer_rate", g.no_answer},
               {"japanese_share", g.japanese}, {"japanese_share_ci95", {g.japanese_ci.low, g.japanese_ci.high}},
@@ -291,27 +303,56 @@ json report_json(const Report& r) {
     groups.push_back(j);
   }
   json out = {{"grading", r.mode}, {"baseline", r.baseline}, {"groups", groups}};
-  if (r.chosen) {
-    out["held_out"] = {{"dev_fraction", r.dev_fraction}, {"dev_problems", r.dev_problems},
-                       {"test_problems", r.test_problems}, {"chosen", *r.chosen}};
-    if (r.chosen_test_delta) {
-      out["held_out"]["test_delta_vs_baseline"] = {{"mean", *r.chosen_test_delta},
-                                                   {"ci95", {r.chosen_test_delta_ci.low, r.chosen_test_delta_ci.high}}};
+  if (!r.choices.empty()) {
+    const auto choice_json = [](const HeldOutChoice& c) {
+      json j = {{"chosen", c.label}};
+      if (c.test_delta) j["test_delta_vs_baseline"] = {{"mean", *c.test_delta}, {"ci95", {c.test_delta_ci.low, c.test_delta_ci.high}}};
+      return j;
+    };
+    json held_out = {{"dev_fraction", r.dev_fraction}, {"dev_problems", r.dev_problems}, {"test_problems", r.test_problems}};
+    json controls = json::array();
+    for (const auto& c : r.choices) {
+      if (c.vector.empty()) {
+        held_out.update(choice_json(c));
+      } else {
+        controls.push_back(choice_json(c));
+        controls.back()["vector"] = c.vector;
+      }
     }
+    if (!controls.empty()) held_out["controls"] = controls;
+    out["held_out"] = held_out;
   }
   return out;
 }
 
+// Each vector is one curve against w: the reasoning vector's accuracy and
+// Japanese share, and each control's accuracy (dashed), which starts at the
+// baseline (w = 0 is the target for every vector).
 std::string report_svg(const Report& r) {
   constexpr double W = 720, H = 420, left = 70, right = 30, top = 50, bottom = 60;
-  std::vector<const GroupReport*> points;
+  using Points = std::vector<const GroupReport*>;
+  Points main_points;
+  std::vector<std::pair<std::string, Points>> controls;
+  std::vector<double> ticks;
+  const auto baseline = std::ranges::find(r.groups, r.baseline, &GroupReport::label);
   for (const auto& g : r.groups) {
-    if (g.w) points.push_back(&g);
+    if (!g.w) continue;
+    if (std::ranges::find(ticks, *g.w) == ticks.end()) ticks.push_back(*g.w);
+    if (g.vector.empty()) {
+      main_points.push_back(&g);
+      continue;
+    }
+    if (controls.empty() || controls.back().first != g.vector) {
+      controls.emplace_back(g.vector, Points{});
+      if (baseline != r.groups.end() && baseline->w) controls.back().second.push_back(&*baseline);
+    }
+    controls.back().second.push_back(&g);
   }
+  std::ranges::sort(ticks);
   double wmin = 0, wmax = 1;
-  if (!points.empty()) {
-    wmin = std::min(0.0, points.front()->w.value());
-    wmax = std::max(wmin + 1e-9, points.back()->w.value());
+  if (!ticks.empty()) {
+    wmin = std::min(0.0, ticks.front());
+    wmax = std::max(wmin + 1e-9, ticks.back());
   }
   const auto x = [&](double w) { return left + (w - wmin) / (wmax - wmin) * (W - left - right); };
   const auto y = [&](double v) { return top + (1 - v) * (H - top - bottom); };
@@ -326,11 +367,13 @@ std::string report_svg(const Report& r) {
                        "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.1f}</text>\n",
                        left, W - right, y(v), y(v), left - 8, y(v) + 4, v);
   }
-  for (const auto* g : points) {
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x(*g->w), H - bottom + 18, *g->w);
+  for (const double w : ticks) {
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x(w), H - bottom + 18, w);
   }
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">w (target + w·v)</text>\n", (W + left - right) / 2, H - 15);
-  const auto series = [&](const char* color, const char* name, double offset, auto value, auto ci, int legend_row) {
+  int legend_row = 0;
+  const auto series = [&](const Points& points, const char* color, const std::string& name, double offset, auto value,
+                          auto ci, const char* dash) {
     std::string path;
     for (const auto* g : points) {
       const double px = x(*g->w) + offset;
@@ -342,14 +385,24 @@ std::string report_svg(const Report& r) {
                          px, y(c.low), y(c.high), color, px - 4, px + 4, y(value(*g)));
       path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px, y(value(*g)));
     }
-    if (!path.empty()) svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path, color);
+    if (!path.empty()) {
+      svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>\n", path,
+                         color, dash);
+    }
     svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
                        W - right - 190, top + 4 + 18 * legend_row, color, W - right - 172, top + 14 + 18 * legend_row, name);
+    ++legend_row;
   };
-  series("#1f77b4", "accuracy (avg@k)", -3, [](const GroupReport& g) { return g.avg; },
-         [](const GroupReport& g) { return g.avg_ci; }, 0);
-  series("#ff7f0e", "Japanese share", 3, [](const GroupReport& g) { return g.japanese; },
-         [](const GroupReport& g) { return g.japanese_ci; }, 1);
+  const auto accuracy = [](const GroupReport& g) { return g.avg; };
+  const auto accuracy_ci = [](const GroupReport& g) { return g.avg_ci; };
+  series(main_points, "#1f77b4", "accuracy (avg@k)", -3, accuracy, accuracy_ci, "none");
+  series(main_points, "#ff7f0e", "Japanese share", 3, [](const GroupReport& g) { return g.japanese; },
+         [](const GroupReport& g) { return g.japanese_ci; }, "none");
+  constexpr std::array<const char*, 4> kControlColors = {"#7f7f7f", "#2ca02c", "#9467bd", "#8c564b"};
+  for (size_t i = 0; i < controls.size(); ++i) {
+    series(controls[i].second, kControlColors[i % kControlColors.size()], controls[i].first + " accuracy", 0, accuracy,
+           accuracy_ci, "6 4");
+  }
   svg += "</svg>\n";
   return svg;
 }

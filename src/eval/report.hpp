@@ -29,6 +29,7 @@ struct ReportOptions {
 struct GroupReport {
   std::string label;
   std::optional<double> w;
+  std::string vector;  // the vector w scales: "" for the reasoning vector, else a control's name
   size_t problems = 0, samples = 0, errors = 0;
   double avg = 0;
   Interval avg_ci;
@@ -45,15 +46,23 @@ struct GroupReport {
   Interval test_ci;
 };
 
+// The w chosen on the dev problems for one vector, scored on the test problems.
+struct HeldOutChoice {
+  std::string vector;  // "" for the reasoning vector
+  std::string label;   // the chosen group
+  std::optional<double> test_delta;  // vs the baseline on test; none when the baseline itself was chosen
+  Interval test_delta_ci;
+};
+
 struct Report {
-  std::vector<GroupReport> groups;  // sorted by w, then label
+  std::vector<GroupReport> groups;  // with a w first (reasoning vector, then each control, by w), then by label
   std::string baseline;
   std::string mode;
-  std::optional<std::string> chosen;  // the w chosen on dev
   double dev_fraction = 0;
   size_t dev_problems = 0, test_problems = 0;
-  std::optional<double> chosen_test_delta;
-  Interval chosen_test_delta_ci;
+  // With a dev split: the reasoning vector's choice first (among its w, 0
+  // included), then each control's (among its own w).
+  std::vector<HeldOutChoice> choices;
 };
 
 Report build_report(const ReportOptions& options);

@@ -40,11 +40,12 @@ std::string render_prompt(const std::string& tmpl, const std::string& question) 
 
 // Identifies what produced a sample: everything that changes the answer.
 std::string run_fingerprint(const EvalOptions& o, const std::string& prompt) {
-  const json fields = {{"model", o.client.model}, {"temperature", o.client.temperature},
+  json fields = {{"model", o.client.model}, {"temperature", o.client.temperature},
                        {"top_p", o.client.top_p}, {"max_tokens", o.client.max_tokens},
                        {"stop", o.client.stop},   {"seed", o.seed},
                        {"prompt", prompt},        {"system", o.system_prompt},
                        {"label", o.label},        {"data", std::filesystem::path(o.data).filename().string()}};
+  if (!o.vector.empty()) fields["vector"] = o.vector;
   return hex64(fnv1a64(fields.dump()));
 }
 
@@ -171,6 +172,7 @@ EvalSummary run_eval(const EvalOptions& o) {
                        {"verdict", g.verdict}, {"mode", grade_mode_name(o.mode)},
                        {"kind", data.kind == TaskKind::kChoice ? "choice" : "integer"}};
         if (o.w) record["w"] = *o.w;
+        if (!o.vector.empty()) record["vector"] = o.vector;
         if (!r.ok) record["error"] = r.error;
         results.append(record);
         if (g.verdict == "correct") ++correct;

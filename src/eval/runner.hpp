@@ -30,6 +30,7 @@ struct EvalOptions {
   std::string system_prompt;
   std::string label;            // e.g. "w=0.5"; defaults to the model name
   std::optional<double> w;      // the merge weight, for reports and plots
+  std::string vector;           // the vector w scales when it is not the reasoning vector (e.g. "control")
   int samples = 1;
   uint64_t seed = 0;
   int concurrency = 8;

@@ -1,7 +1,9 @@
 #include "eval/sweep.hpp"
 
-#include <filesystem>
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -24,6 +26,15 @@ namespace {
 namespace fs = std::filesystem;
 
 // ---- the recipe --------------------------------------------------------------------
+
+// A control's name becomes a folder under models/ beside w0.5, w1, ...: a
+// letter, then letters, digits, '-' or '_', and not itself a weight's name.
+bool is_control_name(const std::string& name) {
+  const auto plain = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_'; };
+  if (name.empty() || !std::isalpha(static_cast<unsigned char>(name[0])) || !std::ranges::all_of(name, plain)) return false;
+  const bool looks_like_weight = name[0] == 'w' && name.size() > 1 && name.find_first_not_of("0123456789-", 1) == std::string::npos;
+  return !looks_like_weight && name != "target" && name != "post";
+}
 
 SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.only(node, {"name", "data", "question_field", "answer_field", "id_field", "choices", "prompt", "system", "samples",
@@ -66,27 +77,33 @@ struct SweepModel {
   std::string name;           // served model name, results file name
   std::string label;          // report label
   std::optional<double> w;    // plotted against w when set
+  std::string vector;         // "" for the reasoning vector, else the control's name
   fs::path path;
   bool built = false;         // made by this sweep (else an input)
 };
 
 std::string weight_name(double w) { return weight_folder_name(w); }
 
+// models/w0.5 for the reasoning vector, models/<control>/w0.5 for a control.
+fs::path model_folder(const SweepRecipe& r, const std::string& vector, double w) {
+  const fs::path models = fs::path(r.output) / "models";
+  return vector.empty() ? models / weight_name(w) : models / vector / weight_name(w);
+}
+
 std::vector<SweepModel> plan_models(const SweepRecipe& r) {
   std::vector<SweepModel> models;
-  const fs::path out = fs::path(r.output) / "models";
   for (const double w : r.weights) {
     if (w == 0) {
-      models.push_back({"target", "w=0", 0.0, r.target, false});
+      models.push_back({"target", "w=0", 0.0, "", r.target, false});
     } else {
-      models.push_back({weight_name(w), fmt::format("w={:g}", w), w, out / weight_name(w), true});
+      models.push_back({weight_name(w), fmt::format("w={:g}", w), w, "", model_folder(r, "", w), true});
     }
   }
-  if (r.include_post) models.push_back({"post", "post", std::nullopt, r.post, false});
+  if (r.include_post) models.push_back({"post", "post", std::nullopt, "", r.post, false});
   for (const auto& c : r.controls) {
     for (const double w : c.weights) {
-      const auto name = fmt::format("{}-{}", c.name, weight_name(w));
-      models.push_back({name, fmt::format("{} w={:g}", c.name, w), std::nullopt, out / name, true});
+      models.push_back({fmt::format("{}-{}", c.name, weight_name(w)), fmt::format("{} w={:g}", c.name, w), w, c.name,
+                        model_folder(r, c.name, w), true});
     }
   }
   return models;
@@ -113,16 +130,17 @@ void build(const std::string& pre, const std::string& post, const std::string& t
   }
 }
 
+// One read pass for the reasoning vector's weights, one per control.
 void build_models(const SweepRecipe& r) {
   std::vector<std::pair<double, fs::path>> merged;
   for (const double w : r.weights) {
-    if (w != 0) merged.emplace_back(w, fs::path(r.output) / "models" / weight_name(w));
+    if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
   build(r.pre, r.post, r.target, merged);
   for (const auto& c : r.controls) {
-    for (const double w : c.weights) {
-      build(r.pre, c.post, r.target, {{w, fs::path(r.output) / "models" / fmt::format("{}-{}", c.name, weight_name(w))}});
-    }
+    std::vector<std::pair<double, fs::path>> outputs;
+    for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
+    build(r.pre, c.post, r.target, outputs);
   }
 }
 
@@ -187,6 +205,7 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
     e.system_prompt = b.system;
     e.label = m.label;
     e.w = m.w;
+    e.vector = m.vector;
     e.samples = b.samples;
     e.seed = b.seed;
     e.concurrency = r.concurrency;
@@ -329,6 +348,13 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
       y.read(c, "post", control.post, "a model path");
       if (c["weights"]) control.weights = y.numbers(c, "weights");
       if (control.post.empty()) y.error(c, "a control needs \"post\" (the model whose vector is the control)");
+      if (!is_control_name(control.name)) {
+        y.error(c["name"], "a control's name must start with a letter, use only letters, digits, '-' or '_', and not "
+                           "be target, post or a weight's name like w1 (it names a folder and the served models)");
+      }
+      if (std::ranges::find(control.weights, 0.0) != control.weights.end()) {
+        y.error(c["weights"], "a control's weights must not include 0 (w = 0 is the target, already in \"weights\")");
+      }
       r.controls.push_back(control);
     }
   }
@@ -356,6 +382,10 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   std::set<std::string> names;
   for (const auto& b : r.benchmarks) {
     if (!names.insert(b.name).second) bad_input("{}: two benchmarks are named \"{}\"", path, b.name);
+  }
+  std::set<std::string> control_names;
+  for (const auto& c : r.controls) {
+    if (!control_names.insert(c.name).second) bad_input("{}: two controls are named \"{}\"", path, c.name);
   }
   for (const auto& command : r.serve_commands) {
     if (command.find("{port}") == std::string::npos) {

@@ -121,10 +121,10 @@ TEST_F(DemoFamily, DemoPlansTheWholeStudyFromTheRepositoryRoot) {
   const auto run = test::run_shell("cd " + test::source_dir().string() + " && " + RVEC_CLI_PATH + " demo --dry-run -o " +
                                    (dir / "study").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  for (const char* row : {"w=0 ", "w=0.25", "w=1.5", "post", "control w=1"}) {
+  for (const char* row : {"w=0 ", "w=0.25", "w=1.5", "post", "control w=0.25", "control w=1.5"}) {
     EXPECT_NE(run.output.find(row), std::string::npos) << row << "\n" << run.output;
   }
-  EXPECT_NE(run.output.find("7 models to build"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("12 models to build"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("200 problems x 4 samples"), std::string::npos) << run.output;
   EXPECT_FALSE(fs::exists(dir / "study"));
 }

@@ -232,25 +232,34 @@ TEST(Eval, EndToEndAgainstRvecServe) {
     std::ofstream out(dir / "q.jsonl");
     for (int i = 0; i < 4; ++i) out << json{{"id", i}, {"problem", "2+" + std::to_string(i) + "は？"}, {"answer", std::to_string(2 + i)}}.dump() << "\n";
   }
-  for (const char* w : {"0", "1"}) {
-    const auto run = test::run_rvec("eval --endpoint " + server.url() + " --model tiny --data " + (dir / "q.jsonl").string() +
-                                    " -o " + (dir / (std::string("w") + w + ".jsonl")).string() + " -k 2 --temperature 0.8 --max-tokens 8 --w " + w);
+  const auto eval = [&](const std::string& file, const std::string& flags) {
+    return test::run_rvec("eval --endpoint " + server.url() + " --model tiny --data " + (dir / "q.jsonl").string() + " -o " +
+                          (dir / file).string() + " -k 2 --temperature 0.8 --max-tokens 8 " + flags);
+  };
+  for (const auto& [file, flags] : {std::pair{"w0.jsonl", "--w 0"}, std::pair{"w1.jsonl", "--w 1"},
+                                    std::pair{"c1.jsonl", "--w 1 --vector control"}}) {
+    const auto run = eval(file, flags);
     ASSERT_EQ(run.exit_code, 0) << run.output;
   }
+  const auto no_weight = eval("c.jsonl", "--vector control");
+  EXPECT_EQ(no_weight.exit_code, 2);
+  EXPECT_NE(no_weight.output.find("--vector control needs --w"), std::string::npos) << no_weight.output;
   const auto graded = test::run_rvec("grade " + (dir / "w0.jsonl").string() + " --mode lenient --json");
   ASSERT_EQ(graded.exit_code, 0) << graded.output;
   EXPECT_EQ(json::parse(graded.output)["records"], 8);
-  const auto report = test::run_rvec("report " + (dir / "w0.jsonl").string() + " " + (dir / "w1.jsonl").string() +
-                                     " --dev-fraction 0.5 --json-out " + (dir / "r.json").string() + " --plot " +
+  const auto report = test::run_rvec("report " + (dir / "w0.jsonl").string() + " " + (dir / "w1.jsonl").string() + " " +
+                                     (dir / "c1.jsonl").string() + " --dev-fraction 0.5 --json-out " + (dir / "r.json").string() + " --plot " +
                                      (dir / "r.svg").string());
   ASSERT_EQ(report.exit_code, 0) << report.output;
   EXPECT_NE(report.output.find("avg@k [95% CI]"), std::string::npos) << report.output;
   const auto numbers = json::parse(test::read_file(dir / "r.json"));
   EXPECT_EQ(numbers["baseline"], "w=0");
-  ASSERT_EQ(numbers["groups"].size(), 2u);
+  ASSERT_EQ(numbers["groups"].size(), 3u);
   EXPECT_EQ(numbers["groups"][1]["samples"], 8);
   EXPECT_TRUE(numbers["groups"][1].contains("delta_vs_baseline"));
-  EXPECT_TRUE(numbers.contains("held_out"));
+  EXPECT_EQ(numbers["groups"][2]["label"], "control w=1");
+  EXPECT_EQ(numbers["groups"][2]["vector"], "control");
+  EXPECT_EQ(numbers["held_out"]["controls"][0]["chosen"], "control w=1");
   EXPECT_NE(test::read_file(dir / "r.svg").find("<svg"), std::string::npos);
 }
 

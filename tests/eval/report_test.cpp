@@ -17,16 +17,18 @@ using nlohmann::json;
 
 // Writes `problems` records per sample index for one model: problem i is
 // answered correctly in sample s when correct(i, s).
+// `vector` names a control vector ("" for the reasoning vector).
 template <typename Correct>
 std::string write_results(const test::TempDir& dir, const std::string& label, double w, int problems, int samples,
-                          Correct correct) {
+                          Correct correct, const std::string& vector = "") {
   const auto path = (dir / (label + ".jsonl")).string();
   std::ofstream out(path);
   for (int i = 0; i < problems; ++i) {
     for (int s = 0; s < samples; ++s) {
-      out << json{{"id", fmt::format("p{:02}", i)}, {"sample", s}, {"label", label}, {"w", w}, {"answer", "7"},
-                  {"response", correct(i, s) ? "答えは \\boxed{7}" : "答えは \\boxed{3}"}}.dump()
-          << "\n";
+      json record = {{"id", fmt::format("p{:02}", i)}, {"sample", s}, {"label", label}, {"w", w}, {"answer", "7"},
+                     {"response", correct(i, s) ? "答えは \\boxed{7}" : "答えは \\boxed{3}"}};
+      if (!vector.empty()) record["vector"] = vector;
+      out << record.dump() << "\n";
     }
   }
   return path;
@@ -73,12 +75,45 @@ TEST(Report, SeveralSamplesUseTheBootstrapAndTheHeldOutChoiceIsReportedOnTest) {
   EXPECT_EQ(group(r, "w=0").avg_ci_method, "bootstrap");
   EXPECT_NEAR(group(r, "w=0").avg, 0.25, 1e-12);
   EXPECT_NEAR(group(r, "w=1").avg, 0.75, 1e-12);
-  ASSERT_TRUE(r.chosen.has_value());
-  EXPECT_EQ(*r.chosen, "w=1");
+  ASSERT_EQ(r.choices.size(), 1u);
+  EXPECT_EQ(r.choices[0].label, "w=1");
   EXPECT_EQ(r.dev_problems + r.test_problems, 40u);
-  ASSERT_TRUE(r.chosen_test_delta.has_value());
-  EXPECT_NEAR(*r.chosen_test_delta, 0.5, 1e-12);
+  ASSERT_TRUE(r.choices[0].test_delta.has_value());
+  EXPECT_NEAR(*r.choices[0].test_delta, 0.5, 1e-12);
   EXPECT_EQ(report_json(r)["groups"][0]["avg_ci_method"], "bootstrap");
+}
+
+TEST(Report, AControlVectorIsItsOwnSeriesWithItsOwnHeldOutChoice) {
+  test::TempDir dir;
+  ReportOptions o;
+  o.dev_fraction = 0.5;
+  // The reasoning vector helps at w = 1; the control moves nothing at w = 0.5
+  // and loses every problem at w = 1.
+  const auto baseline = [](int i, int s) { return (i + s) % 4 == 0; };
+  o.inputs = {write_results(dir, "w=0", 0, 40, 4, baseline),
+              write_results(dir, "w=1", 1, 40, 4, [](int i, int s) { return (i + s) % 4 != 3; }),
+              write_results(dir, "control w=0.5", 0.5, 40, 4, baseline, "control"),
+              write_results(dir, "control w=1", 1, 40, 4, [](int, int) { return false; }, "control")};
+  const Report r = build_report(o);
+  EXPECT_EQ(r.baseline, "w=0");  // a control's rows are never the baseline
+  ASSERT_EQ(r.groups.size(), 4u);
+  EXPECT_EQ(r.groups[1].label, "w=1");
+  EXPECT_EQ(r.groups[2].label, "control w=0.5");
+  EXPECT_EQ(r.groups[2].vector, "control");
+  ASSERT_EQ(r.choices.size(), 2u);
+  EXPECT_EQ(r.choices[0].vector, "");
+  EXPECT_EQ(r.choices[0].label, "w=1");  // not "control w=1", though its w is the same
+  EXPECT_EQ(r.choices[1].vector, "control");
+  EXPECT_EQ(r.choices[1].label, "control w=0.5");
+  ASSERT_TRUE(r.choices[1].test_delta.has_value());
+  EXPECT_NEAR(*r.choices[1].test_delta, 0.0, 1e-12);
+  EXPECT_NE(format_report(r).find("control chosen on dev: control w=0.5"), std::string::npos);
+  const json j = report_json(r);
+  EXPECT_EQ(j["held_out"]["chosen"], "w=1");
+  EXPECT_EQ(j["held_out"]["controls"][0]["vector"], "control");
+  EXPECT_EQ(j["held_out"]["controls"][0]["chosen"], "control w=0.5");
+  EXPECT_EQ(j["groups"][3]["vector"], "control");
+  EXPECT_NE(report_svg(r).find("control accuracy"), std::string::npos);
 }
 
 TEST(Report, MajorityTiesGoToTheFirstSampleNotTheFirstLineWritten) {

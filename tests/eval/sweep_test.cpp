@@ -50,7 +50,7 @@ void write_family_and_recipe(const TempDir& dir, const std::string& serve_block)
   const auto p = [&](const char* name) { return (dir / name).string(); };
   std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
                                     << "\noutput: " << p("out") << "\nweights: [0, 0.5, 1]\ninclude_post: true\n"
-                                    << "controls:\n  - name: control\n    post: " << p("control") << "\n    weights: [1]\n"
+                                    << "controls:\n  - name: control\n    post: " << p("control") << "\n    weights: [0.5, 1]\n"
                                     << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
                                     << "\n    samples: 2\n    max_tokens: 6\n    temperature: 0.8\n    dev_fraction: 0.5\n"
                                     << serve_block;
@@ -61,22 +61,28 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
   write_family_and_recipe(dir, "serve:\n  concurrency: 4\n");
   const auto dry = test::run_rvec("sweep " + (dir / "sweep.yaml").string() + " --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << dry.output;
-  EXPECT_NE(dry.output.find("3 models to build"), std::string::npos) << dry.output;
-  EXPECT_NE(dry.output.find("requests: 30 to send"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("4 models to build"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("requests: 36 to send"), std::string::npos) << dry.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 
   const auto first = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   ASSERT_EQ(first.exit_code, 0) << first.output;
-  for (const char* model : {"w0.5", "w1", "control-w1"}) {
+  for (const char* model : {"w0.5", "w1", "control/w0.5", "control/w1"}) {
     EXPECT_TRUE(std::filesystem::exists(dir / "out" / "models" / model / "model.safetensors")) << model;
   }
-  for (const char* name : {"target", "w0.5", "w1", "post", "control-w1"}) {
+  for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
     EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
   }
+  std::string first_control_line;
+  std::getline(std::ifstream(dir / "out" / "results" / "ja" / "control-w0.5.jsonl"), first_control_line);
+  const auto control_record = json::parse(first_control_line);
+  EXPECT_EQ(control_record["vector"], "control");
+  EXPECT_EQ(control_record["w"], 0.5);
   const auto report = json::parse(test::read_file(dir / "out" / "report-ja.json"));
   EXPECT_EQ(report["baseline"], "w=0");
-  EXPECT_EQ(report["groups"].size(), 5u);
-  EXPECT_TRUE(report.contains("held_out"));
+  EXPECT_EQ(report["groups"].size(), 6u);
+  EXPECT_TRUE(report["held_out"].contains("chosen"));
+  EXPECT_EQ(report["held_out"]["controls"][0]["vector"], "control");
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "report-ja.svg"));
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
 
@@ -98,10 +104,10 @@ TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("2 at a time"), std::string::npos) << run.output;
-  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 5u);  // each model served once
+  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 6u);  // each model served once
   EXPECT_GE(lines(dir / "worker0"), 1u);                            // by both workers
   EXPECT_GE(lines(dir / "worker1"), 1u);
-  for (const char* name : {"target", "w0.5", "w1", "post", "control-w1"}) {
+  for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
     EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
   }
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
@@ -146,6 +152,19 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
   const auto ports = test::run_rvec("sweep " + (dir / "ports.yaml").string());
   EXPECT_EQ(ports.exit_code, 4);
   EXPECT_NE(ports.output.find("2 workers run servers at once"), std::string::npos) << ports.output;
+
+  const std::string head = "pre: a\npost: b\ntarget: c\noutput: d\nweights: [0, 1]\nbenchmarks: [{data: x.jsonl}]\n";
+  std::ofstream(dir / "zero.yaml") << head << "controls:\n  - post: e\n    weights: [0, 1]\n";
+  const auto zero = test::run_rvec("sweep " + (dir / "zero.yaml").string());
+  EXPECT_EQ(zero.exit_code, 4);
+  EXPECT_NE(zero.output.find("zero.yaml:9: a control's weights must not include 0"), std::string::npos) << zero.output;
+  for (const char* name : {"w1", "post", "../x", "1st"}) {
+    std::ofstream(dir / "name.yaml") << head << "controls:\n  - name: \"" << name << "\"\n    post: e\n";
+    const auto bad_name = test::run_rvec("sweep " + (dir / "name.yaml").string());
+    EXPECT_EQ(bad_name.exit_code, 4) << name;
+    EXPECT_NE(bad_name.output.find("name.yaml:8: a control's name must start with a letter"), std::string::npos)
+        << bad_name.output;
+  }
 }
 
 }  // namespace
