@@ -11,14 +11,15 @@
 // Each stage is gated: measured with rvec's engine and grader. A missed gate
 // is printed and the run goes on, but the program exits with 1. Last, it
 // checks the study in miniature: target + 1.0 v for the reasoning vector and
-// for the control vector, on Japanese prompts. Usage:
-//   rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]
-//                           [--hidden N] [--layers N] [--digits N] [--modulus M] [--steps-share P]
-//                           [--base-lr X]
-//   rvec_train_demo --bench-only BENCH_DIR [--digits N] [--modulus M]
+// for the control vector, on Japanese prompts. Usage: rvec_train_demo --help.
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -425,41 +426,59 @@ void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, 
   }
 }
 
+// The same weights on any x86-64 CPU with AVX2: LibTorch picks its vector
+// kernels (ATen, oneDNN: AVX2 or AVX-512) and OpenBLAS its GEMM kernels by the
+// CPU it runs on, and each choice rounds differently, so an unpinned run on another
+// CPU drifts from the shipped weights within a few hundred steps. OpenBLAS
+// reads its setting when the library loads, before main, so the program sets
+// both and starts itself again; a setting the user gave is kept.
+void pin_cpu_kernels(char** argv) {
+  if (std::getenv("RVEC_TRAIN_PINNED")) return;
+  setenv("ATEN_CPU_CAPABILITY", "avx2", 0);
+  setenv("OPENBLAS_CORETYPE", "Haswell", 0);
+  setenv("DNNL_MAX_CPU_ISA", "AVX2", 0);
+  setenv("RVEC_TRAIN_PINNED", "1", 1);
+  execv("/proc/self/exe", argv);
+  std::perror("rvec_train_demo: cannot restart itself with pinned CPU kernels");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool bench_only = argc >= 2 && std::string(argv[1]) == "--bench-only";
-  if (argc < (bench_only ? 3 : 2)) {
-    std::fprintf(stderr,
-                 "usage: rvec_train_demo OUT_DIR [--seed N] [--base-steps N] [--ft-steps N] [--threads N] [--batch N]\n"
-                 "                       [--hidden N] [--layers N] [--digits N] [--modulus M] [--steps-share P]\n"
-                 "                       [--base-lr X]\n"
-                 "       rvec_train_demo --bench-only BENCH_DIR [--digits N] [--modulus M]\n");
-    return 2;
-  }
-  const fs::path out = bench_only ? argv[2] : argv[1];
+  pin_cpu_kernels(argv);
   uint64_t seed = 1;
   int base_steps = 3000, ft_steps = 150, threads = 1, batch = 32;
   double base_lr = 2e-3;
   World world;
   Config c;
-  for (int i = bench_only ? 3 : 2; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--seed") seed = std::stoull(argv[i + 1]);
-    if (flag == "--base-steps") base_steps = std::stoi(argv[i + 1]);
-    if (flag == "--ft-steps") ft_steps = std::stoi(argv[i + 1]);
-    if (flag == "--threads") threads = std::stoi(argv[i + 1]);
-    if (flag == "--batch") batch = std::stoi(argv[i + 1]);
-    if (flag == "--hidden") c.hidden = std::stoi(argv[i + 1]), c.inter = 3 * c.hidden;
-    if (flag == "--layers") c.layers = std::stoi(argv[i + 1]);
-    if (flag == "--base-lr") base_lr = std::stod(argv[i + 1]);
-    if (flag == "--digits") world.digits = std::stoi(argv[i + 1]);
-    if (flag == "--modulus") world.modulus = std::stoi(argv[i + 1]);
-    if (flag == "--steps-share") world.steps_share = std::stod(argv[i + 1]);
+  fs::path out, bench_dir;
+  CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target) and gates every stage",
+               "rvec_train_demo");
+  app.add_option("out", out, "Folder for base/, pre/, post/, control/, target/");
+  app.add_option("--bench-only", bench_dir, "Only write the two benchmarks (ja.jsonl, en.jsonl) into this folder");
+  app.add_option("--seed", seed, "Seed of everything: data, initialisation, sampling")->capture_default_str();
+  app.add_option("--base-steps", base_steps, "Pre-training steps")->capture_default_str();
+  app.add_option("--ft-steps", ft_steps, "Steps of each fine-tune")->capture_default_str();
+  app.add_option("--threads", threads, "LibTorch threads (1 is deterministic and fastest here)")->capture_default_str();
+  app.add_option("--batch", batch, "Sequences per step")->capture_default_str();
+  app.add_option("--hidden", c.hidden, "Hidden size (the MLP is 3x)")->capture_default_str();
+  app.add_option("--layers", c.layers, "Transformer layers")->capture_default_str();
+  app.add_option("--base-lr", base_lr, "Pre-training learning rate")->capture_default_str();
+  app.add_option("--digits", world.digits, "Digits per problem")->capture_default_str();
+  app.add_option("--modulus", world.modulus, "The sum is taken modulo this")->capture_default_str();
+  app.add_option("--steps-share", world.steps_share, "Share of step-by-step pre-training transcripts")
+      ->capture_default_str();
+  app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1");
+  try {
+    app.parse(argc, argv);
+    if (out.empty() == bench_dir.empty()) throw CLI::ValidationError("give OUT_DIR, or --bench-only BENCH_DIR");
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help, or a bad flag (exit 2, as rvec)
   }
-  if (bench_only) {
-    write_benchmark(out / "ja.jsonl", world, demo::Lang::kJapanese, 2026, 200);
-    write_benchmark(out / "en.jsonl", world, demo::Lang::kEnglish, 2027, 200);
+  c.inter = 3 * c.hidden;
+  if (!bench_dir.empty()) {
+    write_benchmark(bench_dir / "ja.jsonl", world, demo::Lang::kJapanese, 2026, 200);
+    write_benchmark(bench_dir / "en.jsonl", world, demo::Lang::kEnglish, 2027, 200);
     return 0;
   }
   try {
@@ -474,6 +493,8 @@ int main(int argc, char** argv) {
     std::printf("vocabulary %lld tokens; hidden %lld, %lld layers, batch %d; seed %llu\n", static_cast<long long>(c.vocab),
                 static_cast<long long>(c.hidden), static_cast<long long>(c.layers), batch,
                 static_cast<unsigned long long>(seed));
+    std::printf("CPU kernels: ATEN_CPU_CAPABILITY=%s OPENBLAS_CORETYPE=%s DNNL_MAX_CPU_ISA=%s\n",
+                std::getenv("ATEN_CPU_CAPABILITY"), std::getenv("OPENBLAS_CORETYPE"), std::getenv("DNNL_MAX_CPU_ISA"));
     std::fflush(stdout);
     using demo::Lang;
     Model base(c);
