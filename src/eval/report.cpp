@@ -329,7 +329,8 @@ json report_json(const Report& r) {
 // Japanese share, and each control's accuracy (dashed), which starts at the
 // baseline (w = 0 is the target for every vector).
 std::string report_svg(const Report& r) {
-  constexpr double W = 720, H = 420, left = 70, right = 30, top = 50, bottom = 60;
+  // The legend is a row of entries between the title and the plot, four to a row.
+  constexpr double W = 720, H = 440, left = 70, right = 30, top = 78, bottom = 60, legend_width = 160;
   using Points = std::vector<const GroupReport*>;
   Points main_points;
   std::vector<std::pair<std::string, Points>> controls;
@@ -371,7 +372,7 @@ std::string report_svg(const Report& r) {
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x(w), H - bottom + 18, w);
   }
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">w (target + w·v)</text>\n", (W + left - right) / 2, H - 15);
-  int legend_row = 0;
+  int legend_entry = 0;
   const auto series = [&](const Points& points, const char* color, const std::string& name, double offset, auto value,
                           auto ci, const char* dash) {
     std::string path;
@@ -389,9 +390,10 @@ std::string report_svg(const Report& r) {
       svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>\n", path,
                          color, dash);
     }
+    const double lx = left + legend_width * (legend_entry % 4), ly = 38 + 18 * (legend_entry / 4);
     svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-                       W - right - 190, top + 4 + 18 * legend_row, color, W - right - 172, top + 14 + 18 * legend_row, name);
-    ++legend_row;
+                       lx, ly, color, lx + 18, ly + 10, name);
+    ++legend_entry;
   };
   const auto accuracy = [](const GroupReport& g) { return g.avg; };
   const auto accuracy_ci = [](const GroupReport& g) { return g.avg_ci; };
