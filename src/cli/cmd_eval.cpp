@@ -297,7 +297,10 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   r->add_option("--step-pattern", rp->options.step_pattern, "Regex marking a step-by-step answer (adds a steps column)");
   r->add_option("--plot", rp->plot, "Write the plot (SVG; a PNG beside it when rsvg-convert is installed)");
   r->add_flag("--json", rp->json, "Print the JSON instead of the table");
-  r->footer("Example: rvec report results/*.jsonl --dev-fraction 0.5 --plot report.svg --json-out report.json");
+  r->footer(
+      "Example: rvec report results/*.jsonl --dev-fraction 0.5 --plot report.svg --json-out report.json\n"
+      "Results written with `rvec eval --w W --vector NAME` (a control vector) form their own series: their own\n"
+      "rows, their own held-out choice of w and a dashed curve; the baseline stays the reasoning vector's w = 0.");
   r->callback([rp, &exit_code] {
     run_report_cli(*rp);
     exit_code = 0;

@@ -290,7 +290,8 @@ std::string format_report(const Report& r) {
 json report_json(const Report& r) {
   json groups = json::array();
   for (const auto& g : r.groups) {
-    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()}, {"vector", g.vector.empty() ? json() : json(g.vector)}, {"problems", g.problems}, {"samples", g.samples},
+    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()},
+              {"vector", g.vector.empty() ? json() : json(g.vector)}, {"problems", g.problems}, {"samples", g.samples},
               {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}}, {"avg_ci_method", g.avg_ci_method},
               {"maj_at_k", g.maj}, {"pass_at_k", g.pass}, {"no_answer_rate", g.no_answer},
               {"japanese_share", g.japanese}, {"japanese_share_ci95", {g.japanese_ci.low, g.japanese_ci.high}},
@@ -306,7 +307,9 @@ json report_json(const Report& r) {
   if (!r.choices.empty()) {
     const auto choice_json = [](const HeldOutChoice& c) {
       json j = {{"chosen", c.label}};
-      if (c.test_delta) j["test_delta_vs_baseline"] = {{"mean", *c.test_delta}, {"ci95", {c.test_delta_ci.low, c.test_delta_ci.high}}};
+      if (c.test_delta) {
+        j["test_delta_vs_baseline"] = {{"mean", *c.test_delta}, {"ci95", {c.test_delta_ci.low, c.test_delta_ci.high}}};
+      }
       return j;
     };
     json held_out = {{"dev_fraction", r.dev_fraction}, {"dev_problems", r.dev_problems}, {"test_problems", r.test_problems}};
