@@ -431,7 +431,7 @@ void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, 
 // CPU it runs on, and each choice rounds differently, so an unpinned run on another
 // CPU drifts from the shipped weights within a few hundred steps. OpenBLAS
 // reads its setting when the library loads, before main, so the program sets
-// both and starts itself again; a setting the user gave is kept.
+// all three and starts itself again; a setting the user gave is kept.
 void pin_cpu_kernels(char** argv) {
   if (std::getenv("RVEC_TRAIN_PINNED")) return;
   setenv("ATEN_CPU_CAPABILITY", "avx2", 0);

@@ -187,6 +187,23 @@ std::pair<double, Interval> paired_delta(const Group& a, const Group& base, cons
   return {mean(d), bootstrap_mean(d, seed)};
 }
 
+// The groups with a w, one series per vector in the groups' order (the
+// reasoning vector first); `groups` is sorted by vector, then w.
+struct Series {
+  std::string vector;
+  std::vector<const GroupReport*> points;
+};
+
+std::vector<Series> series_by_vector(const std::vector<GroupReport>& groups) {
+  std::vector<Series> series;
+  for (const auto& g : groups) {
+    if (!g.w) continue;
+    if (series.empty() || series.back().vector != g.vector) series.push_back({g.vector, {}});
+    series.back().points.push_back(&g);
+  }
+  return series;
+}
+
 }  // namespace
 
 Report build_report(const ReportOptions& o) {
@@ -227,14 +244,10 @@ Report build_report(const ReportOptions& o) {
   });
   if (o.dev_fraction > 0) {
     for (const auto& [id, p] : base.problems) (dev(id) ? report.dev_problems : report.test_problems)++;
-    std::vector<std::string> vectors;
-    for (const auto& g : report.groups) {
-      if (g.w && std::ranges::find(vectors, g.vector) == vectors.end()) vectors.push_back(g.vector);
-    }
-    for (const auto& vector : vectors) {
-      const GroupReport* best = nullptr;
-      for (const auto& g : report.groups) {
-        if (g.w && g.vector == vector && (!best || g.dev_avg > best->dev_avg)) best = &g;  // ties: the smaller w
+    for (const auto& [vector, points] : series_by_vector(report.groups)) {
+      const GroupReport* best = points.front();
+      for (const auto* g : points) {
+        if (g->dev_avg > best->dev_avg) best = g;  // ties: the smaller w
       }
       HeldOutChoice choice{vector, best->label, std::nullopt, {}};
       if (best->label != baseline) {
@@ -336,21 +349,19 @@ std::string report_svg(const Report& r) {
   constexpr double W = 720, H = 440, left = 70, right = 30, top = 78, bottom = 60, legend_width = 160;
   using Points = std::vector<const GroupReport*>;
   Points main_points;
-  std::vector<std::pair<std::string, Points>> controls;
+  std::vector<Series> controls;
   std::vector<double> ticks;
   const auto baseline = std::ranges::find(r.groups, r.baseline, &GroupReport::label);
-  for (const auto& g : r.groups) {
-    if (!g.w) continue;
-    if (std::ranges::find(ticks, *g.w) == ticks.end()) ticks.push_back(*g.w);
-    if (g.vector.empty()) {
-      main_points.push_back(&g);
+  for (auto& curve : series_by_vector(r.groups)) {
+    for (const auto* g : curve.points) {
+      if (std::ranges::find(ticks, *g->w) == ticks.end()) ticks.push_back(*g->w);
+    }
+    if (curve.vector.empty()) {
+      main_points = std::move(curve.points);
       continue;
     }
-    if (controls.empty() || controls.back().first != g.vector) {
-      controls.emplace_back(g.vector, Points{});
-      if (baseline != r.groups.end() && baseline->w) controls.back().second.push_back(&*baseline);
-    }
-    controls.back().second.push_back(&g);
+    if (baseline != r.groups.end() && baseline->w) curve.points.insert(curve.points.begin(), &*baseline);
+    controls.push_back(std::move(curve));
   }
   std::ranges::sort(ticks);
   double wmin = 0, wmax = 1;
@@ -405,7 +416,7 @@ std::string report_svg(const Report& r) {
          [](const GroupReport& g) { return g.japanese_ci; }, "none");
   constexpr std::array<const char*, 4> kControlColors = {"#7f7f7f", "#2ca02c", "#9467bd", "#8c564b"};
   for (size_t i = 0; i < controls.size(); ++i) {
-    series(controls[i].second, kControlColors[i % kControlColors.size()], controls[i].first + " accuracy", 0, accuracy,
+    series(controls[i].points, kControlColors[i % kControlColors.size()], controls[i].vector + " accuracy", 0, accuracy,
            accuracy_ci, "6 4");
   }
   svg += "</svg>\n";

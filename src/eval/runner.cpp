@@ -41,10 +41,10 @@ std::string render_prompt(const std::string& tmpl, const std::string& question) 
 // Identifies what produced a sample: everything that changes the answer.
 std::string run_fingerprint(const EvalOptions& o, const std::string& prompt) {
   json fields = {{"model", o.client.model}, {"temperature", o.client.temperature},
-                       {"top_p", o.client.top_p}, {"max_tokens", o.client.max_tokens},
-                       {"stop", o.client.stop},   {"seed", o.seed},
-                       {"prompt", prompt},        {"system", o.system_prompt},
-                       {"label", o.label},        {"data", std::filesystem::path(o.data).filename().string()}};
+                 {"top_p", o.client.top_p}, {"max_tokens", o.client.max_tokens},
+                 {"stop", o.client.stop},   {"seed", o.seed},
+                 {"prompt", prompt},        {"system", o.system_prompt},
+                 {"label", o.label},        {"data", std::filesystem::path(o.data).filename().string()}};
   if (!o.vector.empty()) fields["vector"] = o.vector;
   return hex64(fnv1a64(fields.dump()));
 }

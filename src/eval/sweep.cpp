@@ -32,7 +32,8 @@ namespace fs = std::filesystem;
 bool is_control_name(const std::string& name) {
   const auto plain = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_'; };
   if (name.empty() || !std::isalpha(static_cast<unsigned char>(name[0])) || !std::ranges::all_of(name, plain)) return false;
-  const bool looks_like_weight = name[0] == 'w' && name.size() > 1 && name.find_first_not_of("0123456789-", 1) == std::string::npos;
+  const bool looks_like_weight =
+      name[0] == 'w' && name.size() > 1 && name.find_first_not_of("0123456789-", 1) == std::string::npos;
   return !looks_like_weight && name != "target" && name != "post";
 }
 

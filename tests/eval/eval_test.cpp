@@ -248,8 +248,8 @@ TEST(Eval, EndToEndAgainstRvecServe) {
   ASSERT_EQ(graded.exit_code, 0) << graded.output;
   EXPECT_EQ(json::parse(graded.output)["records"], 8);
   const auto report = test::run_rvec("report " + (dir / "w0.jsonl").string() + " " + (dir / "w1.jsonl").string() + " " +
-                                     (dir / "c1.jsonl").string() + " --dev-fraction 0.5 --json-out " + (dir / "r.json").string() + " --plot " +
-                                     (dir / "r.svg").string());
+                                     (dir / "c1.jsonl").string() + " --dev-fraction 0.5 --json-out " +
+                                     (dir / "r.json").string() + " --plot " + (dir / "r.svg").string());
   ASSERT_EQ(report.exit_code, 0) << report.output;
   EXPECT_NE(report.output.find("avg@k [95% CI]"), std::string::npos) << report.output;
   const auto numbers = json::parse(test::read_file(dir / "r.json"));
