@@ -16,8 +16,8 @@
 
 #include "base/error.hpp"
 #include "base/thread_pool.hpp"
-#include "model/batcher.hpp"
-#include "model/transformer.hpp"
+#include "engine/batcher.hpp"
+#include "engine/transformer.hpp"
 #include "numeric/linalg.hpp"
 
 namespace {

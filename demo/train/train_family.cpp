@@ -29,9 +29,9 @@
 #include "base/error.hpp"
 #include "eval/grader.hpp"
 #include "io/writer.hpp"
-#include "model/batcher.hpp"
-#include "model/runtime.hpp"
-#include "text/regex.hpp"
+#include "engine/batcher.hpp"
+#include "engine/runtime.hpp"
+#include "base/regex.hpp"
 #include "text/tokenizer.hpp"
 #include "world.hpp"
 

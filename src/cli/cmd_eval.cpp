@@ -15,7 +15,7 @@
 #include "cli/commands.hpp"
 #include "eval/report.hpp"
 #include "eval/runner.hpp"
-#include "eval/sweep.hpp"
+#include "study/sweep.hpp"
 
 namespace rvec::cli {
 namespace {

@@ -5,7 +5,7 @@
 #include "base/progress.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 
 namespace rvec::cli {
 namespace {

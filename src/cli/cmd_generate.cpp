@@ -10,8 +10,8 @@
 #include "base/error.hpp"
 #include "base/thread_pool.hpp"
 #include "cli/commands.hpp"
-#include "model/batcher.hpp"
-#include "model/runtime.hpp"
+#include "engine/batcher.hpp"
+#include "engine/runtime.hpp"
 #include "serve/server.hpp"
 #include "text/tokenizer.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 
 namespace rvec::cli {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base/text.hpp"
-#include "text/regex.hpp"
+#include "base/regex.hpp"
 #include "text/unicode.hpp"
 
 namespace rvec {

@@ -12,7 +12,7 @@
 #include "base/error.hpp"
 #include "base/text.hpp"
 #include "eval/dataset.hpp"
-#include "text/regex.hpp"
+#include "base/regex.hpp"
 #include "text/unicode.hpp"
 
 namespace rvec {

@@ -32,7 +32,7 @@ size_t AsyncSink::acquire() {
   return buffer;
 }
 
-void AsyncSink::submit(size_t buffer, size_t size, std::span<SafetensorsWriter* const> writers) {
+void AsyncSink::submit(size_t buffer, size_t size, std::span<TensorFileWriter* const> writers) {
   {
     std::lock_guard lock(mutex_);
     rethrow_locked();

@@ -1,4 +1,4 @@
-// A writer thread for SafetensorsWriters, so that the kernel's copy of output
+// A writer thread for TensorFileWriters, so that the kernel's copy of output
 // data into the page cache (a third of a merge's CPU time when done inline)
 // runs on another core while the next block is computed.
 //
@@ -36,7 +36,7 @@ class AsyncSink {
   std::byte* data(size_t buffer) { return buffers_[buffer].get(); }
 
   // Appends bytes [0, size) of `buffer` to each writer, in submission order.
-  void submit(size_t buffer, size_t size, std::span<SafetensorsWriter* const> writers);
+  void submit(size_t buffer, size_t size, std::span<TensorFileWriter* const> writers);
 
   // Waits until every submitted write is done; rethrows a writer error.
   void drain();
@@ -45,7 +45,7 @@ class AsyncSink {
   struct Job {
     size_t buffer;
     size_t size;
-    SafetensorsWriter* writer;
+    TensorFileWriter* writer;
   };
   void run();
   void rethrow_locked();

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,10 +34,25 @@ std::vector<TensorSpec> safetensors_order(std::vector<TensorSpec> tensors);
 // The padded JSON header for tensors already in file order. Adds "format": "pt".
 std::string build_header(const std::vector<TensorSpec>& ordered, const Metadata& metadata);
 
+// One file being written. finish() must be called for the file to be
+// complete; a writer destroyed before that leaves a truncated file.
+class TensorFileWriter {
+ public:
+  virtual ~TensorFileWriter() = default;
+  // The file's tensors in the order their bytes must be appended.
+  virtual const std::vector<TensorSpec>& order() const = 0;
+  virtual void append(std::span<const std::byte> bytes) = 0;
+  // Checks every byte was written, flushes, syncs and closes.
+  virtual void finish() = 0;
+  // Finishes with the data left as a hole that reads as zeros (shape-only test models).
+  virtual void finish_sparse() = 0;
+  virtual uint64_t total_size() const = 0;
+};
+
 // Writes one safetensors file. Lifetime: finish() must be called for the file
 // to be complete; a writer destroyed before that leaves a truncated file
 // (which the staging folder keeps out of sight).
-class SafetensorsWriter {
+class SafetensorsWriter final : public TensorFileWriter {
  public:
   SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
   ~SafetensorsWriter();
@@ -44,15 +60,15 @@ class SafetensorsWriter {
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
   // The tensors in the order their data must be appended.
-  const std::vector<TensorSpec>& order() const { return order_; }
-  uint64_t total_size() const { return total_size_; }
+  const std::vector<TensorSpec>& order() const override { return order_; }
+  uint64_t total_size() const override { return total_size_; }
 
-  void append(std::span<const std::byte> bytes);
+  void append(std::span<const std::byte> bytes) override;
   // Checks every byte was written, flushes, fsyncs and closes.
-  void finish();
+  void finish() override;
   // Extends the file to its full size without writing data (a sparse file
   // whose tensors read as zeros), then finishes. For shape-only test models.
-  void finish_sparse();
+  void finish_sparse() override;
 
  private:
   void flush_buffer();

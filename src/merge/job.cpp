@@ -1,56 +1,40 @@
 #include "merge/job.hpp"
 
 #include <fmt/format.h>
-#include <hwy/aligned_allocator.h>
 
-#include <bit>
 #include <chrono>
-#include <csignal>
-#include <cstdlib>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <set>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
+#include "base/test_hooks.hpp"
 #include "base/text.hpp"
 #include "io/async_sink.hpp"
-#include "io/model_writer.hpp"
+#include "io/model_sink.hpp"
 #include "io/staging.hpp"
-#include "merge/lineage.hpp"
 #include "merge/provenance.hpp"
-#include "numeric/codec.hpp"
-#include "numeric/kernels.hpp"
 
 namespace rvec {
 namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kBlockElements = 1 << 20;  // 4 MiB of f32 per buffer
 constexpr const char* kJobMarker = ".rvec-job";
 constexpr const char* kDoneSuffix = ".rvec-done";
 
-uint64_t bytes_of(DType dtype, uint64_t elements) { return elements * dtype_bits(dtype) / 8; }
-
-// One output per weight; extract writes one vector, whatever weights were given.
+// One output per weight; a job whose output is the vector writes one, whatever weights were given.
 std::vector<double> output_weights(const JobSpec& spec) {
-  return spec.kind == JobKind::kExtract ? std::vector<double>{1.0} : spec.weights;
+  return job_kind_info(spec.kind).adds_to_target ? spec.weights : std::vector<double>{1.0};
 }
 
 // ---------------------------------------------------------------- planning --
 
-MergePlan check_compatibility(const JobInputs& in, JobKind kind) {
-  switch (kind) {
-    case JobKind::kMerge:
-      return plan_merge({in.pre, *in.post, *in.target});
-    case JobKind::kApply:
-      return plan_merge({nullptr, *in.post, *in.target, "vector", "target", true});
-    case JobKind::kExtract:
-      return plan_merge({in.pre, *in.post, *in.post, "post", "post"});
-  }
-  return {};
+MergePlan check_compatibility(const JobInputs& in, const JobKindInfo& kind) {
+  const ModelFolder& output_model = kind.adds_to_target ? *in.target : *in.post;
+  return plan_merge({kind.reads_pre ? in.pre : nullptr, *in.post, output_model, kind.reads_pre ? "post" : "vector",
+                     kind.adds_to_target ? "target" : "post", !kind.reads_pre});
 }
 
 void check_weights(const JobSpec& spec) {
@@ -77,10 +61,9 @@ TensorTask make_task(const TensorPlan& p, const JobSpec& spec) {
   t.out_shape = info.shape;
   t.note = p.note;
   const uint64_t row_elements = p.rows() == 0 ? 0 : info.element_count() / p.rows();
-  if (spec.kind == JobKind::kExtract) {
+  if (!job_kind_info(spec.kind).adds_to_target) {
     // The vector holds only the rows pre and post share.
-    t.plus = p.post;
-    t.minus = p.pre;
+    t.vectors = {{p.post, p.pre}};
     if (!t.out_shape.empty()) t.out_shape[0] = p.combined_rows;
     t.combined_elements = p.combined_rows * row_elements;
     return t;
@@ -95,19 +78,9 @@ TensorTask make_task(const TensorPlan& p, const JobSpec& spec) {
     t.note = fmt::format("copied from target ({})", t.rule);
     return t;
   }
-  t.plus = p.post;
-  t.minus = p.pre;
+  t.vectors = {{p.post, p.pre}};
   t.combined_elements = p.combined_rows * row_elements;
   return t;
-}
-
-uint64_t bytes_read_for(const TensorTask& t) {
-  uint64_t n = 0;
-  for (const ModelTensor* source : {t.plus, t.minus}) {
-    if (source) n += bytes_of(source->info->dtype, t.combined_elements);
-  }
-  if (t.base) n += t.base->info->byte_size();
-  return n;
 }
 
 std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
@@ -116,17 +89,27 @@ std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
   return specs;
 }
 
+std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobPlan& plan, double w) {
+  return safetensors_sink(output_specs(plan.tasks), shard_metadata(spec, w), spec.max_shard_bytes);
+}
+
 // ---------------------------------------------------------------- outputs --
 
 // The state of one output folder across runs.
 struct OutputSlot {
   OutputResult result;
   std::string fingerprint;
+  std::unique_ptr<ModelSink> sink;
   std::unique_ptr<StagingDir> staging;
-  std::vector<bool> shard_done;
+  std::vector<bool> file_done;
   bool resume = false;  // the partial folder was started by this very job
 
-  bool needs_shard(size_t s) const { return !result.already_complete && !shard_done[s]; }
+  bool needs_file(size_t i) const { return !result.already_complete && !file_done[i]; }
+  uint64_t bytes_to_write() const {
+    uint64_t n = 0;
+    for (size_t i = 0; i < file_done.size(); ++i) n += needs_file(i) ? sink->files()[i].bytes : 0;
+    return n;
+  }
 };
 
 bool finished_by_same_job(const fs::path& dest, const std::string& fingerprint) {
@@ -141,37 +124,22 @@ bool finished_by_same_job(const fs::path& dest, const std::string& fingerprint) 
   }
 }
 
-uint64_t expected_file_size(const ShardPlan& shard, const Metadata& metadata) {
-  return 8 + build_header(safetensors_order(shard.tensors), metadata).size() + shard.tensor_bytes;
-}
-
-// A shard from an interrupted run counts only if its marker names this job,
-// its size is exact and its header validates with exactly the planned tensors.
-bool shard_verified(const fs::path& partial, const ShardPlan& shard, const Metadata& metadata,
-                    const std::string& fingerprint) {
-  const auto file = partial / shard.file_name;
-  const auto marker = partial / (shard.file_name + kDoneSuffix);
+bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
   std::error_code ec;
-  if (!fs::is_regular_file(marker, ec) || !fs::is_regular_file(file, ec)) return false;
+  if (!fs::is_regular_file(file, ec)) return false;
   try {
-    if (read_small_file(marker.string(), 4096) != fingerprint) return false;
-    if (fs::file_size(file) != expected_file_size(shard, metadata)) return false;
-    const auto opened = SafetensorsFile::open(file.string());
-    if (opened->header().tensors.size() != shard.tensors.size()) return false;
-    for (const auto& t : shard.tensors) {
-      const TensorInfo* found = opened->header().find(t.name);
-      if (!found || found->dtype != t.dtype || found->shape != t.shape) return false;
-    }
-    return true;
+    return read_small_file(file.string(), 4096) == fingerprint;
   } catch (const Error&) {
     return false;
   }
 }
 
-// Decides, without writing anything, what is left to do for one output.
-void inspect_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<ShardPlan>& shards) {
+// Decides, without writing anything, what is left to do for one output. A
+// file from an interrupted run counts only if its marker names this job and
+// the sink verifies it complete.
+void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
   const fs::path& dest = slot.result.path;
-  slot.shard_done.assign(shards.size(), false);
+  slot.file_done.assign(slot.sink->files().size(), false);
   std::error_code ec;
   if (fs::exists(dest, ec) && !spec.overwrite) {
     if (finished_by_same_job(dest, slot.fingerprint)) {
@@ -183,16 +151,34 @@ void inspect_slot(OutputSlot& slot, const JobSpec& spec, const std::vector<Shard
   }
   // Resume only what this very job started; anything else in the partial folder is discarded.
   const fs::path partial = staging_path_for(dest);
-  if (fs::is_regular_file(partial / kJobMarker, ec)) {
-    try {
-      slot.resume = read_small_file((partial / kJobMarker).string(), 4096) == slot.fingerprint;
-    } catch (const Error&) {
-    }
+  slot.resume = file_has_marker(partial / kJobMarker, slot.fingerprint);
+  for (size_t i = 0; i < slot.file_done.size() && slot.resume; ++i) {
+    const std::string& name = slot.sink->files()[i].name;
+    slot.file_done[i] = file_has_marker(partial / (name + kDoneSuffix), slot.fingerprint) && slot.sink->verify(i, partial);
+    slot.result.shards_reused += slot.file_done[i];
   }
-  const Metadata metadata = shard_metadata(spec, slot.result.w);
-  for (size_t s = 0; s < shards.size(); ++s) {
-    slot.shard_done[s] = slot.resume && shard_verified(partial, shards[s], metadata, slot.fingerprint);
-    slot.result.shards_reused += slot.shard_done[s];
+}
+
+std::vector<OutputSlot> prepare_outputs(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan) {
+  const std::vector<double> weights = output_weights(spec);
+  std::vector<OutputSlot> slots(weights.size());
+  for (size_t k = 0; k < weights.size(); ++k) {
+    slots[k].result.path = plan.outputs[k];
+    slots[k].result.w = weights[k];
+    slots[k].fingerprint = output_fingerprint(inputs, spec, weights[k]);
+    slots[k].sink = output_sink(spec, plan, weights[k]);
+    inspect_slot(slots[k], spec);
+  }
+  return slots;
+}
+
+void check_free_space(const std::vector<OutputSlot>& slots, const JobSpec& spec) {
+  uint64_t bytes_needed = 0;
+  for (const auto& slot : slots) bytes_needed += slot.bytes_to_write();
+  const uint64_t free = free_bytes_at(spec.output);
+  if (bytes_needed > free) {
+    fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free (nothing was written)",
+         spec.output.string(), human_bytes(bytes_needed), human_bytes(free));
   }
 }
 
@@ -203,233 +189,127 @@ void open_slot(OutputSlot& slot, const JobSpec& spec) {
   slot.staging->write_text(kJobMarker, slot.fingerprint);
 }
 
-// ---------------------------------------------------------------- compute --
+// ---------------------------------------------------------------- streaming --
 
-// NaN and Inf have all exponent bits set. Written as plain loops over the
-// element type so the compiler vectorises them; they run once per output block.
-uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
-  uint64_t count = 0;
-  if (dtype == DType::kF32) {
-    const auto* values = reinterpret_cast<const float*>(data);
-    for (size_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(values[i]) & 0x7F800000u) == 0x7F800000u;
-    return count;
+// Writes file `i` of every output in `active` in one pass over its tensors.
+void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec& spec,
+                const std::map<std::string, const TensorTask*>& task_by_name, JobResult& result,
+                const std::function<void(uint64_t)>& progress) {
+  std::vector<double> weights;
+  std::vector<std::unique_ptr<TensorFileWriter>> writers;
+  std::vector<TensorFileWriter*> raw_writers;
+  for (auto* slot : active) {
+    weights.push_back(slot->result.w);
+    writers.push_back(slot->sink->open(i, slot->staging->path()));
+    raw_writers.push_back(writers.back().get());
   }
-  const uint16_t exponent = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
-  const auto* bits = reinterpret_cast<const uint16_t*>(data);
-  for (size_t i = 0; i < n; ++i) count += (bits[i] & exponent) == exponent;
-  return count;
+  AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
+  const MethodParams params = complete_params(job_method(spec), spec.method_params);
+  TaskExecutor executor(job_method(spec), params, weights, sink, raw_writers);
+  for (const auto& t : writers.front()->order()) executor.run(*task_by_name.at(t.name), progress);
+  sink.drain();
+  const std::string& name = active.front()->sink->files()[i].name;
+  for (size_t k = 0; k < active.size(); ++k) {
+    writers[k]->finish();
+    result.bytes_written += writers[k]->total_size();
+    active[k]->staging->write_text(name + kDoneSuffix, active[k]->fingerprint);
+    for (const auto& entry : executor.nonfinite()[k]) active[k]->result.nonfinite.push_back(entry);
+  }
+  result.bytes_read += executor.bytes_read();
+  for (const auto& [kind, sums] : executor.vector_sums()) result.vector_by_kind[kind] += sums;
 }
 
-// Streams tensors block by block from the inputs to the shard writers of
-// every output that needs the current shard.
-//
-// Hot path, per block of up to kBlockElements: one pread per input into raw
-// buffers (the kernel was asked to prefetch this block while the previous one
-// was computed), then cache-sized tiles of kTileElements are widened to f32,
-// combined and narrowed straight into one sink buffer per output, which the
-// AsyncSink's thread appends to the files while the next block is computed.
-class TensorStreamer {
- public:
-  TensorStreamer(std::vector<OutputSlot*> outputs, std::vector<double> weights, AsyncSink& sink)
-      : outputs_(std::move(outputs)), weights_(std::move(weights)), sink_(sink) {
-    for (auto* raw : {&plus_raw_, &minus_raw_, &base_raw_}) *raw = hwy::AllocateAligned<std::byte>(kBlockElements * 4);
-    for (auto* tile : {&plus_, &minus_, &base_, &out_, &zeros_}) *tile = hwy::AllocateAligned<float>(kTileElements);
-    std::fill_n(zeros_.get(), kTileElements, 0.0f);
-  }
-
-  // ||pre||^2 and ||v||^2 per module kind, over the blocks combined so far.
-  const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
-
-  void set_writers(std::vector<SafetensorsWriter*> writers) { writers_ = std::move(writers); }
-  uint64_t bytes_read() const { return bytes_read_; }
-
-  template <typename Progress>
-  void stream(const TensorTask& task, const Progress& progress) {
-    const uint64_t total = task.element_count();
-    for (uint64_t first = 0; first < task.combined_elements; first += kBlockElements) {
-      prefetch(task, first + kBlockElements);
-      combine_block(task, first, std::min<uint64_t>(kBlockElements, task.combined_elements - first));
-      progress(bytes_read_);
+// Writes every file some output still needs, file by file.
+void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobPlan& plan, JobResult& result,
+                 const JobProgress& progress) {
+  std::map<std::string, const TensorTask*> task_by_name;
+  for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
+  const bool statistics_pass = job_method(spec).needs_statistics_pass();
+  const size_t files = slots.front().sink->files().size();
+  uint64_t skipped_read = 0;
+  uint64_t files_written = 0;
+  for (size_t i = 0; i < files; ++i) {
+    std::vector<OutputSlot*> active;
+    for (auto& slot : slots) {
+      if (slot.needs_file(i)) active.push_back(&slot);
     }
-    for (uint64_t first = task.combined_elements; first < total; first += kBlockElements) {
-      prefetch(task, first + kBlockElements);
-      copy_block(task, first, std::min<uint64_t>(kBlockElements, total - first));
-      progress(bytes_read_);
-    }
-  }
-
- private:
-  static constexpr size_t kTileElements = 16 * 1024;  // 64 KiB of f32 per tile buffer: stays in L2
-
-  // Starts background reads of the block after the one about to be computed.
-  void prefetch(const TensorTask& task, uint64_t first) const {
-    for (const ModelTensor* source : {task.plus, task.minus, task.base}) {
-      if (source) {
-        const DType dtype = source->info->dtype;
-        source->file->prefetch(*source->info, bytes_of(dtype, first), bytes_of(dtype, kBlockElements));
+    if (active.empty()) {
+      for (const auto& t : slots.front().sink->files()[i].tensors) {
+        skipped_read += task_by_name.at(t.name)->bytes_to_read(statistics_pass);
       }
-    }
-  }
-
-  // Raw bytes of elements [first, first + n) of `source`.
-  void read_raw(const ModelTensor& source, uint64_t first, size_t n, std::byte* out) {
-    const DType dtype = source.info->dtype;
-    source.file->read(*source.info, bytes_of(dtype, first), std::span(out, bytes_of(dtype, n)));
-    bytes_read_ += bytes_of(dtype, n);
-  }
-
-  void widen(const ModelTensor& source, const std::byte* raw, uint64_t tile_first, size_t m, float* out) const {
-    const DType dtype = source.info->dtype;
-    decode_to_f32(dtype, raw + bytes_of(dtype, tile_first), std::span(out, m));
-  }
-
-  // d = plus - minus;  out_k = base + w_k * scale * d  (extract: out = d)
-  void combine_block(const TensorTask& task, uint64_t first, size_t n) {
-    read_raw(*task.plus, first, n, plus_raw_.get());
-    if (task.minus) read_raw(*task.minus, first, n, minus_raw_.get());
-    if (task.base) read_raw(*task.base, first, n, base_raw_.get());
-    std::vector<size_t> out(writers_.size());
-    for (auto& buffer : out) buffer = sink_.acquire();
-    kernels::DeltaSums& sums = vector_sums_[module_kind(task.name)];
-    for (uint64_t tile = 0; tile < n; tile += kTileElements) {
-      const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-      widen(*task.plus, plus_raw_.get(), tile, m, plus_.get());
-      if (task.minus) widen(*task.minus, minus_raw_.get(), tile, m, minus_.get());
-      kernels::accumulate_delta_sums(task.minus ? minus_.get() : zeros_.get(), plus_.get(), nullptr, m, sums);
-      if (task.minus) kernels::subtract(plus_.get(), minus_.get(), plus_.get(), m);
-      if (task.base) widen(*task.base, base_raw_.get(), tile, m, base_.get());
-      for (size_t k = 0; k < out.size(); ++k) {
-        const float* result = plus_.get();
-        if (task.base) {
-          const auto w = static_cast<float>(weights_[k] * task.scale);
-          kernels::add_scaled(base_.get(), w, plus_.get(), out_.get(), m);
-          result = out_.get();
-        }
-        encode_from_f32(task.out_dtype, std::span(result, m), sink_.data(out[k]) + bytes_of(task.out_dtype, tile));
-      }
-    }
-    for (size_t k = 0; k < out.size(); ++k) {
-      if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
-        if (inputs_nonfinite(task, n) == 0) record_nonfinite(k, task, bad);
-      }
-      sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
-    }
-  }
-
-  // Only consulted when an output block holds NaN/Inf (rare).
-  uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const {
-    uint64_t bad = count_nonfinite(task.plus->info->dtype, plus_raw_.get(), n);
-    if (task.minus) bad += count_nonfinite(task.minus->info->dtype, minus_raw_.get(), n);
-    if (task.base) bad += count_nonfinite(task.base->info->dtype, base_raw_.get(), n);
-    return bad;
-  }
-
-  // Elements the vector does not touch: the target's values, converted only
-  // if the output dtype differs (so raw bytes, NaN payloads included, survive).
-  void copy_block(const TensorTask& task, uint64_t first, size_t n) {
-    const TensorInfo& info = *task.base->info;
-    const size_t buffer = sink_.acquire();
-    if (info.dtype == task.out_dtype || !is_arithmetic(info.dtype)) {
-      read_raw(*task.base, first, n, sink_.data(buffer));
-    } else {
-      read_raw(*task.base, first, n, base_raw_.get());
-      for (uint64_t tile = 0; tile < n; tile += kTileElements) {
-        const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-        widen(*task.base, base_raw_.get(), tile, m, base_.get());
-        encode_from_f32(task.out_dtype, std::span<const float>(base_.get(), m),
-                        sink_.data(buffer) + bytes_of(task.out_dtype, tile));
-      }
-    }
-    sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
-  }
-
-  void record_nonfinite(size_t k, const TensorTask& task, uint64_t count) {
-    auto& list = outputs_[k]->result.nonfinite;
-    if (!list.empty() && list.back().first == task.name) {
-      list.back().second += count;
-    } else {
-      list.emplace_back(task.name, count);
-    }
-  }
-
-  std::vector<OutputSlot*> outputs_;
-  std::vector<double> weights_;
-  AsyncSink& sink_;
-  std::vector<SafetensorsWriter*> writers_;
-  hwy::AlignedFreeUniquePtr<std::byte[]> plus_raw_, minus_raw_, base_raw_;
-  hwy::AlignedFreeUniquePtr<float[]> plus_, minus_, base_, out_, zeros_;
-  std::map<std::string, kernels::DeltaSums> vector_sums_;
-  uint64_t bytes_read_ = 0;
-};
-
-// ---------------------------------------------------------------- finishing --
-
-void copy_aux_files(const OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec) {
-  const ModelFolder* source = spec.kind == JobKind::kExtract ? inputs.post : inputs.target;
-  if (!source->is_folder()) return;
-  const fs::path dir(source->path());
-  for (const auto& name : source->aux_files()) {
-    if (name == "README.md") continue;  // replaced by the model card
-    if (spec.kind == JobKind::kExtract && name != "config.json") continue;
-    if (name == "config.json" && spec.out_dtype) {
-      auto config = read_json_file((dir / name).string(), 16'000'000);
-      const std::string torch(torch_dtype_name(*spec.out_dtype));
-      if (config.contains("dtype")) config["dtype"] = torch;
-      else config["torch_dtype"] = torch;
-      slot.staging->write_text(name, config.dump(2) + "\n");
+      if (progress) progress(skipped_read + result.bytes_read, plan.bytes_to_read);
       continue;
     }
-    slot.staging->copy_in(dir / name, name);
+    const uint64_t read_before = result.bytes_read + skipped_read;
+    write_file(i, active, spec, task_by_name, result, [&](uint64_t read) {
+      if (progress) progress(read_before + read, plan.bytes_to_read);
+    });
+    test_hooks::maybe_kill_after_shards(++files_written);
+  }
+}
+
+void check_inputs_unchanged(const JobInputs& inputs) {
+  for (const auto* model : {inputs.pre, inputs.post, inputs.target}) {
+    if (!model) continue;
+    for (const auto& f : model->shards()) f->check_unchanged();
   }
 }
 
 void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
-                 const std::vector<ShardPlan>& shards, const JobResult& result) {
-  if (shards.size() > 1) slot.staging->write_text("model.safetensors.index.json", index_json(shards));
-  copy_aux_files(slot, inputs, spec);
+                 const JobResult& result) {
+  slot.sink->finish(*slot.staging);
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  const ModelFolder& source = kind.adds_to_target ? *inputs.target : *inputs.post;
+  copy_aux_files(source, *slot.staging, {.only_config = !kind.adds_to_target, .dtype = spec.out_dtype});
   slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
   slot.staging->write_text(kProvenanceFile,
                            provenance(inputs, spec, plan, slot.result, slot.fingerprint, result).dump(2) + "\n");
-  for (const auto& shard : shards) fs::remove(slot.staging->file(shard.file_name + kDoneSuffix));
+  for (const auto& file : slot.sink->files()) fs::remove(slot.staging->file(file.name + kDoneSuffix));
   fs::remove(slot.staging->file(kJobMarker));
   slot.staging->commit();
 }
 
-// Fault injection for the resume tests: RVEC_TEST_KILL_AFTER_SHARDS=N makes
-// the process kill itself (SIGKILL, like an OOM kill or a power cut would)
-// after its N-th output shard is complete.
-void maybe_kill_for_test(uint64_t shards_written) {
-  const char* limit = std::getenv("RVEC_TEST_KILL_AFTER_SHARDS");
-  if (limit != nullptr && shards_written == std::strtoull(limit, nullptr, 10)) std::raise(SIGKILL);
-}
-
 }  // namespace
 
-std::string_view job_kind_name(JobKind kind) {
+const JobKindInfo& job_kind_info(JobKind kind) {
+  static const JobKindInfo kMerge{"merge", "merge", true, true};
+  static const JobKindInfo kApply{"apply", "apply", false, true};
+  static const JobKindInfo kExtract{"extract", kVectorKind, true, false};
   switch (kind) {
-    case JobKind::kMerge: return "merge";
-    case JobKind::kApply: return "apply";
-    case JobKind::kExtract: return "extract";
+    case JobKind::kMerge: return kMerge;
+    case JobKind::kApply: return kApply;
+    case JobKind::kExtract: return kExtract;
   }
-  return "?";
+  return kMerge;
 }
+
+std::string_view job_kind_name(JobKind kind) { return job_kind_info(kind).name; }
 
 std::string weight_folder_name(double w) { return fmt::format("w{}", w); }
 
-uint64_t TensorTask::element_count() const {
-  uint64_t n = 1;
-  for (uint64_t d : out_shape) n *= d;
-  return n;
+const MergeMethod& job_method(const JobSpec& spec) {
+  return spec.method ? *spec.method : merge_method(kDefaultMergeMethod);
+}
+
+std::string job_formula(const JobSpec& spec) {
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  const MergeMethod& method = job_method(spec);
+  const std::string vector = kind.reads_pre ? "post - pre" : "vector";
+  if (!kind.adds_to_target) return vector;
+  if (method.name() == kDefaultMergeMethod) return kind.reads_pre ? "target + w * (post - pre)" : "target + w * vector";
+  return fmt::format("target + w * {}({})", method.name(), vector);
 }
 
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   JobPlan plan;
-  if (spec.kind != JobKind::kExtract) check_weights(spec);
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  if (kind.adds_to_target) check_weights(spec);
   if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
     fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
   }
-  plan.compatibility = check_compatibility(inputs, spec.kind);
+  complete_params(job_method(spec), spec.method_params);
+  plan.compatibility = check_compatibility(inputs, kind);
   if (!plan.compatibility.compatible()) {
     for (const auto& f : plan.compatibility.findings) {
       if (f.severity == Severity::kError) {
@@ -439,11 +319,10 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
     }
   }
   for (const auto& p : plan.compatibility.tensors) plan.tasks.push_back(make_task(p, spec));
-  for (const auto& t : plan.tasks) plan.bytes_to_read += bytes_read_for(t);
+  const bool statistics_pass = job_method(spec).needs_statistics_pass();
+  for (const auto& t : plan.tasks) plan.bytes_to_read += t.bytes_to_read(statistics_pass);
   const std::vector<double> weights = output_weights(spec);  // never empty: check_weights ran
-  for (const auto& shard : plan_shards(output_specs(plan.tasks), spec.max_shard_bytes)) {
-    plan.bytes_per_output += expected_file_size(shard, shard_metadata(spec, weights.front()));
-  }
+  plan.bytes_per_output = output_sink(spec, plan, weights.front())->total_bytes();
   for (double w : weights) {
     plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
   }
@@ -453,87 +332,19 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
 
 JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<double> weights = output_weights(spec);
-  const auto shards = plan_shards(output_specs(plan.tasks), spec.max_shard_bytes);
-
-  std::vector<OutputSlot> slots(weights.size());
-  for (size_t k = 0; k < weights.size(); ++k) {
-    slots[k].result.path = plan.outputs[k];
-    slots[k].result.w = weights[k];
-    slots[k].fingerprint = output_fingerprint(inputs, spec, weights[k]);
-  }
-  uint64_t bytes_needed = 0;
-  for (auto& slot : slots) {
-    inspect_slot(slot, spec, shards);
-    if (slot.result.already_complete) continue;
-    const Metadata metadata = shard_metadata(spec, slot.result.w);
-    for (size_t s = 0; s < shards.size(); ++s) {
-      if (!slot.shard_done[s]) bytes_needed += expected_file_size(shards[s], metadata);
-    }
-  }
-  const uint64_t free = free_bytes_at(spec.output);
-  if (bytes_needed > free) {
-    fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free (nothing was written)",
-         spec.output.string(), human_bytes(bytes_needed), human_bytes(free));
-  }
+  std::vector<OutputSlot> slots = prepare_outputs(inputs, spec, plan);
+  check_free_space(slots, spec);
   for (auto& slot : slots) open_slot(slot, spec);
 
-  std::map<std::string, const TensorTask*> task_by_name;
-  for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
-
   JobResult result;
-  uint64_t skipped_read = 0;
-  uint64_t shards_written = 0;
-  for (size_t s = 0; s < shards.size(); ++s) {
-    std::vector<OutputSlot*> active;
-    std::vector<double> active_weights;
-    for (auto& slot : slots) {
-      if (slot.needs_shard(s)) {
-        active.push_back(&slot);
-        active_weights.push_back(slot.result.w);
-      }
-    }
-    if (active.empty()) {
-      for (const auto& spec_t : shards[s].tensors) skipped_read += bytes_read_for(*task_by_name.at(spec_t.name));
-      if (progress) progress(skipped_read + result.bytes_read, plan.bytes_to_read);
-      continue;
-    }
-    AsyncSink sink(2 * active.size() + 2, kBlockElements * 4);
-    TensorStreamer streamer(active, active_weights, sink);
-    std::vector<std::unique_ptr<SafetensorsWriter>> writers;
-    std::vector<SafetensorsWriter*> raw_writers;
-    for (auto* slot : active) {
-      writers.push_back(std::make_unique<SafetensorsWriter>(slot->staging->file(shards[s].file_name).string(),
-                                                            shards[s].tensors, shard_metadata(spec, slot->result.w)));
-      raw_writers.push_back(writers.back().get());
-    }
-    streamer.set_writers(raw_writers);
-    const uint64_t read_before = result.bytes_read + skipped_read;
-    for (const auto& t : writers.front()->order()) {
-      streamer.stream(*task_by_name.at(t.name), [&](uint64_t read) {
-        if (progress) progress(read_before + read, plan.bytes_to_read);
-      });
-    }
-    sink.drain();
-    for (size_t k = 0; k < active.size(); ++k) {
-      writers[k]->finish();
-      result.bytes_written += writers[k]->total_size();
-      active[k]->staging->write_text(shards[s].file_name + kDoneSuffix, active[k]->fingerprint);
-    }
-    result.bytes_read += streamer.bytes_read();
-    for (const auto& [kind, sums] : streamer.vector_sums()) result.vector_by_kind[kind] += sums;
-    maybe_kill_for_test(++shards_written);
-  }
-  for (const auto* shard_input : {inputs.pre, inputs.post, inputs.target}) {
-    if (!shard_input) continue;
-    for (const auto& f : shard_input->shards()) f->check_unchanged();
-  }
+  write_files(slots, spec, plan, result, progress);
+  check_inputs_unchanged(inputs);
   result.vector_stats_complete = true;
   for (const auto& slot : slots) {
     result.vector_stats_complete = result.vector_stats_complete && !slot.result.already_complete && slot.result.shards_reused == 0;
   }
   for (auto& slot : slots) {
-    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, shards, result);
+    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, result);
     result.outputs.push_back(slot.result);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

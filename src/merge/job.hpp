@@ -1,18 +1,21 @@
-// Executing merges: one read pass over the inputs, any number of outputs.
+// Merge jobs: plan, then execute, every output of one job in one read pass.
 //
-//   merge:   out_k = target + w_k * (post - pre)      (one folder per w_k)
-//   extract: v     = post - pre                       (a vector folder)
-//   apply:   out_k = target + w_k * v
+//   merge:   out_k = target + w_k * δ(post - pre)      (one folder per w_k)
+//   extract: v     = post - pre                        (a vector folder)
+//   apply:   out_k = target + w_k * δ(v)
 //
-// Per element the value is computed in f32 from the inputs' values and
-// rounded once to the output dtype (round to nearest even):
-//   d = f32(post - pre);  out = round(target + f32(w * d))
+// δ is the merge method's combination of the vectors (task_arithmetic: the
+// vector itself). The kinds are input-role configurations of one executor
+// (merge/executor.hpp), described as data by job_kind_info(). Per element the
+// value is computed in f32 and rounded once to the output dtype:
+//   d = f32(post - pre);  out = round(target + f32(w * δ))
 // so `extract --dtype F32` followed by `apply` gives the same bits as `merge`.
 //
 // Memory is bounded by a few block buffers (independent of model size and of
 // the number of weights); inputs are read once with pread; outputs are
-// assembled in hidden staging folders and renamed into place when complete.
-// A killed run resumes: shards already written and verified are kept.
+// written through a ModelSink into hidden staging folders and renamed into
+// place when complete. A killed run resumes: files already written and
+// verified are kept.
 #pragma once
 
 #include <filesystem>
@@ -22,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "merge/executor.hpp"
+#include "merge/method.hpp"
 #include "merge/plan.hpp"
 #include "merge/rules.hpp"
 #include "numeric/kernels.hpp"
@@ -29,10 +34,24 @@
 namespace rvec {
 
 enum class JobKind { kMerge, kApply, kExtract };
+
+// rvec.kind of a saved vector (what `rvec apply` accepts).
+inline constexpr const char* kVectorKind = "reasoning-vector";
+
+// What a kind of job reads and writes.
+struct JobKindInfo {
+  std::string_view name;           // "merge", "apply", "extract"
+  std::string_view metadata_kind;  // rvec.kind in every output shard
+  bool reads_pre;                  // v = post - pre; otherwise post is a saved vector
+  bool adds_to_target;             // out = target + w δ; otherwise out = δ (one output)
+};
+const JobKindInfo& job_kind_info(JobKind kind);
 std::string_view job_kind_name(JobKind kind);
 
 struct JobSpec {
   JobKind kind = JobKind::kMerge;
+  const MergeMethod* method = nullptr;  // null: task_arithmetic
+  MethodParams method_params;           // validated against the method by plan_job
   std::vector<double> weights;  // extract: {1}
   std::vector<TensorRule> rules;
   std::optional<DType> out_dtype;  // default: the target's (extract: post's)
@@ -49,29 +68,12 @@ struct JobInputs {
   const ModelFolder* target = nullptr;  // merge, apply
 };
 
-// One output tensor and where its values come from.
-struct TensorTask {
-  std::string name;
-  DType out_dtype;
-  std::vector<uint64_t> out_shape;
-  const ModelTensor* base = nullptr;   // target; null for extract
-  const ModelTensor* plus = nullptr;   // post, or the vector
-  const ModelTensor* minus = nullptr;  // pre; null for apply
-  uint64_t combined_elements = 0;      // leading elements that receive the vector
-  double scale = 1.0;                  // from the first matching rule
-  std::string rule;                    // that rule, described
-  std::string note;                    // row policy, or why copied
-
-  uint64_t element_count() const;
-  bool copied() const { return combined_elements == 0; }
-};
-
 struct JobPlan {
   MergePlan compatibility;
   std::vector<TensorTask> tasks;  // state-dict order
   std::vector<std::filesystem::path> outputs;  // one per weight
   uint64_t bytes_to_read = 0;
-  uint64_t bytes_per_output = 0;  // safetensors files, headers included
+  uint64_t bytes_per_output = 0;  // the output's files, headers included
   uint64_t free_bytes = 0;        // at the output location
 };
 
@@ -84,7 +86,7 @@ struct OutputResult {
   double w = 0;
   bool already_complete = false;  // found finished from an earlier identical run
   size_t shards_reused = 0;       // verified shards kept from an interrupted run
-  std::vector<std::pair<std::string, uint64_t>> nonfinite;  // tensor, new NaN/Inf count
+  NonfiniteCounts nonfinite;       // tensors with NaN/Inf the merge created
 };
 
 struct JobResult {
@@ -105,5 +107,11 @@ JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& p
 
 // "w0.25", "w1", "w-0.5": the folder name of one weight in a sweep.
 std::string weight_folder_name(double w);
+
+// The job's method (task_arithmetic unless the spec names another).
+const MergeMethod& job_method(const JobSpec& spec);
+
+// "target + w * (post - pre)", "post - pre", "target + w * ties(post - pre)".
+std::string job_formula(const JobSpec& spec);
 
 }  // namespace rvec

@@ -38,18 +38,6 @@ class BlockSource {
 
 }  // namespace
 
-std::string module_kind(const std::string& name) {
-  if (name.find("embed_tokens") != std::string::npos) return "embeddings";
-  if (name.find("lm_head") != std::string::npos) return "lm_head";
-  if (name.find("norm") != std::string::npos) return "norms";
-  if (name.find("q_proj") != std::string::npos) return "attn_q";
-  if (name.find("k_proj") != std::string::npos) return "attn_k";
-  if (name.find("v_proj") != std::string::npos) return "attn_v";
-  if (name.find("o_proj") != std::string::npos) return "attn_o";
-  if (name.find("mlp.") != std::string::npos) return "mlp";
-  return "other";
-}
-
 double DeltaStats::rel_post() const { return safe_ratio(sums.a_sq, sums.base_sq); }
 double DeltaStats::rel_target() const { return safe_ratio(sums.b_sq, sums.base_sq); }
 double DeltaStats::cosine() const {
@@ -117,7 +105,7 @@ LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const Mod
     if (p.action != TensorAction::kCombine) continue;
     TensorWork w{&p};
     w.result.name = p.name();
-    w.result.kind = module_kind(p.name());
+    w.result.kind = module_kind_name(module_kind(p.name()));
     if (const auto layer = layer_index(p.name())) w.result.layer = static_cast<int64_t>(*layer);
     const uint64_t row = p.rows() == 0 ? 0 : p.target->info->element_count() / p.rows();
     w.elements = p.combined_rows * row;

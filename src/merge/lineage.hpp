@@ -17,9 +17,6 @@
 
 namespace rvec {
 
-// "embeddings", "attn_q", "attn_k", "attn_v", "attn_o", "mlp", "norms", "lm_head", "other".
-std::string module_kind(const std::string& tensor_name);
-
 struct DeltaStats {
   kernels::DeltaSums sums;
   uint64_t elements = 0;

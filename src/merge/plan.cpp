@@ -17,8 +17,6 @@ struct Source {
   const ModelFolder* model;
 };
 
-bool is_vocab_tensor(std::string_view name) { return name == kEmbedName || name == kLmHeadName; }
-
 class Planner {
  public:
   explicit Planner(const MergeInputs& m) : m_(m) {

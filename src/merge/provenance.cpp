@@ -32,13 +32,9 @@ ojson describe_model(const ModelFolder& model) {
           {"shards", shards}};
 }
 
-std::string formula(JobKind kind) {
-  switch (kind) {
-    case JobKind::kMerge: return "target + w * (post - pre)";
-    case JobKind::kApply: return "target + w * vector";
-    case JobKind::kExtract: return "post - pre";
-  }
-  return "";
+ojson method_json(const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
+  return {{"name", method.name()}, {"params", complete_params(method, spec.method_params)}};
 }
 
 ojson rules_json(const JobSpec& spec) {
@@ -92,21 +88,23 @@ ojson describe_inputs(const JobInputs& inputs) {
 }
 
 std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w) {
-  const ojson key = {{"rvec", RVEC_VERSION},
-                     {"kind", job_kind_name(spec.kind)},
-                     {"w", w},
-                     {"rules", rules_json(spec)},
-                     {"dtype", spec.out_dtype ? std::string(dtype_name(*spec.out_dtype)) : "default"},
-                     {"max_shard_bytes", spec.max_shard_bytes},
-                     {"inputs", describe_inputs(inputs)}};
+  ojson key = {{"rvec", RVEC_VERSION},
+               {"kind", job_kind_name(spec.kind)},
+               {"w", w},
+               {"rules", rules_json(spec)},
+               {"dtype", spec.out_dtype ? std::string(dtype_name(*spec.out_dtype)) : "default"},
+               {"max_shard_bytes", spec.max_shard_bytes},
+               {"inputs", describe_inputs(inputs)}};
+  // Task arithmetic keys as it did before methods existed, so its earlier outputs are still recognised.
+  if (job_method(spec).name() != kDefaultMergeMethod) key["method"] = method_json(spec);
   return hex64(fnv1a64(key.dump()));
 }
 
 Metadata shard_metadata(const JobSpec& spec, double w) {
   Metadata m = {{"rvec.version", RVEC_VERSION},
-                {"rvec.kind", spec.kind == JobKind::kExtract ? kVectorKind : std::string(job_kind_name(spec.kind))},
-                {"rvec.formula", formula(spec.kind)}};
-  if (spec.kind != JobKind::kExtract) m["rvec.w"] = fmt::format("{}", w);
+                {"rvec.kind", std::string(job_kind_info(spec.kind).metadata_kind)},
+                {"rvec.formula", job_formula(spec)}};
+  if (job_kind_info(spec.kind).adds_to_target) m["rvec.w"] = fmt::format("{}", w);
   return m;
 }
 
@@ -121,8 +119,9 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
   ojson nonfinite = ojson::array();
   for (const auto& [tensor, count] : output.nonfinite) nonfinite.push_back({{"tensor", tensor}, {"count", count}});
   ojson out = {{"rvec_version", RVEC_VERSION},
-               {"kind", spec.kind == JobKind::kExtract ? kVectorKind : job_kind_name(spec.kind)},
-               {"formula", formula(spec.kind)},
+               {"kind", job_kind_info(spec.kind).metadata_kind},
+               {"formula", job_formula(spec)},
+               {"method", method_json(spec)},
                {"arithmetic", "f32 per element, rounded once to the output dtype (nearest even)"},
                {"fingerprint", fingerprint},
                {"inputs", describe_inputs(inputs)},
@@ -133,7 +132,7 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
                {"vector_stats", vector_stats_json(job, inputs.pre != nullptr)},
                {"command", spec.command_line},
                {"recipe", spec.recipe_text.empty() ? ojson(nullptr) : ojson(spec.recipe_text)}};
-  if (spec.kind != JobKind::kExtract) out["w"] = output.w;
+  if (job_kind_info(spec.kind).adds_to_target) out["w"] = output.w;
   return out;
 }
 
@@ -144,22 +143,19 @@ std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPl
     if (m) bases += fmt::format("- {}\n", name_of(m));
   }
   std::string what;
-  switch (spec.kind) {
-    case JobKind::kMerge:
-      what = fmt::format("`{}` + w · (`{}` − `{}`) with **w = {}**: the reasoning vector of `{}` over `{}` added to `{}`.",
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  if (!kind.adds_to_target) {
+    what = fmt::format("a reasoning vector: `{}` − `{}`, stored as {}. It is not a model; add it to a model of the "
+                       "same architecture with `rvec apply`.",
+                       name_of(inputs.post), name_of(inputs.pre),
+                       plan.tasks.empty() ? "?" : std::string(dtype_name(plan.tasks.front().out_dtype)));
+  } else if (kind.reads_pre) {
+    what = fmt::format("`{}` + w · (`{}` − `{}`) with **w = {}**: the reasoning vector of `{}` over `{}` added to `{}`.",
                          name_of(inputs.target), name_of(inputs.post), name_of(inputs.pre), output.w,
                          name_of(inputs.post), name_of(inputs.pre), name_of(inputs.target));
-      break;
-    case JobKind::kApply:
-      what = fmt::format("`{}` + w · `{}` with **w = {}** (a saved reasoning vector).", name_of(inputs.target),
-                         name_of(inputs.post), output.w);
-      break;
-    case JobKind::kExtract:
-      what = fmt::format("a reasoning vector: `{}` − `{}`, stored as {}. It is not a model; add it to a model of the "
-                         "same architecture with `rvec apply`.",
-                         name_of(inputs.post), name_of(inputs.pre),
-                         plan.tasks.empty() ? "?" : std::string(dtype_name(plan.tasks.front().out_dtype)));
-      break;
+  } else {
+    what = fmt::format("`{}` + w · `{}` with **w = {}** (a saved reasoning vector).", name_of(inputs.target),
+                       name_of(inputs.post), output.w);
   }
   size_t copied = 0;
   for (const auto& t : plan.tasks) copied += t.copied();
@@ -173,7 +169,7 @@ std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPl
       "## Recipe\n\n- formula: `{}`\n- tensors: {} ({} copied unchanged from the target)\n- tensor rules:\n{}\n"
       "Command:\n\n```\n{}\n```\n\n## Vector statistics\n\n{}\nFull provenance (input header hashes, rules, notes): "
       "`{}`.\n",
-      bases, output.path.filename().string(), what, RVEC_VERSION, formula(spec.kind), plan.tasks.size(), copied,
+      bases, output.path.filename().string(), what, RVEC_VERSION, job_formula(spec), plan.tasks.size(), copied,
       rules, spec.command_line, vector_stats_table(job, inputs.pre != nullptr), kProvenanceFile);
 }
 

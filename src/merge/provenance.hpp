@@ -12,7 +12,6 @@ namespace rvec {
 
 inline constexpr const char* kProvenanceFile = "rvec_provenance.json";
 inline constexpr const char* kRecipeFile = "rvec_recipe.yaml";
-inline constexpr const char* kVectorKind = "reasoning-vector";
 
 // Paths and FNV-1a hashes of every shard header and config.json of the inputs.
 nlohmann::ordered_json describe_inputs(const JobInputs& inputs);

@@ -82,16 +82,6 @@ std::pair<uint64_t, uint64_t> parse_layer_range(const std::string& range) {
   return {parse_index(first, range), parse_index(last, range)};
 }
 
-std::optional<uint64_t> layer_index(const std::string& name) {
-  constexpr std::string_view kPrefix = "model.layers.";
-  if (name.rfind(kPrefix, 0) != 0) return std::nullopt;
-  uint64_t value = 0;
-  const char* begin = name.data() + kPrefix.size();
-  const auto [end, ec] = std::from_chars(begin, name.data() + name.size(), value);
-  if (ec != std::errc() || end == begin || *end != '.') return std::nullopt;
-  return value;
-}
-
 const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& name) {
   for (const auto& rule : rules) {
     if (rule.matches(name)) return &rule;

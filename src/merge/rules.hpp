@@ -15,7 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "text/regex.hpp"
+#include "base/regex.hpp"
+#include "hf/tensor_names.hpp"
 
 namespace rvec {
 
@@ -47,9 +48,6 @@ class TensorRule {
 
 // "0-7" or "5" (inclusive); usage error otherwise.
 std::pair<uint64_t, uint64_t> parse_layer_range(const std::string& text);
-
-// Layer index of "model.layers.N.*" tensors.
-std::optional<uint64_t> layer_index(const std::string& tensor_name);
 
 // The first matching rule, or null.
 const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& tensor_name);

@@ -103,7 +103,7 @@ VectorReport analyse_vector(const VectorSource& first, const VectorSource* secon
       accumulate(v, u, m, stats);
     }
     report.total += stats;
-    report.by_kind[module_kind(name)] += stats;
+    report.by_kind[std::string(module_kind_name(module_kind(name)))] += stats;
     if (const auto layer = layer_index(name)) report.by_layer[static_cast<int64_t>(*layer)] += stats;
     report.tensors.emplace_back(name, stats);
   }

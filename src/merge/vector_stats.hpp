@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 
 namespace rvec {
 

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "model/batcher.hpp"
+#include "engine/batcher.hpp"
 
 namespace rvec {
 

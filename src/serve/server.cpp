@@ -14,7 +14,7 @@
 
 #include "base/error.hpp"
 #include "base/thread_pool.hpp"
-#include "model/runtime.hpp"
+#include "engine/runtime.hpp"
 #include "serve/engine_loop.hpp"
 
 namespace rvec {

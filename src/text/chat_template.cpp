@@ -4,7 +4,7 @@
 
 #include "base/error.hpp"
 #include "base/json.hpp"
-#include "text/regex.hpp"
+#include "base/regex.hpp"
 
 namespace rvec {
 namespace {

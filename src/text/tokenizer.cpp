@@ -9,7 +9,7 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
-#include "text/regex.hpp"
+#include "base/regex.hpp"
 #include "text/unicode.hpp"
 
 namespace rvec {

@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

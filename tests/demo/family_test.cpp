@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/grader.hpp"
-#include "model/batcher.hpp"
-#include "model/runtime.hpp"
-#include "text/regex.hpp"
+#include "engine/batcher.hpp"
+#include "engine/runtime.hpp"
+#include "base/regex.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

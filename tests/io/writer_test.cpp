@@ -7,9 +7,9 @@
 
 #include "base/error.hpp"
 #include "base/text.hpp"
-#include "io/model_writer.hpp"
+#include "io/model_sink.hpp"
 #include "io/safetensors.hpp"
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -130,23 +130,28 @@ TEST(ShardPlan, IndexHasTotalSizeAndSortedWeightMap) {
   EXPECT_LT(index_json(shards).find("\"a\""), index_json(shards).find("\"z\""));
 }
 
-RC_GTEST_PROP(ModelWriter, ShardedFolderRoundTripsThroughModelFolder, ()) {
+RC_GTEST_PROP(SafetensorsSink, ShardedFolderRoundTripsThroughModelFolder, ()) {
   const auto sizes = *rc::gen::nonEmpty(rc::gen::container<std::vector<uint64_t>>(rc::gen::inRange<uint64_t>(1, 50)));
   const uint64_t max_shard = *rc::gen::inRange<uint64_t>(1, 120);
   std::vector<TensorSpec> tensors;
   for (size_t i = 0; i < sizes.size(); ++i) tensors.push_back({fmt::format("t.{}", i), DType::kU8, {sizes[i]}});
   test::TempDir dir;
-  ModelWriter writer(dir / "model", tensors, {.max_shard_bytes = max_shard});
-  for (size_t s = 0; s < writer.shards().size(); ++s) {
-    auto shard = writer.open_shard(s);
-    for (const auto& t : shard->order()) shard->append(pattern(t.byte_size(), t.shape[0]));
-    shard->finish();
+  const auto sink = safetensors_sink(tensors, {}, max_shard);
+  StagingDir staging(dir / "model", false);
+  for (size_t i = 0; i < sink->files().size(); ++i) {
+    RC_ASSERT(!sink->verify(i, staging.path()));
+    auto file = sink->open(i, staging.path());
+    for (const auto& t : file->order()) file->append(pattern(t.byte_size(), t.shape[0]));
+    file->finish();
+    RC_ASSERT(file->total_size() == sink->files()[i].bytes);
+    RC_ASSERT(sink->verify(i, staging.path()));
   }
+  sink->finish(staging);
   RC_ASSERT(!std::filesystem::exists(dir / "model"));
-  writer.commit();
+  staging.commit();
   RC_ASSERT(!std::filesystem::exists(staging_path_for(dir / "model")));
   const auto model = ModelFolder::open((dir / "model").string());
-  RC_ASSERT(model->has_index() == (writer.shards().size() > 1));
+  RC_ASSERT(model->has_index() == (sink->files().size() > 1));
   RC_ASSERT(model->tensors().size() == tensors.size());
   for (const auto& spec : tensors) {
     const ModelTensor* t = model->find(spec.name);

@@ -10,7 +10,7 @@
 #include "base/error.hpp"
 #include "io/staging.hpp"
 #include "merge/provenance.hpp"
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

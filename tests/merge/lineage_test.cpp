@@ -6,7 +6,7 @@
 #include <cstring>
 #include <random>
 
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

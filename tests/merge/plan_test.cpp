@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

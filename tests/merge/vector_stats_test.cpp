@@ -7,7 +7,7 @@
 
 #include "merge/job.hpp"
 #include "merge/provenance.hpp"
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

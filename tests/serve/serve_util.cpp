@@ -11,7 +11,7 @@
 #include <regex>
 #include <thread>
 
-#include "model/tiny_model.hpp"
+#include "engine/tiny_model.hpp"
 #include "test_util.hpp"
 #include "text/tokenizer.hpp"
 

@@ -12,7 +12,7 @@
 #include <regex>
 #include <thread>
 
-#include "model/tiny_model.hpp"
+#include "engine/tiny_model.hpp"
 #include "serve/serve_util.hpp"
 #include "test_util.hpp"
 #include "text/unicode.hpp"

@@ -1,4 +1,4 @@
-#include "eval/sweep.hpp"
+#include "study/sweep.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +17,7 @@
 #include "eval/runner.hpp"
 #include "io/staging.hpp"
 #include "merge/job.hpp"
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 #include "serve/managed_server.hpp"
 
 namespace rvec {

@@ -1,4 +1,4 @@
-#include "model/sampler.hpp"
+#include "engine/sampler.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 
 #include <filesystem>
 #include <set>
@@ -185,6 +185,24 @@ void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out
   const size_t width = dtype_bits(dtype) / 8;
   tensor.file->read(*tensor.info, first * width, std::span(scratch, out.size() * width));
   decode_to_f32(dtype, scratch, out);
+}
+
+void copy_aux_files(const ModelFolder& source, const StagingDir& dest, const AuxCopy& how) {
+  if (!source.is_folder()) return;
+  const std::filesystem::path dir(source.path());
+  for (const auto& name : source.aux_files()) {
+    if (name == "README.md") continue;
+    if (how.only_config && name != "config.json") continue;
+    if (name == "config.json" && how.dtype) {
+      auto config = read_json_file((dir / name).string(), 16'000'000);
+      const std::string torch(torch_dtype_name(*how.dtype));
+      if (config.contains("dtype")) config["dtype"] = torch;
+      else config["torch_dtype"] = torch;
+      dest.write_text(name, config.dump(2) + "\n");
+      continue;
+    }
+    dest.copy_in(dir / name, name);
+  }
 }
 
 uint64_t tokenizer_size(const std::string& path) {

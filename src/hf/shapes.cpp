@@ -1,9 +1,10 @@
-#include "model/shapes.hpp"
+#include "hf/shapes.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "base/error.hpp"
+#include "hf/tensor_names.hpp"
 
 namespace rvec {
 namespace {
@@ -36,26 +37,27 @@ Qwen2Shape qwen2_shape(const std::string& name) {
 }
 
 std::vector<TensorSpec> qwen2_tensors(const Qwen2Shape& s, DType dtype) {
-  const uint64_t q = s.heads * s.head_dim, kv = s.kv_heads * s.head_dim;
+  const auto size = [&](Dim d) -> uint64_t {
+    switch (d) {
+      case Dim::kHidden: return s.hidden;
+      case Dim::kQ: return s.heads * s.head_dim;
+      case Dim::kKv: return s.kv_heads * s.head_dim;
+      case Dim::kIntermediate: return s.intermediate;
+      case Dim::kNone: break;
+    }
+    return 0;
+  };
   std::vector<TensorSpec> out;
-  out.push_back({"model.embed_tokens.weight", dtype, {s.vocab_rows, s.hidden}});
+  out.push_back({std::string(kEmbedName), dtype, {s.vocab_rows, s.hidden}});
   for (uint64_t i = 0; i < s.layers; ++i) {
-    const std::string p = fmt::format("model.layers.{}.", i);
-    out.push_back({p + "self_attn.q_proj.weight", dtype, {q, s.hidden}});
-    out.push_back({p + "self_attn.q_proj.bias", dtype, {q}});
-    out.push_back({p + "self_attn.k_proj.weight", dtype, {kv, s.hidden}});
-    out.push_back({p + "self_attn.k_proj.bias", dtype, {kv}});
-    out.push_back({p + "self_attn.v_proj.weight", dtype, {kv, s.hidden}});
-    out.push_back({p + "self_attn.v_proj.bias", dtype, {kv}});
-    out.push_back({p + "self_attn.o_proj.weight", dtype, {s.hidden, q}});
-    out.push_back({p + "mlp.gate_proj.weight", dtype, {s.intermediate, s.hidden}});
-    out.push_back({p + "mlp.up_proj.weight", dtype, {s.intermediate, s.hidden}});
-    out.push_back({p + "mlp.down_proj.weight", dtype, {s.hidden, s.intermediate}});
-    out.push_back({p + "input_layernorm.weight", dtype, {s.hidden}});
-    out.push_back({p + "post_attention_layernorm.weight", dtype, {s.hidden}});
+    for (const LayerTensorName& t : kLayerTensors) {
+      std::vector<uint64_t> shape = {size(t.rows)};
+      if (t.cols != Dim::kNone) shape.push_back(size(t.cols));
+      out.push_back({layer_tensor_name(i, t.suffix), dtype, std::move(shape)});
+    }
   }
-  out.push_back({"model.norm.weight", dtype, {s.hidden}});
-  if (!s.tied) out.push_back({"lm_head.weight", dtype, {s.vocab_rows, s.hidden}});
+  out.push_back({std::string(kFinalNormName), dtype, {s.hidden}});
+  if (!s.tied) out.push_back({std::string(kLmHeadName), dtype, {s.vocab_rows, s.hidden}});
   return out;
 }
 

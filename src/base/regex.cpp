@@ -1,4 +1,4 @@
-#include "text/regex.hpp"
+#include "base/regex.hpp"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

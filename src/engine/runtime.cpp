@@ -1,4 +1,4 @@
-#include "model/runtime.hpp"
+#include "engine/runtime.hpp"
 
 #include <algorithm>
 #include <filesystem>

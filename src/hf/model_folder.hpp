@@ -17,12 +17,11 @@
 #include <vector>
 
 #include "io/safetensors.hpp"
-#include "model/config.hpp"
+#include "io/staging.hpp"
+#include "hf/config.hpp"
+#include "hf/tensor_names.hpp"
 
 namespace rvec {
-
-inline constexpr std::string_view kEmbedName = "model.embed_tokens.weight";
-inline constexpr std::string_view kLmHeadName = "lm_head.weight";
 
 struct ModelTensor {
   const SafetensorsFile* file;
@@ -76,6 +75,17 @@ class ModelFolder {
 // Reads elements [first, first + out.size()) of `tensor` (BF16, F16 or F32)
 // and widens them to f32. `scratch` must hold out.size() * 4 bytes.
 void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out, std::byte* scratch);
+
+// How copy_aux_files() copies.
+struct AuxCopy {
+  bool only_config = false;        // config.json alone (a vector folder)
+  std::optional<DType> dtype;      // rewrite config.json's torch_dtype (or dtype) to this
+};
+
+// Copies the auxiliary files of a model folder (config, tokenizer, chat
+// template, ...) into `dest`, all but README.md (each output writes its own
+// model card). Nothing to do for a single .safetensors file.
+void copy_aux_files(const ModelFolder& source, const StagingDir& dest, const AuxCopy& how);
 
 // Auxiliary files a model folder may carry, in the order they are listed.
 const std::vector<std::string>& known_aux_files();

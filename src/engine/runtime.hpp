@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "base/thread_pool.hpp"
-#include "model/transformer.hpp"
+#include "engine/transformer.hpp"
 #include "text/chat_template.hpp"
 #include "text/tokenizer.hpp"
 

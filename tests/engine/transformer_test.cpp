@@ -1,4 +1,4 @@
-#include "model/transformer.hpp"
+#include "engine/transformer.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,9 +8,9 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/thread_pool.hpp"
-#include "model/batcher.hpp"
-#include "model/sampler.hpp"
-#include "model/tiny_model.hpp"
+#include "engine/batcher.hpp"
+#include "engine/sampler.hpp"
+#include "engine/tiny_model.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

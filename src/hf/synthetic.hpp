@@ -11,7 +11,7 @@
 #include <functional>
 #include <string>
 
-#include "model/shapes.hpp"
+#include "hf/shapes.hpp"
 
 namespace rvec {
 

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "model/sampler.hpp"
-#include "model/transformer.hpp"
+#include "engine/sampler.hpp"
+#include "engine/transformer.hpp"
 #include "text/tokenizer.hpp"
 
 namespace rvec {

@@ -1,9 +1,9 @@
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 
 #include <gtest/gtest.h>
 
 #include "base/error.hpp"
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace rvec {

@@ -1,4 +1,4 @@
-#include "model/synthetic.hpp"
+#include "hf/synthetic.hpp"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base/hash.hpp"
-#include "io/model_writer.hpp"
+#include "io/model_sink.hpp"
 #include "numeric/codec.hpp"
 
 namespace rvec {
@@ -103,22 +103,20 @@ uint64_t write_member(const fs::path& dir, const Qwen2Shape& base_shape, const M
   Qwen2Shape shape = base_shape;
   shape.vocab_rows += member.extra_rows;
   const auto tensors = qwen2_tensors(shape, options.dtype);
-  ModelWriteOptions write_options;
-  write_options.max_shard_bytes = options.max_shard_bytes;
-  write_options.overwrite = options.overwrite;
-  write_options.metadata = {{"rvec.generated", fmt::format("shape={} seed={} member={}", shape.name, options.seed,
-                                                           member.name)}};
-  ModelWriter writer(dir, tensors, write_options);
+  const Metadata metadata = {
+      {"rvec.generated", fmt::format("shape={} seed={} member={}", shape.name, options.seed, member.name)}};
+  const auto sink = safetensors_sink(tensors, metadata, options.max_shard_bytes);
+  StagingDir staging(dir, options.overwrite);
   const TensorFiller filler(options.seed, member);
   constexpr size_t kChunk = 1 << 20;
   std::vector<float> values(kChunk);
   std::vector<std::byte> bytes(kChunk * 4);
   uint64_t done = 0;
-  for (size_t s = 0; s < writer.shards().size(); ++s) {
-    auto shard = writer.open_shard(s);
+  for (size_t s = 0; s < sink->files().size(); ++s) {
+    auto shard = sink->open(s, staging.path());
     if (options.sparse) {
       shard->finish_sparse();
-      done += writer.shards()[s].tensor_bytes;
+      for (const auto& t : sink->files()[s].tensors) done += t.byte_size();
       if (progress) progress(done_before + done, total);
       continue;
     }
@@ -137,8 +135,9 @@ uint64_t write_member(const fs::path& dir, const Qwen2Shape& base_shape, const M
     }
     shard->finish();
   }
-  write_aux_files(writer.staging(), shape, options.dtype);
-  writer.commit();
+  sink->finish(staging);
+  write_aux_files(staging, shape, options.dtype);
+  staging.commit();
   return done;
 }
 

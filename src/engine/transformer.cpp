@@ -1,4 +1,4 @@
-#include "model/transformer.hpp"
+#include "engine/transformer.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "base/json.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
-#include "model/model_folder.hpp"
+#include "hf/model_folder.hpp"
 #include "numeric/codec.hpp"
 #include "numeric/linalg.hpp"
 
@@ -207,28 +207,27 @@ std::unique_ptr<Transformer> Transformer::load(const std::string& folder, Thread
   const TransformerConfig& c = t->config_;
   const WeightLoader load(*model, folder);
   load.append_rows(t->embed_, std::string(kEmbedName), c.vocab, c.hidden);
-  const auto q_bias = "model.layers.0.self_attn.q_proj.bias";
-  t->config_.qkv_bias = load.has(q_bias);
+  t->config_.qkv_bias = load.has(layer_tensor_name(0, "self_attn.q_proj.bias"));
   for (size_t l = 0; l < c.layers; ++l) {
-    const auto p = fmt::format("model.layers.{}.", l);
+    const auto name = [l](std::string_view suffix) { return layer_tensor_name(l, suffix); };
     Layer layer;
-    layer.attn_norm = load.vector(p + "input_layernorm.weight", c.hidden);
-    layer.mlp_norm = load.vector(p + "post_attention_layernorm.weight", c.hidden);
-    load.append_rows(layer.qkv, p + "self_attn.q_proj.weight", c.q_dim(), c.hidden);
-    load.append_rows(layer.qkv, p + "self_attn.k_proj.weight", c.kv_dim(), c.hidden);
-    load.append_rows(layer.qkv, p + "self_attn.v_proj.weight", c.kv_dim(), c.hidden);
+    layer.attn_norm = load.vector(name("input_layernorm.weight"), c.hidden);
+    layer.mlp_norm = load.vector(name("post_attention_layernorm.weight"), c.hidden);
+    load.append_rows(layer.qkv, name("self_attn.q_proj.weight"), c.q_dim(), c.hidden);
+    load.append_rows(layer.qkv, name("self_attn.k_proj.weight"), c.kv_dim(), c.hidden);
+    load.append_rows(layer.qkv, name("self_attn.v_proj.weight"), c.kv_dim(), c.hidden);
     if (c.qkv_bias) {
-      load.append_bias(layer.qkv, p + "self_attn.q_proj.bias", c.q_dim());
-      load.append_bias(layer.qkv, p + "self_attn.k_proj.bias", c.kv_dim());
-      load.append_bias(layer.qkv, p + "self_attn.v_proj.bias", c.kv_dim());
+      load.append_bias(layer.qkv, name("self_attn.q_proj.bias"), c.q_dim());
+      load.append_bias(layer.qkv, name("self_attn.k_proj.bias"), c.kv_dim());
+      load.append_bias(layer.qkv, name("self_attn.v_proj.bias"), c.kv_dim());
     }
-    load.append_rows(layer.o, p + "self_attn.o_proj.weight", c.hidden, c.q_dim());
-    load.append_rows(layer.gate_up, p + "mlp.gate_proj.weight", c.intermediate, c.hidden);
-    load.append_rows(layer.gate_up, p + "mlp.up_proj.weight", c.intermediate, c.hidden);
-    load.append_rows(layer.down, p + "mlp.down_proj.weight", c.hidden, c.intermediate);
+    load.append_rows(layer.o, name("self_attn.o_proj.weight"), c.hidden, c.q_dim());
+    load.append_rows(layer.gate_up, name("mlp.gate_proj.weight"), c.intermediate, c.hidden);
+    load.append_rows(layer.gate_up, name("mlp.up_proj.weight"), c.intermediate, c.hidden);
+    load.append_rows(layer.down, name("mlp.down_proj.weight"), c.hidden, c.intermediate);
     t->layers_.push_back(std::move(layer));
   }
-  t->final_norm_ = load.vector("model.norm.weight", c.hidden);
+  t->final_norm_ = load.vector(std::string(kFinalNormName), c.hidden);
   if (!c.tied_head) load.append_rows(t->head_, std::string(kLmHeadName), c.vocab, c.hidden);
   // HF computes inv_freq in f32: 1 / theta^(2j / d).
   for (size_t j = 0; j < c.head_dim / 2; ++j) {

@@ -1,4 +1,4 @@
-#include "model/batcher.hpp"
+#include "engine/batcher.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "model/config.hpp"
+#include "hf/config.hpp"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "model/tiny_model.hpp"
+#include "engine/tiny_model.hpp"
 
 #include <cmath>
 #include <fstream>

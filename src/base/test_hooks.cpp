@@ -1,0 +1,31 @@
+#include "base/test_hooks.hpp"
+
+#include <charconv>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+
+namespace rvec::test_hooks {
+namespace {
+
+std::optional<uint64_t> number_from_env(const char* name) {
+  const char* text = std::getenv(name);
+  if (text == nullptr) return std::nullopt;
+  uint64_t value = 0;
+  const char* end = text + std::strlen(text);
+  const auto [last, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || last != end) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::optional<uint64_t> kill_after_shards() { return number_from_env("RVEC_TEST_KILL_AFTER_SHARDS"); }
+std::optional<uint64_t> slow_load_ms() { return number_from_env("RVEC_TEST_SLOW_LOAD_MS"); }
+std::optional<uint64_t> exit_after_samples() { return number_from_env("RVEC_TEST_EXIT_AFTER_SAMPLES"); }
+
+void maybe_kill_after_shards(uint64_t shards_written) {
+  if (kill_after_shards() == shards_written) std::raise(SIGKILL);
+}
+
+}  // namespace rvec::test_hooks

@@ -1,0 +1,99 @@
+// The merge executor: streams tensor tasks block by block from the input
+// models to the file writers of every output, applying a MergeMethod.
+//
+// Per block of up to kBlockElements elements: one pread per input (the block
+// after it is prefetched in the background), then cache-sized tiles are
+// widened to f32, each vector's delta d_i = post_i - pre_i is formed, the
+// method's combiner turns the deltas into δ, and for every output k
+//   out_k = round(base + f32(f32(w_k * scale) * δ))     (base: the target)
+// or out = round(δ) when the task has no base (extract), is encoded straight
+// into a buffer of the AsyncSink, whose thread appends it to the files while
+// the next block is computed. Methods that need a statistics pass get the
+// tensor's deltas streamed through observe() first.
+//
+// Memory: one raw block per input (4 MiB each) and a few 64 KiB f32 tiles,
+// whatever the model size. Not thread-safe: one executor per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hf/model_folder.hpp"
+#include "io/async_sink.hpp"
+#include "merge/method.hpp"
+#include "numeric/kernels.hpp"
+
+namespace rvec {
+
+// One vector as a task sees it.
+struct TaskVector {
+  const ModelTensor* post = nullptr;  // the fine-tuned model's tensor, or a saved vector's
+  const ModelTensor* pre = nullptr;   // the base model's; null when `post` is a saved vector
+  double weight = 1.0;                // w_i, this vector's share before the output's w
+};
+
+// One output tensor and where its values come from.
+struct TensorTask {
+  std::string name;
+  DType out_dtype;
+  std::vector<uint64_t> out_shape;
+  const ModelTensor* base = nullptr;  // the target; null when the output is δ itself (extract)
+  std::vector<TaskVector> vectors;    // empty when the tensor is copied from `base`
+  uint64_t combined_elements = 0;     // leading elements that receive δ (shared vocabulary rows)
+  double scale = 1.0;                 // from the first matching rule
+  std::string rule;                   // that rule, described
+  std::string note;                   // row policy, or why copied
+
+  uint64_t element_count() const;
+  bool copied() const { return combined_elements == 0; }
+  // Bytes of the inputs the task reads; the vectors twice with a statistics pass.
+  uint64_t bytes_to_read(bool statistics_pass) const;
+};
+
+// Output values that became NaN/Inf though no input value was: (tensor, count).
+using NonfiniteCounts = std::vector<std::pair<std::string, uint64_t>>;
+
+inline constexpr size_t kMergeBlockElements = 1 << 20;  // 4 MiB of f32
+
+class TaskExecutor {
+ public:
+  // `weights[k]` is the w of the output `writers[k]` writes. The writers must
+  // outlive the executor; `sink` carries the bytes to them.
+  TaskExecutor(const MergeMethod& method, const MethodParams& params, std::vector<double> weights, AsyncSink& sink,
+               std::vector<TensorFileWriter*> writers);
+  ~TaskExecutor();
+
+  // Streams one task into every writer. `progress` gets the bytes read so far.
+  void run(const TensorTask& task, const std::function<void(uint64_t)>& progress);
+
+  uint64_t bytes_read() const;
+  // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of the first vector per module kind.
+  const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
+  const std::vector<NonfiniteCounts>& nonfinite() const { return nonfinite_; }
+
+ private:
+  struct Buffers;
+  void statistics_pass(const TensorTask& task, TensorCombiner& combiner, const std::function<void(uint64_t)>& progress);
+  void combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n);
+  void read_vectors(const TensorTask& task, uint64_t first, size_t n);
+  void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums);
+  void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;
+  void record_nonfinite(size_t output, const std::string& tensor, uint64_t count);
+
+  const MergeMethod& method_;
+  const MethodParams& params_;
+  std::vector<double> weights_;
+  AsyncSink& sink_;
+  std::vector<TensorFileWriter*> writers_;
+  std::unique_ptr<Buffers> buffers_;
+  std::map<std::string, kernels::DeltaSums> vector_sums_;
+  std::vector<NonfiniteCounts> nonfinite_;
+};
+
+}  // namespace rvec
