@@ -8,7 +8,7 @@
 namespace rvec {
 
 ThreadPool::ThreadPool(size_t threads) {
-  for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -20,25 +20,27 @@ ThreadPool::~ThreadPool() {
   for (auto& worker : workers_) worker.join();
 }
 
-// Claims indices one at a time until none are left.
-void ThreadPool::run_tasks() {
+// Claims indices one at a time until none are left; an error skips the rest.
+void ThreadPool::run_tasks(size_t worker) {
   std::unique_lock lock(mutex_);
   while (next_ < count_) {
     const size_t index = next_++;
     lock.unlock();
     try {
-      (*fn_)(index);
+      (*fn_)(worker, index);
       lock.lock();
     } catch (...) {
       lock.lock();
       if (!error_) error_ = std::current_exception();
+      finished_ += count_ - next_;
+      next_ = count_;
     }
     ++finished_;
   }
   if (finished_ == count_) done_.notify_all();
 }
 
-void ThreadPool::worker_loop() {
+void ThreadPool::worker_loop(size_t worker) {
   size_t seen = 0;
   std::unique_lock lock(mutex_);
   while (true) {
@@ -47,17 +49,21 @@ void ThreadPool::worker_loop() {
     seen = generation_;
     ++busy_workers_;
     lock.unlock();
-    run_tasks();
+    run_tasks(worker);
     lock.lock();
     if (--busy_workers_ == 0) done_.notify_all();
   }
 }
 
 void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& fn) {
+  parallel_for_workers(count, [&fn](size_t, size_t i) { fn(i); });
+}
+
+void ThreadPool::parallel_for_workers(size_t count, const std::function<void(size_t, size_t)>& fn) {
   if (count == 0) return;
   std::lock_guard loop_lock(loop_mutex_);
   if (workers_.empty() || count == 1) {
-    for (size_t i = 0; i < count; ++i) fn(i);
+    for (size_t i = 0; i < count; ++i) fn(0, i);
     return;
   }
   {
@@ -69,7 +75,7 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t)>& f
     ++generation_;
   }
   wake_.notify_all();
-  run_tasks();
+  run_tasks(0);
   std::unique_lock lock(mutex_);
   // Wait for every task, and for every worker to leave run_tasks(), before fn goes out of scope.
   done_.wait(lock, [&] { return finished_ == count_ && busy_workers_ == 0; });

@@ -3,20 +3,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "base/error.hpp"
 #include "base/hash.hpp"
 #include "base/json.hpp"
 #include "base/progress.hpp"
+#include "base/test_hooks.hpp"
 #include "base/text.hpp"
+#include "base/thread_pool.hpp"
 
 namespace rvec {
 
@@ -107,24 +108,23 @@ uint64_t sample_seed(uint64_t run_seed, const std::string& id, int sample) {
   return mix64(h) & 0x7FFFFFFF;  // servers often take a signed 32-bit seed
 }
 
-EvalSummary run_eval(const EvalOptions& o) {
-  if (o.samples < 1) fail(ErrorKind::kUsage, "--samples must be at least 1");
-  if (o.concurrency < 1) fail(ErrorKind::kUsage, "--concurrency must be at least 1");
-  const Dataset data = load_dataset(o.data, o.fields);
-  const std::string tmpl = !o.prompt_template.empty() ? o.prompt_template
-                           : data.kind == TaskKind::kChoice ? kDefaultChoicePrompt : kDefaultIntegerPrompt;
-  if (tmpl.find("{question}") == std::string::npos) fail(ErrorKind::kUsage, "the prompt template has no {{question}}");
-  const std::string fingerprint = run_fingerprint(o, tmpl);
-  const auto done = recorded_samples(o.output, fingerprint);
+namespace {
 
-  struct Task {
-    const Problem* problem;
-    int sample;
-  };
+// The fail-loud rule: once this many samples are done, a run where more than
+// half of them failed stops and reports no score.
+constexpr size_t kAbortMinSamples = 8;
+
+struct Task {
+  const Problem* problem;
+  int sample;
+};
+
+// Every (problem, sample) not recorded yet; counts the total and the reused.
+std::vector<Task> pending_tasks(const Dataset& data, int samples, const std::set<SampleKey>& done,
+                                EvalSummary& summary) {
   std::vector<Task> tasks;
-  EvalSummary summary;
   for (const auto& p : data.problems) {
-    for (int s = 0; s < o.samples; ++s) {
+    for (int s = 0; s < samples; ++s) {
       ++summary.total;
       if (done.count({p.id, s})) {
         ++summary.reused;
@@ -133,85 +133,108 @@ EvalSummary run_eval(const EvalOptions& o) {
       }
     }
   }
-  ResultsFile results(o.output);
-  ProgressBar bar(fmt::format("eval {}", o.label), tasks.size(), o.progress, ProgressBar::Units::kItems);
-  std::atomic<size_t> next{0}, finished{0}, failed{0}, correct{0};
+  return tasks;
+}
+
+// Everything one evaluation shares across its worker threads.
+struct EvalRun {
+  const EvalOptions& options;
+  const Dataset& data;
+  const std::string& prompt_template;
+  const std::string& fingerprint;
+  ResultsFile& results;
+  std::atomic<size_t> finished{0}, failed{0}, correct{0};
   std::atomic<bool> abort{false};
-  std::mutex error_mutex;
+  std::mutex mutex;  // guards last_error and the progress bar
   std::string last_error;
-  const long exit_after = std::getenv("RVEC_TEST_EXIT_AFTER_SAMPLES") ? std::atol(std::getenv("RVEC_TEST_EXIT_AFTER_SAMPLES")) : -1;
-  std::string worker_error;
-  const auto work = [&] {
-    ChatClient client(o.client);
-    while (!abort) {
-      const size_t index = next++;
-      if (index >= tasks.size()) return;
-      const Task& task = tasks[index];
-      std::vector<ChatMessage> messages;
-      if (!o.system_prompt.empty()) messages.push_back({"system", o.system_prompt});
-      const std::string prompt = render_prompt(tmpl, task.problem->question);
-      messages.push_back({"user", prompt});
-      const uint64_t seed = sample_seed(o.seed, task.problem->id, task.sample);
-      const ChatResult r = client.complete(messages, seed);
-      if (!r.ok && !r.final_failure) {  // transport failure after every retry: not recorded, retried on resume
-        std::lock_guard lock(error_mutex);
-        last_error = r.error;
-        ++failed;
-      } else {
-        const std::string graded_text = r.content.empty() && !r.reasoning.empty() ? r.reasoning : r.content;
-        const Grade g = r.ok ? grade_response(graded_text, task.problem->answer, o.mode, data.kind)
-                             : Grade{std::nullopt, "none", "error"};
-        json record = {{"id", task.problem->id}, {"sample", task.sample}, {"run", fingerprint},
-                       {"label", o.label}, {"model", o.client.model}, {"seed", seed},
-                       {"temperature", o.client.temperature}, {"top_p", o.client.top_p},
-                       {"max_tokens", o.client.max_tokens}, {"prompt", prompt},
-                       {"response", r.content}, {"reasoning", r.reasoning}, {"finish_reason", r.finish_reason},
-                       {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens},
-                       {"latency_s", r.latency_s}, {"answer", task.problem->answer},
-                       {"extracted", g.extracted ? json(*g.extracted) : json()}, {"rule", g.rule},
-                       {"verdict", g.verdict}, {"mode", grade_mode_name(o.mode)},
-                       {"kind", data.kind == TaskKind::kChoice ? "choice" : "integer"}};
-        if (o.w) record["w"] = *o.w;
-        if (!o.vector.empty()) record["vector"] = o.vector;
-        if (!r.ok) record["error"] = r.error;
-        results.append(record);
-        if (g.verdict == "correct") ++correct;
-        if (!r.ok) ++failed;
-      }
-      const size_t n = ++finished;
-      if (exit_after >= 0 && static_cast<long>(n) >= exit_after) std::_Exit(9);  // test hook: a crash
-      // Fail loudly: a run where most requests fail reports no score.
-      if (n >= 8 && failed * 2 > n) abort = true;
-    }
-  };
-  const auto worker = [&] {
-    try {
-      work();
-    } catch (const Error& e) {  // e.g. the results file cannot be written: stop everyone
-      std::lock_guard lock(error_mutex);
-      worker_error = e.what();
-      abort = true;
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int i = 0; i < std::min<int>(o.concurrency, static_cast<int>(std::max<size_t>(tasks.size(), 1))); ++i) {
-    threads.emplace_back(worker);
+};
+
+json sample_record(const EvalRun& run, const Task& task, const std::string& prompt, uint64_t seed,
+                   const ChatResult& r, const Grade& g) {
+  const EvalOptions& o = run.options;
+  json record = {{"id", task.problem->id}, {"sample", task.sample}, {"run", run.fingerprint},
+                 {"label", o.label}, {"model", o.client.model}, {"seed", seed},
+                 {"temperature", o.client.temperature}, {"top_p", o.client.top_p},
+                 {"max_tokens", o.client.max_tokens}, {"prompt", prompt},
+                 {"response", r.content}, {"reasoning", r.reasoning}, {"finish_reason", r.finish_reason},
+                 {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens},
+                 {"latency_s", r.latency_s}, {"answer", task.problem->answer},
+                 {"extracted", g.extracted ? json(*g.extracted) : json()}, {"rule", g.rule},
+                 {"verdict", g.verdict}, {"mode", grade_mode_name(o.mode)},
+                 {"kind", run.data.kind == TaskKind::kChoice ? "choice" : "integer"}};
+  if (o.w) record["w"] = *o.w;
+  if (!o.vector.empty()) record["vector"] = o.vector;
+  if (!r.ok) record["error"] = r.error;
+  return record;
+}
+
+// Requests, grades and records one sample. A transport failure after every
+// retry is not recorded (it is retried on resume) but counts as failed.
+void evaluate_sample(EvalRun& run, ChatClient& client, const Task& task) {
+  const EvalOptions& o = run.options;
+  std::vector<ChatMessage> messages;
+  if (!o.system_prompt.empty()) messages.push_back({"system", o.system_prompt});
+  const std::string prompt = render_prompt(run.prompt_template, task.problem->question);
+  messages.push_back({"user", prompt});
+  const uint64_t seed = sample_seed(o.seed, task.problem->id, task.sample);
+  const ChatResult r = client.complete(messages, seed);
+  if (!r.ok && !r.final_failure) {
+    const std::lock_guard lock(run.mutex);
+    run.last_error = r.error;
+    ++run.failed;
+    return;
   }
-  while (finished < tasks.size() && !abort) {
-    bar.set_note(fmt::format("acc {:.3f}", finished ? static_cast<double>(correct) / static_cast<double>(finished) : 0.0));
-    bar.update(finished);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  for (auto& t : threads) t.join();
+  const std::string graded_text = r.content.empty() && !r.reasoning.empty() ? r.reasoning : r.content;
+  const Grade g = r.ok ? grade_response(graded_text, task.problem->answer, o.mode, run.data.kind)
+                       : Grade{std::nullopt, "none", "error"};
+  run.results.append(sample_record(run, task, prompt, seed, r, g));
+  if (g.verdict == "correct") ++run.correct;
+  if (!r.ok) ++run.failed;
+}
+
+// Runs every task on `concurrency` threads, one HTTP connection each.
+void evaluate_tasks(EvalRun& run, const std::vector<Task>& tasks) {
+  const EvalOptions& o = run.options;
+  ProgressBar bar(fmt::format("eval {}", o.label), tasks.size(), o.progress, ProgressBar::Units::kItems);
+  const std::optional<uint64_t> exit_after = test_hooks::exit_after_samples();
+  ThreadPool pool(std::clamp<size_t>(static_cast<size_t>(o.concurrency), 1, std::max<size_t>(tasks.size(), 1)));
+  std::vector<std::unique_ptr<ChatClient>> clients(pool.size());
+  pool.parallel_for_workers(tasks.size(), [&](size_t worker, size_t index) {
+    if (run.abort) return;
+    if (!clients[worker]) clients[worker] = std::make_unique<ChatClient>(o.client);
+    evaluate_sample(run, *clients[worker], tasks[index]);
+    const size_t n = ++run.finished;
+    if (exit_after && n >= *exit_after) std::_Exit(9);  // test hook: a crash
+    if (n >= kAbortMinSamples && run.failed * 2 > n) run.abort = true;
+    const std::lock_guard lock(run.mutex);
+    bar.set_note(fmt::format("acc {:.3f}", static_cast<double>(run.correct) / static_cast<double>(n)));
+    bar.update(n);
+  });
   bar.finish();
-  if (!worker_error.empty()) throw Error(ErrorKind::kIo, worker_error);
-  summary.requested = finished;
-  summary.failed = failed;
-  summary.correct = correct;
-  summary.graded = finished - failed;
-  if (abort || (summary.requested > 0 && summary.failed == summary.requested)) {
+}
+
+}  // namespace
+
+EvalSummary run_eval(const EvalOptions& o) {
+  if (o.samples < 1) fail(ErrorKind::kUsage, "--samples must be at least 1");
+  if (o.concurrency < 1) fail(ErrorKind::kUsage, "--concurrency must be at least 1");
+  const Dataset data = load_dataset(o.data, o.fields);
+  const std::string tmpl = !o.prompt_template.empty() ? o.prompt_template
+                           : data.kind == TaskKind::kChoice ? kDefaultChoicePrompt : kDefaultIntegerPrompt;
+  if (tmpl.find("{question}") == std::string::npos) fail(ErrorKind::kUsage, "the prompt template has no {{question}}");
+  const std::string fingerprint = run_fingerprint(o, tmpl);
+  EvalSummary summary;
+  const std::vector<Task> tasks = pending_tasks(data, o.samples, recorded_samples(o.output, fingerprint), summary);
+  ResultsFile results(o.output);
+  EvalRun run{o, data, tmpl, fingerprint, results};
+  evaluate_tasks(run, tasks);
+  summary.requested = run.finished;
+  summary.failed = run.failed;
+  summary.correct = run.correct;
+  summary.graded = summary.requested - summary.failed;
+  if (run.abort || (summary.requested > 0 && summary.failed == summary.requested)) {
     fail(ErrorKind::kIo, "{} of {} requests failed, so no score is reported (last error: {}); fix the server and "
-         "re-run the same command to resume", summary.failed, summary.requested, last_error);
+         "re-run the same command to resume", summary.failed, summary.requested, run.last_error);
   }
   return summary;
 }

@@ -31,7 +31,7 @@ void TensorBlockReader::widen(size_t offset, std::span<float> out) const {
   decode_to_f32(dtype, raw_.get() + bytes_of(dtype, offset), out);
 }
 
-const float* TensorBlockReader::read_f32(const ModelTensor& tensor, uint64_t first, size_t n) {
+float* TensorBlockReader::read_f32(const ModelTensor& tensor, uint64_t first, size_t n) {
   if (!values_) values_ = hwy::AllocateAligned<float>(block_elements_);
   read(tensor, first, n);
   widen(0, std::span(values_.get(), n));

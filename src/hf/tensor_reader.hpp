@@ -40,8 +40,9 @@ class TensorBlockReader {
   // The raw bytes the last read() returned.
   std::span<const std::byte> last_block() const { return last_block_; }
 
-  // read() then widen() of the whole block into the reader's f32 buffer.
-  const float* read_f32(const ModelTensor& tensor, uint64_t first, size_t n);
+  // read() then widen() of the whole block into the reader's f32 buffer, which the
+  // caller may modify until the next read.
+  float* read_f32(const ModelTensor& tensor, uint64_t first, size_t n);
 
   // Bytes read by this reader so far.
   uint64_t bytes_read() const { return bytes_read_; }

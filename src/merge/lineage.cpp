@@ -1,40 +1,19 @@
 #include "merge/lineage.hpp"
 
-#include <hwy/aligned_allocator.h>
-
 #include <algorithm>
-#include <atomic>
-#include <exception>
-#include <mutex>
-#include <thread>
 #include <cmath>
+#include <mutex>
 
-#include "merge/rules.hpp"
+#include "base/thread_pool.hpp"
+#include "hf/tensor_reader.hpp"
 
 namespace rvec {
 namespace {
 
 constexpr size_t kBlockElements = 1 << 16;
+constexpr size_t kMaxThreads = 4;  // more do not read faster
 
 double safe_ratio(double num_sq, double den_sq) { return den_sq > 0 ? std::sqrt(num_sq / den_sq) : 0.0; }
-
-// Reads one model's view of a tensor block by block, widened to f32.
-class BlockSource {
- public:
-  BlockSource() : raw_(hwy::AllocateAligned<std::byte>(kBlockElements * 4)),
-                  values_(hwy::AllocateAligned<float>(kBlockElements)) {}
-  const float* load(const ModelTensor& t, uint64_t first, size_t n, uint64_t& bytes_read) {
-    const uint64_t width = dtype_bits(t.info->dtype) / 8;
-    t.file->prefetch(*t.info, (first + n) * width, kBlockElements * width);  // the next block, in the background
-    read_as_f32(t, first, std::span(values_.get(), n), raw_.get());
-    bytes_read += n * dtype_bits(t.info->dtype) / 8;
-    return values_.get();
-  }
-
- private:
-  hwy::AlignedFreeUniquePtr<std::byte[]> raw_;
-  hwy::AlignedFreeUniquePtr<float[]> values_;
-};
 
 }  // namespace
 
@@ -72,35 +51,56 @@ struct TensorWork {
   std::vector<kernels::DeltaSums> candidate_sums;
 };
 
-void analyse_tensor(TensorWork& w, std::atomic<uint64_t>& bytes_read) {
-  thread_local BlockSource pre_src, post_src, target_src, cand_src;
+// One thread's readers, one per input role.
+struct Readers {
+  TensorBlockReader pre{kBlockElements}, post{kBlockElements}, target{kBlockElements}, candidate{kBlockElements};
+  uint64_t bytes_read() const {
+    return pre.bytes_read() + post.bytes_read() + target.bytes_read() + candidate.bytes_read();
+  }
+};
+
+// Returns the bytes read.
+uint64_t analyse_tensor(TensorWork& w, Readers& r) {
+  const uint64_t before = r.bytes_read();
   const TensorPlan& p = *w.plan;
-  uint64_t read = 0;
   for (uint64_t first = 0; first < w.elements; first += kBlockElements) {
     const size_t m = std::min<uint64_t>(kBlockElements, w.elements - first);
-    const float* pre = pre_src.load(*p.pre, first, m, read);
-    const float* post = post_src.load(*p.post, first, m, read);
-    const float* target = target_src.load(*p.target, first, m, read);
+    const float* pre = r.pre.read_f32(*p.pre, first, m);
+    const float* post = r.post.read_f32(*p.post, first, m);
+    const float* target = r.target.read_f32(*p.target, first, m);
     kernels::accumulate_delta_sums(pre, post, target, m, w.result.stats.sums);
     for (size_t c = 0; c < w.candidates.size(); ++c) {
       if (!w.candidates[c]) continue;
-      const float* cand = cand_src.load(*w.candidates[c], first, m, read);
+      const float* cand = r.candidate.read_f32(*w.candidates[c], first, m);
       kernels::accumulate_delta_sums(cand, post, nullptr, m, w.candidate_sums[c]);
     }
-    bytes_read += read;
-    read = 0;
   }
   w.result.stats.elements = w.elements;
+  return r.bytes_read() - before;
 }
 
-}  // namespace
+// Tensors are shared out to the cores; each tensor's sums come from one
+// thread and are combined in plan order by the caller, so results do not
+// depend on the number of threads. Returns the bytes read.
+uint64_t stream_tensors(std::vector<TensorWork>& work, uint64_t bytes_total, const LineageProgress& progress) {
+  ThreadPool pool(std::min(default_thread_count(), kMaxThreads));
+  std::vector<Readers> readers(pool.size());
+  std::mutex progress_mutex;
+  uint64_t bytes_read = 0;
+  pool.parallel_for_workers(work.size(), [&](size_t worker, size_t i) {
+    const uint64_t read = analyse_tensor(work[i], readers[worker]);
+    const std::lock_guard lock(progress_mutex);
+    bytes_read += read;
+    if (progress) progress(bytes_read, bytes_total);
+  });
+  return bytes_read;
+}
 
-LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const ModelFolder*>& candidates,
-                              const LineageProgress& progress) {
-  LineageReport report;
-  report.candidates.resize(candidates.size());
+// The tensors to stream: those the plan combines, each with the candidates'
+// tensors comparable to it. Counts compared/skipped tensors per candidate.
+std::vector<TensorWork> plan_work(const MergePlan& plan, const std::vector<const ModelFolder*>& candidates,
+                                  LineageReport& report, uint64_t& bytes_total) {
   std::vector<TensorWork> work;
-  uint64_t bytes_total = 0;
   for (const auto& p : plan.tensors) {
     if (p.action != TensorAction::kCombine) continue;
     TensorWork w{&p};
@@ -124,50 +124,24 @@ LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const Mod
     bytes_total += p.target->info->byte_size() + p.pre->info->byte_size() + p.post->info->byte_size();
     work.push_back(std::move(w));
   }
+  return work;
+}
 
-  // Tensors are shared out to the cores; each tensor's sums come from one
-  // thread and are combined below in plan order, so results do not depend on
-  // the number of threads. The calling thread works too and reports progress.
-  std::atomic<size_t> next{0};
-  std::atomic<uint64_t> bytes_read{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  // Takes tensors until none are left; the first error stops every worker.
-  const auto worker = [&](bool reports) {
-    try {
-      for (size_t i; (i = next.fetch_add(1)) < work.size();) {
-        analyse_tensor(work[i], bytes_read);
-        if (reports && progress) progress(bytes_read.load(), bytes_total);
-      }
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = std::current_exception();
-      next = work.size();
-    }
-  };
-  const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
-  std::vector<std::thread> helpers;
-  for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(worker, false);
-  worker(true);
-  for (auto& h : helpers) h.join();
-  if (error) std::rethrow_exception(error);
-  report.bytes_read = bytes_read;
+void add(DeltaStats& into, const DeltaStats& s) {
+  into.sums += s.sums;
+  into.elements += s.elements;
+}
 
+// Per-tensor results summed by module kind, layer, matrices and in all, in plan order.
+void combine_results(std::vector<TensorWork>& work, const std::vector<const ModelFolder*>& candidates,
+                     LineageReport& report) {
   std::vector<kernels::DeltaSums> candidate_sums(candidates.size());
   for (auto& w : work) {
     const DeltaStats& s = w.result.stats;
-    report.total.sums += s.sums;
-    report.total.elements += s.elements;
-    if (w.plan->target->info->shape.size() >= 2) {
-      report.matrices.sums += s.sums;
-      report.matrices.elements += s.elements;
-    }
-    report.by_kind[w.result.kind].sums += s.sums;
-    report.by_kind[w.result.kind].elements += s.elements;
-    if (w.result.layer >= 0) {
-      report.by_layer[w.result.layer].sums += s.sums;
-      report.by_layer[w.result.layer].elements += s.elements;
-    }
+    add(report.total, s);
+    if (w.plan->target->info->shape.size() >= 2) add(report.matrices, s);
+    add(report.by_kind[w.result.kind], s);
+    if (w.result.layer >= 0) add(report.by_layer[w.result.layer], s);
     for (size_t c = 0; c < w.candidate_sums.size(); ++c) candidate_sums[c] += w.candidate_sums[c];
     report.tensors.push_back(std::move(w.result));
   }
@@ -177,10 +151,26 @@ LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const Mod
   }
   std::stable_sort(report.candidates.begin(), report.candidates.end(),
                    [](const auto& a, const auto& b) { return a.rel_post < b.rel_post; });
+}
+
+void decide_verdicts(LineageReport& report) {
   const DeltaStats& basis = report.matrices.elements > 0 ? report.matrices : report.total;
   report.post_verdict = classify(basis.rel_post());
   report.target_verdict = classify(basis.rel_target());
   report.deltas_overlap = basis.cosine() > kOverlapCosine;
+}
+
+}  // namespace
+
+LineageReport analyse_lineage(const MergePlan& plan, const std::vector<const ModelFolder*>& candidates,
+                              const LineageProgress& progress) {
+  LineageReport report;
+  report.candidates.resize(candidates.size());
+  uint64_t bytes_total = 0;
+  std::vector<TensorWork> work = plan_work(plan, candidates, report, bytes_total);
+  report.bytes_read = stream_tensors(work, bytes_total, progress);
+  combine_results(work, candidates, report);
+  decide_verdicts(report);
   return report;
 }
 

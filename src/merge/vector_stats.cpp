@@ -1,14 +1,12 @@
 #include "merge/vector_stats.hpp"
 
 #include <fmt/format.h>
-#include <hwy/aligned_allocator.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "base/error.hpp"
-#include "merge/lineage.hpp"
-#include "merge/rules.hpp"
+#include "hf/tensor_reader.hpp"
 #include "numeric/kernels.hpp"
 
 namespace rvec {
@@ -19,11 +17,7 @@ constexpr size_t kBlockElements = 1 << 16;
 // Produces f32 blocks of one tensor of a VectorSource.
 class VectorReader {
  public:
-  explicit VectorReader(const VectorSource& source)
-      : source_(source),
-        raw_(hwy::AllocateAligned<std::byte>(kBlockElements * 4)),
-        values_(hwy::AllocateAligned<float>(kBlockElements)),
-        minus_(hwy::AllocateAligned<float>(kBlockElements)) {}
+  explicit VectorReader(const VectorSource& source) : source_(source) {}
 
   // Elements available for `name` (the rows all inputs share), or 0 if absent.
   uint64_t elements(const std::string& name) const {
@@ -38,19 +32,20 @@ class VectorReader {
     return n;
   }
 
+  // The vector's values for elements [first, first + n): valid until the next load().
   const float* load(const std::string& name, uint64_t first, size_t n) {
-    read_as_f32(*source_.vector->find_resolving_tied(name), first, std::span(values_.get(), n), raw_.get());
+    float* values = vector_.read_f32(*source_.vector->find_resolving_tied(name), first, n);
     if (source_.pre) {
-      read_as_f32(*source_.pre->find_resolving_tied(name), first, std::span(minus_.get(), n), raw_.get());
-      kernels::subtract(values_.get(), minus_.get(), values_.get(), n);
+      const float* minus = pre_.read_f32(*source_.pre->find_resolving_tied(name), first, n);
+      kernels::subtract(values, minus, values, n);
     }
-    return values_.get();
+    return values;
   }
 
  private:
   VectorSource source_;
-  hwy::AlignedFreeUniquePtr<std::byte[]> raw_;
-  hwy::AlignedFreeUniquePtr<float[]> values_, minus_;
+  TensorBlockReader vector_{kBlockElements};
+  TensorBlockReader pre_{kBlockElements};
 };
 
 void accumulate(const float* v, const float* u, size_t n, VectorStats& s) {

@@ -1,17 +1,15 @@
 #include "study/sweep.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "base/thread_pool.hpp"
 #include "base/yaml_reader.hpp"
 #include "eval/report.hpp"
 #include "eval/runner.hpp"
@@ -225,26 +223,10 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
 // starts another model; the first error is rethrown once all have stopped.
 void evaluate_all(const SweepRecipe& r, const SweepOptions& o, const std::vector<SweepModel>& models,
                   const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr first_error;
-  const auto work = [&](int worker) {
-    for (size_t i = next++; i < models.size() && !failed; i = next++) {
-      try {
-        evaluate(r, o, models[i], benchmarks, worker);
-      } catch (...) {
-        const std::lock_guard lock(error_mutex);
-        if (!first_error) first_error = std::current_exception();
-        failed = true;
-      }
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int worker = 1; worker < r.workers; ++worker) threads.emplace_back(work, worker);
-  work(0);
-  for (auto& t : threads) t.join();
-  if (first_error) std::rethrow_exception(first_error);
+  ThreadPool pool(static_cast<size_t>(r.workers));
+  pool.parallel_for_workers(models.size(), [&](size_t worker, size_t i) {
+    evaluate(r, o, models[i], benchmarks, static_cast<int>(worker));
+  });
 }
 
 void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) {
