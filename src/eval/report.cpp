@@ -18,6 +18,17 @@
 namespace rvec {
 namespace {
 
+// Each bootstrap draws from its own stream: the report's seed plus one of these,
+// so adding a statistic never changes the intervals of another.
+enum BootstrapStream : uint64_t {
+  kAccuracyStream = 0,
+  kJapaneseShareStream = 1,
+  kGainStream = 2,
+  kTestAccuracyStream = 3,
+  kTestGainStream = 4,
+};
+
+
 using nlohmann::json;
 
 struct Sample {
@@ -137,7 +148,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
     const auto correct = static_cast<uint64_t>(std::llround(std::accumulate(accuracies.begin(), accuracies.end(), 0.0)));
     r.avg_ci = wilson(correct, accuracies.size());
   } else {
-    r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed);
+    r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed + kAccuracyStream);
   }
   double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0, steps = 0;
   for (const auto& [id, p] : g.problems) {
@@ -172,7 +183,7 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
                                    for (const auto& x : p.samples) s += x.japanese;
                                    return p.samples.empty() ? 0.0 : s / static_cast<double>(p.samples.size());
                                  }),
-                                 o.bootstrap_seed + 1);
+                                 o.bootstrap_seed + kJapaneseShareStream);
   return r;
 }
 
@@ -226,13 +237,13 @@ Report build_report(const ReportOptions& o) {
   const auto test = [&](const std::string& id) { return !dev(id); };
   for (const auto& [label, g] : groups) {
     GroupReport r = summarize(g, o);
-    if (label != baseline) std::tie(r.delta, r.delta_ci) = paired_delta(g, base, all, o.bootstrap_seed + 2);
+    if (label != baseline) std::tie(r.delta, r.delta_ci) = paired_delta(g, base, all, o.bootstrap_seed + kGainStream);
     if (o.dev_fraction > 0) {
       const auto accuracy = [](const ProblemSamples& p) { return p.accuracy(); };
       r.dev_avg = mean(per_problem(g, dev, accuracy));
       const auto test_values = per_problem(g, test, accuracy);
       r.test_avg = mean(test_values);
-      r.test_ci = bootstrap_mean(test_values, o.bootstrap_seed + 3);
+      r.test_ci = bootstrap_mean(test_values, o.bootstrap_seed + kTestAccuracyStream);
     }
     report.groups.push_back(std::move(r));
   }
@@ -251,7 +262,7 @@ Report build_report(const ReportOptions& o) {
       }
       HeldOutChoice choice{vector, best->label, std::nullopt, {}};
       if (best->label != baseline) {
-        std::tie(choice.test_delta, choice.test_delta_ci) = paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + 4);
+        std::tie(choice.test_delta, choice.test_delta_ci) = paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + kTestGainStream);
       }
       report.choices.push_back(std::move(choice));
     }

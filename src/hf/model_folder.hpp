@@ -7,6 +7,8 @@
 // listed tensor is in its shard, no shard holds an unlisted tensor, and no
 // tensor name appears twice. The returned object owns the open shards;
 // ModelTensor pointers stay valid as long as the ModelFolder lives.
+// Thread-safety: immutable after open(); lookups and reads through its
+// shards may run on several threads (see SafetensorsFile for map()).
 #pragma once
 
 #include <map>

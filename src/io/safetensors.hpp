@@ -67,6 +67,10 @@ uint64_t checked_byte_size(DType dtype, std::span<const uint64_t> shape,
 // buffers, so memory stays bounded whatever the file size; map() gives a
 // zero-copy read-only view when a whole tensor is wanted at once.
 // Lifetime: views from map() live as long as the SafetensorsFile.
+// Thread-safety: read(), prefetch() and check_unchanged() may be called from
+// several threads at once (pread, no shared position). map() may not: its
+// first call creates the mapping unsynchronised; call it once before sharing
+// the file between threads, or from one thread only.
 class SafetensorsFile {
  public:
   static std::unique_ptr<SafetensorsFile> open(const std::string& path);

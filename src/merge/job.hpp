@@ -16,6 +16,9 @@
 // written through a ModelSink into hidden staging folders and renamed into
 // place when complete. A killed run resumes: files already written and
 // verified are kept.
+//
+// Thread-safety: plan_job and run_job use no shared state; one job per output
+// folder at a time (two jobs writing the same folder are not detected).
 #pragma once
 
 #include <filesystem>
