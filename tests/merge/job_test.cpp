@@ -11,6 +11,7 @@
 #include "io/staging.hpp"
 #include "merge/provenance.hpp"
 #include "hf/synthetic.hpp"
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -96,24 +97,11 @@ std::vector<std::byte> reference_merge(const ModelFolder& pre, const ModelFolder
   return out;
 }
 
-std::vector<std::byte> bytes_of(const ModelFolder& model, const std::string& name) {
-  const ModelTensor* t = model.find(name);
-  EXPECT_NE(t, nullptr) << name;
-  if (!t) return {};
-  const auto span = t->file->map(*t->info);
-  return {span.begin(), span.end()};
-}
 
 // --- fixtures ------------------------------------------------------------------
 
-struct Family {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  explicit Family(const fs::path& dir)
-      : pre(ModelFolder::open((dir / "pre").string())),
-        post(ModelFolder::open((dir / "post").string())),
-        target(ModelFolder::open((dir / "target").string())) {}
-  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
-};
+using Family = test::OpenFamily;
+using test::tensor_bytes;
 
 JobResult run(const JobInputs& inputs, const JobSpec& spec) { return run_job(inputs, spec, plan_job(inputs, spec)); }
 
@@ -156,7 +144,7 @@ TEST_P(MergeExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
     EXPECT_EQ(out->tensors().size(), fam.target->tensors().size());
     EXPECT_EQ(out->tied_embeddings(), fam.target->tied_embeddings());
     for (const auto& t : fam.target->tensors()) {
-      EXPECT_EQ(bytes_of(*out, t.name()),
+      EXPECT_EQ(tensor_bytes(*out, t.name()),
                 reference_merge(*fam.pre, *fam.post, *fam.target, t.name(), weights[k], 1.0, c.dtype))
           << c.label << " w=" << weights[k] << " tensor " << t.name();
     }
@@ -200,7 +188,7 @@ TEST(Merge, ExtractThenApplyEqualsMergeWithAnF32Vector) {
     const auto merged = ModelFolder::open((dir / "merged" / w).string());
     const auto applied = ModelFolder::open((dir / "applied" / w).string());
     for (const auto& t : merged->tensors()) {
-      EXPECT_EQ(bytes_of(*merged, t.name()), bytes_of(*applied, t.name())) << w << " " << t.name();
+      EXPECT_EQ(tensor_bytes(*merged, t.name()), tensor_bytes(*applied, t.name())) << w << " " << t.name();
     }
   }
 }
@@ -218,7 +206,7 @@ TEST(Merge, RulesSkipAndRescaleTensors) {
     const std::string& name = t.name();
     const bool skipped = name.find("norm") != std::string::npos || name.find("embed_tokens") != std::string::npos;
     const double scale = skipped ? 0.0 : name.rfind("model.layers.1.", 0) == 0 ? 0.5 : 1.0;
-    EXPECT_EQ(bytes_of(*out, name), reference_merge(*fam.pre, *fam.post, *fam.target, name, 1.0, scale, DType::kBF16))
+    EXPECT_EQ(tensor_bytes(*out, name), reference_merge(*fam.pre, *fam.post, *fam.target, name, 1.0, scale, DType::kBF16))
         << name;
   }
 }
@@ -341,7 +329,7 @@ TEST(Merge, Bf16VectorStorageChangesFewElementsByAtMostOneSpacing) {
   uint64_t total = 0, differ = 0;
   double worst = 0;  // largest |difference| in bf16 spacings at the magnitude involved
   for (const auto& t : merged->tensors()) {
-    const auto a = bytes_of(*merged, t.name()), b = bytes_of(*applied, t.name()), c = bytes_of(*fam.target, t.name());
+    const auto a = tensor_bytes(*merged, t.name()), b = tensor_bytes(*applied, t.name()), c = tensor_bytes(*fam.target, t.name());
     for (size_t i = 0; i + 1 < a.size(); i += 2) {
       ++total;
       const float x = ref_decode(DType::kBF16, &a[i]), y = ref_decode(DType::kBF16, &b[i]);

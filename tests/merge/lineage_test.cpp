@@ -7,6 +7,7 @@
 #include <random>
 
 #include "hf/synthetic.hpp"
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -14,14 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Trio {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  explicit Trio(const fs::path& dir)
-      : pre(ModelFolder::open((dir / "pre").string())),
-        post(ModelFolder::open((dir / "post").string())),
-        target(ModelFolder::open((dir / "target").string())) {}
-  MergePlan plan() const { return plan_merge({pre.get(), *post, *target}); }
-};
+using Trio = test::OpenFamily;
 
 LineageReport analyse(const Trio& trio, const std::vector<const ModelFolder*>& candidates = {}) {
   const MergePlan plan = trio.plan();

@@ -14,6 +14,7 @@
 #include "merge/job.hpp"
 #include "merge/provenance.hpp"
 #include "numeric/codec.hpp"
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -55,20 +56,8 @@ class Doubling final : public MergeMethod {
   }
 };
 
-struct Family {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  explicit Family(const fs::path& dir)
-      : pre(ModelFolder::open((dir / "pre").string())),
-        post(ModelFolder::open((dir / "post").string())),
-        target(ModelFolder::open((dir / "target").string())) {}
-  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
-};
-
-std::vector<std::byte> bytes_of(const ModelFolder& model, const std::string& name) {
-  const ModelTensor* t = model.find(name);
-  const auto span = t->file->map(*t->info);
-  return {span.begin(), span.end()};
-}
+using Family = test::OpenFamily;
+using test::tensor_bytes;
 
 TEST(MergeMethod, AMethodWithAStatisticsPassRunsThroughTheJobExecutor) {
   test::TempDir dir;
@@ -102,7 +91,7 @@ TEST(MergeMethod, AMethodWithAStatisticsPassRunsThroughTheJobExecutor) {
   for (const auto& [doubled, single] : {std::pair{"w0.25", "w0.5"}, std::pair{"w0.5", "w1"}}) {
     const auto a = ModelFolder::open((dir / "doubled" / doubled).string());
     const auto b = ModelFolder::open((dir / "plain" / single).string());
-    for (const auto& t : fam.target->tensors()) EXPECT_EQ(bytes_of(*a, t.name()), bytes_of(*b, t.name())) << t.name();
+    for (const auto& t : fam.target->tensors()) EXPECT_EQ(tensor_bytes(*a, t.name()), tensor_bytes(*b, t.name())) << t.name();
   }
   const auto provenance = test::read_file(dir / "doubled" / "w0.5" / kProvenanceFile);
   EXPECT_NE(provenance.find("target + w * doubling(post - pre)"), std::string::npos);
@@ -150,7 +139,7 @@ TEST(MergeMethod, TaskArithmeticSumsSeveralVectorsInF32) {
   }
   writer.finish();
   const auto out = ModelFolder::open((dir / "out.safetensors").string());
-  const auto got = bytes_of(*out, name);
+  const auto got = tensor_bytes(*out, name);
   const auto value = [](const ModelTensor* t, uint64_t i) {
     float f;
     std::memcpy(&f, t->file->map(*t->info).data() + 4 * i, 4);

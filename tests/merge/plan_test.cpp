@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "hf/synthetic.hpp"
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -10,15 +11,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Family {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  MergePlan plan() const { return plan_merge({pre.get(), *post, *target}); }
-};
-
-Family open_family(const fs::path& dir) {
-  return {ModelFolder::open((dir / "pre").string()), ModelFolder::open((dir / "post").string()),
-          ModelFolder::open((dir / "target").string())};
-}
 
 bool has_finding(const MergePlan& plan, Severity severity, const std::string& needle) {
   for (const auto& f : plan.findings) {
@@ -42,7 +34,7 @@ void edit_config(const fs::path& model, const std::string& key, const nlohmann::
 TEST(MergePlan, GeneratedFamilyIsCompatibleAndCombinesEverything) {
   test::TempDir dir;
   write_family(dir.path(), {});
-  const auto family = open_family(dir.path());
+  const auto family = test::OpenFamily(dir.path());
   const auto plan = family.plan();
   EXPECT_TRUE(plan.compatible()) << describe(plan);
   EXPECT_TRUE(plan.findings.empty()) << describe(plan);
@@ -57,7 +49,7 @@ TEST(MergePlan, ArchitectureMismatchIsAnErrorNamingTheField) {
   test::TempDir dir;
   write_family(dir.path(), {});
   edit_config(dir / "post", "num_key_value_heads", 4);
-  const auto plan = open_family(dir.path()).plan();
+  const auto plan = test::OpenFamily(dir.path()).plan();
   EXPECT_FALSE(plan.compatible());
   EXPECT_TRUE(has_finding(plan, Severity::kError, "field \"num_key_value_heads\" differs")) << describe(plan);
 }
@@ -66,7 +58,7 @@ TEST(MergePlan, RopeThetaDifferenceIsAWarning) {
   test::TempDir dir;
   write_family(dir.path(), {});
   edit_config(dir / "target", "rope_theta", 10000.0);
-  const auto plan = open_family(dir.path()).plan();
+  const auto plan = test::OpenFamily(dir.path()).plan();
   EXPECT_TRUE(plan.compatible());
   EXPECT_TRUE(has_finding(plan, Severity::kWarning, "rope_theta")) << describe(plan);
 }
@@ -78,12 +70,12 @@ TEST(MergePlan, DifferentFamiliesAreIncompatibleTensorByTensor) {
   options.tied = true;
   write_family(other.path(), options);
   // post from a tied family: lm_head resolves to its embedding, so this still matches...
-  auto fam = open_family(tiny.path());
+  auto fam = test::OpenFamily(tiny.path());
   fam.post = ModelFolder::open((other / "post").string());
   EXPECT_TRUE(fam.plan().compatible()) << describe(fam.plan());
   EXPECT_TRUE(has_finding(fam.plan(), Severity::kNote, "their embedding stands in")) << describe(fam.plan());
   // ...but a tied target drops post's lm_head delta: a warning, not an error.
-  auto tied_target = open_family(tiny.path());
+  auto tied_target = test::OpenFamily(tiny.path());
   tied_target.target = ModelFolder::open((other / "target").string());
   EXPECT_TRUE(tied_target.plan().compatible()) << describe(tied_target.plan());
   EXPECT_TRUE(has_finding(tied_target.plan(), Severity::kWarning, "lm_head change is dropped"));
@@ -100,11 +92,11 @@ TEST(MergePlan, ShapeDtypeAndMissingTensorsAreErrors) {
   small.sparse = true;
   write_family(c.path(), small);
 
-  auto dtype_mix = open_family(a.path());
+  auto dtype_mix = test::OpenFamily(a.path());
   dtype_mix.post = ModelFolder::open((b / "post").string());
   EXPECT_TRUE(has_finding(dtype_mix.plan(), Severity::kError, "dtype differs: target BF16 vs post")) << describe(dtype_mix.plan());
 
-  auto shape_mix = open_family(a.path());
+  auto shape_mix = test::OpenFamily(a.path());
   shape_mix.pre = ModelFolder::open((c / "pre").string());
   const auto plan = shape_mix.plan();
   EXPECT_FALSE(plan.compatible());
@@ -117,7 +109,7 @@ TEST(MergePlan, ExtraTargetVocabularyRowsAreKept) {
   FamilyOptions options;
   options.target_extra_rows = 7;
   write_family(dir.path(), options);
-  const auto family = open_family(dir.path());
+  const auto family = test::OpenFamily(dir.path());
   const auto plan = family.plan();
   EXPECT_TRUE(plan.compatible()) << describe(plan);
   for (const auto& t : plan.tensors) {
@@ -138,7 +130,7 @@ TEST(MergePlan, QuantisedTargetTensorIsAnError) {
     fs::create_directories(dir / m);
     test::write_file(dir / m / "model.safetensors", test::raw_safetensors(header, std::string(10, '\0')));
   }
-  const auto family = open_family(dir.path());
+  const auto family = test::OpenFamily(dir.path());
   const auto plan = family.plan();
   EXPECT_TRUE(has_finding(plan, Severity::kError, "F8_E4M3, which rvec cannot do arithmetic on")) << describe(plan);
   ASSERT_EQ(plan.tensors.size(), 2u);
