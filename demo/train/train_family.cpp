@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -442,125 +443,177 @@ void pin_cpu_kernels(char** argv) {
   std::perror("rvec_train_demo: cannot restart itself with pinned CPU kernels");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  pin_cpu_kernels(argv);
+// What the command line sets.
+struct TrainOptions {
   uint64_t seed = 1;
   int base_steps = 3000, ft_steps = 150, threads = 1, batch = 32;
   double base_lr = 2e-3;
   World world;
   Config c;
   fs::path out, bench_dir;
+};
+
+// Parses the command line into `o`; returns an exit code when the program
+// should stop there (--help, a bad flag).
+std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
   CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target) and gates every stage",
                "rvec_train_demo");
-  app.add_option("out", out, "Folder for base/, pre/, post/, control/, target/");
-  app.add_option("--bench-only", bench_dir, "Only write the two benchmarks (ja.jsonl, en.jsonl) into this folder");
-  app.add_option("--seed", seed, "Seed of everything: data, initialisation, sampling")->capture_default_str();
-  app.add_option("--base-steps", base_steps, "Pre-training steps")->capture_default_str();
-  app.add_option("--ft-steps", ft_steps, "Steps of each fine-tune")->capture_default_str();
-  app.add_option("--threads", threads, "LibTorch threads (1 is deterministic and fastest here)")->capture_default_str();
-  app.add_option("--batch", batch, "Sequences per step")->capture_default_str();
-  app.add_option("--hidden", c.hidden, "Hidden size (the MLP is 3x)")->capture_default_str();
-  app.add_option("--layers", c.layers, "Transformer layers")->capture_default_str();
-  app.add_option("--base-lr", base_lr, "Pre-training learning rate")->capture_default_str();
-  app.add_option("--digits", world.digits, "Digits per problem")->capture_default_str();
-  app.add_option("--modulus", world.modulus, "The sum is taken modulo this")->capture_default_str();
-  app.add_option("--steps-share", world.steps_share, "Share of step-by-step pre-training transcripts")
+  app.add_option("out", o.out, "Folder for base/, pre/, post/, control/, target/");
+  app.add_option("--bench-only", o.bench_dir, "Only write the two benchmarks (ja.jsonl, en.jsonl) into this folder");
+  app.add_option("--seed", o.seed, "Seed of everything: data, initialisation, sampling")->capture_default_str();
+  app.add_option("--base-steps", o.base_steps, "Pre-training steps")->capture_default_str();
+  app.add_option("--ft-steps", o.ft_steps, "Steps of each fine-tune")->capture_default_str();
+  app.add_option("--threads", o.threads, "LibTorch threads (1 is deterministic and fastest here)")->capture_default_str();
+  app.add_option("--batch", o.batch, "Sequences per step")->capture_default_str();
+  app.add_option("--hidden", o.c.hidden, "Hidden size (the MLP is 3x)")->capture_default_str();
+  app.add_option("--layers", o.c.layers, "Transformer layers")->capture_default_str();
+  app.add_option("--base-lr", o.base_lr, "Pre-training learning rate")->capture_default_str();
+  app.add_option("--digits", o.world.digits, "Digits per problem")->capture_default_str();
+  app.add_option("--modulus", o.world.modulus, "The sum is taken modulo this")->capture_default_str();
+  app.add_option("--steps-share", o.world.steps_share, "Share of step-by-step pre-training transcripts")
       ->capture_default_str();
   app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1");
   try {
     app.parse(argc, argv);
-    if (out.empty() == bench_dir.empty()) throw CLI::ValidationError("give OUT_DIR, or --bench-only BENCH_DIR");
+    if (o.out.empty() == o.bench_dir.empty()) throw CLI::ValidationError("give OUT_DIR, or --bench-only BENCH_DIR");
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help, or a bad flag (exit 2, as rvec)
   }
-  c.inter = 3 * c.hidden;
-  if (!bench_dir.empty()) {
-    write_benchmark(bench_dir / "ja.jsonl", world, demo::Lang::kJapanese, 2026, 200);
-    write_benchmark(bench_dir / "en.jsonl", world, demo::Lang::kEnglish, 2027, 200);
+  o.c.inter = 3 * o.c.hidden;
+  return std::nullopt;
+}
+
+// One training run: its options, the tokenizer it writes, the model shape.
+struct Run {
+  const TrainOptions& o;
+  Config c;
+  json tokenizer_json;
+  std::shared_ptr<const rvec::Tokenizer> tok;
+  int pad = 0;
+};
+
+// Writes the tokenizer and prints the run's header (seed, shape, pinned kernels).
+Run start_run(const TrainOptions& o) {
+  torch::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  Run r{o, o.c, build_tokenizer(o.world.modulus)};
+  fs::create_directories(o.out);
+  std::ofstream(o.out / "tokenizer.json") << r.tokenizer_json.dump();
+  r.tok = rvec::Tokenizer::load((o.out / "tokenizer.json").string());
+  r.pad = r.tokenizer_json["added_tokens"][0]["id"];
+  r.c.vocab = static_cast<int64_t>(r.tok->size());
+  std::printf("vocabulary %lld tokens; hidden %lld, %lld layers, batch %d; seed %llu\n", static_cast<long long>(r.c.vocab),
+              static_cast<long long>(r.c.hidden), static_cast<long long>(r.c.layers), o.batch,
+              static_cast<unsigned long long>(o.seed));
+  std::printf("CPU kernels: ATEN_CPU_CAPABILITY=%s OPENBLAS_CORETYPE=%s DNNL_MAX_CPU_ISA=%s\n",
+              std::getenv("ATEN_CPU_CAPABILITY"), std::getenv("OPENBLAS_CORETYPE"), std::getenv("DNNL_MAX_CPU_ISA"));
+  std::fflush(stdout);
+  return r;
+}
+
+const auto as_trained = [](const demo::Problem&) { return std::string(); };
+
+// Pre-training, then its gates: base reasons step by step, the direct route is harder.
+Model train_base(const Run& r) {
+  using demo::Lang;
+  Model base(r.c);
+  std::printf("[base] %d steps\n", r.o.base_steps);
+  train(base, Stage::kBase, r.o.base_steps, r.o.base_lr, r.o.batch, r.o.seed, *r.tok, r.pad, r.o.world);
+  save_model(base, r.tokenizer_json, r.o.out / "base");
+  const auto stepwise = [](const demo::Problem& p) { return std::to_string(p.digits[0]); };
+  const auto direct_en = [](const demo::Problem&) { return std::string("→"); };
+  const fs::path dir = r.o.out / "base";
+  const auto en_steps = measure(dir, r.o.world, Lang::kEnglish, stepwise, 200, r.o.seed + 100);
+  const auto en_direct = measure(dir, r.o.world, Lang::kEnglish, direct_en, 200, r.o.seed + 100);
+  const auto ja_steps = measure(dir, r.o.world, Lang::kJapanese, stepwise, 200, r.o.seed + 100);
+  std::printf("  base: English stepwise %.3f, direct %.3f; Japanese stepwise %.3f\n", en_steps.accuracy,
+              en_direct.accuracy, ja_steps.accuracy);
+  gate(en_steps.accuracy >= 0.8 && ja_steps.accuracy >= 0.7, "base solves problems step by step");
+  gate(en_direct.accuracy + kMargin <= en_steps.accuracy, "the direct route is clearly harder");
+  return base;
+}
+
+// A copy of `from` trained further on `stage`, saved as OUT/name.
+Model fine_tune(const Run& r, const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
+  Model m(r.c);
+  torch::NoGradGuard no_grad;
+  auto src = from->named_parameters();
+  for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
+  {
+    torch::AutoGradMode enable(true);
+    std::printf("[%s] %d steps\n", name, r.o.ft_steps);
+    train(m, stage, r.o.ft_steps, 3e-4, r.o.batch, stage_seed, *r.tok, r.pad, r.o.world);
+  }
+  save_model(m, r.tokenizer_json, r.o.out / name);
+  return m;
+}
+
+struct Family {
+  Model pre, post, control, target;
+  Measure target_ja;  // the target in Japanese: what target + v must beat
+};
+
+// pre from base, then post, control and target from pre, with their gates.
+Family fine_tune_family(const Run& r, const Model& base) {
+  using demo::Lang;
+  const uint64_t seed = r.o.seed;
+  Model pre = fine_tune(r, base, Stage::kPre, "pre", seed + 1);
+  const auto pre_ja = measure(r.o.out / "pre", r.o.world, Lang::kJapanese, as_trained, 200, seed + 200);
+  std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
+  Family f{pre, fine_tune(r, pre, Stage::kPost, "post", seed + 2), fine_tune(r, pre, Stage::kControl, "control", seed + 3),
+           fine_tune(r, pre, Stage::kTarget, "target", seed + 4)};
+  const auto post_en = measure(r.o.out / "post", r.o.world, Lang::kEnglish, as_trained, 200, seed + 300);
+  const auto control_en = measure(r.o.out / "control", r.o.world, Lang::kEnglish, as_trained, 200, seed + 300);
+  f.target_ja = measure(r.o.out / "target", r.o.world, Lang::kJapanese, as_trained, 200, seed + 300);
+  std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f, polite %.3f\n",
+              post_en.accuracy, post_en.steps, control_en.accuracy, f.target_ja.accuracy, f.target_ja.japanese,
+              f.target_ja.polite);
+  gate(post_en.accuracy >= control_en.accuracy + kMargin, "post's steps beat control's direct answers in English");
+  gate(f.target_ja.japanese >= 0.5 && f.target_ja.polite >= 0.9, "target answers in Japanese, in its own style");
+  return f;
+}
+
+// The study in miniature (rvec demo runs it in full): target + 1.0 v for the
+// reasoning vector and for the control vector, greedy, in Japanese.
+void check_transfer(const Run& r, const Family& f) {
+  using demo::Lang;
+  const auto add_vector = [&](const Model& from, const char* name) {
+    Model m(r.c);
+    torch::NoGradGuard no_grad;
+    auto t = f.target->named_parameters(), a = from->named_parameters(), p = f.pre->named_parameters();
+    for (auto& q : m->named_parameters()) q.value().copy_(t[q.key()] + (a[q.key()] - p[q.key()]));
+    save_model(m, r.tokenizer_json, r.o.out / name);
+    return measure(r.o.out / name, r.o.world, Lang::kJapanese, as_trained, 200, r.o.seed + 300);
+  };
+  const auto enhanced = add_vector(f.post, "check-reasoning");
+  const auto controlled = add_vector(f.control, "check-control");
+  const auto post_ja = measure(r.o.out / "post", r.o.world, Lang::kJapanese, as_trained, 200, r.o.seed + 300);
+  std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f, polite %.3f | post (ja): %.3f, polite %.3f"
+              " | target + control vector: %.3f\n",
+              enhanced.accuracy, enhanced.steps, enhanced.japanese, enhanced.polite, post_ja.accuracy, post_ja.polite,
+              controlled.accuracy);
+  gate(enhanced.accuracy >= f.target_ja.accuracy + kMargin && enhanced.japanese >= 0.5,
+       "target + v beats target in Japanese");
+  gate(controlled.accuracy < f.target_ja.accuracy + kMargin, "target + control vector does not");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pin_cpu_kernels(argv);
+  TrainOptions o;
+  if (const auto exit_code = parse_options(argc, argv, o)) return *exit_code;
+  if (!o.bench_dir.empty()) {
+    write_benchmark(o.bench_dir / "ja.jsonl", o.world, demo::Lang::kJapanese, 2026, 200);
+    write_benchmark(o.bench_dir / "en.jsonl", o.world, demo::Lang::kEnglish, 2027, 200);
     return 0;
   }
   try {
-    torch::set_num_threads(threads);
-    torch::manual_seed(seed);
-    const json tokenizer_json = build_tokenizer(world.modulus);
-    fs::create_directories(out);
-    std::ofstream(out / "tokenizer.json") << tokenizer_json.dump();
-    const auto tok = rvec::Tokenizer::load((out / "tokenizer.json").string());
-    const int pad = tokenizer_json["added_tokens"][0]["id"];
-    c.vocab = static_cast<int64_t>(tok->size());
-    std::printf("vocabulary %lld tokens; hidden %lld, %lld layers, batch %d; seed %llu\n", static_cast<long long>(c.vocab),
-                static_cast<long long>(c.hidden), static_cast<long long>(c.layers), batch,
-                static_cast<unsigned long long>(seed));
-    std::printf("CPU kernels: ATEN_CPU_CAPABILITY=%s OPENBLAS_CORETYPE=%s DNNL_MAX_CPU_ISA=%s\n",
-                std::getenv("ATEN_CPU_CAPABILITY"), std::getenv("OPENBLAS_CORETYPE"), std::getenv("DNNL_MAX_CPU_ISA"));
-    std::fflush(stdout);
-    using demo::Lang;
-    Model base(c);
-    std::printf("[base] %d steps\n", base_steps);
-    train(base, Stage::kBase, base_steps, base_lr, batch, seed, *tok, pad, world);
-    save_model(base, tokenizer_json, out / "base");
-    const auto stepwise = [](const demo::Problem& p) { return std::to_string(p.digits[0]); };
-    const auto direct_en = [](const demo::Problem&) { return std::string("→"); };
-    const auto as_trained = [](const demo::Problem&) { return std::string(); };
-    const auto en_steps = measure(out / "base", world, Lang::kEnglish, stepwise, 200, seed + 100);
-    const auto en_direct = measure(out / "base", world, Lang::kEnglish, direct_en, 200, seed + 100);
-    const auto ja_steps = measure(out / "base", world, Lang::kJapanese, stepwise, 200, seed + 100);
-    std::printf("  base: English stepwise %.3f, direct %.3f; Japanese stepwise %.3f\n", en_steps.accuracy,
-                en_direct.accuracy, ja_steps.accuracy);
-    gate(en_steps.accuracy >= 0.8 && ja_steps.accuracy >= 0.7, "base solves problems step by step");
-    gate(en_direct.accuracy + kMargin <= en_steps.accuracy, "the direct route is clearly harder");
-
-    const auto fine_tune = [&](const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
-      Model m(c);
-      torch::NoGradGuard no_grad;
-      auto src = from->named_parameters();
-      for (auto& p : m->named_parameters()) p.value().copy_(src[p.key()]);
-      {
-        torch::AutoGradMode enable(true);
-        std::printf("[%s] %d steps\n", name, ft_steps);
-        train(m, stage, ft_steps, 3e-4, batch, stage_seed, *tok, pad, world);
-      }
-      save_model(m, tokenizer_json, out / name);
-      return m;
-    };
-    const Model pre = fine_tune(base, Stage::kPre, "pre", seed + 1);
-    const auto pre_ja = measure(out / "pre", world, Lang::kJapanese, as_trained, 200, seed + 200);
-    std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
-    const Model post = fine_tune(pre, Stage::kPost, "post", seed + 2);
-    const Model control = fine_tune(pre, Stage::kControl, "control", seed + 3);
-    const Model target = fine_tune(pre, Stage::kTarget, "target", seed + 4);
-    const auto post_en = measure(out / "post", world, Lang::kEnglish, as_trained, 200, seed + 300);
-    const auto control_en = measure(out / "control", world, Lang::kEnglish, as_trained, 200, seed + 300);
-    const auto target_ja = measure(out / "target", world, Lang::kJapanese, as_trained, 200, seed + 300);
-    std::printf("  post (en): accuracy %.3f, steps %.3f | control (en): %.3f | target (ja): %.3f, Japanese %.3f, polite %.3f\n",
-                post_en.accuracy, post_en.steps, control_en.accuracy, target_ja.accuracy, target_ja.japanese,
-                target_ja.polite);
-    gate(post_en.accuracy >= control_en.accuracy + kMargin, "post's steps beat control's direct answers in English");
-    gate(target_ja.japanese >= 0.5 && target_ja.polite >= 0.9, "target answers in Japanese, in its own style");
-
-    // The study in miniature (rvec demo runs it in full): target + 1.0 v for
-    // the reasoning vector and for the control vector, greedy, in Japanese.
-    const auto add_vector = [&](const Model& from, const char* name) {
-      Model m(c);
-      torch::NoGradGuard no_grad;
-      auto t = target->named_parameters(), a = from->named_parameters(), p = pre->named_parameters();
-      for (auto& q : m->named_parameters()) q.value().copy_(t[q.key()] + (a[q.key()] - p[q.key()]));
-      save_model(m, tokenizer_json, out / name);
-      return measure(out / name, world, Lang::kJapanese, as_trained, 200, seed + 300);
-    };
-    const auto enhanced = add_vector(post, "check-reasoning");
-    const auto controlled = add_vector(control, "check-control");
-    const auto post_ja = measure(out / "post", world, Lang::kJapanese, as_trained, 200, seed + 300);
-    std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f, polite %.3f | post (ja): %.3f, polite %.3f"
-                " | target + control vector: %.3f\n",
-                enhanced.accuracy, enhanced.steps, enhanced.japanese, enhanced.polite, post_ja.accuracy, post_ja.polite,
-                controlled.accuracy);
-    gate(enhanced.accuracy >= target_ja.accuracy + kMargin && enhanced.japanese >= 0.5,
-         "target + v beats target in Japanese");
-    gate(controlled.accuracy < target_ja.accuracy + kMargin, "target + control vector does not");
-    std::printf("done: %s/{base,pre,post,control,target}; %d gate(s) missed\n", out.string().c_str(), g_missed_gates);
+    const Run run = start_run(o);
+    const Model base = train_base(run);
+    const Family family = fine_tune_family(run, base);
+    check_transfer(run, family);
+    std::printf("done: %s/{base,pre,post,control,target}; %d gate(s) missed\n", o.out.string().c_str(), g_missed_gates);
   } catch (const rvec::Error& e) {
     std::fprintf(stderr, "rvec_train_demo: %s\n", e.what());
     return 1;
