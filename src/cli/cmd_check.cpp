@@ -103,6 +103,10 @@ nlohmann::ordered_json lineage_json(const LineageReport& r) {
     out["candidates"].push_back({{"path", c.path}, {"rel_post", c.rel_post}, {"tensors_compared", c.tensors_compared},
                                  {"tensors_skipped", c.tensors_skipped}});
   }
+  out["nonfinite"] = nlohmann::ordered_json::object();
+  for (const auto& [role, bad] : r.nonfinite) {
+    out["nonfinite"][role] = {{"count", bad.count}, {"first_tensor", bad.first_tensor}};
+  }
   out["bytes_read"] = r.bytes_read;
   return out;
 }
@@ -115,11 +119,21 @@ std::string verdict_text(LineageVerdict v, const char* who) {
     case LineageVerdict::kUnrelated:
       return fmt::format("{} is NOT a fine-tune of pre: the delta is as large as the weights (unrelated models; "
                          "the vector would be noise)", who);
+    case LineageVerdict::kNonFinite:
+      return fmt::format("cannot be judged: the weights hold NaN or Inf (below)");
   }
   return "";
 }
 
+void print_nonfinite(const LineageReport& r) {
+  for (const auto& [role, bad] : r.nonfinite) {
+    fmt::print("error   {}: {} NaN/Inf weight values (the first in {}); a merge would spread them\n", role, bad.count,
+               bad.first_tensor);
+  }
+}
+
 void print_lineage(const LineageReport& r) {
+  print_nonfinite(r);
   const DeltaStats& m = r.matrices;  // what the verdicts use
   fmt::print("lineage ||post-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_post(), verdict_text(r.post_verdict, "post"));
   fmt::print("lineage ||target-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_target(),
@@ -159,7 +173,7 @@ void add_check(CLI::App& app, int& exit_code) {
       "Compares architecture fields, tensor names, shapes and dtypes, embedding rows and tied heads of the three\n"
       "models and the free disk space at the output path. --deep streams the weights once more and checks\n"
       "that post and target are fine-tunes of pre (docs/lineage.md). Exit codes: 0 compatible, 3 incompatible\n"
-      "(or, with --deep, a model that is not a fine-tune of pre),\n"
+      "(or, with --deep, a model that is not a fine-tune of pre or holds NaN/Inf weights),\n"
       "4 unreadable or corrupt input, 2 bad usage.\n"
       "Example:\n"
       "  rvec check Qwen2.5-32B-Instruct s1-32B EZO-Qwen2.5-32B-Instruct -o out/ --models 4");
@@ -211,7 +225,8 @@ void add_check(CLI::App& app, int& exit_code) {
       if (lineage) print_lineage(*lineage);
     }
     const bool unrelated = lineage && (lineage->post_verdict == LineageVerdict::kUnrelated ||
-                                       lineage->target_verdict == LineageVerdict::kUnrelated);
+                                       lineage->target_verdict == LineageVerdict::kUnrelated ||
+                                       !lineage->nonfinite.empty());
     exit_code = plan.compatible() && !unrelated ? 0 : rvec::exit_code(ErrorKind::kIncompatible);
   });
 }

@@ -180,6 +180,10 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
   }
   cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
   cmd->add_flag("--overwrite", o.recipe.overwrite, "Replace existing output folders");
+  cmd->add_option("--max-nonfinite", o.recipe.max_nonfinite,
+                  "Stop once an output holds more than N values that became NaN or Inf from finite inputs (an "
+                  "overflowing weight); default 0")
+      ->capture_default_str();
   cmd->add_flag("--json", o.flags.json, "Print the plan or the result as JSON");
   cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
 }
@@ -262,7 +266,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
   r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
   r->footer("Example recipe:\n" + recipe_yaml({JobKind::kMerge, "Qwen2.5-32B-Instruct", "s1-32B", "EZO-32B", "",
-                                              {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false,
+                                              {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false, 0,
                                               {{"lm_head", std::nullopt, 0.0}}}));
   r->callback([run, &exit_code] {
     const Recipe recipe = read_recipe(run->first);

@@ -1,6 +1,8 @@
 // rvec: reasoning vectors for Hugging Face checkpoints.
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -62,6 +64,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     fmt::print(stderr, "rvec: error: {}\n", e.what());
     return rvec::exit_code(e.kind());
+  } catch (const std::filesystem::filesystem_error& e) {  // the system refused: a permission, a vanished path
+    std::fflush(stdout);
+    fmt::print(stderr, "rvec: error: {}: {}\n", e.path1().string(), e.code().message());
+    return rvec::exit_code(rvec::ErrorKind::kIo);
   } catch (const std::exception& e) {
     fmt::print(stderr, "rvec: internal error: {}\n", e.what());
     return 1;

@@ -409,8 +409,22 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
 }
 
+namespace {
+
+uint64_t modification_ns(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail_errno(fmt::format("{}: cannot stat", path));
+  return static_cast<uint64_t>(st.st_mtim.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(std::string path, int fd, uint64_t size, SafetensorsHeader header)
-    : path_(std::move(path)), fd_(fd), file_size_(size), header_(std::move(header)) {}
+    : path_(std::move(path)),
+      fd_(fd),
+      file_size_(size),
+      modified_ns_(modification_ns(fd_, path_)),
+      header_(std::move(header)) {}
 
 SafetensorsFile::~SafetensorsFile() {
   if (mapping_ != nullptr) ::munmap(const_cast<std::byte*>(mapping_), file_size_);
@@ -449,6 +463,9 @@ void SafetensorsFile::check_unchanged() const {
   if (static_cast<uint64_t>(st.st_size) != file_size_) {
     bad_input("{}: file changed size while rvec was reading it ({} bytes, now {})", path_,
               file_size_, static_cast<uint64_t>(st.st_size));
+  }
+  if (modification_ns(fd_, path_) != modified_ns_) {
+    bad_input("{}: file was modified while rvec was reading it; run again once it is stable", path_);
   }
 }
 

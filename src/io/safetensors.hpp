@@ -81,6 +81,8 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const SafetensorsHeader& header() const { return header_; }
   uint64_t file_size() const { return file_size_; }
+  // Last modification time (ns since the epoch) when the file was opened.
+  uint64_t modified_ns() const { return modified_ns_; }
 
   // Copies bytes [offset, offset + out.size()) of `tensor` into `out`.
   // Fails clearly if the file shrank or cannot be read.
@@ -94,7 +96,7 @@ class SafetensorsFile {
   // The tensor's bytes in a read-only mapping of the whole file.
   std::span<const std::byte> map(const TensorInfo& tensor) const;
 
-  // Fails if the file's size changed since it was opened.
+  // Fails if the file's size or modification time changed since it was opened.
   void check_unchanged() const;
 
  private:
@@ -103,6 +105,7 @@ class SafetensorsFile {
   std::string path_;
   int fd_;
   uint64_t file_size_;
+  uint64_t modified_ns_;
   SafetensorsHeader header_;
   mutable const std::byte* mapping_ = nullptr;
 };

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -35,6 +36,33 @@ MergePlan check_compatibility(const JobInputs& in, const JobKindInfo& kind) {
   const ModelFolder& output_model = kind.adds_to_target ? *in.target : *in.post;
   return plan_merge({kind.reads_pre ? in.pre : nullptr, *in.post, output_model, kind.reads_pre ? "post" : "vector",
                      kind.adds_to_target ? "target" : "post", !kind.reads_pre});
+}
+
+// Is `inner` the same path as `outer`, or below it? Both absolute and normal.
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  const auto [end_outer, end_inner] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+  return end_outer == outer.end() || (std::next(end_outer) == outer.end() && end_outer->empty());
+}
+
+fs::path resolved(const fs::path& path) { return fs::weakly_canonical(fs::absolute(path)).lexically_normal(); }
+
+// An output that is an input, holds one or lies inside one would replace or
+// bury that input (--overwrite deletes the output first): refused.
+void check_outputs_apart_from_inputs(const JobInputs& inputs, const std::vector<fs::path>& outputs) {
+  const std::pair<const char*, const ModelFolder*> roles[] = {
+      {"pre", inputs.pre}, {inputs.pre ? "post" : "vector", inputs.post}, {"target", inputs.target}};
+  for (const auto& output : outputs) {
+    const fs::path out = resolved(output);
+    for (const auto& [role, model] : roles) {
+      if (!model) continue;
+      const fs::path in = resolved(model->path());
+      const char* how = out == in ? "is" : is_within(in, out) ? "contains" : is_within(out, in) ? "is inside" : nullptr;
+      if (how) {
+        fail(ErrorKind::kUsage, "{}: the output {} the input {} ({}); choose another output folder", output.string(),
+             how, role, model->path());
+      }
+    }
+  }
 }
 
 void check_weights(const JobSpec& spec) {
@@ -172,13 +200,35 @@ std::vector<OutputSlot> prepare_outputs(const JobInputs& inputs, const JobSpec& 
   return slots;
 }
 
+// Bytes in the output's partial folder from an earlier run that this run
+// frees: everything when it starts afresh, else the files it writes again.
+uint64_t reclaimable_bytes(const OutputSlot& slot) {
+  if (slot.result.already_complete) return 0;
+  const fs::path partial = staging_path_for(slot.result.path);
+  std::error_code ec;
+  if (!fs::is_directory(partial, ec)) return 0;
+  std::set<std::string> kept;
+  for (size_t i = 0; i < slot.file_done.size(); ++i) {
+    if (slot.file_done[i]) kept.insert(slot.sink->files()[i].name);
+  }
+  uint64_t bytes = 0;
+  for (const auto& entry : fs::directory_iterator(partial, ec)) {
+    if (entry.is_regular_file(ec) && !kept.count(entry.path().filename().string())) bytes += entry.file_size(ec);
+  }
+  return bytes;
+}
+
 void check_free_space(const std::vector<OutputSlot>& slots, const JobSpec& spec) {
-  uint64_t bytes_needed = 0;
-  for (const auto& slot : slots) bytes_needed += slot.bytes_to_write();
+  uint64_t bytes_needed = 0, reclaimable = 0;
+  for (const auto& slot : slots) {
+    bytes_needed += slot.bytes_to_write();
+    reclaimable += reclaimable_bytes(slot);
+  }
   const uint64_t free = free_bytes_at(spec.output);
-  if (bytes_needed > free) {
-    fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free (nothing was written)",
-         spec.output.string(), human_bytes(bytes_needed), human_bytes(free));
+  if (bytes_needed > free + reclaimable) {
+    fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free{} (nothing was written)",
+         spec.output.string(), human_bytes(bytes_needed), human_bytes(free),
+         reclaimable > 0 ? fmt::format(", plus {} its earlier partial run frees", human_bytes(reclaimable)) : "");
   }
 }
 
@@ -190,6 +240,19 @@ void open_slot(OutputSlot& slot, const JobSpec& spec) {
 }
 
 // ---------------------------------------------------------------- streaming --
+
+// Stops the job once an output holds more new NaN/Inf values than allowed.
+void check_nonfinite(const OutputSlot& slot, const NonfiniteCounts& in_this_file, const JobSpec& spec) {
+  uint64_t total = 0;
+  for (const auto& [tensor, count] : slot.result.nonfinite) total += count;
+  for (const auto& [tensor, count] : in_this_file) total += count;
+  if (total <= spec.max_new_nonfinite) return;
+  const auto& [tensor, count] = in_this_file.empty() ? slot.result.nonfinite.back() : in_this_file.back();
+  fail(ErrorKind::kUsage,
+       "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the weight overflows the output dtype; "
+       "the merge stopped and left no finished output (--max-nonfinite N accepts up to N)",
+       slot.result.path.string(), slot.result.w, total, count, tensor);
+}
 
 // Writes file `i` of every output in `active` in one pass over its tensors.
 void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec& spec,
@@ -206,7 +269,10 @@ void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec&
   AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
   const MethodParams params = complete_params(job_method(spec), spec.method_params);
   TaskExecutor executor(job_method(spec), params, weights, sink, raw_writers);
-  for (const auto& t : writers.front()->order()) executor.run(*task_by_name.at(t.name), progress);
+  for (const auto& t : writers.front()->order()) {
+    executor.run(*task_by_name.at(t.name), progress);
+    for (size_t k = 0; k < active.size(); ++k) check_nonfinite(*active[k], executor.nonfinite()[k], spec);
+  }
   sink.drain();
   const std::string& name = active.front()->sink->files()[i].name;
   for (size_t k = 0; k < active.size(); ++k) {
@@ -304,6 +370,7 @@ std::string job_formula(const JobSpec& spec) {
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   JobPlan plan;
   const JobKindInfo& kind = job_kind_info(spec.kind);
+  if (spec.output.empty()) fail(ErrorKind::kUsage, "the output path is empty (-o OUT)");
   if (kind.adds_to_target) check_weights(spec);
   if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
     fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
@@ -326,6 +393,9 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   for (double w : weights) {
     plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
   }
+  std::vector<fs::path> outputs = plan.outputs;
+  outputs.push_back(spec.output);
+  check_outputs_apart_from_inputs(inputs, outputs);
   plan.free_bytes = free_bytes_at(spec.output);
   return plan;
 }

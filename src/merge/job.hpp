@@ -61,6 +61,9 @@ struct JobSpec {
   uint64_t max_shard_bytes = 5'000'000'000;
   std::filesystem::path output;  // one weight: the model folder; several: output/w<w>/
   bool overwrite = false;
+  // Output values that may become NaN/Inf (from finite inputs: an overflowing
+  // weight) before the job stops with an error; 0 refuses any.
+  uint64_t max_new_nonfinite = 0;
   std::string command_line;  // recorded in provenance
   std::string recipe_text;   // the YAML recipe (saved as rvec_recipe.yaml in every output)
 };

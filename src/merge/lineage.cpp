@@ -12,8 +12,15 @@ namespace {
 
 constexpr size_t kBlockElements = 1 << 16;
 constexpr size_t kMaxThreads = 4;  // more do not read faster
+constexpr const char* kRoleNames[3] = {"pre", "post", "target"};
 
 double safe_ratio(double num_sq, double den_sq) { return den_sq > 0 ? std::sqrt(num_sq / den_sq) : 0.0; }
+
+uint64_t count_nonfinite(const float* values, size_t n) {
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += !std::isfinite(values[i]);
+  return count;
+}
 
 }  // namespace
 
@@ -29,11 +36,13 @@ std::string_view verdict_name(LineageVerdict verdict) {
     case LineageVerdict::kFineTune: return "fine-tune";
     case LineageVerdict::kSuspicious: return "suspicious";
     case LineageVerdict::kUnrelated: return "unrelated";
+    case LineageVerdict::kNonFinite: return "non-finite";
   }
   return "?";
 }
 
 LineageVerdict classify(double rel) {
+  if (!std::isfinite(rel)) return LineageVerdict::kNonFinite;
   if (rel > kUnrelatedMinRel) return LineageVerdict::kUnrelated;
   if (rel > kFineTuneMaxRel) return LineageVerdict::kSuspicious;
   return LineageVerdict::kFineTune;
@@ -49,6 +58,7 @@ struct TensorWork {
   std::vector<const ModelTensor*> candidates;  // null: not comparable
   TensorLineage result;
   std::vector<kernels::DeltaSums> candidate_sums;
+  uint64_t nonfinite[3] = {};  // in pre, post, target
 };
 
 // One thread's readers, one per input role.
@@ -69,6 +79,9 @@ uint64_t analyse_tensor(TensorWork& w, Readers& r) {
     const float* post = r.post.read_f32(*p.post, first, m);
     const float* target = r.target.read_f32(*p.target, first, m);
     kernels::accumulate_delta_sums(pre, post, target, m, w.result.stats.sums);
+    for (const auto& [role, values] : {std::pair{0, pre}, std::pair{1, post}, std::pair{2, target}}) {
+      w.nonfinite[role] += count_nonfinite(values, m);
+    }
     for (size_t c = 0; c < w.candidates.size(); ++c) {
       if (!w.candidates[c]) continue;
       const float* cand = r.candidate.read_f32(*w.candidates[c], first, m);
@@ -143,6 +156,12 @@ void combine_results(std::vector<TensorWork>& work, const std::vector<const Mode
     add(report.by_kind[w.result.kind], s);
     if (w.result.layer >= 0) add(report.by_layer[w.result.layer], s);
     for (size_t c = 0; c < w.candidate_sums.size(); ++c) candidate_sums[c] += w.candidate_sums[c];
+    for (size_t role = 0; role < 3; ++role) {
+      if (w.nonfinite[role] == 0) continue;
+      NonfiniteWeights& bad = report.nonfinite[kRoleNames[role]];
+      if (bad.count == 0) bad.first_tensor = w.result.name;
+      bad.count += w.nonfinite[role];
+    }
     report.tensors.push_back(std::move(w.result));
   }
   for (size_t c = 0; c < candidates.size(); ++c) {

@@ -39,14 +39,21 @@ struct CandidateResult {
   uint64_t tensors_skipped = 0;  // missing or shaped differently
 };
 
-enum class LineageVerdict { kFineTune, kSuspicious, kUnrelated };
+enum class LineageVerdict { kFineTune, kSuspicious, kUnrelated, kNonFinite };
 std::string_view verdict_name(LineageVerdict verdict);
 
 // Thresholds on the relative delta size (see docs/lineage.md).
 inline constexpr double kFineTuneMaxRel = 0.1;
 inline constexpr double kUnrelatedMinRel = 0.5;
 inline constexpr double kOverlapCosine = 0.5;
+// kNonFinite when the size itself is NaN or Inf (the weights hold NaN/Inf).
 LineageVerdict classify(double relative_delta);
+
+// NaN/Inf values one input holds among the elements streamed.
+struct NonfiniteWeights {
+  uint64_t count = 0;
+  std::string first_tensor;  // where the first one is
+};
 
 struct LineageReport {
   std::vector<TensorLineage> tensors;
@@ -61,6 +68,8 @@ struct LineageReport {
   LineageVerdict target_verdict = LineageVerdict::kFineTune;
   bool deltas_overlap = false;  // cosine above kOverlapCosine
   std::vector<CandidateResult> candidates;  // sorted, best (smallest rel_post) first
+  // "pre", "post", "target": inputs holding NaN/Inf (a merge would spread them).
+  std::map<std::string, NonfiniteWeights> nonfinite;
   uint64_t bytes_read = 0;
 };
 

@@ -18,6 +18,7 @@ ojson describe_model(const ModelFolder& model) {
   for (const auto& shard : model.shards()) {
     shards.push_back({{"file", std::filesystem::path(shard->path()).filename().string()},
                       {"bytes", shard->file_size()},
+                      {"modified_ns", shard->modified_ns()},
                       {"header_fnv1a64", hex64(shard->header().json_hash)}});
   }
   const auto config = std::filesystem::path(model.path()) / "config.json";

@@ -44,7 +44,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   const YamlReader y(origin);
   const YAML::Node root = y.load(text);
   if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
-  y.only(root, {"kind", "pre", "post", "target", "vector", "weights", "output", "dtype", "max_shard_size", "overwrite", "rules"},
+  y.only(root, {"kind", "pre", "post", "target", "vector", "weights", "output", "dtype", "max_shard_size", "overwrite", "max_nonfinite", "rules"},
          "a recipe");
   Recipe r;
   std::string kind;
@@ -58,6 +58,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   if (const auto dtype = root["dtype"]) r.dtype = y.scalar<std::string>(dtype, "dtype", "BF16, F16 or F32");
   y.read(root, "max_shard_size", r.max_shard_size, "a size like 5GB");
   y.read(root, "overwrite", r.overwrite, "true or false");
+  y.read(root, "max_nonfinite", r.max_nonfinite, "a whole number");
   r.weights = y.numbers(root, "weights");
   if (const auto rules = root["rules"]) {
     if (!rules.IsSequence()) y.error(rules, "field \"rules\" must be a list");
@@ -98,6 +99,7 @@ std::string recipe_yaml(const Recipe& r) {
   out << YAML::Key << "output" << YAML::Value << r.output;
   if (r.dtype) out << YAML::Key << "dtype" << YAML::Value << *r.dtype;
   out << YAML::Key << "max_shard_size" << YAML::Value << r.max_shard_size;
+  if (r.max_nonfinite > 0) out << YAML::Key << "max_nonfinite" << YAML::Value << r.max_nonfinite;
   if (!r.rules.empty()) {
     out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
     for (const auto& rule : r.rules) {
@@ -118,6 +120,7 @@ JobSpec job_spec(const Recipe& r) {
   spec.weights = r.kind == JobKind::kExtract ? std::vector<double>{1.0} : r.weights;
   spec.output = r.output;
   spec.overwrite = r.overwrite;
+  spec.max_new_nonfinite = r.max_nonfinite;
   if (r.dtype) {
     std::string upper;
     for (char c : *r.dtype) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

@@ -10,6 +10,7 @@
 //   output: out/sweep
 //   dtype: BF16                 # optional; default: the target's
 //   max_shard_size: 5GB
+//   max_nonfinite: 0            # optional; values that may become NaN/Inf per output
 //   rules:                      # first match wins
 //     - match: "embed_tokens|lm_head"
 //       scale: 0
@@ -41,6 +42,7 @@ struct Recipe {
   std::optional<std::string> dtype;
   std::string max_shard_size = "5GB";
   bool overwrite = false;
+  uint64_t max_nonfinite = 0;  // NaN/Inf values a merge may create per output before it stops
   std::vector<RecipeRule> rules;
 };
 

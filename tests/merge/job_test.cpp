@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "base/error.hpp"
 #include "io/staging.hpp"
@@ -266,7 +267,10 @@ TEST(Merge, NewInfinitiesAreReportedWithTheTensorName) {
   f16.dtype = DType::kF16;  // largest finite value 65504
   write_family(dir.path(), f16);
   const Family fam(dir.path());
-  const auto result = run(fam.inputs(), merge_spec(dir / "out", {1e12}));
+  EXPECT_THROW(run(fam.inputs(), merge_spec(dir / "refused", {1e12})), Error);  // by default
+  JobSpec spec = merge_spec(dir / "out", {1e12});
+  spec.max_new_nonfinite = std::numeric_limits<uint64_t>::max();
+  const auto result = run(fam.inputs(), spec);
   ASSERT_FALSE(result.outputs[0].nonfinite.empty());
   EXPECT_FALSE(result.outputs[0].nonfinite[0].first.empty());
   const auto prov = nlohmann::json::parse(test::read_file(dir / "out" / kProvenanceFile));

@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include "hf/synthetic.hpp"
+#include "io/safetensors.hpp"
 #include "merge/open_family.hpp"
 #include "test_util.hpp"
 
@@ -41,6 +43,41 @@ TEST(Lineage, PostDerivedFromPrePasses) {
   EXPECT_EQ(r.by_layer.size(), 2u);
   EXPECT_TRUE(r.by_kind.contains("attn_q"));
   EXPECT_TRUE(r.by_kind.contains("norms"));
+}
+
+// Writes bf16 NaN over the first `count` elements of `tensor` in `model_file`.
+void poison(const fs::path& model_file, const std::string& tensor, size_t count) {
+  uint64_t offset = 0;
+  {
+    const auto file = SafetensorsFile::open(model_file.string());
+    const TensorInfo* info = file->header().find(tensor);
+    ASSERT_NE(info, nullptr);
+    offset = file->header().data_start() + info->begin;
+  }
+  std::fstream f(model_file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  for (size_t i = 0; i < count; ++i) f.write("\xC0\x7F", 2);  // 0x7FC0 little-endian
+}
+
+TEST(Lineage, NaNWeightsAreAFindingNotAFineTune) {
+  test::TempDir dir;
+  family(dir.path(), {});
+  poison(dir / "post" / "model.safetensors", "model.layers.1.mlp.up_proj.weight", 5);
+  const Trio trio(dir.path());
+  const auto r = analyse(trio);
+  EXPECT_EQ(r.post_verdict, LineageVerdict::kNonFinite);
+  ASSERT_TRUE(r.nonfinite.contains("post"));
+  EXPECT_EQ(r.nonfinite.at("post").count, 5u);
+  EXPECT_EQ(r.nonfinite.at("post").first_tensor, "model.layers.1.mlp.up_proj.weight");
+  EXPECT_FALSE(r.nonfinite.contains("pre"));
+
+  const auto cli = test::run_rvec("check --deep " + (dir / "pre").string() + " " + (dir / "post").string() + " " +
+                                  (dir / "target").string());
+  EXPECT_EQ(cli.exit_code, 3) << cli.output;
+  EXPECT_NE(cli.output.find("post: 5 NaN/Inf weight values (the first in model.layers.1.mlp.up_proj.weight)"),
+            std::string::npos)
+      << cli.output;
+  EXPECT_EQ(cli.output.find("looks like a fine-tune of pre\nlineage ||target"), std::string::npos) << cli.output;
 }
 
 TEST(Lineage, PostFromAnotherParentFailsClearly) {

@@ -1,0 +1,173 @@
+// The merge under faults, through the real CLI: killed at every file,
+// inputs changed between runs, outputs that would overwrite inputs, weights
+// that overflow, partial folders left on a nearly full disk. In every case
+// the inputs stay byte for byte as they were.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_rvec;
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::string fam_args(const fs::path& fam) {
+  return "--pre " + q(fam / "pre") + " --post " + q(fam / "post") + " --target " + q(fam / "target");
+}
+
+// Every file below `dir` with its bytes, to show an input was left alone.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = test::read_file(e.path());
+  }
+  return files;
+}
+
+std::vector<fs::path> shards_of(const fs::path& model) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(model)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path().filename());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void expect_same_shards(const fs::path& a, const fs::path& b) {
+  const auto files = shards_of(a);
+  ASSERT_FALSE(files.empty());
+  EXPECT_EQ(files, shards_of(b));
+  for (const auto& f : files) EXPECT_EQ(test::read_file(a / f), test::read_file(b / f)) << f;
+}
+
+// Rewrites one byte near the end of the file in place: same size, same header.
+void flip_last_data_byte(const fs::path& file) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(-1, std::ios::end);
+  char c = 0;
+  f.get(c);
+  f.seekp(-1, std::ios::end);
+  f.put(static_cast<char>(c ^ 0x01));
+}
+
+class MergeFaults : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_rvec("gen-family " + q(dir_ / "fam") + " --max-shard-size 60kB -q").exit_code, 0);
+    inputs_ = snapshot(dir_ / "fam");
+  }
+  void TearDown() override { EXPECT_EQ(snapshot(dir_ / "fam"), inputs_) << "an input changed"; }
+
+  std::string merge(const fs::path& out, const std::string& extra = "") const {
+    return "merge " + fam_args(dir_ / "fam") + " -w 0.5,1 --max-shard-size 60kB -q -o " + q(out) + " " + extra;
+  }
+
+  test::TempDir dir_;
+  std::map<std::string, std::string> inputs_;
+};
+
+TEST_F(MergeFaults, KilledAfterEveryFileResumesToTheSameBytes) {
+  ASSERT_EQ(run_rvec(merge(dir_ / "clean")).exit_code, 0);
+  const size_t files = shards_of(dir_ / "clean" / "w0.5").size();
+  ASSERT_GE(files, 3u);
+  for (size_t n = 1; n <= files; ++n) {
+    const fs::path out = dir_ / ("killed" + std::to_string(n));
+    const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=" + std::to_string(n) + " " + RVEC_CLI_PATH +
+                                        " " + merge(out) + "; echo exit=$?");
+    EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << n << ": " << killed.output;
+    EXPECT_FALSE(fs::exists(out / "w0.5")) << n;
+    const auto resumed = run_rvec(merge(out));
+    ASSERT_EQ(resumed.exit_code, 0) << n << ": " << resumed.output;
+    for (const char* w : {"w0.5", "w1"}) expect_same_shards(dir_ / "clean" / w, out / w);
+  }
+}
+
+TEST_F(MergeFaults, AnOutputThatIsHoldsOrSitsInAnInputIsRefused) {
+  const fs::path fam = dir_ / "fam";
+  for (const auto& [out, how] : {std::pair{fam / "target", "is the input target"},
+                                 std::pair{fam / "post" / "sub", "is inside the input post"},
+                                 std::pair{fam, "contains the input pre"},
+                                 std::pair{fam / "pre" / ".." / "target" / "", "is the input target"}}) {
+    const auto r = run_rvec("merge " + fam_args(fam) + " -w 1 --overwrite -q -o " + q(out));
+    EXPECT_EQ(r.exit_code, 2) << out << ": " << r.output;
+    EXPECT_NE(r.output.find(how), std::string::npos) << out << ": " << r.output;
+  }
+  const auto empty = run_rvec("merge " + fam_args(fam) + " -w 1 -q -o ''");
+  EXPECT_EQ(empty.exit_code, 2) << empty.output;
+  EXPECT_NE(empty.output.find("the output path is empty"), std::string::npos) << empty.output;
+}
+
+TEST_F(MergeFaults, AnUnreadableInputIsASystemErrorNamingIt) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads every file; this case needs an unprivileged user";
+  fs::permissions(dir_ / "fam" / "post", fs::perms::none);
+  const auto r = run_rvec(merge(dir_ / "out"));
+  fs::permissions(dir_ / "fam" / "post", fs::perms::owner_all);
+  EXPECT_EQ(r.exit_code, 5) << r.output;
+  EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+}
+
+// The inputs are known by path, size, modification time and header hash of
+// every shard: data rewritten under the same header is noticed on the next run.
+TEST_F(MergeFaults, AnInputChangedSinceTheRunIsNotMixedIn) {
+  ASSERT_EQ(run_rvec(merge(dir_ / "out")).exit_code, 0);
+  const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=2 " + std::string(RVEC_CLI_PATH) + " " +
+                                      merge(dir_ / "partial") + "; echo exit=$?");
+  EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << killed.output;
+
+  const fs::path changed = dir_ / "fam" / "post" / shards_of(dir_ / "fam" / "post").back();
+  flip_last_data_byte(changed);
+  inputs_ = snapshot(dir_ / "fam");
+
+  const auto again = run_rvec(merge(dir_ / "out"));
+  EXPECT_EQ(again.exit_code, 2) << again.output;
+  EXPECT_NE(again.output.find("was not made by this job"), std::string::npos) << again.output;
+
+  const auto resumed = run_rvec(merge(dir_ / "partial", "--json"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(nlohmann::json::parse(resumed.output)["outputs"][0]["shards_reused"], 0) << resumed.output;
+  ASSERT_EQ(run_rvec(merge(dir_ / "fresh")).exit_code, 0);
+  for (const char* w : {"w0.5", "w1"}) expect_same_shards(dir_ / "fresh" / w, dir_ / "partial" / w);
+}
+
+TEST_F(MergeFaults, AWeightThatOverflowsStopsTheMergeUnlessAllowed) {
+  // F16 tops out at 65504: w * d passes it for most elements.
+  const std::string args = "merge " + fam_args(dir_ / "fam") + " -w 1e9 --dtype F16 -q -o ";
+  const auto r = run_rvec(args + q(dir_ / "out"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("turned"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("NaN or Inf"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+
+  const auto allowed = run_rvec(args + q(dir_ / "allowed") + " --max-nonfinite 100000000");
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(dir_ / "allowed" / "rvec_provenance.json"));
+  EXPECT_FALSE(provenance["new_nonfinite_values"].empty());
+}
+
+// A partial folder left by an earlier run (here: a failed one, with junk in
+// it) is freed by the next run, so it counts as available space.
+TEST_F(MergeFaults, AnEarlierPartialFolderCountsAsFreeSpace) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs";
+  const fs::path disk = dir_ / "disk";
+  fs::create_directories(disk);
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=4m") != 0) GTEST_SKIP() << "cannot mount a tmpfs here";
+  const fs::path partial = disk / ".out.rvec-partial";
+  fs::create_directories(partial);
+  test::write_file(partial / "model-00001-of-00009.safetensors", std::string(3'900'000, 'x'));
+  const auto r = run_rvec("merge " + fam_args(dir_ / "fam") + " -w 1 -q -o " + q(disk / "out"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(disk / "out" / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(partial));
+  ::umount(disk.c_str());
+}
+
+}  // namespace
+}  // namespace rvec
