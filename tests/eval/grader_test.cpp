@@ -32,7 +32,7 @@ TEST(Grader, TableOfResponsesGetsTheExpectedVerdictInEveryMode) {
 
 TEST(Grader, RecordsWhichRuleFired) {
   EXPECT_EQ(grade_response("\\boxed{3}", "3", GradeMode::kStrict, TaskKind::kInteger).rule, "boxed");
-  EXPECT_EQ(grade_response("答え：3", "3", GradeMode::kStrict, TaskKind::kInteger).rule, "phrase");
+  EXPECT_EQ(grade_response("答え：3", "3", GradeMode::kStrict, TaskKind::kInteger).rule, "answer_colon");
   EXPECT_EQ(grade_response("the answer is 3", "3", GradeMode::kStrict, TaskKind::kInteger).rule, "answer_is");
   EXPECT_EQ(grade_response("so 3", "3", GradeMode::kLenient, TaskKind::kInteger).rule, "last_number");
   EXPECT_EQ(grade_response("so 3", "3", GradeMode::kStrict, TaskKind::kInteger).rule, "none");
