@@ -16,7 +16,8 @@ namespace {
 constexpr const char* kNumberAtStart = R"(\G-?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?)";
 constexpr std::u32string_view kKanjiNumerals = U"〇零一二三四五六七八九十百千万";
 // Ideographs that may follow a kanji numeral which stands as a number.
-constexpr std::u32string_view kCounters = U"個人円本枚回通匹冊台歳度倍桁組点";
+// 年 and 分 make 二〇二四年 and 三十分 numbers; 角 stays out (三角形 is a word).
+constexpr std::u32string_view kCounters = U"個人円本枚回通匹冊台歳度倍桁組点年月日時分秒件頭羽杯種";
 
 struct Char {
   char32_t cp = 0;
@@ -47,6 +48,7 @@ bool is_ideograph(char32_t cp) {
 bool is_kanji_numeral(char32_t cp) { return cp != 0 && kKanjiNumerals.find(cp) != std::u32string_view::npos; }
 bool is_ascii_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
 bool is_ascii_digit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
+bool is_ascii_alnum(char c) { return is_ascii_alpha(c) || is_ascii_digit(c); }
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {
   for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
@@ -83,6 +85,21 @@ bool separates_thousands(std::string_view text, size_t at, size_t size) {
     if (!is_ascii_digit(text[i])) return false;
   }
   return after + 3 == text.size() || !is_ascii_digit(text[after + 3]);
+}
+
+// Markdown bold `**` dropped, except between two letters or digits, where it
+// is an operator (2**10).
+std::string drop_bold_markers(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const bool operator_between = i > 0 && is_ascii_alnum(text[i - 1]) && i + 2 < text.size() && is_ascii_alnum(text[i + 2]);
+    if (text.substr(i).starts_with("**") && !operator_between) {
+      ++i;
+      continue;
+    }
+    out += text[i];
+  }
+  return out;
 }
 
 std::string normalize_spacing(std::string_view text) {
@@ -135,11 +152,15 @@ std::optional<Number> number_at(std::string_view text, size_t at) {
 }
 
 // Whether what follows a number leaves it a number: a unit, a counter or
-// punctuation may follow, an operator or a LaTeX command (\sqrt, \pi) may not.
+// punctuation may follow; an operator, an exponent or a LaTeX command (\sqrt,
+// \pi) may not.
 bool ends_a_number(std::string_view rest) {
   rest = trim(rest);
   if (rest.empty()) return true;
   if (rest[0] == '\\') return false;
+  const bool exponent = (rest[0] == 'e' || rest[0] == 'E') && rest.size() > 1 &&
+                        (is_ascii_digit(rest[1]) || rest[1] == '+' || rest[1] == '-');
+  if (exponent) return false;  // 1e3 is not read as 1
   for (const std::string_view op : {"+", "-", "*", "/", "^", "=", "×", "÷", "·", "√", "π"}) {
     if (rest.starts_with(op)) return false;
   }
@@ -204,7 +225,7 @@ size_t math_run_end(std::string_view text, size_t at) {
       break;
     }
   }
-  while (i > at && std::strchr(" ,.", text[i - 1]) != nullptr) --i;
+  while (i > at && std::strchr(" ,.*", text[i - 1]) != nullptr) --i;
   return i;
 }
 
@@ -217,13 +238,55 @@ bool number_starts_at(std::string_view text, size_t at) {
   return is_ascii_digit(rest[0]) || (rest.size() > 1 && rest[0] == '-' && is_ascii_digit(rest[1]));
 }
 
+// The value that starts at byte `at` of `text` (a number with the math that
+// follows it, or a kanji numeral standing alone), and where it ends.
+struct FoundValue {
+  AnswerValue value;
+  size_t end = 0;
+};
+
+std::optional<FoundValue> value_at(std::string_view text, size_t at) {
+  if (number_starts_at(text, at)) {
+    const size_t end = math_run_end(text, at);
+    const std::string run(trim(text.substr(at, end - at)));
+    return FoundValue{{run, integer_value(run)}, end};
+  }
+  const size_t end = kanji_numeral_end(text, at);
+  if (end == at || !kanji_numeral_stands_alone(text, at, end)) return std::nullopt;
+  const std::string numeral(text.substr(at, end - at));
+  return FoundValue{{numeral, kanji_numeral_value(numeral)}, end};
+}
+
+// Whether `rest`, what follows a value, is the Japanese copula that closes an
+// answer (です, でした, である, になります), after an optional unit or counter
+// and closing quotes: "7 です", "25 個です", "24 通りです", "「7」です".
+bool copula_follows(std::string_view rest) {
+  static constexpr std::u32string_view kClosers = U" )]」』\"'";
+  size_t i = 0;
+  while (i < rest.size()) {
+    const Char c = char_at(rest, i);
+    if (rest.substr(i).starts_with("通り")) {
+      i += std::string_view("通り").size();
+    } else if (is_ascii_alpha(rest[i]) || kCounters.find(c.cp) != std::u32string_view::npos ||
+               kClosers.find(c.cp) != std::u32string_view::npos) {
+      i += c.size;
+    } else {
+      break;
+    }
+  }
+  for (const std::string_view copula : {"です", "でした", "である", "になります", "となります"}) {
+    if (rest.substr(i).starts_with(copula)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string normalize_answer_text(std::string_view given) {
   std::string text = nfkc(replace_invalid_utf8(given));
   replace_all(text, "\u2212", "-");
   replace_all(text, "\\$", "");
-  return normalize_spacing(text);
+  return normalize_spacing(drop_bold_markers(text));
 }
 
 std::string strip_math(std::string_view given) {
@@ -241,7 +304,7 @@ std::string strip_math(std::string_view given) {
   text = replace_matches(text, kMarkup);
   replace_all(text, "\\dfrac", "\\frac");
   replace_all(text, "\\tfrac", "\\frac");
-  return text;
+  return std::string(trim(text));
 }
 
 std::string_view right_of_equals(std::string_view text) {
@@ -307,21 +370,19 @@ std::optional<long long> integer_value(std::string_view given) {
   return kanji_numeral_value(text.substr(0, end));
 }
 
-std::optional<AnswerValue> first_value_in(std::string_view sentence) {
+std::optional<AnswerValue> value_in_sentence(std::string_view sentence) {
   const std::string text = strip_math(sentence);
+  std::optional<AnswerValue> first;
   for (size_t at = 0; at < text.size();) {
-    if (number_starts_at(text, at)) {
-      const std::string run(trim(text.substr(at, math_run_end(text, at) - at)));
-      return AnswerValue{run, integer_value(run)};
+    if (auto found = value_at(text, at)) {
+      if (copula_follows(std::string_view(text).substr(found->end))) return std::move(found->value);
+      if (!first) first = std::move(found->value);
+      at = found->end;
+    } else {
+      at = std::max(kanji_numeral_end(text, at), at + std::max<size_t>(char_at(text, at).size, 1));
     }
-    const size_t end = kanji_numeral_end(text, at);
-    if (end > at && kanji_numeral_stands_alone(text, at, end)) {
-      const std::string numeral = text.substr(at, end - at);
-      return AnswerValue{numeral, kanji_numeral_value(numeral)};
-    }
-    at = end > at ? end : at + std::max<size_t>(char_at(text, at).size, 1);
   }
-  return std::nullopt;
+  return first;
 }
 
 std::optional<char> choice_letter(std::string_view given) {

@@ -11,7 +11,7 @@
 namespace rvec {
 
 // NFKC (full-width digits and punctuation become ASCII), U+2212 as '-',
-// the currency sign `\$` dropped, LaTeX thousands separators between digit
+// the currency sign `\$` and markdown bold `**` dropped, LaTeX thousands separators between digit
 // groups (`1\,000`, `1{,}000`) as ',', other LaTeX spacing (`\,` `\;` `\:`
 // `\!` `\ ` `~`) as a space. Ill-formed UTF-8 becomes U+FFFD first.
 std::string normalize_answer_text(std::string_view text);
@@ -19,7 +19,7 @@ std::string normalize_answer_text(std::string_view text);
 // `text` without math markup: the delimiters $ $$ \( \) \[ \], the wrappers
 // \text{} \textbf{} \mathrm{} \mathbf{} \mbox{} \boxed{} \fbox{} (their
 // argument kept), \left \right \displaystyle \quad, degree signs (^\circ, °)
-// and percent signs; \dfrac and \tfrac become \frac.
+// and percent signs; \dfrac and \tfrac become \frac. Trimmed.
 std::string strip_math(std::string_view text);
 
 // The right-hand side of the last '=' ("m+n=73" -> "73", not of <= >= !=),
@@ -48,12 +48,14 @@ struct AnswerValue {
   std::optional<long long> integer;
 };
 
-// The first value in the sentence after an answer phrase. The value starts at
-// the first number, fraction or kanji numeral that stands alone and runs over
-// the math that follows it, so "一の位の数字で、7です" gives 7 and "3 + 4 = 7 です"
-// gives 7 (right of '='), while "2\sqrt{3}" is a value with no integer.
-// nullopt when the sentence holds no value ("(none)", "いくつでしょうか").
-std::optional<AnswerValue> first_value_in(std::string_view sentence);
+// The value in the sentence after an answer phrase: the value right before a
+// closing copula (です, でした, である, になります) if one has it, else the
+// first. A value starts at a number, a fraction or a kanji numeral that
+// stands alone and runs over the math that follows it, so
+// "一の位の数字で、7です" and "3 と 4 の和で、7 です" give 7, "3 + 4 = 7" gives 7
+// (right of '='), and "2\sqrt{3}" is a value with no integer. nullopt when
+// the sentence holds no value ("(none)", "いくつでしょうか").
+std::optional<AnswerValue> value_in_sentence(std::string_view sentence);
 
 // The first choice letter A-E in `text` that stands alone ("(B)", "\text{B}",
 // "Bです"), not one inside a word.

@@ -158,11 +158,11 @@ void add_phrases(std::string_view text, const Regex& phrase, Rule rule, std::vec
 
 void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
   static const Regex kFinal(
-      R"((?<![a-z])final\s+answer(?:[^\n.:]{0,60}?\s+is\b|\s*(?:\*\*)?\s*:)|最終(?:的な)?(?:答え|解答|回答)\s*(?:\*\*)?\s*(?:は|が|:))",
+      R"((?<![a-z])final\s+answer(?:[^\n.:]{0,60}?\s+is\b|\s*:)|最終(?:的な)?(?:答え|解答|回答)\s*(?:は|が|:))",
       "final-answer regex", true);
-  static const Regex kColon(R"((?<![a-z])answer\s*(?:\*\*)?\s*:|(?:答え|回答|解答|答案)\s*(?:\*\*)?\s*:)",
+  static const Regex kColon(R"((?<![a-z])answer\s*:|(?:答え|回答|解答|正解|答案)\s*:)",
                             "answer-colon regex", true);
-  static const Regex kIs(R"((?<![a-z])answer\s+is\b|(?:答え|回答|解答)\s*(?:\*\*)?\s*(?:は|が)|答案\s*(?:是|为|為))",
+  static const Regex kIs(R"((?<![a-z])answer\s+is\b|(?:答え|回答|解答|正解)\s*(?:は|が)|答案\s*(?:是|为|為))",
                          "answer-is regex", true);
   add_phrases(text, kFinal, kFinalAnswer, out);
   add_phrases(text, kColon, kAnswerColon, out);
@@ -196,17 +196,23 @@ std::vector<Candidate> candidates(std::string_view text, GradeMode mode, TaskKin
   return found;
 }
 
+// A whole candidate that holds no value, as the record shows it: without math markup.
+std::string as_written(std::string_view whole) {
+  std::string stripped = strip_math(whole);
+  return stripped.empty() ? std::string(whole) : stripped;
+}
+
 // The answer a candidate gives, if any: a whole candidate always gives one
 // (a box that holds no integer is a wrong answer, not a fall-through); a
-// sentence gives its first value.
+// sentence gives its value (answer_text.hpp), if it has one.
 std::optional<AnswerValue> read_answer(const Candidate& c, TaskKind kind) {
   if (kind == TaskKind::kChoice) {
     if (const auto letter = choice_letter(c.text)) return AnswerValue{std::string(1, *letter), std::nullopt};
     if (!c.whole) return std::nullopt;
-    return AnswerValue{c.text, std::nullopt};
+    return AnswerValue{as_written(c.text), std::nullopt};
   }
-  if (!c.whole) return first_value_in(c.text);
-  return AnswerValue{c.text, integer_value(c.text)};
+  if (!c.whole) return value_in_sentence(c.text);
+  return AnswerValue{as_written(c.text), integer_value(c.text)};
 }
 
 std::string gold_letter(std::string_view gold) {
