@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <vector>
 
 #include "eval/answer_text.hpp"
@@ -48,50 +49,108 @@ std::string graded_text(std::string_view response) {
   return normalize_answer_text(response);
 }
 
+// `at`, or the start of the UTF-8 character that holds byte `at`.
+size_t char_start(std::string_view text, size_t at) {
+  while (at > 0 && at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+  return at;
+}
+
+// Calls on_match(match) for every match of `regex` in `text` from byte `from`
+// on, left to right, as one scan of the whole text finds them. PCRE2 checks
+// the UTF-8 of the subject from the search start to its end on every call, so
+// a search of the whole text for each of a long response's many matches
+// (numbers, a model repeating 答えは6です。 until max_tokens) costs its length
+// each time; each search gets a window of the text as its subject instead. A
+// match that ends kMargin bytes before the window's end is the one the whole
+// text gives, as no match of the rules' patterns spans kMargin bytes (they
+// bound their repeats for this), and neither does one that starts earlier.
 template <typename F>
-void for_each_match(const Regex& regex, std::string_view text, F&& on_match) {
-  for (size_t at = 0; at <= text.size();) {
-    const auto whole = regex.find(text, at);
-    if (!whole) break;
-    on_match(*whole, at);
-    at = whole->end > whole->begin ? whole->end : whole->begin + 1;
+void for_each_match(const Regex& regex, std::string_view text, size_t from, F&& on_match) {
+  constexpr size_t kMargin = 2048;
+  size_t at = from, window = 4 * kMargin;
+  while (at < text.size()) {
+    const size_t end = char_start(text, std::min(text.size(), at + window));
+    const bool to_the_end = end == text.size();
+    const auto m = regex.find(text.substr(0, end), at);
+    if (m && (to_the_end || m->end + kMargin <= end)) {
+      on_match(*m);
+      at = m->end > m->begin ? m->end : m->begin + 1;
+    } else if (to_the_end) {
+      break;
+    } else if (m) {
+      window *= 2;  // a match near the window's end may run on: search again with more text
+    } else {
+      at = char_start(text, end - kMargin);
+    }
   }
 }
 
-// Content of the box whose keyword ends at `at`: `{...}` with nested braces,
-// or the token after `\boxed `; nullopt when the box is cut off or empty.
-std::optional<std::string> box_content(std::string_view text, size_t at) {
-  if (at < text.size() && text[at] == '{') {
-    int depth = 0;
-    for (size_t j = at; j < text.size(); ++j) {
-      if (text[j] == '{') ++depth;
-      if (text[j] == '}' && --depth == 0) return std::string(text.substr(at + 1, j - at - 1));
+// The last match of `regex` in `text`, as one scan of the whole text finds it,
+// for a `regex` that never matches white space: the search starts after white
+// space near the end, where no match of the whole scan can be under way, and
+// moves back until it finds one.
+std::optional<Match> last_match(const Regex& regex, std::string_view text) {
+  for (size_t window = 4096;; window *= 2) {
+    size_t start = text.size() > window ? text.size() - window : 0;
+    while (start > 0 && std::isspace(static_cast<unsigned char>(text[start - 1])) == 0) --start;
+    std::optional<Match> last;
+    for_each_match(regex, text, start, [&](const Match& m) { last = m; });
+    if (last || start == 0) return last;
+  }
+}
+
+// Every '{' of a text, by position, with the position of its matching '}'
+// (npos when it is never closed).
+std::map<size_t, size_t> brace_pairs(std::string_view text) {
+  std::map<size_t, size_t> pairs;
+  std::vector<size_t> open;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '{') {
+      pairs[i] = std::string_view::npos;
+      open.push_back(i);
+    } else if (text[i] == '}' && !open.empty()) {
+      pairs[open.back()] = i;
+      open.pop_back();
     }
-    return std::nullopt;
+  }
+  return pairs;
+}
+
+// Content of the box whose keyword ends at `at`: `{...}` with nested braces,
+// or the token after `\boxed `; nullopt when the box is cut off.
+std::optional<std::string_view> box_content(std::string_view text, size_t at,
+                                            const std::map<size_t, size_t>& braces) {
+  if (at < text.size() && text[at] == '{') {
+    const size_t close = braces.at(at);
+    if (close == std::string_view::npos) return std::nullopt;
+    return text.substr(at + 1, close - at - 1);
   }
   if (at >= text.size() || text[at] != ' ') return std::nullopt;  // \boxedfoo is another command
   const auto begin = text.find_first_not_of(' ', at);
   if (begin == std::string_view::npos) return std::nullopt;
   const auto end = text.find_first_of(" \n$", begin);
-  return std::string(text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin));
+  return text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin);
 }
 
+// Every box that holds something: \boxed{...}, \fbox{...}, \boxed N.
 void add_boxes(std::string_view text, std::vector<Candidate>& out) {
-  static const Regex kBox(R"(\\(?:boxed|fbox))", "box regex");
-  for_each_match(kBox, text, [&](const Match& m, size_t) {
-    const auto content = box_content(text, m.end);
-    if (content && content->find_first_not_of(" \t\r\n") != std::string::npos) {
-      out.push_back({kBoxed, m.begin, *content, true});
+  const auto braces = brace_pairs(text);
+  for (const std::string_view keyword : {"\\boxed", "\\fbox"}) {
+    for (size_t at = text.find(keyword); at != std::string_view::npos; at = text.find(keyword, at + 1)) {
+      const auto content = box_content(text, at + keyword.size(), braces);
+      if (content && content->find_first_not_of(" \t\r\n") != std::string_view::npos) {
+        out.push_back({kBoxed, at, std::string(*content), true});
+      }
     }
-  });
+  }
 }
 
 // Minerva's closing line: "Final Answer: The final answer is $7$. I hope it is correct."
 void add_minerva(std::string_view text, std::vector<Candidate>& out) {
-  static const Regex kMinervaLine(R"(final\s+answer\s+is\s*:?\s*(.{1,300}?)\s*\.?\s*I\s+hope)", "Minerva regex",
-                                  true);
-  for_each_match(kMinervaLine, text, [&](const Match& m, size_t at) {
-    const auto answer = kMinervaLine.find_group(text, at, 1);
+  static const Regex kMinervaLine(
+      R"(final\s{1,8}answer\s{1,8}is\s{0,8}:?\s{0,8}(.{1,300}?)\s{0,8}\.?\s{0,8}I\s{1,8}hope)", "Minerva regex", true);
+  for_each_match(kMinervaLine, text, 0, [&](const Match& m) {
+    const auto answer = kMinervaLine.find_group(text.substr(0, m.end), m.begin, 1);
     out.push_back({kMinerva, m.begin, std::string(text.substr(answer->begin, answer->end - answer->begin)), true});
   });
 }
@@ -151,18 +210,19 @@ std::optional<Candidate> after_phrase(std::string_view text, size_t at, Rule rul
 }
 
 void add_phrases(std::string_view text, const Regex& phrase, Rule rule, std::vector<Candidate>& out) {
-  for_each_match(phrase, text, [&](const Match& m, size_t) {
+  for_each_match(phrase, text, 0, [&](const Match& m) {
     if (auto candidate = after_phrase(text, m.end, rule, m.begin)) out.push_back(std::move(*candidate));
   });
 }
 
+// The phrase patterns bound their repeats (\s{0,8}), as for_each_match needs.
 void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
   static const Regex kFinal(
-      R"((?<![a-z])final\s+answer(?:[^\n.:]{0,60}?\s+is\b|\s*:)|最終(?:的な)?(?:答え|解答|回答)\s*(?:は|が|:))",
+      R"((?<![a-z])final\s{1,8}answer(?:[^\n.:]{0,60}?\s{1,8}is\b|\s{0,8}:)|最終(?:的な)?(?:答え|解答|回答)\s{0,8}(?:は|が|:))",
       "final-answer regex", true);
-  static const Regex kColon(R"((?<![a-z])answer\s*:|(?:答え|回答|解答|正解|答案)\s*:)",
+  static const Regex kColon(R"((?<![a-z])answer\s{0,8}:|(?:答え|回答|解答|正解|答案)\s{0,8}:)",
                             "answer-colon regex", true);
-  static const Regex kIs(R"((?<![a-z])answer\s+is\b|(?:答え|回答|解答|正解)\s*(?:は|が)|答案\s*(?:是|为|為))",
+  static const Regex kIs(R"((?<![a-z])answer\s{1,8}is\b|(?:答え|回答|解答|正解)\s{0,8}(?:は|が)|答案\s{0,8}(?:是|为|為))",
                          "answer-is regex", true);
   add_phrases(text, kFinal, kFinalAnswer, out);
   add_phrases(text, kColon, kAnswerColon, out);
@@ -176,8 +236,7 @@ void add_last_value(std::string_view text, TaskKind kind, std::vector<Candidate>
                              "number regex");
   static const Regex kLetter(R"((?<![A-Za-z])[A-E](?![A-Za-z]))", "letter regex");
   const Regex& value = kind == TaskKind::kInteger ? kNumber : kLetter;
-  std::optional<Match> last;
-  for_each_match(value, text, [&](const Match& m, size_t) { last = m; });
+  const auto last = last_match(value, text);
   if (!last) return;
   out.push_back({kind == TaskKind::kInteger ? kLastNumber : kLastLetter, last->begin,
                  std::string(text.substr(last->begin, last->end - last->begin)), true});
