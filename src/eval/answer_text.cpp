@@ -92,7 +92,8 @@ bool separates_thousands(std::string_view text, size_t at, size_t size) {
 std::string drop_bold_markers(std::string_view text) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
-    const bool operator_between = i > 0 && is_ascii_alnum(text[i - 1]) && i + 2 < text.size() && is_ascii_alnum(text[i + 2]);
+    const bool operator_between =
+        i > 0 && is_ascii_alnum(text[i - 1]) && i + 2 < text.size() && is_ascii_alnum(text[i + 2]);
     if (text.substr(i).starts_with("**") && !operator_between) {
       ++i;
       continue;
@@ -309,8 +310,9 @@ std::string strip_math(std::string_view given) {
 
 std::string_view right_of_equals(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
-    const bool separates_items = text[i] == ';' || (text[i] == ',' && !(i > 0 && is_ascii_digit(text[i - 1]) &&
-                                                                         i + 1 < text.size() && is_ascii_digit(text[i + 1])));
+    const bool separates_items =
+        text[i] == ';' || (text[i] == ',' && !(i > 0 && is_ascii_digit(text[i - 1]) && i + 1 < text.size() &&
+                                               is_ascii_digit(text[i + 1])));
     if (separates_items) return text;
   }
   for (size_t at = text.size(); at-- > 0;) {
@@ -388,7 +390,8 @@ std::optional<AnswerValue> value_in_sentence(std::string_view sentence) {
 std::optional<char> choice_letter(std::string_view given) {
   const std::string text = strip_math(given);
   for (size_t at = 0; at < text.size(); ++at) {
-    const bool alone = (at == 0 || !is_ascii_alpha(text[at - 1])) && (at + 1 == text.size() || !is_ascii_alpha(text[at + 1]));
+    const bool alone =
+        (at == 0 || !is_ascii_alpha(text[at - 1])) && (at + 1 == text.size() || !is_ascii_alpha(text[at + 1]));
     if (text[at] >= 'A' && text[at] <= 'E' && alone) return text[at];
   }
   return std::nullopt;

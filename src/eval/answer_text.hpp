@@ -10,10 +10,11 @@
 
 namespace rvec {
 
-// NFKC (full-width digits and punctuation become ASCII), U+2212 as '-',
-// the currency sign `\$` and markdown bold `**` dropped, LaTeX thousands separators between digit
-// groups (`1\,000`, `1{,}000`) as ',', other LaTeX spacing (`\,` `\;` `\:`
-// `\!` `\ ` `~`) as a space. Ill-formed UTF-8 becomes U+FFFD first.
+// NFKC (full-width digits and punctuation become ASCII), U+2212 as '-', the
+// currency sign `\$` dropped, markdown bold `**` dropped (not between two
+// letters or digits: 2**10), LaTeX thousands separators between digit groups
+// (`1\,000`, `1{,}000`) as ',', other LaTeX spacing (`\,` `\;` `\:` `\!`
+// `\ ` `~`) as a space. Ill-formed UTF-8 becomes U+FFFD first.
 std::string normalize_answer_text(std::string_view text);
 
 // `text` without math markup: the delimiters $ $$ \( \) \[ \], the wrappers
@@ -49,8 +50,8 @@ struct AnswerValue {
 };
 
 // The value in the sentence after an answer phrase: the value right before a
-// closing copula (です, でした, である, になります) if one has it, else the
-// first. A value starts at a number, a fraction or a kanji numeral that
+// closing copula (です, でした, である, になります, となります; a unit, counter
+// or closing quote may stand between) if one has it, else the first. A value starts at a number, a fraction or a kanji numeral that
 // stands alone and runs over the math that follows it, so
 // "一の位の数字で、7です" and "3 と 4 の和で、7 です" give 7, "3 + 4 = 7" gives 7
 // (right of '='), and "2\sqrt{3}" is a value with no integer. nullopt when

@@ -31,7 +31,7 @@ constexpr Rule kLastLetter{"last_letter", 3};
 
 // Where a rule found an answer: either the answer as a whole (a box's
 // content, a math span, a number) or the sentence after an answer phrase,
-// whose first value is the answer.
+// whose value (value_in_sentence) is the answer.
 struct Candidate {
   Rule rule;
   size_t position = 0;  // byte offset of the match in the graded text
@@ -118,8 +118,7 @@ std::map<size_t, size_t> brace_pairs(std::string_view text) {
 
 // Content of the box whose keyword ends at `at`: `{...}` with nested braces,
 // or the token after `\boxed `; nullopt when the box is cut off.
-std::optional<std::string_view> box_content(std::string_view text, size_t at,
-                                            const std::map<size_t, size_t>& braces) {
+std::optional<std::string_view> box_content(std::string_view text, size_t at, const std::map<size_t, size_t>& braces) {
   if (at < text.size() && text[at] == '{') {
     const size_t close = braces.at(at);
     if (close == std::string_view::npos) return std::nullopt;
@@ -220,10 +219,11 @@ void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
   static const Regex kFinal(
       R"((?<![a-z])final\s{1,8}answer(?:[^\n.:]{0,60}?\s{1,8}is\b|\s{0,8}:)|最終(?:的な)?(?:答え|解答|回答)\s{0,8}(?:は|が|:))",
       "final-answer regex", true);
-  static const Regex kColon(R"((?<![a-z])answer\s{0,8}:|(?:答え|回答|解答|正解|答案)\s{0,8}:)",
-                            "answer-colon regex", true);
-  static const Regex kIs(R"((?<![a-z])answer\s{1,8}is\b|(?:答え|回答|解答|正解)\s{0,8}(?:は|が)|答案\s{0,8}(?:是|为|為))",
-                         "answer-is regex", true);
+  static const Regex kColon(R"((?<![a-z])answer\s{0,8}:|(?:答え|回答|解答|正解|答案)\s{0,8}:)", "answer-colon regex",
+                            true);
+  static const Regex kIs(
+      R"((?<![a-z])answer\s{1,8}is\b|(?:答え|回答|解答|正解)\s{0,8}(?:は|が)|答案\s{0,8}(?:是|为|為))",
+      "answer-is regex", true);
   add_phrases(text, kFinal, kFinalAnswer, out);
   add_phrases(text, kColon, kAnswerColon, out);
   add_phrases(text, kIs, kAnswerIs, out);
@@ -232,8 +232,8 @@ void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
 // Lenient mode's fallback: the last number (integer tasks) or the last letter
 // A-E standing alone (choice tasks) anywhere in the text.
 void add_last_value(std::string_view text, TaskKind kind, std::vector<Candidate>& out) {
-  static const Regex kNumber(R"((?<![0-9A-Za-z.])(?:-(?=[0-9]))?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?)",
-                             "number regex");
+  static const Regex kNumber(
+      R"((?<![0-9A-Za-z.])(?:-(?=[0-9]))?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?)", "number regex");
   static const Regex kLetter(R"((?<![A-Za-z])[A-E](?![A-Za-z]))", "letter regex");
   const Regex& value = kind == TaskKind::kInteger ? kNumber : kLetter;
   const auto last = last_match(value, text);

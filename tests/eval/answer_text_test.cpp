@@ -18,7 +18,7 @@ TEST(AnswerText, NormalizeMakesDigitsSignsAndSeparatorsPlain) {
   EXPECT_EQ(normalize_answer_text("\\$45"), "45");
   EXPECT_EQ(normalize_answer_text("1\\,000"), "1,000");
   EXPECT_EQ(normalize_answer_text("1{,}000{,}000"), "1,000,000");
-  EXPECT_EQ(normalize_answer_text("x\\,dx"), "x dx");  // \, between letters is only a space
+  EXPECT_EQ(normalize_answer_text("x\\,dx"), "x dx");      // \, between letters is only a space
   EXPECT_EQ(normalize_answer_text("1\\,0000"), "1 0000");  // not a group of three digits
   EXPECT_EQ(normalize_answer_text("3\\;4~5\\!6"), "3 4 5 6");
   EXPECT_EQ(normalize_answer_text("\xff"), "\uFFFD");

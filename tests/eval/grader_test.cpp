@@ -81,8 +81,8 @@ TEST(Grader, LongResponsesAreReadAtEveryOffset) {
   for (size_t at = 0; at < reasoning.size(); at += 89) {
     while ((static_cast<unsigned char>(reasoning[at]) & 0xC0) == 0x80) --at;  // a character boundary
     const std::string head = reasoning.substr(0, at), tail = reasoning.substr(at);
-    const auto minerva = grade_response(head + "Final Answer: The final answer is $7$. I hope it is correct. " + tail, "7",
-                                        GradeMode::kStrict, TaskKind::kInteger);
+    const auto minerva = grade_response(head + "Final Answer: The final answer is $7$. I hope it is correct. " + tail,
+                                        "7", GradeMode::kStrict, TaskKind::kInteger);
     EXPECT_EQ(minerva.rule, "minerva") << "at " << at;
     EXPECT_EQ(minerva.extracted, "7") << "at " << at;
     const auto last = grade_response(head + "答えは 7 です。" + tail, "7", GradeMode::kStrict, TaskKind::kInteger);
@@ -90,7 +90,8 @@ TEST(Grader, LongResponsesAreReadAtEveryOffset) {
   }
   std::string repeated;
   while (repeated.size() < 60000) repeated += "答えは 6 です。";
-  EXPECT_EQ(grade_response(repeated + "答えは 7 です。", "7", GradeMode::kStrict, TaskKind::kInteger).verdict, "correct");
+  EXPECT_EQ(grade_response(repeated + "答えは 7 です。", "7", GradeMode::kStrict, TaskKind::kInteger).verdict,
+            "correct");
   std::string words;
   while (words.size() < 60000) words += "and so on ";
   EXPECT_EQ(grade_response(reasoning + " 7 " + words, "7", GradeMode::kLenient, TaskKind::kInteger).extracted, "7");
