@@ -216,8 +216,9 @@ void add_phrases(std::string_view text, const Regex& phrase, Rule rule, std::vec
 
 // The phrase patterns bound their repeats (\s{0,8}), as for_each_match needs.
 void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
-  static const Regex kFinal(
-      R"((?<![a-z])final\s{1,8}answer(?:[^\n.:]{0,60}?\s{1,8}is\b|\s{0,8}:)|最終(?:的な)?(?:答え|解答|回答)\s{0,8}(?:は|が|:))",
+  static const Regex kFinal(  // "final answer ... is", "final answer:", or a "Final Answer" heading line
+      R"((?<![a-z])final\s{1,8}answer(?:[^\n.:]{0,60}?\s{1,8}is\b|\s{0,8}:|[ \t]{0,8}(?=\n))|)"
+      R"(最終(?:的な)?(?:答え|解答|回答)(?:\s{0,8}(?:は|が|:)|[ \t]{0,8}(?=\n)))",
       "final-answer regex", true);
   static const Regex kColon(R"((?<![a-z])answer\s{0,8}:|(?:答え|回答|解答|正解|答案)\s{0,8}:)", "answer-colon regex",
                             true);

@@ -6,7 +6,8 @@
 // candidate it finds, with the rule's priority:
 //   0  boxed         \boxed{...} / \fbox{...} (nested braces) or \boxed N
 //   0  minerva       "final answer is X. I hope it is correct."
-//   1  final_answer  "final answer is X", "Final answer: X", 最終的な答えは X, 最終解答：X
+//   1  final_answer  "final answer is X", "Final answer: X", a "Final Answer" heading
+//                    line, 最終的な答えは X, 最終解答：X
 //   2  answer_colon  "Answer: X", 答え：X, 回答：X, 解答：X, 正解：X
 //   2  answer_is     "the answer is X", 答えは X, 答えが X, 正解は X, 答案是 X
 //   3  last_number   (lenient only) the last number; last_letter for choices
