@@ -2,130 +2,277 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cctype>
+#include <map>
 #include <vector>
 
-#include "base/text.hpp"
 #include "base/regex.hpp"
+#include "eval/answer_text.hpp"
 #include "text/unicode.hpp"
 
 namespace rvec {
 namespace {
 
-// A number as written: sign, digits with optional thousands groups, decimals.
-constexpr const char* kNumber = R"(-?\d+(?:,\d{3})*(?:\.\d+)?)";
-constexpr const char* kKanjiDigits = "〇零一二三四五六七八九十百千万";
+// A rule of docs/evaluation.md: a lower priority number wins; within one
+// priority the candidate found last in the text wins.
+struct Rule {
+  const char* name;
+  int priority;
+};
 
-void replace_all(std::string& text, std::string_view from, std::string_view to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
+constexpr Rule kMinerva{"minerva", 0};
+constexpr Rule kBoxed{"boxed", 0};
+constexpr Rule kFinalAnswer{"final_answer", 1};
+constexpr Rule kAnswerColon{"answer_colon", 2};
+constexpr Rule kAnswerIs{"answer_is", 2};
+constexpr Rule kLastNumber{"last_number", 3};
+constexpr Rule kLastLetter{"last_letter", 3};
+
+// Where a rule found an answer: either the answer as a whole (a box's
+// content, a math span, a number) or the sentence after an answer phrase,
+// whose value (value_in_sentence) is the answer.
+struct Candidate {
+  Rule rule;
+  size_t position = 0;  // byte offset of the match in the graded text
+  std::string text;
+  bool whole = false;
+};
+
+// The graded part of a response: the text after the last </think>, unless
+// nothing follows it; normalised.
+std::string graded_text(std::string_view response) {
+  if (const auto think = response.rfind("</think>"); think != std::string_view::npos) {
+    const auto after = response.substr(think + 8);
+    if (after.find_first_not_of(" \t\r\n") != std::string_view::npos) response = after;
   }
+  return normalize_answer_text(response);
 }
 
-// NFKC, minus sign, LaTeX spacing; the part after the last </think>.
-std::string normalize_response(std::string_view response) {
-  std::string text = nfkc(replace_invalid_utf8(response));
-  if (const auto think = text.rfind("</think>"); think != std::string::npos) {
-    const auto after = text.substr(think + 8);
-    if (after.find_first_not_of(" \t\r\n") != std::string::npos) text = after;
-  }
-  replace_all(text, "\u2212", "-");
-  replace_all(text, "{,}", ",");  // LaTeX thousands separator
-  replace_all(text, "\\$", "$");
-  for (const char* spacing : {"\\,", "\\!", "\\;", "\\ ", "~"}) replace_all(text, spacing, " ");
-  return text;
+// `at`, or the start of the UTF-8 character that holds byte `at`.
+size_t char_start(std::string_view text, size_t at) {
+  while (at > 0 && at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+  return at;
 }
 
-// Content of the last \boxed{...} / \fbox{...} (braces matched), or the token after "\boxed ".
-std::optional<std::string> last_boxed(const std::string& text) {
-  size_t start = std::string::npos, keyword = 0;
-  for (const std::string_view k : {"\\boxed", "\\fbox"}) {
-    const auto at = text.rfind(k);
-    if (at != std::string::npos && (start == std::string::npos || at > start)) start = at, keyword = k.size();
-  }
-  if (start == std::string::npos) return std::nullopt;
-  size_t i = start + keyword;
-  if (i < text.size() && text[i] == '{') {
-    int depth = 0;
-    for (size_t j = i; j < text.size(); ++j) {
-      if (text[j] == '{') ++depth;
-      if (text[j] == '}' && --depth == 0) return text.substr(i + 1, j - i - 1);
+// Calls on_match(match) for every match of `regex` in `text` from byte `from`
+// on, left to right, as one scan of the whole text finds them. PCRE2 checks
+// the UTF-8 of the subject from the search start to its end on every call, so
+// a search of the whole text for each of a long response's many matches
+// (numbers, a model repeating 答えは6です。 until max_tokens) costs its length
+// each time; each search gets a window of the text as its subject instead. A
+// match that ends kMargin bytes before the window's end is the one the whole
+// text gives, as no match of the rules' patterns spans kMargin bytes (they
+// bound their repeats for this), and neither does one that starts earlier.
+template <typename F>
+void for_each_match(const Regex& regex, std::string_view text, size_t from, F&& on_match) {
+  constexpr size_t kMargin = 2048;
+  size_t at = from, window = 4 * kMargin;
+  while (at < text.size()) {
+    const size_t end = char_start(text, std::min(text.size(), at + window));
+    const bool to_the_end = end == text.size();
+    const auto m = regex.find(text.substr(0, end), at);
+    if (m && (to_the_end || m->end + kMargin <= end)) {
+      on_match(*m);
+      at = m->end > m->begin ? m->end : m->begin + 1;
+    } else if (to_the_end) {
+      break;
+    } else if (m) {
+      window *= 2;  // a match near the window's end may run on: search again with more text
+    } else {
+      at = char_start(text, end - kMargin);
     }
-    return std::nullopt;  // cut off inside the box
   }
-  while (i < text.size() && text[i] == ' ') ++i;
-  const auto end = text.find_first_of(" \n$", i);
-  if (end == i) return std::nullopt;
-  return text.substr(i, end == std::string::npos ? std::string::npos : end - i);
 }
 
-// Group 1 of the last match of `regex` in `text`, if any.
-std::optional<std::string> after_last(const Regex& regex, const std::string& text) {
-  std::optional<std::string> found;
-  size_t at = 0;
-  while (at <= text.size()) {
-    const auto whole = regex.find(text, at);
-    if (!whole) break;
-    const auto group = regex.find_group(text, at, 1);
-    found = text.substr(group->begin, group->end - group->begin);
-    at = whole->end > whole->begin ? whole->end : whole->begin + 1;
+// The last match of `regex` in `text`, as one scan of the whole text finds it,
+// for a `regex` that never matches white space: the search starts after white
+// space near the end, where no match of the whole scan can be under way, and
+// moves back until it finds one.
+std::optional<Match> last_match(const Regex& regex, std::string_view text) {
+  for (size_t window = 4096;; window *= 2) {
+    size_t start = text.size() > window ? text.size() - window : 0;
+    while (start > 0 && std::isspace(static_cast<unsigned char>(text[start - 1])) == 0) --start;
+    std::optional<Match> last;
+    for_each_match(regex, text, start, [&](const Match& m) { last = m; });
+    if (last || start == 0) return last;
   }
+}
+
+// Every '{' of a text, by position, with the position of its matching '}'
+// (npos when it is never closed).
+std::map<size_t, size_t> brace_pairs(std::string_view text) {
+  std::map<size_t, size_t> pairs;
+  std::vector<size_t> open;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '{') {
+      pairs[i] = std::string_view::npos;
+      open.push_back(i);
+    } else if (text[i] == '}' && !open.empty()) {
+      pairs[open.back()] = i;
+      open.pop_back();
+    }
+  }
+  return pairs;
+}
+
+// Content of the box whose keyword ends at `at`: `{...}` with nested braces,
+// or the token after `\boxed `; nullopt when the box is cut off.
+std::optional<std::string_view> box_content(std::string_view text, size_t at, const std::map<size_t, size_t>& braces) {
+  if (at < text.size() && text[at] == '{') {
+    const size_t close = braces.at(at);
+    if (close == std::string_view::npos) return std::nullopt;
+    return text.substr(at + 1, close - at - 1);
+  }
+  if (at >= text.size() || text[at] != ' ') return std::nullopt;  // \boxedfoo is another command
+  const auto begin = text.find_first_not_of(' ', at);
+  if (begin == std::string_view::npos) return std::nullopt;
+  const auto end = text.find_first_of(" \n$", begin);
+  return text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin);
+}
+
+// Every box that holds something: \boxed{...}, \fbox{...}, \boxed N.
+void add_boxes(std::string_view text, std::vector<Candidate>& out) {
+  const auto braces = brace_pairs(text);
+  for (const std::string_view keyword : {"\\boxed", "\\fbox"}) {
+    for (size_t at = text.find(keyword); at != std::string_view::npos; at = text.find(keyword, at + 1)) {
+      const auto content = box_content(text, at + keyword.size(), braces);
+      if (content && content->find_first_not_of(" \t\r\n") != std::string_view::npos) {
+        out.push_back({kBoxed, at, std::string(*content), true});
+      }
+    }
+  }
+}
+
+// Minerva's closing line: "Final Answer: The final answer is $7$. I hope it is correct."
+void add_minerva(std::string_view text, std::vector<Candidate>& out) {
+  static const Regex kMinervaLine(
+      R"(final\s{1,8}answer\s{1,8}is\s{0,8}:?\s{0,8}(.{1,300}?)\s{0,8}\.?\s{0,8}I\s{1,8}hope)", "Minerva regex", true);
+  for_each_match(kMinervaLine, text, 0, [&](const Match& m) {
+    const auto answer = kMinervaLine.find_group(text.substr(0, m.end), m.begin, 1);
+    out.push_back({kMinerva, m.begin, std::string(text.substr(answer->begin, answer->end - answer->begin)), true});
+  });
+}
+
+// The math span that opens `text`, if any: "$7$", "\(7\)", "\[7\]", "$$7$$".
+std::optional<std::string> leading_math(std::string_view text) {
+  constexpr size_t kMaxMath = 400;
+  struct Delimiters {
+    std::string_view open, close;
+  };
+  static constexpr Delimiters kDelimiters[] = {{"$$", "$$"}, {"$", "$"}, {"\\(", "\\)"}, {"\\[", "\\]"}};
+  for (const auto& [open, close] : kDelimiters) {
+    if (!text.starts_with(open)) continue;
+    const auto end = text.find(close, open.size());
+    if (end == std::string_view::npos || end > kMaxMath) return std::nullopt;
+    return std::string(text.substr(open.size(), end - open.size()));
+  }
+  return std::nullopt;
+}
+
+// The sentence that starts `text`: up to a line break, 。, or . ! ? before a
+// space; at most 120 bytes.
+std::string leading_sentence(std::string_view text) {
+  constexpr size_t kMaxSentence = 120;
+  size_t end = 0;
+  while (end < text.size() && end < kMaxSentence) {
+    const char c = text[end];
+    if (c == '\n' || text.substr(end).starts_with("。")) break;
+    if ((c == '.' || c == '!' || c == '?') &&
+        (end + 1 == text.size() || std::isspace(static_cast<unsigned char>(text[end + 1])))) {
+      break;
+    }
+    ++end;
+  }
+  std::string sentence(text.substr(0, end));
+  sentence.resize(complete_utf8_prefix(sentence));
+  return sentence;
+}
+
+// What follows an answer phrase ending at `at`, past spaces, line breaks,
+// markdown emphasis, punctuation and opening quotes: a math span as a whole,
+// else the sentence.
+std::optional<Candidate> after_phrase(std::string_view text, size_t at, Rule rule, size_t position) {
+  std::string_view rest = text.substr(at);
+  for (bool skipped = true; skipped;) {
+    skipped = false;
+    for (const std::string_view junk : {" ", "\t", "\r", "\n", "*", ":", ",", "、", "「", "『", "\"", "(", "`"}) {
+      if (rest.starts_with(junk)) {
+        rest.remove_prefix(junk.size());
+        skipped = true;
+      }
+    }
+  }
+  if (rest.empty()) return std::nullopt;
+  if (auto math = leading_math(rest)) return Candidate{rule, position, std::move(*math), true};
+  return Candidate{rule, position, leading_sentence(rest), false};
+}
+
+void add_phrases(std::string_view text, const Regex& phrase, Rule rule, std::vector<Candidate>& out) {
+  for_each_match(phrase, text, 0, [&](const Match& m) {
+    if (auto candidate = after_phrase(text, m.end, rule, m.begin)) out.push_back(std::move(*candidate));
+  });
+}
+
+// The phrase patterns bound their repeats (\s{0,8}), as for_each_match needs.
+void add_answer_phrases(std::string_view text, std::vector<Candidate>& out) {
+  static const Regex kFinal(  // "final answer ... is", "final answer:", or a "Final Answer" heading line
+      R"((?<![a-z])final\s{1,8}answer(?:[^\n.:]{0,60}?\s{1,8}is\b|\s{0,8}:|[ \t]{0,8}(?=\n))|)"
+      R"(最終(?:的な)?(?:答え|解答|回答)(?:\s{0,8}(?:は|が|:)|[ \t]{0,8}(?=\n)))",
+      "final-answer regex", true);
+  static const Regex kColon(R"((?<![a-z])answer\s{0,8}:|(?:答え|回答|解答|正解|答案)\s{0,8}:)", "answer-colon regex",
+                            true);
+  static const Regex kIs(
+      R"((?<![a-z])answer\s{1,8}is\b|(?:答え|回答|解答|正解)\s{0,8}(?:は|が)|答案\s{0,8}(?:是|为|為))",
+      "answer-is regex", true);
+  add_phrases(text, kFinal, kFinalAnswer, out);
+  add_phrases(text, kColon, kAnswerColon, out);
+  add_phrases(text, kIs, kAnswerIs, out);
+}
+
+// Lenient mode's fallback: the last number (integer tasks) or the last letter
+// A-E standing alone (choice tasks) anywhere in the text.
+void add_last_value(std::string_view text, TaskKind kind, std::vector<Candidate>& out) {
+  static const Regex kNumber(
+      R"((?<![0-9A-Za-z.])(?:-(?=[0-9]))?(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?)", "number regex");
+  static const Regex kLetter(R"((?<![A-Za-z])[A-E](?![A-Za-z]))", "letter regex");
+  const Regex& value = kind == TaskKind::kInteger ? kNumber : kLetter;
+  const auto last = last_match(value, text);
+  if (!last) return;
+  out.push_back({kind == TaskKind::kInteger ? kLastNumber : kLastLetter, last->begin,
+                 std::string(text.substr(last->begin, last->end - last->begin)), true});
+}
+
+// Every candidate of every rule the mode uses, best first.
+std::vector<Candidate> candidates(std::string_view text, GradeMode mode, TaskKind kind) {
+  std::vector<Candidate> found;
+  add_boxes(text, found);
+  add_minerva(text, found);
+  add_answer_phrases(text, found);
+  if (mode == GradeMode::kLenient) add_last_value(text, kind, found);
+  std::stable_sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) {
+    return a.rule.priority != b.rule.priority ? a.rule.priority < b.rule.priority : a.position > b.position;
+  });
   return found;
 }
 
-long long kanji_value(std::string_view text) {
-  static const std::vector<std::pair<std::string, int>> digits = {
-      {"〇", 0}, {"零", 0}, {"一", 1}, {"二", 2}, {"三", 3}, {"四", 4},
-      {"五", 5}, {"六", 6}, {"七", 7}, {"八", 8}, {"九", 9}};
-  static const std::vector<std::pair<std::string, int>> units = {{"十", 10}, {"百", 100}, {"千", 1000}};
-  const bool positional = text.find("十") == std::string_view::npos && text.find("百") == std::string_view::npos &&
-                          text.find("千") == std::string_view::npos && text.find("万") == std::string_view::npos;
-  long long total = 0, section = 0, digit = -1, positional_value = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    bool matched = false;
-    for (const auto& [k, v] : digits) {
-      if (text.compare(i, k.size(), k) == 0) {
-        digit = v, positional_value = positional_value * 10 + v, i += k.size(), matched = true;
-        break;
-      }
-    }
-    if (matched) continue;
-    for (const auto& [k, v] : units) {
-      if (text.compare(i, k.size(), k) == 0) {
-        section += (digit < 0 ? 1 : digit) * v, digit = -1, i += k.size(), matched = true;
-        break;
-      }
-    }
-    if (matched) continue;
-    if (text.compare(i, 3, "万") == 0) {
-      total += (section + std::max(digit, 0LL)) * 10000, section = 0, digit = -1, i += 3;
-      continue;
-    }
-    return -1;
-  }
-  return positional ? positional_value : total + section + std::max(digit, 0LL);
+// A whole candidate that holds no value, as the record shows it: without math markup.
+std::string as_written(std::string_view whole) {
+  std::string stripped = strip_math(whole);
+  return stripped.empty() ? std::string(whole) : stripped;
 }
 
-// "$\text{25}$ 個。" -> "25"; "x = 12" -> "12": the first value in the candidate.
-std::optional<std::string> first_value(std::string text) {
-  static const Regex kWrapper(R"(\\(?:text|mathrm|mathbf|textbf)\{([^{}]*)\})", "wrapper regex");
-  while (const auto m = kWrapper.find_group(text, 0, 1)) {
-    const auto whole = kWrapper.find(text, 0);
-    text = text.substr(0, whole->begin) + text.substr(m->begin, m->end - m->begin) + text.substr(whole->end);
+// The answer a candidate gives, if any: a whole candidate always gives one
+// (a box that holds no integer is a wrong answer, not a fall-through); a
+// sentence gives its value (answer_text.hpp), if it has one.
+std::optional<AnswerValue> read_answer(const Candidate& c, TaskKind kind) {
+  if (kind == TaskKind::kChoice) {
+    if (const auto letter = choice_letter(c.text)) return AnswerValue{std::string(1, *letter), std::nullopt};
+    if (!c.whole) return std::nullopt;
+    return AnswerValue{as_written(c.text), std::nullopt};
   }
-  static const Regex kValue(std::string("^[\\s$*(\\[{]*(?:[a-zA-Z]\\s*=\\s*)?(") + kNumber + "|[" + kKanjiDigits + "]+)",
-                            "value regex");
-  const auto m = kValue.find_group(text, 0, 1);
-  if (!m || m->end == m->begin) return std::nullopt;
-  return text.substr(m->begin, m->end - m->begin);
-}
-
-std::optional<std::string> first_letter(const std::string& text) {
-  static const Regex kLetter(R"(^[\s$*(\[{]*(?:\\text\{)?\(?([A-E])\b)", "choice regex");
-  const auto m = kLetter.find_group(text, 0, 1);
-  if (!m || m->end == m->begin) return std::nullopt;
-  return text.substr(m->begin, m->end - m->begin);
+  if (!c.whole) return value_in_sentence(c.text);
+  return AnswerValue{as_written(c.text), integer_value(c.text)};
 }
 
 std::string gold_letter(std::string_view gold) {
@@ -134,6 +281,23 @@ std::string gold_letter(std::string_view gold) {
   if (g.size() == 1 && g[0] >= '0' && g[0] <= '4') return std::string(1, static_cast<char>('A' + (g[0] - '0')));
   if (g.size() == 1 && g[0] >= 'a' && g[0] <= 'e') return std::string(1, static_cast<char>(g[0] - 'a' + 'A'));
   return g;
+}
+
+Grade grade_substring(std::string_view response, std::string_view gold) {
+  if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) return {std::nullopt, "none", "no_answer"};
+  std::string g(gold);
+  while (!g.empty() && g.back() == ' ') g.pop_back();
+  const bool hit = !g.empty() && response.find(g) != std::string_view::npos;
+  return {hit ? std::optional<std::string>(g) : std::nullopt, "substring", hit ? "correct" : "wrong"};
+}
+
+Grade verdict_for(const AnswerValue& answer, const char* rule, std::string_view gold, TaskKind kind) {
+  if (kind == TaskKind::kChoice) return {answer.text, rule, answer.text == gold_letter(gold) ? "correct" : "wrong"};
+  if (!answer.integer) return {answer.text, rule, "wrong"};
+  const auto want = parse_integer_answer(gold);
+  const std::string got = std::to_string(*answer.integer);
+  const bool correct = want ? *answer.integer == *want : got == gold;
+  return {got, rule, correct ? "correct" : "wrong"};
 }
 
 }  // namespace
@@ -154,76 +318,17 @@ const char* grade_mode_name(GradeMode mode) {
   return "?";
 }
 
-std::optional<long long> parse_integer_answer(std::string_view given) {
-  std::string text = nfkc(replace_invalid_utf8(given));
-  replace_all(text, "\u2212", "-");
-  const auto value = first_value(text);
-  if (!value) return std::nullopt;
-  if (value->find_first_of("0123456789") == std::string::npos) {
-    const auto k = kanji_value(*value);
-    return k < 0 ? std::nullopt : std::optional<long long>(k);
-  }
-  std::string digits;
-  for (char c : *value) {
-    if (c != ',') digits += c;
-  }
-  if (const auto dot = digits.find('.'); dot != std::string::npos) {
-    if (digits.find_first_not_of('0', dot + 1) != std::string::npos) return std::nullopt;  // 2.5 is not an integer
-    digits.resize(dot);
-  }
-  try {
-    size_t used = 0;
-    const long long v = std::stoll(digits, &used);
-    return used == digits.size() ? std::optional<long long>(v) : std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
+std::optional<long long> parse_integer_answer(std::string_view text) {
+  return integer_value(normalize_answer_text(text));
 }
 
 Grade grade_response(std::string_view response, std::string_view gold, GradeMode mode, TaskKind kind) {
-  if (mode == GradeMode::kSubstring) {
-    std::string g(gold);
-    while (!g.empty() && g.back() == ' ') g.pop_back();
-    const bool hit = !g.empty() && response.find(g) != std::string_view::npos;
-    if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) return {std::nullopt, "none", "no_answer"};
-    return {hit ? std::optional<std::string>(g) : std::nullopt, "substring", hit ? "correct" : "wrong"};
+  if (mode == GradeMode::kSubstring) return grade_substring(response, gold);
+  const std::string text = graded_text(response);
+  for (const Candidate& c : candidates(text, mode, kind)) {
+    if (const auto answer = read_answer(c, kind)) return verdict_for(*answer, c.rule.name, gold, kind);
   }
-  const std::string text = normalize_response(response);
-  static const Regex kPhrase(R"((?:最終的な答え|最終解答|答え|回答|解答|final\s+answer|answer)\s*(?:\*\*)?\s*[:は]\s*(?:\*\*)?([^\n]{0,80}))",
-                             "answer phrase regex", true);
-  static const Regex kAnswerIs(R"((?:the\s+answer\s+is|答えが)\s*:?\s*([^\n]{0,80}))", "answer-is regex", true);
-  static const Regex kLastNumber(std::string("(") + kNumber + ")", "number regex");
-  static const Regex kLastLetter(R"(\(?\b([A-E])\b\)?)", "letter regex");
-  const auto pick = [&](const std::optional<std::string>& candidate) -> std::optional<std::string> {
-    if (!candidate) return std::nullopt;
-    return kind == TaskKind::kInteger ? first_value(*candidate) : first_letter(*candidate);
-  };
-  std::optional<std::string> value;
-  std::string rule = "none";
-  // A box that holds no number (\frac{1}{2}) is still the answer given: it grades as wrong.
-  const auto boxed = last_boxed(text);
-  const auto boxed_value = boxed && !pick(boxed) && boxed->find_first_not_of(' ') != std::string::npos ? boxed : pick(boxed);
-  const std::pair<const char*, std::optional<std::string>> tries[] = {
-      {"boxed", boxed_value},
-      {"phrase", pick(after_last(kPhrase, text))},
-      {"answer_is", pick(after_last(kAnswerIs, text))},
-  };
-  for (const auto& [name, candidate] : tries) {
-    if (candidate) {
-      value = candidate, rule = name;
-      break;
-    }
-  }
-  if (!value && mode == GradeMode::kLenient) {
-    value = after_last(kind == TaskKind::kInteger ? kLastNumber : kLastLetter, text);
-    if (value) rule = "last_number";
-  }
-  if (!value) return {std::nullopt, "none", "no_answer"};
-  if (kind == TaskKind::kChoice) return {value, rule, *value == gold_letter(gold) ? "correct" : "wrong"};
-  const auto got = parse_integer_answer(*value), want = parse_integer_answer(gold);
-  if (!got) return {value, rule, "wrong"};
-  const bool correct = want ? *got == *want : std::to_string(*got) == gold;
-  return {std::to_string(*got), rule, correct ? "correct" : "wrong"};
+  return {std::nullopt, "none", "no_answer"};
 }
 
 double japanese_share(std::string_view text) {

@@ -1,16 +1,23 @@
 // Grading a model's response against a gold answer, per the rules in
 // docs/evaluation.md (integer-answer math and multiple choice).
 //
-// The answer is looked for in the text after the last </think> (the whole
-// response if there is none), after NFKC normalisation, by these rules in
-// order; the first that yields a candidate fires:
-//   boxed        the last \boxed{...} / \fbox{...} (nested braces) or \boxed N
-//   phrase       the last 答え / 回答 / 解答 / 最終的な答え / Answer / Final answer
-//                followed by : ： or は and a value
-//   answer_is    "the answer is N"
-//   last_number  (lenient only) the last number in the response
-// Modes: strict (boxed, phrase, answer_is), lenient (adds last_number),
-// substring (the paper's: the gold text appears anywhere in the response).
+// The text after the last </think> (the whole response if nothing follows
+// it) is normalised (answer_text.hpp), and every rule collects every
+// candidate it finds, with the rule's priority:
+//   0  boxed         \boxed{...} / \fbox{...} (nested braces) or \boxed N
+//   0  minerva       "final answer is X. I hope it is correct."
+//   1  final_answer  "final answer is X", "Final answer: X", a "Final Answer" heading
+//                    line, 最終的な答えは X, 最終解答：X
+//   2  answer_colon  "Answer: X", 答え：X, 回答：X, 解答：X, 正解：X
+//   2  answer_is     "the answer is X", 答えは X, 答えが X, 正解は X, 答案是 X
+//   3  last_number   (lenient only) the last number; last_letter for choices
+// The highest priority wins and, within a priority, the candidate found last
+// in the text, so a model that corrects itself is graded on its last answer.
+// A candidate that holds no value (答えはいくつでしょうか) is passed over.
+// Modes: strict (priorities 0-2), lenient (adds 3), substring (the paper's:
+// the gold text appears anywhere in the raw response).
+//
+// All functions are pure and thread-safe.
 #pragma once
 
 #include <optional>
@@ -27,15 +34,16 @@ const char* grade_mode_name(GradeMode mode);
 
 struct Grade {
   std::optional<std::string> extracted;  // normalised answer ("25", "B"), if any
-  std::string rule;                      // which rule fired, or "none"
+  std::string rule;                      // which rule fired ("boxed", "answer_is", ...), or "none"
   std::string verdict;                   // "correct", "wrong" or "no_answer"
 };
 
 // `gold` is an integer ("025", "1,000") for kInteger, a letter A-E or an index 0-4 for kChoice.
 Grade grade_response(std::string_view response, std::string_view gold, GradeMode mode, TaskKind kind);
 
-// Integer value of an answer string after the cleaning rules ("025" -> 25,
-// "1,000" -> 1000, "二十五" -> 25, "$25$ 個" -> 25); nullopt if it is not one.
+// Integer value of an answer string after the normalisation steps ("025" -> 25,
+// "1,000" -> 1000, "二十五" -> 25, "$25$ 個" -> 25, "\frac{12}{3}" -> 4); nullopt
+// if it is not one ("2.5", "\frac{1}{2}").
 std::optional<long long> parse_integer_answer(std::string_view text);
 
 // Share of Japanese script (hiragana, katakana, CJK ideographs) among the

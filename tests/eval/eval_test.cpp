@@ -165,7 +165,7 @@ TEST(Eval, RetriesTransientFaultsAndRecordsBadRequestsAsItemFailures) {
       EXPECT_NE(r["error"].get<std::string>().find("HTTP 400"), std::string::npos);
     } else {
       EXPECT_EQ(r["verdict"], "correct") << r.dump();
-      EXPECT_EQ(r["rule"], "phrase");
+      EXPECT_EQ(r["rule"], "answer_colon");
     }
   }
   // 12 answers + 2x2 rate limits + 2 unavailable + 2 garbage + 2 timeouts.
