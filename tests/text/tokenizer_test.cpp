@@ -58,14 +58,17 @@ TEST(Tokenizer, QwenSpecialTokensAndDecoding) {
   EXPECT_EQ(qwen()->decode(ids, true), "user\n日本語 😀 text");
 }
 
-RC_GTEST_PROP(Tokenizer, QwenDecodeInvertsEncodeUpToNfc, ()) {
-  RC_PRE(fs::exists(qwen_dir() / "tokenizer.json"));
-  const auto points = *rc::gen::container<std::vector<char32_t>>(rc::gen::oneOf(
-      rc::gen::inRange<char32_t>(0x20, 0x7F), rc::gen::inRange<char32_t>(0x3040, 0x30FF),
-      rc::gen::inRange<char32_t>(0x4E00, 0x4F00), rc::gen::element<char32_t>(U'\n', U'\t', U' ', U'\u0301', U'😀')));
-  std::string text;
-  for (const char32_t cp : points) append_utf8(text, cp);
-  RC_ASSERT(qwen()->decode(qwen()->encode(text)) == nfc(text));
+// A property over Qwen's real tokenizer: skipped (not failed) where it is absent.
+TEST(Tokenizer, QwenDecodeInvertsEncodeUpToNfc) {
+  SKIP_WITHOUT_QWEN();
+  EXPECT_TRUE(rc::check("decode(encode(text)) == nfc(text)", [] {
+    const auto points = *rc::gen::container<std::vector<char32_t>>(rc::gen::oneOf(
+        rc::gen::inRange<char32_t>(0x20, 0x7F), rc::gen::inRange<char32_t>(0x3040, 0x30FF),
+        rc::gen::inRange<char32_t>(0x4E00, 0x4F00), rc::gen::element<char32_t>(U'\n', U'\t', U' ', U'\u0301', U'😀')));
+    std::string text;
+    for (const char32_t cp : points) append_utf8(text, cp);
+    RC_ASSERT(qwen()->decode(qwen()->encode(text)) == nfc(text));
+  }));
 }
 
 std::string byte_symbol(int b) { return byte_level_symbol(static_cast<uint8_t>(b)); }
