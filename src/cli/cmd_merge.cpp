@@ -18,6 +18,7 @@ struct RunFlags {
   bool dry_run = false;
   bool json = false;
   bool quiet = false;
+  bool stats = false;
 };
 
 // Options shared by merge, apply and extract.
@@ -105,6 +106,21 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   return out;
 }
 
+// Where the time went: the executor thread's stages add up to its wall time;
+// the writer thread's appends overlap them.
+void print_stages(const JobResult& r) {
+  const StageTimes& s = r.stages;
+  fmt::print("stages  read {:.2f} s ({}) | compute {:.2f} s | wait for writer {:.2f} s || writer {:.2f} s ({}) | "
+             "sync {:.2f} s\n",
+             s.read_s, human_bytes(r.bytes_read), s.compute_s, s.write_wait_s, s.write_s,
+             human_bytes(s.bytes_appended), s.sync_s);
+}
+
+nlohmann::ordered_json stages_json(const StageTimes& s) {
+  return {{"read_s", s.read_s},   {"compute_s", s.compute_s},           {"write_wait_s", s.write_wait_s},
+          {"write_s", s.write_s}, {"bytes_appended", s.bytes_appended}, {"sync_s", s.sync_s}};
+}
+
 void print_result(const JobResult& result) {
   for (const auto& o : result.outputs) {
     std::string status = o.already_complete ? "already complete (same inputs and settings), kept" : "written";
@@ -134,6 +150,7 @@ nlohmann::ordered_json result_json(const JobResult& result) {
   out["bytes_read"] = result.bytes_read;
   out["bytes_written"] = result.bytes_written;
   out["seconds"] = result.seconds;
+  out["stages"] = stages_json(result.stages);
   const ProcessStats stats = process_stats();
   out["process"] = {{"rchar", stats.rchar}, {"read_bytes", stats.read_bytes}, {"wchar", stats.wchar},
                     {"write_bytes", stats.write_bytes}, {"peak_rss_bytes", stats.peak_rss_bytes}};
@@ -160,6 +177,7 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
   if (bar) bar->finish();
   if (flags.json) fmt::print("{}\n", result_json(result).dump(2));
   else if (!flags.quiet) print_result(result);
+  if (flags.stats && !flags.json) print_stages(result);
 }
 
 void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool with_rules) {
@@ -186,6 +204,9 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
       ->capture_default_str();
   cmd->add_flag("--json", o.flags.json, "Print the plan or the result as JSON");
   cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
+  cmd->add_flag("--stats", o.flags.stats,
+                "Also print where the time went: reading, computing, waiting for the writer, the writer's appends, "
+                "syncing (always in --json as \"stages\")");
 }
 
 // Rules in the order given per kind: --skip first, then --scale, then --layers.
@@ -265,6 +286,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->add_flag("--dry-run", run->second.dry_run, "Print the plan and write nothing");
   r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
   r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
+  r->add_flag("--stats", run->second.stats, "Also print where the time went (see rvec merge --help)");
   r->footer("Example recipe:\n" + recipe_yaml({JobKind::kMerge, "Qwen2.5-32B-Instruct", "s1-32B", "EZO-32B", "",
                                               {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false, 0,
                                               {{"lm_head", std::nullopt, 0.0}}}));

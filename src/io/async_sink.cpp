@@ -1,5 +1,7 @@
 #include "io/async_sink.hpp"
 
+#include <chrono>
+
 namespace rvec {
 
 AsyncSink::AsyncSink(size_t buffers, size_t buffer_bytes) : pending_(buffers, 0) {
@@ -64,6 +66,7 @@ void AsyncSink::run() {
     const bool failed_before = error_ != nullptr;
     lock.unlock();
     std::exception_ptr error;
+    const auto start = std::chrono::steady_clock::now();
     if (!failed_before) {
       try {
         job.writer->append(std::span(buffers_[job.buffer].get(), job.size));
@@ -71,8 +74,11 @@ void AsyncSink::run() {
         error = std::current_exception();
       }
     }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     lock.lock();
     busy_ = false;
+    write_seconds_ += seconds;
+    bytes_written_ += error ? 0 : job.size;
     if (error && !error_) error_ = error;
     if (--pending_[job.buffer] == 0) free_.push_back(job.buffer);
     changed_.notify_all();

@@ -41,6 +41,11 @@ class AsyncSink {
   // Waits until every submitted write is done; rethrows a writer error.
   void drain();
 
+  // Seconds the writer thread spent in appends, and the bytes it appended;
+  // read them after drain().
+  double write_seconds() const { return write_seconds_; }
+  uint64_t bytes_written() const { return bytes_written_; }
+
  private:
   struct Job {
     size_t buffer;
@@ -59,6 +64,8 @@ class AsyncSink {
   std::exception_ptr error_;
   bool stopping_ = false;
   bool busy_ = false;
+  double write_seconds_ = 0;  // guarded by mutex_
+  uint64_t bytes_written_ = 0;
   std::thread thread_;
 };
 

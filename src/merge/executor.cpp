@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 
 #include "hf/tensor_reader.hpp"
 #include "numeric/codec.hpp"
@@ -62,6 +63,25 @@ struct TaskExecutor::Buffers {
   }
 };
 
+// Adds the seconds a scope took to a counter.
+class ScopeTimer {
+ public:
+  explicit ScopeTimer(double& seconds) : seconds_(seconds), start_(std::chrono::steady_clock::now()) {}
+  ~ScopeTimer() { seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ScopeTimer(const ScopeTimer&) = delete;
+  ScopeTimer& operator=(const ScopeTimer&) = delete;
+
+ private:
+  double& seconds_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+StageTimes& StageTimes::operator+=(const StageTimes& o) {
+  read_s += o.read_s, compute_s += o.compute_s, write_wait_s += o.write_wait_s;
+  write_s += o.write_s, sync_s += o.sync_s, bytes_appended += o.bytes_appended;
+  return *this;
+}
+
 uint64_t TensorTask::element_count() const {
   uint64_t n = 1;
   for (uint64_t d : out_shape) n *= d;
@@ -112,6 +132,7 @@ void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t
 }
 
 void TaskExecutor::read_vectors(const TensorTask& task, uint64_t first, size_t n) {
+  const ScopeTimer timer(times_.read_s);
   for (size_t i = 0; i < task.vectors.size(); ++i) {
     VectorBuffers& b = *buffers_->vectors[i];
     b.post.read(*task.vectors[i].post, first, n);
@@ -138,6 +159,7 @@ void TaskExecutor::statistics_pass(const TensorTask& task, TensorCombiner& combi
   for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
     const size_t n = std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first);
     read_vectors(task, first, n);
+    const ScopeTimer timer(times_.compute_s);
     for (uint64_t tile = 0; tile < n; tile += kTileElements) {
       const size_t m = std::min<uint64_t>(kTileElements, n - tile);
       deltas_of_tile(task, tile, m, nullptr);
@@ -149,12 +171,21 @@ void TaskExecutor::statistics_pass(const TensorTask& task, TensorCombiner& combi
   }
 }
 
+size_t TaskExecutor::acquire_buffer() {
+  const ScopeTimer timer(times_.write_wait_s);
+  return sink_.acquire();
+}
+
 void TaskExecutor::combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
   read_vectors(task, first, n);
-  if (task.base) b.base.read(*task.base, first, n);
+  if (task.base) {
+    const ScopeTimer timer(times_.read_s);
+    b.base.read(*task.base, first, n);
+  }
   std::vector<size_t> out(writers_.size());
-  for (auto& buffer : out) buffer = sink_.acquire();
+  for (auto& buffer : out) buffer = acquire_buffer();
+  const ScopeTimer timer(times_.compute_s);
   kernels::DeltaSums& sums = vector_sums_[std::string(module_kind_name(module_kind(task.name)))];
   for (uint64_t tile = 0; tile < n; tile += kTileElements) {
     const size_t m = std::min<uint64_t>(kTileElements, n - tile);
@@ -195,11 +226,16 @@ uint64_t TaskExecutor::inputs_nonfinite(const TensorTask& task, size_t n) const 
 void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
   const TensorInfo& info = *task.base->info;
-  const size_t buffer = sink_.acquire();
+  const size_t buffer = acquire_buffer();
   if (info.dtype == task.out_dtype || !is_arithmetic(info.dtype)) {
+    const ScopeTimer timer(times_.read_s);
     b.base.read_into(*task.base, first, n, sink_.data(buffer));
   } else {
-    b.base.read(*task.base, first, n);
+    {
+      const ScopeTimer timer(times_.read_s);
+      b.base.read(*task.base, first, n);
+    }
+    const ScopeTimer timer(times_.compute_s);
     for (uint64_t tile = 0; tile < n; tile += kTileElements) {
       const size_t m = std::min<uint64_t>(kTileElements, n - tile);
       b.base.widen(tile, std::span(b.base_tile.get(), m));

@@ -55,6 +55,20 @@ struct TensorTask {
   uint64_t bytes_to_read(bool statistics_pass) const;
 };
 
+// Where a merge's time goes, per stage. The executor's thread reads, computes
+// and waits for free output buffers; the writer thread appends; finishing a
+// file syncs it.
+struct StageTimes {
+  double read_s = 0;        // preads of the inputs (waiting for the disk when cold)
+  double compute_s = 0;     // widening, combining, encoding
+  double write_wait_s = 0;  // waiting for the writer to free an output buffer
+  double write_s = 0;       // the writer thread's appends (copies into the page cache, writeback throttling)
+  double sync_s = 0;        // fsync of finished files
+  uint64_t bytes_appended = 0;
+
+  StageTimes& operator+=(const StageTimes& o);
+};
+
 // Output values that became NaN/Inf though no input value was: (tensor, count).
 using NonfiniteCounts = std::vector<std::pair<std::string, uint64_t>>;
 
@@ -75,6 +89,8 @@ class TaskExecutor {
   // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of the first vector per module kind.
   const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
   const std::vector<NonfiniteCounts>& nonfinite() const { return nonfinite_; }
+  // read_s, compute_s and write_wait_s of the work so far.
+  const StageTimes& stage_times() const { return times_; }
 
  private:
   struct Buffers;
@@ -83,6 +99,7 @@ class TaskExecutor {
   void read_vectors(const TensorTask& task, uint64_t first, size_t n);
   void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  size_t acquire_buffer();
   uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;
   void record_nonfinite(size_t output, const std::string& tensor, uint64_t count);
 
@@ -94,6 +111,7 @@ class TaskExecutor {
   std::unique_ptr<Buffers> buffers_;
   std::map<std::string, kernels::DeltaSums> vector_sums_;
   std::vector<NonfiniteCounts> nonfinite_;
+  StageTimes times_;
 };
 
 }  // namespace rvec

@@ -274,6 +274,10 @@ void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec&
     for (size_t k = 0; k < active.size(); ++k) check_nonfinite(*active[k], executor.nonfinite()[k], spec);
   }
   sink.drain();
+  StageTimes times = executor.stage_times();
+  times.write_s = sink.write_seconds();
+  times.bytes_appended = sink.bytes_written();
+  const auto sync_start = std::chrono::steady_clock::now();
   const std::string& name = active.front()->sink->files()[i].name;
   for (size_t k = 0; k < active.size(); ++k) {
     writers[k]->finish();
@@ -281,6 +285,8 @@ void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec&
     active[k]->staging->write_text(name + kDoneSuffix, active[k]->fingerprint);
     for (const auto& entry : executor.nonfinite()[k]) active[k]->result.nonfinite.push_back(entry);
   }
+  times.sync_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
+  result.stages += times;
   result.bytes_read += executor.bytes_read();
   for (const auto& [kind, sums] : executor.vector_sums()) result.vector_by_kind[kind] += sums;
 }

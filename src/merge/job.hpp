@@ -104,6 +104,7 @@ struct JobResult {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   double seconds = 0;
+  StageTimes stages;
 };
 
 using JobProgress = std::function<void(uint64_t bytes_read, uint64_t bytes_total)>;

@@ -137,6 +137,23 @@ TEST(CliMerge, KilledRunLeavesNothingFinishedAndResumesToIdenticalBytes) {
   }
 }
 
+TEST(CliMerge, StatsSayWhereTheTimeWent) {
+  test::TempDir dir;
+  ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
+  const auto text = run_rvec("merge " + fam_args(dir / "fam") + " -w 0.5 --stats -o " + (dir / "a").string());
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("stages  read "), std::string::npos) << text.output;
+  const auto json = run_rvec("merge " + fam_args(dir / "fam") + " -w 0.5 --json -o " + (dir / "b").string());
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const auto j = nlohmann::json::parse(json.output);
+  const auto& stages = j["stages"];
+  for (const char* key : {"read_s", "compute_s", "write_wait_s", "write_s", "sync_s"}) {
+    EXPECT_GE(stages[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_GT(stages["bytes_appended"].get<uint64_t>(), 0u);
+  EXPECT_LE(stages["bytes_appended"].get<uint64_t>(), j["bytes_written"].get<uint64_t>());
+}
+
 TEST(CliMerge, DryRunWritesNothingAndShowsRules) {
   test::TempDir dir;
   ASSERT_EQ(run_rvec("gen-family " + (dir / "fam").string() + " -q").exit_code, 0);
