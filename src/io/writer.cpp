@@ -1,7 +1,5 @@
 #include "io/writer.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -11,26 +9,6 @@
 
 namespace rvec {
 namespace {
-
-constexpr size_t kWriteBufferBytes = 8 << 20;
-// Appends at least this large skip the buffer (one copy less on the hot path).
-constexpr size_t kDirectWriteBytes = 1 << 20;
-// Writeback is started every this many bytes, so dirty pages never pile up
-// (the kernel would otherwise stall the writer in large bursts) and the final
-// fsync has little left to do.
-constexpr uint64_t kWritebackChunkBytes = 64 << 20;
-
-void write_all(int fd, const std::byte* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    const ssize_t done = ::write(fd, data, size);
-    if (done < 0) {
-      if (errno == EINTR) continue;
-      fail_errno(fmt::format("{}: write failed", path));
-    }
-    data += done;
-    size -= static_cast<size_t>(done);
-  }
-}
 
 }  // namespace
 
@@ -67,79 +45,44 @@ std::string build_header(const std::vector<TensorSpec>& ordered, const Metadata&
   return text;
 }
 
-SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata)
-    : path_(std::move(path)), order_(safetensors_order(std::move(tensors))) {
+SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata,
+                                     SequentialFile::Mode mode)
+    : path_(std::move(path)), order_(safetensors_order(std::move(tensors))), file_(path_, mode) {
   const std::string header = build_header(order_, metadata);
   uint64_t data = 0;
   for (const auto& t : order_) data += t.byte_size();
   total_size_ = 8 + header.size() + data;
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail_errno(fmt::format("{}: cannot create", path_));
-  buffer_.reserve(kWriteBufferBytes);
   std::byte length[8];
   uint64_t n = header.size();
   for (auto& b : length) {
     b = static_cast<std::byte>(n & 0xFF);
     n >>= 8;
   }
-  buffer_.insert(buffer_.end(), length, length + 8);
-  const auto* h = reinterpret_cast<const std::byte*>(header.data());
-  buffer_.insert(buffer_.end(), h, h + header.size());
+  file_.append(length);
+  file_.append(std::span(reinterpret_cast<const std::byte*>(header.data()), header.size()));
   written_ = 8 + header.size();
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-void SafetensorsWriter::write_through(std::span<const std::byte> bytes) {
-  write_all(fd_, bytes.data(), bytes.size(), path_);
-  file_offset_ += bytes.size();
-  if (file_offset_ - writeback_started_ >= kWritebackChunkBytes) {
-    ::sync_file_range(fd_, static_cast<off_t>(writeback_started_), static_cast<off_t>(file_offset_ - writeback_started_),
-                      SYNC_FILE_RANGE_WRITE);
-    writeback_started_ = file_offset_;
-  }
-}
-
-void SafetensorsWriter::flush_buffer() {
-  write_through(buffer_);
-  buffer_.clear();
-}
+SafetensorsWriter::~SafetensorsWriter() = default;
 
 void SafetensorsWriter::append(std::span<const std::byte> bytes) {
   if (bytes.size() > total_size_ - written_) {
     fail(ErrorKind::kBadInput, "{}: more tensor data than the header announced ({} bytes)", path_, total_size_);
   }
   written_ += bytes.size();
-  if (bytes.size() < kDirectWriteBytes && buffer_.size() + bytes.size() <= kWriteBufferBytes) {
-    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
-    return;
-  }
-  flush_buffer();
-  if (bytes.size() >= kDirectWriteBytes) {
-    write_through(bytes);
-  } else {
-    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
-  }
+  file_.append(bytes);
 }
 
 void SafetensorsWriter::finish() {
   if (written_ != total_size_) {
     fail(ErrorKind::kBadInput, "{}: only {} of {} bytes were written", path_, written_, total_size_);
   }
-  flush_buffer();
-  if (::fsync(fd_) != 0) fail_errno(fmt::format("{}: fsync failed", path_));
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) fail_errno(fmt::format("{}: close failed", path_));
+  file_.finish(total_size_);
 }
 
 void SafetensorsWriter::finish_sparse() {
-  flush_buffer();
-  if (::ftruncate(fd_, static_cast<off_t>(total_size_)) != 0) fail_errno(fmt::format("{}: cannot extend", path_));
   written_ = total_size_;
-  finish();
+  file_.finish(total_size_);
 }
 
 std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& tensors, uint64_t max_shard_bytes) {

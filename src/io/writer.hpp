@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "io/sequential_file.hpp"
 #include "numeric/dtype.hpp"
 
 namespace rvec {
@@ -54,7 +55,9 @@ class TensorFileWriter {
 // (which the staging folder keeps out of sight).
 class SafetensorsWriter final : public TensorFileWriter {
  public:
-  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
+  // Creates the file and writes its header. `mode`: see SequentialFile.
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata,
+                    SequentialFile::Mode mode = SequentialFile::Mode::kDirectIfPossible);
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -69,19 +72,15 @@ class SafetensorsWriter final : public TensorFileWriter {
   // Extends the file to its full size without writing data (a sparse file
   // whose tensors read as zeros), then finishes. For shape-only test models.
   void finish_sparse() override;
+  // True while the data goes to the disk with O_DIRECT.
+  bool direct() const { return file_.direct(); }
 
  private:
-  void flush_buffer();
-  void write_through(std::span<const std::byte> bytes);
-
   std::string path_;
-  int fd_ = -1;
   std::vector<TensorSpec> order_;
   uint64_t total_size_ = 0;
   uint64_t written_ = 0;
-  uint64_t file_offset_ = 0;      // bytes handed to the kernel so far
-  uint64_t writeback_started_ = 0;  // bytes whose writeback has been started
-  std::vector<std::byte> buffer_;
+  SequentialFile file_;
 };
 
 // One output file of a sharded save.

@@ -145,9 +145,11 @@ TEST(Sweep, CtrlCStopsTheServerItIsWaitingFor) {
   // The "server" never answers and the sweep would wait a minute for it: SIGINT,
   // sent once the server runs, must end the sweep at once and take the server with it.
   const auto started = dir / "started";
-  write_family_and_recipe(dir, fmt::format("serve:\n  command: \"sh -c 'touch {}; sleep 316' {{model}} {{port}}\"\n"
+  // A duration no other process on the machine uses, so the count below is this test's own.
+  const std::string sleep = fmt::format("sleep 316.{}", ::getpid());
+  write_family_and_recipe(dir, fmt::format("serve:\n  command: \"sh -c 'touch {}; {}' {{model}} {{port}}\"\n"
                                            "  startup_timeout_s: 60\n",
-                                           started.string()));
+                                           started.string(), sleep));
   const auto run = test::run_shell(fmt::format(
       "{} sweep {} > {} 2>&1 & pid=$!; "
       "for i in $(seq 400); do [ -e {} ] && break; sleep 0.05; done; "
@@ -155,7 +157,7 @@ TEST(Sweep, CtrlCStopsTheServerItIsWaitingFor) {
       RVEC_CLI_PATH, (dir / "sweep.yaml").string(), (dir / "sweep.out").string(), started.string()));
   EXPECT_TRUE(std::filesystem::exists(started));
   EXPECT_NE(run.output.find("sweep exit 130"), std::string::npos) << run.output << test::read_file(dir / "sweep.out");
-  EXPECT_EQ(processes_mentioning("sleep 316"), 0);
+  EXPECT_EQ(processes_mentioning(sleep), 0);
   EXPECT_EQ(processes_mentioning((dir / "target").string()), 0);
 }
 
