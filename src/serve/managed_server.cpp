@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -46,11 +47,28 @@ void wait_until_gone(pid_t group) {
 
 size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
 
-void on_signal(int signal) {
+// Sends `signal` to every running group; true if one still had a member.
+bool signal_groups(int signal) {
+  bool any = false;
   for (const auto& slot : g_running_groups) {
     const pid_t group = slot.load();
-    if (group > 0) kill(-group, SIGTERM);
+    if (group <= 0) continue;
+    while (waitpid(-group, nullptr, WNOHANG) > 0) {  // reap our own exited children
+    }
+    any = kill(-group, signal) == 0 || any;
   }
+  return any;
+}
+
+// Ctrl-C or SIGTERM: the servers go first (SIGTERM, then SIGKILL for those
+// still there after 2 s), then this process ends with the same signal. Only
+// async-signal-safe calls: kill, waitpid, nanosleep.
+void on_signal(int signal) {
+  constexpr timespec kPoll = {0, 10'000'000};
+  signal_groups(SIGTERM);
+  for (int i = 0; i < 200 && signal_groups(0); ++i) nanosleep(&kPoll, nullptr);
+  signal_groups(SIGKILL);
+  for (int i = 0; i < 100 && signal_groups(0); ++i) nanosleep(&kPoll, nullptr);
   ::signal(signal, SIG_DFL);
   raise(signal);
 }
