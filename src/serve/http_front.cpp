@@ -461,6 +461,14 @@ std::string HttpFront::read_body(const httplib::ContentReader& reader) const {
   refuse("the request body is shorter than its Content-Length, or its chunked encoding is malformed");
 }
 
+int HttpFront::bind(const std::string& host, int port) {
+  const int bound = port == 0 ? bind_to_any_port(host) : (bind_to_port(host, port) ? port : -1);
+  // httplib listens with a backlog of 5, so a burst of new connections would
+  // wait for SYN retransmits (1 s, 3 s, ...); listening again raises it.
+  if (bound >= 0 && ::listen(svr_sock_, static_cast<int>(limits::kListenBacklog)) != 0) return -1;
+  return bound;
+}
+
 void HttpFront::stop() {
   if (!stopping_.exchange(true)) {
     [[maybe_unused]] const auto n = ::write(stop_pipe_[1], "x", 1);

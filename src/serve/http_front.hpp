@@ -40,6 +40,10 @@ class HttpFront : public httplib::Server {
   // handler becomes its error response.
   void route(const std::string& method, const std::string& path, Handler handler);
 
+  // Binds `host`:`port` (0: a free port) with a listen backlog of
+  // kListenBacklog; returns the port, or -1 if it cannot.
+  int bind(const std::string& host, int port);
+
   // Stops listening and ends idle connections; requests in flight finish.
   // Hides httplib::Server::stop().
   void stop();

@@ -13,6 +13,10 @@ namespace rvec::serve_limits {
 // more connection is answered 503 and closed at once.
 inline constexpr size_t kMaxConnections = 512;
 
+// New connections waiting for the server to accept them (the kernel caps
+// this at net.core.somaxconn).
+inline constexpr size_t kListenBacklog = 1024;
+
 // A request (request line, headers and body) must arrive in full within this
 // time of its first byte, or it is answered 408 and the connection closed.
 inline constexpr std::chrono::seconds kRequestDeadline{30};
