@@ -405,13 +405,19 @@ HttpFront::HttpFront(size_t max_connections, size_t max_body_bytes)
   set_keep_alive_timeout(limits::kIdleTimeout.count());
   set_read_timeout(limits::kIdleTimeout);
   set_write_timeout(limits::kWriteTimeout);
-  set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) { return check_framing(req, res); });
+  set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // Responses are always whole; HTTP allows a server to ignore Range. (The
+    // request is process_request's own object, handed to us as const.)
+    const_cast<httplib::Request&>(req).ranges.clear();
+    return check_framing(req, res);
+  });
   set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
     return check_framing(req, res) == HandlerResponse::Handled ? res.status : 100;
   });
+  // Handled even when the body is a handler's own error object: that makes
+  // httplib add the Content-Length header on every path.
   set_error_handler(HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return HandlerResponse::Unhandled;  // a handler's own error object
-    describe_error(req, res);
+    if (res.body.empty()) describe_error(req, res);
     return HandlerResponse::Handled;
   }));
   set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr exception) {
@@ -496,8 +502,10 @@ void HttpFront::serve_connection(int fd) {
     try {
       answered = process_request(connection, served + 1 == limits::kKeepAliveRequests, client_closes, nullptr);
     } catch (const std::exception& e) {  // httplib's own code threw: drop the connection, keep serving
+      ++internal_errors_;
       fmt::print(stderr, "rvec serve: internal error while answering a request: {}\n", e.what());
     } catch (...) {
+      ++internal_errors_;
       fmt::print(stderr, "rvec serve: internal error while answering a request\n");
     }
     if (connection.request_bytes() >= limits::kTrimAfterRequestBytes) malloc_trim(0);

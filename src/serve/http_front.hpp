@@ -54,6 +54,11 @@ class HttpFront : public httplib::Server {
   // directly.
   void serve_connection(int fd);
 
+  // Exceptions that escaped httplib's request processing (each dropped its
+  // connection and was logged). Zero unless rvec or httplib has a bug; the
+  // fuzzer checks it.
+  size_t internal_errors() const { return internal_errors_; }
+
  private:
   struct Endpoint {
     std::string method, path;
@@ -69,6 +74,7 @@ class HttpFront : public httplib::Server {
   std::vector<Endpoint> endpoints_;
   int stop_pipe_[2] = {-1, -1};  // readable once stop() was called
   std::atomic<bool> stopping_{false};
+  std::atomic<size_t> internal_errors_{0};
 };
 
 }  // namespace rvec

@@ -115,6 +115,18 @@ TEST_F(HttpLimitsTest, LowLevelErrorsSayWhatIsWrong) {
   EXPECT_NE(error_message(huge).find("accepts at most"), std::string::npos) << huge.body;
 }
 
+// Found by fuzz_http: an error answered before the body (here to an
+// Expect: 100-continue request) had no Content-Length, and a Range header
+// cut JSON responses into invalid pieces (206).
+TEST_F(HttpLimitsTest, EarlyRefusalsHaveAContentLengthAndRangeIsIgnored) {
+  const auto refused = raw_http(base(), "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");
+  EXPECT_EQ(refused.status, 411) << refused.body;
+  EXPECT_NE(refused.headers.find("Content-Length: "), std::string::npos) << refused.headers;
+  const auto whole = raw_http(base(), "GET /health HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n");
+  EXPECT_EQ(whole.status, 200) << whole.headers;
+  EXPECT_TRUE(json::accept(whole.body)) << whole.body;
+}
+
 // Item 4: these got no response at all (httplib read 2^64 - 5 bytes).
 TEST_F(HttpLimitsTest, ContentLengthThatIsNotANumberOrTooLargeIsAnswered) {
   const auto request = [](const std::string& headers) {

@@ -101,6 +101,7 @@ HttpResult RawConnection::read_response(std::chrono::milliseconds timeout) {
   HttpResult result;
   if (header_end == std::string::npos || data.rfind("HTTP/1.1 ", 0) != 0) return result;
   result.status = std::stol(data.substr(9, 3));
+  result.headers = data.substr(0, header_end);
   result.body = data.substr(header_end + 4, want == std::string::npos ? std::string::npos : want - header_end - 4);
   return result;
 }

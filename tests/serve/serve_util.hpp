@@ -15,6 +15,7 @@ namespace rvec::test {
 struct HttpResult {
   long status = 0;
   std::string body;
+  std::string headers;  // the status line and headers (RawConnection only)
 };
 // GET, or POST when `body` is non-empty or `post`.
 HttpResult http(const std::string& url, const std::string& body = "", bool post = false);
