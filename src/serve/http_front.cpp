@@ -246,13 +246,13 @@ class Connection final : public httplib::Stream {
     return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR));
   }
 
-  // Sends our FIN, then discards what the client sends until it closes too
-  // or kLingerTime has passed.
+  // Sends our FIN, then discards what the client sends until it closes too,
+  // kLingerTime has passed or the server stops.
   void linger() {
     ::shutdown(fd_, SHUT_WR);
     const auto until = Clock::now() + limits::kLingerTime;
     char scratch[16384];
-    while (Clock::now() < until && wait_for(fd_, POLLIN, -1, until - Clock::now()) > 0) {
+    while (Clock::now() < until && wait_for(fd_, POLLIN, stop_fd_, until - Clock::now()) > 0) {
       if (::recv(fd_, scratch, sizeof scratch, 0) <= 0) break;
     }
   }

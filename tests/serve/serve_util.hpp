@@ -45,6 +45,14 @@ HttpResult raw_http(const std::string& base_url, const std::string& request);
 // Resident memory of process `pid` in KiB (VmRSS in /proc/PID/status).
 long resident_kib(pid_t pid);
 
+// True in the ASan build, whose allocator holds freed memory in quarantine:
+// bounds on resident memory do not apply there.
+#ifdef __SANITIZE_ADDRESS__
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 // A tiny random Qwen2 model (vocab 300) with a byte-level tokenizer and a ChatML template;
 // `seed` picks the weights (same shapes for every seed, so any two can be merged).
 void write_chat_model(const std::filesystem::path& dir, uint64_t seed = 1);

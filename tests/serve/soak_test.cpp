@@ -136,7 +136,9 @@ TEST(ServeSoak, AnswersHealthAndCompletionsWhileAbused) {
       slowest = std::max(slowest, Clock::now() - start);
       EXPECT_LT(health_time, kDeadline);
       const long resident = test::resident_kib(server.pid());
-      EXPECT_LT(resident - baseline, kMaxGrowthKib) << "resident " << resident << " KiB, " << baseline << " at the start";
+      if (!test::kAddressSanitizer) {
+        EXPECT_LT(resident - baseline, kMaxGrowthKib) << "resident " << resident << " KiB, " << baseline << " at the start";
+      }
       std::this_thread::sleep_for(milliseconds(250));
     }
     std::cout << "[ measured ] slowest /health + completion under load: "
