@@ -180,9 +180,20 @@ TEST_F(HttpLimitsTest, SlowAndIdleClientsDoNotHoldUpOthers) {
 TEST(HttpLimits, ConnectionsOverTheLimitAreRefusedWith503) {
   TinyServer server("--max-connections 8");
   ASSERT_TRUE(server.ready()) << server.log();
+  // Eight kept-alive connections, each answered once, so each holds a
+  // thread. (One may be refused while the threads of the readiness checks
+  // are still finishing; it is tried again.)
   std::vector<std::unique_ptr<RawConnection>> clients;
-  for (int i = 0; i < 8; ++i) clients.push_back(std::make_unique<RawConnection>(server.url()));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // until the server has taken all eight
+  for (int attempt = 0; attempt < 100 && clients.size() < 8; ++attempt) {
+    auto client = std::make_unique<RawConnection>(server.url());
+    client->send(kHealth);
+    if (client->read_response().status == 200) {
+      clients.push_back(std::move(client));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  ASSERT_EQ(clients.size(), 8u);
   const auto refused = raw_http(server.url(), kHealth);
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_NE(error_message(refused).find("8 connections open, its limit"), std::string::npos) << refused.body;
