@@ -144,6 +144,16 @@ TEST_F(HttpLimitsTest, ContentLengthThatIsNotANumberOrTooLargeIsAnswered) {
     EXPECT_EQ(result.status, status) << headers << " -> " << result.body;
     EXPECT_FALSE(error_message(result).empty()) << headers << " -> " << result.body;
   }
+  // A chunked body has no length up front; it is cut off at the limit.
+  RawConnection chunked(base());
+  chunked.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+  const std::string mebibyte = "100000\r\n" + std::string(1 << 20, ' ') + "\r\n";
+  for (int i = 0; i < 3 && chunked.send(mebibyte); ++i) {
+  }
+  chunked.send("0\r\n\r\n");
+  const auto cut = chunked.read_response();
+  EXPECT_EQ(cut.status, 413) << cut.body;
+  EXPECT_NE(error_message(cut).find("more than"), std::string::npos) << cut.body;
 }
 
 // Item 4: 65 connections that stalled after their headers froze the server
