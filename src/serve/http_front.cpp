@@ -1,20 +1,23 @@
 #include "serve/http_front.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <fmt/format.h>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include "base/error.hpp"
