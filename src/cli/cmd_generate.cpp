@@ -207,6 +207,10 @@ void add_generate_commands(CLI::App& app, int& exit_code) {
   s->add_option("--max-batch", serve->max_batch, "Most sequences decoded together")->capture_default_str();
   s->add_option("--context", serve->max_context, "Context length cap in tokens")->capture_default_str();
   s->add_option("--threads", serve->threads, "Worker threads (default: every core)");
+  s->add_option("--max-connections", serve->max_connections,
+                "Connections open at once (one thread each); one more is answered 503")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 16));
   s->footer(
       "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.\n"
       "Example:\n"

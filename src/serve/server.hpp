@@ -10,11 +10,14 @@
 // stream_options.include_usage). Requests that arrive together are decoded
 // together in one batch. Errors are OpenAI error objects: 400 for a bad
 // request (bad JSON, bad field, prompt too long), 404 for an unknown model or
-// route, 503 while the model loads.
+// route, 503 while the model loads; limits.hpp has the limits on connections,
+// sizes and times, and http_front.hpp how they are enforced.
 #pragma once
 
 #include <cstddef>
 #include <string>
+
+#include "serve/limits.hpp"
 
 namespace rvec {
 
@@ -26,6 +29,7 @@ struct ServerOptions {
   size_t threads = 0;  // 0: every core
   size_t max_batch = 32;
   size_t max_context = 4096;
+  size_t max_connections = serve_limits::kMaxConnections;
 };
 
 // Serves until SIGINT or SIGTERM; returns the process exit code.

@@ -1,7 +1,11 @@
 #include "serve/serve_util.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +49,77 @@ HttpResult http(const std::string& url, const std::string& body, bool post) {
   return result;
 }
 
+RawConnection::RawConnection(const std::string& base_url) {
+  const std::regex address(R"(http://127\.0\.0\.1:(\d+))");
+  std::smatch m;
+  if (!std::regex_match(base_url, m, address)) return;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(m[1])));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ >= 0 && connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+RawConnection::~RawConnection() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool RawConnection::send(const std::string& bytes) {
+  size_t sent = 0;
+  while (fd_ >= 0 && sent < bytes.size()) {
+    const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return fd_ >= 0;
+}
+
+HttpResult RawConnection::read_response(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::string data;
+  size_t header_end = std::string::npos;
+  size_t want = std::string::npos;  // bytes of headers and body together
+  while (fd_ >= 0 && data.size() < want) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    pollfd p{fd_, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+    char buffer[65536];
+    const ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    data.append(buffer, static_cast<size_t>(n));
+    if (header_end == std::string::npos && (header_end = data.find("\r\n\r\n")) != std::string::npos) {
+      std::smatch m;
+      const std::string headers = data.substr(0, header_end);
+      const bool has_length = std::regex_search(headers, m, std::regex(R"(\r\nContent-Length: (\d+))", std::regex::icase));
+      want = has_length ? header_end + 4 + std::stoul(m[1]) : std::string::npos;
+    }
+  }
+  HttpResult result;
+  if (header_end == std::string::npos || data.rfind("HTTP/1.1 ", 0) != 0) return result;
+  result.status = std::stol(data.substr(9, 3));
+  result.headers = data.substr(0, header_end);
+  result.body = data.substr(header_end + 4, want == std::string::npos ? std::string::npos : want - header_end - 4);
+  return result;
+}
+
+HttpResult raw_http(const std::string& base_url, const std::string& request) {
+  RawConnection connection(base_url);
+  connection.send(request);
+  return connection.read_response();
+}
+
+long resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
 // A tiny Qwen2 model with a byte-level tokenizer and a ChatML template.
 void write_chat_model(const fs::path& dir, uint64_t seed) {
   TinyModelSpec spec;
@@ -71,9 +146,10 @@ void write_chat_model(const fs::path& dir, uint64_t seed) {
   std::ofstream(dir / "tokenizer_config.json") << config.dump();
 }
 
-ServerProcess::ServerProcess(const fs::path& model, const fs::path& log, const std::string& env) {
+ServerProcess::ServerProcess(const fs::path& model, const fs::path& log, const std::string& env,
+                             const std::string& flags) {
   const std::string command = env + " exec " RVEC_CLI_PATH " serve " + model.string() +
-                              " --port 0 --threads 2 --served-model-name tiny 2>" + log.string();
+                              " --port 0 --threads 2 --served-model-name tiny " + flags + " 2>" + log.string();
   pid_ = fork();
   if (pid_ == 0) {
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
@@ -110,5 +186,19 @@ int ServerProcess::terminate() {
   exited_ = true;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+namespace {
+const fs::path& with_model(const TempDir& dir) {
+  write_chat_model(dir.path() / "model");
+  return dir.path();
+}
+}  // namespace
+
+TinyServer::TinyServer(const std::string& flags, const std::string& env)
+    : process_(with_model(dir_) / "model", dir_.path() / "serve.log", env, flags) {
+  ready_ = !process_.url().empty() && process_.wait_ready();
+}
+
+std::string TinyServer::log() const { return read_file(dir_.path() / "serve.log"); }
 
 }  // namespace rvec::test

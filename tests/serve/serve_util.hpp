@@ -2,19 +2,56 @@
 // process on a free port, and a libcurl helper.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <sys/types.h>
+
+#include "test_util.hpp"
 
 namespace rvec::test {
 
 struct HttpResult {
   long status = 0;
   std::string body;
+  std::string headers;  // the status line and headers (RawConnection only)
 };
 // GET, or POST when `body` is non-empty or `post`.
 HttpResult http(const std::string& url, const std::string& body = "", bool post = false);
+
+// A TCP connection to the server at `base_url` ("http://127.0.0.1:PORT"),
+// closed on destruction. For requests curl will not send as they are.
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& base_url);
+  ~RawConnection();
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  // False once the server has closed the connection.
+  bool send(const std::string& bytes);
+  // Reads one response (headers and a Content-Length body); status 0 if
+  // none came within `timeout`.
+  HttpResult read_response(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  int fd_ = -1;
+};
+
+// Sends `request` on a new connection and reads the response.
+HttpResult raw_http(const std::string& base_url, const std::string& request);
+
+// Resident memory of process `pid` in KiB (VmRSS in /proc/PID/status).
+long resident_kib(pid_t pid);
+
+// True in the ASan build, whose allocator holds freed memory in quarantine:
+// bounds on resident memory do not apply there.
+#ifdef __SANITIZE_ADDRESS__
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
 
 // A tiny random Qwen2 model (vocab 300) with a byte-level tokenizer and a ChatML template;
 // `seed` picks the weights (same shapes for every seed, so any two can be merged).
@@ -23,9 +60,12 @@ void write_chat_model(const std::filesystem::path& dir, uint64_t seed = 1);
 // `rvec serve MODEL --port 0` as a child process, stderr in `log`; killed on destruction.
 class ServerProcess {
  public:
-  ServerProcess(const std::filesystem::path& model, const std::filesystem::path& log, const std::string& env = "");
+  // `flags` are added to the command line, `env` ("NAME=value ...") to its environment.
+  ServerProcess(const std::filesystem::path& model, const std::filesystem::path& log, const std::string& env = "",
+                const std::string& flags = "");
   ~ServerProcess();
   const std::string& url() const { return base_; }
+  pid_t pid() const { return pid_; }
   bool wait_ready() const;
   int terminate();  // SIGTERM; returns the exit status
 
@@ -33,6 +73,23 @@ class ServerProcess {
   pid_t pid_ = -1;
   bool exited_ = false;
   std::string base_;
+};
+
+// The tiny chat model (write_chat_model) in a temporary folder, served.
+class TinyServer {
+ public:
+  explicit TinyServer(const std::string& flags = "", const std::string& env = "");
+  // True once /health answers 200.
+  bool ready() const { return ready_; }
+  const std::string& url() const { return process_.url(); }
+  pid_t pid() const { return process_.pid(); }
+  std::filesystem::path model() const { return dir_.path() / "model"; }
+  std::string log() const;
+
+ private:
+  TempDir dir_;
+  ServerProcess process_;
+  bool ready_ = false;
 };
 
 }  // namespace rvec::test

@@ -38,22 +38,14 @@ json chat_body(const std::string& content, double temperature, int seed, int max
 class ServeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    write_chat_model(dir_->path() / "model");
-    server_ = new ServerProcess(dir_->path() / "model", dir_->path() / "serve.log");
-    ASSERT_FALSE(server_->url().empty()) << test::read_file(dir_->path() / "serve.log");
-    ASSERT_TRUE(server_->wait_ready()) << test::read_file(dir_->path() / "serve.log");
+    server_ = new test::TinyServer();
+    ASSERT_TRUE(server_->ready()) << server_->log();
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
+  static void TearDownTestSuite() { delete server_; }
   static std::string url(const std::string& path) { return server_->url() + path; }
-  static test::TempDir* dir_;
-  static ServerProcess* server_;
+  static test::TinyServer* server_;
 };
-test::TempDir* ServeTest::dir_ = nullptr;
-ServerProcess* ServeTest::server_ = nullptr;
+test::TinyServer* ServeTest::server_ = nullptr;
 
 TEST_F(ServeTest, ListsTheModelAndReportsHealth) {
   const auto models = http(url("/v1/models"));
@@ -73,7 +65,7 @@ TEST_F(ServeTest, ChatCompletionMatchesGenerateCli) {
   EXPECT_EQ(body["usage"]["prompt_tokens"].get<int>() + body["usage"]["completion_tokens"].get<int>(),
             body["usage"]["total_tokens"].get<int>());
   EXPECT_LE(body["usage"]["completion_tokens"].get<int>(), 12);
-  const auto cli = test::run_rvec("generate " + (dir_->path() / "model").string() +
+  const auto cli = test::run_rvec("generate " + server_->model().string() +
                                   " --chat -p hello -n 12 --json --threads 1 2>/dev/null");
   ASSERT_EQ(cli.exit_code, 0) << cli.output;
   EXPECT_EQ(json::parse(cli.output)["text"], choice["message"]["content"]);
@@ -163,6 +155,50 @@ TEST_F(ServeTest, BadRequestsGetOpenAiErrors) {
   expect("/v1/completions", json{{"model", "gpt-9"}, {"prompt", "x"}}.dump(), 404, "does not exist");
   expect("/v1/nothing", "{}", 404, "not an endpoint");
   EXPECT_EQ(http(url("/health")).status, 200);  // still serving after all that
+}
+
+// Issue 14, item 11: invalid UTF-8 in the body, "stream": null and a
+// non-boolean include_usage were 500s with nlohmann's text.
+TEST_F(ServeTest, BadFieldValuesAre400sThatNameTheField) {
+  const auto expect = [&](const std::string& path, const std::string& body, const std::string& param,
+                          const std::string& needle) {
+    const auto result = http(url(path), body, true);
+    EXPECT_EQ(result.status, 400) << body << " -> " << result.body;
+    const auto parsed = json::parse(result.body, nullptr, false);
+    ASSERT_TRUE(parsed.is_object()) << result.body;
+    EXPECT_EQ(parsed["error"]["param"], param) << body << " -> " << result.body;
+    const auto message = parsed["error"]["message"].get<std::string>();
+    EXPECT_NE(message.find(needle), std::string::npos) << result.body;
+    EXPECT_EQ(message.find("json.exception"), std::string::npos) << result.body;
+  };
+  const auto chat = [](const std::string& field, const json& value) {
+    auto body = chat_body("hi", 0, 1, 4);
+    body[field] = value;
+    return body.dump();
+  };
+  expect("/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"bad \xC3\x28\"}]}",
+         "messages[0].content", "UTF-8");
+  expect("/v1/chat/completions", chat("stream_options", {{"include_usage", "yes"}}), "stream_options.include_usage",
+         "true or false");
+  expect("/v1/chat/completions", chat("stream_options", 1), "stream_options", "must be an object");
+  expect("/v1/chat/completions", chat("stream", "yes"), "stream", "true or false");
+  expect("/v1/chat/completions", chat("n", 1.5), "n", "integer");
+  expect("/v1/chat/completions", chat("max_tokens", "12"), "max_tokens", "integer");
+  expect("/v1/chat/completions", chat("seed", "x"), "seed", "integer");
+  expect("/v1/chat/completions", chat("stop", {1}), "stop", "string");
+  expect("/v1/chat/completions", chat("stop", std::string(1000, 'x')), "stop", "at most 256 bytes");
+  expect("/v1/chat/completions", chat("temperature", "hot"), "temperature", "number");
+  expect("/v1/chat/completions", chat("logit_bias", json::object()), "logit_bias", "not supported");
+  expect("/v1/chat/completions", chat("messages", {{{"role", 5}, {"content", "x"}}}), "messages[0].role", "role");
+  expect("/v1/chat/completions", chat("messages", {{{"role", "user"}, {"content", {{"a", 1}}}}}),
+         "messages[0].content", "content");
+  expect("/v1/completions", json{{"prompt", {1, 4294967345}}}.dump(), "prompt", "outside the vocabulary");
+  expect("/v1/completions", json{{"prompt", {1, -1}}}.dump(), "prompt", "outside the vocabulary");
+  // null means "not given", as in OpenAI's API.
+  auto with_nulls = chat_body("hi", 0, 1, 4);
+  for (const char* field : {"stream", "stream_options", "n", "stop", "top_p"}) with_nulls[field] = nullptr;
+  const auto result = http(url("/v1/chat/completions"), with_nulls.dump());
+  EXPECT_EQ(result.status, 200) << result.body;
 }
 
 TEST(Serve, AnswersServiceUnavailableWhileLoadingAndStopsOnSigterm) {
