@@ -3,10 +3,13 @@
 #
 #   bench/merge_bench.sh SHAPE K [K ...]      e.g. bench/merge_bench.sh 1.5b 1 4
 #
-# The floor for one run: `cat` of the three input models to /dev/null plus
-# `dd` writing as many bytes as the run writes (K copies of the target's data,
-# fdatasync'd like rvec's output). Each row is run warm (inputs in the page cache) and cold
-# (page cache dropped first; needs root). Peak RSS comes from /usr/bin/time -v,
+# Two floors, measured in the same run on the same files: the overlapped one
+# (the three inputs read with `cat` while K copies of the target's bytes are
+# written with O_DIRECT, at the same time) and the sequential one (`cat`, then
+# `dd ... conv=fdatasync`). Each row is run warm (inputs in the page cache)
+# and cold (page cache dropped first; needs root); RVEC_BENCH_REPS
+# repetitions (default 3) alternate the floors and rvec; the ratio is rvec
+# over the overlapped floor. Peak RSS comes from /usr/bin/time -v,
 # bytes read from rvec's own /proc/self/io. Families are generated once under
 # $RVEC_BENCH_DIR (default: ./bench-data) after checking free space.
 set -euo pipefail
@@ -38,38 +41,67 @@ seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N);
 
 # Real (incompressible) bytes for dd to write: the target model's own data,
 # repeated K times (zeros would flatter a compressing or thin-provisioned disk).
-floor() {  # $1 = K
+write_outputs() {  # $1 = K, $2 = dd flags
+  sh -c "for i in \$(seq $1); do cat '$fam'/target/*.safetensors; done | dd of='$out.floor' bs=64M iflag=fullblock $2"
+}
+
+# The sequential floor: every input read, then the outputs written with fdatasync.
+floor_sequential() {  # $1 = K
   local r w
   r=$(seconds cat "$fam"/pre/*.safetensors "$fam"/post/*.safetensors "$fam"/target/*.safetensors)
-  w=$(seconds sh -c "for i in \$(seq $1); do cat '$fam'/target/*.safetensors; done | dd of='$out.floor' bs=16M iflag=fullblock conv=fdatasync")
+  w=$(seconds write_outputs "$1" conv=fdatasync)
   rm -f "$out.floor"
   echo "$r + $w" | bc -l
 }
 
-printf "| shape | K | cache | threads | rvec s | input GB/s | floor s | ratio | peak RSS MiB | rchar GB | read_bytes GB | input GB |\n"
-printf "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+# The overlapped floor: the inputs read while the outputs' bytes are written
+# with O_DIRECT at the same time, fsync included; what a merge could reach if
+# reading, computing and writing overlapped perfectly.
+floor_overlapped() {  # $1 = K
+  local s e reader
+  s=$(date +%s.%N)
+  cat "$fam"/pre/*.safetensors "$fam"/post/*.safetensors "$fam"/target/*.safetensors > /dev/null &
+  reader=$!
+  write_outputs "$1" "oflag=direct conv=fsync" > /dev/null 2>&1
+  wait $reader
+  e=$(date +%s.%N)
+  rm -f "$out.floor"
+  echo "$e - $s" | bc -l
+}
+
+prepare_cache() {  # $1 = warm|cold
+  if [[ $1 == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
+}
+
+reps="${RVEC_BENCH_REPS:-3}"
+[[ $can_drop == yes ]] && echo "(cold runs drop the page cache before each run: running as root)" \
+                       || echo "(not root: cold runs skipped, the page cache cannot be dropped)"
+printf "| shape | K | cache | rep | rvec s | overlapped floor s | ratio | sequential floor s | peak RSS MiB | rchar GB | input GB |\n"
+printf "|---|---|---|---|---|---|---|---|---|---|---|\n"
 for k in "${ks[@]}"; do
   weights=$(python3 -c "print(','.join(str(0.25*(i+1)) for i in range($k)))")
   for cache in warm cold; do
     if [[ $cache == cold && $can_drop == no ]]; then continue; fi
-    rm -rf "$out"
-    if [[ $cache == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
-    f=$(floor "$k")
-    rm -rf "$out"
-    if [[ $cache == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
-    /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
-      -w "$weights" -o "$out" --json -q > "$data/result.json"
-    secs=$(python3 -c "import json;print(json.load(open('$data/result.json'))['seconds'])")
-    rss=$(grep "Maximum resident" "$data/time.txt" | awk '{print $NF}')
-    python3 - "$shape" "$k" "$cache" "$secs" "$f" "$rss" "$in_bytes" "$data/result.json" <<'PY'
+    for rep in $(seq "$reps"); do
+      rm -rf "$out"
+      prepare_cache $cache
+      over=$(floor_overlapped "$k")
+      prepare_cache $cache
+      seq_floor=$(floor_sequential "$k")
+      rm -rf "$out"
+      prepare_cache $cache
+      /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
+        -w "$weights" -o "$out" --json -q > "$data/result.json"
+      rss=$(grep "Maximum resident" "$data/time.txt" | awk '{print $NF}')
+      python3 - "$shape" "$k" "$cache" "$rep" "$over" "$seq_floor" "$rss" "$in_bytes" "$data/result.json" <<'PY'
 import json, sys
-shape, k, cache, secs, floor, rss, in_bytes, path = sys.argv[1:]
+shape, k, cache, rep, over, seq_floor, rss, in_bytes, path = sys.argv[1:]
 r = json.load(open(path))
-secs, floor, in_bytes = float(secs), float(floor), int(in_bytes)
-p = r["process"]
-print(f"| {shape} | {k} | {cache} | 2 | {secs:.1f} | {in_bytes/secs/1e9:.2f} | {floor:.1f} | {secs/floor:.2f} | "
-      f"{int(rss)/1024:.0f} | {p['rchar']/1e9:.2f} | {p['read_bytes']/1e9:.2f} | {in_bytes/1e9:.2f} |")
+secs, over, seq_floor, in_bytes = float(r["seconds"]), float(over), float(seq_floor), int(in_bytes)
+print(f"| {shape} | {k} | {cache} | {rep} | {secs:.1f} | {over:.1f} | {secs/over:.2f} | {seq_floor:.1f} | "
+      f"{int(rss)/1024:.0f} | {r['process']['rchar']/1e9:.2f} | {in_bytes/1e9:.2f} |")
 PY
-    rm -rf "$out"
+      rm -rf "$out"
+    done
   done
 done
