@@ -1,12 +1,12 @@
 #include "eval/dataset.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/error.hpp"
 #include "base/hash.hpp"
 #include "base/json.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -109,10 +109,9 @@ std::vector<std::pair<size_t, json>> read_json_rows(const std::string& path) {
     for (size_t i = 0; i < all.size(); ++i) rows.emplace_back(i + 1, all[i]);
     return rows;
   }
-  std::ifstream in(path);
-  if (!in) fail_errno(path);
+  LineReader in(path);
   size_t number = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (std::string line; in.next(line);) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {

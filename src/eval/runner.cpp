@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +15,7 @@
 #include "base/hash.hpp"
 #include "base/json.hpp"
 #include "base/progress.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -82,21 +82,18 @@ std::set<SampleKey> recorded_samples(const std::string& path, const std::string&
 
 class ResultsFile {
  public:
-  explicit ResultsFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail_errno(path);
-  }
-  ~ResultsFile() { ::close(fd_); }
+  explicit ResultsFile(const std::string& path)
+      : path_(path), fd_(open_regular_file(path, O_WRONLY | O_CREAT | O_APPEND)) {}
   // One write() per record, so a record is whole or (after a crash mid-write) cut and dropped on resume.
   void append(const json& record) {
     const std::string line = record.dump() + "\n";
     std::lock_guard lock(mutex_);
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) fail_errno(path_);
+    if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) fail_errno(path_);
   }
 
  private:
   std::string path_;
-  int fd_;
+  FileDescriptor fd_;
   std::mutex mutex_;
 };
 

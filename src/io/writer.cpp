@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 
 namespace rvec {
 namespace {
@@ -19,18 +20,6 @@ constexpr size_t kDirectWriteBytes = 1 << 20;
 // (the kernel would otherwise stall the writer in large bursts) and the final
 // fsync has little left to do.
 constexpr uint64_t kWritebackChunkBytes = 64 << 20;
-
-void write_all(int fd, const std::byte* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    const ssize_t done = ::write(fd, data, size);
-    if (done < 0) {
-      if (errno == EINTR) continue;
-      fail_errno(fmt::format("{}: write failed", path));
-    }
-    data += done;
-    size -= static_cast<size_t>(done);
-  }
-}
 
 }  // namespace
 
@@ -73,8 +62,7 @@ SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> t
   uint64_t data = 0;
   for (const auto& t : order_) data += t.byte_size();
   total_size_ = 8 + header.size() + data;
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail_errno(fmt::format("{}: cannot create", path_));
+  fd_ = open_regular_file(path_, O_WRONLY | O_CREAT | O_TRUNC).release();
   buffer_.reserve(kWriteBufferBytes);
   std::byte length[8];
   uint64_t n = header.size();
@@ -93,7 +81,7 @@ SafetensorsWriter::~SafetensorsWriter() {
 }
 
 void SafetensorsWriter::write_through(std::span<const std::byte> bytes) {
-  write_all(fd_, bytes.data(), bytes.size(), path_);
+  write_all(fd_, bytes, path_);
   file_offset_ += bytes.size();
   if (file_offset_ - writeback_started_ >= kWritebackChunkBytes) {
     ::sync_file_range(fd_, static_cast<off_t>(writeback_started_), static_cast<off_t>(file_offset_ - writeback_started_),
