@@ -125,6 +125,7 @@ void run_generate(const GenerateOptions& o) {
   Clock::time_point first_token;
   while (!batcher.idle()) {
     for (const auto& event : batcher.step()) {
+      if (event.finish == FinishReason::kError) throw Error(ErrorKind::kBadInput, event.error);
       if (tokens.empty()) first_token = Clock::now();
       tokens.push_back(event.token);
       text += event.text;

@@ -32,6 +32,7 @@ const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
     case FinishReason::kStop: return "stop";
     case FinishReason::kLength: return "length";
+    case FinishReason::kError: return "error";
     case FinishReason::kNone: break;
   }
   return nullptr;
@@ -131,7 +132,15 @@ std::vector<GenerationEvent> Batcher::step() {
     Sequence& seq = *running_[i];
     GenerationEvent event;
     event.id = seq.id;
-    event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
+    try {
+      event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
+    } catch (const NonFiniteLogits& e) {
+      event.finish = FinishReason::kError;
+      event.error = fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic overflows",
+                                model_.folder(), e.what(), seq.cache.length());
+      events.push_back(std::move(event));
+      continue;
+    }
     ++seq.generated;
     seq.pending.assign(1, event.token);
     const auto& stop_tokens = seq.request.stop_tokens;

@@ -204,6 +204,7 @@ Transformer::~Transformer() = default;
 std::unique_ptr<Transformer> Transformer::load(const std::string& folder, ThreadPool& pool) {
   const auto model = ModelFolder::open(folder);
   std::unique_ptr<Transformer> t(new Transformer(read_config(*model, folder), pool));
+  t->folder_ = folder;
   const TransformerConfig& c = t->config_;
   const WeightLoader load(*model, folder);
   load.append_rows(t->embed_, std::string(kEmbedName), c.vocab, c.hidden);

@@ -29,6 +29,11 @@ struct TinyModel {
 // Writes config.json and model.safetensors into `folder` and returns the weights.
 TinyModel write_tiny_model(const std::filesystem::path& folder, const TinyModelSpec& spec);
 
+// Overwrites the F32 embedding row of `token` in folder/model.safetensors with
+// NaN: a broken model whose logits are non-finite for exactly the sequences
+// that contain `token`.
+void poison_embedding_row(const std::filesystem::path& folder, size_t token);
+
 // Logits [tokens.size(), vocab] of a full causal forward pass over `tokens`.
 std::vector<std::vector<double>> reference_logits(const TinyModel& model, const std::vector<int>& tokens);
 

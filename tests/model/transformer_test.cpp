@@ -159,5 +159,54 @@ TEST(Batcher, BatchedAndUnbatchedDecodingAgree) {
   }
 }
 
+TEST(Sampler, NonFiniteLogitsAreAnErrorAtAnyTemperature) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const float temperature : {0.0f, 1.0f}) {
+    for (const std::vector<float>& logits : {std::vector<float>(8, nan), std::vector<float>{1, 2, inf, 0}}) {
+      Sampler sampler({temperature, 0.9f, 0, 1});
+      EXPECT_THROW(sampler.sample(logits), NonFiniteLogits) << "temperature " << temperature;
+    }
+  }
+  try {
+    Sampler({1.0f, 1.0f, 0, 1}).sample(std::vector<float>{1, 2, -inf, 0});
+    FAIL() << "no error";
+  } catch (const NonFiniteLogits& e) {
+    EXPECT_EQ(e.token(), 2);
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(), "the model produced non-finite logits (-inf for token 2)");
+  }
+}
+
+// A sequence whose logits are NaN ends with an error event; the others in the
+// same batch finish normally.
+TEST(Batcher, NonFiniteLogitsEndOnlyTheirSequence) {
+  TempDir dir;
+  test::write_tiny_model(dir.path(), {});
+  test::poison_embedding_row(dir.path(), 7);
+  ThreadPool pool(2);
+  auto engine = Transformer::load(dir.path().string(), pool);
+  Batcher batcher(*engine, nullptr, 4, 64);
+  GenerationRequest healthy, broken;
+  healthy.prompt = {1, 2};
+  broken.prompt = {1, 7};
+  healthy.max_tokens = broken.max_tokens = 5;
+  healthy.sampling.temperature = broken.sampling.temperature = 1.0f;
+  const uint64_t healthy_id = batcher.add(healthy), broken_id = batcher.add(broken);
+  size_t healthy_tokens = 0;
+  std::vector<GenerationEvent> broken_events;
+  while (!batcher.idle()) {
+    for (const auto& event : batcher.step()) {
+      if (event.id == healthy_id) healthy_tokens += event.finish != FinishReason::kError;
+      if (event.id == broken_id) broken_events.push_back(event);
+    }
+  }
+  EXPECT_EQ(healthy_tokens, 5u);
+  ASSERT_EQ(broken_events.size(), 1u);
+  EXPECT_EQ(broken_events[0].finish, FinishReason::kError);
+  EXPECT_EQ(broken_events[0].error, dir.path().string() +
+                                        ": the model produced non-finite logits (nan for token 0) at position 2; its "
+                                        "weights hold NaN or Inf values, or its arithmetic overflows");
+}
+
 }  // namespace
 }  // namespace rvec
