@@ -136,7 +136,8 @@ std::vector<GenerationEvent> Batcher::step() {
       event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
     } catch (const NonFiniteLogits& e) {
       event.finish = FinishReason::kError;
-      event.error = fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic overflows",
+      event.error = fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic "
+                                "overflows",
                                 model_.folder(), e.what(), seq.cache.length());
       events.push_back(std::move(event));
       continue;

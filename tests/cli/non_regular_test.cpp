@@ -44,8 +44,8 @@ class NonRegularFiles : public ::testing::Test {
 };
 
 TEST_F(NonRegularFiles, ModelFilesThatAreFifosAreRefusedByEveryCommand) {
-  for (const char* file : {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-                           "generation_config.json"}) {
+  for (const char* file :
+       {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
     const fs::path model = model_with_fifo(std::string("m-") + file, file);
     expect_refused("inspect " + model.string(), model / file);
     expect_refused("generate " + model.string() + " -p hi -n 2", model / file);
@@ -69,12 +69,13 @@ TEST_F(NonRegularFiles, CheckAndMergeRefuseAFifoInAnyInput) {
 TEST_F(NonRegularFiles, DataSetsRecipesAndResultsThatAreFifosAreRefused) {
   const fs::path fifo = dir_ / "data.jsonl";
   make_fifo(fifo);
-  expect_refused("eval --endpoint http://127.0.0.1:9 --model m --data " + fifo.string() + " -o " +
-                     (dir_ / "r.jsonl").string(),
-                 fifo);
-  test::write_file(dir_ / "problems.jsonl", R"({"id": "1", "question": "1+1?", "answer": "2"})" "\n");
-  expect_refused("eval --endpoint http://127.0.0.1:9 --model m --data " + (dir_ / "problems.jsonl").string() +
-                     " -o " + fifo.string(),
+  expect_refused(
+      "eval --endpoint http://127.0.0.1:9 --model m --data " + fifo.string() + " -o " + (dir_ / "r.jsonl").string(),
+      fifo);
+  test::write_file(dir_ / "problems.jsonl", R"({"id": "1", "question": "1+1?", "answer": "2"})"
+                                            "\n");
+  expect_refused("eval --endpoint http://127.0.0.1:9 --model m --data " + (dir_ / "problems.jsonl").string() + " -o " +
+                     fifo.string(),
                  fifo);
   expect_refused("grade " + fifo.string(), fifo);
   expect_refused("report " + fifo.string(), fifo);
@@ -89,9 +90,9 @@ TEST_F(NonRegularFiles, OutputsThatAreFifosAreUsageErrors) {
   test::write_chat_model(dir_ / "post", 2);
   const fs::path plot = dir_ / "layers.svg";
   make_fifo(plot);
-  expect_refused("stats --pre " + (dir_ / "pre").string() + " --post " + (dir_ / "post").string() + " --plot " +
-                     plot.string(),
-                 plot, 2);
+  expect_refused(
+      "stats --pre " + (dir_ / "pre").string() + " --post " + (dir_ / "post").string() + " --plot " + plot.string(),
+      plot, 2);
 }
 
 }  // namespace

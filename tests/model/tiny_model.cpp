@@ -77,6 +77,7 @@ TinyModel write_tiny_model(const std::filesystem::path& folder, const TinyModelS
       add_tensor(m, rng, p + "self_attn.v_proj.bias", 1, s.kv_heads * hd, 0, 0.5);
     }
     add_tensor(m, rng, p + "self_attn.o_proj.weight", s.hidden, s.heads * hd, 0, 0.2);
+    if (s.o_proj_bias) add_tensor(m, rng, p + "self_attn.o_proj.bias", 1, s.hidden, 0, 0.5);
     add_tensor(m, rng, p + "mlp.gate_proj.weight", s.intermediate, s.hidden, 0, 0.2);
     add_tensor(m, rng, p + "mlp.up_proj.weight", s.intermediate, s.hidden, 0, 0.2);
     add_tensor(m, rng, p + "mlp.down_proj.weight", s.hidden, s.intermediate, 0, 0.2);

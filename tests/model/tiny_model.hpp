@@ -16,6 +16,7 @@ struct TinyModelSpec {
   bool qkv_bias = true;
   bool tied = false;
   bool bf16 = false;
+  bool o_proj_bias = false;  // Llama's attention_bias, which the engine does not implement (not in the reference)
   double rope_theta = 10000.0;
   double rms_eps = 1e-6;
   uint64_t seed = 1;

@@ -36,11 +36,12 @@ test::TempDir* BrokenModel::dir_ = nullptr;
 
 TEST_F(BrokenModel, GenerateExitsWithOneLineAtAnyTemperature) {
   for (const char* temperature : {"0", "1"}) {
-    const auto r = test::run_rvec(fmt::format("generate {} --ids 104,{} -n 4 --temperature {}", model().string(),
-                                              kPoisoned, temperature));
+    const auto r = test::run_rvec(
+        fmt::format("generate {} --ids 104,{} -n 4 --temperature {}", model().string(), kPoisoned, temperature));
     EXPECT_EQ(r.exit_code, 4) << "temperature " << temperature << ": " << r.output;
-    EXPECT_NE(r.output.find("rvec: error: " + model().string() + ": the model produced non-finite logits (nan for token 0)"),
-              std::string::npos)
+    EXPECT_NE(
+        r.output.find("rvec: error: " + model().string() + ": the model produced non-finite logits (nan for token 0)"),
+        std::string::npos)
         << r.output;
   }
   const auto healthy = test::run_rvec("generate " + model().string() + " --ids 104,105 -n 4 --temperature 1 --json");
