@@ -36,6 +36,12 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view origin)
   return result;
 }
 
+std::optional<uint64_t> non_negative_integer(const nlohmann::json& value) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+  return std::nullopt;
+}
+
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes) {
   return parse_json_strict(read_small_file(path, max_bytes), path);
 }

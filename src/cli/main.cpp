@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdio>
 
 #include "base/error.hpp"
@@ -15,6 +16,42 @@ constexpr const char* kDescription =
     "folders exactly, in bounded memory, and refuses bad inputs with one clear line.";
 
 std::string g_command_line;
+
+// Checks an integer option's value as plain decimal digits (a leading '-' only
+// when `is_signed`) that fit 64 bits, and strips leading zeros. CLI11 itself
+// converts with strtoull/strtoll in base 0: "-1" would become 2^64 - 1 for an
+// unsigned option (--threads -1 then asks for that many threads), "010" would
+// be octal 8, and an overflow would saturate without a word.
+std::string check_decimal_integer(std::string& value, bool is_signed) {
+  const bool negative = is_signed && value.starts_with('-');
+  const std::string_view digits = std::string_view(value).substr(negative ? 1 : 0);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    return fmt::format("\"{}\" is not a {}integer", value, is_signed ? "" : "non-negative ");
+  }
+  const auto first = std::min(digits.find_first_not_of('0'), digits.size() - 1);
+  value = (negative ? "-" : "") + std::string(digits.substr(first));
+  bool fits;
+  if (is_signed) {
+    int64_t parsed = 0;
+    fits = std::from_chars(value.data(), value.data() + value.size(), parsed).ec == std::errc();
+  } else {
+    uint64_t parsed = 0;
+    fits = std::from_chars(value.data(), value.data() + value.size(), parsed).ec == std::errc();
+  }
+  return fits ? std::string() : fmt::format("{} is out of range", value);
+}
+
+// Puts check_decimal_integer on every integer option of `app` and its subcommands.
+void require_decimal_integers(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    const std::string type = option->get_type_name();
+    if (type != "UINT" && type != "INT") continue;
+    const bool is_signed = type == "INT";
+    option->transform(CLI::Validator([is_signed](std::string& value) { return check_decimal_integer(value, is_signed); },
+                                 ""));
+  }
+  for (CLI::App* sub : app.get_subcommands({})) require_decimal_integers(*sub);
+}
 
 }  // namespace
 
@@ -46,6 +83,7 @@ int main(int argc, char** argv) {
   rvec::cli::add_stats(app, exit_code);
   rvec::cli::add_generate_commands(app, exit_code);
   rvec::cli::add_eval_commands(app, exit_code);
+  require_decimal_integers(app);
   rvec::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

@@ -64,7 +64,8 @@ uint64_t Batcher::add(GenerationRequest request) {
   if (request.prompt.size() >= max_context_) {
     fail(ErrorKind::kUsage, "the prompt has {} tokens; the context holds {}", request.prompt.size(), max_context_);
   }
-  if (request.prompt.size() + request.max_tokens > max_context_) {
+  if (request.max_tokens == 0) fail(ErrorKind::kUsage, "max_tokens must be at least 1");
+  if (request.max_tokens > max_context_ - request.prompt.size()) {  // no overflow: the prompt fits
     fail(ErrorKind::kUsage, "the prompt ({} tokens) plus max_tokens ({}) exceeds the context of {} tokens",
          request.prompt.size(), request.max_tokens, max_context_);
   }

@@ -36,11 +36,11 @@ std::vector<TokenId> special_ids(const json& root, const char* name, size_t voca
   std::vector<TokenId> ids;
   const json* value = field(root, name);
   if (value == nullptr) return ids;
-  for (const auto& id : value->is_array() ? *value : json::array({*value})) {
-    if (!id.is_number_unsigned()) {
-      bad_input("{}: field \"{}\" must be a token id or a list of token ids, found {}", origin, name, id.dump());
-    }
-    if (id.get<uint64_t>() < vocab) ids.push_back(static_cast<TokenId>(id.get<uint64_t>()));
+  for (const auto& item : value->is_array() ? *value : json::array({*value})) {
+    const auto id = non_negative_integer(item);
+    if (!id)
+      bad_input("{}: field \"{}\" must be a token id or a list of token ids, found {}", origin, name, item.dump());
+    if (*id < vocab) ids.push_back(static_cast<TokenId>(*id));
   }
   return ids;
 }

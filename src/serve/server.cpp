@@ -16,6 +16,7 @@
 #include "base/thread_pool.hpp"
 #include "model/runtime.hpp"
 #include "serve/engine_loop.hpp"
+#include "text/token_ids.hpp"
 
 namespace rvec {
 namespace {
@@ -125,10 +126,9 @@ std::vector<TokenId> completion_prompt(const json& body, const ModelRuntime& run
     if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
       return runtime.require_tokenizer().encode(prompt[0].get<std::string>());
     }
-    if (prompt.is_array() && !prompt.empty() && std::all_of(prompt.begin(), prompt.end(), [](const json& v) {
-          return v.is_number_integer();
-        })) {
-      return prompt.get<std::vector<TokenId>>();
+    if (prompt.is_array() && !prompt.empty() &&
+        std::all_of(prompt.begin(), prompt.end(), [](const json& v) { return v.is_number(); })) {
+      return token_ids_from_json(prompt, runtime.model->config().vocab, "prompt");
     }
   } catch (const Error& e) {
     refuse(e.what(), "prompt");

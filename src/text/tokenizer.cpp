@@ -17,6 +17,9 @@ namespace {
 
 using nlohmann::json;
 
+// Largest token id a tokenizer.json may use (bounds the tables it sizes).
+constexpr uint64_t kMaxTokenId = 16'000'000;
+
 // GPT-2's ByteLevel pre-tokenizer regex (used when ByteLevel has use_regex).
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -97,7 +100,6 @@ std::string raw_bytes_of(const std::string& piece, const std::unordered_map<char
 }  // namespace
 
 void Tokenizer::Impl::set_token(TokenId id, const std::string& piece, std::string raw) {
-  if (id < 0 || id > 16'000'000) bad(fmt::format("token id {} of \"{}\" is out of range", id, printable(piece)));
   const auto index = static_cast<size_t>(id);
   if (index >= pieces.size()) {
     pieces.resize(index + 1);
@@ -115,10 +117,12 @@ void Tokenizer::Impl::load_vocab(const json& model) {
   for (int b = 0; b < 256; ++b) reverse[forward[b]] = static_cast<uint8_t>(b);
   for (const auto& [piece, id] : model["vocab"].items()) {
     if (!id.is_number_integer()) bad(fmt::format("model.vocab[\"{}\"] is not an integer id", printable(piece)));
-    const auto token = id.get<int64_t>();
-    if (token < 0 || token > 16'000'000) bad(fmt::format("model.vocab[\"{}\"] = {} is out of range", printable(piece), token));
-    if (!vocab.emplace(piece, static_cast<TokenId>(token)).second) bad(fmt::format("model.vocab lists \"{}\" twice", printable(piece)));
-    set_token(static_cast<TokenId>(token), piece, raw_bytes_of(piece, reverse));
+    const auto token = non_negative_integer(id);
+    if (!token || *token > kMaxTokenId) {
+      bad(fmt::format("model.vocab[\"{}\"] = {} is out of range", printable(piece), id.dump()));
+    }
+    if (!vocab.emplace(piece, static_cast<TokenId>(*token)).second) bad(fmt::format("model.vocab lists \"{}\" twice", printable(piece)));
+    set_token(static_cast<TokenId>(*token), piece, raw_bytes_of(piece, reverse));
   }
   for (int b = 0; b < 256; ++b) {
     std::string symbol;
@@ -168,7 +172,9 @@ void Tokenizer::Impl::load_added(const json& root) {
         !token.contains("content") || !token["content"].is_string()) {
       bad("an entry of added_tokens lacks an integer id or a string content");
     }
-    const auto id = token["id"].get<TokenId>();
+    const auto checked = non_negative_integer(token["id"]);
+    if (!checked || *checked > kMaxTokenId) bad(fmt::format("added token id {} is out of range", token["id"].dump()));
+    const auto id = static_cast<TokenId>(*checked);
     const auto content = token["content"].get<std::string>();
     if (content.empty()) bad(fmt::format("added token {} has empty content", id));
     set_token(id, content, content);

@@ -146,6 +146,12 @@ TEST(Tokenizer, BadFilesAreRefusedWithTheReason) {
   auto unigram = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
   unigram["model"]["type"] = "Unigram";
   expect_error(unigram, "model type \"Unigram\" is not supported");
+  auto wrapping = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  wrapping["added_tokens"] = {{{"id", 4294967297ull}, {"content", "<x>"}}};  // would wrap to id 1
+  expect_error(wrapping, "added token id 4294967297 is out of range");
+  auto huge = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  huge["model"]["vocab"]["12"] = 18446744073709551615ull;  // would read as -1
+  expect_error(huge, "model.vocab[\"12\"] = 18446744073709551615 is out of range");
   EXPECT_THROW(Tokenizer::load((dir / "absent").string()), Error);
 }
 
