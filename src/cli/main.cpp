@@ -2,10 +2,10 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <cstdio>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "cli/commands.hpp"
 
 namespace {
@@ -17,28 +17,24 @@ constexpr const char* kDescription =
 
 std::string g_command_line;
 
-// Checks an integer option's value as plain decimal digits (a leading '-' only
-// when `is_signed`) that fit 64 bits, and strips leading zeros. CLI11 itself
-// converts with strtoull/strtoll in base 0: "-1" would become 2^64 - 1 for an
-// unsigned option (--threads -1 then asks for that many threads), "010" would
-// be octal 8, and an overflow would saturate without a word.
+// Reads an integer option's value as plain decimal (parse_decimal_u64/i64)
+// and hands CLI11 the number written canonically. CLI11 itself converts with
+// strtoull/strtoll in base 0: "-1" would become 2^64 - 1 for an unsigned
+// option (--threads -1 then asks for that many threads), "010" would be octal
+// 8, and an overflow would saturate without a word.
 std::string check_decimal_integer(std::string& value, bool is_signed) {
-  const bool negative = is_signed && value.starts_with('-');
-  const std::string_view digits = std::string_view(value).substr(negative ? 1 : 0);
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) {
-    return fmt::format("\"{}\" is not a {}integer", value, is_signed ? "" : "non-negative ");
+  std::optional<std::string> canonical;
+  if (const auto v = rvec::parse_decimal_i64(value); is_signed && v) canonical = std::to_string(*v);
+  if (const auto v = rvec::parse_decimal_u64(value); !is_signed && v) canonical = std::to_string(*v);
+  if (canonical) {
+    value = *canonical;
+    return {};
   }
-  const auto first = std::min(digits.find_first_not_of('0'), digits.size() - 1);
-  value = (negative ? "-" : "") + std::string(digits.substr(first));
-  bool fits;
-  if (is_signed) {
-    int64_t parsed = 0;
-    fits = std::from_chars(value.data(), value.data() + value.size(), parsed).ec == std::errc();
-  } else {
-    uint64_t parsed = 0;
-    fits = std::from_chars(value.data(), value.data() + value.size(), parsed).ec == std::errc();
-  }
-  return fits ? std::string() : fmt::format("{} is out of range", value);
+  const size_t digits_from = is_signed && value.starts_with('-') ? 1 : 0;
+  const bool only_digits =
+      value.size() > digits_from && value.find_first_not_of("0123456789", digits_from) == std::string::npos;
+  if (only_digits) return fmt::format("{} is out of range", value);
+  return fmt::format("\"{}\" is not a {}integer", value, is_signed ? "" : "non-negative ");
 }
 
 // Puts check_decimal_integer on every integer option of `app` and its subcommands.
@@ -47,8 +43,8 @@ void require_decimal_integers(CLI::App& app) {
     const std::string type = option->get_type_name();
     if (type != "UINT" && type != "INT") continue;
     const bool is_signed = type == "INT";
-    option->transform(CLI::Validator([is_signed](std::string& value) { return check_decimal_integer(value, is_signed); },
-                                 ""));
+    option->transform(
+        CLI::Validator([is_signed](std::string& value) { return check_decimal_integer(value, is_signed); }, ""));
   }
   for (CLI::App* sub : app.get_subcommands({})) require_decimal_integers(*sub);
 }

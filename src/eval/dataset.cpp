@@ -16,8 +16,7 @@ using nlohmann::json;
 
 std::string field_text(const json& value) {
   if (value.is_string()) return value.get<std::string>();
-  if (value.is_number_integer()) return std::to_string(value.get<long long>());
-  if (value.is_number()) return value.dump();
+  if (value.is_number()) return value.dump();  // integers exactly, also past 2^63
   return {};
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -66,16 +67,19 @@ std::set<SampleKey> recorded_samples(const std::string& path, const std::string&
     at = end + 1;
     ++line_no;
     const auto record = json::parse(line, nullptr, false);
-    if (!record.is_object() || !record.contains("id") || !record.contains("sample")) {
+    const bool keyed =
+        record.is_object() && record.contains("id") && record["id"].is_string() && record.contains("sample");
+    const auto sample = keyed ? non_negative_integer(record["sample"]) : std::nullopt;
+    if (!sample || *sample > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
       bad_input("{}:{}: not an rvec eval record", path, line_no);
     }
-    if (record.value("run", "") != fingerprint) {
+    if (record.value("run", json()) != fingerprint) {
       fail(ErrorKind::kUsage,
            "{} holds samples from another configuration (line {}: model, sampling, prompt or label differ); "
            "write to a new file",
            path, line_no);
     }
-    done.emplace(record["id"].get<std::string>(), record["sample"].get<int>());
+    done.emplace(record["id"].get<std::string>(), static_cast<int>(*sample));
   }
   return done;
 }
