@@ -68,6 +68,7 @@ struct Tokenizer::Impl {
 
   [[noreturn]] void bad(const std::string& what) const { bad_input("{}: {}", path, what); }
 
+  void check_bpe_options(const json& model) const;
   void load_vocab(const json& model);
   void load_merges(const json& model);
   void load_added(const json& root);
@@ -108,6 +109,22 @@ void Tokenizer::Impl::set_token(TokenId id, const std::string& piece, std::strin
   }
   pieces[index] = piece;
   bytes[index] = std::move(raw);
+}
+
+// BPE options that change how text is split. rvec implements none of them, so
+// a tokenizer.json that sets one is refused rather than encoded differently.
+void Tokenizer::Impl::check_bpe_options(const json& model) const {
+  const std::pair<const char*, json> kNeutral[] = {
+      {"dropout", 0}, {"byte_fallback", false}, {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}};
+  for (const auto& [name, neutral] : kNeutral) {
+    const auto it = model.find(name);
+    if (it != model.end() && !it->is_null() && *it != neutral) {
+      bad(fmt::format("model.{} is {}; rvec's byte-level BPE does not implement it", name, it->dump()));
+    }
+  }
+  if (model.contains("ignore_merges") && !model["ignore_merges"].is_boolean()) {
+    bad("model.ignore_merges must be true or false");
+  }
 }
 
 void Tokenizer::Impl::load_vocab(const json& model) {
@@ -233,8 +250,9 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& given) {
   const json root = read_json_file(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) impl->bad("no \"model\" object");
   const auto& model = root["model"];
-  const auto type = model.value("type", "BPE");
-  if (type != "BPE") impl->bad(fmt::format("model type \"{}\" is not supported (only byte-level BPE)", type));
+  const json type = model.value("type", json("BPE"));
+  if (type != "BPE") impl->bad(fmt::format("model type {} is not supported (only byte-level BPE)", type.dump()));
+  impl->check_bpe_options(model);
   impl->ignore_merges = model.value("ignore_merges", false);
   impl->load_vocab(model);
   impl->load_merges(model);

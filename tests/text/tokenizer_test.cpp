@@ -146,6 +146,12 @@ TEST(Tokenizer, BadFilesAreRefusedWithTheReason) {
   auto unigram = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
   unigram["model"]["type"] = "Unigram";
   expect_error(unigram, "model type \"Unigram\" is not supported");
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"dropout", 0.1}, {"byte_fallback", true}, {"continuing_subword_prefix", "##"}, {"end_of_word_suffix", "</w>"}}) {
+    auto option = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+    option["model"][field] = value;
+    expect_error(option, "model." + field + " is " + value.dump() + "; rvec's byte-level BPE does not implement it");
+  }
   auto wrapping = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
   wrapping["added_tokens"] = {{{"id", 4294967297ull}, {"content", "<x>"}}};  // would wrap to id 1
   expect_error(wrapping, "added token id 4294967297 is out of range");
