@@ -67,6 +67,17 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
 
   [[noreturn]] void bad(const std::string& what) const { bad_input("{}: {}", path, what); }
+  // node[name] (a bool or a string), `fallback` when absent or null; an error
+  // naming `where`.`name` if node is not an object or the field has another type.
+  template <typename T>
+  T option(const json& node, std::string_view where, const char* name, T fallback) const {
+    if (!node.is_object()) bad(fmt::format("{} must be an object", where));
+    const auto it = node.find(name);
+    if (it == node.end() || it->is_null()) return fallback;
+    const bool fits = std::is_same_v<T, bool> ? it->is_boolean() : it->is_string();
+    if (!fits) bad(fmt::format("{}.{} must be {}", where, name, std::is_same_v<T, bool> ? "true or false" : "a string"));
+    return it->get<T>();
+  }
 
   void check_bpe_options(const json& model) const;
   void load_vocab(const json& model);
@@ -121,9 +132,6 @@ void Tokenizer::Impl::check_bpe_options(const json& model) const {
     if (it != model.end() && !it->is_null() && *it != neutral) {
       bad(fmt::format("model.{} is {}; rvec's byte-level BPE does not implement it", name, it->dump()));
     }
-  }
-  if (model.contains("ignore_merges") && !model["ignore_merges"].is_boolean()) {
-    bad("model.ignore_merges must be true or false");
   }
 }
 
@@ -196,7 +204,7 @@ void Tokenizer::Impl::load_added(const json& root) {
     if (content.empty()) bad(fmt::format("added token {} has empty content", id));
     set_token(id, content, content);
     vocab[content] = id;
-    special[static_cast<size_t>(id)] = token.value("special", false);
+    special[static_cast<size_t>(id)] = option(token, "added_tokens[]", "special", false);
     added.emplace_back(content, id);
   }
   std::stable_sort(added.begin(), added.end(),
@@ -205,7 +213,7 @@ void Tokenizer::Impl::load_added(const json& root) {
 
 void Tokenizer::Impl::load_normalizer(const json& node) {
   if (node.is_null()) return;
-  const auto type = node.value("type", "");
+  const auto type = option<std::string>(node, "normalizer", "type", "");
   if (type == "NFC") {
     normalization = Normalization::kNfc;
   } else if (type == "NFKC") {
@@ -219,16 +227,19 @@ void Tokenizer::Impl::load_normalizer(const json& node) {
 
 void Tokenizer::Impl::load_pre_tokenizer(const json& node, bool& byte_level) {
   if (node.is_null()) return;
-  const auto type = node.value("type", "");
+  const auto field = [&]<typename T>(const char* name, T fallback) {
+    return option<T>(node, "pre_tokenizer", name, fallback);
+  };
+  const auto type = field("type", std::string());
   if (type == "Sequence" && node.contains("pretokenizers") && node["pretokenizers"].is_array()) {
     for (const auto& inner : node["pretokenizers"]) load_pre_tokenizer(inner, byte_level);
   } else if (type == "ByteLevel") {
     byte_level = true;
-    if (node.value("add_prefix_space", false)) bad("pre_tokenizer ByteLevel with add_prefix_space is not supported");
-    if (node.value("use_regex", true)) splits.emplace_back(kGpt2Pattern, "GPT-2 pre-tokenizer regex");
+    if (field("add_prefix_space", false)) bad("pre_tokenizer ByteLevel with add_prefix_space is not supported");
+    if (field("use_regex", true)) splits.emplace_back(kGpt2Pattern, "GPT-2 pre-tokenizer regex");
   } else if (type == "Split") {
     const auto& pattern = node.value("pattern", json::object());
-    if (node.value("behavior", "") != "Isolated" || node.value("invert", false)) {
+    if (field("behavior", std::string()) != "Isolated" || field("invert", false)) {
       bad("pre_tokenizer Split is supported only with behavior \"Isolated\" and invert false");
     }
     if (pattern.contains("Regex") && pattern["Regex"].is_string()) {
@@ -250,10 +261,10 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& given) {
   const json root = read_json_file(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) impl->bad("no \"model\" object");
   const auto& model = root["model"];
-  const json type = model.value("type", json("BPE"));
-  if (type != "BPE") impl->bad(fmt::format("model type {} is not supported (only byte-level BPE)", type.dump()));
+  const auto type = impl->option<std::string>(model, "model", "type", "BPE");
+  if (type != "BPE") impl->bad(fmt::format("model type \"{}\" is not supported (only byte-level BPE)", printable(type)));
   impl->check_bpe_options(model);
-  impl->ignore_merges = model.value("ignore_merges", false);
+  impl->ignore_merges = impl->option(model, "model", "ignore_merges", false);
   impl->load_vocab(model);
   impl->load_merges(model);
   impl->load_added(root);

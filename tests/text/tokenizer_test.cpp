@@ -152,6 +152,15 @@ TEST(Tokenizer, BadFilesAreRefusedWithTheReason) {
     option["model"][field] = value;
     expect_error(option, "model." + field + " is " + value.dump() + "; rvec's byte-level BPE does not implement it");
   }
+  auto mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});  // fields of another JSON type are named
+  mistyped["added_tokens"] = {{{"id", 3}, {"content", "<x>"}, {"special", "yes"}}};
+  expect_error(mistyped, "added_tokens[].special must be true or false");
+  mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  mistyped["normalizer"] = 5;
+  expect_error(mistyped, "normalizer must be an object");
+  mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  mistyped["model"]["type"] = 5;
+  expect_error(mistyped, "model.type must be a string");
   auto wrapping = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
   wrapping["added_tokens"] = {{{"id", 4294967297ull}, {"content", "<x>"}}};  // would wrap to id 1
   expect_error(wrapping, "added token id 4294967297 is out of range");
