@@ -51,6 +51,11 @@ TEST_F(NonRegularFiles, ModelFilesThatAreFifosAreRefusedByEveryCommand) {
     expect_refused("generate " + model.string() + " -p hi -n 2", model / file);
     expect_refused("serve " + model.string() + " --port 0", model / file);
   }
+  const fs::path single = dir_ / "alone.safetensors";  // files named directly
+  make_fifo(single);
+  expect_refused("inspect " + single.string(), single);
+  expect_refused("tokenize " + (dir_ / "m-tokenizer.json" / "tokenizer.json").string() + " hi",
+                 dir_ / "m-tokenizer.json" / "tokenizer.json");
 }
 
 TEST_F(NonRegularFiles, CheckAndMergeRefuseAFifoInAnyInput) {
