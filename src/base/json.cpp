@@ -1,9 +1,6 @@
 #include "base/json.hpp"
 
-#include <fstream>
 #include <set>
-#include <sstream>
-#include <sys/stat.h>
 #include <vector>
 
 #include "base/error.hpp"
@@ -39,19 +36,10 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view origin)
   return result;
 }
 
-std::string read_small_file(const std::string& path, uint64_t max_bytes) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) fail_errno(fmt::format("{}: cannot open", path));
-  if (!S_ISREG(st.st_mode)) bad_input("{}: not a regular file", path);
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    bad_input("{}: {} bytes, more than the {} allowed for this kind of file", path, st.st_size, max_bytes);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_errno(fmt::format("{}: cannot open", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail_errno(fmt::format("{}: cannot read", path));
-  return std::move(buffer).str();
+std::optional<uint64_t> non_negative_integer(const nlohmann::json& value) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+  return std::nullopt;
 }
 
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes) {

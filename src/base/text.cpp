@@ -4,9 +4,24 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
 
 namespace rvec {
+namespace {
+
+template <typename T>
+std::optional<T> parse_decimal(std::string_view text) {
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_decimal_u64(std::string_view text) { return parse_decimal<uint64_t>(text); }
+std::optional<int64_t> parse_decimal_i64(std::string_view text) { return parse_decimal<int64_t>(text); }
 
 std::optional<size_t> first_invalid_utf8(std::string_view text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());

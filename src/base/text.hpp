@@ -30,6 +30,13 @@ std::string human_count(uint64_t count);
 // `text` as one /bin/sh word: 'it'\''s' for it's.
 std::string shell_quote(std::string_view text);
 
+// `text` as a plain decimal integer: digits only, with a leading '-' for the
+// signed form; nullopt for anything else or a value outside 64 bits. (CLI11
+// and yaml-cpp read integers in base 0: "010" is octal 8 there and "0x10" is
+// 16; here "010" is 10 and "0x10", "+1", " 1" are refused.)
+std::optional<uint64_t> parse_decimal_u64(std::string_view text);
+std::optional<int64_t> parse_decimal_i64(std::string_view text);
+
 // Parses "5GB", "500MB", "10KB", "123" (bytes); decimal units, also "GiB"/"MiB".
 std::optional<uint64_t> parse_byte_size(std::string_view text);
 

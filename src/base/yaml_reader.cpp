@@ -16,12 +16,16 @@ void YamlReader::error(const YAML::Node& node, const std::string& what) const {
   bad_input("{}: {}", origin_, what);
 }
 
+void YamlReader::refuse(const YAML::Node& node, const char* field, const char* expected) const {
+  error(node, fmt::format("field \"{}\" must be {}", field, expected));
+}
+
 std::vector<double> YamlReader::numbers(const YAML::Node& map, const char* field) const {
   std::vector<double> out;
   const auto node = map[field];
   if (!node) return out;
   if (node.IsScalar()) return {scalar<double>(node, field, "a number or a list of numbers")};
-  if (!node.IsSequence()) error(node, fmt::format("field \"{}\" must be a number or a list of numbers", field));
+  if (!node.IsSequence()) refuse(node, field, "a number or a list of numbers");
   for (const auto& item : node) out.push_back(scalar<double>(item, field, "a list of numbers"));
   return out;
 }

@@ -5,11 +5,17 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
+#include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 
 namespace rvec {
 
@@ -22,15 +28,32 @@ class YamlReader {
   YAML::Node load(const std::string& text) const;
 
   [[noreturn]] void error(const YAML::Node& node, const std::string& what) const;
+  // error(node, "field "FIELD" must be EXPECTED").
+  [[noreturn]] void refuse(const YAML::Node& node, const char* field, const char* expected) const;
 
   // `node` as a T; "field "FIELD" must be EXPECTED" when it is not one.
+  // Integers are plain decimal in T's range (yaml-cpp alone would read "010"
+  // as octal 8 and "0x10" as 16); floating-point numbers are finite (no .inf).
   template <typename T>
   T scalar(const YAML::Node& node, const char* field, const char* expected) const {
-    if (!node.IsScalar()) error(node, fmt::format("field \"{}\" must be {}", field, expected));
-    try {
-      return node.as<T>();
-    } catch (const YAML::Exception&) {
-      error(node, fmt::format("field \"{}\" must be {}", field, expected));
+    if (!node.IsScalar()) refuse(node, field, expected);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      using Wide = std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>;
+      std::optional<Wide> value;
+      if constexpr (std::is_signed_v<T>) value = parse_decimal_i64(node.Scalar());
+      if constexpr (!std::is_signed_v<T>) value = parse_decimal_u64(node.Scalar());
+      if (!value || !std::in_range<T>(*value)) refuse(node, field, expected);
+      return static_cast<T>(*value);
+    } else {
+      try {
+        const T value = node.as<T>();
+        if constexpr (std::is_floating_point_v<T>) {
+          if (!std::isfinite(value)) refuse(node, field, expected);
+        }
+        return value;
+      } catch (const YAML::Exception&) {
+        refuse(node, field, expected);
+      }
     }
   }
 

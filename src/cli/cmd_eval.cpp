@@ -6,12 +6,12 @@
 #include <cstdlib>
 #include <limits>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
+#include "base/regular_file.hpp"
 #include "cli/commands.hpp"
 #include "eval/report.hpp"
 #include "eval/runner.hpp"
@@ -80,12 +80,11 @@ struct GradeCli {
 
 void run_grade_cli(const GradeCli& c) {
   const GradeMode mode = mode_from(c.mode);
-  std::ifstream in(c.input);
-  if (!in) fail_errno(c.input);
+  LineReader in(c.input);
   std::string out_text;
   std::map<std::string, size_t> verdicts, rules;
   size_t line_no = 0, changed = 0, records = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (std::string line; in.next(line);) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     json r;

@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -13,33 +12,13 @@
 #include "engine/batcher.hpp"
 #include "engine/runtime.hpp"
 #include "serve/server.hpp"
+#include "text/token_ids.hpp"
 #include "text/tokenizer.hpp"
 
 namespace rvec::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::vector<TokenId> parse_ids(const std::string& text) {
-  std::vector<TokenId> ids;
-  size_t at = 0;
-  while (at < text.size()) {
-    const size_t end = text.find_first_of(", ", at);
-    const std::string part = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    if (!part.empty()) {
-      TokenId id = 0;
-      const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
-      if (ec != std::errc() || ptr != part.data() + part.size() || id < 0) {
-        fail(ErrorKind::kUsage, "\"{}\" is not a token id (ids are non-negative integers, comma or space separated)", part);
-      }
-      ids.push_back(id);
-    }
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  if (ids.empty()) fail(ErrorKind::kUsage, "no token ids given");
-  return ids;
-}
 
 // ---- tokenize ------------------------------------------------------------------
 
@@ -51,11 +30,9 @@ struct TokenizeOptions {
 void run_tokenize(const TokenizeOptions& o) {
   const auto tokenizer = Tokenizer::load(o.model);
   if (o.decode) {
-    const auto ids = parse_ids(o.text);
+    const auto ids = parse_token_id_list(o.text, tokenizer->size());
     for (const auto id : ids) {
-      if (id < 0 || static_cast<size_t>(id) >= tokenizer->size() || tokenizer->piece(id).empty()) {
-        fail(ErrorKind::kUsage, "token id {} is not in {}", id, tokenizer->path());
-      }
+      if (tokenizer->piece(id).empty()) fail(ErrorKind::kUsage, "token id {} is not in {}", id, tokenizer->path());
     }
     const auto text = tokenizer->decode(ids);
     if (o.json) {
@@ -92,7 +69,7 @@ struct GenerateOptions {
 };
 
 std::vector<TokenId> prompt_ids(const GenerateOptions& o, const ModelRuntime& runtime) {
-  if (!o.ids.empty()) return parse_ids(o.ids);
+  if (!o.ids.empty()) return parse_token_id_list(o.ids, runtime.model->config().vocab);
   if (o.chat) {
     std::vector<ChatMessage> messages;
     if (!o.system.empty()) messages.push_back({"system", o.system});
@@ -125,6 +102,7 @@ void run_generate(const GenerateOptions& o) {
   Clock::time_point first_token;
   while (!batcher.idle()) {
     for (const auto& event : batcher.step()) {
+      if (event.finish == FinishReason::kError) throw Error(ErrorKind::kBadInput, event.error);
       if (tokens.empty()) first_token = Clock::now();
       tokens.push_back(event.token);
       text += event.text;

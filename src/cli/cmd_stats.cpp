@@ -1,8 +1,8 @@
 #include <fmt/format.h>
 
-#include <fstream>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "cli/layer_rows.hpp"
@@ -111,9 +111,7 @@ void add_stats(CLI::App& app, int& exit_code) {
     const VectorReport report = analyse_vector(source, other ? &second : nullptr);
     const std::string what = on_the_fly ? fmt::format("{} - {}", opts->post, opts->pre) : opts->vector;
     if (!opts->plot.empty()) {
-      std::ofstream out(opts->plot, std::ios::trunc);
-      out << layer_norms_svg(report, "per-layer norm of " + what);
-      if (!out) fail(ErrorKind::kIo, "{}: cannot write the plot", opts->plot);
+      write_regular_file(opts->plot, layer_norms_svg(report, "per-layer norm of " + what));
     }
     if (opts->json) {
       auto j = report_json(report);

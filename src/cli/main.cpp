@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "cli/commands.hpp"
 
 namespace {
@@ -17,6 +18,38 @@ constexpr const char* kDescription =
     "folders exactly, in bounded memory, and refuses bad inputs with one clear line.";
 
 std::string g_command_line;
+
+// Reads an integer option's value as plain decimal (parse_decimal_u64/i64)
+// and hands CLI11 the number written canonically. CLI11 itself converts with
+// strtoull/strtoll in base 0: "-1" would become 2^64 - 1 for an unsigned
+// option (--threads -1 then asks for that many threads), "010" would be octal
+// 8, and an overflow would saturate without a word.
+std::string check_decimal_integer(std::string& value, bool is_signed) {
+  std::optional<std::string> canonical;
+  if (const auto v = rvec::parse_decimal_i64(value); is_signed && v) canonical = std::to_string(*v);
+  if (const auto v = rvec::parse_decimal_u64(value); !is_signed && v) canonical = std::to_string(*v);
+  if (canonical) {
+    value = *canonical;
+    return {};
+  }
+  const size_t digits_from = is_signed && value.starts_with('-') ? 1 : 0;
+  const bool only_digits =
+      value.size() > digits_from && value.find_first_not_of("0123456789", digits_from) == std::string::npos;
+  if (only_digits) return fmt::format("{} is out of range", value);
+  return fmt::format("\"{}\" is not a {}integer", value, is_signed ? "" : "non-negative ");
+}
+
+// Puts check_decimal_integer on every integer option of `app` and its subcommands.
+void require_decimal_integers(CLI::App& app) {
+  for (CLI::Option* option : app.get_options()) {
+    const std::string type = option->get_type_name();
+    if (type != "UINT" && type != "INT") continue;
+    const bool is_signed = type == "INT";
+    option->transform(
+        CLI::Validator([is_signed](std::string& value) { return check_decimal_integer(value, is_signed); }, ""));
+  }
+  for (CLI::App* sub : app.get_subcommands({})) require_decimal_integers(*sub);
+}
 
 }  // namespace
 
@@ -48,6 +81,7 @@ int main(int argc, char** argv) {
   rvec::cli::add_stats(app, exit_code);
   rvec::cli::add_generate_commands(app, exit_code);
   rvec::cli::add_eval_commands(app, exit_code);
+  require_decimal_integers(app);
   rvec::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);

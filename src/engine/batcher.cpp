@@ -32,6 +32,7 @@ const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
     case FinishReason::kStop: return "stop";
     case FinishReason::kLength: return "length";
+    case FinishReason::kError: return "error";
     case FinishReason::kNone: break;
   }
   return nullptr;
@@ -63,7 +64,8 @@ uint64_t Batcher::add(GenerationRequest request) {
   if (request.prompt.size() >= max_context_) {
     fail(ErrorKind::kUsage, "the prompt has {} tokens; the context holds {}", request.prompt.size(), max_context_);
   }
-  if (request.prompt.size() + request.max_tokens > max_context_) {
+  if (request.max_tokens == 0) fail(ErrorKind::kUsage, "max_tokens must be at least 1");
+  if (request.max_tokens > max_context_ - request.prompt.size()) {  // no overflow: the prompt fits
     fail(ErrorKind::kUsage, "the prompt ({} tokens) plus max_tokens ({}) exceeds the context of {} tokens",
          request.prompt.size(), request.max_tokens, max_context_);
   }
@@ -131,7 +133,16 @@ std::vector<GenerationEvent> Batcher::step() {
     Sequence& seq = *running_[i];
     GenerationEvent event;
     event.id = seq.id;
-    event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
+    try {
+      event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
+    } catch (const NonFiniteLogits& e) {
+      event.finish = FinishReason::kError;
+      event.error = fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic "
+                                "overflows",
+                                model_.folder(), e.what(), seq.cache.length());
+      events.push_back(std::move(event));
+      continue;
+    }
     ++seq.generated;
     seq.pending.assign(1, event.token);
     const auto& stop_tokens = seq.request.stop_tokens;

@@ -29,14 +29,17 @@ struct GenerationRequest {
   std::vector<std::string> stop_strings;  // end the answer; cut from the text
 };
 
-enum class FinishReason { kNone, kStop, kLength };
-const char* finish_reason_name(FinishReason reason);  // "stop", "length"
+// kError: the sequence ended without a token because the model failed on it
+// (non-finite logits); the event's `error` says why. Other sequences go on.
+enum class FinishReason { kNone, kStop, kLength, kError };
+const char* finish_reason_name(FinishReason reason);  // "stop", "length", "error"
 
 struct GenerationEvent {
   uint64_t id = 0;
   TokenId token = -1;
   std::string text;  // text that became final with this token (may be empty)
   FinishReason finish = FinishReason::kNone;
+  std::string error;  // with kError: one line naming the model folder
 };
 
 class Batcher {

@@ -7,6 +7,18 @@
 #include "base/error.hpp"
 
 namespace rvec {
+namespace {
+
+void require_finite(std::span<const float> logits) {
+  const auto bad = std::find_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != logits.end()) throw NonFiniteLogits(static_cast<TokenId>(bad - logits.begin()), *bad);
+}
+
+}  // namespace
+
+NonFiniteLogits::NonFiniteLogits(TokenId token, float value)
+    : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})", value, token)),
+      token_(token) {}
 
 void validate(const SamplingParams& p) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {
@@ -20,6 +32,7 @@ TokenId argmax(std::span<const float> logits) {
 }
 
 TokenId Sampler::sample(std::span<const float> logits) {
+  require_finite(logits);
   if (params_.temperature == 0.0f) return argmax(logits);
   // Candidates: tokens within 30 nats of the best (a relative probability of
   // 1e-13 or more); the rest cannot carry a visible share of the mass, and

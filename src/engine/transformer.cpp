@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
+#include <set>
 
 #include "base/error.hpp"
-#include "base/json.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
+#include "engine/engine_config.hpp"
 #include "hf/model_folder.hpp"
 #include "numeric/codec.hpp"
 #include "numeric/linalg.hpp"
@@ -15,69 +15,7 @@
 namespace rvec {
 namespace {
 
-using nlohmann::json;
-
 // ---- loading -------------------------------------------------------------
-
-std::vector<TokenId> token_ids(const json& node) {
-  std::vector<TokenId> ids;
-  if (node.is_number_integer()) ids.push_back(node.get<TokenId>());
-  if (node.is_array()) {
-    for (const auto& id : node) {
-      if (id.is_number_integer()) ids.push_back(id.get<TokenId>());
-    }
-  }
-  return ids;
-}
-
-TransformerConfig read_config(const ModelFolder& model, const std::string& folder) {
-  namespace fs = std::filesystem;
-  if (!model.config()) bad_input("{}: no config.json, so the architecture is unknown", folder);
-  const ModelConfig& c = *model.config();
-  const auto config_path = (fs::path(folder) / "config.json").string();
-  const auto arch = c.architecture();
-  if (arch != "Qwen2ForCausalLM" && arch != "LlamaForCausalLM" && c.model_type != "qwen2" && c.model_type != "llama") {
-    bad_input("{}: architecture \"{}\" is not supported by the built-in engine (Qwen2 and Llama are)", config_path,
-              arch);
-  }
-  const auto need = [&](const std::optional<uint64_t>& value, const char* name) {
-    if (!value || *value == 0) bad_input("{}: field \"{}\" is missing or zero", config_path, name);
-    return static_cast<size_t>(*value);
-  };
-  TransformerConfig t;
-  t.architecture = arch;
-  t.hidden = need(c.hidden_size, "hidden_size");
-  t.layers = need(c.num_hidden_layers, "num_hidden_layers");
-  t.heads = need(c.num_attention_heads, "num_attention_heads");
-  t.kv_heads = c.num_key_value_heads.value_or(t.heads);
-  t.head_dim = c.head_dim.value_or(t.hidden / t.heads);
-  t.intermediate = need(c.intermediate_size, "intermediate_size");
-  t.vocab = need(c.vocab_size, "vocab_size");
-  t.max_positions = c.max_position_embeddings.value_or(4096);
-  t.rms_eps = static_cast<float>(c.rms_norm_eps.value_or(1e-6));
-  t.rope_theta = static_cast<float>(c.rope_theta.value_or(10000.0));
-  t.tied_head = model.tied_embeddings();
-  if (t.kv_heads == 0 || t.heads % t.kv_heads != 0) {
-    bad_input("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", config_path, t.heads,
-              t.kv_heads);
-  }
-  if (t.head_dim % 2 != 0) bad_input("{}: head_dim {} is odd, so RoPE cannot rotate halves", config_path, t.head_dim);
-  const json raw = read_json_file(config_path);
-  if (raw.contains("rope_scaling") && raw["rope_scaling"].is_object() &&
-      raw["rope_scaling"].value("rope_type", raw["rope_scaling"].value("type", "default")) != "default") {
-    bad_input("{}: rope_scaling of type \"{}\" is not supported by the built-in engine", config_path,
-              raw["rope_scaling"].value("rope_type", raw["rope_scaling"].value("type", "")));
-  }
-  t.eos_ids = token_ids(raw.value("eos_token_id", json()));
-  if (raw.contains("bos_token_id") && raw["bos_token_id"].is_number_integer()) t.bos_id = raw["bos_token_id"].get<TokenId>();
-  const auto generation = fs::path(folder) / "generation_config.json";
-  if (fs::exists(generation)) {
-    for (const auto id : token_ids(read_json_file(generation.string()).value("eos_token_id", json()))) {
-      if (std::find(t.eos_ids.begin(), t.eos_ids.end(), id) == t.eos_ids.end()) t.eos_ids.push_back(id);
-    }
-  }
-  return t;
-}
 
 class WeightLoader {
  public:
@@ -86,6 +24,7 @@ class WeightLoader {
   const ModelTensor& tensor(const std::string& name, std::vector<uint64_t> shape) const {
     const ModelTensor* t = model_.find_resolving_tied(name);
     if (t == nullptr) bad_input("{}: tensor {} is missing", folder_, name);
+    read_.insert(t->name());
     if (t->info->shape != shape) {
       bad_input("{}: tensor {} has shape {}, the config implies {}", folder_, name, shape_string(t->info->shape),
                 shape_string(shape));
@@ -106,6 +45,18 @@ class WeightLoader {
   }
 
   bool has(const std::string& name) const { return model_.find(name) != nullptr; }
+
+  // A tensor the engine did not read is a weight config.json does not
+  // account for (a layer past num_hidden_layers, an o_proj or MLP bias, ...):
+  // running without it would silently compute another model.
+  void check_every_tensor_read(const std::string& architecture) const {
+    for (const auto& t : model_.tensors()) {
+      if (read_.contains(t.name()) || engine_may_ignore(t.name())) continue;
+      bad_input("{}: tensor {} is not used by the built-in engine's {} as config.json describes it; refusing to "
+                "run without it",
+                folder_, printable(t.name()), architecture);
+    }
+  }
 
   // Appends the rows of `name` ([rows, cols]) to `w`, keeping bf16 as bf16.
   void append_rows(WeightMatrix& w, const std::string& name, size_t rows, size_t cols) const {
@@ -137,6 +88,7 @@ class WeightLoader {
  private:
   const ModelFolder& model_;
   std::string folder_;
+  mutable std::set<std::string> read_;  // names of the tensors handed out
 };
 
 // ---- ops on activations ----------------------------------------------------
@@ -203,7 +155,8 @@ Transformer::~Transformer() = default;
 
 std::unique_ptr<Transformer> Transformer::load(const std::string& folder, ThreadPool& pool) {
   const auto model = ModelFolder::open(folder);
-  std::unique_ptr<Transformer> t(new Transformer(read_config(*model, folder), pool));
+  std::unique_ptr<Transformer> t(new Transformer(read_engine_config(*model, folder), pool));
+  t->folder_ = folder;
   const TransformerConfig& c = t->config_;
   const WeightLoader load(*model, folder);
   load.append_rows(t->embed_, std::string(kEmbedName), c.vocab, c.hidden);
@@ -229,6 +182,7 @@ std::unique_ptr<Transformer> Transformer::load(const std::string& folder, Thread
   }
   t->final_norm_ = load.vector(std::string(kFinalNormName), c.hidden);
   if (!c.tied_head) load.append_rows(t->head_, std::string(kLmHeadName), c.vocab, c.hidden);
+  load.check_every_tensor_read(c.architecture);
   // HF computes inv_freq in f32: 1 / theta^(2j / d).
   for (size_t j = 0; j < c.head_dim / 2; ++j) {
     t->inv_freq_.push_back(1.0f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(c.head_dim)));

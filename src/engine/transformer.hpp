@@ -62,6 +62,8 @@ class Transformer {
   ~Transformer();
 
   const TransformerConfig& config() const { return config_; }
+  // The folder the model was loaded from (for messages).
+  const std::string& folder() const { return folder_; }
   // Bytes of weights one decode step streams (all matrices and the head).
   uint64_t weight_bytes() const;
   KvCache new_cache() const;
@@ -84,6 +86,7 @@ class Transformer {
   void attention(size_t layer, std::span<const ForwardItem> items);
 
   TransformerConfig config_;
+  std::string folder_;
   ThreadPool& pool_;
   WeightMatrix embed_;  // [vocab, hidden]
   std::vector<Layer> layers_;

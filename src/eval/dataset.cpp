@@ -1,12 +1,12 @@
 #include "eval/dataset.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "base/error.hpp"
 #include "base/hash.hpp"
 #include "base/json.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -16,8 +16,7 @@ using nlohmann::json;
 
 std::string field_text(const json& value) {
   if (value.is_string()) return value.get<std::string>();
-  if (value.is_number_integer()) return std::to_string(value.get<long long>());
-  if (value.is_number()) return value.dump();
+  if (value.is_number()) return value.dump();  // integers exactly, also past 2^63
   return {};
 }
 
@@ -109,10 +108,9 @@ std::vector<std::pair<size_t, json>> read_json_rows(const std::string& path) {
     for (size_t i = 0; i < all.size(); ++i) rows.emplace_back(i + 1, all[i]);
     return rows;
   }
-  std::ifstream in(path);
-  if (!in) fail_errno(path);
+  LineReader in(path);
   size_t number = 0;
-  for (std::string line; std::getline(in, line);) {
+  for (std::string line; in.next(line);) {
     ++number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {

@@ -4,12 +4,12 @@
 #include <array>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <numeric>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 #include "eval/dataset.hpp"
 #include "base/regex.hpp"
@@ -70,10 +70,9 @@ std::map<std::string, Group> read_groups(const ReportOptions& o) {
   std::optional<Regex> step_regex;
   if (!o.step_pattern.empty()) step_regex.emplace(o.step_pattern, "step pattern");
   for (const auto& path : o.inputs) {
-    std::ifstream in(path);
-    if (!in) fail_errno(path);
+    LineReader in(path);
     size_t line_no = 0;
-    for (std::string line; std::getline(in, line);) {
+    for (std::string line; in.next(line);) {
       ++line_no;
       if (line.empty()) continue;
       const auto r = json::parse(line, nullptr, false);
@@ -436,11 +435,7 @@ std::string report_svg(const Report& r) {
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".rvec-tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) fail_errno(tmp);
-  }
+  write_regular_file(tmp, text);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -15,6 +16,7 @@
 #include "base/hash.hpp"
 #include "base/json.hpp"
 #include "base/progress.hpp"
+#include "base/regular_file.hpp"
 #include "base/test_hooks.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
@@ -67,37 +69,37 @@ std::set<SampleKey> recorded_samples(const std::string& path, const std::string&
     at = end + 1;
     ++line_no;
     const auto record = json::parse(line, nullptr, false);
-    if (!record.is_object() || !record.contains("id") || !record.contains("sample")) {
+    const bool keyed =
+        record.is_object() && record.contains("id") && record["id"].is_string() && record.contains("sample");
+    const auto sample = keyed ? non_negative_integer(record["sample"]) : std::nullopt;
+    if (!sample || *sample > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
       bad_input("{}:{}: not an rvec eval record", path, line_no);
     }
-    if (record.value("run", "") != fingerprint) {
+    if (record.value("run", json()) != fingerprint) {
       fail(ErrorKind::kUsage,
            "{} holds samples from another configuration (line {}: model, sampling, prompt or label differ); "
            "write to a new file",
            path, line_no);
     }
-    done.emplace(record["id"].get<std::string>(), record["sample"].get<int>());
+    done.emplace(record["id"].get<std::string>(), static_cast<int>(*sample));
   }
   return done;
 }
 
 class ResultsFile {
  public:
-  explicit ResultsFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail_errno(path);
-  }
-  ~ResultsFile() { ::close(fd_); }
+  explicit ResultsFile(const std::string& path)
+      : path_(path), fd_(open_regular_file(path, O_WRONLY | O_CREAT | O_APPEND)) {}
   // One write() per record, so a record is whole or (after a crash mid-write) cut and dropped on resume.
   void append(const json& record) {
     const std::string line = record.dump() + "\n";
     std::lock_guard lock(mutex_);
-    if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) fail_errno(path_);
+    if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) fail_errno(path_);
   }
 
  private:
   std::string path_;
-  int fd_;
+  FileDescriptor fd_;
   std::mutex mutex_;
 };
 

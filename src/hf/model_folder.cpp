@@ -5,6 +5,7 @@
 
 #include "base/error.hpp"
 #include "base/json.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 #include "numeric/codec.hpp"
 
@@ -16,9 +17,11 @@ namespace {
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
 
-bool is_file(const fs::path& p) {
+// Whether something (a file, or a FIFO, folder, ... that opening will refuse
+// by name) is at `p`: a FIFO named config.json is an error, not an absence.
+bool is_present(const fs::path& p) {
   std::error_code ec;
-  return fs::is_regular_file(p, ec);
+  return fs::exists(p, ec);
 }
 
 // Shard names must be plain file names inside the folder.
@@ -61,15 +64,17 @@ std::unique_ptr<ModelFolder> ModelFolder::open(const std::string& path) {
 void ModelFolder::open_folder() {
   const fs::path dir(path_);
   for (const auto& name : known_aux_files()) {
-    if (is_file(dir / name)) aux_files_.push_back(name);
+    if (!is_present(dir / name)) continue;
+    check_regular_if_present((dir / name).string());  // merge copies them only at the end
+    aux_files_.push_back(name);
   }
-  if (is_file(dir / "config.json")) config_ = read_model_config((dir / "config.json").string());
+  if (is_present(dir / "config.json")) config_ = read_model_config((dir / "config.json").string());
 
-  if (is_file(dir / kIndexName)) {
+  if (is_present(dir / kIndexName)) {
     open_indexed((dir / kIndexName).string());
     return;
   }
-  if (is_file(dir / kSingleName)) {
+  if (is_present(dir / kSingleName)) {
     open_single((dir / kSingleName).string());
     return;
   }
@@ -114,7 +119,7 @@ void ModelFolder::open_indexed(const std::string& index_path) {
   const fs::path dir(path_);
   for (const auto& name : shard_files) {
     const auto shard_path = (dir / name).string();
-    if (!is_file(shard_path)) bad_input("{}: lists shard \"{}\", which is missing", index_path, name);
+    if (!is_present(shard_path)) bad_input("{}: lists shard \"{}\", which is missing", index_path, name);
     shards_.push_back(SafetensorsFile::open(shard_path));
   }
   std::map<std::string, std::string> present;  // tensor -> file

@@ -13,6 +13,7 @@
 
 #include "base/error.hpp"
 #include "base/hash.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -388,25 +389,18 @@ void pread_exact(int fd, std::byte* out, uint64_t size, uint64_t offset, const s
 }  // namespace
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail_errno(fmt::format("{}: cannot open", path));
-  try {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) fail_errno(fmt::format("{}: cannot stat", path));
-    if (!S_ISREG(st.st_mode)) bad_input("{}: not a regular file", path);
-    const auto size = static_cast<uint64_t>(st.st_size);
-    std::byte first8[8] = {};
-    if (size >= 8) pread_exact(fd, first8, 8, 0, path);
-    const uint64_t n = parse_header_length(first8, size, path);
-    std::string json(n, '\0');
-    pread_exact(fd, reinterpret_cast<std::byte*>(json.data()), n, 8, path);
-    auto header = parse_header(json, size, path);
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // larger kernel readahead
-    return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path, fd, size, std::move(header)));
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  FileDescriptor fd = open_regular_file(path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) fail_errno(fmt::format("{}: cannot stat", path));
+  const auto size = static_cast<uint64_t>(st.st_size);
+  std::byte first8[8] = {};
+  if (size >= 8) pread_exact(fd.get(), first8, 8, 0, path);
+  const uint64_t n = parse_header_length(first8, size, path);
+  std::string json(n, '\0');
+  pread_exact(fd.get(), reinterpret_cast<std::byte*>(json.data()), n, 8, path);
+  auto header = parse_header(json, size, path);
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // larger kernel readahead
+  return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path, fd.release(), size, std::move(header)));
 }
 
 namespace {

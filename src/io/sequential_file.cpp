@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 
 namespace rvec {
 namespace {
@@ -32,8 +33,7 @@ size_t pwrite_some(int fd, const std::byte* data, size_t size, uint64_t offset) 
 }  // namespace
 
 SequentialFile::SequentialFile(std::string path, Mode mode) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail_errno(fmt::format("{}: cannot create", path_));
+  fd_ = open_regular_file(path_, O_WRONLY | O_CREAT | O_TRUNC).release();
   if (mode == Mode::kDirectIfPossible) direct_fd_ = ::open(path_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   chunk_ = static_cast<std::byte*>(std::aligned_alloc(kChunkAlignment, kChunkBytes));
   if (chunk_ == nullptr) fail(ErrorKind::kIo, "{}: cannot allocate a write buffer", path_);

@@ -4,9 +4,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 
 namespace rvec {
 namespace fs = std::filesystem;
@@ -57,19 +56,12 @@ StagingDir::StagingDir(fs::path destination, bool overwrite, bool resume)
 
 void StagingDir::write_text(const std::string& name, const std::string& content) const {
   const fs::path target = file(name);
-  {
-    std::ofstream out(target, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.flush();
-    if (!out) fail(ErrorKind::kIo, "{}: cannot write", target.string());
-  }
+  write_regular_file(target.string(), content);
   sync_path(target);
 }
 
 void StagingDir::copy_in(const fs::path& source, const std::string& name) const {
-  std::error_code ec;
-  fs::copy_file(source, file(name), fs::copy_options::overwrite_existing, ec);
-  if (ec) fail(ErrorKind::kIo, "{}: cannot copy to {}: {}", source.string(), file(name).string(), ec.message());
+  copy_regular_file(source.string(), file(name).string());
   sync_path(file(name));
 }
 

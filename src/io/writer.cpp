@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 
 namespace rvec {
 namespace {

@@ -97,10 +97,27 @@ void EngineLoop::take_inbox() {
   }
 }
 
+// Ends the request of `failed` with its error; its other choices are cancelled.
+void EngineLoop::fail_request(const GenerationEvent& failed) {
+  const std::shared_ptr<Channel> channel = owners_.at(failed.id).channel;
+  std::erase_if(owners_, [&](const auto& entry) {
+    if (entry.second.channel != channel) return false;
+    batcher_.cancel(entry.first);
+    return true;
+  });
+  std::lock_guard lock(channel->mutex_);
+  channel->error_ = failed.error;
+  channel->ready_.notify_all();
+}
+
 void EngineLoop::deliver(const std::vector<GenerationEvent>& events) {
   for (const auto& event : events) {
     const auto owner = owners_.find(event.id);
     if (owner == owners_.end()) continue;
+    if (event.finish == FinishReason::kError) {
+      fail_request(event);
+      continue;
+    }
     Channel& channel = *owner->second.channel;
     {
       std::lock_guard lock(channel.mutex_);

@@ -68,6 +68,7 @@ class EngineLoop {
   void run();
   void take_inbox();
   void deliver(const std::vector<GenerationEvent>& events);
+  void fail_request(const GenerationEvent& failed);
 
   Batcher batcher_;
   size_t max_context_;

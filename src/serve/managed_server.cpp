@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 
 namespace rvec {
 namespace {
@@ -113,26 +114,21 @@ void stop_managed_servers_on_signals() {
 
 ManagedServer::ManagedServer(const std::string& command, const std::string& log_path)
     : command_(command), log_(log_path) {
-  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) fail_errno(log_path);
+  const FileDescriptor log = open_regular_file(log_path, O_WRONLY | O_CREAT | O_APPEND);
   const pid_t parent = getpid();
   pid_ = fork();
-  if (pid_ < 0) {
-    close(log_fd);
-    fail_errno("fork");
-  }
+  if (pid_ < 0) fail_errno("fork");
   if (pid_ == 0) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1);  // the parent died before prctl
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
+    dup2(log.get(), STDOUT_FILENO);
+    dup2(log.get(), STDERR_FILENO);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  close(log_fd);
   setpgid(pid_, pid_);
   register_group(pid_);
 }

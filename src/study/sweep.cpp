@@ -8,6 +8,7 @@
 
 #include "base/error.hpp"
 #include "base/json.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
 #include "base/yaml_reader.hpp"
@@ -144,9 +145,11 @@ void build_models(const SweepRecipe& r) {
 }
 
 size_t count_lines(const fs::path& path) {
-  std::ifstream in(path);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return 0;
+  LineReader in(path.string());
   size_t n = 0;
-  for (std::string line; std::getline(in, line);) n += !line.empty();
+  for (std::string line; in.next(line);) n += !line.empty();
   return n;
 }
 

@@ -28,7 +28,7 @@ std::string jinja_from_config(const nlohmann::json& config, const std::string& o
   if (node.is_string()) return node.get<std::string>();
   if (node.is_array()) {  // [{"name": "default", "template": "..."}, ...]
     for (const auto& entry : node) {
-      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" && entry.contains("template") &&
           entry["template"].is_string()) {
         return entry["template"].get<std::string>();
       }

@@ -17,6 +17,9 @@ namespace {
 
 using nlohmann::json;
 
+// Largest token id a tokenizer.json may use (bounds the tables it sizes).
+constexpr uint64_t kMaxTokenId = 16'000'000;
+
 // GPT-2's ByteLevel pre-tokenizer regex (used when ByteLevel has use_regex).
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -64,7 +67,19 @@ struct Tokenizer::Impl {
   bool ignore_merges = false;
 
   [[noreturn]] void bad(const std::string& what) const { bad_input("{}: {}", path, what); }
+  // node[name] (a bool or a string), `fallback` when absent or null; an error
+  // naming `where`.`name` if node is not an object or the field has another type.
+  template <typename T>
+  T option(const json& node, std::string_view where, const char* name, T fallback) const {
+    if (!node.is_object()) bad(fmt::format("{} must be an object", where));
+    const auto it = node.find(name);
+    if (it == node.end() || it->is_null()) return fallback;
+    const bool fits = std::is_same_v<T, bool> ? it->is_boolean() : it->is_string();
+    if (!fits) bad(fmt::format("{}.{} must be {}", where, name, std::is_same_v<T, bool> ? "true or false" : "a string"));
+    return it->get<T>();
+  }
 
+  void check_bpe_options(const json& model) const;
   void load_vocab(const json& model);
   void load_merges(const json& model);
   void load_added(const json& root);
@@ -97,7 +112,6 @@ std::string raw_bytes_of(const std::string& piece, const std::unordered_map<char
 }  // namespace
 
 void Tokenizer::Impl::set_token(TokenId id, const std::string& piece, std::string raw) {
-  if (id < 0 || id > 16'000'000) bad(fmt::format("token id {} of \"{}\" is out of range", id, printable(piece)));
   const auto index = static_cast<size_t>(id);
   if (index >= pieces.size()) {
     pieces.resize(index + 1);
@@ -108,6 +122,19 @@ void Tokenizer::Impl::set_token(TokenId id, const std::string& piece, std::strin
   bytes[index] = std::move(raw);
 }
 
+// BPE options that change how text is split. rvec implements none of them, so
+// a tokenizer.json that sets one is refused rather than encoded differently.
+void Tokenizer::Impl::check_bpe_options(const json& model) const {
+  const std::pair<const char*, json> kNeutral[] = {
+      {"dropout", 0}, {"byte_fallback", false}, {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}};
+  for (const auto& [name, neutral] : kNeutral) {
+    const auto it = model.find(name);
+    if (it != model.end() && !it->is_null() && *it != neutral) {
+      bad(fmt::format("model.{} is {}; rvec's byte-level BPE does not implement it", name, it->dump()));
+    }
+  }
+}
+
 void Tokenizer::Impl::load_vocab(const json& model) {
   if (!model.contains("vocab") || !model["vocab"].is_object()) bad("model.vocab is missing or not an object");
   std::unordered_map<char32_t, uint8_t> reverse;
@@ -115,10 +142,12 @@ void Tokenizer::Impl::load_vocab(const json& model) {
   for (int b = 0; b < 256; ++b) reverse[forward[b]] = static_cast<uint8_t>(b);
   for (const auto& [piece, id] : model["vocab"].items()) {
     if (!id.is_number_integer()) bad(fmt::format("model.vocab[\"{}\"] is not an integer id", printable(piece)));
-    const auto token = id.get<int64_t>();
-    if (token < 0 || token > 16'000'000) bad(fmt::format("model.vocab[\"{}\"] = {} is out of range", printable(piece), token));
-    if (!vocab.emplace(piece, static_cast<TokenId>(token)).second) bad(fmt::format("model.vocab lists \"{}\" twice", printable(piece)));
-    set_token(static_cast<TokenId>(token), piece, raw_bytes_of(piece, reverse));
+    const auto token = non_negative_integer(id);
+    if (!token || *token > kMaxTokenId) {
+      bad(fmt::format("model.vocab[\"{}\"] = {} is out of range", printable(piece), id.dump()));
+    }
+    if (!vocab.emplace(piece, static_cast<TokenId>(*token)).second) bad(fmt::format("model.vocab lists \"{}\" twice", printable(piece)));
+    set_token(static_cast<TokenId>(*token), piece, raw_bytes_of(piece, reverse));
   }
   for (int b = 0; b < 256; ++b) {
     std::string symbol;
@@ -168,12 +197,14 @@ void Tokenizer::Impl::load_added(const json& root) {
         !token.contains("content") || !token["content"].is_string()) {
       bad("an entry of added_tokens lacks an integer id or a string content");
     }
-    const auto id = token["id"].get<TokenId>();
+    const auto checked = non_negative_integer(token["id"]);
+    if (!checked || *checked > kMaxTokenId) bad(fmt::format("added token id {} is out of range", token["id"].dump()));
+    const auto id = static_cast<TokenId>(*checked);
     const auto content = token["content"].get<std::string>();
     if (content.empty()) bad(fmt::format("added token {} has empty content", id));
     set_token(id, content, content);
     vocab[content] = id;
-    special[static_cast<size_t>(id)] = token.value("special", false);
+    special[static_cast<size_t>(id)] = option(token, "added_tokens[]", "special", false);
     added.emplace_back(content, id);
   }
   std::stable_sort(added.begin(), added.end(),
@@ -182,7 +213,7 @@ void Tokenizer::Impl::load_added(const json& root) {
 
 void Tokenizer::Impl::load_normalizer(const json& node) {
   if (node.is_null()) return;
-  const auto type = node.value("type", "");
+  const auto type = option<std::string>(node, "normalizer", "type", "");
   if (type == "NFC") {
     normalization = Normalization::kNfc;
   } else if (type == "NFKC") {
@@ -196,16 +227,19 @@ void Tokenizer::Impl::load_normalizer(const json& node) {
 
 void Tokenizer::Impl::load_pre_tokenizer(const json& node, bool& byte_level) {
   if (node.is_null()) return;
-  const auto type = node.value("type", "");
+  const auto field = [&]<typename T>(const char* name, T fallback) {
+    return option<T>(node, "pre_tokenizer", name, fallback);
+  };
+  const auto type = field("type", std::string());
   if (type == "Sequence" && node.contains("pretokenizers") && node["pretokenizers"].is_array()) {
     for (const auto& inner : node["pretokenizers"]) load_pre_tokenizer(inner, byte_level);
   } else if (type == "ByteLevel") {
     byte_level = true;
-    if (node.value("add_prefix_space", false)) bad("pre_tokenizer ByteLevel with add_prefix_space is not supported");
-    if (node.value("use_regex", true)) splits.emplace_back(kGpt2Pattern, "GPT-2 pre-tokenizer regex");
+    if (field("add_prefix_space", false)) bad("pre_tokenizer ByteLevel with add_prefix_space is not supported");
+    if (field("use_regex", true)) splits.emplace_back(kGpt2Pattern, "GPT-2 pre-tokenizer regex");
   } else if (type == "Split") {
     const auto& pattern = node.value("pattern", json::object());
-    if (node.value("behavior", "") != "Isolated" || node.value("invert", false)) {
+    if (field("behavior", std::string()) != "Isolated" || field("invert", false)) {
       bad("pre_tokenizer Split is supported only with behavior \"Isolated\" and invert false");
     }
     if (pattern.contains("Regex") && pattern["Regex"].is_string()) {
@@ -227,9 +261,10 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& given) {
   const json root = read_json_file(path);
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) impl->bad("no \"model\" object");
   const auto& model = root["model"];
-  const auto type = model.value("type", "BPE");
-  if (type != "BPE") impl->bad(fmt::format("model type \"{}\" is not supported (only byte-level BPE)", type));
-  impl->ignore_merges = model.value("ignore_merges", false);
+  const auto type = impl->option<std::string>(model, "model", "type", "BPE");
+  if (type != "BPE") impl->bad(fmt::format("model type \"{}\" is not supported (only byte-level BPE)", printable(type)));
+  impl->check_bpe_options(model);
+  impl->ignore_merges = impl->option(model, "model", "ignore_merges", false);
   impl->load_vocab(model);
   impl->load_merges(model);
   impl->load_added(root);

@@ -2,9 +2,11 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "io/safetensors.hpp"
 #include "io/writer.hpp"
 #include "numeric/convert.hpp"
 
@@ -75,6 +77,7 @@ TinyModel write_tiny_model(const std::filesystem::path& folder, const TinyModelS
       add_tensor(m, rng, p + "self_attn.v_proj.bias", 1, s.kv_heads * hd, 0, 0.5);
     }
     add_tensor(m, rng, p + "self_attn.o_proj.weight", s.hidden, s.heads * hd, 0, 0.2);
+    if (s.o_proj_bias) add_tensor(m, rng, p + "self_attn.o_proj.bias", 1, s.hidden, 0, 0.5);
     add_tensor(m, rng, p + "mlp.gate_proj.weight", s.intermediate, s.hidden, 0, 0.2);
     add_tensor(m, rng, p + "mlp.up_proj.weight", s.intermediate, s.hidden, 0, 0.2);
     add_tensor(m, rng, p + "mlp.down_proj.weight", s.hidden, s.intermediate, 0, 0.2);
@@ -128,6 +131,24 @@ TinyModel write_tiny_model(const std::filesystem::path& folder, const TinyModelS
   };
   std::ofstream(folder / "config.json") << config.dump(2);
   return m;
+}
+
+void poison_embedding_row(const std::filesystem::path& folder, size_t token) {
+  const auto path = (folder / "model.safetensors").string();
+  uint64_t offset = 0;
+  size_t hidden = 0;
+  {
+    const auto file = SafetensorsFile::open(path);
+    const TensorInfo* embed = file->header().find("model.embed_tokens.weight");
+    if (embed == nullptr || embed->dtype != DType::kF32) throw std::runtime_error(path + ": no F32 embedding");
+    hidden = embed->shape[1];
+    offset = file->header().data_start() + embed->begin + token * hidden * sizeof(float);
+  }
+  const std::vector<float> nan_row(hidden, std::numeric_limits<float>::quiet_NaN());
+  std::fstream out(path, std::ios::in | std::ios::out | std::ios::binary);
+  out.seekp(static_cast<std::streamoff>(offset));
+  out.write(reinterpret_cast<const char*>(nan_row.data()), static_cast<std::streamsize>(hidden * sizeof(float)));
+  if (!out) throw std::runtime_error(path + ": cannot poison the embedding");
 }
 
 std::vector<std::vector<double>> reference_logits(const TinyModel& m, const std::vector<int>& tokens) {

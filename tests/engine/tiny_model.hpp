@@ -16,6 +16,7 @@ struct TinyModelSpec {
   bool qkv_bias = true;
   bool tied = false;
   bool bf16 = false;
+  bool o_proj_bias = false;  // Llama's attention_bias, which the engine does not implement (not in the reference)
   double rope_theta = 10000.0;
   double rms_eps = 1e-6;
   uint64_t seed = 1;
@@ -28,6 +29,11 @@ struct TinyModel {
 
 // Writes config.json and model.safetensors into `folder` and returns the weights.
 TinyModel write_tiny_model(const std::filesystem::path& folder, const TinyModelSpec& spec);
+
+// Overwrites the F32 embedding row of `token` in folder/model.safetensors with
+// NaN: a broken model whose logits are non-finite for exactly the sequences
+// that contain `token`.
+void poison_embedding_row(const std::filesystem::path& folder, size_t token);
 
 // Logits [tokens.size(), vocab] of a full causal forward pass over `tokens`.
 std::vector<std::vector<double>> reference_logits(const TinyModel& model, const std::vector<int>& tokens);

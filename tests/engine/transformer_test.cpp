@@ -76,17 +76,18 @@ TEST(Transformer, PromptLongerThanGemvBatchUsesBlasAndStillMatches) {
 
 TEST(Transformer, MissingTensorIsNamed) {
   TempDir dir;
-  test::write_tiny_model(dir.path(), {});
+  test::TinyModelSpec spec;
+  spec.tied = true;  // no lm_head.weight, but the config will say the head is not tied
+  test::write_tiny_model(dir.path(), spec);
   auto config = read_json_file((dir / "config.json").string());
-  config["num_hidden_layers"] = 3;
+  config["tie_word_embeddings"] = false;
   test::write_file(dir / "config.json", config.dump());
   ThreadPool pool(1);
   try {
     Transformer::load(dir.path().string(), pool);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.layers.2.input_layernorm.weight is missing"), std::string::npos)
-        << e.what();
+    EXPECT_EQ(std::string(e.what()), dir.path().string() + ": tensor lm_head.weight is missing");
   }
 }
 
@@ -157,6 +158,55 @@ TEST(Batcher, BatchedAndUnbatchedDecodingAgree) {
     EXPECT_EQ(batched.at(i), run({i}, 1).at(i)) << "sequence " << i;
     EXPECT_EQ(batched.at(i).size(), 40u);
   }
+}
+
+TEST(Sampler, NonFiniteLogitsAreAnErrorAtAnyTemperature) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const float temperature : {0.0f, 1.0f}) {
+    for (const std::vector<float>& logits : {std::vector<float>(8, nan), std::vector<float>{1, 2, inf, 0}}) {
+      Sampler sampler({temperature, 0.9f, 0, 1});
+      EXPECT_THROW(sampler.sample(logits), NonFiniteLogits) << "temperature " << temperature;
+    }
+  }
+  try {
+    Sampler({1.0f, 1.0f, 0, 1}).sample(std::vector<float>{1, 2, -inf, 0});
+    FAIL() << "no error";
+  } catch (const NonFiniteLogits& e) {
+    EXPECT_EQ(e.token(), 2);
+    EXPECT_EQ(e.kind(), ErrorKind::kBadInput);
+    EXPECT_STREQ(e.what(), "the model produced non-finite logits (-inf for token 2)");
+  }
+}
+
+// A sequence whose logits are NaN ends with an error event; the others in the
+// same batch finish normally.
+TEST(Batcher, NonFiniteLogitsEndOnlyTheirSequence) {
+  TempDir dir;
+  test::write_tiny_model(dir.path(), {});
+  test::poison_embedding_row(dir.path(), 7);
+  ThreadPool pool(2);
+  auto engine = Transformer::load(dir.path().string(), pool);
+  Batcher batcher(*engine, nullptr, 4, 64);
+  GenerationRequest healthy, broken;
+  healthy.prompt = {1, 2};
+  broken.prompt = {1, 7};
+  healthy.max_tokens = broken.max_tokens = 5;
+  healthy.sampling.temperature = broken.sampling.temperature = 1.0f;
+  const uint64_t healthy_id = batcher.add(healthy), broken_id = batcher.add(broken);
+  size_t healthy_tokens = 0;
+  std::vector<GenerationEvent> broken_events;
+  while (!batcher.idle()) {
+    for (const auto& event : batcher.step()) {
+      if (event.id == healthy_id) healthy_tokens += event.finish != FinishReason::kError;
+      if (event.id == broken_id) broken_events.push_back(event);
+    }
+  }
+  EXPECT_EQ(healthy_tokens, 5u);
+  ASSERT_EQ(broken_events.size(), 1u);
+  EXPECT_EQ(broken_events[0].finish, FinishReason::kError);
+  EXPECT_EQ(broken_events[0].error, dir.path().string() +
+                                        ": the model produced non-finite logits (nan for token 0) at position 2; its "
+                                        "weights hold NaN or Inf values, or its arithmetic overflows");
 }
 
 }  // namespace

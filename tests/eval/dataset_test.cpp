@@ -33,6 +33,12 @@ TEST(Dataset, ReadsAimeStyleJsonl) {
   EXPECT_EQ(d.kind, TaskKind::kInteger);
 }
 
+TEST(Dataset, IntegerAnswersStayExactPast2To63) {
+  TempDir dir;
+  write_file(dir / "big.jsonl", "{\"id\": \"1\", \"problem\": \"p\", \"answer\": 18446744073709551615}\n");
+  EXPECT_EQ(load_dataset((dir / "big.jsonl").string(), {}).problems[0].answer, "18446744073709551615");  // not -1
+}
+
 TEST(Dataset, ReadsHeaderlessMgsmTsvAndJsonArrays) {
   TempDir dir;
   write_file(dir / "mgsm.tsv", "リンゴが\"3個\"あります。\t3\n太郎は1,000円\t1,000\n");

@@ -221,6 +221,25 @@ TEST(Eval, ResumeAfterACrashLosesNothingAndDuplicatesNothing) {
   EXPECT_NE(other.output.find("another configuration"), std::string::npos) << other.output;
 }
 
+TEST(Eval, RecordsWithMistypedKeysAreRefusedNotMisread) {
+  TempDir dir;
+  write_questions(dir / "q.jsonl");
+  const auto eval_error = [&](const std::string& record) {
+    test::write_file(dir / "results.jsonl", record + "\n");
+    try {
+      run_eval(options_for("http://127.0.0.1:9", dir));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string not_a_record = (dir / "results.jsonl").string() + ":1: not an rvec eval record";
+  EXPECT_EQ(eval_error(R"({"id": "Q1", "sample": 4294967296, "run": "x"})"), not_a_record);  // wrapped to 0
+  EXPECT_EQ(eval_error(R"({"id": "Q1", "sample": -1, "run": "x"})"), not_a_record);
+  EXPECT_EQ(eval_error(R"({"id": 5, "sample": 0, "run": "x"})"), not_a_record);  // a JSON type error
+  EXPECT_NE(eval_error(R"({"id": "Q1", "sample": 0, "run": 7})").find("another configuration"), std::string::npos);
+}
+
 // eval -> grade -> report against a live rvec serve (a random tiny model, so
 // the answers are wrong; what matters is that every stage runs and reports).
 TEST(Eval, EndToEndAgainstRvecServe) {

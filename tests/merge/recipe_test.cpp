@@ -65,6 +65,8 @@ TEST(Recipe, ErrorsNameFileLineAndField) {
   expect_bad("pre: a\npost: b\ntarget: c\nweights: [0.5]\noutput: o\nwieghts: 1\n", "r.yaml:6: unknown field \"wieghts\"");
   expect_bad("pre: a\npost: b\ntarget: c\noutput: o\n", "field \"weights\" is required");
   expect_bad("pre: a\npost: b\ntarget: c\nweights: [x]\noutput: o\n", "field \"weights\" must be");
+  expect_bad("pre: a\npost: b\ntarget: c\nweights: [0.5, .inf]\noutput: o\n", "field \"weights\" must be a list of numbers");
+  expect_bad("pre: a\npost: b\ntarget: c\nweights: .nan\noutput: o\n", "field \"weights\" must be a number");
   expect_bad("pre: [a\n", "not valid YAML");
   expect_bad("kind: blend\n", "not merge, apply or extract");
   expect_bad("pre: a\npost: b\ntarget: c\nweights: 1\noutput: o\nrules:\n  - match: x\n", "needs \"scale\"");

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
+#include "study/sweep.hpp"
 #include "serve/serve_util.hpp"
 #include "test_util.hpp"
 
@@ -186,6 +188,26 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
     EXPECT_NE(bad_name.output.find("name.yaml:8: a control's name must start with a letter"), std::string::npos)
         << bad_name.output;
   }
+}
+
+TEST(Sweep, RecipeNumbersAreDecimalAndFinite) {
+  TempDir dir;
+  const std::string head = "pre: a\npost: b\ntarget: c\noutput: d\nweights: [0, 1]\n";
+  std::ofstream(dir / "ok.yaml") << head << "benchmarks: [{data: x.jsonl, samples: 010}]\n";
+  EXPECT_EQ(read_sweep_recipe((dir / "ok.yaml").string()).benchmarks[0].samples, 10);  // not octal 8
+  const auto refusal = [&](const std::string& benchmark) {
+    std::ofstream(dir / "bad.yaml") << head << "benchmarks: [{data: x.jsonl, " << benchmark << "}]\n";
+    try {
+      read_sweep_recipe((dir / "bad.yaml").string());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string where = (dir / "bad.yaml").string() + ":6: field ";
+  EXPECT_EQ(refusal("samples: 0x10"), where + "\"samples\" must be a positive integer");
+  EXPECT_EQ(refusal("samples: 4294967297"), where + "\"samples\" must be a positive integer");
+  EXPECT_EQ(refusal("temperature: .inf"), where + "\"temperature\" must be a number");
 }
 
 }  // namespace

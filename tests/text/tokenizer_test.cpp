@@ -149,6 +149,27 @@ TEST(Tokenizer, BadFilesAreRefusedWithTheReason) {
   auto unigram = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
   unigram["model"]["type"] = "Unigram";
   expect_error(unigram, "model type \"Unigram\" is not supported");
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{
+           {"dropout", 0.1}, {"byte_fallback", true}, {"continuing_subword_prefix", "##"}, {"end_of_word_suffix", "</w>"}}) {
+    auto option = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+    option["model"][field] = value;
+    expect_error(option, "model." + field + " is " + value.dump() + "; rvec's byte-level BPE does not implement it");
+  }
+  auto mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});  // fields of another JSON type are named
+  mistyped["added_tokens"] = {{{"id", 3}, {"content", "<x>"}, {"special", "yes"}}};
+  expect_error(mistyped, "added_tokens[].special must be true or false");
+  mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  mistyped["normalizer"] = 5;
+  expect_error(mistyped, "normalizer must be an object");
+  mistyped = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  mistyped["model"]["type"] = 5;
+  expect_error(mistyped, "model.type must be a string");
+  auto wrapping = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  wrapping["added_tokens"] = {{{"id", 4294967297ull}, {"content", "<x>"}}};  // would wrap to id 1
+  expect_error(wrapping, "added token id 4294967297 is out of range");
+  auto huge = tokenizer_json(kLlama3Regex, {"1 2"}, {"12"});
+  huge["model"]["vocab"]["12"] = 18446744073709551615ull;  // would read as -1
+  expect_error(huge, "model.vocab[\"12\"] = 18446744073709551615 is out of range");
   EXPECT_THROW(Tokenizer::load((dir / "absent").string()), Error);
 }
 
