@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -211,6 +212,19 @@ TEST_F(ApiTest, ReplyCutMidCharacterHasNoReplacementCharacterAtTheEnd) {
     }
   }
   EXPECT_EQ(compared, 256u);
+}
+
+// Issue 16, "done when": the official OpenAI Node SDK (tests/serve/npm,
+// installed by scripts/setup.sh) against a real server, including the
+// error classes it raises for refused features.
+TEST_F(ApiTest, OfficialOpenAiNodeSdk) {
+  const auto npm = test::source_dir() / "tests" / "serve" / "npm";
+  if (test::run_shell("command -v node").exit_code != 0) GTEST_SKIP() << "node is not installed: run scripts/setup.sh";
+  if (!std::filesystem::exists(npm / "node_modules" / "openai")) {
+    GTEST_SKIP() << "the openai npm package is absent: run scripts/setup.sh (npm ci in tests/serve/npm)";
+  }
+  const auto run = test::run_shell("timeout 120 node " + (npm / "sdk.mjs").string() + " " + server_->url() + " 2>&1");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
 }
 
 }  // namespace
