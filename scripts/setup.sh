@@ -51,3 +51,9 @@ if npm ci --prefix "$repo/tests/text/npm" --no-audit --no-fund --loglevel=error;
 else
   echo "setup: warning: npm ci failed; the tokenizer golden tests will be skipped" >&2
 fi
+# The official OpenAI Node SDK, the client ApiTest.OfficialOpenAiNodeSdk drives rvec serve with.
+if npm ci --prefix "$repo/tests/serve/npm" --no-audit --no-fund --loglevel=error; then
+  echo "setup: openai SDK installed in tests/serve/npm"
+else
+  echo "setup: warning: npm ci failed; the OpenAI SDK test will be skipped" >&2
+fi

@@ -189,8 +189,12 @@ void add_generate_commands(CLI::App& app, int& exit_code) {
                 "Connections open at once (one thread each); one more is answered 503")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 16));
+  s->add_option("--allowed-origins", serve->allowed_origins,
+                "Browser origins allowed to call the server (CORS), e.g. https://example.org, or * for any "
+                "(default: none)")
+      ->delimiter(',');
   s->footer(
-      "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.\n"
+      "Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id}, GET /health.\n"
       "Example:\n"
       "  rvec serve Qwen2.5-0.5B-Instruct --port 8000 &\n"
       "  curl -s localhost:8000/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'\n"

@@ -152,7 +152,8 @@ std::vector<GenerationEvent> Batcher::step() {
     if (stop_token) event.finish = FinishReason::kStop;
     const bool out_of_room = seq.generated >= seq.request.max_tokens || seq.cache.length() >= max_context_;
     if (event.finish == FinishReason::kNone && out_of_room) event.finish = FinishReason::kLength;
-    if (event.finish != FinishReason::kNone && seq.decoder) piece += seq.decoder->finish();
+    if (event.finish == FinishReason::kLength && seq.decoder) seq.decoder->cut();
+    if (event.finish == FinishReason::kStop && seq.decoder) piece += seq.decoder->finish();
     finish_text(seq, std::move(piece), event);
     events.push_back(std::move(event));
   }

@@ -1,7 +1,10 @@
 #include "serve/api.hpp"
 
 #include <chrono>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "base/error.hpp"
 
 #include "serve/http_error.hpp"
 
@@ -30,16 +33,26 @@ void add_api_routes(HttpFront& front, const std::string& served_name, const std:
     res.status = ready ? 200 : 503;
     res.set_content(json_text({{"status", ready ? "ok" : "loading"}}), "application/json");
   });
-  front.route("GET", "/v1/models", [&backend, served_name, model_path](const httplib::Request&, const std::string&,
-                                                                        httplib::Response& res) {
+  const auto model_entry = [&backend, served_name, model_path] {
     const ServedModel* model = backend.model();
-    const json entry = {{"id", served_name},
-                        {"object", "model"},
-                        {"created", unix_now()},
-                        {"owned_by", "rvec"},
-                        {"root", model_path},
-                        {"max_model_len", model ? model->max_context : 0}};
-    res.set_content(json_text({{"object", "list"}, {"data", json::array({entry})}}), "application/json");
+    return json{{"id", served_name},
+                {"object", "model"},
+                {"created", unix_now()},
+                {"owned_by", "rvec"},
+                {"root", model_path},
+                {"max_model_len", model ? model->max_context : 0}};
+  };
+  front.route("GET", "/v1/models", [model_entry](const httplib::Request&, const std::string&, httplib::Response& res) {
+    res.set_content(json_text({{"object", "list"}, {"data", json::array({model_entry()})}}), "application/json");
+  });
+  front.route("GET", "/v1/models/{id}", [model_entry, served_name, model_path](const httplib::Request& req,
+                                                                               const std::string&, httplib::Response& res) {
+    const std::string id = req.matches[1].str();
+    if (id != served_name && id != model_path) {
+      refuse(fmt::format("the model `{}` does not exist (this server serves `{}`)", valid_utf8(id), served_name), "model",
+             404);
+    }
+    res.set_content(json_text(model_entry()), "application/json");
   });
   front.route("POST", "/v1/chat/completions",
               [&backend](const httplib::Request&, const std::string& body, httplib::Response& res) {

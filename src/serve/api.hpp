@@ -1,7 +1,7 @@
 // The OpenAI routes of `rvec serve` on an HttpFront, over whatever runs the
 // requests: the engine in the server, a stand-in in the fuzzer.
 //
-//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health
+//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /v1/models/{id}   GET /health
 #pragma once
 
 #include <string>

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <functional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,16 @@ class HttpFront : public httplib::Server {
   HttpFront(size_t max_connections, size_t max_body_bytes);
   ~HttpFront() override;
 
-  // Serves `method` ("GET" or "POST") on `path`. An HttpError thrown by the
-  // handler becomes its error response.
+  // Serves `method` ("GET" or "POST") on `path`, in which "{id}" stands for
+  // one or more characters (the handler finds them in req.matches[1]). An
+  // HttpError thrown by the handler becomes its error response.
   void route(const std::string& method, const std::string& path, Handler handler);
+
+  // Browser origins ("https://example.org", or "*" for any) that may call
+  // the server: their requests get Access-Control-Allow-Origin, and their
+  // preflight requests (OPTIONS) the methods and headers they ask for. Other
+  // origins get no CORS headers, so browsers keep them out. None by default.
+  void set_allowed_origins(std::vector<std::string> origins) { allowed_origins_ = std::move(origins); }
 
   // Binds `host`:`port` (0: a free port) with a listen backlog of
   // kListenBacklog; returns the port, or -1 if it cannot.
@@ -61,17 +69,22 @@ class HttpFront : public httplib::Server {
 
  private:
   struct Endpoint {
-    std::string method, path;
+    std::string method, path;  // path as shown, with "{id}"
+    std::regex pattern;
   };
   bool process_and_close_socket(socket_t sock) override;
   std::string read_body(const httplib::ContentReader& reader) const;
   HandlerResponse check_framing(const httplib::Request& req, httplib::Response& res) const;
   void describe_error(const httplib::Request& req, httplib::Response& res) const;
   std::string endpoint_list() const;
+  const Endpoint* endpoint_at(const std::string& path) const;
+  void allow_origin(const httplib::Request& req, httplib::Response& res) const;
+  HandlerResponse answer_preflight(const httplib::Request& req, httplib::Response& res) const;
 
   size_t max_connections_;
   size_t max_body_bytes_;
   std::vector<Endpoint> endpoints_;
+  std::vector<std::string> allowed_origins_;
   int stop_pipe_[2] = {-1, -1};  // readable once stop() was called
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> internal_errors_{0};

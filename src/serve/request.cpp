@@ -257,6 +257,14 @@ std::string message_content(Fields& message, const std::string& path) {
   refuse(fmt::format("{}.content must be a string or a list of text parts", path), path + ".content");
 }
 
+// A message that is part of a tool call; `role` is "tool" or "function" for
+// a tool's result, "" for a call.
+[[noreturn]] void refuse_tools(const std::string& field, const std::string& role) {
+  refuse(fmt::format("{}{}: tools (function calling) are not supported by rvec serve", field,
+                     role.empty() ? "" : fmt::format(" is \"{}\"", role)),
+         field);
+}
+
 std::vector<ChatMessage> chat_messages(Fields& request) {
   const json* messages = request.get("messages");
   if (!messages || !messages->is_array() || messages->empty()) refuse("messages must be a non-empty list", "messages");
@@ -265,23 +273,28 @@ std::vector<ChatMessage> chat_messages(Fields& request) {
     const std::string path = fmt::format("messages[{}]", i);
     Fields message = object_fields((*messages)[i], path);
     const std::string* role = message.string("role");
-    if (!role || (*role != "system" && *role != "user" && *role != "assistant")) {
-      refuse(fmt::format("{}.role must be \"system\", \"user\" or \"assistant\"", path), path + ".role");
+    if (role && (*role == "tool" || *role == "function")) refuse_tools(fmt::format("{}.role", path), *role);
+    for (const char* call : {"tool_calls", "function_call"}) {
+      if (message.get(call)) refuse_tools(fmt::format("{}.{}", path, call), "");
     }
-    out.push_back({*role, message_content(message, path)});
+    if (!role || (*role != "system" && *role != "developer" && *role != "user" && *role != "assistant")) {
+      refuse(fmt::format("{}.role must be \"system\", \"developer\", \"user\" or \"assistant\"", path), path + ".role");
+    }
+    // OpenAI treats developer messages as system messages for models without reasoning.
+    out.push_back({*role == "developer" ? "system" : *role, message_content(message, path)});
     message.refuse_unread();
   }
   return out;
 }
 
-std::vector<TokenId> token_ids(const json& prompt, const ServedModel& model) {
+std::vector<TokenId> token_ids(const json& prompt, const std::string& path, const ServedModel& model) {
   std::vector<TokenId> ids;
   ids.reserve(prompt.size());
   for (size_t i = 0; i < prompt.size(); ++i) {
     const json& id = prompt[i];
     const bool in_vocab = id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<uint64_t>() < model.vocab;
     if (!in_vocab) {
-      refuse(fmt::format("prompt[{}] must be a token id from 0 to {} (got {}, outside the vocabulary)", i,
+      refuse(fmt::format("{}[{}] must be a token id from 0 to {} (got {}, outside the vocabulary)", path, i,
                          model.vocab - 1, shown(id)),
              "prompt");
     }
@@ -290,15 +303,32 @@ std::vector<TokenId> token_ids(const json& prompt, const ServedModel& model) {
   return ids;
 }
 
-// `prompt` is the field's value, nullptr if absent or null.
-std::vector<TokenId> completion_prompt(const json* prompt, const ServedModel& model) {
-  if (prompt && prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) prompt = &(*prompt)[0];
-  if (prompt && prompt->is_string()) {
-    if (prompt->get_ref<const std::string&>().empty()) refuse("prompt is empty", "prompt");
-    return refuse_model_errors("prompt", [&] { return model.encode(prompt->get<std::string>()); });
+// One prompt: a string or a non-empty list of token ids; `path` names it.
+std::vector<TokenId> one_prompt(const json& prompt, const std::string& path, const ServedModel& model) {
+  if (prompt.is_string()) {
+    if (prompt.get_ref<const std::string&>().empty()) refuse(fmt::format("{} is empty", path), "prompt");
+    return refuse_model_errors("prompt", [&] { return model.encode(prompt.get<std::string>()); });
   }
-  if (prompt && prompt->is_array() && !prompt->empty() && (*prompt)[0].is_number()) return token_ids(*prompt, model);
-  refuse("prompt must be a string, a list of one string, or a non-empty list of token ids", "prompt");
+  if (prompt.is_array() && !prompt.empty()) return token_ids(prompt, path, model);
+  refuse(fmt::format("{} must be a string or a non-empty list of token ids", path), "prompt");
+}
+
+// `prompt` is the field's value, nullptr if absent or null: one prompt, or a
+// list of prompts (strings or lists of token ids), each answered in order.
+std::vector<std::vector<TokenId>> completion_prompts(const json* prompt, const ServedModel& model) {
+  const std::string should_be = "a string, a list of token ids, or a non-empty list of strings or of lists of token ids";
+  if (!prompt || !(prompt->is_string() || (prompt->is_array() && !prompt->empty()))) {
+    refuse("prompt must be " + should_be, "prompt");
+  }
+  const bool single = prompt->is_string() || (*prompt)[0].is_number();
+  if (single) return {one_prompt(*prompt, "prompt", model)};
+  if (prompt->size() > limits::kMaxChoices) {
+    refuse(fmt::format("prompt has {} prompts; at most {} are accepted in one request", prompt->size(), limits::kMaxChoices),
+           "prompt");
+  }
+  std::vector<std::vector<TokenId>> prompts;
+  for (size_t i = 0; i < prompt->size(); ++i) prompts.push_back(one_prompt((*prompt)[i], fmt::format("prompt[{}]", i), model));
+  return prompts;
 }
 
 // ---- settings ---------------------------------------------------------------------
@@ -349,10 +379,31 @@ uint64_t first_seed(Fields& request) {
 // Fields OpenAI clients may send with the value that means "off".
 void neutral_fields(Fields& request, bool chat) {
   request.string("user");  // an end-user id for the provider's logs; rvec keeps no logs of requests
+  if (const json* metadata = request.get("metadata"); metadata && !metadata->is_object()) {  // tags for stored completions; rvec stores none
+    request.refuse_value("metadata", "an object", *metadata);
+  }
   request.neutral("logprobs", chat ? json(false) : json(nullptr));
   request.neutral("presence_penalty", 0);
   request.neutral("frequency_penalty", 0);
   if (!chat) request.neutral("echo", false);
+}
+
+// How many tokens to generate after a prompt of `prompt_tokens`; refuses
+// what does not fit the context.
+size_t checked_max_tokens(size_t prompt_tokens, std::optional<int64_t> wanted, bool chat, const ServedModel& model) {
+  const char* prompt_field = chat ? "messages" : "prompt";
+  if (prompt_tokens >= model.max_context) {
+    refuse(fmt::format("the prompt has {} tokens; this model's context is {} tokens", prompt_tokens, model.max_context),
+           prompt_field);
+  }
+  const size_t room = model.max_context - prompt_tokens;
+  const size_t max_tokens = wanted ? static_cast<size_t>(*wanted) : chat ? room : std::min<size_t>(16, room);
+  if (max_tokens > room) {
+    refuse(fmt::format("this model's context is {} tokens; the prompt has {} and max_tokens asks for {} more",
+                       model.max_context, prompt_tokens, max_tokens),
+           "max_tokens");
+  }
+  return max_tokens;
 }
 
 }  // namespace
@@ -380,34 +431,30 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Serv
     stream_options.refuse_unread();
   }
   neutral_fields(request, parsed.chat);
+  std::vector<std::vector<TokenId>> prompts;
   if (parsed.chat) {
     const auto messages = chat_messages(request);
     request.refuse_unread();
-    base.prompt = refuse_model_errors("messages", [&] { return model.encode(model.render_chat(messages)); });
+    prompts.push_back(refuse_model_errors("messages", [&] { return model.encode(model.render_chat(messages)); }));
   } else {
     const json* prompt = request.get("prompt");
     request.refuse_unread();
-    base.prompt = completion_prompt(prompt, model);
+    prompts = completion_prompts(prompt, model);
   }
-
-  const char* prompt_field = parsed.chat ? "messages" : "prompt";
-  parsed.prompt_tokens = base.prompt.size();
-  if (base.prompt.size() >= model.max_context) {
-    refuse(fmt::format("the prompt has {} tokens; this model's context is {} tokens", base.prompt.size(),
-                       model.max_context),
-           prompt_field);
+  if (prompts.size() * static_cast<size_t>(n) > limits::kMaxChoices) {
+    refuse(fmt::format("{} prompts times n = {} asks for {} choices; at most {} are accepted in one request", prompts.size(),
+                       n, prompts.size() * static_cast<size_t>(n), limits::kMaxChoices),
+           "n");
   }
-  const size_t room = model.max_context - base.prompt.size();
-  base.max_tokens = wanted_tokens ? static_cast<size_t>(*wanted_tokens) : parsed.chat ? room : std::min<size_t>(16, room);
-  if (base.max_tokens > room) {
-    refuse(fmt::format("this model's context is {} tokens; the prompt has {} and max_tokens asks for {} more",
-                       model.max_context, base.prompt.size(), base.max_tokens),
-           "max_tokens");
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    GenerationRequest choice = base;
-    choice.sampling.seed = seed + static_cast<uint64_t>(i);
-    parsed.choices.push_back(std::move(choice));
+  for (auto& prompt : prompts) {
+    parsed.prompt_tokens += prompt.size();
+    base.prompt = std::move(prompt);
+    base.max_tokens = checked_max_tokens(base.prompt.size(), wanted_tokens, parsed.chat, model);
+    for (int64_t i = 0; i < n; ++i) {
+      GenerationRequest choice = base;
+      choice.sampling.seed = seed + parsed.choices.size();
+      parsed.choices.push_back(std::move(choice));
+    }
   }
   return parsed;
 }

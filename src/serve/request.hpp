@@ -38,7 +38,9 @@ struct ParsedRequest {
   bool stream = false;
   bool include_usage = false;
   size_t prompt_tokens = 0;
-  std::vector<GenerationRequest> choices;  // one per `n`, seeds seed, seed+1, ...
+  // `n` choices per prompt (a completions request may have several prompts),
+  // prompt by prompt; seeds seed, seed+1, ... in that order.
+  std::vector<GenerationRequest> choices;
 };
 
 // Throws HttpError for anything wrong with `body`.

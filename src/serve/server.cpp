@@ -206,6 +206,7 @@ void Server::load_model() {
 
 int Server::run() {
   add_api_routes(http_, options_.served_name, options_.model_path, *this);
+  http_.set_allowed_origins(options_.allowed_origins);
   const int port = http_.bind(options_.host, options_.port);
   if (port < 0) io_error("cannot listen on {}:{} (in use, or not an address of this machine)", options_.host, options_.port);
   fmt::print(stderr, "rvec serve: listening on http://{}:{} (model {} loading)\n", options_.host, port,

@@ -3,6 +3,7 @@
 //   POST /v1/chat/completions   messages -> ChatML prompt -> choices[].message
 //   POST /v1/completions        prompt (text or token ids) -> choices[].text
 //   GET  /v1/models             the one served model
+//   GET  /v1/models/{id}        the served model, 404 for any other id
 //   GET  /health                200 when ready, 503 while loading
 //
 // Sampling fields: temperature, top_p, top_k, max_tokens (or
@@ -16,6 +17,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "serve/limits.hpp"
 
@@ -30,6 +32,7 @@ struct ServerOptions {
   size_t max_batch = 32;
   size_t max_context = 4096;
   size_t max_connections = serve_limits::kMaxConnections;
+  std::vector<std::string> allowed_origins;  // CORS (HttpFront::set_allowed_origins); "*" for any
 };
 
 // Serves until SIGINT or SIGTERM; returns the process exit code.

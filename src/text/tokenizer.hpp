@@ -62,6 +62,9 @@ class StreamDecoder {
   std::string push(TokenId id);
   // Whatever is still held back, with broken bytes as U+FFFD.
   std::string finish();
+  // Ends a stream the caller cut short (at a token limit): a character
+  // still incomplete is dropped rather than shown as U+FFFD.
+  void cut() { pending_.clear(); }
 
  private:
   const Tokenizer& tokenizer_;

@@ -18,24 +18,14 @@ namespace rvec {
 namespace {
 
 using nlohmann::json;
+using test::error_message;
 using test::http;
 using test::HttpResult;
+using test::post_request;
 using test::raw_http;
 using test::RawConnection;
 using test::TinyServer;
 using Clock = std::chrono::steady_clock;
-
-// The error object's message, or "" when `result` is not an error object.
-std::string error_message(const HttpResult& result) {
-  const auto body = json::parse(result.body, nullptr, false);
-  if (!body.is_object() || !body.contains("error") || !body["error"]["message"].is_string()) return "";
-  return body["error"]["message"].get<std::string>();
-}
-
-std::string post_request(const std::string& path, const std::string& body) {
-  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
-}
 
 std::string completion_request() {
   return post_request("/v1/completions", json{{"prompt", "hello"}, {"max_tokens", 4}, {"temperature", 0}}.dump());

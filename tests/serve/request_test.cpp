@@ -109,6 +109,9 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
       {{{"messages", json::array()}}, "messages"},
       {{{"messages", {5}}}, "messages[0]"},
       {{{"messages", {{{"role", "tool"}, {"content", "x"}}}}}, "messages[0].role"},
+      {{{"messages", {{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({5})}}}}},
+       "messages[0].tool_calls"},
+      {{{"metadata", 5}}, "metadata"},
       {{{"messages", {{{"role", "user"}}}}}, "messages[0].content"},
       {{{"messages", {{{"role", "user"}, {"content", "x"}, {"name", "bob"}}}}}, "messages[0].name"},
       {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "messages[0].content[0]"},
@@ -139,13 +142,19 @@ TEST(ParseRequest, PromptsAndTokenIds) {
   EXPECT_EQ(parse_request(R"({"prompt": [0, 255]})", Endpoint::kCompletion, model()).choices[0].prompt,
             (std::vector<TokenId>{0, 255}));
   for (const char* prompt : {"[256]", "[-1]", "[4294967297]", "[18446744073709551615]", "[1.5]", "[1, \"a\"]", "[]",
-                             "\"\"", "[\"a\", \"b\"]", "[[1]]", "{}"}) {
+                             "\"\"", "[\"a\", []]", "[[1], [300]]", "{}", "[{}]"}) {
     const auto error = refusal(std::string("{\"prompt\": ") + prompt + "}", Endpoint::kCompletion);
     EXPECT_EQ(error.status, 400) << prompt;
     EXPECT_EQ(error.param, "prompt") << prompt << " -> " << error.message;
   }
   EXPECT_EQ(refusal(std::string("{\"prompt\": \"") + std::string(64, 'a') + "\"}", Endpoint::kCompletion).param,
             "prompt");  // as long as the context
+  const auto listed = parse_request(R"({"prompt": ["ab", [7, 8, 9]], "n": 2, "seed": 5})", Endpoint::kCompletion, model());
+  ASSERT_EQ(listed.choices.size(), 4u);  // n per prompt, prompt by prompt
+  EXPECT_EQ(listed.choices[1].prompt, (std::vector<TokenId>{'a', 'b'}));
+  EXPECT_EQ(listed.choices[2].prompt, (std::vector<TokenId>{7, 8, 9}));
+  EXPECT_EQ(listed.choices[3].sampling.seed, 8u);
+  EXPECT_EQ(listed.prompt_tokens, 5u);
   EXPECT_EQ(refusal(R"({"prompt": "a", "echo": true})", Endpoint::kCompletion).param, "echo");
   EXPECT_EQ(refusal(R"({"prompt": "a", "max_completion_tokens": 2})", Endpoint::kCompletion).param,
             "max_completion_tokens");  // a chat field

@@ -106,6 +106,17 @@ HttpResult RawConnection::read_response(std::chrono::milliseconds timeout) {
   return result;
 }
 
+std::string post_request(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+std::string error_message(const HttpResult& result) {
+  const auto body = nlohmann::json::parse(result.body, nullptr, false);
+  if (!body.is_object() || !body.contains("error") || !body["error"]["message"].is_string()) return "";
+  return body["error"]["message"].get<std::string>();
+}
+
 HttpResult raw_http(const std::string& base_url, const std::string& request) {
   RawConnection connection(base_url);
   connection.send(request);

@@ -39,6 +39,12 @@ class RawConnection {
   int fd_ = -1;
 };
 
+// The raw HTTP/1.1 POST of `body` (JSON) to `path`.
+std::string post_request(const std::string& path, const std::string& body);
+
+// The error object's message, or "" when `result` is not an error object.
+std::string error_message(const HttpResult& result);
+
 // Sends `request` on a new connection and reads the response.
 HttpResult raw_http(const std::string& base_url, const std::string& request);
 
