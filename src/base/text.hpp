@@ -30,6 +30,9 @@ std::string human_count(uint64_t count);
 // `text` as one /bin/sh word: 'it'\''s' for it's.
 std::string shell_quote(std::string_view text);
 
+// `text` safe inside HTML or XML text and quoted attributes: & < > " ' escaped.
+std::string xml_escape(std::string_view text);
+
 // Parses "5GB", "500MB", "10KB", "123" (bytes); decimal units, also "GiB"/"MiB".
 std::optional<uint64_t> parse_byte_size(std::string_view text);
 
