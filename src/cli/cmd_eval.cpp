@@ -210,7 +210,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
       "Builds target + w*(post - pre) and target + w*(control - pre) for w in 0.25..1.5, serves every model\n"
       "with the built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired\n"
       "gain over the target, the step-by-step rate, the Japanese share, the w chosen on dev for each vector and\n"
-      "its held-out score.\n"
+      "its held-out score, the target-style rate (the target's polite です。), and writes an HTML page with\n"
+      "every response side by side.\n"
       "What the family is, how it was trained and what it shows: docs/demo.md.");
   d->callback([dm, &exit_code] {
     run_demo_cli(*dm);
@@ -251,6 +252,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   e->add_option("--prompt", ev->prompt, "Prompt template with {question}, or @FILE (default: Japanese, answer in \\boxed{})");
   e->add_option("--system", o.system_prompt, "System prompt");
   e->add_option("--label", o.label, "Name of this run in reports (default: w=W, else the model)");
+  e->add_option("--benchmark", o.benchmark,
+                "Name of the data set in reports (default: the data file's name without extension)");
   e->add_option("--w", ev->w, "The merge weight of this model (x axis of report plots)");
   e->add_option("--vector", o.vector,
                 "The vector --w scales, when it is not the reasoning vector (e.g. control): reports plot and "

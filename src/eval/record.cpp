@@ -17,10 +17,11 @@ using nlohmann::json;
 
 // The fields EvalRecord reads and writes; anything else is kept in `extra`.
 constexpr std::array kKnownFields = {
-    "id",       "sample",   "run",           "label",         "benchmark",         "model",     "w",
-    "vector",   "seed",     "temperature",   "top_p",         "max_tokens",        "prompt",    "response",
-    "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "answer",   "kind",
-    "extracted", "rule",    "verdict",       "mode",          "error"};
+    "id",        "sample",      "run",          "label",         "benchmark",     "model",
+    "w",         "vector",      "seed",         "temperature",   "top_p",         "max_tokens",
+    "prompt",    "response",    "reasoning",    "finish_reason", "prompt_tokens", "completion_tokens",
+    "latency_s", "answer",      "kind",         "extracted",     "rule",          "verdict",
+    "mode",      "error"};
 
 bool is_known_field(const std::string& name) {
   for (const char* known : kKnownFields) {

@@ -21,6 +21,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #555; }
 .warning { color: #a40; }
 #controls { margin: .6em 0; display: flex; flex-wrap: wrap; gap: 1em; align-items: center; }
+#list { max-height: 45vh; overflow: auto; display: inline-block; }
+#problems th { position: sticky; top: 0; }
 #problems tr.problem { cursor: pointer; }
 #problems tr.problem:hover, #problems tr.selected { background: #eef4ff; }
 .acc { text-align: center; }
@@ -245,7 +247,7 @@ std::string report_html(const std::vector<Report>& reports) {
       "<label><input type=\"checkbox\" name=\"filter\" value=\"no_answer\"> no answer</label>\n"
       "<label><input type=\"checkbox\" name=\"filter\" value=\"cut\"> cut off</label>\n"
       "<label>in <select id=\"model\"></select></label> <span id=\"count\"></span></div>\n"
-      "<table id=\"problems\"></table>\n<div id=\"detail\"></div>\n";
+      "<div id=\"list\"><table id=\"problems\"></table></div>\n<div id=\"detail\"></div>\n";
   out += fmt::format("<script type=\"application/json\" id=\"rvec-data\">{}</script>\n<script>{}</script>\n</body></html>\n",
                      script_safe(data.dump()), kScript);
   return out;
