@@ -18,6 +18,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -145,7 +146,7 @@ struct TextTable {
 // One row per group: avg@k, gain, Holm flag, maj@k, pass@k, rates.
 TextTable report_table(const Report& report);
 // One row per label, one column per benchmark: avg@k [95% CI].
-TextTable summary_table(const std::vector<Report>& reports);
+TextTable summary_table(std::span<const Report> reports);
 // "13 gain(s) compared with w=0; holm: yes = ..."
 std::string comparisons_note(const Report& report);
 
@@ -155,12 +156,12 @@ std::string held_out_text(const Report& report);
 // The table and held-out lines of one report.
 std::string format_report(const Report& report);
 // Each report under its benchmark's name, then (for several) the summary.
-std::string format_reports(const std::vector<Report>& reports);
+std::string format_reports(std::span<const Report> reports);
 // summary_table as text.
-std::string format_summary(const std::vector<Report>& reports);
+std::string format_summary(std::span<const Report> reports);
 nlohmann::json report_json(const Report& report);
 // One report's JSON, or {"benchmarks": [...], "summary": [...]} for several.
-nlohmann::json reports_json(const std::vector<Report>& reports);
+nlohmann::json reports_json(std::span<const Report> reports);
 // Accuracy and Japanese share against w with 95 % error bars.
 std::string report_svg(const Report& report);
 // "out/report.svg" for benchmark "ja" -> "out/report-ja.svg" (characters of

@@ -37,7 +37,7 @@ std::string interval_text(double value, const Interval& ci, bool sign) {
 std::string cell(double value) { return fmt::format("{:.3f}", value); }
 
 // Labels in the order the reports first show them.
-std::vector<std::string> labels_in_order(const std::vector<Report>& reports) {
+std::vector<std::string> labels_in_order(std::span<const Report> reports) {
   std::vector<std::string> labels;
   for (const auto& r : reports) {
     for (const auto& g : r.groups) {
@@ -107,7 +107,7 @@ TextTable report_table(const Report& r) {
   return t;
 }
 
-TextTable summary_table(const std::vector<Report>& reports) {
+TextTable summary_table(std::span<const Report> reports) {
   TextTable t;
   t.columns = {{"label", 14, 1, true}};
   for (const auto& r : reports) t.columns.push_back({r.benchmark, 22, 2, true});
@@ -166,12 +166,12 @@ std::string format_report(const Report& r) {
   return out;
 }
 
-std::string format_summary(const std::vector<Report>& reports) {
+std::string format_summary(std::span<const Report> reports) {
   return fmt::format("summary: avg@k [95% CI] per benchmark ({} grading)\n", reports.front().mode) +
          format_table(summary_table(reports));
 }
 
-std::string format_reports(const std::vector<Report>& reports) {
+std::string format_reports(std::span<const Report> reports) {
   if (reports.size() == 1) return format_report(reports.front());
   std::string out;
   for (const auto& r : reports) out += fmt::format("== {} ==\n{}\n", r.benchmark, format_report(r));
@@ -226,7 +226,7 @@ json report_json(const Report& r) {
   return out;
 }
 
-json reports_json(const std::vector<Report>& reports) {
+json reports_json(std::span<const Report> reports) {
   if (reports.size() == 1) return report_json(reports.front());
   json benchmarks = json::array(), summary = json::array();
   for (const auto& r : reports) benchmarks.push_back(report_json(r));

@@ -232,7 +232,7 @@ std::string benchmark_section(const Report& r, bool named) {
 
 }  // namespace
 
-std::string report_html(const std::vector<Report>& reports) {
+std::string report_html(std::span<const Report> reports) {
   json data = {{"benchmarks", json::array()}, {"style", !reports.empty() && reports.front().has_style}};
   for (const auto& r : reports) data["benchmarks"].push_back(benchmark_json(r));
   std::string out = fmt::format(

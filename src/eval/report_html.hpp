@@ -14,13 +14,13 @@
 // Pure functions.
 #pragma once
 
+#include <span>
 #include <string>
-#include <vector>
 
 #include "eval/report.hpp"
 
 namespace rvec {
 
-std::string report_html(const std::vector<Report>& reports);
+std::string report_html(std::span<const Report> reports);
 
 }  // namespace rvec

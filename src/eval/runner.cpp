@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,8 +61,15 @@ std::string run_fingerprint(const EvalOptions& o, const std::string& prompt) {
 class ResultsFile {
  public:
   explicit ResultsFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    // O_NONBLOCK: opening a FIFO must not wait for a reader; it is refused below.
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
+    struct stat st {};
+    if (fd_ < 0 && errno == ENXIO) bad_input("{}: not a regular file", path);
     if (fd_ < 0) fail_errno(path);
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      bad_input("{}: not a regular file", path);
+    }
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
       ::close(fd_);

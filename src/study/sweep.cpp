@@ -255,7 +255,7 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
     write_file_atomically(base + ".txt", text);
     write_file_atomically(base + ".json", report_json(report).dump(2) + "\n");
     write_report_plot(report, base + ".svg");
-    write_file_atomically(base + ".html", report_html({report}));
+    write_file_atomically(base + ".html", report_html(std::span(&report, 1)));
     fmt::print("\n== {} ==\n{}report: {}.txt, {}.json, plot: {}.svg, answers: {}.html\n", b.name, text, base, base, base,
                base);
   }

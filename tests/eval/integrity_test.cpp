@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -158,6 +159,17 @@ TEST(Integrity, ASecondEvalOnTheSameResultsFileRefusesToStart) {
   EXPECT_NE(run.output.find(results.string() + ": another rvec eval is writing this file"), std::string::npos)
       << run.output;
   EXPECT_EQ(test::read_file(results), "");
+}
+
+TEST(Integrity, AResultsFileThatIsAFifoIsRefusedAtOnce) {
+  TempDir dir;
+  test::write_file(dir / "q.jsonl", R"({"id": "a", "problem": "1+1", "answer": "2"})" "\n");
+  const auto results = dir / "results.jsonl";
+  ASSERT_EQ(::mkfifo(results.c_str(), 0644), 0);
+  const auto run = test::run_shell("timeout 20 " RVEC_CLI_PATH " eval --endpoint http://127.0.0.1:9 --model m --data " +
+                                   (dir / "q.jsonl").string() + " -o " + results.string());
+  EXPECT_EQ(run.exit_code, 4) << run.output;
+  EXPECT_NE(run.output.find(results.string() + ": not a regular file"), std::string::npos) << run.output;
 }
 
 }  // namespace
