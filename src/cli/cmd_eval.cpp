@@ -301,8 +301,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   r->add_option("--style-pattern", rp->options.style_pattern,
                 "Regex marking the target's own style, e.g. 'です。' (adds a style column beside ja)");
   r->add_option("--plot", rp->plot,
-                "Write the plot (SVG; a PNG beside it when rsvg-convert is installed; one per benchmark, named "
-                "PLOT-<benchmark>.svg, when the results hold several)");
+                "Write the plot (SVG; a PNG beside it when rsvg-convert is installed); for results of several "
+                "benchmarks one plot each: report.svg gives report-<benchmark>.svg");
   r->add_option("--html", rp->html,
                 "Write one self-contained HTML page: the tables, the plot, and every response side by side per problem");
   r->add_flag("--json", rp->json, "Print the JSON instead of the table");
