@@ -206,6 +206,8 @@ std::string canonical_answer(const std::string& answer, TaskKind kind) {
 
 using ProblemFilter = std::function<bool(const std::string&)>;
 
+bool every_problem(const std::string&) { return true; }
+
 // Per-problem values of `g` restricted to `keep`, in id order.
 std::vector<double> per_problem(const SampleGroup& g, const ProblemFilter& keep,
                                 const std::function<double(const ProblemSamples&)>& value) {
@@ -237,8 +239,7 @@ std::map<int, double> pass_at(const SampleGroup& g) {
 // binomial proportion, and Wilson's interval stays sensible at 0/n and n/n,
 // where a bootstrap collapses to a point), else a bootstrap over problems.
 void accuracy_with_interval(const SampleGroup& g, const ReportOptions& o, GroupReport& r) {
-  const auto all = [](const std::string&) { return true; };
-  const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
+  const auto accuracies = per_problem(g, every_problem, [](const ProblemSamples& p) { return p.accuracy(); });
   r.avg = mean(accuracies);
   const bool one_sample_each = std::ranges::all_of(g.problems, [](const auto& p) { return p.second.samples.size() == 1; });
   r.avg_ci_method = one_sample_each ? "wilson" : "bootstrap";
@@ -285,7 +286,7 @@ GroupReport summarize(const SampleGroup& g, const ReportOptions& o) {
   r.substring_avg = sub / m, r.substring_disagreement = disagree / m;
   if (!o.step_pattern.empty()) r.steps = steps / m;
   if (!o.style_pattern.empty()) r.style = style / m;
-  r.japanese_ci = bootstrap_mean(per_problem(g, [](const std::string&) { return true; },
+  r.japanese_ci = bootstrap_mean(per_problem(g, every_problem,
                                              [](const ProblemSamples& p) {
                                                double s = 0;
                                                for (const auto& x : p.samples) s += x.japanese;
@@ -364,13 +365,12 @@ Report benchmark_report(const std::string& benchmark, std::map<std::string, Samp
          benchmark.empty() ? "" : " of benchmark " + benchmark);
   }
   const SampleGroup& base = groups.at(report.baseline);
-  const auto all = [](const std::string&) { return true; };
   const auto dev = [&](const std::string& id) { return in_dev_split(id, o.dev_fraction, o.split_seed); };
   for (const auto& [label, g] : groups) {
     GroupReport r = summarize(g, o);
     if (label != report.baseline) {
       double delta = 0;
-      const BootstrapTest test = paired_delta(g, base, all, o.bootstrap_seed + kGainStream, delta);
+      const BootstrapTest test = paired_delta(g, base, every_problem, o.bootstrap_seed + kGainStream, delta);
       r.delta = delta, r.delta_ci = test.ci, r.delta_p = test.p;
     }
     if (o.dev_fraction > 0) {

@@ -1,4 +1,6 @@
 // The report as text, JSON and an SVG plot.
+#include "eval/report.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -9,7 +11,6 @@
 
 #include "base/error.hpp"
 #include "base/text.hpp"
-#include "eval/report.hpp"
 
 namespace rvec {
 namespace {
