@@ -21,6 +21,8 @@ packages=(
   libbenchmark-dev                 # micro-benchmarks
   time bc                          # /usr/bin/time -v and arithmetic in bench/
   librsvg2-bin                     # rsvg-convert: PNG copies of report plots
+  chromium                         # headless browser: the HTML report's test (skipped without it)
+  fonts-ipafont-gothic             # Japanese glyphs in that test's screenshot
 )
 
 sudo_cmd=()

@@ -392,7 +392,7 @@ Measure measure(const fs::path& dir, const World& world, demo::Lang lang,
   for (const auto& [id, item] : out) {
     const auto grade = rvec::grade_response(item.second, std::to_string(item.first.answer()), rvec::GradeMode::kStrict,
                                             rvec::TaskKind::kInteger);
-    m.accuracy += grade.verdict == "correct";
+    m.accuracy += grade.verdict == rvec::Verdict::kCorrect;
     m.steps += rvec::Regex("[0-9][⓪①-⑨]", "steps").matches_somewhere(item.second);
     m.japanese += rvec::japanese_share(item.second);
     m.polite += item.second.find("です") != std::string::npos;

@@ -105,6 +105,22 @@ std::string shell_quote(std::string_view text) {
   return out + "'";
 }
 
+std::string xml_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 std::string human_count(uint64_t count) {
   const double n = static_cast<double>(count);
   if (n >= 1e9) return fmt::format("{:.2f} B", n / 1e9);

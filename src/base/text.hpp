@@ -37,6 +37,9 @@ std::string shell_quote(std::string_view text);
 std::optional<uint64_t> parse_decimal_u64(std::string_view text);
 std::optional<int64_t> parse_decimal_i64(std::string_view text);
 
+// `text` safe inside HTML or XML text and quoted attributes: & < > " ' escaped.
+std::string xml_escape(std::string_view text);
+
 // Parses "5GB", "500MB", "10KB", "123" (bytes); decimal units, also "GiB"/"MiB".
 std::optional<uint64_t> parse_byte_size(std::string_view text);
 

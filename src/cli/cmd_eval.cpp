@@ -13,7 +13,9 @@
 #include "base/json.hpp"
 #include "base/regular_file.hpp"
 #include "cli/commands.hpp"
+#include "eval/record.hpp"
 #include "eval/report.hpp"
+#include "eval/report_html.hpp"
 #include "eval/runner.hpp"
 #include "study/sweep.hpp"
 
@@ -78,49 +80,41 @@ struct GradeCli {
   bool json = false;
 };
 
+std::optional<TaskKind> kind_from(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  if (name == "integer") return TaskKind::kInteger;
+  if (name == "choice") return TaskKind::kChoice;
+  fail(ErrorKind::kUsage, "--kind must be integer or choice (got \"{}\")", name);
+}
+
 void run_grade_cli(const GradeCli& c) {
   const GradeMode mode = mode_from(c.mode);
-  LineReader in(c.input);
+  const std::optional<TaskKind> kind = kind_from(c.kind);
+  auto rows = read_results_file(c.input);
+  if (rows.empty()) bad_input("no records in {}", c.input);
   std::string out_text;
   std::map<std::string, size_t> verdicts, rules;
-  size_t line_no = 0, changed = 0, records = 0;
-  for (std::string line; in.next(line);) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json r;
-    try {
-      r = parse_json_strict(line, c.input);
-    } catch (const Error& e) {
-      bad_input("{}:{}: not JSON ({})", c.input, line_no, e.what());
-    }
-    if (!r.is_object() || !r.contains("response") || !r.contains("answer") || !r["response"].is_string()) {
-      bad_input("{}:{}: a record needs a string \"response\" and an \"answer\"", c.input, line_no);
-    }
-    const std::string gold = r["answer"].is_string() ? r["answer"].get<std::string>() : r["answer"].dump();
-    const std::string kind = !c.kind.empty() ? c.kind : r.value("kind", "integer");
-    if (kind != "integer" && kind != "choice") fail(ErrorKind::kUsage, "--kind must be integer or choice");
-    const auto g = grade_response(r["response"].get<std::string>(), gold, mode,
-                                  kind == "choice" ? TaskKind::kChoice : TaskKind::kInteger);
-    if (r.contains("verdict") && r["verdict"].is_string() && r["verdict"] != g.verdict) ++changed;
-    r["extracted"] = g.extracted ? json(*g.extracted) : json();
-    r["rule"] = g.rule;
-    r["verdict"] = g.verdict;
-    r["mode"] = c.mode;
-    ++verdicts[g.verdict];
-    ++rules[g.rule];
-    ++records;
-    out_text += r.dump() + "\n";
+  size_t changed = 0;
+  for (auto& [record, where] : rows) {
+    if (kind) record.kind = *kind;
+    const std::optional<Verdict> before = record.verdict;
+    record.regrade(mode);
+    if (before && *before != *record.verdict) ++changed;
+    ++verdicts[verdict_name(*record.verdict)];
+    ++rules[record.rule];
+    out_text += record.to_json().dump() + "\n";
   }
   if (!c.output.empty()) write_file_atomically(c.output, out_text);
-  const double accuracy = records ? static_cast<double>(verdicts["correct"]) / static_cast<double>(records) : 0.0;
+  const size_t records = rows.size();
+  const double accuracy = static_cast<double>(verdicts["correct"]) / static_cast<double>(records);
   if (c.json) {
     fmt::print("{}\n", json{{"records", records}, {"mode", c.mode}, {"accuracy", accuracy}, {"verdicts", verdicts},
                             {"rules", rules}, {"changed", changed}}
                            .dump());
     return;
   }
-  fmt::print("{} records graded {}: accuracy {:.4f}; correct {}, wrong {}, no answer {}\n", records, c.mode, accuracy,
-             verdicts["correct"], verdicts["wrong"], verdicts["no_answer"]);
+  fmt::print("{} records graded {}: accuracy {:.4f}; correct {}, wrong {}, no answer {}, failed requests {}\n", records,
+             c.mode, accuracy, verdicts["correct"], verdicts["wrong"], verdicts["no_answer"], verdicts["error"]);
   fmt::print("rules fired: ");
   for (const auto& [rule, n] : rules) fmt::print("{} {}  ", rule, n);
   fmt::print("\nverdicts changed from the recorded ones: {}\n", changed);
@@ -131,7 +125,7 @@ void run_grade_cli(const GradeCli& c) {
 
 struct ReportCli {
   ReportOptions options;
-  std::string mode = "strict", json_path, plot;
+  std::string mode = "strict", json_path, plot, html;
   bool json = false;
 };
 
@@ -140,17 +134,24 @@ void run_report_cli(ReportCli& c) {
   if (c.options.dev_fraction < 0 || c.options.dev_fraction >= 1) {
     fail(ErrorKind::kUsage, "--dev-fraction must be in [0, 1)");
   }
-  const Report report = build_report(c.options);
-  const json j = report_json(report);
+  const std::vector<Report> reports = build_reports(c.options);
+  const json j = reports_json(reports);
   if (!c.json_path.empty()) write_file_atomically(c.json_path, j.dump(2) + "\n");
-  if (!c.plot.empty()) write_report_plot(report, c.plot);
+  std::vector<std::string> plots;
+  for (const auto& report : reports) {
+    if (c.plot.empty()) break;
+    plots.push_back(reports.size() == 1 ? c.plot : path_for_benchmark(c.plot, report.benchmark));
+    write_report_plot(report, plots.back());
+  }
+  if (!c.html.empty()) write_file_atomically(c.html, report_html(reports));
   if (c.json) {
     fmt::print("{}\n", j.dump());
     return;
   }
-  fmt::print("{}", format_report(report));
+  fmt::print("{}", format_reports(reports));
   if (!c.json_path.empty()) fmt::print("numbers: {}\n", c.json_path);
-  if (!c.plot.empty()) fmt::print("plot: {}\n", c.plot);
+  if (!plots.empty()) fmt::print("plot: {}\n", fmt::join(plots, ", "));
+  if (!c.html.empty()) fmt::print("answers and tables: {}\n", c.html);
 }
 
 // ---- sweep -------------------------------------------------------------------------
@@ -209,7 +210,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
       "Builds target + w*(post - pre) and target + w*(control - pre) for w in 0.25..1.5, serves every model\n"
       "with the built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired\n"
       "gain over the target, the step-by-step rate, the Japanese share, the w chosen on dev for each vector and\n"
-      "its held-out score.\n"
+      "its held-out score, the target-style rate (the target's polite です。), and writes an HTML page with\n"
+      "every response side by side.\n"
       "What the family is, how it was trained and what it shows: docs/demo.md.");
   d->callback([dm, &exit_code] {
     run_demo_cli(*dm);
@@ -250,6 +252,8 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   e->add_option("--prompt", ev->prompt, "Prompt template with {question}, or @FILE (default: Japanese, answer in \\boxed{})");
   e->add_option("--system", o.system_prompt, "System prompt");
   e->add_option("--label", o.label, "Name of this run in reports (default: w=W, else the model)");
+  e->add_option("--benchmark", o.benchmark,
+                "Name of the data set in reports (default: the data file's name without extension)");
   e->add_option("--w", ev->w, "The merge weight of this model (x axis of report plots)");
   e->add_option("--vector", o.vector,
                 "The vector --w scales, when it is not the reasoning vector (e.g. control): reports plot and "
@@ -294,10 +298,17 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   r->add_option("--split-seed", rp->options.split_seed, "Seed of the dev/test split")->capture_default_str();
   r->add_option("--json-out", rp->json_path, "Write every number to this JSON file");
   r->add_option("--step-pattern", rp->options.step_pattern, "Regex marking a step-by-step answer (adds a steps column)");
-  r->add_option("--plot", rp->plot, "Write the plot (SVG; a PNG beside it when rsvg-convert is installed)");
+  r->add_option("--style-pattern", rp->options.style_pattern,
+                "Regex marking the target's own style, e.g. 'です。' (adds a style column beside ja)");
+  r->add_option("--plot", rp->plot,
+                "Write the plot (SVG; a PNG beside it when rsvg-convert is installed); for results of several "
+                "benchmarks one plot each: report.svg gives report-<benchmark>.svg");
+  r->add_option("--html", rp->html,
+                "Write one self-contained HTML page: the tables, the plot, and every response side by side per problem");
   r->add_flag("--json", rp->json, "Print the JSON instead of the table");
   r->footer(
-      "Example: rvec report results/*.jsonl --dev-fraction 0.5 --plot report.svg --json-out report.json\n"
+      "Example: rvec report results/*.jsonl --dev-fraction 0.5 --plot report.svg --json-out report.json --html report.html\n"
+      "Records of several benchmarks get one table each and a summary (one row per label, one column per benchmark).\n"
       "Results written with `rvec eval --w W --vector NAME` (a control vector) form their own series: their own\n"
       "rows, their own held-out choice of w and a dashed curve; the baseline stays the reasoning vector's w = 0.");
   r->callback([rp, &exit_code] {

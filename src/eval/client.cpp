@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/error.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
 namespace {
@@ -32,6 +33,57 @@ std::string error_message(const std::string& body) {
     if (e.is_string()) return e.get<std::string>();
   }
   return body.substr(0, 200);
+}
+
+// A string field of `object`, or nothing when absent or null; false when it
+// is there with another type.
+bool optional_string(const json& object, const char* name, std::string& out) {
+  const auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return true;
+  if (!it->is_string()) return false;
+  out = it->get<std::string>();
+  return true;
+}
+
+bool optional_count(const json& object, const char* name, int64_t& out) {
+  const auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return true;
+  if (!it->is_number_unsigned()) return false;
+  out = it->get<int64_t>();
+  return true;
+}
+
+// Fills `r` from a chat completion; returns what is wrong with it ("" if
+// nothing). A completion must hold choices[0].message with a string
+// `content` (null only beside a reasoning text); a malformed one is the
+// server's failure, never a model's (empty) answer.
+std::string read_completion(const json& parsed, ChatResult& r) {
+  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() || parsed["choices"].empty() ||
+      !parsed["choices"][0].is_object()) {
+    return "no choices[0]";
+  }
+  const json& choice = parsed["choices"][0];
+  if (!choice.contains("message") || !choice["message"].is_object()) return "choices[0] has no message";
+  const json& message = choice["message"];
+  if (!optional_string(message, "reasoning", r.reasoning) || !optional_string(message, "reasoning_content", r.reasoning)) {
+    return "the message's reasoning is not a string";
+  }
+  const auto content = message.find("content");
+  const bool has_content = content != message.end() && !content->is_null();
+  if (has_content && !content->is_string()) {
+    return fmt::format("the message's content is {}, not a string", content->dump().substr(0, 40));
+  }
+  if (!has_content && r.reasoning.empty()) return "the message has no content";
+  if (has_content) r.content = content->get<std::string>();
+  if (!optional_string(choice, "finish_reason", r.finish_reason)) return "finish_reason is not a string";
+  if (parsed.contains("usage") && !parsed["usage"].is_null()) {
+    const json& usage = parsed["usage"];
+    if (!usage.is_object() || !optional_count(usage, "prompt_tokens", r.prompt_tokens) ||
+        !optional_count(usage, "completion_tokens", r.completion_tokens)) {
+      return "usage does not hold token counts";
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -77,25 +129,15 @@ ChatResult ChatClient::attempt(const std::string& body) {
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
   if (r.status != 200) {
-    r.error = fmt::format("{}: HTTP {}: {}", url_, r.status, error_message(response));
+    r.error = replace_invalid_utf8(fmt::format("{}: HTTP {}: {}", url_, r.status, error_message(response)));
     r.final_failure = r.status >= 400 && r.status < 500 && r.status != 429 && r.status != 408;
     return r;
   }
   const auto parsed = json::parse(response, nullptr, false);
-  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() ||
-      parsed["choices"].empty() || !parsed["choices"][0].is_object()) {
-    r.error = fmt::format("{}: the server's answer is not a chat completion: {}", url_, response.substr(0, 120));
+  if (const std::string why = read_completion(parsed, r); !why.empty()) {
+    r.error = replace_invalid_utf8(
+        fmt::format("{}: the server's answer is not a chat completion ({}): {}", url_, why, response.substr(0, 120)));
     return r;
-  }
-  const auto& choice = parsed["choices"][0];
-  const auto& message = choice.value("message", json::object());
-  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string(); };
-  r.content = message.is_object() ? text(message.value("content", json())) : "";
-  if (message.is_object()) r.reasoning = text(message.value("reasoning_content", message.value("reasoning", json())));
-  r.finish_reason = text(choice.value("finish_reason", json()));
-  if (parsed.contains("usage") && parsed["usage"].is_object()) {
-    r.prompt_tokens = parsed["usage"].value("prompt_tokens", int64_t{0});
-    r.completion_tokens = parsed["usage"].value("completion_tokens", int64_t{0});
   }
   r.ok = true;
   return r;

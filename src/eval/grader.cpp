@@ -284,20 +284,20 @@ std::string gold_letter(std::string_view gold) {
 }
 
 Grade grade_substring(std::string_view response, std::string_view gold) {
-  if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) return {std::nullopt, "none", "no_answer"};
+  if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) return {std::nullopt, "none", Verdict::kNoAnswer};
   std::string g(gold);
   while (!g.empty() && g.back() == ' ') g.pop_back();
   const bool hit = !g.empty() && response.find(g) != std::string_view::npos;
-  return {hit ? std::optional<std::string>(g) : std::nullopt, "substring", hit ? "correct" : "wrong"};
+  return {hit ? std::optional<std::string>(g) : std::nullopt, "substring", hit ? Verdict::kCorrect : Verdict::kWrong};
 }
 
 Grade verdict_for(const AnswerValue& answer, const char* rule, std::string_view gold, TaskKind kind) {
-  if (kind == TaskKind::kChoice) return {answer.text, rule, answer.text == gold_letter(gold) ? "correct" : "wrong"};
-  if (!answer.integer) return {answer.text, rule, "wrong"};
+  if (kind == TaskKind::kChoice) return {answer.text, rule, answer.text == gold_letter(gold) ? Verdict::kCorrect : Verdict::kWrong};
+  if (!answer.integer) return {answer.text, rule, Verdict::kWrong};
   const auto want = parse_integer_answer(gold);
   const std::string got = std::to_string(*answer.integer);
   const bool correct = want ? *answer.integer == *want : got == gold;
-  return {got, rule, correct ? "correct" : "wrong"};
+  return {got, rule, correct ? Verdict::kCorrect : Verdict::kWrong};
 }
 
 }  // namespace
@@ -318,6 +318,23 @@ const char* grade_mode_name(GradeMode mode) {
   return "?";
 }
 
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kCorrect: return "correct";
+    case Verdict::kWrong: return "wrong";
+    case Verdict::kNoAnswer: return "no_answer";
+    case Verdict::kError: return "error";
+  }
+  return "?";
+}
+
+std::optional<Verdict> parse_verdict(std::string_view name) {
+  for (const Verdict v : {Verdict::kCorrect, Verdict::kWrong, Verdict::kNoAnswer, Verdict::kError}) {
+    if (name == verdict_name(v)) return v;
+  }
+  return std::nullopt;
+}
+
 std::optional<long long> parse_integer_answer(std::string_view text) {
   return integer_value(normalize_answer_text(text));
 }
@@ -328,7 +345,7 @@ Grade grade_response(std::string_view response, std::string_view gold, GradeMode
   for (const Candidate& c : candidates(text, mode, kind)) {
     if (const auto answer = read_answer(c, kind)) return verdict_for(*answer, c.rule.name, gold, kind);
   }
-  return {std::nullopt, "none", "no_answer"};
+  return {std::nullopt, "none", Verdict::kNoAnswer};
 }
 
 double japanese_share(std::string_view text) {

@@ -32,10 +32,18 @@ enum class TaskKind { kInteger, kChoice };
 std::optional<GradeMode> parse_grade_mode(std::string_view name);
 const char* grade_mode_name(GradeMode mode);
 
+// The outcome of one sample. The grader gives the first three; kError is a
+// request that failed, so there was no answer to grade.
+enum class Verdict { kCorrect, kWrong, kNoAnswer, kError };
+
+// "correct", "wrong", "no_answer", "error": the names results files use.
+const char* verdict_name(Verdict verdict);
+std::optional<Verdict> parse_verdict(std::string_view name);
+
 struct Grade {
   std::optional<std::string> extracted;  // normalised answer ("25", "B"), if any
   std::string rule;                      // which rule fired ("boxed", "answer_is", ...), or "none"
-  std::string verdict;                   // "correct", "wrong" or "no_answer"
+  Verdict verdict = Verdict::kNoAnswer;
 };
 
 // `gold` is an integer ("025", "1,000") for kInteger, a letter A-E or an index 0-4 for kChoice.

@@ -1,19 +1,17 @@
+// Reading results for a report, the integrity checks, and the statistics.
+// The text, JSON and plot are in report_format.cpp, the HTML page in
+// report_html.cpp.
 #include "eval/report.hpp"
 
 #include <algorithm>
-#include <array>
-#include <cstdlib>
-#include <filesystem>
 #include <functional>
-#include <map>
 #include <numeric>
+#include <set>
 
 #include "base/error.hpp"
-#include "base/regular_file.hpp"
-#include "base/text.hpp"
-#include "eval/dataset.hpp"
 #include "base/regex.hpp"
-#include "text/unicode.hpp"
+#include "eval/dataset.hpp"
+#include "eval/record.hpp"
 
 namespace rvec {
 namespace {
@@ -28,36 +26,177 @@ enum BootstrapStream : uint64_t {
   kTestGainStream = 4,
 };
 
+// How many repeated rows a warning names before it counts the rest.
+constexpr size_t kRowsNamed = 3;
 
-using nlohmann::json;
+// ---- reading -------------------------------------------------------------------------
 
-struct Sample {
-  int index = 0;
-  std::string verdict, substring_verdict;
-  std::optional<std::string> extracted;
-  double japanese = 0;
-  int64_t tokens = 0;
-  bool cut_off = false;
-  bool steps = false;
-};
-
-struct ProblemSamples {
-  std::string gold;
-  TaskKind kind = TaskKind::kInteger;
-  std::vector<Sample> samples;
-  double accuracy() const {
-    double c = 0;
-    for (const auto& s : samples) c += s.verdict == "correct";
-    return samples.empty() ? 0 : c / static_cast<double>(samples.size());
+// Every record of every input, each labelled (the file's path when the record has no label).
+std::vector<ResultsRow> read_rows(const std::vector<std::string>& inputs) {
+  std::vector<ResultsRow> rows;
+  for (const auto& path : inputs) {
+    for (auto& row : read_results_file(path)) {
+      if (row.record.label.empty()) row.record.label = path;
+      rows.push_back(std::move(row));
+    }
   }
+  if (rows.empty()) bad_input("no records in {}", fmt::join(inputs, ", "));
+  return rows;
+}
+
+// Records written before results named their benchmark take the name of the
+// records of the same run (a resumed file holds both), else the only name
+// the other records use, if they use one.
+void name_benchmarks(std::vector<ResultsRow>& rows) {
+  std::map<std::string, std::string> benchmark_of_run;
+  std::set<std::string> names;
+  for (const auto& row : rows) {
+    if (row.record.benchmark.empty()) continue;
+    names.insert(row.record.benchmark);
+    if (!row.record.run.empty()) benchmark_of_run[row.record.run] = row.record.benchmark;
+  }
+  for (auto& row : rows) {
+    if (!row.record.benchmark.empty()) continue;
+    const auto it = benchmark_of_run.find(row.record.run);
+    if (it != benchmark_of_run.end()) {
+      row.record.benchmark = it->second;
+    } else if (names.size() == 1) {
+      row.record.benchmark = *names.begin();
+    }
+  }
+}
+
+std::string shown(const std::string& s) { return s.empty() ? "unset" : "\"" + s + "\""; }
+template <typename T>
+std::string shown(const std::optional<T>& v) {
+  return v ? fmt::format("{}", *v) : "unset";
+}
+
+// The settings two records of different runs show ("temperature 0.6 vs 0.1").
+std::string settings_difference(const EvalRecord& a, const EvalRecord& b) {
+  std::vector<std::string> differences;
+  const auto compare = [&](const char* name, const auto& x, const auto& y) {
+    if (x != y) differences.push_back(fmt::format("{} {} vs {}", name, shown(x), shown(y)));
+  };
+  compare("model", a.model, b.model);
+  compare("temperature", a.temperature, b.temperature);
+  compare("top_p", a.top_p, b.top_p);
+  compare("max_tokens", a.max_tokens, b.max_tokens);
+  compare("vector", a.vector, b.vector);
+  compare("w", a.w, b.w);
+  if (differences.empty()) {
+    return "the same model and sampling; the prompt, system prompt, stop strings, run seed or data file differ";
+  }
+  return fmt::format("{}", fmt::join(differences, ", "));
+}
+
+// One label holds one run: records of different runs are refused.
+void require_one_run(const std::string& label, const std::vector<ResultsRow>& rows) {
+  for (const auto& row : rows) {
+    if (row.record.run == rows.front().record.run) continue;
+    const ResultsRow& first = rows.front();
+    bad_input("label \"{}\": {} and {} come from different runs ({}); give one of them another --label, or "
+              "report them apart",
+              label, first.where, row.where, settings_difference(first.record, row.record));
+  }
+}
+
+bool same_answer(const EvalRecord& a, const EvalRecord& b) {
+  return a.response == b.response && a.reasoning == b.reasoning && a.failed() == b.failed() &&
+         a.finish_reason == b.finish_reason;
+}
+
+// Numbers records without a sample index (files from other tools) by their
+// order per problem, drops rows that repeat a (problem, sample) with the same
+// answer (warning), and refuses repeats with another answer.
+std::vector<ResultsRow> without_repeats(const std::string& label, std::vector<ResultsRow> rows,
+                                        std::vector<std::string>& warnings) {
+  std::map<std::string, int> unnumbered;
+  std::map<std::pair<std::string, int>, size_t> first_of;
+  std::vector<ResultsRow> kept;
+  std::vector<std::string> repeats;
+  for (auto& row : rows) {
+    EvalRecord& r = row.record;
+    if (!r.sample) r.sample = unnumbered[r.id]++;
+    const auto [it, fresh] = first_of.try_emplace({r.id, *r.sample}, kept.size());
+    if (fresh) {
+      kept.push_back(std::move(row));
+      continue;
+    }
+    const ResultsRow& first = kept[it->second];
+    if (!same_answer(first.record, r)) {
+      bad_input("label \"{}\": {} and {} both hold problem {} sample {} with different answers (did two runs write "
+                "one file?); remove the rows of one run",
+                label, first.where, row.where, r.id, *r.sample);
+    }
+    repeats.push_back(fmt::format("{} repeats {} (problem {}, sample {})", row.where, first.where, r.id, *r.sample));
+  }
+  if (!repeats.empty()) {
+    const size_t named = std::min(repeats.size(), kRowsNamed);
+    std::string warning = fmt::format("label \"{}\": {} row(s) repeat a (problem, sample) already read and are counted "
+                                      "once: {}",
+                                      label, repeats.size(), fmt::join(repeats.begin(), repeats.begin() + named, "; "));
+    if (repeats.size() > named) warning += fmt::format("; and {} more", repeats.size() - named);
+    warnings.push_back(std::move(warning));
+  }
+  return kept;
+}
+
+struct Patterns {
+  std::optional<Regex> steps, style;
 };
 
-struct Group {
-  std::string label;
-  std::optional<double> w;
-  std::string vector;
-  std::map<std::string, ProblemSamples> problems;
-};
+GradedSample graded_sample(EvalRecord& r, GradeMode mode, const Patterns& patterns) {
+  GradedSample s;
+  s.index = r.sample.value_or(0);
+  const Grade grade = r.grade(mode);
+  s.verdict = grade.verdict;
+  s.extracted = grade.extracted;
+  s.rule = grade.rule;
+  s.substring_verdict = r.grade(GradeMode::kSubstring).verdict;
+  s.japanese = japanese_share(r.response);
+  s.tokens = r.completion_tokens;
+  s.cut_off = r.cut_off();
+  s.steps = patterns.steps && patterns.steps->matches_somewhere(r.response);
+  if (patterns.style) {
+    if (const auto m = patterns.style->find(r.response)) s.style = std::pair{m->begin, m->end};
+  }
+  s.response = std::move(r.response);
+  s.reasoning = std::move(r.reasoning);
+  return s;
+}
+
+SampleGroup sample_group(const std::string& label, std::vector<ResultsRow> rows, GradeMode mode,
+                         const Patterns& patterns) {
+  SampleGroup g;
+  g.label = label;
+  for (auto& row : rows) {
+    EvalRecord& r = row.record;
+    if (r.w) g.w = r.w;
+    if (!r.vector.empty()) g.vector = r.vector;
+    ProblemSamples& p = g.problems[r.id];
+    p.gold = r.answer;
+    p.kind = r.kind;
+    if (p.question.empty()) p.question = r.prompt;
+    p.samples.push_back(graded_sample(r, mode, patterns));
+  }
+  // Records land in completion order, which concurrency makes vary from run to
+  // run; sample order makes maj@k's tie-break (first seen) reproducible.
+  for (auto& [id, p] : g.problems) std::ranges::stable_sort(p.samples, {}, &GradedSample::index);
+  return g;
+}
+
+// benchmark -> label -> the rows of that group, checked and without repeats.
+using RowsByGroup = std::map<std::string, std::map<std::string, std::vector<ResultsRow>>>;
+
+RowsByGroup rows_by_group(std::vector<ResultsRow> rows) {
+  name_benchmarks(rows);
+  RowsByGroup groups;
+  for (auto& row : rows) groups[row.record.benchmark][row.record.label].push_back(std::move(row));
+  return groups;
+}
+
+// ---- statistics ----------------------------------------------------------------------
 
 std::string canonical_answer(const std::string& answer, TaskKind kind) {
   if (kind == TaskKind::kChoice) return answer;
@@ -65,62 +204,12 @@ std::string canonical_answer(const std::string& answer, TaskKind kind) {
   return v ? std::to_string(*v) : answer;
 }
 
-std::map<std::string, Group> read_groups(const ReportOptions& o) {
-  std::map<std::string, Group> groups;
-  std::optional<Regex> step_regex;
-  if (!o.step_pattern.empty()) step_regex.emplace(o.step_pattern, "step pattern");
-  for (const auto& path : o.inputs) {
-    LineReader in(path);
-    size_t line_no = 0;
-    for (std::string line; in.next(line);) {
-      ++line_no;
-      if (line.empty()) continue;
-      const auto r = json::parse(line, nullptr, false);
-      if (!r.is_object() || !r.contains("id") || !r.contains("response") || !r.contains("answer")) {
-        bad_input("{}:{}: not an eval record (needs id, response and answer)", path, line_no);
-      }
-      const std::string label = r.value("label", path);
-      Group& g = groups[label];
-      g.label = label;
-      if (r.contains("w") && r["w"].is_number()) g.w = r["w"].get<double>();
-      if (r.contains("vector") && r["vector"].is_string()) g.vector = r["vector"].get<std::string>();
-      const auto id = r["id"].is_string() ? r["id"].get<std::string>() : r["id"].dump();
-      ProblemSamples& p = g.problems[id];
-      p.gold = r["answer"].is_string() ? r["answer"].get<std::string>() : r["answer"].dump();
-      p.kind = r.value("kind", "integer") == "choice" ? TaskKind::kChoice : TaskKind::kInteger;
-      Sample s;
-      s.index = r.value("sample", static_cast<int>(p.samples.size()));
-      const std::string response = r["response"].is_string() ? r["response"].get<std::string>() : "";
-      const std::string reasoning = r.value("reasoning", "");
-      const std::string graded = response.empty() && !reasoning.empty() ? reasoning : response;
-      if (r.value("verdict", "") == "error") {
-        s.verdict = s.substring_verdict = "error";
-      } else {
-        const auto grade = grade_response(graded, p.gold, o.mode, p.kind);
-        s.verdict = grade.verdict;
-        s.extracted = grade.extracted;
-        s.substring_verdict = grade_response(graded, p.gold, GradeMode::kSubstring, p.kind).verdict;
-      }
-      s.japanese = japanese_share(response);
-      s.tokens = r.value("completion_tokens", int64_t{0});
-      s.cut_off = r.value("finish_reason", "") == "length";
-      s.steps = step_regex && step_regex->matches_somewhere(replace_invalid_utf8(response));
-      p.samples.push_back(std::move(s));
-    }
-  }
-  if (groups.empty()) bad_input("no records in {}", fmt::join(o.inputs, ", "));
-  // Records land in completion order, which concurrency makes vary from run to
-  // run; sample order makes maj@k's tie-break (first seen) reproducible.
-  for (auto& [label, g] : groups) {
-    for (auto& [id, p] : g.problems) {
-      std::ranges::stable_sort(p.samples, {}, &Sample::index);
-    }
-  }
-  return groups;
-}
+using ProblemFilter = std::function<bool(const std::string&)>;
+
+bool every_problem(const std::string&) { return true; }
 
 // Per-problem values of `g` restricted to `keep`, in id order.
-std::vector<double> per_problem(const Group& g, const std::function<bool(const std::string&)>& keep,
+std::vector<double> per_problem(const SampleGroup& g, const ProblemFilter& keep,
                                 const std::function<double(const ProblemSamples&)>& value) {
   std::vector<double> out;
   for (const auto& [id, p] : g.problems) {
@@ -129,18 +218,29 @@ std::vector<double> per_problem(const Group& g, const std::function<bool(const s
   return out;
 }
 
-GroupReport summarize(const Group& g, const ReportOptions& o) {
-  GroupReport r;
-  r.label = g.label;
-  r.w = g.w;
-  r.vector = g.vector;
-  r.problems = g.problems.size();
-  const auto all = [](const std::string&) { return true; };
-  const auto accuracies = per_problem(g, all, [](const ProblemSamples& p) { return p.accuracy(); });
+// pass@k for every k worth reporting up to the fewest samples any problem has.
+std::map<int, double> pass_at(const SampleGroup& g) {
+  size_t fewest = SIZE_MAX;
+  for (const auto& [id, p] : g.problems) fewest = std::min(fewest, p.samples.size());
+  std::map<int, double> pass;
+  if (g.problems.empty() || fewest == 0) return pass;
+  for (const int k : pass_k_values(static_cast<int>(fewest))) {
+    double sum = 0;
+    for (const auto& [id, p] : g.problems) {
+      const auto correct = static_cast<uint64_t>(std::ranges::count(p.samples, Verdict::kCorrect, &GradedSample::verdict));
+      sum += pass_at_k(p.samples.size(), correct, static_cast<uint64_t>(k));
+    }
+    pass[k] = sum / static_cast<double>(g.problems.size());
+  }
+  return pass;
+}
+
+// avg@k with its interval: Wilson's with one sample per problem (avg@1 is a
+// binomial proportion, and Wilson's interval stays sensible at 0/n and n/n,
+// where a bootstrap collapses to a point), else a bootstrap over problems.
+void accuracy_with_interval(const SampleGroup& g, const ReportOptions& o, GroupReport& r) {
+  const auto accuracies = per_problem(g, every_problem, [](const ProblemSamples& p) { return p.accuracy(); });
   r.avg = mean(accuracies);
-  // One sample per problem: avg@1 is a binomial proportion, and Wilson's
-  // interval is the standard one (it stays sensible at 0/n and n/n, where a
-  // bootstrap collapses to a point). More samples: bootstrap over problems.
   const bool one_sample_each = std::ranges::all_of(g.problems, [](const auto& p) { return p.second.samples.size() == 1; });
   r.avg_ci_method = one_sample_each ? "wilson" : "bootstrap";
   if (one_sample_each) {
@@ -149,98 +249,134 @@ GroupReport summarize(const Group& g, const ReportOptions& o) {
   } else {
     r.avg_ci = bootstrap_mean(accuracies, o.bootstrap_seed + kAccuracyStream);
   }
-  double maj = 0, pass = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0, steps = 0;
+}
+
+GroupReport summarize(const SampleGroup& g, const ReportOptions& o) {
+  GroupReport r;
+  r.label = g.label;
+  r.w = g.w;
+  r.vector = g.vector;
+  r.problems = g.problems.size();
+  accuracy_with_interval(g, o, r);
+  r.pass = pass_at(g);
+  double maj = 0, no_answer = 0, japanese = 0, mostly = 0, tokens = 0, cut = 0, sub = 0, disagree = 0, steps = 0, style = 0;
   for (const auto& [id, p] : g.problems) {
     std::vector<std::optional<std::string>> answers;
-    uint64_t correct = 0;
     for (const auto& s : p.samples) {
       answers.push_back(s.extracted);
-      correct += s.verdict == "correct";
-      no_answer += s.verdict == "no_answer";
-      r.errors += s.verdict == "error";
+      no_answer += s.verdict == Verdict::kNoAnswer;
+      r.errors += s.verdict == Verdict::kError;
       japanese += s.japanese;
       mostly += s.japanese >= 0.5;
       tokens += static_cast<double>(s.tokens);
       cut += s.cut_off;
       steps += s.steps;
-      sub += s.substring_verdict == "correct";
-      disagree += (s.substring_verdict == "correct") != (s.verdict == "correct");
+      style += s.style.has_value();
+      sub += s.substring_verdict == Verdict::kCorrect;
+      disagree += (s.substring_verdict == Verdict::kCorrect) != (s.verdict == Verdict::kCorrect);
       ++r.samples;
     }
     const auto majority = majority_answer(answers);
     maj += majority && *majority == canonical_answer(p.gold, p.kind);
-    pass += pass_at_k(p.samples.size(), correct, p.samples.size());
   }
   const double n = static_cast<double>(std::max<size_t>(r.problems, 1)), m = static_cast<double>(std::max<size_t>(r.samples, 1));
-  r.maj = maj / n, r.pass = pass / n;
+  r.maj = maj / n;
   r.no_answer = no_answer / m, r.japanese = japanese / m, r.mostly_japanese = mostly / m;
   r.mean_tokens = tokens / m, r.cut_off = cut / m;
   r.substring_avg = sub / m, r.substring_disagreement = disagree / m;
   if (!o.step_pattern.empty()) r.steps = steps / m;
-  r.japanese_ci = bootstrap_mean(per_problem(g, all, [](const ProblemSamples& p) {
-                                   double s = 0;
-                                   for (const auto& x : p.samples) s += x.japanese;
-                                   return p.samples.empty() ? 0.0 : s / static_cast<double>(p.samples.size());
-                                 }),
+  if (!o.style_pattern.empty()) r.style = style / m;
+  r.japanese_ci = bootstrap_mean(per_problem(g, every_problem,
+                                             [](const ProblemSamples& p) {
+                                               double s = 0;
+                                               for (const auto& x : p.samples) s += x.japanese;
+                                               return p.samples.empty() ? 0.0 : s / static_cast<double>(p.samples.size());
+                                             }),
                                  o.bootstrap_seed + kJapaneseShareStream);
   return r;
 }
 
 // Paired difference of accuracies over the problems both groups have.
-std::pair<double, Interval> paired_delta(const Group& a, const Group& base, const std::function<bool(const std::string&)>& keep,
-                                         uint64_t seed) {
+BootstrapTest paired_delta(const SampleGroup& a, const SampleGroup& base, const ProblemFilter& keep, uint64_t seed,
+                           double& mean_delta) {
   std::vector<double> d;
   for (const auto& [id, p] : a.problems) {
     const auto other = base.problems.find(id);
     if (other != base.problems.end() && keep(id)) d.push_back(p.accuracy() - other->second.accuracy());
   }
-  return {mean(d), bootstrap_mean(d, seed)};
+  mean_delta = mean(d);
+  return bootstrap_mean_test(d, seed);
 }
 
-// The groups with a w, one series per vector in the groups' order (the
-// reasoning vector first); `groups` is sorted by vector, then w.
-struct Series {
-  std::string vector;
-  std::vector<const GroupReport*> points;
-};
-
-std::vector<Series> series_by_vector(const std::vector<GroupReport>& groups) {
-  std::vector<Series> series;
-  for (const auto& g : groups) {
-    if (!g.w) continue;
-    if (series.empty() || series.back().vector != g.vector) series.push_back({g.vector, {}});
-    series.back().points.push_back(&g);
+std::string default_baseline(const std::map<std::string, SampleGroup>& groups) {
+  for (const auto& [label, g] : groups) {
+    if (g.w && *g.w == 0.0 && g.vector.empty()) return label;
   }
-  return series;
+  return groups.begin()->first;
 }
 
-}  // namespace
+// Every gain against the baseline is one comparison; Holm's procedure over
+// their p-values says which hold at family-wise 5 %.
+void flag_gains_by_holm(Report& report) {
+  std::vector<double> p;
+  std::vector<GroupReport*> compared;
+  for (auto& g : report.groups) {
+    if (!g.delta) continue;
+    p.push_back(g.delta_p);
+    compared.push_back(&g);
+  }
+  const auto reject = holm_reject(p);
+  for (size_t i = 0; i < compared.size(); ++i) compared[i]->holm_significant = reject[i];
+  report.comparisons = compared.size();
+}
 
-Report build_report(const ReportOptions& o) {
-  const auto groups = read_groups(o);
+// The w chosen on dev for each vector, and its paired gain on test.
+void choose_on_dev(const std::map<std::string, SampleGroup>& groups, const ReportOptions& o, Report& report) {
+  const SampleGroup& base = groups.at(report.baseline);
+  const auto dev = [&](const std::string& id) { return in_dev_split(id, o.dev_fraction, o.split_seed); };
+  for (const auto& [id, p] : base.problems) (dev(id) ? report.dev_problems : report.test_problems)++;
+  for (const auto& [vector, points] : series_by_vector(report.groups)) {
+    const GroupReport* best = points.front();
+    for (const auto* g : points) {
+      if (g->dev_avg > best->dev_avg) best = g;  // ties: the smaller w
+    }
+    HeldOutChoice choice{vector, best->label, std::nullopt, {}};
+    if (best->label != report.baseline) {
+      double delta = 0;
+      choice.test_delta_ci = paired_delta(groups.at(best->label), base, std::not_fn(dev), o.bootstrap_seed + kTestGainStream,
+                                          delta)
+                                 .ci;
+      choice.test_delta = delta;
+    }
+    report.choices.push_back(std::move(choice));
+  }
+}
+
+Report benchmark_report(const std::string& benchmark, std::map<std::string, SampleGroup> groups, const ReportOptions& o) {
   Report report;
+  report.benchmark = benchmark;
   report.mode = grade_mode_name(o.mode);
   report.dev_fraction = o.dev_fraction;
-  std::string baseline = o.baseline;
-  if (baseline.empty()) {
-    for (const auto& [label, g] : groups) {
-      if (g.w && *g.w == 0.0 && g.vector.empty()) baseline = label;
-    }
+  report.has_steps = !o.step_pattern.empty();
+  report.has_style = !o.style_pattern.empty();
+  report.baseline = o.baseline.empty() ? default_baseline(groups) : o.baseline;
+  if (!groups.count(report.baseline)) {
+    fail(ErrorKind::kUsage, "baseline \"{}\" is not a label in the results{}", report.baseline,
+         benchmark.empty() ? "" : " of benchmark " + benchmark);
   }
-  if (baseline.empty()) baseline = groups.begin()->first;
-  if (!groups.count(baseline)) fail(ErrorKind::kUsage, "baseline \"{}\" is not a label in the results", baseline);
-  report.baseline = baseline;
-  const Group& base = groups.at(baseline);
-  const auto all = [](const std::string&) { return true; };
+  const SampleGroup& base = groups.at(report.baseline);
   const auto dev = [&](const std::string& id) { return in_dev_split(id, o.dev_fraction, o.split_seed); };
-  const auto test = [&](const std::string& id) { return !dev(id); };
   for (const auto& [label, g] : groups) {
     GroupReport r = summarize(g, o);
-    if (label != baseline) std::tie(r.delta, r.delta_ci) = paired_delta(g, base, all, o.bootstrap_seed + kGainStream);
+    if (label != report.baseline) {
+      double delta = 0;
+      const BootstrapTest test = paired_delta(g, base, every_problem, o.bootstrap_seed + kGainStream, delta);
+      r.delta = delta, r.delta_ci = test.ci, r.delta_p = test.p;
+    }
     if (o.dev_fraction > 0) {
       const auto accuracy = [](const ProblemSamples& p) { return p.accuracy(); };
       r.dev_avg = mean(per_problem(g, dev, accuracy));
-      const auto test_values = per_problem(g, test, accuracy);
+      const auto test_values = per_problem(g, std::not_fn(dev), accuracy);
       r.test_avg = mean(test_values);
       r.test_ci = bootstrap_mean(test_values, o.bootstrap_seed + kTestAccuracyStream);
     }
@@ -252,201 +388,54 @@ Report build_report(const ReportOptions& o) {
     if (a.w && *a.w != *b.w) return *a.w < *b.w;
     return a.label < b.label;
   });
-  if (o.dev_fraction > 0) {
-    for (const auto& [id, p] : base.problems) (dev(id) ? report.dev_problems : report.test_problems)++;
-    for (const auto& [vector, points] : series_by_vector(report.groups)) {
-      const GroupReport* best = points.front();
-      for (const auto* g : points) {
-        if (g->dev_avg > best->dev_avg) best = g;  // ties: the smaller w
-      }
-      HeldOutChoice choice{vector, best->label, std::nullopt, {}};
-      if (best->label != baseline) {
-        std::tie(choice.test_delta, choice.test_delta_ci) = paired_delta(groups.at(best->label), base, test, o.bootstrap_seed + kTestGainStream);
-      }
-      report.choices.push_back(std::move(choice));
-    }
-  }
+  flag_gains_by_holm(report);
+  if (o.dev_fraction > 0) choose_on_dev(groups, o, report);
+  for (const auto& g : report.groups) report.samples.push_back(std::move(groups.at(g.label)));
   return report;
 }
 
-std::string format_report(const Report& r) {
-  const bool any_wilson = std::ranges::any_of(r.groups, [](const GroupReport& g) { return g.avg_ci_method == "wilson"; });
-  std::string out = fmt::format("grading: {}   baseline: {}   95% CIs: {}\n\n", r.mode, r.baseline,
-                                any_wilson ? "Wilson for avg@1 (one sample per problem), otherwise bootstrap over problems"
-                                           : "bootstrap over problems");
-  const bool steps = !r.groups.empty() && r.groups.front().steps.has_value();
-  out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6} {:>6} {:>7} {:>6} {:>8} {:>6}{}\n", "label", "w",
-                     "n x k", "avg@k [95% CI]", "vs baseline [95% CI]", "maj@k", "pass@k", "no-ans", "ja", "tokens",
-                     "cut", steps ? "  steps" : "");
-  for (const auto& g : r.groups) {
-    const auto k = g.problems ? g.samples / g.problems : 0;
-    const std::string delta = g.delta ? fmt::format("{:+.3f} [{:+.3f}, {:+.3f}]", *g.delta, g.delta_ci.low, g.delta_ci.high)
-                                      : "—";
-    out += fmt::format("{:<14} {:>6} {:>8}  {:<22} {:<24} {:>6.3f} {:>6.3f} {:>7.3f} {:>6.3f} {:>8.0f} {:>6.3f}{}\n",
-                       g.label, g.w ? fmt::format("{:g}", *g.w) : "-", fmt::format("{}x{}", g.problems, k),
-                       fmt::format("{:.3f} [{:.3f}, {:.3f}]", g.avg, g.avg_ci.low, g.avg_ci.high), delta, g.maj,
-                       g.pass, g.no_answer, g.japanese, g.mean_tokens, g.cut_off,
-                       g.steps ? fmt::format("  {:.3f}", *g.steps) : "");
-  }
-  if (!r.choices.empty()) {
-    out += fmt::format("\nheld-out choice: dev = {} problems, test = {} problems (dev fraction {:g})\n", r.dev_problems,
-                       r.test_problems, r.dev_fraction);
-  }
-  for (const auto& c : r.choices) {
-    const auto it = std::ranges::find(r.groups, c.label, &GroupReport::label);
-    out += fmt::format("{}chosen on dev: {} (dev avg {:.3f}); test avg {:.3f} [{:.3f}, {:.3f}]",
-                       c.vector.empty() ? "" : c.vector + " ", c.label, it->dev_avg, it->test_avg, it->test_ci.low,
-                       it->test_ci.high);
-    if (c.test_delta) {
-      out += fmt::format("; vs baseline on test {:+.3f} [{:+.3f}, {:+.3f}]", *c.test_delta, c.test_delta_ci.low,
-                         c.test_delta_ci.high);
-    }
-    out += "\n";
-  }
-  double disagreement = 0;
-  for (const auto& g : r.groups) disagreement = std::max(disagreement, g.substring_disagreement);
-  out += fmt::format("\nsubstring grading (the paper's) disagrees with {} on up to {:.1f}% of samples\n", r.mode,
-                     100 * disagreement);
-  return out;
+}  // namespace
+
+double ProblemSamples::accuracy() const {
+  const auto correct = std::ranges::count(samples, Verdict::kCorrect, &GradedSample::verdict);
+  return samples.empty() ? 0 : static_cast<double>(correct) / static_cast<double>(samples.size());
 }
 
-json report_json(const Report& r) {
-  json groups = json::array();
-  for (const auto& g : r.groups) {
-    json j = {{"label", g.label}, {"w", g.w ? json(*g.w) : json()},
-              {"vector", g.vector.empty() ? json() : json(g.vector)}, {"problems", g.problems}, {"samples", g.samples},
-              {"errors", g.errors}, {"avg_at_k", g.avg}, {"avg_ci95", {g.avg_ci.low, g.avg_ci.high}}, {"avg_ci_method", g.avg_ci_method},
-              {"maj_at_k", g.maj}, {"pass_at_k", g.pass}, {"no_answer_rate", g.no_answer},
-              {"japanese_share", g.japanese}, {"japanese_share_ci95", {g.japanese_ci.low, g.japanese_ci.high}},
-              {"mostly_japanese_rate", g.mostly_japanese}, {"mean_completion_tokens", g.mean_tokens},
-              {"cut_off_rate", g.cut_off}, {"substring_accuracy", g.substring_avg},
-              {"substring_disagreement", g.substring_disagreement}};
-    if (g.steps) j["step_rate"] = *g.steps;
-    if (g.delta) j["delta_vs_baseline"] = {{"mean", *g.delta}, {"ci95", {g.delta_ci.low, g.delta_ci.high}}};
-    if (r.dev_fraction > 0) j["split"] = {{"dev_avg", g.dev_avg}, {"test_avg", g.test_avg}, {"test_ci95", {g.test_ci.low, g.test_ci.high}}};
-    groups.push_back(j);
+std::vector<Series> series_by_vector(const std::vector<GroupReport>& groups) {
+  std::vector<Series> series;
+  for (const auto& g : groups) {
+    if (!g.w) continue;
+    if (series.empty() || series.back().vector != g.vector) series.push_back({g.vector, {}});
+    series.back().points.push_back(&g);
   }
-  json out = {{"grading", r.mode}, {"baseline", r.baseline}, {"groups", groups}};
-  if (!r.choices.empty()) {
-    const auto choice_json = [](const HeldOutChoice& c) {
-      json j = {{"chosen", c.label}};
-      if (c.test_delta) {
-        j["test_delta_vs_baseline"] = {{"mean", *c.test_delta}, {"ci95", {c.test_delta_ci.low, c.test_delta_ci.high}}};
-      }
-      return j;
-    };
-    json held_out = {{"dev_fraction", r.dev_fraction}, {"dev_problems", r.dev_problems}, {"test_problems", r.test_problems}};
-    json controls = json::array();
-    for (const auto& c : r.choices) {
-      if (c.vector.empty()) {
-        held_out.update(choice_json(c));
-      } else {
-        controls.push_back(choice_json(c));
-        controls.back()["vector"] = c.vector;
-      }
-    }
-    if (!controls.empty()) held_out["controls"] = controls;
-    out["held_out"] = held_out;
-  }
-  return out;
+  return series;
 }
 
-// Each vector is one curve against w: the reasoning vector's accuracy and
-// Japanese share, and each control's accuracy (dashed), which starts at the
-// baseline (w = 0 is the target for every vector).
-std::string report_svg(const Report& r) {
-  // The legend is a row of entries between the title and the plot, four to a row.
-  constexpr double W = 720, H = 440, left = 70, right = 30, top = 78, bottom = 60, legend_width = 160;
-  using Points = std::vector<const GroupReport*>;
-  Points main_points;
-  std::vector<Series> controls;
-  std::vector<double> ticks;
-  const auto baseline = std::ranges::find(r.groups, r.baseline, &GroupReport::label);
-  for (auto& curve : series_by_vector(r.groups)) {
-    for (const auto* g : curve.points) {
-      if (std::ranges::find(ticks, *g->w) == ticks.end()) ticks.push_back(*g->w);
+std::vector<Report> build_reports(const ReportOptions& o) {
+  Patterns patterns;
+  if (!o.step_pattern.empty()) patterns.steps.emplace(o.step_pattern, "step pattern");
+  if (!o.style_pattern.empty()) patterns.style.emplace(o.style_pattern, "style pattern");
+  std::vector<Report> reports;
+  for (auto& [benchmark, labels] : rows_by_group(read_rows(o.inputs))) {
+    std::vector<std::string> warnings;
+    std::map<std::string, SampleGroup> groups;
+    for (auto& [label, rows] : labels) {
+      require_one_run(label, rows);
+      groups.emplace(label, sample_group(label, without_repeats(label, std::move(rows), warnings), o.mode, patterns));
     }
-    if (curve.vector.empty()) {
-      main_points = std::move(curve.points);
-      continue;
-    }
-    if (baseline != r.groups.end() && baseline->w) curve.points.insert(curve.points.begin(), &*baseline);
-    controls.push_back(std::move(curve));
+    reports.push_back(benchmark_report(benchmark, std::move(groups), o));
+    reports.back().warnings = std::move(warnings);
   }
-  std::ranges::sort(ticks);
-  double wmin = 0, wmax = 1;
-  if (!ticks.empty()) {
-    wmin = std::min(0.0, ticks.front());
-    wmax = std::max(wmin + 1e-9, ticks.back());
-  }
-  const auto x = [&](double w) { return left + (w - wmin) / (wmax - wmin) * (W - left - right); };
-  const auto y = [&](double v) { return top + (1 - v) * (H - top - bottom); };
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"{}\" y=\"24\" font-size=\"15\">Accuracy ({} grading, avg@k) and Japanese share against w, 95% CIs</text>\n",
-      W, H, left, r.mode);
-  for (int t = 0; t <= 5; ++t) {
-    const double v = t / 5.0;
-    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.1f}</text>\n",
-                       left, W - right, y(v), y(v), left - 8, y(v) + 4, v);
-  }
-  for (const double w : ticks) {
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x(w), H - bottom + 18, w);
-  }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">w (target + w·v)</text>\n", (W + left - right) / 2, H - 15);
-  int legend_entry = 0;
-  const auto series = [&](const Points& points, const char* color, const std::string& name, double offset, auto value,
-                          auto ci, const char* dash) {
-    std::string path;
-    for (const auto* g : points) {
-      const double px = x(*g->w) + offset;
-      const Interval c = ci(*g);
-      svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\" stroke-width=\"1.5\"/>"
-                         "<line x1=\"{4:.1f}\" x2=\"{5:.1f}\" y1=\"{1:.1f}\" y2=\"{1:.1f}\" stroke=\"{3}\"/>"
-                         "<line x1=\"{4:.1f}\" x2=\"{5:.1f}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\"/>"
-                         "<circle cx=\"{0:.1f}\" cy=\"{6:.1f}\" r=\"4\" fill=\"{3}\"/>\n",
-                         px, y(c.low), y(c.high), color, px - 4, px + 4, y(value(*g)));
-      path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px, y(value(*g)));
-    }
-    if (!path.empty()) {
-      svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>\n", path,
-                         color, dash);
-    }
-    const double lx = left + legend_width * (legend_entry % 4), ly = 38 + 18 * (legend_entry / 4);
-    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
-                       lx, ly, color, lx + 18, ly + 10, name);
-    ++legend_entry;
-  };
-  const auto accuracy = [](const GroupReport& g) { return g.avg; };
-  const auto accuracy_ci = [](const GroupReport& g) { return g.avg_ci; };
-  series(main_points, "#1f77b4", "accuracy (avg@k)", -3, accuracy, accuracy_ci, "none");
-  series(main_points, "#ff7f0e", "Japanese share", 3, [](const GroupReport& g) { return g.japanese; },
-         [](const GroupReport& g) { return g.japanese_ci; }, "none");
-  constexpr std::array<const char*, 4> kControlColors = {"#7f7f7f", "#2ca02c", "#9467bd", "#8c564b"};
-  for (size_t i = 0; i < controls.size(); ++i) {
-    series(controls[i].points, kControlColors[i % kControlColors.size()], controls[i].vector + " accuracy", 0, accuracy,
-           accuracy_ci, "6 4");
-  }
-  svg += "</svg>\n";
-  return svg;
+  return reports;
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".rvec-tmp";
-  write_regular_file(tmp, text);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());
-}
-
-void write_report_plot(const Report& report, const std::string& svg_path) {
-  write_file_atomically(svg_path, report_svg(report));
-  if (!svg_path.ends_with(".svg") || std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) return;
-  const std::string png = svg_path.substr(0, svg_path.size() - 4) + ".png";
-  const std::string cmd = fmt::format("rsvg-convert -o {} {}", shell_quote(png), shell_quote(svg_path));
-  if (std::system(cmd.c_str()) != 0) fmt::print(stderr, "rvec: warning: rsvg-convert could not write {}\n", png);
+Report build_report(const ReportOptions& o) {
+  auto reports = build_reports(o);
+  if (reports.size() != 1) {
+    bad_input("{} hold {} benchmarks; report them with rvec report, which gives each its own table",
+              fmt::join(o.inputs, ", "), reports.size());
+  }
+  return std::move(reports.front());
 }
 
 }  // namespace rvec

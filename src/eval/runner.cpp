@@ -1,13 +1,17 @@
 #include "eval/runner.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -20,6 +24,7 @@
 #include "base/test_hooks.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
+#include "eval/record.hpp"
 
 namespace rvec {
 
@@ -52,47 +57,24 @@ std::string run_fingerprint(const EvalOptions& o, const std::string& prompt) {
   return hex64(fnv1a64(fields.dump()));
 }
 
-// Reads the samples already recorded; cuts off a torn last line left by a crash.
-std::set<SampleKey> recorded_samples(const std::string& path, const std::string& fingerprint) {
-  std::set<SampleKey> done;
-  if (!std::filesystem::exists(path)) return done;
-  std::string text = read_small_file(path, 4ull << 30);
-  if (!text.empty() && text.back() != '\n') {
-    const auto keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-    std::filesystem::resize_file(path, keep);
-    text.resize(keep);
-  }
-  size_t line_no = 0, at = 0;
-  while (at < text.size()) {
-    const size_t end = text.find('\n', at);
-    const std::string line = text.substr(at, end - at);
-    at = end + 1;
-    ++line_no;
-    const auto record = json::parse(line, nullptr, false);
-    const bool keyed =
-        record.is_object() && record.contains("id") && record["id"].is_string() && record.contains("sample");
-    const auto sample = keyed ? non_negative_integer(record["sample"]) : std::nullopt;
-    if (!sample || *sample > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
-      bad_input("{}:{}: not an rvec eval record", path, line_no);
-    }
-    if (record.value("run", json()) != fingerprint) {
-      fail(ErrorKind::kUsage,
-           "{} holds samples from another configuration (line {}: model, sampling, prompt or label differ); "
-           "write to a new file",
-           path, line_no);
-    }
-    done.emplace(record["id"].get<std::string>(), static_cast<int>(*sample));
-  }
-  return done;
-}
-
+// The results file, opened for appending and locked (flock) for as long as
+// this run lives, so a second `rvec eval` on the same file refuses to start
+// instead of writing duplicates. The lock goes with the process, also on a crash.
 class ResultsFile {
  public:
+  // The file is an input too (resume): one that is not a regular file is a bad input.
   explicit ResultsFile(const std::string& path)
-      : path_(path), fd_(open_regular_file(path, O_WRONLY | O_CREAT | O_APPEND)) {}
+      : path_(path), fd_((check_regular_if_present(path), open_regular_file(path, O_WRONLY | O_CREAT | O_APPEND))) {
+    if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
+    if (errno == EWOULDBLOCK) {
+      fail(ErrorKind::kUsage, "{}: another rvec eval is writing this file; wait for it to finish or write to another file",
+           path);
+    }
+    fail_errno(path);
+  }
   // One write() per record, so a record is whole or (after a crash mid-write) cut and dropped on resume.
-  void append(const json& record) {
-    const std::string line = record.dump() + "\n";
+  void append(const EvalRecord& record) {
+    const std::string line = record.to_json().dump() + "\n";
     std::lock_guard lock(mutex_);
     if (::write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) fail_errno(path_);
   }
@@ -102,6 +84,45 @@ class ResultsFile {
   FileDescriptor fd_;
   std::mutex mutex_;
 };
+
+// Cuts off the tail after the last newline: a record torn by a crash mid-write.
+void cut_torn_last_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail_errno(path);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  uint64_t end = size, keep = 0;
+  std::string block;
+  while (end > 0) {
+    const uint64_t begin = end > 4096 ? end - 4096 : 0;
+    block.resize(end - begin);
+    in.seekg(static_cast<std::streamoff>(begin));
+    if (!in.read(block.data(), static_cast<std::streamsize>(block.size()))) fail_errno(path);
+    if (const auto newline = block.rfind('\n'); newline != std::string::npos) {
+      keep = begin + newline + 1;
+      break;
+    }
+    end = begin;
+  }
+  if (keep != size) std::filesystem::resize_file(path, keep);
+}
+
+// The samples already recorded (the file is locked by this run); refuses
+// records of another configuration.
+std::set<SampleKey> recorded_samples(const std::string& path, const std::string& fingerprint) {
+  cut_torn_last_line(path);
+  std::set<SampleKey> done;
+  for (const auto& row : read_results_file(path)) {
+    if (!row.record.sample) bad_input("{}: not an rvec eval record (no \"sample\")", row.where);
+    if (row.record.run != fingerprint) {
+      fail(ErrorKind::kUsage,
+           "{} holds samples from another configuration (line {}: model, sampling, prompt or label differ); "
+           "write to a new file",
+           path, row.where.substr(path.size() + 1));
+    }
+    done.emplace(row.record.id, *row.record.sample);
+  }
+  return done;
+}
 
 }  // namespace
 
@@ -144,6 +165,7 @@ struct EvalRun {
   const Dataset& data;
   const std::string& prompt_template;
   const std::string& fingerprint;
+  const std::string& benchmark;
   ResultsFile& results;
   std::atomic<size_t> finished{0}, failed{0}, correct{0};
   std::atomic<bool> abort{false};
@@ -151,27 +173,42 @@ struct EvalRun {
   std::string last_error;
 };
 
-json sample_record(const EvalRun& run, const Task& task, const std::string& prompt, uint64_t seed,
-                   const ChatResult& r, const Grade& g) {
+EvalRecord sample_record(const EvalRun& run, const Task& task, const std::string& prompt, uint64_t seed,
+                         const ChatResult& r) {
   const EvalOptions& o = run.options;
-  json record = {{"id", task.problem->id}, {"sample", task.sample}, {"run", run.fingerprint},
-                 {"label", o.label}, {"model", o.client.model}, {"seed", seed},
-                 {"temperature", o.client.temperature}, {"top_p", o.client.top_p},
-                 {"max_tokens", o.client.max_tokens}, {"prompt", prompt},
-                 {"response", r.content}, {"reasoning", r.reasoning}, {"finish_reason", r.finish_reason},
-                 {"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.completion_tokens},
-                 {"latency_s", r.latency_s}, {"answer", task.problem->answer},
-                 {"extracted", g.extracted ? json(*g.extracted) : json()}, {"rule", g.rule},
-                 {"verdict", g.verdict}, {"mode", grade_mode_name(o.mode)},
-                 {"kind", run.data.kind == TaskKind::kChoice ? "choice" : "integer"}};
-  if (o.w) record["w"] = *o.w;
-  if (!o.vector.empty()) record["vector"] = o.vector;
-  if (!r.ok) record["error"] = r.error;
+  EvalRecord record;
+  record.id = task.problem->id;
+  record.sample = task.sample;
+  record.run = run.fingerprint;
+  record.label = o.label;
+  record.benchmark = run.benchmark;
+  record.model = o.client.model;
+  record.w = o.w;
+  record.vector = o.vector;
+  record.seed = seed;
+  record.temperature = o.client.temperature;
+  record.top_p = o.client.top_p;
+  record.max_tokens = o.client.max_tokens;
+  record.prompt = prompt;
+  record.response = r.content;
+  record.reasoning = r.reasoning;
+  record.finish_reason = r.finish_reason;
+  record.prompt_tokens = r.prompt_tokens;
+  record.completion_tokens = r.completion_tokens;
+  record.latency_s = r.latency_s;
+  record.answer = task.problem->answer;
+  record.kind = run.data.kind;
+  if (!r.ok) {
+    record.verdict = Verdict::kError;
+    record.error = r.error;
+  }
+  record.regrade(o.mode);
   return record;
 }
 
-// Requests, grades and records one sample. A transport failure after every
-// retry is not recorded (it is retried on resume) but counts as failed.
+// Requests, grades and records one sample. A failed request counts as
+// failed; one that may succeed later (a transport failure after every retry)
+// is not recorded, so a re-run asks again; a final one (a 400) is recorded.
 void evaluate_sample(EvalRun& run, ChatClient& client, const Task& task) {
   const EvalOptions& o = run.options;
   std::vector<ChatMessage> messages;
@@ -180,18 +217,15 @@ void evaluate_sample(EvalRun& run, ChatClient& client, const Task& task) {
   messages.push_back({"user", prompt});
   const uint64_t seed = sample_seed(o.seed, task.problem->id, task.sample);
   const ChatResult r = client.complete(messages, seed);
-  if (!r.ok && !r.final_failure) {
+  if (!r.ok) {
     const std::lock_guard lock(run.mutex);
     run.last_error = r.error;
     ++run.failed;
-    return;
+    if (!r.final_failure) return;
   }
-  const std::string graded_text = r.content.empty() && !r.reasoning.empty() ? r.reasoning : r.content;
-  const Grade g = r.ok ? grade_response(graded_text, task.problem->answer, o.mode, run.data.kind)
-                       : Grade{std::nullopt, "none", "error"};
-  run.results.append(sample_record(run, task, prompt, seed, r, g));
-  if (g.verdict == "correct") ++run.correct;
-  if (!r.ok) ++run.failed;
+  const EvalRecord record = sample_record(run, task, prompt, seed, r);
+  run.results.append(record);
+  if (record.verdict == Verdict::kCorrect) ++run.correct;
 }
 
 // Runs every task on `concurrency` threads, one HTTP connection each.
@@ -226,9 +260,10 @@ EvalSummary run_eval(const EvalOptions& o) {
   if (tmpl.find("{question}") == std::string::npos) fail(ErrorKind::kUsage, "the prompt template has no {{question}}");
   const std::string fingerprint = run_fingerprint(o, tmpl);
   EvalSummary summary;
-  const std::vector<Task> tasks = pending_tasks(data, o.samples, recorded_samples(o.output, fingerprint), summary);
   ResultsFile results(o.output);
-  EvalRun run{o, data, tmpl, fingerprint, results};
+  const std::vector<Task> tasks = pending_tasks(data, o.samples, recorded_samples(o.output, fingerprint), summary);
+  const std::string benchmark = o.benchmark.empty() ? std::filesystem::path(o.data).stem().string() : o.benchmark;
+  EvalRun run{o, data, tmpl, fingerprint, benchmark, results};
   evaluate_tasks(run, tasks);
   summary.requested = run.finished;
   summary.failed = run.failed;

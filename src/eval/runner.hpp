@@ -5,7 +5,8 @@
 // it, skips the (problem, sample) pairs already recorded and requests only
 // the rest, so a crash or Ctrl-C loses at most the samples in flight. A
 // results file written by a different configuration (model, sampling,
-// prompt, data) is refused rather than mixed.
+// prompt, data) is refused rather than mixed. The file is locked (flock) while
+// a run writes it: a second run on the same file refuses to start.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,7 @@ struct EvalOptions {
   std::string prompt_template;  // contains {question}; empty: the default for the task kind
   std::string system_prompt;
   std::string label;            // e.g. "w=0.5"; defaults to the model name
+  std::string benchmark;        // the data set's name in reports; empty: the data file's stem
   std::optional<double> w;      // the merge weight, for reports and plots
   std::string vector;           // the vector w scales when it is not the reasoning vector (e.g. "control")
   int samples = 1;

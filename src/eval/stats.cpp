@@ -15,6 +15,10 @@ double mean(const std::vector<double>& values) {
 }
 
 Interval bootstrap_mean(const std::vector<double>& values, uint64_t seed, int resamples, double level) {
+  return bootstrap_mean_test(values, seed, resamples, level).ci;
+}
+
+BootstrapTest bootstrap_mean_test(const std::vector<double>& values, uint64_t seed, int resamples, double level) {
   if (values.empty()) return {};
   std::mt19937_64 rng(seed);
   const size_t n = values.size();
@@ -32,7 +36,29 @@ Interval bootstrap_mean(const std::vector<double>& values, uint64_t seed, int re
     const size_t hi = std::min(lo + 1, means.size() - 1);
     return means[lo] + (pos - static_cast<double>(lo)) * (means[hi] - means[lo]);
   };
-  return {at(tail), at(1.0 - tail)};
+  const auto at_most_zero = static_cast<double>(std::upper_bound(means.begin(), means.end(), 0.0) - means.begin());
+  const auto at_least_zero = static_cast<double>(means.end() - std::lower_bound(means.begin(), means.end(), 0.0));
+  const double p = 2 * (std::min(at_most_zero, at_least_zero) + 1) / (static_cast<double>(resamples) + 1);
+  return {{at(tail), at(1.0 - tail)}, std::min(1.0, p)};
+}
+
+std::vector<bool> holm_reject(const std::vector<double>& p, double alpha) {
+  std::vector<size_t> order(p.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
+  std::vector<bool> reject(p.size(), false);
+  for (size_t rank = 0; rank < order.size(); ++rank) {
+    if (p[order[rank]] > alpha / static_cast<double>(order.size() - rank)) break;
+    reject[order[rank]] = true;
+  }
+  return reject;
+}
+
+std::vector<int> pass_k_values(int samples) {
+  std::vector<int> ks;
+  for (int k = 1; k < samples; k *= 2) ks.push_back(k);
+  if (samples >= 1) ks.push_back(samples);
+  return ks;
 }
 
 Interval wilson(uint64_t successes, uint64_t n, double z) {

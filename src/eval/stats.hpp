@@ -19,6 +19,26 @@ struct Interval {
 // an mt19937_64 seeded with `seed`; the central `level` mass.
 Interval bootstrap_mean(const std::vector<double>& values, uint64_t seed, int resamples = 10000, double level = 0.95);
 
+// The same bootstrap (same draws, so the same interval) with the two-sided
+// p-value of "the mean is 0" it implies: 2 min(#{means <= 0} + 1,
+// #{means >= 0} + 1) / (resamples + 1), at most 1 — the smallest level at
+// which the percentile interval would exclude 0.
+struct BootstrapTest {
+  Interval ci;
+  double p = 1;
+};
+BootstrapTest bootstrap_mean_test(const std::vector<double>& values, uint64_t seed, int resamples = 10000,
+                                  double level = 0.95);
+
+// Holm's step-down procedure: which of the hypotheses with p-values `p` are
+// rejected at family-wise error rate `alpha` (sorted ascending, the i-th
+// smallest, i = 0.., is rejected while p <= alpha / (m - i)).
+std::vector<bool> holm_reject(const std::vector<double>& p, double alpha = 0.05);
+
+// The k of pass@k worth reporting for `samples` per problem: 1, the powers
+// of two below it, and `samples` itself.
+std::vector<int> pass_k_values(int samples);
+
 // Wilson score interval for `successes` out of `n` (z = 1.96 for 95 %).
 Interval wilson(uint64_t successes, uint64_t n, double z = 1.959963984540054);
 

@@ -13,6 +13,7 @@
 #include "base/thread_pool.hpp"
 #include "base/yaml_reader.hpp"
 #include "eval/report.hpp"
+#include "eval/report_html.hpp"
 #include "eval/runner.hpp"
 #include "io/staging.hpp"
 #include "merge/job.hpp"
@@ -38,7 +39,8 @@ bool is_control_name(const std::string& name) {
 
 SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.only(node, {"name", "data", "question_field", "answer_field", "id_field", "choices", "prompt", "system", "samples",
-                "temperature", "top_p", "max_tokens", "seed", "dev_fraction", "split_seed", "mode", "step_pattern"},
+                "temperature", "top_p", "max_tokens", "seed", "dev_fraction", "split_seed", "mode", "step_pattern",
+                "style_pattern"},
          "a benchmark");
   SweepBenchmark b;
   y.read(node, "name", b.name, "a string");
@@ -60,6 +62,7 @@ SweepBenchmark read_benchmark(const YamlReader& y, const YAML::Node& node) {
   y.read(node, "dev_fraction", b.dev_fraction, "a number in [0, 1)");
   y.read(node, "split_seed", b.split_seed, "an integer");
   y.read(node, "step_pattern", b.step_pattern, "a regex");
+  y.read(node, "style_pattern", b.style_pattern, "a regex");
   std::string mode = "strict";
   y.read(node, "mode", mode, "strict, lenient or substring");
   const auto parsed = parse_grade_mode(mode);
@@ -206,6 +209,7 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
     e.prompt_template = b.prompt;
     e.system_prompt = b.system;
     e.label = m.label;
+    e.benchmark = b.name;
     e.w = m.w;
     e.vector = m.vector;
     e.samples = b.samples;
@@ -232,7 +236,10 @@ void evaluate_all(const SweepRecipe& r, const SweepOptions& o, const std::vector
   });
 }
 
+// report-<benchmark>.txt, .json, .svg and .html for each benchmark; for
+// several, report-summary.txt and report.html over all of them.
 void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) {
+  std::vector<Report> reports;
   for (const auto& b : r.benchmarks) {
     ReportOptions o;
     for (const auto& m : models) {
@@ -243,15 +250,25 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
     o.dev_fraction = b.dev_fraction;
     o.split_seed = b.split_seed;
     o.step_pattern = b.step_pattern;
-    const Report report = build_report(o);
-    const fs::path base = fs::path(r.output) / fmt::format("report-{}", b.name);
+    o.style_pattern = b.style_pattern;
+    reports.push_back(build_report(o));
+    const Report& report = reports.back();
+    const std::string base = (fs::path(r.output) / fmt::format("report-{}", b.name)).string();
     const std::string text = format_report(report);
-    write_file_atomically(base.string() + ".txt", text);
-    write_file_atomically(base.string() + ".json", report_json(report).dump(2) + "\n");
-    write_report_plot(report, base.string() + ".svg");
-    fmt::print("\n== {} ==\n{}report: {}.txt, {}.json, plot: {}.svg\n", b.name, text, base.string(), base.string(),
-               base.string());
+    write_file_atomically(base + ".txt", text);
+    write_file_atomically(base + ".json", report_json(report).dump(2) + "\n");
+    write_report_plot(report, base + ".svg");
+    write_file_atomically(base + ".html", report_html(std::span(&report, 1)));
+    fmt::print("\n== {} ==\n{}report: {}.txt, {}.json, plot: {}.svg, answers: {}.html\n", b.name, text, base, base, base,
+               base);
   }
+  if (reports.size() < 2) return;
+  const std::string summary = format_summary(reports);
+  const fs::path base = fs::path(r.output) / "report";
+  write_file_atomically((fs::path(r.output) / "report-summary.txt").string(), summary);
+  write_file_atomically(base.string() + ".html", report_html(reports));
+  fmt::print("\n{}summary: {}, every benchmark's answers: {}.html\n", summary,
+             (fs::path(r.output) / "report-summary.txt").string(), base.string());
 }
 
 void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,

@@ -5,7 +5,8 @@
 //   2. for each model (target as w = 0, the merged ones, post and the
 //      controls as reference rows): start a server, wait until it answers,
 //      evaluate every benchmark, stop the server (always);
-//   3. write each benchmark's report, JSON and plot.
+//   3. write each benchmark's report, JSON, plot and HTML page (and, for
+//      several benchmarks, a summary over all of them).
 //
 // Every stage resumes: finished models are reused (by their provenance
 // fingerprint) and recorded samples are not requested again.
@@ -31,7 +32,8 @@ struct SweepBenchmark {
   double dev_fraction = 0;
   uint64_t split_seed = 0;
   GradeMode mode = GradeMode::kStrict;
-  std::string step_pattern;  // regex marking a step-by-step answer (report column "steps")
+  std::string step_pattern;   // regex marking a step-by-step answer (report column "steps")
+  std::string style_pattern;  // regex marking the target's own style (report column "style")
 };
 
 struct SweepControl {

@@ -50,8 +50,8 @@ Score score(const fs::path& model, const std::string& bench, size_t n) {
   Score s;
   for (const auto& [id, a] : answers) {
     const auto verdict = grade_response(a.second, a.first, GradeMode::kStrict, TaskKind::kInteger).verdict;
-    s.accuracy += verdict == "correct";
-    s.answered += verdict != "no_answer";
+    s.accuracy += verdict == Verdict::kCorrect;
+    s.answered += verdict != Verdict::kNoAnswer;
     s.steps += kStep.matches_somewhere(a.second);
     s.japanese += japanese_share(a.second);
     s.polite += a.second.find("です。") != std::string::npos;

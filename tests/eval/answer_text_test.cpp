@@ -181,7 +181,7 @@ RC_GTEST_PROP(AnswerText, TheLastAnswerOfOnePriorityWins, ()) {
     response += "検算すると… ";
   }
   const auto grade = grade_response(response, std::to_string(answers.back()), GradeMode::kStrict, TaskKind::kInteger);
-  RC_ASSERT(grade.verdict == "correct");
+  RC_ASSERT(grade.verdict == Verdict::kCorrect);
 }
 
 }  // namespace

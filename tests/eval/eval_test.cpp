@@ -28,7 +28,9 @@ using test::TempDir;
 
 // Answers "答え：<gold>" after injecting the fault named in the question:
 // RATE<n> (n times 429), DOWN<n> (n times 503), GARBAGE (one unparseable 200),
-// SLOW (the first attempt outlasts the client's timeout), BAD (always 400).
+// SLOW (the first attempt outlasts the client's timeout), BAD (always 400),
+// TOOLONG (always 400 with 300 bytes of Japanese text, no JSON), NOMSG and
+// NUMBER (always a malformed completion: no message; content 12).
 class FaultServer {
  public:
   explicit FaultServer(std::map<std::string, std::string> answers) : answers_(std::move(answers)) {
@@ -63,6 +65,15 @@ class FaultServer {
     if (fault("DOWN", 1)) return reply(res, 503, R"({"error": {"message": "loading"}})");
     if (fault("GARBAGE", 1)) return reply(res, 200, "<html>proxy error</html>");
     if (fault("SLOW", 1)) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    if (question.find("NOMSG") != std::string::npos) return reply(res, 200, R"({"choices": [{"index": 0}]})");
+    if (question.find("NUMBER") != std::string::npos) {
+      return reply(res, 200, R"({"choices": [{"index": 0, "message": {"role": "assistant", "content": 12}}]})");
+    }
+    if (question.find("TOOLONG") != std::string::npos) {
+      std::string text;
+      while (text.size() < 300) text += "文脈が長すぎます。";
+      return reply(res, 400, text);
+    }
     if (question.find("BAD") != std::string::npos) {
       return reply(res, 400, R"({"error": {"message": "maximum context length exceeded", "type": "invalid_request_error"}})");
     }
@@ -129,9 +140,9 @@ std::vector<json> read_records(const std::filesystem::path& path) {
 const std::map<std::string, std::string> kAnswers = {{"Q1 plain", "12"},   {"Q2 RATE", "7"},   {"Q3 DOWN", "100"},
                                                      {"Q4 GARBAGE", "25"}, {"Q5 SLOW", "3"},   {"Q6 BAD", "9"}};
 
-void write_questions(const std::filesystem::path& path) {
+void write_questions(const std::filesystem::path& path, const std::map<std::string, std::string>& answers = kAnswers) {
   std::ofstream out(path);
-  for (const auto& [q, a] : kAnswers) out << json{{"id", q.substr(0, 2)}, {"problem", q}, {"answer", a}}.dump() << "\n";
+  for (const auto& [q, a] : answers) out << json{{"id", q.substr(0, 2)}, {"problem", q}, {"answer", a}}.dump() << "\n";
 }
 
 EvalOptions options_for(const std::string& url, const TempDir& dir) {
@@ -187,6 +198,70 @@ TEST(Eval, ARunWhereMostRequestsFailReportsNoScore) {
   EXPECT_TRUE(read_records(dir / "results.jsonl").empty());
 }
 
+// A server answering {"choices":[{"index":0}]} or content 12 once gave exit 0
+// and a score of 0.000 from "no answer" rows: a malformed completion is the
+// server's failure, retried and then counted failed, so no score is reported.
+TEST(Eval, AMalformedCompletionIsRetriedAndFailsTheRunNeverAnAnswer) {
+  for (const auto& [fault, why] : {std::pair{"NOMSG", "(choices[0] has no message)"},
+                                   std::pair{"NUMBER", "(the message's content is 12, not a string)"}}) {
+    TempDir dir;
+    const std::map<std::string, std::string> answers = {{std::string("Q1 ") + fault, "1"}, {std::string("Q2 ") + fault, "2"}};
+    write_questions(dir / "q.jsonl", answers);
+    FaultServer server(answers);
+    auto o = options_for(server.url(), dir);
+    o.samples = 4;
+    try {
+      run_eval(o);
+      FAIL() << fault << ": expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("8 of 8 requests failed, so no score is reported"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::string("the server's answer is not a chat completion ") + why),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_TRUE(read_records(dir / "results.jsonl").empty()) << fault;
+    EXPECT_EQ(server.requests(), 8u * 4) << fault;  // each sample: the first try and 3 retries
+  }
+}
+
+// An all-400 run once ended with "(last error: )".
+TEST(Eval, ARunWhereEveryRequestIsRefusedShowsTheLastError) {
+  TempDir dir;
+  const std::map<std::string, std::string> answers = {{"Q1 BAD", "1"}, {"Q2 BAD", "2"}};
+  write_questions(dir / "q.jsonl", answers);
+  FaultServer server(answers);
+  auto o = options_for(server.url(), dir);
+  o.samples = 4;
+  try {
+    run_eval(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(last error: " + server.url() +
+                                         "/v1/chat/completions: HTTP 400: maximum context length exceeded)"),
+              std::string::npos)
+        << e.what();
+  }
+  const auto records = read_records(dir / "results.jsonl");
+  EXPECT_EQ(records.size(), 8u);
+  for (const auto& r : records) EXPECT_EQ(r["verdict"], "error");
+}
+
+// A refusal whose plain-text body is cut mid-character (at 200 bytes) is
+// recorded as valid UTF-8 (it once made the record unwritable).
+TEST(Eval, ARefusalWithALongJapaneseBodyIsRecordedAsValidText) {
+  TempDir dir;
+  const std::map<std::string, std::string> answers = {{"Q1 plain", "12"}, {"Q2 TOOLONG", "3"}};
+  write_questions(dir / "q.jsonl", answers);
+  FaultServer server(answers);
+  const auto summary = run_eval(options_for(server.url(), dir));
+  EXPECT_EQ(summary.failed, 2u);
+  for (const auto& r : read_records(dir / "results.jsonl")) {
+    if (r["id"] != "Q2") continue;
+    EXPECT_EQ(r["verdict"], "error");
+    EXPECT_NE(r["error"].get<std::string>().find("HTTP 400: 文脈が長すぎます。"), std::string::npos) << r.dump();
+  }
+}
+
 std::string eval_command(const std::string& url, const TempDir& dir, const std::string& extra = "") {
   return "eval --endpoint " + url + " --model m --data " + (dir / "q.jsonl").string() + " -o " +
          (dir / "results.jsonl").string() + " -k 4 --concurrency 2 --timeout 1 --retry-base-ms 5 --w 0.5 --json " + extra;
@@ -233,11 +308,12 @@ TEST(Eval, RecordsWithMistypedKeysAreRefusedNotMisread) {
     }
     return std::string();
   };
-  const std::string not_a_record = (dir / "results.jsonl").string() + ":1: not an rvec eval record";
-  EXPECT_EQ(eval_error(R"({"id": "Q1", "sample": 4294967296, "run": "x"})"), not_a_record);  // wrapped to 0
-  EXPECT_EQ(eval_error(R"({"id": "Q1", "sample": -1, "run": "x"})"), not_a_record);
-  EXPECT_EQ(eval_error(R"({"id": 5, "sample": 0, "run": "x"})"), not_a_record);  // a JSON type error
-  EXPECT_NE(eval_error(R"({"id": "Q1", "sample": 0, "run": 7})").find("another configuration"), std::string::npos);
+  // Records read by eval/record.cpp: the field and its problem are named.
+  const std::string at = (dir / "results.jsonl").string() + ":1: ";
+  const std::string fields = R"("response": "", "answer": "2", )";
+  EXPECT_NE(eval_error("{" + fields + R"("id": "Q1", "sample": 4294967296, "run": "x"})").find(at), std::string::npos);
+  EXPECT_NE(eval_error("{" + fields + R"("id": "Q1", "sample": -1, "run": "x"})").find(at), std::string::npos);
+  EXPECT_NE(eval_error("{" + fields + R"("id": "Q1", "sample": 0, "run": 7})").find(at), std::string::npos);
 }
 
 // eval -> grade -> report against a live rvec serve (a random tiny model, so
@@ -268,7 +344,8 @@ TEST(Eval, EndToEndAgainstRvecServe) {
   EXPECT_EQ(json::parse(graded.output)["records"], 8);
   const auto report = test::run_rvec("report " + (dir / "w0.jsonl").string() + " " + (dir / "w1.jsonl").string() + " " +
                                      (dir / "c1.jsonl").string() + " --dev-fraction 0.5 --json-out " +
-                                     (dir / "r.json").string() + " --plot " + (dir / "r.svg").string());
+                                     (dir / "r.json").string() + " --plot " + (dir / "r.svg").string() + " --html " +
+                                     (dir / "r.html").string());
   ASSERT_EQ(report.exit_code, 0) << report.output;
   EXPECT_NE(report.output.find("avg@k [95% CI]"), std::string::npos) << report.output;
   const auto numbers = json::parse(test::read_file(dir / "r.json"));
@@ -280,6 +357,7 @@ TEST(Eval, EndToEndAgainstRvecServe) {
   EXPECT_EQ(numbers["groups"][2]["vector"], "control");
   EXPECT_EQ(numbers["held_out"]["controls"][0]["chosen"], "control w=1");
   EXPECT_NE(test::read_file(dir / "r.svg").find("<svg"), std::string::npos);
+  EXPECT_NE(test::read_file(dir / "r.html").find("id=\"rvec-data\""), std::string::npos);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ TEST(Grader, TableOfResponsesGetsTheExpectedVerdictInEveryMode) {
     EXPECT_FALSE(c.value("reason", "").empty()) << "line " << line_number << " has no reason";
     for (const char* mode : {"strict", "lenient", "substring"}) {
       const auto grade = grade_response(response, gold, *parse_grade_mode(mode), kind);
-      EXPECT_EQ(grade.verdict, c[mode].get<std::string>()) << "mode " << mode << ", " << where(grade);
+      EXPECT_EQ(verdict_name(grade.verdict), c[mode].get<std::string>()) << "mode " << mode << ", " << where(grade);
     }
     const auto strict = grade_response(response, gold, GradeMode::kStrict, kind);
     if (c.contains("extracted")) {
@@ -91,7 +91,7 @@ TEST(Grader, LongResponsesAreReadAtEveryOffset) {
   std::string repeated;
   while (repeated.size() < 60000) repeated += "答えは 6 です。";
   EXPECT_EQ(grade_response(repeated + "答えは 7 です。", "7", GradeMode::kStrict, TaskKind::kInteger).verdict,
-            "correct");
+            Verdict::kCorrect);
   std::string words;
   while (words.size() < 60000) words += "and so on ";
   EXPECT_EQ(grade_response(reasoning + " 7 " + words, "7", GradeMode::kLenient, TaskKind::kInteger).extracted, "7");
@@ -114,9 +114,9 @@ RC_GTEST_PROP(Grader, AnyTextGetsAVerdict, ()) {
   for (const auto kind : {TaskKind::kInteger, TaskKind::kChoice}) {
     for (const auto mode : {GradeMode::kStrict, GradeMode::kLenient, GradeMode::kSubstring}) {
       const Grade g = grade_response(response, kind == TaskKind::kInteger ? "25" : "B", mode, kind);
-      RC_ASSERT(g.verdict == "correct" || g.verdict == "wrong" || g.verdict == "no_answer");
-      RC_ASSERT((g.verdict == "no_answer") == (g.rule == "none"));
-      if (mode != GradeMode::kSubstring) RC_ASSERT(g.extracted.has_value() == (g.verdict != "no_answer"));
+      RC_ASSERT(g.verdict != Verdict::kError);
+      RC_ASSERT((g.verdict == Verdict::kNoAnswer) == (g.rule == "none"));
+      if (mode != GradeMode::kSubstring) RC_ASSERT(g.extracted.has_value() == (g.verdict != Verdict::kNoAnswer));
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/error.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -130,6 +131,118 @@ TEST(Report, MajorityTiesGoToTheFirstSampleNotTheFirstLineWritten) {
   ReportOptions o;
   o.inputs = {path};
   EXPECT_EQ(group(build_report(o), "w=0").maj, 0.0);
+}
+
+// Each problem is solved in exactly one of its 4 samples: pass@4 = 1 says
+// little, pass@1 = avg@k = 0.25, pass@2 = 1 - C(3,2)/C(4,2) = 0.5.
+TEST(Report, PassAtKForKBelowTheSamplesUsesTheUnbiasedEstimator) {
+  test::TempDir dir;
+  ReportOptions o;
+  o.inputs = {write_results(dir, "w=0", 0, 10, 4, [](int i, int s) { return (i + s) % 4 == 0; })};
+  const Report r = build_report(o);
+  const auto& g = group(r, "w=0");
+  EXPECT_EQ(g.pass, (std::map<int, double>{{1, 0.25}, {2, 0.5}, {4, 1.0}}));
+  const std::string text = format_report(r);
+  EXPECT_NE(text.find("pass@2 pass@4"), std::string::npos) << text;
+  EXPECT_EQ(report_json(r)["groups"][0]["pass_at"]["2"], 0.5);
+  EXPECT_EQ(report_json(r)["groups"][0]["pass_at_k"], 1.0);
+}
+
+TEST(Report, TheStyleColumnIsTheShareOfResponsesMatchingTheStylePattern) {
+  test::TempDir dir;
+  ReportOptions o;
+  o.style_pattern = "です。";
+  const auto path = (dir / "w0.jsonl").string();
+  std::ofstream out(path);
+  for (int s = 0; s < 4; ++s) {
+    out << json{{"id", "p"}, {"sample", s}, {"label", "w=0"}, {"w", 0}, {"answer", "7"},
+                {"response", s == 0 ? "答え：7" : "答えは7です。"}}.dump()
+        << "\n";
+  }
+  out.close();
+  o.inputs = {path};
+  const Report r = build_report(o);
+  EXPECT_EQ(group(r, "w=0").style, 0.75);
+  ASSERT_TRUE(r.samples[0].problems.at("p").samples[1].style.has_value());
+  EXPECT_EQ(*r.samples[0].problems.at("p").samples[1].style, (std::pair<size_t, size_t>{10, 19}));  // the bytes of です。
+  EXPECT_NE(format_report(r).find(" style "), std::string::npos);
+  EXPECT_EQ(report_json(r)["groups"][0]["style_rate"], 0.75);
+}
+
+// Five w against one baseline: the large gains hold after Holm's correction,
+// a gain whose own interval barely excludes zero is not claimed.
+TEST(Report, EveryGainIsOneComparisonAndHolmFlagsThoseThatHold) {
+  test::TempDir dir;
+  ReportOptions o;
+  const auto base = [](int i, int) { return i % 5 == 0; };
+  o.inputs = {write_results(dir, "w=0", 0, 200, 1, base),
+              write_results(dir, "w=0.5", 0.5, 200, 1,
+                            [&](int i, int s) {
+                              const bool lost = i % 5 == 0 && i < 30, gained = i % 5 == 1 && i < 80;
+                              return (base(i, s) && !lost) || gained;
+                            }),
+              write_results(dir, "w=1", 1, 200, 1, [](int i, int) { return i % 5 != 4; }),
+              write_results(dir, "w=1.5", 1.5, 200, 1, base),
+              write_results(dir, "w=2", 2, 200, 1, [](int, int) { return true; }),
+              write_results(dir, "w=3", 3, 200, 1, [](int, int) { return false; })};
+  const Report r = build_report(o);
+  EXPECT_EQ(r.comparisons, 5u);
+  EXPECT_TRUE(group(r, "w=1").holm_significant);
+  EXPECT_TRUE(group(r, "w=2").holm_significant);
+  EXPECT_TRUE(group(r, "w=3").holm_significant);  // a significant loss
+  EXPECT_FALSE(group(r, "w=1.5").holm_significant);
+  const auto& small = group(r, "w=0.5");  // 16 problems gained, 6 lost: +0.05
+  EXPECT_GT(small.delta_ci.low, 0.0);
+  EXPECT_GT(small.delta_p, 0.05 / 2);  // Holm's threshold for the fourth smallest of five p-values
+  EXPECT_FALSE(small.holm_significant);
+  EXPECT_NE(format_report(r).find("5 gain(s) compared with w=0; holm: yes"), std::string::npos);
+  EXPECT_EQ(report_json(r)["groups"][1]["delta_vs_baseline"]["holm_significant"], false);
+}
+
+TEST(Report, SeveralBenchmarksGetOneReportEachAndASummaryRowPerLabel) {
+  test::TempDir dir;
+  const auto path = (dir / "all.jsonl").string();
+  std::ofstream out(path);
+  for (const auto& [benchmark, correct_at_w1] : {std::pair{"aime", "7"}, std::pair{"mgsm", "3"}}) {
+    for (const auto& [label, w] : {std::pair{"w=0", 0}, std::pair{"w=1", 1}}) {
+      for (int i = 0; i < 4; ++i) {
+        out << json{{"id", fmt::format("p{}", i)}, {"sample", 0}, {"label", label}, {"w", w}, {"benchmark", benchmark},
+                    {"answer", "7"}, {"response", fmt::format("\\boxed{{{}}}", w == 1 ? correct_at_w1 : "3")}}.dump()
+            << "\n";
+      }
+    }
+  }
+  out.close();
+  ReportOptions o;
+  o.inputs = {path};
+  const auto reports = build_reports(o);
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].benchmark, "aime");
+  EXPECT_EQ(group(reports[0], "w=1").avg, 1.0);
+  EXPECT_EQ(group(reports[1], "w=1").avg, 0.0);
+  const std::string summary = format_summary(reports);
+  EXPECT_NE(summary.find("aime"), std::string::npos);
+  EXPECT_NE(summary.find("w=1             1.000 [0.510, 1.000]    0.000 [0.000, 0.490]"), std::string::npos) << summary;
+  const json j = reports_json(reports);
+  EXPECT_EQ(j["benchmarks"].size(), 2u);
+  EXPECT_EQ(j["summary"][1]["avg_at_k"]["mgsm"], 0.0);
+  EXPECT_THROW(build_report(o), Error);
+}
+
+TEST(Report, RecordsThatNameNoBenchmarkJoinTheOnlyOneNamed) {
+  test::TempDir dir;
+  const auto path = (dir / "w0.jsonl").string();
+  std::ofstream(path) << json{{"id", "a"}, {"sample", 0}, {"label", "w=0"}, {"answer", "7"}, {"response", "\\boxed{7}"},
+                              {"run", "old"}}.dump()
+                      << "\n"
+                      << json{{"id", "b"}, {"sample", 0}, {"label", "w=1"}, {"answer", "7"}, {"response", "\\boxed{7}"},
+                              {"run", "new"}, {"benchmark", "ja"}}.dump()
+                      << "\n";
+  ReportOptions o;
+  o.inputs = {path};
+  const Report r = build_report(o);
+  EXPECT_EQ(r.benchmark, "ja");
+  EXPECT_EQ(r.groups.size(), 2u);
 }
 
 }  // namespace

@@ -51,6 +51,42 @@ TEST(Stats, BootstrapAgreesWithTheNormalApproximationOnLargeSamples) {
   EXPECT_EQ(bootstrap_mean(values, 7).low, ci.low);  // fixed seed, same interval
 }
 
+// The p-value is the smallest level at which the percentile interval would
+// exclude 0: below 0.05 exactly when the 95 % interval excludes 0 (up to the
+// interpolation between two resamples), and 1 for a difference of exactly 0.
+TEST(Stats, TheBootstrapPValueAgreesWithTheInterval) {
+  // Mean `shift`, standard error about 0.032: the intervals clearly include or exclude 0.
+  for (const double shift : {-0.15, -0.03, 0.0, 0.02, 0.15}) {
+    std::vector<double> d(100, 0.0);
+    for (size_t i = 0; i < d.size(); ++i) d[i] = shift + (i % 5 == 0 ? 0.5 : i % 5 == 1 ? -0.5 : 0.0);
+    const auto test = bootstrap_mean_test(d, 3);
+    const auto ci = bootstrap_mean(d, 3);
+    EXPECT_EQ(test.ci.low, ci.low);  // the same draws
+    EXPECT_EQ(test.ci.high, ci.high);
+    EXPECT_EQ(test.p < 0.05, ci.low > 0 || ci.high < 0) << shift;
+    EXPECT_EQ(test.p < 0.05, std::abs(shift) > 0.1) << shift;
+  }
+  EXPECT_EQ(bootstrap_mean_test(std::vector<double>(30, 0.0), 1).p, 1.0);
+  EXPECT_NEAR(bootstrap_mean_test(std::vector<double>(30, 0.5), 1).p, 2.0 / 10001, 1e-12);  // never at or below 0
+}
+
+// Holm at 0.05 with four p-values, by hand: sorted 0.001 <= 0.05/4, 0.012 <=
+// 0.05/3, 0.03 > 0.05/2 stops, so 0.04 is not rejected either (though
+// 0.04 < 0.05 alone, and 0.03 would pass Bonferroni-free testing).
+TEST(Stats, HolmRejectsStepDownFromTheSmallestPValue) {
+  EXPECT_EQ(holm_reject({0.03, 0.001, 0.04, 0.012}), (std::vector<bool>{false, true, false, true}));
+  EXPECT_EQ(holm_reject({0.01, 0.02}), (std::vector<bool>{true, true}));      // 0.01 <= 0.025, 0.02 <= 0.05
+  EXPECT_EQ(holm_reject({0.026, 0.04}), (std::vector<bool>{false, false}));   // 0.026 > 0.025 stops at once
+  EXPECT_EQ(holm_reject({}), std::vector<bool>{});
+}
+
+TEST(Stats, PassAtKIsReportedForOneThePowersOfTwoBelowAndAllSamples) {
+  EXPECT_EQ(pass_k_values(1), (std::vector<int>{1}));
+  EXPECT_EQ(pass_k_values(4), (std::vector<int>{1, 2, 4}));
+  EXPECT_EQ(pass_k_values(6), (std::vector<int>{1, 2, 4, 6}));
+  EXPECT_EQ(pass_k_values(16), (std::vector<int>{1, 2, 4, 8, 16}));
+}
+
 TEST(Stats, DevSplitIsDeterministicAndRoughlyTheFraction) {
   size_t dev = 0;
   for (int i = 0; i < 2000; ++i) dev += in_dev_split("problem-" + std::to_string(i), 0.3, 42);

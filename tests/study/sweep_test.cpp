@@ -49,12 +49,15 @@ void write_family_and_recipe(const TempDir& dir, const std::string& serve_block)
   std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n"
                                   << R"({"id": "b", "problem": "2+3は？", "answer": "5"})" << "\n"
                                   << R"({"id": "c", "problem": "4+4は？", "answer": "8"})" << "\n";
+  std::ofstream(dir / "en.jsonl") << R"({"id": "a", "problem": "1+1?", "answer": "2"})" << "\n";
   const auto p = [&](const char* name) { return (dir / name).string(); };
   std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
                                     << "\noutput: " << p("out") << "\nweights: [0, 0.5, 1]\ninclude_post: true\n"
                                     << "controls:\n  - name: control\n    post: " << p("control") << "\n    weights: [0.5, 1]\n"
                                     << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
                                     << "\n    samples: 2\n    max_tokens: 6\n    temperature: 0.8\n    dev_fraction: 0.5\n"
+                                    << "    style_pattern: \"[^ ]\"\n"
+                                    << "  - name: en\n    data: " << p("en.jsonl") << "\n    samples: 2\n    max_tokens: 6\n"
                                     << serve_block;
 }
 
@@ -64,7 +67,7 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
   const auto dry = test::run_rvec("sweep " + (dir / "sweep.yaml").string() + " --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << dry.output;
   EXPECT_NE(dry.output.find("4 models to build"), std::string::npos) << dry.output;
-  EXPECT_NE(dry.output.find("requests: 36 to send"), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("requests: 48 to send"), std::string::npos) << dry.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 
   const auto first = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
@@ -86,6 +89,14 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
   EXPECT_TRUE(report["held_out"].contains("chosen"));
   EXPECT_EQ(report["held_out"]["controls"][0]["vector"], "control");
   EXPECT_TRUE(std::filesystem::exists(dir / "out" / "report-ja.svg"));
+  EXPECT_TRUE(report["groups"][0].contains("style_rate"));
+  EXPECT_EQ(report["benchmark"], "ja");
+  EXPECT_NE(test::read_file(dir / "out" / "report-ja.html").find("id=\"rvec-data\""), std::string::npos);
+  EXPECT_NE(test::read_file(dir / "out" / "report-en.html").find("id=\"rvec-data\""), std::string::npos);
+  EXPECT_NE(test::read_file(dir / "out" / "report.html").find("Summary: avg@k"), std::string::npos);
+  const std::string summary = test::read_file(dir / "out" / "report-summary.txt");
+  EXPECT_NE(summary.find("label           ja                      en"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("control w=0.5"), std::string::npos) << summary;
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
 
   const auto second = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
