@@ -18,6 +18,7 @@ struct RunFlags {
   bool dry_run = false;
   bool json = false;
   bool quiet = false;
+  unsigned threads = 1;
 };
 
 // Options shared by merge, apply and extract.
@@ -25,64 +26,116 @@ struct MergeOptions {
   Recipe recipe;
   std::string weights;
   std::vector<std::string> skip, scale, layers;
+  std::optional<double> density, gamma;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> params;
   RunFlags flags;
 };
 
+// The input models of a recipe, open; JobInputs point into them.
 struct OpenModels {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
-};
+  std::vector<std::unique_ptr<ModelFolder>> folders;
+  JobInputs inputs;
 
-OpenModels open_models(const Recipe& r) {
-  OpenModels m;
-  if (!r.pre.empty()) m.pre = ModelFolder::open(r.pre);
-  if (!r.post.empty()) m.post = ModelFolder::open(r.post);
-  if (!r.target.empty()) m.target = ModelFolder::open(r.target);
-  if (r.kind == JobKind::kApply) {
-    m.post = ModelFolder::open(r.vector);
-    const auto& meta = m.post->shards().front()->header().metadata;
+  const ModelFolder* open(const std::string& path) {
+    if (path.empty()) return nullptr;
+    folders.push_back(ModelFolder::open(path));
+    return folders.back().get();
+  }
+  // A folder written by `rvec extract`, or a usage error.
+  const ModelFolder* open_saved_vector(const std::string& path) {
+    const ModelFolder* model = open(path);
+    const auto& meta = model->shards().front()->header().metadata;
     const auto kind = meta.find("rvec.kind");
     if (kind == meta.end() || kind->second != kVectorKind) {
       bad_input("{}: not a vector written by `rvec extract` (its shards lack rvec.kind = {}); to combine three "
                 "models use `rvec merge`",
-                r.vector, kVectorKind);
+                path, kVectorKind);
     }
+    return model;
   }
+};
+
+std::unique_ptr<OpenModels> open_models(const Recipe& r) {
+  auto m = std::make_unique<OpenModels>();
+  for (const auto& v : r.vectors) {
+    m->inputs.vectors.push_back(v.vector.empty() ? VectorInput{m->open(v.pre), m->open(v.post)}
+                                                 : VectorInput{nullptr, m->open_saved_vector(v.vector)});
+  }
+  if (r.vectors.empty()) {
+    m->inputs.vectors.push_back(r.kind == JobKind::kApply ? VectorInput{nullptr, m->open_saved_vector(r.vector)}
+                                                          : VectorInput{m->open(r.pre), m->open(r.post)});
+  }
+  m->inputs.target = m->open(r.target);
   return m;
 }
 
-std::string describe_task(const TensorTask& t) {
+// Each vector's values that differ from the merge's, as "v2 density 0.3".
+std::string vector_values(const TensorTask& t, const JobPlan& plan, const MergeMethod& method) {
+  std::string out;
+  for (size_t i = 0; i < t.vectors.size(); ++i) {
+    std::string values;
+    if (t.vectors[i].weight != 1.0) values += fmt::format(" weight {}", t.vectors[i].weight);
+    for (const auto& p : method.params()) {
+      const double value = t.vectors[i].params.at(p.name);
+      if (p.per_vector && value != plan.merge_params.at(p.name)) values += fmt::format(" {} {}", p.name, param_text(p, value));
+    }
+    if (!values.empty()) out += fmt::format(" v{}{}", i + 1, values);
+  }
+  return out;
+}
+
+std::string describe_task(const TensorTask& t, const JobPlan& plan, const MergeMethod& method) {
   if (t.copied()) return t.note.empty() ? "copy from target" : t.note;
   std::string what = t.base ? "combine" : "post - pre";
   if (t.combined_elements != t.element_count()) {
     what += fmt::format(" (first {} of {} elements; rest kept)", t.combined_elements, t.element_count());
   }
   if (!t.rule.empty()) what += fmt::format(" [{}]", t.rule);
+  if (t.base) what += vector_values(t, plan, method);
+  if (const unsigned passes = statistics_passes(method, t, plan.merge_params)) {
+    what += fmt::format(" ({} statistics passes)", passes);
+  }
   return what;
 }
 
+std::string method_line(const JobPlan& plan, const MergeMethod& method) {
+  std::string params;
+  for (const auto& p : method.params()) params += fmt::format(", {} {}", p.name, param_text(p, plan.merge_params.at(p.name)));
+  return fmt::format("{}: δ = {}{}", method.name(), method.formula(), params);
+}
+
 void print_plan(const JobPlan& plan, const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
   for (const auto& f : plan.compatibility.findings) {
     fmt::print("{:<7} {}: {}\n", severity_name(f.severity), f.subject, f.message);
   }
+  if (job_kind_info(spec.kind).adds_to_target) fmt::print("method  {}\n", method_line(plan, method));
   for (const auto& t : plan.tasks) {
-    fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape), describe_task(t));
+    fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape),
+               describe_task(t, plan, method));
   }
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
     fmt::print("output  {}{}\n", plan.outputs[k].string(),
                spec.kind == JobKind::kExtract ? "" : fmt::format("  (w = {})", spec.weights[k]));
   }
   const uint64_t total_write = plan.bytes_per_output * plan.outputs.size();
-  fmt::print("read    {} (every input byte at most once, for all {} output(s))\n", human_bytes(plan.bytes_to_read),
-             plan.outputs.size());
+  fmt::print("read    {} (for all {} output(s): every input byte once, the vectors once more per statistics pass)\n",
+             human_bytes(plan.bytes_to_read), plan.outputs.size());
   fmt::print("write   {} per output, {} in all\n", human_bytes(plan.bytes_per_output), human_bytes(total_write));
   fmt::print("disk    {} free at {}: {}\n", human_bytes(plan.free_bytes), spec.output.string(),
              plan.free_bytes >= total_write ? "enough" : "NOT ENOUGH (a real run would refuse)");
 }
 
 nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
   nlohmann::ordered_json out;
   out["kind"] = job_kind_name(spec.kind);
+  out["method"] = {{"name", method.name()}, {"formula", method.formula()}, {"params", nlohmann::ordered_json::object()}};
+  for (const auto& p : method.params()) {
+    const double value = plan.merge_params.at(p.name);
+    out["method"]["params"][p.name] = p.choices.empty() ? nlohmann::ordered_json(value) : nlohmann::ordered_json(param_text(p, value));
+  }
   out["findings"] = nlohmann::ordered_json::array();
   for (const auto& f : plan.compatibility.findings) {
     out["findings"].push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject},
@@ -90,9 +143,19 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   }
   out["tensors"] = nlohmann::ordered_json::array();
   for (const auto& t : plan.tasks) {
+    nlohmann::ordered_json vectors = nlohmann::ordered_json::array();
+    for (const auto& v : t.vectors) {
+      nlohmann::ordered_json values = {{"weight", v.weight}};
+      for (const auto& p : method.params()) {
+        if (p.per_vector) values[p.name] = v.params.at(p.name);
+      }
+      vectors.push_back(values);
+    }
     out["tensors"].push_back({{"name", t.name}, {"dtype", std::string(dtype_name(t.out_dtype))},
                               {"shape", t.out_shape}, {"combined_elements", t.combined_elements},
-                              {"scale", t.scale}, {"rule", t.rule}, {"note", t.note}});
+                              {"scale", t.scale}, {"rule", t.rule}, {"note", t.note},
+                              {"statistics_passes", statistics_passes(method, t, plan.merge_params)},
+                              {"vectors", vectors}});
   }
   out["outputs"] = nlohmann::ordered_json::array();
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
@@ -145,15 +208,16 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
   JobSpec spec = job_spec(recipe);
   spec.command_line = command_line();
   spec.recipe_text = recipe_text.empty() ? recipe_yaml(recipe) : std::move(recipe_text);
-  const OpenModels models = open_models(recipe);
-  const JobPlan plan = plan_job(models.inputs(), spec);
+  spec.threads = flags.threads;
+  const auto models = open_models(recipe);
+  const JobPlan plan = plan_job(models->inputs, spec);
   if (flags.dry_run) {
     if (flags.json) fmt::print("{}\n", plan_json(plan, spec).dump(2));
     else print_plan(plan, spec);
     return;
   }
   std::unique_ptr<ProgressBar> bar;
-  const JobResult result = run_job(models.inputs(), spec, plan, [&](uint64_t done, uint64_t total) {
+  const JobResult result = run_job(models->inputs, spec, plan, [&](uint64_t done, uint64_t total) {
     if (!bar) bar = std::make_unique<ProgressBar>(std::string(job_kind_name(spec.kind)), total, !flags.quiet && !flags.json);
     bar->update(done);
   });
@@ -177,7 +241,17 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
     cmd->add_option("--skip", o.skip, "Leave tensors matching REGEX exactly as in the target (repeatable)");
     cmd->add_option("--scale", o.scale, "REGEX=FACTOR: multiply w by FACTOR for matching tensors (repeatable)");
     cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
+    cmd->add_option("--method", o.recipe.method,
+                    "Merge method: task_arithmetic (default), magnitude, ties, dare_linear, dare_ties, breadcrumbs "
+                    "(docs/merging.md)");
+    cmd->add_option("--density", o.density, "Share of each vector's elements kept (magnitude, ties, dare_*, breadcrumbs)");
+    cmd->add_option("--gamma", o.gamma, "breadcrumbs: share of the largest |v| dropped");
+    cmd->add_option("--seed", o.seed, "dare_*: seed of the drop decisions (default 0)");
+    cmd->add_option("--param", o.params, "NAME=VALUE: any other parameter of the method, e.g. vote=weighted (repeatable)");
   }
+  cmd->add_option("--threads", o.flags.threads, "Output files written at once (the bytes do not depend on it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
   cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
   cmd->add_flag("--overwrite", o.recipe.overwrite, "Replace existing output folders");
   cmd->add_option("--max-nonfinite", o.recipe.max_nonfinite,
@@ -186,6 +260,17 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
       ->capture_default_str();
   cmd->add_flag("--json", o.flags.json, "Print the plan or the result as JSON");
   cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
+}
+
+// --density, --gamma, --seed and --param NAME=VALUE into the recipe's params.
+void collect_params(MergeOptions& o) {
+  for (const auto& p : o.params) add_param_assignment(o.recipe.params, p);
+  if (o.density) o.recipe.params.insert_or_assign("density", *o.density);
+  if (o.gamma) o.recipe.params.insert_or_assign("gamma", *o.gamma);
+  if (o.seed) o.recipe.params.insert_or_assign("seed", static_cast<double>(*o.seed));
+  if (!o.recipe.params.empty() && o.recipe.method.empty()) {
+    fail(ErrorKind::kUsage, "--density, --gamma, --seed and --param need --method (task_arithmetic takes only normalize)");
+  }
 }
 
 // Rules in the order given per kind: --skip first, then --scale, then --layers.
@@ -225,6 +310,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     merge->recipe.kind = JobKind::kMerge;
     merge->recipe.weights = parse_weight_list(merge->weights);
     collect_rules(*merge);
+    collect_params(*merge);
     execute(merge->recipe, merge->flags, "");
     exit_code = 0;
   });
@@ -255,6 +341,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     apply->recipe.kind = JobKind::kApply;
     apply->recipe.weights = parse_weight_list(apply->weights);
     collect_rules(*apply);
+    collect_params(*apply);
     execute(apply->recipe, apply->flags, "");
     exit_code = 0;
   });
@@ -265,9 +352,16 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->add_flag("--dry-run", run->second.dry_run, "Print the plan and write nothing");
   r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
   r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
-  r->footer("Example recipe:\n" + recipe_yaml({JobKind::kMerge, "Qwen2.5-32B-Instruct", "s1-32B", "EZO-32B", "",
-                                              {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false, 0,
-                                              {{"lm_head", std::nullopt, 0.0}}}));
+  r->add_option("--threads", run->second.threads, "Output files written at once (the bytes do not depend on it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,
+                                               .pre = "Qwen2.5-32B-Instruct",
+                                               .post = "s1-32B",
+                                               .target = "EZO-32B",
+                                               .weights = {0.25, 0.5, 0.75, 1.0},
+                                               .output = "sweep",
+                                               .rules = {{"lm_head", std::nullopt, 0.0}}}));
   r->callback([run, &exit_code] {
     const Recipe recipe = read_recipe(run->first);
     execute(recipe, run->second, read_small_file(run->first, 1'000'000));

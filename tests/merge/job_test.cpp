@@ -177,14 +177,14 @@ TEST(Merge, ExtractThenApplyEqualsMergeWithAnF32Vector) {
   extract.weights = {1.0};
   extract.out_dtype = DType::kF32;
   extract.output = dir / "vector";
-  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  run({{{fam.pre.get(), fam.post.get()}}, nullptr}, extract);
   const auto vector = ModelFolder::open((dir / "vector").string());
   EXPECT_EQ(vector->shards().front()->header().metadata.at("rvec.kind"), kVectorKind);
   EXPECT_EQ(vector->find(kEmbedName)->info->shape[0], 512u);  // the rows pre and post share
 
   JobSpec apply = merge_spec(dir / "applied", {0.5, 1.25});
   apply.kind = JobKind::kApply;
-  run({nullptr, vector.get(), fam.target.get()}, apply);
+  run({{{nullptr, vector.get()}}, fam.target.get()}, apply);
   for (const char* w : {"w0.5", "w1.25"}) {
     const auto merged = ModelFolder::open((dir / "merged" / w).string());
     const auto applied = ModelFolder::open((dir / "applied" / w).string());
@@ -322,12 +322,12 @@ TEST(Merge, Bf16VectorStorageChangesFewElementsByAtMostOneSpacing) {
   extract.kind = JobKind::kExtract;
   extract.weights = {1.0};
   extract.output = dir / "vector";  // default dtype: the inputs' (BF16)
-  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  run({{{fam.pre.get(), fam.post.get()}}, nullptr}, extract);
   const auto vector = ModelFolder::open((dir / "vector").string());
   EXPECT_EQ(vector->tensors().front().info->dtype, DType::kBF16);
   JobSpec apply = merge_spec(dir / "applied", {1.0});
   apply.kind = JobKind::kApply;
-  run({nullptr, vector.get(), fam.target.get()}, apply);
+  run({{{nullptr, vector.get()}}, fam.target.get()}, apply);
   const auto merged = ModelFolder::open((dir / "merged").string());
   const auto applied = ModelFolder::open((dir / "applied").string());
   uint64_t total = 0, differ = 0;
