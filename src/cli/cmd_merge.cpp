@@ -7,6 +7,7 @@
 #include "base/json.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
+#include "cli/method_flags.hpp"
 #include "merge/provenance.hpp"
 #include "merge/recipe.hpp"
 #include "numeric/kernels.hpp"
@@ -26,9 +27,7 @@ struct MergeOptions {
   Recipe recipe;
   std::string weights;
   std::vector<std::string> skip, scale, layers;
-  std::optional<double> density, gamma;
-  std::optional<uint64_t> seed;
-  std::vector<std::string> params;
+  MethodFlags method;
   RunFlags flags;
 };
 
@@ -99,18 +98,12 @@ std::string describe_task(const TensorTask& t, const JobPlan& plan, const MergeM
   return what;
 }
 
-std::string method_line(const JobPlan& plan, const MergeMethod& method) {
-  std::string params;
-  for (const auto& p : method.params()) params += fmt::format(", {} {}", p.name, param_text(p, plan.merge_params.at(p.name)));
-  return fmt::format("{}: δ = {}{}", method.name(), method.formula(), params);
-}
-
 void print_plan(const JobPlan& plan, const JobSpec& spec) {
   const MergeMethod& method = job_method(spec);
   for (const auto& f : plan.compatibility.findings) {
     fmt::print("{:<7} {}: {}\n", severity_name(f.severity), f.subject, f.message);
   }
-  if (job_kind_info(spec.kind).adds_to_target) fmt::print("method  {}\n", method_line(plan, method));
+  if (job_kind_info(spec.kind).adds_to_target) fmt::print("method  {}\n", describe_method(method, plan.merge_params));
   for (const auto& t : plan.tasks) {
     fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape),
                describe_task(t, plan, method));
@@ -241,13 +234,7 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
     cmd->add_option("--skip", o.skip, "Leave tensors matching REGEX exactly as in the target (repeatable)");
     cmd->add_option("--scale", o.scale, "REGEX=FACTOR: multiply w by FACTOR for matching tensors (repeatable)");
     cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
-    cmd->add_option("--method", o.recipe.method,
-                    "Merge method: task_arithmetic (default), magnitude, ties, dare_linear, dare_ties, breadcrumbs "
-                    "(docs/merging.md)");
-    cmd->add_option("--density", o.density, "Share of each vector's elements kept (magnitude, ties, dare_*, breadcrumbs)");
-    cmd->add_option("--gamma", o.gamma, "breadcrumbs: share of the largest |v| dropped");
-    cmd->add_option("--seed", o.seed, "dare_*: seed of the drop decisions (default 0)");
-    cmd->add_option("--param", o.params, "NAME=VALUE: any other parameter of the method, e.g. vote=weighted (repeatable)");
+    o.method.add_to(cmd, false);
   }
   cmd->add_option("--threads", o.flags.threads, "Output files written at once (the bytes do not depend on it)")
       ->capture_default_str()
@@ -262,12 +249,10 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
   cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
 }
 
-// --density, --gamma, --seed and --param NAME=VALUE into the recipe's params.
+// --method, --density, --gamma, --seed and --param NAME=VALUE into the recipe.
 void collect_params(MergeOptions& o) {
-  for (const auto& p : o.params) add_param_assignment(o.recipe.params, p);
-  if (o.density) o.recipe.params.insert_or_assign("density", *o.density);
-  if (o.gamma) o.recipe.params.insert_or_assign("gamma", *o.gamma);
-  if (o.seed) o.recipe.params.insert_or_assign("seed", static_cast<double>(*o.seed));
+  if (!o.method.methods.empty()) o.recipe.method = o.method.methods.front();
+  o.recipe.params = o.method.settings();
   if (!o.recipe.params.empty() && o.recipe.method.empty()) {
     fail(ErrorKind::kUsage, "--density, --gamma, --seed and --param need --method (task_arithmetic takes only normalize)");
   }

@@ -589,19 +589,33 @@ bool is_plain_task_arithmetic(const JobSpec& spec, const JobInputs& inputs) {
   return is_default(spec.method_params) && std::ranges::all_of(spec.vector_params, is_default);
 }
 
-JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
+JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec) {
   JobPlan plan;
   const JobKindInfo& kind = job_kind_info(spec.kind);
-  if (spec.output.empty()) fail(ErrorKind::kUsage, "the output path is empty (-o OUT)");
   check_inputs(inputs, spec);
-  if (kind.adds_to_target) check_weights(spec);
-  if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
-    fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
-  }
   check_settings(spec);
   plan.merge_params = merge_params(spec);
   const std::vector<MergePlan> plans = check_compatibility(inputs, kind);
   plan.compatibility = join_plans(plans);
+  if (!plan.compatibility.compatible()) return plan;
+  const uint64_t layers = layer_count(kind.adds_to_target ? *inputs.target : *inputs.vectors.front().post);
+  for (size_t i = 0; i < plan.compatibility.tensors.size(); ++i) {
+    plan.tasks.push_back(make_task({plans, i, plan.compatibility, layers}, spec));
+  }
+  for (const auto& t : plan.tasks) {
+    plan.bytes_to_read += t.bytes_to_read(statistics_passes(job_method(spec), t, plan.merge_params));
+  }
+  return plan;
+}
+
+JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  if (spec.output.empty()) fail(ErrorKind::kUsage, "the output path is empty (-o OUT)");
+  if (kind.adds_to_target) check_weights(spec);
+  if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
+    fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
+  }
+  JobPlan plan = plan_tasks(inputs, spec);
   if (!plan.compatibility.compatible()) {
     for (const auto& f : plan.compatibility.findings) {
       if (f.severity == Severity::kError) {
@@ -609,13 +623,6 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
              plan.compatibility.count(Severity::kError));
       }
     }
-  }
-  const uint64_t layers = layer_count(kind.adds_to_target ? *inputs.target : *inputs.vectors.front().post);
-  for (size_t i = 0; i < plan.compatibility.tensors.size(); ++i) {
-    plan.tasks.push_back(make_task({plans, i, plan.compatibility, layers}, spec));
-  }
-  for (const auto& t : plan.tasks) {
-    plan.bytes_to_read += t.bytes_to_read(statistics_passes(job_method(spec), t, plan.merge_params));
   }
   const std::vector<double> weights = output_weights(spec);  // never empty: check_weights ran
   plan.bytes_per_output = output_sink(spec, inputs, plan, weights.front())->total_bytes();

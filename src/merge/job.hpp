@@ -103,6 +103,11 @@ struct JobPlan {
 // compatibility check fails, kUsage for bad weights or paths.
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec);
 
+// The part of the plan that needs no output: compatibility, method values
+// and tasks (none when incompatible), bytes to read. What `rvec check`
+// reports per method.
+JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec);
+
 struct OutputResult {
   std::filesystem::path path;
   double w = 0;
