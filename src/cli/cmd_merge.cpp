@@ -8,6 +8,7 @@
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "cli/method_flags.hpp"
+#include "merge/mergekit.hpp"
 #include "merge/provenance.hpp"
 #include "merge/recipe.hpp"
 #include "numeric/kernels.hpp"
@@ -20,6 +21,11 @@ struct RunFlags {
   bool json = false;
   bool quiet = false;
   unsigned threads = 1;
+};
+
+struct RunOptions {
+  std::string recipe, output;
+  RunFlags flags;
 };
 
 // Options shared by merge, apply and extract.
@@ -331,13 +337,15 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     exit_code = 0;
   });
 
-  auto run = std::make_shared<std::pair<std::string, RunFlags>>();
-  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe");
-  r->add_option("recipe", run->first, "Recipe file (see docs/merging.md; every output stores its own)")->required();
-  r->add_flag("--dry-run", run->second.dry_run, "Print the plan and write nothing");
-  r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
-  r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
-  r->add_option("--threads", run->second.threads, "Output files written at once (the bytes do not depend on it)")
+  auto run = std::make_shared<RunOptions>();
+  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe or a mergekit config");
+  r->add_option("recipe", run->recipe, "Recipe file (see docs/merging.md; every output stores its own) or mergekit config")
+      ->required();
+  r->add_option("-o,--output", run->output, "Output folder: required for a mergekit config; replaces a recipe's output");
+  r->add_flag("--dry-run", run->flags.dry_run, "Print the plan and write nothing");
+  r->add_flag("--json", run->flags.json, "Print the plan or the result as JSON");
+  r->add_flag("-q,--quiet", run->flags.quiet, "No progress bar or summary");
+  r->add_option("--threads", run->flags.threads, "Output files written at once (the bytes do not depend on it)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,
@@ -346,10 +354,20 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
                                                .target = "EZO-32B",
                                                .weights = {0.25, 0.5, 0.75, 1.0},
                                                .output = "sweep",
-                                               .rules = {{"lm_head", std::nullopt, 0.0}}}));
+                                               .rules = {{"lm_head", std::nullopt, 0.0}}}) +
+            "A mergekit config (merge_method: task_arithmetic, ties, dare_linear, dare_ties or breadcrumbs) runs as\n"
+            "mergekit would run it, with the differences docs/merging.md lists:\n"
+            "  rvec run mergekit.yaml -o OUT");
   r->callback([run, &exit_code] {
-    const Recipe recipe = read_recipe(run->first);
-    execute(recipe, run->second, read_small_file(run->first, 1'000'000));
+    const std::string text = read_small_file(run->recipe, 1'000'000);
+    if (is_mergekit_config(text)) {
+      const Recipe recipe = mergekit_recipe(text, run->recipe, run->output);
+      execute(recipe, run->flags, fmt::format("# rvec's recipe for the mergekit config {}\n{}", run->recipe, recipe_yaml(recipe)));
+    } else {
+      Recipe recipe = parse_recipe(text, run->recipe);
+      if (!run->output.empty()) recipe.output = run->output;
+      execute(recipe, run->flags, run->output.empty() ? text : recipe_yaml(recipe));
+    }
     exit_code = 0;
   });
 }
