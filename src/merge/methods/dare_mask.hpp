@@ -10,6 +10,7 @@
 //   u_j     = mix(key + (j + 1) * 0x9E3779B97F4A7C15)   (the j-th output of SplitMix64 from state `key`)
 //   keep    = (u_j >> 11) < density * 2^53          (as real numbers)
 //
+// u_j >> 11 for a tile of elements is kernels::splitmix_draws(key, j0, ...).
 // docs/merging.md states the same; the tests re-implement it from there.
 // Pure functions: thread-safe.
 #pragma once
@@ -22,8 +23,6 @@
 
 namespace rvec::dare {
 
-inline constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
 // The key of vector `vector` in tensor `name`.
 inline uint64_t stream_key(uint64_t seed, std::string_view name, uint64_t vector) {
   return mix64(mix64(mix64(seed) ^ fnv1a64(name)) + vector);
@@ -33,7 +32,5 @@ inline uint64_t stream_key(uint64_t seed, std::string_view name, uint64_t vector
 inline uint64_t keep_limit(double density) {
   return static_cast<uint64_t>(std::ceil(density * 9007199254740992.0));
 }
-
-inline bool keeps(uint64_t key, uint64_t j, uint64_t limit) { return (mix64(key + (j + 1) * kGolden) >> 11) < limit; }
 
 }  // namespace rvec::dare

@@ -23,8 +23,8 @@
 // the high 16 bits, then one of the low 16 bits inside the chosen bin); the
 // l1 sums are taken in double in element order in one more pass.
 //
-// Memory per vector: a 256 KiB high histogram and a 512 KiB low histogram
-// per rank bound, whatever the tensor size.
+// Memory per vector: a 1 MiB high histogram (four interleaved copies) and a
+// 512 KiB low histogram per rank bound, whatever the tensor size.
 #pragma once
 
 #include <string>
