@@ -2,6 +2,7 @@
 # rvec merge versus the raw I/O floor, measured in the same run on the same files.
 #
 #   bench/merge_bench.sh SHAPE K [K ...]      e.g. bench/merge_bench.sh 1.5b 1 4
+#   bench/merge_bench.sh methods SHAPE        every merge method against task arithmetic (K = 1, warm)
 #
 # Two floors, measured in the same run on the same files: the overlapped one
 # (the three inputs read with `cat` while K copies of the target's bytes are
@@ -14,6 +15,8 @@
 # $RVEC_BENCH_DIR (default: ./bench-data) after checking free space.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=weights
+if [[ "$1" == methods ]]; then mode=methods; shift; fi
 shape="$1"; shift
 ks=("$@")
 rvec=build/rvec
@@ -72,6 +75,45 @@ floor_overlapped() {  # $1 = K
 prepare_cache() {  # $1 = warm|cold
   if [[ $1 == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
 }
+
+# Every method with its default parameters, one output (w = 1), inputs in the
+# page cache; each method run twice and the faster run kept. The floor is
+# the overlapped one for K = 1.
+methods() {
+  local f ta=""
+  cat "$fam"/*/*.safetensors >/dev/null
+  f=$(floor_overlapped 1)
+  printf "| shape | method | statistics passes | rvec s | vs task_arithmetic | vs floor | peak RSS MiB | rchar GB |\n"
+  printf "|---|---|---|---|---|---|---|---|\n"
+  for method in task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs; do
+    local best="" rss="" rchar="" passes
+    passes=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" --method "$method" \
+      --dry-run --json | python3 -c "import json,sys;print(max(t['statistics_passes'] for t in json.load(sys.stdin)['tensors']))")
+    for run in 1 2; do
+      rm -rf "$out"
+      cat "$fam"/*/*.safetensors >/dev/null
+      /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
+        -w 1 -o "$out" --method "$method" --json -q > "$data/result.json"
+      local secs
+      secs=$(python3 -c "import json;print(json.load(open('$data/result.json'))['seconds'])")
+      if [[ -z "$best" ]] || (( $(echo "$secs < $best" | bc -l) )); then
+        best=$secs
+        rss=$(grep "Maximum resident" "$data/time.txt" | awk '{print $NF}')
+        rchar=$(python3 -c "import json;print(json.load(open('$data/result.json'))['process']['rchar'])")
+      fi
+    done
+    rm -rf "$out"
+    [[ -z "$ta" ]] && ta=$best
+    python3 - "$shape" "$method" "$passes" "$best" "$ta" "$f" "$rss" "$rchar" <<'PY'
+import sys
+shape, method, passes, secs, ta, floor, rss, rchar = sys.argv[1:]
+secs, ta, floor = float(secs), float(ta), float(floor)
+print(f"| {shape} | {method} | {passes} | {secs:.1f} | {secs/ta:.2f} | {secs/floor:.2f} | {int(rss)/1024:.0f} | {int(rchar)/1e9:.2f} |")
+PY
+  done
+}
+if [[ $mode == methods ]]; then methods; exit 0; fi
+
 
 reps="${RVEC_BENCH_REPS:-3}"
 [[ $can_drop == yes ]] && echo "(cold runs drop the page cache before each run: running as root)" \

@@ -4,9 +4,11 @@
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "cli/layer_rows.hpp"
+#include "cli/method_flags.hpp"
 #include "cli/model_summary.hpp"
 #include "io/staging.hpp"
 #include "base/progress.hpp"
+#include "merge/job.hpp"
 #include "merge/lineage.hpp"
 #include "merge/plan.hpp"
 
@@ -15,12 +17,81 @@ namespace {
 
 struct CheckOptions {
   std::string pre, post, target;
+  MethodFlags method;
   bool deep = false;
   std::vector<std::string> candidates;
   std::string output = ".";
   unsigned models = 1;
   bool json = false;
 };
+
+// What one merge method would do with these models.
+struct MethodReport {
+  const MergeMethod* method;
+  JobPlan plan;  // tasks and bytes, no outputs
+  std::map<unsigned, size_t> tensors_by_passes;  // statistics passes -> combined tensors
+};
+
+// The flags' parameters for `method`: those it takes.
+ParamSettings params_for(const MergeMethod& method, const ParamSettings& given) {
+  ParamSettings out;
+  for (const auto& [name, setting] : given) {
+    if (find_param(method, name)) out.emplace(name, setting);
+  }
+  return out;
+}
+
+std::vector<MethodReport> method_reports(const CheckOptions& o, const JobInputs& inputs) {
+  const ParamSettings given = o.method.settings();
+  std::vector<MethodReport> reports;
+  for (const auto& name : o.method.methods) reports.push_back({&merge_method(name), {}, {}});
+  for (const auto& [name, setting] : given) {
+    const bool taken = std::ranges::any_of(reports, [&](const MethodReport& r) { return find_param(*r.method, name); });
+    if (!taken) fail(ErrorKind::kUsage, "no method given with --method takes the parameter \"{}\"", name);
+  }
+  for (auto& r : reports) {
+    JobSpec spec;
+    spec.method = r.method;
+    spec.method_params = params_for(*r.method, given);
+    r.plan = plan_tasks(inputs, spec);
+    for (const auto& t : r.plan.tasks) {
+      if (!t.copied()) ++r.tensors_by_passes[statistics_passes(*r.method, t, r.plan.merge_params)];
+    }
+  }
+  return reports;
+}
+
+std::string passes_text(const MethodReport& r) {
+  std::string out;
+  for (const auto& [passes, tensors] : r.tensors_by_passes) {
+    out += fmt::format("{}{} tensor(s) with {} statistics pass(es)", out.empty() ? "" : ", ", tensors, passes);
+  }
+  return out;
+}
+
+void print_methods(const std::vector<MethodReport>& reports) {
+  for (const auto& r : reports) {
+    fmt::print("method  {}\n", describe_method(*r.method, r.plan.merge_params));
+    fmt::print("        {}: reads {} for any number of w (the vectors once more per statistics pass)\n",
+               passes_text(r), human_bytes(r.plan.bytes_to_read));
+  }
+}
+
+nlohmann::ordered_json methods_json(const std::vector<MethodReport>& reports) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& r : reports) {
+    nlohmann::ordered_json params = nlohmann::ordered_json::object();
+    for (const auto& p : r.method->params()) {
+      const double value = r.plan.merge_params.at(p.name);
+      params[p.name] = p.choices.empty() ? nlohmann::ordered_json(value) : nlohmann::ordered_json(param_text(p, value));
+    }
+    nlohmann::ordered_json passes = nlohmann::ordered_json::object();
+    for (const auto& [n, tensors] : r.tensors_by_passes) passes[std::to_string(n)] = tensors;
+    out.push_back({{"name", r.method->name()}, {"formula", r.method->formula()}, {"params", params},
+                   {"tensors_by_statistics_passes", passes}, {"bytes_to_read", r.plan.bytes_to_read}});
+  }
+  return out;
+}
 
 struct DiskCheck {
   uint64_t per_model = 0;
@@ -172,7 +243,8 @@ void add_check(CLI::App& app, int& exit_code) {
   cmd->footer(
       "Compares architecture fields, tensor names, shapes and dtypes, embedding rows and tied heads of the three\n"
       "models and the free disk space at the output path. --deep streams the weights once more and checks\n"
-      "that post and target are fine-tunes of pre (docs/lineage.md). Exit codes: 0 compatible, 3 incompatible\n"
+      "that post and target are fine-tunes of pre (docs/lineage.md). --method M (repeatable) reports what each\n"
+      "merge method would do: its values, statistics passes and bytes read. Exit codes: 0 compatible, 3 incompatible\n"
       "(or, with --deep, a model that is not a fine-tune of pre or holds NaN/Inf weights),\n"
       "4 unreadable or corrupt input, 2 bad usage.\n"
       "Example:\n"
@@ -189,11 +261,14 @@ void add_check(CLI::App& app, int& exit_code) {
                 "Also stream all weights once: fine-tune sizes, delta overlap, lineage verdict (docs/lineage.md)");
   cmd->add_option("--candidates", opts->candidates, "With --deep: rank these models as possible parents of post");
   cmd->add_flag("--json", opts->json, "Print one JSON object for scripts");
+  opts->method.add_to(cmd, true);
   cmd->callback([opts, &exit_code] {
     const auto pre = ModelFolder::open(opts->pre);
     const auto post = ModelFolder::open(opts->post);
     const auto target = ModelFolder::open(opts->target);
     const MergePlan plan = plan_merge({pre.get(), *post, *target});
+    const JobInputs inputs{{{pre.get(), post.get()}}, target.get()};
+    const std::vector<MethodReport> methods = plan.compatible() ? method_reports(*opts, inputs) : std::vector<MethodReport>{};
     const std::vector<nlohmann::ordered_json> summaries = {
         model_summary(*pre, {.tokenizer = false}), model_summary(*post, {.tokenizer = false}),
         model_summary(*target, {.tokenizer = false})};
@@ -219,9 +294,11 @@ void add_check(CLI::App& app, int& exit_code) {
     if (opts->json) {
       auto out = to_json(plan, summaries, *opts, disk);
       if (lineage) out["lineage"] = lineage_json(*lineage);
+      if (!opts->method.methods.empty()) out["methods"] = methods_json(methods);
       fmt::print("{}\n", out.dump(2));
     } else {
       print_human(plan, summaries, *opts, disk);
+      print_methods(methods);
       if (lineage) print_lineage(*lineage);
     }
     const bool unrelated = lineage && (lineage->post_verdict == LineageVerdict::kUnrelated ||

@@ -7,6 +7,8 @@
 #include "base/json.hpp"
 #include "base/text.hpp"
 #include "cli/commands.hpp"
+#include "cli/method_flags.hpp"
+#include "merge/mergekit.hpp"
 #include "merge/provenance.hpp"
 #include "merge/recipe.hpp"
 #include "numeric/kernels.hpp"
@@ -19,6 +21,12 @@ struct RunFlags {
   bool json = false;
   bool quiet = false;
   bool stats = false;
+  unsigned threads = 1;
+};
+
+struct RunOptions {
+  std::string recipe, output;
+  RunFlags flags;
 };
 
 // Options shared by merge, apply and extract.
@@ -26,64 +34,108 @@ struct MergeOptions {
   Recipe recipe;
   std::string weights;
   std::vector<std::string> skip, scale, layers;
+  MethodFlags method;
   RunFlags flags;
 };
 
+// The input models of a recipe, open; JobInputs point into them.
 struct OpenModels {
-  std::unique_ptr<ModelFolder> pre, post, target;
-  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
-};
+  std::vector<std::unique_ptr<ModelFolder>> folders;
+  JobInputs inputs;
 
-OpenModels open_models(const Recipe& r) {
-  OpenModels m;
-  if (!r.pre.empty()) m.pre = ModelFolder::open(r.pre);
-  if (!r.post.empty()) m.post = ModelFolder::open(r.post);
-  if (!r.target.empty()) m.target = ModelFolder::open(r.target);
-  if (r.kind == JobKind::kApply) {
-    m.post = ModelFolder::open(r.vector);
-    const auto& meta = m.post->shards().front()->header().metadata;
+  const ModelFolder* open(const std::string& path) {
+    if (path.empty()) return nullptr;
+    folders.push_back(ModelFolder::open(path));
+    return folders.back().get();
+  }
+  // A folder written by `rvec extract`, or a usage error.
+  const ModelFolder* open_saved_vector(const std::string& path) {
+    const ModelFolder* model = open(path);
+    const auto& meta = model->shards().front()->header().metadata;
     const auto kind = meta.find("rvec.kind");
     if (kind == meta.end() || kind->second != kVectorKind) {
       bad_input("{}: not a vector written by `rvec extract` (its shards lack rvec.kind = {}); to combine three "
                 "models use `rvec merge`",
-                r.vector, kVectorKind);
+                path, kVectorKind);
     }
+    return model;
   }
+};
+
+std::unique_ptr<OpenModels> open_models(const Recipe& r) {
+  auto m = std::make_unique<OpenModels>();
+  for (const auto& v : r.vectors) {
+    m->inputs.vectors.push_back(v.vector.empty() ? VectorInput{m->open(v.pre), m->open(v.post)}
+                                                 : VectorInput{nullptr, m->open_saved_vector(v.vector)});
+  }
+  if (r.vectors.empty()) {
+    m->inputs.vectors.push_back(r.kind == JobKind::kApply ? VectorInput{nullptr, m->open_saved_vector(r.vector)}
+                                                          : VectorInput{m->open(r.pre), m->open(r.post)});
+  }
+  m->inputs.target = m->open(r.target);
   return m;
 }
 
-std::string describe_task(const TensorTask& t) {
+// Each vector's values that differ from the merge's, as "v2 density 0.3".
+std::string vector_values(const TensorTask& t, const JobPlan& plan, const MergeMethod& method) {
+  std::string out;
+  for (size_t i = 0; i < t.vectors.size(); ++i) {
+    std::string values;
+    if (t.vectors[i].weight != 1.0) values += fmt::format(" weight {}", t.vectors[i].weight);
+    for (const auto& p : method.params()) {
+      const double value = t.vectors[i].params.at(p.name);
+      if (p.per_vector && value != plan.merge_params.at(p.name)) values += fmt::format(" {} {}", p.name, param_text(p, value));
+    }
+    if (!values.empty()) out += fmt::format(" v{}{}", i + 1, values);
+  }
+  return out;
+}
+
+std::string describe_task(const TensorTask& t, const JobPlan& plan, const MergeMethod& method) {
   if (t.copied()) return t.note.empty() ? "copy from target" : t.note;
   std::string what = t.base ? "combine" : "post - pre";
   if (t.combined_elements != t.element_count()) {
     what += fmt::format(" (first {} of {} elements; rest kept)", t.combined_elements, t.element_count());
   }
   if (!t.rule.empty()) what += fmt::format(" [{}]", t.rule);
+  if (t.base) what += vector_values(t, plan, method);
+  if (const unsigned passes = statistics_passes(method, t, plan.merge_params)) {
+    what += fmt::format(" ({} statistics passes)", passes);
+  }
   return what;
 }
 
 void print_plan(const JobPlan& plan, const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
   for (const auto& f : plan.compatibility.findings) {
     fmt::print("{:<7} {}: {}\n", severity_name(f.severity), f.subject, f.message);
   }
+  if (job_kind_info(spec.kind).adds_to_target) fmt::print("method  {}\n", describe_method(method, plan.merge_params));
   for (const auto& t : plan.tasks) {
-    fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape), describe_task(t));
+    fmt::print("tensor  {}  {} {}  {}\n", t.name, dtype_name(t.out_dtype), shape_string(t.out_shape),
+               describe_task(t, plan, method));
   }
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
     fmt::print("output  {}{}\n", plan.outputs[k].string(),
                spec.kind == JobKind::kExtract ? "" : fmt::format("  (w = {})", spec.weights[k]));
   }
   const uint64_t total_write = plan.bytes_per_output * plan.outputs.size();
-  fmt::print("read    {} (every input byte at most once, for all {} output(s))\n", human_bytes(plan.bytes_to_read),
-             plan.outputs.size());
+  fmt::print("read    {} (for all {} output(s): every input byte once, the vectors once more per statistics pass)\n",
+             human_bytes(plan.bytes_to_read), plan.outputs.size());
   fmt::print("write   {} per output, {} in all\n", human_bytes(plan.bytes_per_output), human_bytes(total_write));
   fmt::print("disk    {} free at {}: {}\n", human_bytes(plan.free_bytes), spec.output.string(),
              plan.free_bytes >= total_write ? "enough" : "NOT ENOUGH (a real run would refuse)");
 }
 
 nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
   nlohmann::ordered_json out;
   out["kind"] = job_kind_name(spec.kind);
+  out["method"] = {{"name", method.name()}, {"formula", method.formula()}, {"params", nlohmann::ordered_json::object()}};
+  for (const auto& p : method.params()) {
+    const double value = plan.merge_params.at(p.name);
+    out["method"]["params"][p.name] = p.choices.empty() ? nlohmann::ordered_json(value) : nlohmann::ordered_json(param_text(p, value));
+  }
   out["findings"] = nlohmann::ordered_json::array();
   for (const auto& f : plan.compatibility.findings) {
     out["findings"].push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject},
@@ -91,9 +143,19 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   }
   out["tensors"] = nlohmann::ordered_json::array();
   for (const auto& t : plan.tasks) {
+    nlohmann::ordered_json vectors = nlohmann::ordered_json::array();
+    for (const auto& v : t.vectors) {
+      nlohmann::ordered_json values = {{"weight", v.weight}};
+      for (const auto& p : method.params()) {
+        if (p.per_vector) values[p.name] = v.params.at(p.name);
+      }
+      vectors.push_back(values);
+    }
     out["tensors"].push_back({{"name", t.name}, {"dtype", std::string(dtype_name(t.out_dtype))},
                               {"shape", t.out_shape}, {"combined_elements", t.combined_elements},
-                              {"scale", t.scale}, {"rule", t.rule}, {"note", t.note}});
+                              {"scale", t.scale}, {"rule", t.rule}, {"note", t.note},
+                              {"statistics_passes", statistics_passes(method, t, plan.merge_params)},
+                              {"vectors", vectors}});
   }
   out["outputs"] = nlohmann::ordered_json::array();
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
@@ -162,15 +224,16 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
   JobSpec spec = job_spec(recipe);
   spec.command_line = command_line();
   spec.recipe_text = recipe_text.empty() ? recipe_yaml(recipe) : std::move(recipe_text);
-  const OpenModels models = open_models(recipe);
-  const JobPlan plan = plan_job(models.inputs(), spec);
+  spec.threads = flags.threads;
+  const auto models = open_models(recipe);
+  const JobPlan plan = plan_job(models->inputs, spec);
   if (flags.dry_run) {
     if (flags.json) fmt::print("{}\n", plan_json(plan, spec).dump(2));
     else print_plan(plan, spec);
     return;
   }
   std::unique_ptr<ProgressBar> bar;
-  const JobResult result = run_job(models.inputs(), spec, plan, [&](uint64_t done, uint64_t total) {
+  const JobResult result = run_job(models->inputs, spec, plan, [&](uint64_t done, uint64_t total) {
     if (!bar) bar = std::make_unique<ProgressBar>(std::string(job_kind_name(spec.kind)), total, !flags.quiet && !flags.json);
     bar->update(done);
   });
@@ -195,7 +258,11 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
     cmd->add_option("--skip", o.skip, "Leave tensors matching REGEX exactly as in the target (repeatable)");
     cmd->add_option("--scale", o.scale, "REGEX=FACTOR: multiply w by FACTOR for matching tensors (repeatable)");
     cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
+    o.method.add_to(cmd, false);
   }
+  cmd->add_option("--threads", o.flags.threads, "Output files written at once (the bytes do not depend on it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
   cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
   cmd->add_flag("--overwrite", o.recipe.overwrite, "Replace existing output folders");
   cmd->add_option("--max-nonfinite", o.recipe.max_nonfinite,
@@ -207,6 +274,15 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
   cmd->add_flag("--stats", o.flags.stats,
                 "Also print where the time went: reading, computing, waiting for the writer, the writer's appends, "
                 "syncing (always in --json as \"stages\")");
+}
+
+// --method, --density, --gamma, --seed and --param NAME=VALUE into the recipe.
+void collect_params(MergeOptions& o) {
+  if (!o.method.methods.empty()) o.recipe.method = o.method.methods.front();
+  o.recipe.params = o.method.settings();
+  if (!o.recipe.params.empty() && o.recipe.method.empty()) {
+    fail(ErrorKind::kUsage, "--density, --gamma, --seed and --param need --method (task_arithmetic takes only normalize)");
+  }
 }
 
 // Rules in the order given per kind: --skip first, then --scale, then --layers.
@@ -246,6 +322,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     merge->recipe.kind = JobKind::kMerge;
     merge->recipe.weights = parse_weight_list(merge->weights);
     collect_rules(*merge);
+    collect_params(*merge);
     execute(merge->recipe, merge->flags, "");
     exit_code = 0;
   });
@@ -276,23 +353,43 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     apply->recipe.kind = JobKind::kApply;
     apply->recipe.weights = parse_weight_list(apply->weights);
     collect_rules(*apply);
+    collect_params(*apply);
     execute(apply->recipe, apply->flags, "");
     exit_code = 0;
   });
 
-  auto run = std::make_shared<std::pair<std::string, RunFlags>>();
-  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe");
-  r->add_option("recipe", run->first, "Recipe file (see docs/merging.md; every output stores its own)")->required();
-  r->add_flag("--dry-run", run->second.dry_run, "Print the plan and write nothing");
-  r->add_flag("--json", run->second.json, "Print the plan or the result as JSON");
-  r->add_flag("-q,--quiet", run->second.quiet, "No progress bar or summary");
-  r->add_flag("--stats", run->second.stats, "Also print where the time went (see rvec merge --help)");
-  r->footer("Example recipe:\n" + recipe_yaml({JobKind::kMerge, "Qwen2.5-32B-Instruct", "s1-32B", "EZO-32B", "",
-                                              {0.25, 0.5, 0.75, 1.0}, "sweep", std::nullopt, "5GB", false, 0,
-                                              {{"lm_head", std::nullopt, 0.0}}}));
+  auto run = std::make_shared<RunOptions>();
+  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe or a mergekit config");
+  r->add_option("recipe", run->recipe, "Recipe file (see docs/merging.md; every output stores its own) or mergekit config")
+      ->required();
+  r->add_option("-o,--output", run->output, "Output folder: required for a mergekit config; replaces a recipe's output");
+  r->add_flag("--dry-run", run->flags.dry_run, "Print the plan and write nothing");
+  r->add_flag("--json", run->flags.json, "Print the plan or the result as JSON");
+  r->add_flag("-q,--quiet", run->flags.quiet, "No progress bar or summary");
+  r->add_flag("--stats", run->flags.stats, "Also print where the time went (see rvec merge --help)");
+  r->add_option("--threads", run->flags.threads, "Output files written at once (the bytes do not depend on it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+  r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,
+                                               .pre = "Qwen2.5-32B-Instruct",
+                                               .post = "s1-32B",
+                                               .target = "EZO-32B",
+                                               .weights = {0.25, 0.5, 0.75, 1.0},
+                                               .output = "sweep",
+                                               .rules = {{"lm_head", std::nullopt, 0.0}}}) +
+            "A mergekit config (merge_method: task_arithmetic, ties, dare_linear, dare_ties or breadcrumbs) runs as\n"
+            "mergekit would run it, with the differences docs/merging.md lists:\n"
+            "  rvec run mergekit.yaml -o OUT");
   r->callback([run, &exit_code] {
-    const Recipe recipe = read_recipe(run->first);
-    execute(recipe, run->second, read_small_file(run->first, 1'000'000));
+    const std::string text = read_small_file(run->recipe, 1'000'000);
+    if (is_mergekit_config(text)) {
+      const Recipe recipe = mergekit_recipe(text, run->recipe, run->output);
+      execute(recipe, run->flags, fmt::format("# rvec's recipe for the mergekit config {}\n{}", run->recipe, recipe_yaml(recipe)));
+    } else {
+      Recipe recipe = parse_recipe(text, run->recipe);
+      if (!run->output.empty()) recipe.output = run->output;
+      execute(recipe, run->flags, run->output.empty() ? text : recipe_yaml(recipe));
+    }
     exit_code = 0;
   });
 }

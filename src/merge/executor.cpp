@@ -88,14 +88,27 @@ uint64_t TensorTask::element_count() const {
   return n;
 }
 
-uint64_t TensorTask::bytes_to_read(bool statistics_pass) const {
+uint64_t TensorTask::bytes_to_read(unsigned statistics_passes) const {
   uint64_t vector_bytes = 0;
   for (const auto& v : vectors) {
     vector_bytes += bytes_of(v.post->info->dtype, combined_elements);
     if (v.pre) vector_bytes += bytes_of(v.pre->info->dtype, combined_elements);
   }
-  if (statistics_pass && !copied()) vector_bytes *= 2;
+  if (!copied()) vector_bytes *= 1 + statistics_passes;
   return vector_bytes + (base ? base->info->byte_size() : 0);
+}
+
+TaskContext::TaskContext(const TensorTask& task, const MethodParams& merge_params) {
+  for (const auto& v : task.vectors) {
+    weights_.push_back(v.weight);
+    params_.push_back(v.params.empty() ? merge_params : v.params);
+  }
+  context_ = {task.name, task.combined_elements, weights_, &merge_params, params_};
+}
+
+unsigned statistics_passes(const MergeMethod& method, const TensorTask& task, const MethodParams& merge_params) {
+  if (task.copied()) return 0;
+  return method.statistics_passes(TaskContext(task, merge_params).get());
 }
 
 TaskExecutor::TaskExecutor(const MergeMethod& method, const MethodParams& params, std::vector<double> weights,
@@ -116,10 +129,10 @@ void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t
   const uint64_t total = task.element_count();
   if (!task.copied()) {
     buffers_->reserve_vectors(task.vectors.size());
-    std::vector<double> vector_weights;
-    for (const auto& v : task.vectors) vector_weights.push_back(v.weight);
-    const auto combiner = method_.begin_tensor({task.name, task.combined_elements, vector_weights, &params_});
-    if (method_.needs_statistics_pass()) statistics_pass(task, *combiner, progress);
+    const TaskContext context(task, params_);
+    const auto combiner = method_.begin_tensor(context.get());
+    const unsigned passes = method_.statistics_passes(context.get());
+    for (unsigned pass = 0; pass < passes; ++pass) statistics_pass(task, pass, *combiner, progress);
     for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
       combine_block(task, *combiner, first, std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first));
       progress(bytes_read());
@@ -154,7 +167,7 @@ void TaskExecutor::deltas_of_tile(const TensorTask& task, size_t tile, size_t m,
   }
 }
 
-void TaskExecutor::statistics_pass(const TensorTask& task, TensorCombiner& combiner,
+void TaskExecutor::statistics_pass(const TensorTask& task, unsigned pass, TensorCombiner& combiner,
                                    const std::function<void(uint64_t)>& progress) {
   for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
     const size_t n = std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first);
@@ -164,11 +177,12 @@ void TaskExecutor::statistics_pass(const TensorTask& task, TensorCombiner& combi
       const size_t m = std::min<uint64_t>(kTileElements, n - tile);
       deltas_of_tile(task, tile, m, nullptr);
       for (size_t i = 0; i < task.vectors.size(); ++i) {
-        combiner.observe(i, first + tile, std::span<const float>(buffers_->deltas[i], m));
+        combiner.observe(pass, i, first + tile, std::span<const float>(buffers_->deltas[i], m));
       }
     }
     progress(bytes_read());
   }
+  combiner.end_pass(pass);
 }
 
 size_t TaskExecutor::acquire_buffer() {

@@ -8,8 +8,8 @@
 //   out_k = round(base + f32(f32(w_k * scale) * δ))     (base: the target)
 // or out = round(δ) when the task has no base (extract), is encoded straight
 // into a buffer of the AsyncSink, whose thread appends it to the files while
-// the next block is computed. Methods that need a statistics pass get the
-// tensor's deltas streamed through observe() first.
+// the next block is computed. Methods that need statistics passes get the
+// tensor's deltas streamed through observe() that many times first.
 //
 // Memory: one raw block per input (4 MiB each) and a few 64 KiB f32 tiles,
 // whatever the model size. Not thread-safe: one executor per thread.
@@ -35,6 +35,7 @@ struct TaskVector {
   const ModelTensor* post = nullptr;  // the fine-tuned model's tensor, or a saved vector's
   const ModelTensor* pre = nullptr;   // the base model's; null when `post` is a saved vector
   double weight = 1.0;                // w_i, this vector's share before the output's w
+  MethodParams params;                // this vector's method values for this tensor; empty: the merge's
 };
 
 // One output tensor and where its values come from.
@@ -51,8 +52,8 @@ struct TensorTask {
 
   uint64_t element_count() const;
   bool copied() const { return combined_elements == 0; }
-  // Bytes of the inputs the task reads; the vectors twice with a statistics pass.
-  uint64_t bytes_to_read(bool statistics_pass) const;
+  // Bytes of the inputs the task reads: the vectors once more per statistics pass.
+  uint64_t bytes_to_read(unsigned statistics_passes) const;
 };
 
 // Where a merge's time goes, per stage. The executor's thread reads, computes
@@ -68,6 +69,24 @@ struct StageTimes {
 
   StageTimes& operator+=(const StageTimes& o);
 };
+
+// A task's TensorContext together with the arrays it points into (so not
+// copyable). `merge_params` must outlive it.
+class TaskContext {
+ public:
+  TaskContext(const TensorTask& task, const MethodParams& merge_params);
+  TaskContext(const TaskContext&) = delete;
+  TaskContext& operator=(const TaskContext&) = delete;
+  const TensorContext& get() const { return context_; }
+
+ private:
+  std::vector<double> weights_;
+  std::vector<MethodParams> params_;
+  TensorContext context_;
+};
+
+// The statistics passes `method` needs for the task (0 for a copied task).
+unsigned statistics_passes(const MergeMethod& method, const TensorTask& task, const MethodParams& merge_params);
 
 // Output values that became NaN/Inf though no input value was: (tensor, count).
 using NonfiniteCounts = std::vector<std::pair<std::string, uint64_t>>;
@@ -94,7 +113,8 @@ class TaskExecutor {
 
  private:
   struct Buffers;
-  void statistics_pass(const TensorTask& task, TensorCombiner& combiner, const std::function<void(uint64_t)>& progress);
+  void statistics_pass(const TensorTask& task, unsigned pass, TensorCombiner& combiner,
+                       const std::function<void(uint64_t)>& progress);
   void combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n);
   void read_vectors(const TensorTask& task, uint64_t first, size_t n);
   void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums);

@@ -1,16 +1,20 @@
 #include "merge/job.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <atomic>
+#include <mutex>
 #include <set>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/test_hooks.hpp"
+#include "base/thread_pool.hpp"
 #include "base/text.hpp"
 #include "io/async_sink.hpp"
 #include "io/model_sink.hpp"
@@ -32,10 +36,42 @@ std::vector<double> output_weights(const JobSpec& spec) {
 
 // ---------------------------------------------------------------- planning --
 
-MergePlan check_compatibility(const JobInputs& in, const JobKindInfo& kind) {
-  const ModelFolder& output_model = kind.adds_to_target ? *in.target : *in.post;
-  return plan_merge({kind.reads_pre ? in.pre : nullptr, *in.post, output_model, kind.reads_pre ? "post" : "vector",
-                     kind.adds_to_target ? "target" : "post", !kind.reads_pre});
+std::vector<MergePlan> check_compatibility(const JobInputs& in, const JobKindInfo& kind) {
+  std::vector<MergePlan> plans;
+  for (size_t i = 0; i < in.vectors.size(); ++i) {
+    const VectorInput& v = in.vectors[i];
+    const ModelFolder& output_model = kind.adds_to_target ? *in.target : *v.post;
+    plans.push_back(plan_merge({v.pre, *v.post, output_model, vector_role(in, i, v.pre ? "post" : "vector"),
+                                kind.adds_to_target ? "target" : "post", v.pre == nullptr,
+                                vector_role(in, i, "pre")}));
+  }
+  return plans;
+}
+
+// Every input model with its role in messages.
+std::vector<std::pair<std::string, const ModelFolder*>> input_roles(const JobInputs& inputs) {
+  std::vector<std::pair<std::string, const ModelFolder*>> roles;
+  for (size_t i = 0; i < inputs.vectors.size(); ++i) {
+    const VectorInput& v = inputs.vectors[i];
+    if (v.pre) roles.emplace_back(vector_role(inputs, i, "pre"), v.pre);
+    roles.emplace_back(vector_role(inputs, i, v.pre ? "post" : "vector"), v.post);
+  }
+  if (inputs.target) roles.emplace_back("target", inputs.target);
+  return roles;
+}
+
+void check_inputs(const JobInputs& inputs, const JobSpec& spec) {
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  if (inputs.vectors.empty()) fail(ErrorKind::kUsage, "a {} needs a vector", kind.name);
+  if (kind.adds_to_target != (inputs.target != nullptr)) {
+    fail(ErrorKind::kUsage, "a {} {}", kind.name, kind.adds_to_target ? "needs a target" : "takes no target");
+  }
+  if (spec.kind == JobKind::kExtract && (inputs.vectors.size() != 1 || !inputs.vectors[0].pre)) {
+    fail(ErrorKind::kUsage, "extract takes one pre and one post model");
+  }
+  if (!spec.vector_params.empty() && spec.vector_params.size() != inputs.vectors.size()) {
+    fail(ErrorKind::kUsage, "{} vector settings for {} vectors", spec.vector_params.size(), inputs.vectors.size());
+  }
 }
 
 // Is `inner` the same path as `outer`, or below it? Both absolute and normal.
@@ -49,12 +85,10 @@ fs::path resolved(const fs::path& path) { return fs::weakly_canonical(fs::absolu
 // An output that is an input, holds one or lies inside one would replace or
 // bury that input (--overwrite deletes the output first): refused.
 void check_outputs_apart_from_inputs(const JobInputs& inputs, const std::vector<fs::path>& outputs) {
-  const std::pair<const char*, const ModelFolder*> roles[] = {
-      {"pre", inputs.pre}, {inputs.pre ? "post" : "vector", inputs.post}, {"target", inputs.target}};
+  const auto roles = input_roles(inputs);
   for (const auto& output : outputs) {
     const fs::path out = resolved(output);
     for (const auto& [role, model] : roles) {
-      if (!model) continue;
       const fs::path in = resolved(model->path());
       const char* how = out == in ? "is" : is_within(in, out) ? "contains" : is_within(out, in) ? "is inside" : nullptr;
       if (how) {
@@ -81,7 +115,54 @@ DType output_dtype(const JobSpec& spec, const TensorInfo& source) {
   return spec.out_dtype.value_or(source.dtype);
 }
 
-TensorTask make_task(const TensorPlan& p, const JobSpec& spec) {
+// The declaration of every vector's weight w_i.
+const MethodParam& vector_weight_param() {
+  static const MethodParam weight{"weight", 1.0, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max(),
+                                  "the vector's share", {}, true};
+  return weight;
+}
+
+// A parameter's value for vector i in tensor `name` at layer position t:
+// the vector's own setting, else the merge's, else the declared default.
+double resolve_param(const MethodParam& param, const JobSpec& spec, size_t i, const std::string& name, double t) {
+  const auto from = [&](const ParamSettings& settings) -> std::optional<double> {
+    const auto it = settings.find(param.name);
+    return it == settings.end() ? std::nullopt : it->second.value_at(param, name, t);
+  };
+  if (!spec.vector_params.empty()) {
+    if (const auto value = from(spec.vector_params[i])) return *value;
+  }
+  return from(spec.method_params).value_or(param.default_value);
+}
+
+// Vector i's weight and parameters for one tensor, validated.
+TaskVector resolve_vector(const TensorPlan& p, const JobSpec& spec, size_t i, double t) {
+  const MergeMethod& method = job_method(spec);
+  TaskVector v{p.post, p.pre};
+  const std::string& name = p.name();
+  v.weight = resolve_param(vector_weight_param(), spec, i, name, t);
+  if (!std::isfinite(v.weight) || std::fabs(v.weight) > std::numeric_limits<float>::max()) {
+    fail(ErrorKind::kUsage, "tensor {}: the weight of vector {} is {}, not a finite f32 number", name, i + 1, v.weight);
+  }
+  MethodParams given;
+  for (const auto& param : method.params()) given[param.name] = resolve_param(param, spec, i, name, t);
+  try {
+    v.params = complete_params(method, given);
+  } catch (const Error& e) {
+    fail(ErrorKind::kUsage, "tensor {}, vector {}: {}", name, i + 1, e.what());
+  }
+  return v;
+}
+
+struct TaskSource {
+  const std::vector<MergePlan>& plans;  // one per vector
+  size_t tensor;                        // index into each plan's tensors
+  const MergePlan& joined;
+  uint64_t layers;                      // of the output model, for gradients
+};
+
+TensorTask make_task(const TaskSource& source, const JobSpec& spec) {
+  const TensorPlan& p = source.joined.tensors[source.tensor];
   TensorTask t;
   const TensorInfo& info = *p.target->info;
   t.name = p.name();
@@ -106,9 +187,58 @@ TensorTask make_task(const TensorPlan& p, const JobSpec& spec) {
     t.note = fmt::format("copied from target ({})", t.rule);
     return t;
   }
-  t.vectors = {{p.post, p.pre}};
+  const double position = layer_position(t.name, source.layers);
+  for (size_t i = 0; i < source.plans.size(); ++i) {
+    t.vectors.push_back(resolve_vector(source.plans[i].tensors[source.tensor], spec, i, position));
+  }
   t.combined_elements = p.combined_rows * row_elements;
   return t;
+}
+
+// Settings are checked by name before any tensor is planned: the merge's
+// against the method, each vector's against its per-vector parameters.
+void check_settings(const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
+  std::vector<std::string> per_vector = {"weight"};
+  for (const auto& p : method.params()) {
+    if (p.per_vector) per_vector.push_back(p.name);
+  }
+  for (const auto& [name, setting] : spec.method_params) {
+    const MethodParam* declared = find_param(method, name);
+    if (!declared && name != "weight") fail(ErrorKind::kUsage, "merge method {} takes no parameter \"{}\"", method.name(), name);
+    if (declared && !declared->per_vector && !setting.is_constant()) {
+      fail(ErrorKind::kUsage, "parameter {} of {} is one value for the whole merge; it cannot vary over the layers",
+           name, method.name());
+    }
+  }
+  for (size_t i = 0; i < spec.vector_params.size(); ++i) {
+    for (const auto& [name, setting] : spec.vector_params[i]) {
+      if (std::ranges::find(per_vector, name) == per_vector.end()) {
+        fail(ErrorKind::kUsage, "vector {}: \"{}\" is not a per-vector parameter of {} (per vector: {})", i + 1, name,
+             method.name(), fmt::join(per_vector, ", "));
+      }
+    }
+  }
+}
+
+// The merge-wide values: constant settings, defaults for the rest.
+MethodParams merge_params(const JobSpec& spec) {
+  const MergeMethod& method = job_method(spec);
+  MethodParams given;
+  for (const auto& [name, setting] : spec.method_params) {
+    const MethodParam* declared = find_param(method, name);
+    if (declared && setting.is_constant()) given[name] = *setting.value_at(*declared, "", 0);
+  }
+  return complete_params(method, given);
+}
+
+uint64_t layer_count(const ModelFolder& model) {
+  if (model.config() && model.config()->num_hidden_layers) return *model.config()->num_hidden_layers;
+  uint64_t layers = 0;
+  for (const auto& t : model.tensors()) {
+    if (const auto layer = layer_index(t.name())) layers = std::max(layers, *layer + 1);
+  }
+  return layers;
 }
 
 std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
@@ -117,8 +247,8 @@ std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
   return specs;
 }
 
-std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobPlan& plan, double w) {
-  return safetensors_sink(output_specs(plan.tasks), shard_metadata(spec, w), spec.max_shard_bytes);
+std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inputs, const JobPlan& plan, double w) {
+  return safetensors_sink(output_specs(plan.tasks), shard_metadata(spec, inputs, w), spec.max_shard_bytes);
 }
 
 // ---------------------------------------------------------------- outputs --
@@ -194,7 +324,7 @@ std::vector<OutputSlot> prepare_outputs(const JobInputs& inputs, const JobSpec& 
     slots[k].result.path = plan.outputs[k];
     slots[k].result.w = weights[k];
     slots[k].fingerprint = output_fingerprint(inputs, spec, weights[k]);
-    slots[k].sink = output_sink(spec, plan, weights[k]);
+    slots[k].sink = output_sink(spec, inputs, plan, weights[k]);
     inspect_slot(slots[k], spec);
   }
   return slots;
@@ -241,23 +371,56 @@ void open_slot(OutputSlot& slot, const JobSpec& spec) {
 
 // ---------------------------------------------------------------- streaming --
 
-// Stops the job once an output holds more new NaN/Inf values than allowed.
-void check_nonfinite(const OutputSlot& slot, const NonfiniteCounts& in_this_file, const JobSpec& spec) {
-  uint64_t total = 0;
-  for (const auto& [tensor, count] : slot.result.nonfinite) total += count;
-  for (const auto& [tensor, count] : in_this_file) total += count;
-  if (total <= spec.max_new_nonfinite) return;
-  const auto& [tensor, count] = in_this_file.empty() ? slot.result.nonfinite.back() : in_this_file.back();
-  fail(ErrorKind::kUsage,
-       "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the weight overflows the output dtype; "
-       "the merge stopped and left no finished output (--max-nonfinite N accepts up to N)",
-       slot.result.path.string(), slot.result.w, total, count, tensor);
-}
+// What writing one file gave, added to the job's result in file order (so
+// the result is the same for any number of threads).
+struct FileOutcome {
+  std::vector<OutputSlot*> active;          // the outputs that needed the file
+  std::vector<NonfiniteCounts> nonfinite;   // per active output
+  std::map<std::string, kernels::DeltaSums> vector_sums;
+  uint64_t bytes_read = 0, bytes_written = 0;
+  StageTimes stages;
+};
 
-// Writes file `i` of every output in `active` in one pass over its tensors.
-void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec& spec,
-                const std::map<std::string, const TensorTask*>& task_by_name, JobResult& result,
+// New NaN/Inf values per output over the files finished so far; stops the
+// job once an output holds more than allowed. Thread-safe.
+class NonfiniteBudget {
+ public:
+  NonfiniteBudget(const std::vector<OutputSlot>& slots, uint64_t allowed) : slots_(slots), allowed_(allowed) {}
+
+  void check(const OutputSlot& slot, const NonfiniteCounts& in_this_file) const {
+    uint64_t total = finished(slot);
+    for (const auto& [tensor, count] : in_this_file) total += count;
+    if (total <= allowed_) return;
+    const auto& [tensor, count] = in_this_file.back();
+    fail(ErrorKind::kUsage,
+         "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the weight overflows the output dtype; "
+         "the merge stopped and left no finished output (--max-nonfinite N accepts up to N)",
+         slot.result.path.string(), slot.result.w, total, count, tensor);
+  }
+
+  void add(const OutputSlot& slot, const NonfiniteCounts& in_file) {
+    const std::lock_guard lock(mutex_);
+    for (const auto& [tensor, count] : in_file) totals_[index(slot)] += count;
+  }
+
+ private:
+  size_t index(const OutputSlot& slot) const { return static_cast<size_t>(&slot - slots_.data()); }
+  uint64_t finished(const OutputSlot& slot) const {
+    const std::lock_guard lock(mutex_);
+    return totals_[index(slot)];
+  }
+
+  const std::vector<OutputSlot>& slots_;
+  uint64_t allowed_;
+  mutable std::mutex mutex_;
+  std::vector<uint64_t> totals_ = std::vector<uint64_t>(slots_.size(), 0);
+};
+
+// Writes file `i` of every output in `outcome.active` in one pass over its tensors.
+void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPlan& plan,
+                const std::map<std::string, const TensorTask*>& task_by_name, NonfiniteBudget& budget,
                 const std::function<void(uint64_t)>& progress) {
+  const auto& active = outcome.active;
   std::vector<double> weights;
   std::vector<std::unique_ptr<TensorFileWriter>> writers;
   std::vector<TensorFileWriter*> raw_writers;
@@ -267,11 +430,10 @@ void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec&
     raw_writers.push_back(writers.back().get());
   }
   AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
-  const MethodParams params = complete_params(job_method(spec), spec.method_params);
-  TaskExecutor executor(job_method(spec), params, weights, sink, raw_writers);
+  TaskExecutor executor(job_method(spec), plan.merge_params, weights, sink, raw_writers);
   for (const auto& t : writers.front()->order()) {
     executor.run(*task_by_name.at(t.name), progress);
-    for (size_t k = 0; k < active.size(); ++k) check_nonfinite(*active[k], executor.nonfinite()[k], spec);
+    for (size_t k = 0; k < active.size(); ++k) budget.check(*active[k], executor.nonfinite()[k]);
   }
   sink.drain();
   StageTimes times = executor.stage_times();
@@ -281,48 +443,84 @@ void write_file(size_t i, const std::vector<OutputSlot*>& active, const JobSpec&
   const std::string& name = active.front()->sink->files()[i].name;
   for (size_t k = 0; k < active.size(); ++k) {
     writers[k]->finish();
-    result.bytes_written += writers[k]->total_size();
+    outcome.bytes_written += writers[k]->total_size();
     active[k]->staging->write_text(name + kDoneSuffix, active[k]->fingerprint);
-    for (const auto& entry : executor.nonfinite()[k]) active[k]->result.nonfinite.push_back(entry);
+    budget.add(*active[k], executor.nonfinite()[k]);
   }
   times.sync_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
-  result.stages += times;
-  result.bytes_read += executor.bytes_read();
-  for (const auto& [kind, sums] : executor.vector_sums()) result.vector_by_kind[kind] += sums;
+  outcome.stages = times;
+  outcome.nonfinite = executor.nonfinite();
+  outcome.bytes_read = executor.bytes_read();
+  outcome.vector_sums = executor.vector_sums();
 }
 
-// Writes every file some output still needs, file by file.
+// Bytes read so far over files written at once, reported as one total. Thread-safe.
+class ReadProgress {
+ public:
+  ReadProgress(const JobProgress& progress, uint64_t total, size_t files)
+      : progress_(progress), total_(total), per_file_(files, 0) {}
+
+  void set(size_t file, uint64_t bytes) {
+    if (!progress_) return;
+    const std::lock_guard lock(mutex_);
+    per_file_[file] = bytes;
+    uint64_t sum = 0;
+    for (uint64_t b : per_file_) sum += b;
+    progress_(sum, total_);
+  }
+
+ private:
+  const JobProgress& progress_;
+  uint64_t total_;
+  std::mutex mutex_;
+  std::vector<uint64_t> per_file_;
+};
+
+// Writes every file some output still needs, `spec.threads` files at once.
 void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobPlan& plan, JobResult& result,
                  const JobProgress& progress) {
   std::map<std::string, const TensorTask*> task_by_name;
   for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
-  const bool statistics_pass = job_method(spec).needs_statistics_pass();
   const size_t files = slots.front().sink->files().size();
-  uint64_t skipped_read = 0;
-  uint64_t files_written = 0;
+  ReadProgress read(progress, plan.bytes_to_read, files);
+  std::vector<FileOutcome> outcomes(files);
+  std::vector<size_t> to_write;
   for (size_t i = 0; i < files; ++i) {
-    std::vector<OutputSlot*> active;
     for (auto& slot : slots) {
-      if (slot.needs_file(i)) active.push_back(&slot);
+      if (slot.needs_file(i)) outcomes[i].active.push_back(&slot);
     }
-    if (active.empty()) {
-      for (const auto& t : slots.front().sink->files()[i].tensors) {
-        skipped_read += task_by_name.at(t.name)->bytes_to_read(statistics_pass);
-      }
-      if (progress) progress(skipped_read + result.bytes_read, plan.bytes_to_read);
+    if (!outcomes[i].active.empty()) {
+      to_write.push_back(i);
       continue;
     }
-    const uint64_t read_before = result.bytes_read + skipped_read;
-    write_file(i, active, spec, task_by_name, result, [&](uint64_t read) {
-      if (progress) progress(read_before + read, plan.bytes_to_read);
-    });
+    uint64_t skipped = 0;
+    for (const auto& t : slots.front().sink->files()[i].tensors) {
+      const TensorTask& task = *task_by_name.at(t.name);
+      skipped += task.bytes_to_read(statistics_passes(job_method(spec), task, plan.merge_params));
+    }
+    read.set(i, skipped);
+  }
+  NonfiniteBudget budget(slots, spec.max_new_nonfinite);
+  std::atomic<uint64_t> files_written = 0;
+  ThreadPool pool(std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1)));
+  pool.parallel_for(to_write.size(), [&](size_t n) {
+    const size_t i = to_write[n];
+    write_file(i, outcomes[i], spec, plan, task_by_name, budget, [&](uint64_t bytes) { read.set(i, bytes); });
     test_hooks::maybe_kill_after_shards(++files_written);
+  });
+  for (const FileOutcome& outcome : outcomes) {
+    for (size_t k = 0; k < outcome.active.size(); ++k) {
+      for (const auto& entry : outcome.nonfinite[k]) outcome.active[k]->result.nonfinite.push_back(entry);
+    }
+    result.bytes_read += outcome.bytes_read;
+    result.bytes_written += outcome.bytes_written;
+    result.stages += outcome.stages;
+    for (const auto& [kind, sums] : outcome.vector_sums) result.vector_by_kind[kind] += sums;
   }
 }
 
 void check_inputs_unchanged(const JobInputs& inputs) {
-  for (const auto* model : {inputs.pre, inputs.post, inputs.target}) {
-    if (!model) continue;
+  for (const auto& [role, model] : input_roles(inputs)) {
     for (const auto& f : model->shards()) f->check_unchanged();
   }
 }
@@ -331,7 +529,7 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
                  const JobResult& result) {
   slot.sink->finish(*slot.staging);
   const JobKindInfo& kind = job_kind_info(spec.kind);
-  const ModelFolder& source = kind.adds_to_target ? *inputs.target : *inputs.post;
+  const ModelFolder& source = kind.adds_to_target ? *inputs.target : *inputs.vectors.front().post;
   copy_aux_files(source, *slot.staging, {.only_config = !kind.adds_to_target, .dtype = spec.out_dtype});
   slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
@@ -345,9 +543,9 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
 }  // namespace
 
 const JobKindInfo& job_kind_info(JobKind kind) {
-  static const JobKindInfo kMerge{"merge", "merge", true, true};
-  static const JobKindInfo kApply{"apply", "apply", false, true};
-  static const JobKindInfo kExtract{"extract", kVectorKind, true, false};
+  static const JobKindInfo kMerge{"merge", "merge", true};
+  static const JobKindInfo kApply{"apply", "apply", true};
+  static const JobKindInfo kExtract{"extract", kVectorKind, false};
   switch (kind) {
     case JobKind::kMerge: return kMerge;
     case JobKind::kApply: return kApply;
@@ -364,25 +562,68 @@ const MergeMethod& job_method(const JobSpec& spec) {
   return spec.method ? *spec.method : merge_method(kDefaultMergeMethod);
 }
 
-std::string job_formula(const JobSpec& spec) {
+std::string vector_role(const JobInputs& inputs, size_t i, const char* role) {
+  return inputs.vectors.size() == 1 ? std::string(role) : fmt::format("{} {}", role, i + 1);
+}
+
+std::string job_formula(const JobSpec& spec, const JobInputs& inputs) {
   const JobKindInfo& kind = job_kind_info(spec.kind);
   const MergeMethod& method = job_method(spec);
-  const std::string vector = kind.reads_pre ? "post - pre" : "vector";
-  if (!kind.adds_to_target) return vector;
-  if (method.name() == kDefaultMergeMethod) return kind.reads_pre ? "target + w * (post - pre)" : "target + w * vector";
-  return fmt::format("target + w * {}({})", method.name(), vector);
+  std::vector<std::string> vectors;
+  for (size_t i = 0; i < inputs.vectors.size(); ++i) {
+    const bool saved = inputs.vectors[i].pre == nullptr;
+    vectors.push_back(saved ? vector_role(inputs, i, "vector")
+                            : fmt::format("{} - {}", vector_role(inputs, i, "post"), vector_role(inputs, i, "pre")));
+  }
+  if (!kind.adds_to_target) return vectors.front();
+  if (vectors.size() == 1 && method.name() == kDefaultMergeMethod) {
+    return inputs.vectors[0].pre ? "target + w * (post - pre)" : "target + w * vector";
+  }
+  return fmt::format("target + w * {}({})", method.name(), fmt::join(vectors, ", "));
+}
+
+bool is_plain_task_arithmetic(const JobSpec& spec, const JobInputs& inputs) {
+  if (job_method(spec).name() != kDefaultMergeMethod || inputs.vectors.size() != 1) return false;
+  const MethodParam& weight = vector_weight_param();
+  const auto is_default = [&](const ParamSettings& settings) {
+    for (const auto& [name, setting] : settings) {
+      const MethodParam* declared = name == weight.name ? &weight : find_param(job_method(spec), name);
+      if (!declared || !setting.is_constant() || setting.value_at(*declared, "", 0) != declared->default_value) {
+        return false;
+      }
+    }
+    return true;
+  };
+  return is_default(spec.method_params) && std::ranges::all_of(spec.vector_params, is_default);
+}
+
+JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec) {
+  JobPlan plan;
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  check_inputs(inputs, spec);
+  check_settings(spec);
+  plan.merge_params = merge_params(spec);
+  const std::vector<MergePlan> plans = check_compatibility(inputs, kind);
+  plan.compatibility = join_plans(plans);
+  if (!plan.compatibility.compatible()) return plan;
+  const uint64_t layers = layer_count(kind.adds_to_target ? *inputs.target : *inputs.vectors.front().post);
+  for (size_t i = 0; i < plan.compatibility.tensors.size(); ++i) {
+    plan.tasks.push_back(make_task({plans, i, plan.compatibility, layers}, spec));
+  }
+  for (const auto& t : plan.tasks) {
+    plan.bytes_to_read += t.bytes_to_read(statistics_passes(job_method(spec), t, plan.merge_params));
+  }
+  return plan;
 }
 
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
-  JobPlan plan;
   const JobKindInfo& kind = job_kind_info(spec.kind);
   if (spec.output.empty()) fail(ErrorKind::kUsage, "the output path is empty (-o OUT)");
   if (kind.adds_to_target) check_weights(spec);
   if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
     fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
   }
-  complete_params(job_method(spec), spec.method_params);
-  plan.compatibility = check_compatibility(inputs, kind);
+  JobPlan plan = plan_tasks(inputs, spec);
   if (!plan.compatibility.compatible()) {
     for (const auto& f : plan.compatibility.findings) {
       if (f.severity == Severity::kError) {
@@ -391,11 +632,8 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
       }
     }
   }
-  for (const auto& p : plan.compatibility.tensors) plan.tasks.push_back(make_task(p, spec));
-  const bool statistics_pass = job_method(spec).needs_statistics_pass();
-  for (const auto& t : plan.tasks) plan.bytes_to_read += t.bytes_to_read(statistics_pass);
   const std::vector<double> weights = output_weights(spec);  // never empty: check_weights ran
-  plan.bytes_per_output = output_sink(spec, plan, weights.front())->total_bytes();
+  plan.bytes_per_output = output_sink(spec, inputs, plan, weights.front())->total_bytes();
   for (double w : weights) {
     plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
   }

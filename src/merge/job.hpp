@@ -1,10 +1,12 @@
 // Merge jobs: plan, then execute, every output of one job in one read pass.
 //
-//   merge:   out_k = target + w_k * δ(post - pre)      (one folder per w_k)
+//   merge:   out_k = target + w_k * δ(v_1, ..., v_n)   (one folder per w_k)
+//            v_i = post_i - pre_i, or a saved vector
 //   extract: v     = post - pre                        (a vector folder)
 //   apply:   out_k = target + w_k * δ(v)
 //
-// δ is the merge method's combination of the vectors (task_arithmetic: the
+// δ is the merge method's combination of the vectors, each with its own
+// weight w_i and parameters (task_arithmetic of one vector of weight 1: the
 // vector itself). The kinds are input-role configurations of one executor
 // (merge/executor.hpp), described as data by job_kind_info(). Per element the
 // value is computed in f32 and rounded once to the output dtype:
@@ -17,8 +19,9 @@
 // place when complete. A killed run resumes: files already written and
 // verified are kept.
 //
-// Thread-safety: plan_job and run_job use no shared state; one job per output
-// folder at a time (two jobs writing the same folder are not detected).
+// Thread-safety: plan_job and run_job use no shared state (run_job writes
+// `threads` files at once on threads of its own); one job per output folder
+// at a time (two jobs writing the same folder are not detected).
 #pragma once
 
 #include <filesystem>
@@ -30,6 +33,7 @@
 
 #include "merge/executor.hpp"
 #include "merge/method.hpp"
+#include "merge/param_setting.hpp"
 #include "merge/plan.hpp"
 #include "merge/rules.hpp"
 #include "numeric/kernels.hpp"
@@ -45,7 +49,6 @@ inline constexpr const char* kVectorKind = "reasoning-vector";
 struct JobKindInfo {
   std::string_view name;           // "merge", "apply", "extract"
   std::string_view metadata_kind;  // rvec.kind in every output shard
-  bool reads_pre;                  // v = post - pre; otherwise post is a saved vector
   bool adds_to_target;             // out = target + w δ; otherwise out = δ (one output)
 };
 const JobKindInfo& job_kind_info(JobKind kind);
@@ -54,8 +57,14 @@ std::string_view job_kind_name(JobKind kind);
 struct JobSpec {
   JobKind kind = JobKind::kMerge;
   const MergeMethod* method = nullptr;  // null: task_arithmetic
-  MethodParams method_params;           // validated against the method by plan_job
-  std::vector<double> weights;  // extract: {1}
+  // The method's parameters for the whole merge, and the default of every
+  // vector's own ones (weight, density, gamma), which may vary over the
+  // layers (merge/param_setting.hpp). Validated against the method by plan_job.
+  ParamSettings method_params;
+  // Each vector's weight and per-vector parameters, in the order of
+  // JobInputs::vectors; empty, or one entry per vector.
+  std::vector<ParamSettings> vector_params;
+  std::vector<double> weights;  // the outputs' w; extract: {1}
   std::vector<TensorRule> rules;
   std::optional<DType> out_dtype;  // default: the target's (extract: post's)
   uint64_t max_shard_bytes = 5'000'000'000;
@@ -66,17 +75,24 @@ struct JobSpec {
   uint64_t max_new_nonfinite = 0;
   std::string command_line;  // recorded in provenance
   std::string recipe_text;   // the YAML recipe (saved as rvec_recipe.yaml in every output)
+  unsigned threads = 1;      // output files written at once (same bytes for any number)
+};
+
+// One vector: post - pre, or (pre null) a vector saved by `rvec extract` in post.
+struct VectorInput {
+  const ModelFolder* pre = nullptr;
+  const ModelFolder* post = nullptr;
 };
 
 struct JobInputs {
-  const ModelFolder* pre = nullptr;     // merge, extract
-  const ModelFolder* post = nullptr;    // merge, extract; the vector for apply
+  std::vector<VectorInput> vectors;     // merge: one or more; extract: one pre/post pair; apply: one saved vector
   const ModelFolder* target = nullptr;  // merge, apply
 };
 
 struct JobPlan {
-  MergePlan compatibility;
-  std::vector<TensorTask> tasks;  // state-dict order
+  MergePlan compatibility;        // every vector's findings; a tensor is combined if every vector can be
+  MethodParams merge_params;      // the method's merge-wide values, complete
+  std::vector<TensorTask> tasks;  // state-dict order, each vector's weight and parameters resolved per tensor
   std::vector<std::filesystem::path> outputs;  // one per weight
   uint64_t bytes_to_read = 0;
   uint64_t bytes_per_output = 0;  // the output's files, headers included
@@ -86,6 +102,11 @@ struct JobPlan {
 // Builds the plan; throws kIncompatible (with the first error) when the
 // compatibility check fails, kUsage for bad weights or paths.
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec);
+
+// The part of the plan that needs no output: compatibility, method values
+// and tasks (none when incompatible), bytes to read. What `rvec check`
+// reports per method.
+JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec);
 
 struct OutputResult {
   std::filesystem::path path;
@@ -118,7 +139,16 @@ std::string weight_folder_name(double w);
 // The job's method (task_arithmetic unless the spec names another).
 const MergeMethod& job_method(const JobSpec& spec);
 
-// "target + w * (post - pre)", "post - pre", "target + w * ties(post - pre)".
-std::string job_formula(const JobSpec& spec);
+// "target + w * (post - pre)", "post - pre", "target + w * ties(post - pre)",
+// "target + w * ties(post_1 - pre_1, vector_2)".
+std::string job_formula(const JobSpec& spec, const JobInputs& inputs);
+
+// True for one vector of weight 1 by task arithmetic with default settings:
+// the job rvec did before methods existed (its fingerprints are kept).
+bool is_plain_task_arithmetic(const JobSpec& spec, const JobInputs& inputs);
+
+// The role of vector i's models in messages: "pre", "post", "vector" for a
+// job of one vector; "pre 2", "post 2", "vector 2" with several.
+std::string vector_role(const JobInputs& inputs, size_t i, const char* role);
 
 }  // namespace rvec

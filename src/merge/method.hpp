@@ -11,9 +11,10 @@
 // or δ itself when the output is the vector (extract).
 //
 // A method that must see a whole tensor before it can decide on any element
-// (the top-k threshold of magnitude trimming and TIES) asks for a statistics
-// pass: the executor then streams the tensor's deltas through observe() once
-// before the element pass. No method ever holds a tensor whole.
+// (the top-k threshold of magnitude trimming and TIES) asks for statistics
+// passes: the executor then streams the tensor's deltas through observe() as
+// many times as the method asks, before the element pass. No method ever
+// holds a tensor whole.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,13 @@ struct MethodParam {
   double min = 0;  // inclusive
   double max = 0;  // inclusive
   std::string help;
+  // Non-empty: the value is one of these words, held as its index (min 0,
+  // max choices.size() - 1).
+  std::vector<std::string> choices = {};
+  // True: each vector may have its own value, and a recipe may make it vary
+  // over the layers (density, gamma). False: one value for the whole merge.
+  bool per_vector = false;
+  bool whole = false;  // whole numbers only (a seed)
 };
 
 // Parameter values by name; a method's declared defaults fill the gaps.
@@ -41,9 +49,12 @@ using MethodParams = std::map<std::string, double>;
 // What a combiner knows about the tensor it works on.
 struct TensorContext {
   std::string_view name;
-  uint64_t elements = 0;                 // elements that receive the vectors
+  uint64_t elements = 0;                   // elements that receive the vectors
   std::span<const double> vector_weights;  // w_i of each vector (1 for a single vector)
-  const MethodParams* params = nullptr;  // complete: validated, defaults filled in
+  const MethodParams* params = nullptr;    // the merge's values: complete, validated
+  // Each vector's values for this tensor (per-vector and per-layer values
+  // applied; the merge-wide ones as in `params`).
+  std::span<const MethodParams> vector_params;
 };
 
 // The combination of one tensor. Created per tensor by the method; used by one
@@ -52,13 +63,17 @@ class TensorCombiner {
  public:
   virtual ~TensorCombiner() = default;
 
-  // Statistics pass, only for methods that ask for one: the deltas of vector
-  // `vector` for elements [first, first + delta.size()), in element order.
-  virtual void observe(size_t /*vector*/, uint64_t /*first*/, std::span<const float> /*delta*/) {}
+  // Statistics passes 0, 1, ... (as many as the method's statistics_passes()
+  // asked for): the deltas of vector `vector` for elements
+  // [first, first + delta.size()), every vector's in element order; then
+  // end_pass(pass) once the whole tensor has been seen.
+  virtual void observe(unsigned /*pass*/, size_t /*vector*/, uint64_t /*first*/, std::span<const float> /*delta*/) {}
+  virtual void end_pass(unsigned /*pass*/) {}
 
-  // Element pass: deltas[i] points at vector i's delta for elements
-  // [first, first + n). Returns δ for those elements: either `scratch` (n
-  // floats the combiner may write) or one of the deltas, unchanged.
+  // Element pass, tile by tile in element order: deltas[i] points at vector
+  // i's delta for elements [first, first + n). Returns δ for those elements:
+  // either `scratch` (n floats the combiner may write) or one of the deltas,
+  // unchanged.
   virtual const float* combine(uint64_t first, size_t n, std::span<const float* const> deltas, float* scratch) = 0;
 };
 
@@ -72,8 +87,10 @@ class MergeMethod {
   virtual const std::vector<MethodParam>& params() const = 0;
   // δ in words for provenance and the model card, e.g. "sum_i w_i * v_i".
   virtual std::string formula() const = 0;
-  // True if begin_tensor's combiner needs observe() over the whole tensor first.
-  virtual bool needs_statistics_pass() const { return false; }
+  // How many times begin_tensor's combiner must observe() the whole tensor
+  // before its element pass (0: never). A pure function of the context, so
+  // the plan can count the bytes a job reads.
+  virtual unsigned statistics_passes(const TensorContext& /*context*/) const { return 0; }
 
   virtual std::unique_ptr<TensorCombiner> begin_tensor(const TensorContext& context) const = 0;
 };
@@ -88,6 +105,12 @@ const MergeMethod& merge_method(std::string_view name);
 // `given` checked against the method's declared parameters (unknown names and
 // values out of range are usage errors naming them), defaults filled in.
 MethodParams complete_params(const MergeMethod& method, const MethodParams& given);
+
+// The declared parameter of that name, or null.
+const MethodParam* find_param(const MergeMethod& method, std::string_view name);
+
+// A value as recipes write it: the word of a choice, else the number ("0.2", "ties").
+std::string param_text(const MethodParam& param, double value);
 
 inline constexpr std::string_view kDefaultMergeMethod = "task_arithmetic";
 

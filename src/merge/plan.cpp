@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <set>
+#include <tuple>
 #include <vector>
 
 #include "base/text.hpp"
@@ -10,17 +11,17 @@
 namespace rvec {
 namespace {
 
-std::string role(const char* name, const ModelFolder& model) { return fmt::format("{} ({})", name, model.path()); }
+std::string role(const std::string& name, const ModelFolder& model) { return fmt::format("{} ({})", name, model.path()); }
 
 struct Source {
-  const char* role;
+  std::string role;
   const ModelFolder* model;
 };
 
 class Planner {
  public:
   explicit Planner(const MergeInputs& m) : m_(m) {
-    if (m_.pre) sources_.push_back({"pre", m_.pre});
+    if (m_.pre) sources_.push_back({m_.pre_role, m_.pre});
     sources_.push_back({m_.post_role, &m_.post});
     all_ = sources_;
     all_.push_back({m_.target_role, &m_.target});
@@ -181,7 +182,7 @@ class Planner {
     return is_vocab_tensor(name) && a.shape.size() == 2 && b.shape.size() == 2 && a.shape[1] == b.shape[1];
   }
 
-  void report_extra_tensors(const ModelFolder& model, const char* name) {
+  void report_extra_tensors(const ModelFolder& model, const std::string& name) {
     for (const auto& t : model.tensors()) {
       if (m_.target.find_resolving_tied(t.name()) != nullptr) continue;
       if (t.name() == kLmHeadName && m_.target.tied_embeddings()) continue;  // reported by compare_tying
@@ -216,6 +217,30 @@ size_t MergePlan::count(Severity severity) const {
 }
 
 MergePlan plan_merge(const MergeInputs& models) { return Planner(models).run(); }
+
+MergePlan join_plans(const std::vector<MergePlan>& plans) {
+  MergePlan joined = plans.front();
+  std::set<std::tuple<Severity, std::string, std::string>> seen;
+  joined.findings.clear();
+  for (const auto& plan : plans) {
+    for (const auto& f : plan.findings) {
+      if (seen.emplace(f.severity, f.subject, f.message).second) joined.findings.push_back(f);
+    }
+  }
+  for (size_t i = 0; i < joined.tensors.size(); ++i) {
+    TensorPlan& t = joined.tensors[i];
+    for (const auto& plan : plans) {
+      const TensorPlan& other = plan.tensors[i];
+      if (other.action != TensorAction::kCombine) {
+        t.action = other.action;
+        t.pre = t.post = nullptr;
+      }
+      t.combined_rows = std::min(t.combined_rows, other.combined_rows);
+      if (t.note.empty()) t.note = other.note;
+    }
+  }
+  return joined;
+}
 
 uint64_t output_tensor_bytes(const ModelFolder& target) {
   uint64_t bytes = 0;

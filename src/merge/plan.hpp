@@ -53,12 +53,19 @@ struct MergeInputs {
   const ModelFolder* pre;
   const ModelFolder& post;
   const ModelFolder& target;
-  const char* post_role = "post";
-  const char* target_role = "target";
+  std::string post_role = "post";
+  std::string target_role = "target";
   bool post_dtype_may_differ = false;  // a vector may be stored in F32 for a BF16 target
+  std::string pre_role = "pre";
 };
 
 MergePlan plan_merge(const MergeInputs& models);
+
+// Several vectors onto one target: the plans of each (same target, so the
+// same tensors in the same order) joined. Findings of all, once each; a
+// tensor is combined only if every vector can be combined into it, on the
+// rows they all share (its pre/post are the first vector's).
+MergePlan join_plans(const std::vector<MergePlan>& plans);
 
 // Bytes of one output model (all target tensors at their dtypes, plus headers).
 uint64_t output_tensor_bytes(const ModelFolder& target);

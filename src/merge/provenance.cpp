@@ -1,7 +1,9 @@
 #include "merge/provenance.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -33,9 +35,25 @@ ojson describe_model(const ModelFolder& model) {
           {"shards", shards}};
 }
 
-ojson method_json(const JobSpec& spec) {
+// The method, its merge-wide values (words for choices) and every setting as given.
+ojson method_json(const JobSpec& spec, const JobPlan& plan) {
   const MergeMethod& method = job_method(spec);
-  return {{"name", method.name()}, {"params", complete_params(method, spec.method_params)}};
+  ojson params = ojson::object();
+  for (const auto& p : method.params()) {
+    const auto value = plan.merge_params.at(p.name);
+    params[p.name] = p.choices.empty() ? ojson(value) : ojson(param_text(p, value));
+  }
+  for (const auto& [name, setting] : spec.method_params) {
+    if (!setting.is_constant()) params[name] = setting.to_json();
+  }
+  return {{"name", method.name()}, {"formula", method.formula()}, {"params", params}};
+}
+
+// Each vector's own settings (weight, density, ...), when any were given.
+ojson vector_settings_json(const JobSpec& spec) {
+  ojson out = ojson::array();
+  for (const auto& settings : spec.vector_params) out.push_back(settings_json(settings));
+  return out;
 }
 
 ojson rules_json(const JobSpec& spec) {
@@ -82,8 +100,20 @@ std::string vector_stats_table(const JobResult& job, bool relative) {
 
 ojson describe_inputs(const JobInputs& inputs) {
   ojson out = ojson::object();
-  if (inputs.pre) out["pre"] = describe_model(*inputs.pre);
-  if (inputs.post) out[inputs.pre ? "post" : "vector"] = describe_model(*inputs.post);
+  const auto describe_vector = [](const VectorInput& v, ojson& into) {
+    if (v.pre) into["pre"] = describe_model(*v.pre);
+    into[v.pre ? "post" : "vector"] = describe_model(*v.post);
+  };
+  if (inputs.vectors.size() == 1) {
+    describe_vector(inputs.vectors.front(), out);
+  } else {
+    out["vectors"] = ojson::array();
+    for (const auto& v : inputs.vectors) {
+      ojson one = ojson::object();
+      describe_vector(v, one);
+      out["vectors"].push_back(one);
+    }
+  }
   if (inputs.target) out["target"] = describe_model(*inputs.target);
   return out;
 }
@@ -96,15 +126,18 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
                {"dtype", spec.out_dtype ? std::string(dtype_name(*spec.out_dtype)) : "default"},
                {"max_shard_bytes", spec.max_shard_bytes},
                {"inputs", describe_inputs(inputs)}};
-  // Task arithmetic keys as it did before methods existed, so its earlier outputs are still recognised.
-  if (job_method(spec).name() != kDefaultMergeMethod) key["method"] = method_json(spec);
+  // Plain task arithmetic keys as it did before methods existed, so its earlier outputs are still recognised.
+  if (!is_plain_task_arithmetic(spec, inputs)) {
+    key["method"] = {{"name", job_method(spec).name()}, {"params", settings_json(spec.method_params)}};
+    key["vectors"] = vector_settings_json(spec);
+  }
   return hex64(fnv1a64(key.dump()));
 }
 
-Metadata shard_metadata(const JobSpec& spec, double w) {
+Metadata shard_metadata(const JobSpec& spec, const JobInputs& inputs, double w) {
   Metadata m = {{"rvec.version", RVEC_VERSION},
                 {"rvec.kind", std::string(job_kind_info(spec.kind).metadata_kind)},
-                {"rvec.formula", job_formula(spec)}};
+                {"rvec.formula", job_formula(spec, inputs)}};
   if (job_kind_info(spec.kind).adds_to_target) m["rvec.w"] = fmt::format("{}", w);
   return m;
 }
@@ -121,8 +154,9 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
   for (const auto& [tensor, count] : output.nonfinite) nonfinite.push_back({{"tensor", tensor}, {"count", count}});
   ojson out = {{"rvec_version", RVEC_VERSION},
                {"kind", job_kind_info(spec.kind).metadata_kind},
-               {"formula", job_formula(spec)},
-               {"method", method_json(spec)},
+               {"formula", job_formula(spec, inputs)},
+               {"method", method_json(spec, plan)},
+               {"vectors", vector_settings_json(spec)},
                {"arithmetic", "f32 per element, rounded once to the output dtype (nearest even)"},
                {"fingerprint", fingerprint},
                {"inputs", describe_inputs(inputs)},
@@ -130,7 +164,7 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
                {"dtype", spec.out_dtype ? ojson(std::string(dtype_name(*spec.out_dtype))) : ojson("as target")},
                {"tensors", {{"combined", combined}, {"copied", copied}, {"notes", notes}}},
                {"new_nonfinite_values", nonfinite},
-               {"vector_stats", vector_stats_json(job, inputs.pre != nullptr)},
+               {"vector_stats", vector_stats_json(job, inputs.vectors.front().pre != nullptr)},
                {"command", spec.command_line},
                {"recipe", spec.recipe_text.empty() ? ojson(nullptr) : ojson(spec.recipe_text)}};
   if (job_kind_info(spec.kind).adds_to_target) out["w"] = output.w;
@@ -139,39 +173,64 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
 
 std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
                        const JobResult& job) {
-  std::string bases;
-  for (const ModelFolder* m : {inputs.target, inputs.post, inputs.pre}) {
-    if (m) bases += fmt::format("- {}\n", name_of(m));
-  }
+  std::vector<std::string> bases;
+  const auto add_base = [&](const ModelFolder* m) {
+    if (m && std::ranges::find(bases, name_of(m)) == bases.end()) bases.push_back(name_of(m));
+  };
+  add_base(inputs.target);
+  for (const auto& v : inputs.vectors) add_base(v.post), add_base(v.pre);
+  const auto vector_text = [&](const VectorInput& v) {
+    return v.pre ? fmt::format("`{}` − `{}`", name_of(v.post), name_of(v.pre)) : fmt::format("`{}`", name_of(v.post));
+  };
+  const MergeMethod& method = job_method(spec);
+  const VectorInput& first = inputs.vectors.front();
   std::string what;
   const JobKindInfo& kind = job_kind_info(spec.kind);
   if (!kind.adds_to_target) {
-    what = fmt::format("a reasoning vector: `{}` − `{}`, stored as {}. It is not a model; add it to a model of the "
+    what = fmt::format("a reasoning vector: {}, stored as {}. It is not a model; add it to a model of the "
                        "same architecture with `rvec apply`.",
-                       name_of(inputs.post), name_of(inputs.pre),
-                       plan.tasks.empty() ? "?" : std::string(dtype_name(plan.tasks.front().out_dtype)));
-  } else if (kind.reads_pre) {
+                       vector_text(first), plan.tasks.empty() ? "?" : std::string(dtype_name(plan.tasks.front().out_dtype)));
+  } else if (inputs.vectors.size() > 1 || method.name() != kDefaultMergeMethod) {
+    std::vector<std::string> vectors;
+    for (const auto& v : inputs.vectors) vectors.push_back(vector_text(v));
+    what = fmt::format("`{}` + w · {}({}) with **w = {}**: {} vector(s) combined by {} and added to `{}`.",
+                       name_of(inputs.target), method.name(), fmt::join(vectors, ", "), output.w, vectors.size(),
+                       method.name(), name_of(inputs.target));
+  } else if (first.pre) {
     what = fmt::format("`{}` + w · (`{}` − `{}`) with **w = {}**: the reasoning vector of `{}` over `{}` added to `{}`.",
-                         name_of(inputs.target), name_of(inputs.post), name_of(inputs.pre), output.w,
-                         name_of(inputs.post), name_of(inputs.pre), name_of(inputs.target));
+                       name_of(inputs.target), name_of(first.post), name_of(first.pre), output.w, name_of(first.post),
+                       name_of(first.pre), name_of(inputs.target));
   } else {
     what = fmt::format("`{}` + w · `{}` with **w = {}** (a saved reasoning vector).", name_of(inputs.target),
-                       name_of(inputs.post), output.w);
+                       name_of(first.post), output.w);
+  }
+  std::string params;
+  for (const auto& p : method.params()) params += fmt::format(" {} {};", p.name, param_text(p, plan.merge_params.at(p.name)));
+  std::string per_vector;
+  for (size_t i = 0; i < spec.vector_params.size(); ++i) {
+    per_vector += fmt::format("  - vector {}: {}\n", i + 1, settings_json(spec.vector_params[i]).dump());
+  }
+  for (const auto& [name, setting] : spec.method_params) {
+    if (!setting.is_constant()) per_vector += fmt::format("  - every vector: {} = {}\n", name, setting.to_json().dump());
   }
   size_t copied = 0;
   for (const auto& t : plan.tasks) copied += t.copied();
   std::string rules;
   for (const auto& r : spec.rules) rules += fmt::format("- {}\n", r.describe());
   if (rules.empty()) rules = "- none: every floating tensor receives the full w\n";
+  std::string base_list;
+  for (const auto& b : bases) base_list += fmt::format("- {}\n", b);
   return fmt::format(
       "---\nbase_model:\n{}library_name: transformers\ntags:\n- merge\n- rvec\n- reasoning-vector\n---\n\n"
-      "# {}\n\nThis is {}\n\nMade with rvec {} in one streaming pass: every element computed in f32 from the inputs' "
+      "# {}\n\nThis is {}\n\nMade with rvec {}, streaming the inputs block by block: every element computed in f32 from the inputs' "
       "values and rounded once to the output dtype (round to nearest even).\n\n"
-      "## Recipe\n\n- formula: `{}`\n- tensors: {} ({} copied unchanged from the target)\n- tensor rules:\n{}\n"
+      "## Recipe\n\n- formula: `{}`\n- method: `{}`, δ = `{}`;{}\n{}- tensors: {} ({} copied unchanged from the "
+      "target)\n- tensor rules:\n{}\n"
       "Command:\n\n```\n{}\n```\n\n## Vector statistics\n\n{}\nFull provenance (input header hashes, rules, notes): "
       "`{}`.\n",
-      bases, output.path.filename().string(), what, RVEC_VERSION, job_formula(spec), plan.tasks.size(), copied,
-      rules, spec.command_line, vector_stats_table(job, inputs.pre != nullptr), kProvenanceFile);
+      base_list, output.path.filename().string(), what, RVEC_VERSION, job_formula(spec, inputs), method.name(),
+      method.formula(), params, per_vector, plan.tasks.size(), copied, rules, spec.command_line,
+      vector_stats_table(job, first.pre != nullptr), kProvenanceFile);
 }
 
 }  // namespace rvec

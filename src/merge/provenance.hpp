@@ -21,7 +21,7 @@ nlohmann::ordered_json describe_inputs(const JobInputs& inputs);
 std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w);
 
 // __metadata__ written into every shard of an output.
-Metadata shard_metadata(const JobSpec& spec, double w);
+Metadata shard_metadata(const JobSpec& spec, const JobInputs& inputs, double w);
 
 nlohmann::ordered_json provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                                   const OutputResult& output, const std::string& fingerprint, const JobResult& job);

@@ -1,5 +1,6 @@
 #include "merge/recipe.hpp"
 
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -21,6 +22,54 @@ JobKind parse_kind(const std::string& text, const YAML::Node& node, const YamlRe
   y.error(node, fmt::format("field \"kind\" is \"{}\", not merge, apply or extract", text));
 }
 
+const MergeMethod& read_method(const YamlReader& y, const YAML::Node& root) {
+  const auto node = root["method"];
+  if (!node) return merge_method(kDefaultMergeMethod);
+  const auto name = y.scalar<std::string>(node, "method", "a merge method's name");
+  if (const MergeMethod* method = find_merge_method(name)) return *method;
+  y.error(node, fmt::format("unknown merge method \"{}\" (known: {})", name, fmt::join(merge_method_names(), ", ")));
+}
+
+// `map`'s entries other than `skip` as settings, each a parameter `method` takes there.
+ParamSettings read_settings(const YamlReader& y, const YAML::Node& map, const std::set<std::string>& skip,
+                            const MergeMethod& method, bool per_vector_only, const std::string& where) {
+  ParamSettings settings;
+  for (const auto& entry : map) {
+    const auto name = entry.first.as<std::string>();
+    if (skip.contains(name)) continue;
+    const MethodParam* declared = find_param(method, name);
+    const bool known = name == "weight" || (declared && (declared->per_vector || !per_vector_only));
+    if (!known) {
+      std::vector<std::string> accepted = {"weight"};
+      for (const auto& p : method.params()) {
+        if (p.per_vector || !per_vector_only) accepted.push_back(p.name);
+      }
+      y.error(entry.first, fmt::format("unknown field \"{}\" in {} (method {} takes: {})", name, where, method.name(),
+                                       fmt::join(accepted, ", ")));
+    }
+    settings.emplace(name, read_param_setting(y, entry.second, name));
+  }
+  return settings;
+}
+
+std::vector<RecipeVector> read_vectors(const YamlReader& y, const YAML::Node& list, const MergeMethod& method) {
+  if (!list.IsSequence() || list.size() == 0) y.error(list, "field \"vectors\" must be a list of vectors");
+  std::vector<RecipeVector> vectors;
+  for (const auto& node : list) {
+    if (!node.IsMap()) y.error(node, "a vector must be a mapping ({pre, post} or {vector}, with weight, ...)");
+    RecipeVector v;
+    y.read(node, "pre", v.pre, "a model path");
+    y.read(node, "post", v.post, "a model path");
+    y.read(node, "vector", v.vector, "a vector folder");
+    if (v.vector.empty() == (v.pre.empty() || v.post.empty()) || (!v.vector.empty() && (node["pre"] || node["post"]))) {
+      y.error(node, "a vector needs \"pre\" and \"post\", or \"vector\" (a folder written by rvec extract)");
+    }
+    v.params = read_settings(y, node, {"pre", "post", "vector"}, method, true, "a vector");
+    vectors.push_back(std::move(v));
+  }
+  return vectors;
+}
+
 }  // namespace
 
 std::vector<double> parse_weight_list(const std::string& text) {
@@ -40,11 +89,24 @@ std::vector<double> parse_weight_list(const std::string& text) {
   return weights;
 }
 
+void add_param_assignment(ParamSettings& params, const std::string& spec) {
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+    fail(ErrorKind::kUsage, "parameter \"{}\" must look like NAME=VALUE (density=0.2, vote=weighted)", spec);
+  }
+  const std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+  double number = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
+  const bool is_number = ec == std::errc() && end == value.data() + value.size() && std::isfinite(number);
+  params.insert_or_assign(name, is_number ? ParamSetting(number) : ParamSetting::word(value));
+}
+
 Recipe parse_recipe(const std::string& text, const std::string& origin) {
   const YamlReader y(origin);
   const YAML::Node root = y.load(text);
   if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
-  y.only(root, {"kind", "pre", "post", "target", "vector", "weights", "output", "dtype", "max_shard_size", "overwrite", "max_nonfinite", "rules"},
+  y.only(root, {"kind", "pre", "post", "target", "vector", "vectors", "weights", "output", "dtype", "max_shard_size",
+                "overwrite", "max_nonfinite", "rules", "method", "params"},
          "a recipe");
   Recipe r;
   std::string kind;
@@ -60,6 +122,19 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   y.read(root, "overwrite", r.overwrite, "true or false");
   y.read(root, "max_nonfinite", r.max_nonfinite, "a whole number");
   r.weights = y.numbers(root, "weights");
+  const MergeMethod& method = read_method(y, root);
+  if (root["method"]) r.method = method.name();
+  if (const auto params = root["params"]) {
+    if (!params.IsMap()) y.error(params, "field \"params\" must be a mapping of parameter names to values");
+    r.params = read_settings(y, params, {}, method, false, "params");
+  }
+  if (const auto vectors = root["vectors"]) {
+    if (root["pre"] || root["post"] || root["vector"]) {
+      y.error(vectors, "give \"vectors\" or pre/post (or vector), not both");
+    }
+    if (r.kind != JobKind::kMerge) y.error(vectors, "a \"vectors\" list is for kind merge");
+    r.vectors = read_vectors(y, vectors, method);
+  }
   if (const auto rules = root["rules"]) {
     if (!rules.IsSequence()) y.error(rules, "field \"rules\" must be a list");
     for (const auto& rule : rules) {
@@ -76,7 +151,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
     if (value.empty()) bad_input("{}: field \"{}\" is required for kind {}", origin, field, job_kind_name(r.kind));
   };
   require(r.output, "output");
-  if (r.kind != JobKind::kApply) require(r.pre, "pre"), require(r.post, "post");
+  if (r.kind != JobKind::kApply && r.vectors.empty()) require(r.pre, "pre"), require(r.post, "post");
   if (r.kind != JobKind::kExtract) require(r.target, "target");
   if (r.kind == JobKind::kApply) require(r.vector, "vector");
   if (r.kind != JobKind::kExtract && r.weights.empty()) bad_input("{}: field \"weights\" is required", origin);
@@ -93,8 +168,26 @@ std::string recipe_yaml(const Recipe& r) {
                                    std::pair{"target", &r.target}, std::pair{"vector", &r.vector}}) {
     if (!value->empty()) out << YAML::Key << key << YAML::Value << *value;
   }
+  if (!r.vectors.empty()) {
+    out << YAML::Key << "vectors" << YAML::Value << YAML::BeginSeq;
+    for (const auto& v : r.vectors) {
+      out << YAML::BeginMap;
+      for (const auto& [key, value] : {std::pair{"pre", &v.pre}, std::pair{"post", &v.post}, std::pair{"vector", &v.vector}}) {
+        if (!value->empty()) out << YAML::Key << key << YAML::Value << *value;
+      }
+      emit_settings(out, v.params);
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   if (r.kind != JobKind::kExtract) {
     out << YAML::Key << "weights" << YAML::Value << YAML::Flow << r.weights;
+  }
+  if (!r.method.empty()) out << YAML::Key << "method" << YAML::Value << r.method;
+  if (!r.params.empty()) {
+    out << YAML::Key << "params" << YAML::Value << YAML::BeginMap;
+    emit_settings(out, r.params);
+    out << YAML::EndMap;
   }
   out << YAML::Key << "output" << YAML::Value << r.output;
   if (r.dtype) out << YAML::Key << "dtype" << YAML::Value << *r.dtype;
@@ -134,6 +227,12 @@ JobSpec job_spec(const Recipe& r) {
   if (r.kind == JobKind::kExtract && !r.rules.empty()) {
     fail(ErrorKind::kUsage, "tensor rules apply when a vector is added (merge or apply), not to extract");
   }
+  if (r.kind == JobKind::kExtract && (!r.method.empty() || !r.params.empty())) {
+    fail(ErrorKind::kUsage, "a merge method applies when vectors are added (merge or apply), not to extract");
+  }
+  if (!r.method.empty()) spec.method = &merge_method(r.method);
+  spec.method_params = r.params;
+  for (const auto& v : r.vectors) spec.vector_params.push_back(v.params);
   for (const auto& rule : r.rules) {
     std::optional<std::pair<uint64_t, uint64_t>> layers;
     if (rule.layers) layers = parse_layer_range(*rule.layers);

@@ -16,6 +16,17 @@
 //       scale: 0
 //     - layers: 0-7
 //       scale: 0.5
+//   method: ties                # optional; default task_arithmetic
+//   params:                     # the method's parameters (merge/param_setting.hpp forms)
+//     density: 0.2
+//
+// Several vectors replace pre/post (or vector) by a list, each entry a
+// pre/post pair or a saved vector, with its own weight and per-vector
+// parameters (a number, a gradient over the layers, or filter conditions):
+//
+//   vectors:
+//     - {pre: A, post: B, weight: 0.5, density: [0.1, 0.3]}
+//     - {vector: saved-vector, weight: 1}
 //
 // Relative paths are taken relative to the current directory.
 #pragma once
@@ -34,9 +45,17 @@ struct RecipeRule {
   double scale = 0;
 };
 
+// One entry of a recipe's `vectors:` list.
+struct RecipeVector {
+  std::string pre, post;  // post - pre
+  std::string vector;     // or a saved vector
+  ParamSettings params;   // weight and the method's per-vector parameters
+};
+
 struct Recipe {
   JobKind kind = JobKind::kMerge;
   std::string pre, post, target, vector;
+  std::vector<RecipeVector> vectors;  // instead of pre/post or vector
   std::vector<double> weights;
   std::string output;
   std::optional<std::string> dtype;
@@ -44,6 +63,8 @@ struct Recipe {
   bool overwrite = false;
   uint64_t max_nonfinite = 0;  // NaN/Inf values a merge may create per output before it stops
   std::vector<RecipeRule> rules;
+  std::string method;    // empty: task_arithmetic
+  ParamSettings params;  // the method's parameters
 };
 
 // Reads a recipe; errors name the file, line and field.
@@ -56,5 +77,8 @@ JobSpec job_spec(const Recipe& recipe);
 
 // Parses "0.25,0.5,1" into weights.
 std::vector<double> parse_weight_list(const std::string& text);
+
+// Parses NAME=VALUE (a number or a word) into `params`; usage error naming `spec` otherwise.
+void add_param_assignment(ParamSettings& params, const std::string& spec);
 
 }  // namespace rvec

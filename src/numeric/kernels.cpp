@@ -4,6 +4,8 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 
+#include <cstring>
+
 #include "numeric/convert.hpp"
 #include "numeric/kernels.hpp"
 
@@ -62,8 +64,7 @@ void Subtract(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, float* H
   scalar::subtract(a + i, b + i, out + i, n - i);
 }
 
-void AddScaled(const float* HWY_RESTRICT t, float w, const float* HWY_RESTRICT d, float* HWY_RESTRICT out,
-               size_t n) {
+void AddScaled(const float* t, float w, const float* HWY_RESTRICT d, float* out, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
   const auto vw = hn::Set(df, w);
@@ -73,6 +74,132 @@ void AddScaled(const float* HWY_RESTRICT t, float w, const float* HWY_RESTRICT d
     hn::StoreU(hn::Add(hn::LoadU(df, t + i), hn::Mul(vw, hn::LoadU(df, d + i))), df, out + i);
   }
   scalar::add_scaled(t + i, w, d + i, out + i, n - i);
+}
+
+void Add(const float* a, const float* HWY_RESTRICT b, float* out, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Add(hn::LoadU(df, a + i), hn::LoadU(df, b + i)), df, out + i);
+  scalar::add(a + i, b + i, out + i, n - i);
+}
+
+void Scale(float w, const float* HWY_RESTRICT a, float* HWY_RESTRICT out, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  const auto vw = hn::Set(df, w);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(vw, hn::LoadU(df, a + i)), df, out + i);
+  scalar::scale(w, a + i, out + i, n - i);
+}
+
+// bits(d) of a vector of floats, as int32 lanes.
+template <class DF>
+auto MagnitudeBits(DF, hn::Vec<DF> d) {
+  const hn::RebindToSigned<DF> di;
+  return hn::And(hn::BitCast(di, d), hn::Set(di, 0x7FFFFFFF));
+}
+
+void KeepAbove(const float* HWY_RESTRICT d, int32_t above, float r, float* HWY_RESTRICT t, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t lanes = hn::Lanes(df);
+  const auto vabove = hn::Set(di, above);
+  const auto vr = hn::Set(df, r);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto x = hn::LoadU(df, d + i);
+    const auto keep = hn::RebindMask(df, hn::Gt(MagnitudeBits(df, x), vabove));
+    hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(x, vr)), df, t + i);
+  }
+  scalar::keep_above(d + i, above, r, t + i, n - i);
+}
+
+void KeepBetween(const float* HWY_RESTRICT d, int32_t above, int32_t at_most, float r, float* HWY_RESTRICT t,
+                 size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t lanes = hn::Lanes(df);
+  const auto vabove = hn::Set(di, above), vat_most = hn::Set(di, at_most);
+  const auto vr = hn::Set(df, r);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto x = hn::LoadU(df, d + i);
+    const auto bits = MagnitudeBits(df, x);
+    const auto keep = hn::RebindMask(df, hn::And(hn::Gt(bits, vabove), hn::Not(hn::Gt(bits, vat_most))));
+    hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(x, vr)), df, t + i);
+  }
+  scalar::keep_between(d + i, above, at_most, r, t + i, n - i);
+}
+
+// draw(j) < limit for the 64-bit lanes holding j = first, first + 1, ...
+template <class D64>
+auto DrawsBelow(D64 d64, hn::Vec<D64> state, hn::Vec<D64> limit) {
+  const hn::RebindToSigned<D64> di64;
+  auto z = state;
+  z = hn::Mul(hn::Xor(z, hn::ShiftRight<30>(z)), hn::Set(d64, 0xBF58476D1CE4E5B9ull));
+  z = hn::Mul(hn::Xor(z, hn::ShiftRight<27>(z)), hn::Set(d64, 0x94D049BB133111EBull));
+  const auto draw = hn::ShiftRight<11>(hn::Xor(z, hn::ShiftRight<31>(z)));
+  // Draws and limits are below 2^54, so a signed comparison is exact.
+  return hn::VecFromMask(d64, hn::RebindMask(d64, hn::Lt(hn::BitCast(di64, draw), hn::BitCast(di64, limit))));
+}
+
+void KeepDrawn(uint64_t key, uint64_t first, uint64_t limit, const float* HWY_RESTRICT d, float r,
+               float* HWY_RESTRICT t, size_t n) {
+#if HWY_TARGET == HWY_SCALAR  // one lane: no pair of 64-bit lanes per float vector
+  scalar::keep_drawn(key, first, limit, d, r, t, n);
+#else
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du32;
+  const hn::Repartition<uint64_t, decltype(df)> du64;
+  const size_t lanes = hn::Lanes(df);  // twice the 64-bit lanes
+  const size_t half = hn::Lanes(du64);
+  const uint64_t golden = 0x9E3779B97F4A7C15ull;
+  const auto vlimit = hn::Set(du64, limit);
+  const auto step = hn::Set(du64, half * golden);
+  const auto vr = hn::Set(df, r);
+  auto low = hn::Add(hn::Set(du64, key), hn::Mul(hn::Iota(du64, first + 1), hn::Set(du64, golden)));
+  auto high = hn::Add(low, step);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    // Each 64-bit mask lane is all ones or zeros: its even 32-bit half says it.
+    const auto keep32 = hn::ConcatEven(du32, hn::BitCast(du32, DrawsBelow(du64, high, vlimit)),
+                                       hn::BitCast(du32, DrawsBelow(du64, low, vlimit)));
+    const auto x = hn::LoadU(df, d + i);
+    hn::StoreU(hn::IfThenElseZero(hn::MaskFromVec(hn::BitCast(df, keep32)), hn::Mul(x, vr)), df, t + i);
+    low = hn::Add(high, step);
+    high = hn::Add(low, step);
+  }
+  scalar::keep_drawn(key, first + i, limit, d + i, r, t + i, n - i);
+#endif
+}
+
+void ElectAccumulate(const float* HWY_RESTRICT s, const float* HWY_RESTRICT x, const float* HWY_RESTRICT u, float w,
+                     float* HWY_RESTRICT m, float* HWY_RESTRICT q, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  const auto zero = hn::Zero(df);
+  const auto vw = hn::Set(df, w);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto vs = hn::LoadU(df, s + i), vx = hn::LoadU(df, x + i);
+    const auto agrees = hn::Or(hn::And(hn::Ge(vs, zero), hn::Gt(vx, zero)), hn::And(hn::Not(hn::Ge(vs, zero)), hn::Lt(vx, zero)));
+    hn::StoreU(hn::Add(hn::LoadU(df, m + i), hn::IfThenElseZero(agrees, hn::LoadU(df, u + i))), df, m + i);
+    hn::StoreU(hn::Add(hn::LoadU(df, q + i), hn::IfThenElseZero(agrees, vw)), df, q + i);
+  }
+  scalar::elect_accumulate(s + i, x + i, u + i, w, m + i, q + i, n - i);
+}
+
+void DivideNonzero(const float* m, const float* HWY_RESTRICT q, float* out, size_t n) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  const auto zero = hn::Zero(df), one = hn::Set(df, 1.0f);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto vq = hn::LoadU(df, q + i);
+    hn::StoreU(hn::Div(hn::LoadU(df, m + i), hn::IfThenElse(hn::Eq(vq, zero), one, vq)), df, out + i);
+  }
+  scalar::divide_nonzero(m + i, q + i, out + i, n - i);
 }
 
 void AccumulateDeltaSums(const float* HWY_RESTRICT pre, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
@@ -111,6 +238,13 @@ HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(Subtract);
 HWY_EXPORT(AddScaled);
 HWY_EXPORT(AccumulateDeltaSums);
+HWY_EXPORT(Add);
+HWY_EXPORT(Scale);
+HWY_EXPORT(KeepAbove);
+HWY_EXPORT(KeepBetween);
+HWY_EXPORT(KeepDrawn);
+HWY_EXPORT(ElectAccumulate);
+HWY_EXPORT(DivideNonzero);
 
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
   HWY_DYNAMIC_DISPATCH(AccumulateDeltaSums)(pre, a, b, n, sums);
@@ -123,6 +257,23 @@ void subtract(const float* a, const float* b, float* out, size_t n) {
 }
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
   HWY_DYNAMIC_DISPATCH(AddScaled)(t, w, d, out, n);
+}
+void add(const float* a, const float* b, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Add)(a, b, out, n); }
+void scale(float w, const float* a, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Scale)(w, a, out, n); }
+void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
+  HWY_DYNAMIC_DISPATCH(KeepAbove)(d, above, r, t, n);
+}
+void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
+  HWY_DYNAMIC_DISPATCH(KeepBetween)(d, above, at_most, r, t, n);
+}
+void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
+  HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
+}
+void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n) {
+  HWY_DYNAMIC_DISPATCH(ElectAccumulate)(s, x, u, w, m, q, n);
+}
+void divide_nonzero(const float* m, const float* q, float* out, size_t n) {
+  HWY_DYNAMIC_DISPATCH(DivideNonzero)(m, q, out, n);
 }
 
 const char* simd_target() {
@@ -159,6 +310,45 @@ void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
     const float product = w * d[i];
     out[i] = t[i] + product;
   }
+}
+void add(const float* a, const float* b, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+void scale(float w, const float* a, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = w * a[i];
+}
+
+static int32_t magnitude_bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  return static_cast<int32_t>(bits & 0x7FFFFFFFu);
+}
+void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
+  for (size_t i = 0; i < n; ++i) t[i] = magnitude_bits(d[i]) > above ? d[i] * r : 0.0f;
+}
+void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t bits = magnitude_bits(d[i]);
+    t[i] = bits > above && bits <= at_most ? d[i] * r : 0.0f;
+  }
+}
+void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t z = key + (first + i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    t[i] = ((z ^ (z >> 31)) >> 11) < limit ? d[i] * r : 0.0f;
+  }
+}
+void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const bool agrees = s[i] >= 0 ? x[i] > 0 : x[i] < 0;
+    m[i] += agrees ? u[i] : 0.0f;
+    q[i] += agrees ? w : 0.0f;
+  }
+}
+void divide_nonzero(const float* m, const float* q, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = m[i] / (q[i] == 0 ? 1.0f : q[i]);
 }
 
 }  // namespace scalar

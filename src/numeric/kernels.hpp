@@ -20,8 +20,34 @@ void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 // out[i] = a[i] - b[i]
 void subtract(const float* a, const float* b, float* out, size_t n);
-// out[i] = t[i] + w * d[i]   (the product rounded to f32, then the sum)
+// out[i] = t[i] + w * d[i]   (the product rounded to f32, then the sum); out may be t
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
+
+// out[i] = a[i] + b[i]; out may be a
+void add(const float* a, const float* b, float* out, size_t n);
+// out[i] = w * a[i]
+void scale(float w, const float* a, float* out, size_t n);
+
+// Trimming a vector (merge/methods/trim_and_sum.hpp). bits(x) is the bit
+// pattern of |x| as an int32 (the sign cleared), which orders like |x|.
+//   keep_above:   t[i] = bits(d[i]) > above ? d[i] * r : 0
+//   keep_between: t[i] = above < bits(d[i]) <= at_most ? d[i] * r : 0
+//   keep_drawn:   t[i] = draw(first + i) < limit ? d[i] * r : 0, where draw(j)
+//                 is SplitMix64's output number j from state `key`, shifted right
+//                 by 11 (a uniform 53-bit draw):
+//                   z = key + (j + 1) * 0x9E3779B97F4A7C15   (mod 2^64)
+//                   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+//                   draw(j) = (z ^ (z >> 31)) >> 11
+void keep_above(const float* d, int32_t above, float r, float* t, size_t n);
+void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
+void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
+
+// TIES' disjoint sum, one vector at a time: where x[i] has the sign elected
+// by s[i] (x > 0 for s >= 0, x < 0 for s < 0), m[i] += u[i] and q[i] += w;
+// elsewhere m[i] += 0 and q[i] += 0.
+void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n);
+// out[i] = m[i] / (q[i] == 0 ? 1 : q[i]); out may be m
+void divide_nonzero(const float* m, const float* q, float* out, size_t n);
 
 // Sums for lineage checks, accumulated in f64 over f32 inputs:
 //   base_sq += pre^2;  a_sq += (a - pre)^2;  b_sq += (b - pre)^2;  dot += (a - pre)(b - pre)
@@ -42,6 +68,13 @@ void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 void subtract(const float* a, const float* b, float* out, size_t n);
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
+void add(const float* a, const float* b, float* out, size_t n);
+void scale(float w, const float* a, float* out, size_t n);
+void keep_above(const float* d, int32_t above, float r, float* t, size_t n);
+void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
+void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
+void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n);
+void divide_nonzero(const float* m, const float* q, float* out, size_t n);
 }  // namespace scalar
 
 // Name of the instruction set the SIMD kernels dispatch to on this CPU.

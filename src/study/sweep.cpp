@@ -125,7 +125,7 @@ void build(const std::string& pre, const std::string& post, const std::string& t
   spec.command_line = "rvec sweep";
   // Several weights land in output/w<w>/; one weight is written to its own folder.
   spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
-  const JobInputs inputs{pre_model.get(), post_model.get(), target_model.get()};
+  const JobInputs inputs{{{pre_model.get(), post_model.get()}}, target_model.get()};
   const JobPlan plan = plan_job(inputs, spec);
   const auto result = run_job(inputs, spec, plan);
   for (const auto& o : result.outputs) {

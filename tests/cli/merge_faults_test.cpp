@@ -90,6 +90,34 @@ TEST_F(MergeFaults, KilledAfterEveryFileResumesToTheSameBytes) {
   }
 }
 
+// Every method through the CLI: two threads write the same bytes as one, and
+// a run killed after its first or second file resumes to them too (the
+// statistics passes and DARE's decisions start afresh per tensor).
+TEST_F(MergeFaults, EveryMethodResumesAfterAKillAndIgnoresTheThreadCount) {
+  const std::pair<const char*, const char*> methods[] = {
+      {"magnitude", "--density 0.3"},      {"ties", "--density 0.2"}, {"dare_linear", "--density 0.3 --seed 5"},
+      {"dare_ties", "--density 0.4 --param rescale=l1"}, {"breadcrumbs", "--density 0.5 --gamma 0.05"}};
+  for (const auto& [method, params] : methods) {
+    const std::string args = std::string("--method ") + method + " " + params;
+    const fs::path clean = dir_ / method / "clean";
+    ASSERT_EQ(run_rvec(merge(clean, args + " --threads 1")).exit_code, 0) << method;
+    ASSERT_EQ(run_rvec(merge(dir_ / method / "threads", args + " --threads 2")).exit_code, 0) << method;
+    for (const char* w : {"w0.5", "w1"}) expect_same_shards(clean / w, dir_ / method / "threads" / w);
+    for (const int n : {1, 2}) {
+      const fs::path out = dir_ / method / ("killed" + std::to_string(n));
+      const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=" + std::to_string(n) + " " +
+                                          RVEC_CLI_PATH + " " + merge(out, args) + "; echo exit=$?");
+      EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << method << n << ": " << killed.output;
+      const auto resumed = run_rvec(merge(out, args + " --json"));
+      ASSERT_EQ(resumed.exit_code, 0) << method << n << ": " << resumed.output;
+      EXPECT_GE(nlohmann::json::parse(resumed.output)["outputs"][0]["shards_reused"], 1) << resumed.output;
+      for (const char* w : {"w0.5", "w1"}) expect_same_shards(clean / w, out / w);
+    }
+    const auto provenance = nlohmann::json::parse(test::read_file(clean / "w1" / "rvec_provenance.json"));
+    EXPECT_EQ(provenance["method"]["name"], method);
+  }
+}
+
 TEST_F(MergeFaults, AnOutputThatIsHoldsOrSitsInAnInputIsRefused) {
   const fs::path fam = dir_ / "fam";
   for (const auto& [out, how] : {std::pair{fam / "target", "is the input target"},

@@ -7,69 +7,25 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "base/error.hpp"
+#include "base/hash.hpp"
 #include "io/staging.hpp"
 #include "merge/provenance.hpp"
 #include "hf/synthetic.hpp"
 #include "merge/open_family.hpp"
+#include "merge/reference.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
 namespace {
 
 namespace fs = std::filesystem;
+using test::ref_decode;
+using test::ref_encode;
 
 // --- the reference -------------------------------------------------------------
-
-float ref_decode(DType dtype, const std::byte* p) {
-  if (dtype == DType::kF32) {
-    float f;
-    std::memcpy(&f, p, 4);
-    return f;
-  }
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  if (dtype == DType::kF16) {
-    _Float16 h;
-    std::memcpy(&h, &bits, 2);
-    return static_cast<float>(h);
-  }
-  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &wide, 4);
-  return f;
-}
-
-// Nearest bf16 by exact comparison of the two neighbours, ties to even.
-uint16_t ref_round_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);
-  const uint16_t down = static_cast<uint16_t>(u >> 16), up = static_cast<uint16_t>(down + 1);
-  if ((u & 0xFFFF) == 0) return down;
-  auto value = [](uint16_t b) {
-    if ((b & 0x7FFF) == 0x7F80) return std::copysign(std::ldexp(1.0, 128), (b & 0x8000) ? -1.0 : 1.0);
-    const uint32_t w = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &w, 4);
-    return static_cast<double>(f);
-  };
-  const double dd = std::fabs(x - value(down)), du = std::fabs(value(up) - x);
-  return dd < du ? down : du < dd ? up : (down & 1) ? up : down;
-}
-
-void ref_encode(DType dtype, float x, std::byte* out) {
-  if (dtype == DType::kF32) {
-    std::memcpy(out, &x, 4);
-  } else if (dtype == DType::kF16) {
-    const _Float16 h = static_cast<_Float16>(x);
-    std::memcpy(out, &h, 2);
-  } else {
-    const uint16_t b = ref_round_bf16(x);
-    std::memcpy(out, &b, 2);
-  }
-}
 
 // Expected bytes of tensor `name` in target + w * (post - pre), rows beyond
 // the shared ones copied from the target, `scale` from the rules.
@@ -177,14 +133,14 @@ TEST(Merge, ExtractThenApplyEqualsMergeWithAnF32Vector) {
   extract.weights = {1.0};
   extract.out_dtype = DType::kF32;
   extract.output = dir / "vector";
-  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  run({{{fam.pre.get(), fam.post.get()}}, nullptr}, extract);
   const auto vector = ModelFolder::open((dir / "vector").string());
   EXPECT_EQ(vector->shards().front()->header().metadata.at("rvec.kind"), kVectorKind);
   EXPECT_EQ(vector->find(kEmbedName)->info->shape[0], 512u);  // the rows pre and post share
 
   JobSpec apply = merge_spec(dir / "applied", {0.5, 1.25});
   apply.kind = JobKind::kApply;
-  run({nullptr, vector.get(), fam.target.get()}, apply);
+  run({{{nullptr, vector.get()}}, fam.target.get()}, apply);
   for (const char* w : {"w0.5", "w1.25"}) {
     const auto merged = ModelFolder::open((dir / "merged" / w).string());
     const auto applied = ModelFolder::open((dir / "applied" / w).string());
@@ -296,6 +252,59 @@ TEST(Merge, RerunningAFinishedJobReusesItAndAChangedJobIsRefused) {
   }
 }
 
+// The key of a task-arithmetic output as rvec wrote it before merge methods
+// existed, rebuilt here field by field: outputs made then are still recognised.
+std::string fingerprint_before_methods(const JobInputs& inputs, const JobSpec& spec, double w) {
+  const auto model = [](const ModelFolder& m) {
+    nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+    for (const auto& shard : m.shards()) {
+      shards.push_back({{"file", fs::path(shard->path()).filename().string()},
+                        {"bytes", shard->file_size()},
+                        {"modified_ns", shard->modified_ns()},
+                        {"header_fnv1a64", hex64(shard->header().json_hash)}});
+    }
+    return nlohmann::ordered_json{
+        {"path", fs::absolute(m.path()).lexically_normal().string()},
+        {"architecture", m.config()->architecture()},
+        {"config_fnv1a64", hex64(fnv1a64(test::read_file(fs::path(m.path()) / "config.json")))},
+        {"shards", shards}};
+  };
+  const nlohmann::ordered_json key = {
+      {"rvec", RVEC_VERSION},
+      {"kind", "merge"},
+      {"w", w},
+      {"rules", nlohmann::ordered_json::array()},
+      {"dtype", "default"},
+      {"max_shard_bytes", spec.max_shard_bytes},
+      {"inputs",
+       {{"pre", model(*inputs.vectors[0].pre)}, {"post", model(*inputs.vectors[0].post)}, {"target", model(*inputs.target)}}}};
+  return hex64(fnv1a64(key.dump()));
+}
+
+TEST(Merge, PlainTaskArithmeticKeepsItsFingerprintAndEverythingElseChangesIt) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  const JobSpec plain = merge_spec(dir / "out", {0.5});
+  const std::string before = fingerprint_before_methods(fam.inputs(), plain, 0.5);
+  EXPECT_EQ(output_fingerprint(fam.inputs(), plain, 0.5), before);
+  const auto spec = [&](const char* method, ParamSettings params, std::vector<ParamSettings> vectors) {
+    JobSpec s = merge_spec(dir / "out", {0.5});
+    if (method) s.method = &merge_method(method);
+    s.method_params = std::move(params);
+    s.vector_params = std::move(vectors);
+    return output_fingerprint(fam.inputs(), s, 0.5);
+  };
+  // The default method named, its defaults given: the same job.
+  EXPECT_EQ(spec("task_arithmetic", {{"normalize", ParamSetting::word("false")}}, {{{"weight", 1.0}}}), before);
+  std::set<std::string> fingerprints = {before};
+  for (const auto& other : {spec("ties", {}, {}), spec("ties", {{"density", 0.5}}, {}),
+                            spec(nullptr, {}, {{{"weight", 0.5}}}),
+                            spec(nullptr, {{"normalize", ParamSetting::word("true")}}, {})}) {
+    EXPECT_TRUE(fingerprints.insert(other).second);
+  }
+}
+
 TEST(Merge, BadWeightsAreUsageErrors) {
   test::TempDir dir;
   write_family(dir.path(), {});
@@ -322,12 +331,12 @@ TEST(Merge, Bf16VectorStorageChangesFewElementsByAtMostOneSpacing) {
   extract.kind = JobKind::kExtract;
   extract.weights = {1.0};
   extract.output = dir / "vector";  // default dtype: the inputs' (BF16)
-  run({fam.pre.get(), fam.post.get(), nullptr}, extract);
+  run({{{fam.pre.get(), fam.post.get()}}, nullptr}, extract);
   const auto vector = ModelFolder::open((dir / "vector").string());
   EXPECT_EQ(vector->tensors().front().info->dtype, DType::kBF16);
   JobSpec apply = merge_spec(dir / "applied", {1.0});
   apply.kind = JobKind::kApply;
-  run({nullptr, vector.get(), fam.target.get()}, apply);
+  run({{{nullptr, vector.get()}}, fam.target.get()}, apply);
   const auto merged = ModelFolder::open((dir / "merged").string());
   const auto applied = ModelFolder::open((dir / "applied").string());
   uint64_t total = 0, differ = 0;

@@ -24,7 +24,7 @@ struct OpenFamily {
         post(ModelFolder::open((dir / "post").string())),
         target(ModelFolder::open((dir / "target").string())) {}
 
-  JobInputs inputs() const { return {pre.get(), post.get(), target.get()}; }
+  JobInputs inputs() const { return {{{pre.get(), post.get()}}, target.get()}; }
   MergePlan plan() const { return plan_merge({pre.get(), *post, *target}); }
 };
 

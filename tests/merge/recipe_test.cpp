@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "base/error.hpp"
+#include "merge/method.hpp"
 
 namespace rvec {
 namespace {
@@ -70,6 +71,54 @@ TEST(Recipe, ErrorsNameFileLineAndField) {
   expect_bad("pre: [a\n", "not valid YAML");
   expect_bad("kind: blend\n", "not merge, apply or extract");
   expect_bad("pre: a\npost: b\ntarget: c\nweights: 1\noutput: o\nrules:\n  - match: x\n", "needs \"scale\"");
+}
+
+TEST(Recipe, MethodsAndSeveralVectorsRoundTripThroughYaml) {
+  const auto r = parse_recipe(R"(
+method: ties
+params: {density: 0.2, vote: weighted}
+target: t
+weights: [1]
+output: o
+vectors:
+  - pre: a
+    post: b
+    weight: 0.5
+    density: [0.1, 0.3, 0.9]
+  - vector: v
+    weight:
+      - filter: mlp
+        value: 0.5
+      - value: [0, 1]
+)",
+                              "r.yaml");
+  ASSERT_EQ(r.vectors.size(), 2u);
+  EXPECT_EQ(r.vectors[1].vector, "v");
+  const Recipe back = parse_recipe(recipe_yaml(r), "r.yaml");
+  EXPECT_EQ(back.method, "ties");
+  ASSERT_EQ(back.vectors.size(), 2u);
+  EXPECT_EQ(back.vectors[0].pre, "a");
+  const MethodParam& density = *find_param(merge_method("ties"), "density");
+  const MethodParam weight{"weight", 1, -10, 10};
+  EXPECT_DOUBLE_EQ(*back.vectors[0].params.at("density").value_at(density, "x", 0.75), 0.6);
+  EXPECT_EQ(*back.vectors[1].params.at("weight").value_at(weight, "model.layers.0.mlp.up_proj.weight", 0), 0.5);
+  EXPECT_EQ(*back.vectors[1].params.at("weight").value_at(weight, "model.layers.1.self_attn.q_proj.weight", 1), 1.0);
+  EXPECT_EQ(*back.params.at("vote").value_at(*find_param(merge_method("ties"), "vote"), "x", 0), 1.0);
+  const JobSpec spec = job_spec(back);
+  EXPECT_EQ(spec.method->name(), "ties");
+  EXPECT_EQ(spec.vector_params.size(), 2u);
+}
+
+TEST(Recipe, MethodErrorsNameTheLine) {
+  const std::string head = "target: t\nweights: [1]\noutput: o\n";
+  expect_bad(head + "method: tie\npre: a\npost: b\n", "r.yaml:4: unknown merge method \"tie\"");
+  expect_bad(head + "method: ties\nparams: {gamma: 0.1}\npre: a\npost: b\n", "r.yaml:5: unknown field \"gamma\" in params");
+  expect_bad(head + "method: ties\nvectors:\n  - {pre: a, post: b, vote: weighted}\n",
+             "unknown field \"vote\" in a vector (method ties takes: weight, density)");
+  expect_bad(head + "pre: a\npost: b\nvectors:\n  - {pre: a, post: b}\n", "give \"vectors\" or pre/post");
+  expect_bad(head + "vectors:\n  - {pre: a}\n", "a vector needs \"pre\" and \"post\", or \"vector\"");
+  expect_bad(head + "vectors:\n  - {pre: a, post: b, weight: [x, 1]}\n", "a gradient is a list of numbers");
+  expect_bad(head + "vectors: []\n", "must be a list of vectors");
 }
 
 TEST(Recipe, RulesAndWeightsFromTheCommandLine) {

@@ -28,7 +28,7 @@ class VectorStatsTest : public ::testing::Test {
     extract.kind = JobKind::kExtract;
     extract.weights = {1.0};
     extract.output = dir_ / "vector";
-    const JobInputs inputs{pre_.get(), post_.get(), nullptr};
+    const JobInputs inputs{{{pre_.get(), post_.get()}}, nullptr};
     run_job(inputs, extract, plan_job(inputs, extract));
     vector_ = ModelFolder::open((dir_ / "vector").string());
   }
@@ -80,7 +80,7 @@ TEST_F(VectorStatsTest, MergedModelCardCarriesTheSameNumbers) {
   merge.kind = JobKind::kMerge;
   merge.weights = {0.5};
   merge.output = dir_ / "merged";
-  const JobInputs inputs{pre_.get(), post_.get(), target_.get()};
+  const JobInputs inputs{{{pre_.get(), post_.get()}}, target_.get()};
   const auto result = run_job(inputs, merge, plan_job(inputs, merge));
   ASSERT_TRUE(result.vector_stats_complete);
   const auto stats = analyse_vector({vector_.get(), nullptr});

@@ -56,6 +56,47 @@ TEST_P(KernelsOnEveryTarget, MatchScalarTwinsBitForBit) {
     kernels::bf16_to_f32(bf_simd.data(), simd.data(), n);
     kernels::scalar::bf16_to_f32(bf_simd.data(), scalar.data(), n);
     EXPECT_TRUE(same_bits(simd, scalar)) << "bf16_to_f32 n=" << n;
+    kernels::add(a.data(), b.data(), simd.data(), n);
+    kernels::scalar::add(a.data(), b.data(), scalar.data(), n);
+    EXPECT_TRUE(same_bits(simd, scalar)) << "add n=" << n;
+    kernels::scale(-0.3f, a.data(), simd.data(), n);
+    kernels::scalar::scale(-0.3f, a.data(), scalar.data(), n);
+    EXPECT_TRUE(same_bits(simd, scalar)) << "scale n=" << n;
+  }
+}
+
+// The trimming kernels: thresholds around the magnitudes present (ties
+// included), DARE's draws at several offsets, and the sign election with
+// zeros, NaN and signed zeros in the vote.
+TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
+  for (size_t n : {0u, 1u, 7u, 16u, 17u, 1000u, 4099u}) {
+    const auto d = tricky_floats(n, n + 4), s = tricky_floats(n, n + 5), x = tricky_floats(n, n + 6),
+               u = tricky_floats(n, n + 7);
+    std::vector<float> simd(n), scalar(n);
+    for (const int32_t above : {-1, 0, 0x3F800000, 0x7F800000, 0x7FFFFFFF}) {
+      kernels::keep_above(d.data(), above, 1.5f, simd.data(), n);
+      kernels::scalar::keep_above(d.data(), above, 1.5f, scalar.data(), n);
+      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_above n=" << n << " above=" << above;
+      kernels::keep_between(d.data(), above, 0x50000000, 1.0f, simd.data(), n);
+      kernels::scalar::keep_between(d.data(), above, 0x50000000, 1.0f, scalar.data(), n);
+      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_between n=" << n << " above=" << above;
+    }
+    for (const uint64_t first : {0ull, 12345ull, (1ull << 40) + 7}) {
+      for (const uint64_t limit : {0ull, 1ull << 52, (1ull << 53) - 1, 1ull << 53}) {
+        kernels::keep_drawn(0xDEADBEEFull + n, first, limit, d.data(), 2.0f, simd.data(), n);
+        kernels::scalar::keep_drawn(0xDEADBEEFull + n, first, limit, d.data(), 2.0f, scalar.data(), n);
+        EXPECT_TRUE(same_bits(simd, scalar)) << "keep_drawn n=" << n << " first=" << first << " limit=" << limit;
+      }
+    }
+    std::vector<float> m_simd = u, q_simd = s, m_scalar = u, q_scalar = s;
+    kernels::elect_accumulate(s.data(), x.data(), u.data(), 0.75f, m_simd.data(), q_simd.data(), n);
+    kernels::scalar::elect_accumulate(s.data(), x.data(), u.data(), 0.75f, m_scalar.data(), q_scalar.data(), n);
+    EXPECT_TRUE(same_bits(m_simd, m_scalar) && same_bits(q_simd, q_scalar)) << "elect_accumulate n=" << n;
+    std::vector<float> q = s;
+    for (size_t i = 0; i < n; i += 3) q[i] = i % 2 ? -0.0f : 0.0f;
+    kernels::divide_nonzero(u.data(), q.data(), simd.data(), n);
+    kernels::scalar::divide_nonzero(u.data(), q.data(), scalar.data(), n);
+    EXPECT_TRUE(same_bits(simd, scalar)) << "divide_nonzero n=" << n;
   }
 }
 

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <algorithm>
+#include <cmath>
 
 #include "base/error.hpp"
 
@@ -12,7 +12,8 @@ namespace {
 
 const std::vector<const MergeMethod*>& registered() {
   static const std::vector<const MergeMethod*> methods = {
-      &task_arithmetic_method(),
+      &task_arithmetic_method(), &magnitude_method(), &ties_method(), &dare_linear_method(), &dare_ties_method(),
+      &breadcrumbs_method(),
   };
   return methods;
 }
@@ -37,18 +38,38 @@ const MergeMethod& merge_method(std::string_view name) {
   fail(ErrorKind::kUsage, "unknown merge method \"{}\" (known: {})", name, fmt::join(merge_method_names(), ", "));
 }
 
+const MethodParam* find_param(const MergeMethod& method, std::string_view name) {
+  for (const auto& p : method.params()) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::string param_text(const MethodParam& param, double value) {
+  if (!param.choices.empty() && value >= 0 && value < static_cast<double>(param.choices.size()) &&
+      value == std::floor(value)) {
+    return param.choices[static_cast<size_t>(value)];
+  }
+  return fmt::format("{}", value);
+}
+
 MethodParams complete_params(const MergeMethod& method, const MethodParams& given) {
   MethodParams out;
   for (const auto& p : method.params()) out[p.name] = p.default_value;
   for (const auto& [name, value] : given) {
-    const auto declared = std::find_if(method.params().begin(), method.params().end(),
-                                       [&](const MethodParam& p) { return p.name == name; });
-    if (declared == method.params().end()) {
-      fail(ErrorKind::kUsage, "merge method {} takes no parameter \"{}\"", method.name(), name);
-    }
-    if (!(value >= declared->min && value <= declared->max)) {
+    const MethodParam* declared = find_param(method, name);
+    if (!declared) fail(ErrorKind::kUsage, "merge method {} takes no parameter \"{}\"", method.name(), name);
+    if (!declared->choices.empty()) {
+      if (!(value >= 0 && value < static_cast<double>(declared->choices.size())) || value != std::floor(value)) {
+        fail(ErrorKind::kUsage, "merge method {}: {} must be one of {} ({})", method.name(), name,
+             fmt::join(declared->choices, ", "), declared->help);
+      }
+    } else if (!(value >= declared->min && value <= declared->max)) {
       fail(ErrorKind::kUsage, "merge method {}: {} = {} is outside [{}, {}] ({})", method.name(), name, value,
            declared->min, declared->max, declared->help);
+    } else if (declared->whole && value != std::floor(value)) {
+      fail(ErrorKind::kUsage, "merge method {}: {} = {} is not a whole number ({})", method.name(), name, value,
+           declared->help);
     }
     out[name] = value;
   }

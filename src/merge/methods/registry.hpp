@@ -8,5 +8,10 @@
 namespace rvec {
 
 const MergeMethod& task_arithmetic_method();
+const MergeMethod& magnitude_method();
+const MergeMethod& ties_method();
+const MergeMethod& dare_linear_method();
+const MergeMethod& dare_ties_method();
+const MergeMethod& breadcrumbs_method();
 
 }  // namespace rvec

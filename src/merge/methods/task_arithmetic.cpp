@@ -1,38 +1,42 @@
 // task_arithmetic: δ = Σ_i w_i v_i (arXiv 2212.04089), the reasoning-vector
 // paper's method. With one vector of weight 1, δ is that vector, bit for bit.
+// `normalize: true` divides by Σ_i w_i (1 where |Σ_i w_i| < 1e-8), as mergekit's
+// option of the same name does.
 #include "merge/methods/registry.hpp"
+#include "merge/methods/trim_and_sum.hpp"
 
 namespace rvec {
 namespace {
 
 class TaskArithmeticCombiner final : public TensorCombiner {
  public:
-  explicit TaskArithmeticCombiner(std::span<const double> weights) : weights_(weights.begin(), weights.end()) {}
+  TaskArithmeticCombiner(std::span<const double> weights, bool normalize)
+      : weights_(weights.begin(), weights.end()), normalize_(normalize) {}
 
   const float* combine(uint64_t, size_t n, std::span<const float* const> deltas, float* scratch) override {
-    if (deltas.size() == 1 && weights_[0] == 1.0f) return deltas[0];
-    // f32 sum, starting from the first term so that a single -0 stays -0.
-    for (size_t j = 0; j < n; ++j) scratch[j] = weights_[0] * deltas[0][j];
-    for (size_t i = 1; i < deltas.size(); ++i) {
-      for (size_t j = 0; j < n; ++j) scratch[j] += weights_[i] * deltas[i][j];
-    }
+    if (deltas.size() == 1 && weights_[0] == 1.0f && !normalize_) return deltas[0];
+    // The f32 sum starts from the first term, so that a single -0 stays -0.
+    weighted_sum(weights_, deltas, n, normalize_, scratch);
     return scratch;
   }
 
  private:
   std::vector<float> weights_;
+  bool normalize_;
 };
 
 class TaskArithmetic final : public MergeMethod {
  public:
   std::string_view name() const override { return "task_arithmetic"; }
   const std::vector<MethodParam>& params() const override {
-    static const std::vector<MethodParam> none;
-    return none;
+    static const std::vector<MethodParam> params = {normalize_param(false)};
+    return params;
   }
   std::string formula() const override { return "sum_i w_i * v_i"; }
   std::unique_ptr<TensorCombiner> begin_tensor(const TensorContext& context) const override {
-    return std::make_unique<TaskArithmeticCombiner>(context.vector_weights);
+    const auto normalize = context.params->find("normalize");
+    return std::make_unique<TaskArithmeticCombiner>(context.vector_weights,
+                                                    normalize != context.params->end() && normalize->second != 0);
   }
 };
 

@@ -1,0 +1,181 @@
+#include "merge/mergekit.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <optional>
+
+#include "base/error.hpp"
+#include "base/yaml_reader.hpp"
+
+namespace rvec {
+namespace {
+
+// A mergekit method rvec runs, with mergekit's defaults for it.
+struct MergekitMethod {
+  std::string_view name;
+  const char* rescale;  // rescale: false/true as rvec words (null: the method has no rescale)
+  bool normalize;       // mergekit's default
+  bool gamma;           // takes gamma
+  bool votes;           // elects signs (rvec: vote: weighted, as mergekit votes)
+};
+
+constexpr MergekitMethod kMethods[] = {
+    {"task_arithmetic", nullptr, false, false, false}, {"ties", "none", true, false, true},
+    {"dare_linear", "l1", false, false, false},        {"dare_ties", "l1", false, false, true},
+    {"breadcrumbs", "none", false, true, false},
+};
+
+// Fields of mergekit configs that rvec does not do, with what to do instead.
+constexpr std::pair<const char*, const char*> kUnsupported[] = {
+    {"slices", "rvec merges whole models; list them under models"},
+    {"modules", "rvec merges whole models; list them under models"},
+    {"tokenizer", "the output keeps the base model's tokenizer"},
+    {"chat_template", "the output keeps the base model's chat template"},
+};
+
+const MergekitMethod& read_method(const YamlReader& y, const YAML::Node& root) {
+  if (!root["merge_method"]) bad_input("a mergekit config needs merge_method");
+  const auto name = y.scalar<std::string>(root["merge_method"], "merge_method", "a method name");
+  for (const auto& m : kMethods) {
+    if (m.name == name) return m;
+  }
+  std::vector<std::string_view> names;
+  for (const auto& m : kMethods) names.push_back(m.name);
+  y.error(root["merge_method"],
+          fmt::format("merge_method \"{}\" is not supported by rvec (supported: {})", name, fmt::join(names, ", ")));
+}
+
+std::string read_model(const YamlReader& y, const YAML::Node& node, const char* field) {
+  const auto model = y.scalar<std::string>(node, field, "a model folder");
+  if (model.find('+') != std::string::npos) {
+    y.error(node, fmt::format("field \"{}\": LoRA references (model+lora) are not supported; merge the LoRA first", field));
+  }
+  return model;
+}
+
+std::optional<std::string> rvec_dtype(const std::string& torch) {
+  if (torch == "bfloat16" || torch == "bf16") return "BF16";
+  if (torch == "float16" || torch == "fp16" || torch == "half") return "F16";
+  if (torch == "float32" || torch == "fp32" || torch == "float") return "F32";
+  return std::nullopt;
+}
+
+// The merge-wide `parameters:` into the recipe.
+void read_global_parameters(const YamlReader& y, const YAML::Node& params, const MergekitMethod& method, Recipe& r) {
+  if (!params.IsMap()) y.error(params, "field \"parameters\" must be a mapping");
+  for (const auto& entry : params) {
+    const auto name = entry.first.as<std::string>();
+    const YAML::Node& value = entry.second;
+    if (name == "weight" || name == "density" || (name == "gamma" && method.gamma)) {
+      r.params.insert_or_assign(name, read_param_setting(y, value, name));
+    } else if (name == "normalize") {
+      r.params.insert_or_assign("normalize", ParamSetting::word(y.scalar<bool>(value, "normalize", "true or false") ? "true" : "false"));
+    } else if (name == "rescale") {
+      const bool rescale = y.scalar<bool>(value, "rescale", "true or false");
+      if (method.rescale) r.params.insert_or_assign("rescale", ParamSetting::word(rescale ? "l1" : "none"));
+    } else if (name == "int8_mask") {
+      y.scalar<bool>(value, "int8_mask", "true or false");  // the mask's storage type: no effect on the values
+    } else if (name == "lambda") {
+      r.weights = {y.scalar<double>(value, "lambda", "one number (rvec's w)")};
+    } else {
+      y.error(entry.first, fmt::format("parameter \"{}\" is not supported for {} by rvec", name, method.name));
+    }
+  }
+}
+
+// One entry of `models:`; nothing for the base model itself.
+std::optional<RecipeVector> read_model_entry(const YamlReader& y, const YAML::Node& node, const MergekitMethod& method,
+                                             const std::string& base, bool global_weight) {
+  y.only(node, {"model", "parameters"}, "a model of a mergekit config");
+  if (!node["model"]) y.error(node, "a model needs \"model\"");
+  RecipeVector v{base, read_model(y, node["model"], "model")};
+  if (v.post == base) return std::nullopt;  // mergekit leaves the base out of the task vectors
+  if (const auto params = node["parameters"]) {
+    if (!params.IsMap()) y.error(params, "field \"parameters\" must be a mapping");
+    for (const auto& entry : params) {
+      const auto name = entry.first.as<std::string>();
+      if (name == "weight" || name == "density" || (name == "gamma" && method.gamma)) {
+        v.params.insert_or_assign(name, read_param_setting(y, entry.second, name));
+      } else if (name == "normalize" || name == "rescale" || name == "int8_mask" || name == "lambda") {
+        y.error(entry.first, fmt::format("\"{}\" is one value for the whole merge: mergekit reads it only from the "
+                                         "top-level parameters, so put it there",
+                                         name));
+      } else {
+        y.error(entry.first, fmt::format("parameter \"{}\" is not supported for {} by rvec", name, method.name));
+      }
+    }
+  }
+  if (!global_weight && !v.params.contains("weight")) {
+    y.error(node, fmt::format("model {} has no weight (mergekit requires one per model)", v.post));
+  }
+  return v;
+}
+
+// mergekit's defaults, written out (rvec's own differ for some).
+void add_mergekit_defaults(const MergekitMethod& method, Recipe& r) {
+  if (method.name == "task_arithmetic") {
+    r.params.try_emplace("normalize", ParamSetting::word(method.normalize ? "true" : "false"));
+    return;
+  }
+  r.params.try_emplace("density", 1.0);
+  r.params.try_emplace("normalize", ParamSetting::word(method.normalize ? "true" : "false"));
+  r.params.try_emplace("rescale", ParamSetting::word(method.rescale));
+  if (method.gamma) r.params.try_emplace("gamma", 0.01);
+  if (method.votes) r.params.try_emplace("vote", ParamSetting::word("weighted"));
+}
+
+}  // namespace
+
+bool is_mergekit_config(const std::string& text) {
+  try {
+    const YAML::Node root = YAML::Load(text);
+    return root.IsMap() && root["merge_method"];
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
+Recipe mergekit_recipe(const std::string& text, const std::string& origin, const std::string& output) {
+  const YamlReader y(origin);
+  const YAML::Node root = y.load(text);
+  for (const auto& [field, instead] : kUnsupported) {
+    if (root[field]) y.error(root[field], fmt::format("field \"{}\" of mergekit configs is not supported ({})", field, instead));
+  }
+  y.only(root, {"merge_method", "base_model", "models", "parameters", "dtype", "out_dtype", "tokenizer_source"},
+         "a mergekit config");
+  const MergekitMethod& method = read_method(y, root);
+  if (output.empty()) bad_input("{}: a mergekit config names no output folder; give one with -o OUT", origin);
+  if (!root["base_model"]) bad_input("{}: merge_method {} needs base_model (the model the vectors start from)", origin, method.name);
+  Recipe r;
+  r.kind = JobKind::kMerge;
+  r.method = method.name;
+  r.target = read_model(y, root["base_model"], "base_model");
+  r.output = output;
+  r.weights = {1.0};
+  if (const auto source = root["tokenizer_source"]) {
+    const auto value = y.scalar<std::string>(source, "tokenizer_source", "base");
+    if (value != "base") {
+      y.error(source, fmt::format("tokenizer_source \"{}\" is not supported: the output keeps the base model's "
+                                  "tokenizer (tokenizer_source: base)",
+                                  value));
+    }
+  }
+  if (const auto params = root["parameters"]) read_global_parameters(y, params, method, r);
+  const auto models = root["models"];
+  if (!models || !models.IsSequence()) bad_input("{}: a mergekit config for rvec needs a \"models\" list", origin);
+  for (const auto& node : models) {
+    if (auto v = read_model_entry(y, node, method, r.target, r.params.contains("weight"))) r.vectors.push_back(std::move(*v));
+  }
+  if (r.vectors.empty()) y.error(models, "no model besides base_model: nothing to merge");
+  for (const char* field : {"out_dtype", "dtype"}) {
+    if (!root[field] || r.dtype) continue;
+    const auto torch = y.scalar<std::string>(root[field], field, "a torch dtype");
+    r.dtype = rvec_dtype(torch);
+    if (!r.dtype) y.error(root[field], fmt::format("{} \"{}\" is not bfloat16, float16 or float32", field, torch));
+  }
+  add_mergekit_defaults(method, r);
+  return r;
+}
+
+}  // namespace rvec

@@ -1,0 +1,410 @@
+#include "merge/methods/trim_and_sum.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+#include "merge/methods/dare_mask.hpp"
+#include "numeric/kernels.hpp"
+
+namespace rvec {
+namespace {
+
+constexpr size_t kHighBins = 1 << 15;  // the high 16 bits of |d| (the sign bit is clear)
+constexpr size_t kLowBins = 1 << 16;
+
+// The bit pattern of |x| as a non-negative int32: orders like |x| (NaN above Inf).
+int32_t magnitude_bits(float x) { return static_cast<int32_t>(std::bit_cast<uint32_t>(x) & 0x7FFFFFFFu); }
+
+// Counts of the high 16 bits of |d| over a tensor, in four interleaved
+// copies: neighbouring weights often share a bin, and one counter per
+// element in turn lets their increments overlap instead of waiting on each
+// other. The four copies of a bin share a cache line.
+class HighHistogram {
+ public:
+  void add(std::span<const float> delta) {
+    uint64_t* c = counts_.data();
+    const float* d = delta.data();
+    const size_t n = delta.size();
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      for (size_t k = 0; k < 4; ++k) ++c[4 * static_cast<size_t>(magnitude_bits(d[j + k]) >> 16) + k];
+    }
+    for (; j < n; ++j) ++c[4 * static_cast<size_t>(magnitude_bits(d[j]) >> 16)];
+  }
+
+  std::vector<uint64_t> totals() const {
+    std::vector<uint64_t> out(kHighBins);
+    for (size_t bin = 0; bin < kHighBins; ++bin) {
+      out[bin] = counts_[4 * bin] + counts_[4 * bin + 1] + counts_[4 * bin + 2] + counts_[4 * bin + 3];
+    }
+    return out;
+  }
+
+ private:
+  std::vector<uint64_t> counts_ = std::vector<uint64_t>(4 * kHighBins, 0);
+};
+
+// Membership of the top k by |d| (ties by lowest index) of one tensor's
+// vector, found by radix select: the high-bits histogram over the whole
+// tensor, choose_bin, count_low over it again, choose_threshold; then admits()
+// walks the elements in order. An element is in the top k when its bits
+// exceed the threshold, or equal it and fewer than `equal_wanted` equal ones
+// came before. k = n is the threshold -1 (everything), k = 0 INT32_MAX with
+// none wanted.
+class RankBound {
+ public:
+  RankBound(uint64_t k, uint64_t n) : k_(k), n_(n) {
+    if (k >= n) threshold_ = -1;
+    if (k == 0) threshold_ = INT32_MAX;
+  }
+
+  bool trivial() const { return k_ == 0 || k_ >= n_; }
+  int32_t threshold() const { return threshold_; }
+  bool saturated() const { return equal_seen_ >= equal_wanted_; }
+
+  void choose_bin(const std::vector<uint64_t>& high) {
+    if (trivial()) return;
+    uint64_t seen = 0;
+    for (size_t bin = kHighBins; bin-- > 0;) {
+      if (seen + high[bin] >= k_) {
+        bin_ = static_cast<int32_t>(bin);
+        above_ = seen;
+        break;
+      }
+      seen += high[bin];
+    }
+    low_.assign(kLowBins, 0);
+  }
+
+  void count_low(std::span<const float> delta) {
+    if (trivial()) return;
+    uint64_t* low = low_.data();
+    const int32_t bin = bin_;
+    const float* d = delta.data();
+    // Few elements fall in the bin: look at 16 at a time (a loop the
+    // compiler vectorises) and count one by one only where some do.
+    constexpr size_t kChunk = 16;
+    for (size_t j = 0; j < delta.size(); j += kChunk) {
+      const size_t end = std::min(delta.size(), j + kChunk);
+      int hits = 0;
+      for (size_t k = j; k < end; ++k) hits += (magnitude_bits(d[k]) >> 16) == bin;
+      if (hits == 0) continue;
+      for (size_t k = j; k < end; ++k) {
+        const int32_t b = magnitude_bits(d[k]);
+        if ((b >> 16) == bin) ++low[b & 0xFFFF];
+      }
+    }
+  }
+
+  void choose_threshold() {
+    if (trivial()) return;
+    uint64_t seen = above_;
+    for (size_t low = kLowBins; low-- > 0;) {
+      if (seen + low_[low] >= k_) {
+        threshold_ = (bin_ << 16) | static_cast<int32_t>(low);
+        equal_wanted_ = k_ - seen;
+        break;
+      }
+      seen += low_[low];
+    }
+    low_ = {};
+  }
+
+  void restart() { equal_seen_ = 0; }
+
+  // Is the next element (in element order) among the top k?
+  bool admits(int32_t bits) {
+    if (bits != threshold_) return bits > threshold_;
+    if (saturated()) return false;
+    ++equal_seen_;
+    return true;
+  }
+
+  // t[j] = (element j in the top k) ? d[j] * r : 0 for the next n elements.
+  void select(const float* d, float r, float* t, size_t n) {
+    kernels::keep_above(d, threshold_, r, t, n);
+    const int32_t threshold = threshold_;
+    uint64_t left = equal_wanted_ - std::min(equal_seen_, equal_wanted_);
+    for (size_t j = 0; j < n && left > 0; ++j) {
+      if (magnitude_bits(d[j]) == threshold) {
+        t[j] = d[j] * r;
+        --left;
+      }
+    }
+    equal_seen_ = equal_wanted_ - left;
+  }
+
+ private:
+  uint64_t k_, n_;
+  int32_t bin_ = 0;
+  uint64_t above_ = 0;  // elements in higher bins
+  std::vector<uint64_t> low_;
+  int32_t threshold_ = 0;
+  uint64_t equal_wanted_ = 0, equal_seen_ = 0;
+};
+
+// t[j] = (element j ranked in [lo, hi)) ? d[j] * r : 0: in the top `upper`
+// but not in the top `top`. Both bounds see every element in order.
+void select_band(RankBound& top, RankBound& upper, const float* d, float r, float* t, size_t n) {
+  const int32_t hi = upper.threshold(), lo = top.threshold();
+  // Once both tie counts are reached, ranks follow from the bits alone;
+  // until then, elements at either threshold are decided one by one.
+  const bool settled = top.saturated() && upper.saturated();
+  kernels::keep_between(d, hi, settled ? lo : lo - 1, r, t, n);
+  if (settled) return;
+  for (size_t j = 0; j < n; ++j) {
+    const int32_t bits = magnitude_bits(d[j]);
+    if (bits != hi && bits != lo) continue;
+    const bool in_upper = upper.admits(bits);  // both advance their tie counts
+    const bool in_top = top.admits(bits);
+    t[j] = in_upper && !in_top ? d[j] * r : 0.0f;
+  }
+}
+
+enum class Rescale { kNone, kInverseDensity, kL1 };
+
+Rescale rescale_of(const MethodParams& params, const MergeMethod& method) {
+  const MethodParam* declared = find_param(method, "rescale");
+  if (!declared) return Rescale::kNone;
+  const std::string& word = declared->choices.at(static_cast<size_t>(params.at("rescale")));
+  return word == "l1" ? Rescale::kL1 : word == "density" ? Rescale::kInverseDensity : Rescale::kNone;
+}
+
+bool param_flag(const MethodParams& params, const char* name, bool otherwise) {
+  const auto it = params.find(name);
+  return it == params.end() ? otherwise : it->second != 0;
+}
+
+// What one vector keeps of one tensor: the rank bounds (top-k: [0, k);
+// band: [lo, lo + k)) or DARE's key and limit.
+struct VectorTrim {
+  std::vector<RankBound> bounds;
+  uint64_t dare_key = 0, dare_limit = 0;
+  bool nontrivial = false;  // keeps neither every element nor none
+
+  VectorTrim(TrimKind trim, const TensorContext& context, size_t vector) {
+    const MethodParams& p = context.vector_params[vector];
+    const uint64_t n = context.elements;
+    const double density = p.at("density");
+    const auto k = static_cast<uint64_t>(std::floor(density * static_cast<double>(n)));
+    switch (trim) {
+      case TrimKind::kTopK:
+        bounds.emplace_back(k, n);
+        nontrivial = !bounds[0].trivial();
+        break;
+      case TrimKind::kBand: {
+        const auto top = static_cast<uint64_t>(std::floor(p.at("gamma") * static_cast<double>(n)));
+        const uint64_t lo = std::min(top, n - k);
+        bounds.emplace_back(lo, n);
+        bounds.emplace_back(lo + k, n);
+        nontrivial = k != 0 && k != n;
+        break;
+      }
+      case TrimKind::kRandom:
+        dare_key = dare::stream_key(static_cast<uint64_t>(p.at("seed")), context.name, vector);
+        dare_limit = dare::keep_limit(density);
+        nontrivial = density > 0 && density < 1;
+        break;
+    }
+  }
+
+  // t = keep ? d * r : 0 for elements [first, first + n), in element order.
+  void apply(TrimKind trim, uint64_t first, const float* d, float r, float* t, size_t n) {
+    switch (trim) {
+      case TrimKind::kRandom: kernels::keep_drawn(dare_key, first, dare_limit, d, r, t, n); break;
+      case TrimKind::kTopK: bounds[0].select(d, r, t, n); break;
+      case TrimKind::kBand: select_band(bounds[0], bounds[1], d, r, t, n); break;
+    }
+  }
+
+  void restart() {
+    for (auto& b : bounds) b.restart();
+  }
+};
+
+// The passes a tensor needs: the two radix passes when some vector's rank
+// selection is not trivial, and the l1 pass when rescaling to the l1 norm.
+struct PassLayout {
+  unsigned rank_passes = 0;
+  bool l1_pass = false;
+  unsigned total() const { return rank_passes + (l1_pass ? 1 : 0); }
+};
+
+PassLayout pass_layout(TrimKind trim, Rescale rescale, const std::vector<VectorTrim>& vectors) {
+  const bool nontrivial = std::ranges::any_of(vectors, [](const VectorTrim& v) { return v.nontrivial; });
+  PassLayout layout;
+  if (!nontrivial) return layout;
+  layout.rank_passes = trim == TrimKind::kRandom ? 0 : 2;
+  layout.l1_pass = rescale == Rescale::kL1;
+  return layout;
+}
+
+std::vector<VectorTrim> vector_trims(TrimKind trim, const TensorContext& context) {
+  std::vector<VectorTrim> out;
+  for (size_t i = 0; i < context.vector_params.size(); ++i) out.emplace_back(trim, context, i);
+  return out;
+}
+
+class TrimAndSumCombiner final : public TensorCombiner {
+ public:
+  TrimAndSumCombiner(const TrimAndSumConfig& config, const MergeMethod& method, const TensorContext& context)
+      : trim_(config.trim),
+        elect_(config.elect_sign),
+        vote_weighted_(param_flag(*context.params, "vote", false)),
+        normalize_(param_flag(*context.params, "normalize", false)),
+        rescale_(rescale_of(*context.params, method)),
+        vectors_(vector_trims(trim_, context)),
+        layout_(pass_layout(trim_, rescale_, vectors_)),
+        factors_(vectors_.size(), 1.0f),
+        l1_(vectors_.size()),
+        trimmed_(vectors_.size()),
+        weighted_(vectors_.size()) {
+    for (double w : context.vector_weights) weights_.push_back(static_cast<float>(w));
+    if (rescale_ == Rescale::kInverseDensity) {
+      for (size_t i = 0; i < vectors_.size(); ++i) {
+        const double density = context.vector_params[i].at("density");
+        if (density > 0) factors_[i] = static_cast<float>(1.0 / density);
+      }
+    }
+    if (layout_.rank_passes > 0) high_.resize(vectors_.size());
+  }
+
+  void observe(unsigned pass, size_t vector, uint64_t first, std::span<const float> delta) override {
+    VectorTrim& v = vectors_[vector];
+    if (pass < layout_.rank_passes) {
+      if (pass == 0) {
+        high_[vector].add(delta);
+      } else {
+        for (auto& bound : v.bounds) bound.count_low(delta);
+      }
+      return;
+    }
+    // The l1 pass: sums in double, in element order, of |d| and of |d| kept.
+    std::vector<float>& kept = trimmed_[vector];
+    kept.resize(delta.size());
+    v.apply(trim_, first, delta.data(), 1.0f, kept.data(), delta.size());
+    auto& [all, kept_sum] = l1_[vector];
+    for (size_t j = 0; j < delta.size(); ++j) {
+      all += std::fabs(static_cast<double>(delta[j]));
+      kept_sum += std::fabs(static_cast<double>(kept[j]));
+    }
+  }
+
+  void end_pass(unsigned pass) override {
+    for (size_t i = 0; i < vectors_.size(); ++i) {
+      VectorTrim& v = vectors_[i];
+      if (pass == 0 && layout_.rank_passes > 0) {
+        const std::vector<uint64_t> high = high_[i].totals();
+        for (auto& bound : v.bounds) bound.choose_bin(high);
+      } else if (pass == 1 && layout_.rank_passes > 0) {
+        for (auto& bound : v.bounds) bound.choose_threshold();
+      } else {
+        const auto [all, kept] = l1_[i];
+        factors_[i] = all < 1e-7 || kept < 1e-7 ? 1.0f : static_cast<float>(all / kept);
+        v.restart();
+      }
+    }
+    if (pass == 0) high_ = {};
+  }
+
+  const float* combine(uint64_t first, size_t n, std::span<const float* const> deltas, float* scratch) override {
+    for (size_t i = 0; i < vectors_.size(); ++i) {
+      trimmed_[i].resize(n);
+      trimmed_pointers_[i] = trimmed_[i].data();
+      vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed_[i].data(), n);
+    }
+    if (elect_) {
+      elect_and_sum(n, scratch);
+    } else {
+      weighted_sum(weights_, trimmed_pointers_, n, normalize_, scratch);
+    }
+    return scratch;
+  }
+
+ private:
+  // Steps 2 to 5 with election, written branch-free over each vector's tile:
+  // adding 0 for a vector that does not agree leaves m and q unchanged (they
+  // start at +0 and a sum of non-zero terms is never -0).
+  void elect_and_sum(size_t n, float* out) {
+    const size_t count = vectors_.size();
+    std::vector<const float*> votes(count);
+    for (size_t i = 0; i < count; ++i) {
+      weighted_[i].resize(n);
+      kernels::scale(weights_[i], trimmed_[i].data(), weighted_[i].data(), n);
+      votes[i] = vote_weighted_ ? weighted_[i].data() : trimmed_[i].data();
+    }
+    vote_.assign(votes[0], votes[0] + n);
+    divisor_.assign(n, 0.0f);
+    for (size_t i = 1; i < count; ++i) kernels::add(vote_.data(), votes[i], vote_.data(), n);
+    std::fill_n(out, n, 0.0f);
+    for (size_t i = 0; i < count; ++i) {
+      kernels::elect_accumulate(vote_.data(), votes[i], weighted_[i].data(), weights_[i], out, divisor_.data(), n);
+    }
+    if (normalize_) kernels::divide_nonzero(out, divisor_.data(), out, n);
+  }
+
+  TrimKind trim_;
+  bool elect_, vote_weighted_, normalize_;
+  Rescale rescale_;
+  std::vector<VectorTrim> vectors_;
+  PassLayout layout_;
+  std::vector<float> weights_, factors_;
+  std::vector<std::pair<double, double>> l1_;  // (l1 of d, l1 of what is kept), per vector
+  std::vector<HighHistogram> high_;             // per vector, during the first rank pass
+  std::vector<std::vector<float>> trimmed_;     // t_i of the current tile
+  std::vector<std::vector<float>> weighted_;    // u_i = w_i t_i of the current tile
+  std::vector<const float*> trimmed_pointers_ = std::vector<const float*>(vectors_.size());
+  std::vector<float> vote_, divisor_;           // s and q of the current tile
+};
+
+}  // namespace
+
+void weighted_sum(std::span<const float> weights, std::span<const float* const> inputs, size_t n, bool normalize,
+                  float* out) {
+  kernels::scale(weights[0], inputs[0], out, n);
+  for (size_t i = 1; i < inputs.size(); ++i) kernels::add_scaled(out, weights[i], inputs[i], out, n);
+  if (!normalize) return;
+  float q = weights[0];
+  for (size_t i = 1; i < weights.size(); ++i) q += weights[i];
+  if (std::fabs(q) < 1e-8f) q = 1.0f;
+  for (size_t j = 0; j < n; ++j) out[j] /= q;
+}
+
+unsigned TrimAndSumMethod::statistics_passes(const TensorContext& context) const {
+  return pass_layout(config_.trim, rescale_of(*context.params, *this), vector_trims(config_.trim, context)).total();
+}
+
+std::unique_ptr<TensorCombiner> TrimAndSumMethod::begin_tensor(const TensorContext& context) const {
+  return std::make_unique<TrimAndSumCombiner>(config_, *this, context);
+}
+
+MethodParam density_param(double default_value) {
+  return {"density", default_value, 0.0, 1.0, "share of each vector's elements kept", {}, true};
+}
+
+MethodParam gamma_param() {
+  return {"gamma", 0.01, 0.0, 1.0, "share of each vector's largest |v| dropped before the density share is kept", {},
+          true};
+}
+
+MethodParam seed_param() {
+  return {"seed", 0, 0, 9007199254740992.0, "seed of the drop decisions (docs/merging.md)", {}, false, true};
+}
+
+MethodParam vote_param() {
+  return {"vote", 0, 0, 1, "sign election over the trimmed vectors (unweighted, the paper) or over w_i v_i (weighted, mergekit)",
+          {"unweighted", "weighted"}};
+}
+
+MethodParam normalize_param(bool default_value) {
+  return {"normalize", default_value ? 1.0 : 0.0, 0, 1, "divide by the sum of the weights that contributed",
+          {"false", "true"}};
+}
+
+MethodParam rescale_param(std::vector<std::string> choices) {
+  return {"rescale", 0, 0, static_cast<double>(choices.size() - 1),
+          "survivors times 1/density (density), times l1(v)/l1(kept) (l1), or unchanged (none)", std::move(choices)};
+}
+
+}  // namespace rvec

@@ -1,0 +1,176 @@
+#include "merge/param_setting.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+#include "base/error.hpp"
+#include "hf/tensor_names.hpp"
+
+namespace rvec {
+namespace {
+
+// Overloaded lambdas for std::visit.
+template <class... Fs>
+struct Visitor : Fs... {
+  using Fs::operator()...;
+};
+
+double interpolate(const ParamSetting::Gradient& g, double t) {
+  const double s = t * static_cast<double>(g.size() - 1);
+  const size_t i = static_cast<size_t>(s);
+  const size_t next = std::min(g.size() - 1, i + 1);
+  const double f = s - static_cast<double>(i);
+  return (1 - f) * g[i] + f * g[next];
+}
+
+double word_value(const MethodParam& param, const std::string& word) {
+  for (size_t i = 0; i < param.choices.size(); ++i) {
+    if (param.choices[i] == word) return static_cast<double>(i);
+  }
+  if (param.choices.empty()) fail(ErrorKind::kUsage, "parameter {} takes a number, not \"{}\"", param.name, word);
+  fail(ErrorKind::kUsage, "parameter {} is one of {}, not \"{}\"", param.name, fmt::join(param.choices, ", "), word);
+}
+
+bool is_number(const std::string& text, double& value) {
+  try {
+    size_t used = 0;
+    value = std::stod(text, &used);
+    return used == text.size() && std::isfinite(value);
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node, const std::string& field) {
+  if (node.IsScalar()) {
+    const std::string text = node.Scalar();
+    double value = 0;
+    if (is_number(text, value)) return value;
+    if (text.empty()) y.error(node, fmt::format("field \"{}\" is empty", field));
+    return ParamSetting::word(text);
+  }
+  if (!node.IsSequence() || node.size() == 0) {
+    y.error(node, fmt::format("field \"{}\" must be a number, a word, a list of numbers (a gradient over the layers) "
+                              "or a list of {{filter, value}} conditions",
+                              field));
+  }
+  ParamSetting::Gradient values;
+  for (const auto& item : node) {
+    double value = 0;
+    if (!item.IsScalar() || !is_number(item.Scalar(), value)) {
+      y.error(item, fmt::format("field \"{}\": a gradient is a list of numbers", field));
+    }
+    values.push_back(value);
+  }
+  return ParamSetting::gradient(std::move(values));
+}
+
+}  // namespace
+
+ParamSetting ParamSetting::word(std::string text) {
+  return ParamSetting(std::variant<double, std::string, Gradient, std::vector<Condition>>(std::move(text)));
+}
+
+ParamSetting ParamSetting::gradient(Gradient values) {
+  if (values.empty()) fail(ErrorKind::kUsage, "a gradient needs at least one value");
+  if (values.size() == 1) return values.front();
+  return ParamSetting(std::variant<double, std::string, Gradient, std::vector<Condition>>(std::move(values)));
+}
+
+ParamSetting ParamSetting::conditions(std::vector<Condition> conditions) {
+  return ParamSetting(std::variant<double, std::string, Gradient, std::vector<Condition>>(std::move(conditions)));
+}
+
+bool ParamSetting::is_constant() const {
+  return std::holds_alternative<double>(value_) || std::holds_alternative<std::string>(value_);
+}
+
+std::optional<double> ParamSetting::value_at(const MethodParam& param, std::string_view tensor, double t) const {
+  return std::visit(
+      Visitor{[](double v) -> std::optional<double> { return v; },
+              [&](const std::string& w) -> std::optional<double> { return word_value(param, w); },
+              [&](const Gradient& g) -> std::optional<double> { return interpolate(g, t); },
+              [&](const std::vector<Condition>& conditions) -> std::optional<double> {
+                for (const auto& c : conditions) {
+                  if (!c.filter || *c.filter == "*" || tensor.find(*c.filter) != std::string_view::npos) {
+                    return c.value.value_at(param, tensor, t);
+                  }
+                }
+                return std::nullopt;
+              }},
+      value_);
+}
+
+nlohmann::ordered_json ParamSetting::to_json() const {
+  return std::visit(Visitor{[](double v) { return nlohmann::ordered_json(v); },
+                            [](const std::string& w) { return nlohmann::ordered_json(w); },
+                            [](const Gradient& g) { return nlohmann::ordered_json(g); },
+                            [](const std::vector<Condition>& conditions) {
+                              auto out = nlohmann::ordered_json::array();
+                              for (const auto& c : conditions) {
+                                nlohmann::ordered_json item = nlohmann::ordered_json::object();
+                                if (c.filter) item["filter"] = *c.filter;
+                                item["value"] = c.value.to_json();
+                                out.push_back(item);
+                              }
+                              return out;
+                            }},
+                    value_);
+}
+
+void ParamSetting::emit(YAML::Emitter& out) const {
+  std::visit(Visitor{[&](double v) { out << v; }, [&](const std::string& w) { out << w; },
+                     [&](const Gradient& g) { out << YAML::Flow << g; },
+                     [&](const std::vector<Condition>& conditions) {
+                       out << YAML::BeginSeq;
+                       for (const auto& c : conditions) {
+                         out << YAML::BeginMap;
+                         if (c.filter) out << YAML::Key << "filter" << YAML::Value << YAML::DoubleQuoted << *c.filter;
+                         out << YAML::Key << "value" << YAML::Value;
+                         c.value.emit(out);
+                         out << YAML::EndMap;
+                       }
+                       out << YAML::EndSeq;
+                     }},
+             value_);
+}
+
+ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, const std::string& field) {
+  if (!node.IsSequence() || node.size() == 0 || !node[0].IsMap()) return read_scalar_or_gradient(y, node, field);
+  std::vector<ParamSetting::Condition> conditions;
+  for (const auto& item : node) {
+    y.only(item, {"filter", "value"}, "a parameter condition");
+    ParamSetting::Condition c{std::nullopt, 0.0};
+    if (const auto filter = item["filter"]) {
+      if (!filter.IsNull()) c.filter = y.scalar<std::string>(filter, "filter", "a part of tensor names");
+    }
+    if (!item["value"]) y.error(item, fmt::format("a condition of \"{}\" needs \"value\"", field));
+    c.value = read_scalar_or_gradient(y, item["value"], field);
+    conditions.push_back(std::move(c));
+  }
+  return ParamSetting::conditions(std::move(conditions));
+}
+
+nlohmann::ordered_json settings_json(const ParamSettings& settings) {
+  auto out = nlohmann::ordered_json::object();
+  for (const auto& [name, setting] : settings) out[name] = setting.to_json();
+  return out;
+}
+
+void emit_settings(YAML::Emitter& out, const ParamSettings& settings) {
+  for (const auto& [name, setting] : settings) {
+    out << YAML::Key << name << YAML::Value;
+    setting.emit(out);
+  }
+}
+
+double layer_position(std::string_view tensor, uint64_t layers) {
+  const auto layer = layer_index(tensor);
+  if (!layer) return 0;
+  if (layers <= 1) return 1;
+  return static_cast<double>(*layer) / static_cast<double>(layers - 1);
+}
+
+}  // namespace rvec

@@ -1,0 +1,147 @@
+// Merge methods and several vectors through the real CLI: flags, recipes,
+// `rvec check --method`, and what the outputs say about how they were made.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "hf/model_folder.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_rvec;
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+class MergeMethodsCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    for (const char* seed : {"1", "2"}) {
+      const auto r = run_rvec("gen-family " + q(dir_->path() / (std::string("fam") + seed)) + " --seed " + seed +
+                              " --max-shard-size 100kB -q");
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static fs::path fam(const char* which, const char* member) { return dir_->path() / which / member; }
+  static std::string fam_args(const char* which = "fam1") {
+    return "--pre " + q(fam(which, "pre")) + " --post " + q(fam(which, "post")) + " --target " + q(fam(which, "target"));
+  }
+  static fs::path out(const std::string& name) { return dir_->path() / "out" / name; }
+  static test::TempDir* dir_;
+};
+test::TempDir* MergeMethodsCli::dir_ = nullptr;
+
+// Same tensors with the same bytes (headers may differ: they name the formula).
+void expect_same_tensors(const fs::path& a, const fs::path& b) {
+  const auto x = ModelFolder::open(a.string()), y = ModelFolder::open(b.string());
+  ASSERT_EQ(x->tensors().size(), y->tensors().size());
+  for (const auto& t : x->tensors()) {
+    const ModelTensor* other = y->find(t.name());
+    ASSERT_NE(other, nullptr) << t.name();
+    const auto p = t.file->map(*t.info), q = other->file->map(*other->info);
+    EXPECT_TRUE(std::equal(p.begin(), p.end(), q.begin(), q.end())) << t.name() << " differs between " << a << " and " << b;
+  }
+}
+
+TEST_F(MergeMethodsCli, TheMethodAndItsValuesReachProvenanceCardAndMetadata) {
+  const auto r = run_rvec("merge " + fam_args() + " --method dare_ties --density 0.3 --seed 9 --param vote=weighted -w 1 -q -o " +
+                          q(out("dare")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(out("dare") / "rvec_provenance.json"));
+  EXPECT_EQ(provenance["method"]["name"], "dare_ties");
+  EXPECT_EQ(provenance["method"]["params"]["density"], 0.3);
+  EXPECT_EQ(provenance["method"]["params"]["seed"], 9);
+  EXPECT_EQ(provenance["method"]["params"]["vote"], "weighted");
+  EXPECT_EQ(provenance["method"]["params"]["rescale"], "density");
+  EXPECT_EQ(provenance["formula"], "target + w * dare_ties(post - pre)");
+  const std::string card = test::read_file(out("dare") / "README.md");
+  EXPECT_NE(card.find("method: `dare_ties`"), std::string::npos) << card;
+  EXPECT_NE(card.find("seed 9"), std::string::npos) << card;
+  const auto model = ModelFolder::open(out("dare").string());
+  EXPECT_EQ(model->shards().front()->header().metadata.at("rvec.formula"), "target + w * dare_ties(post - pre)");
+  const std::string recipe = test::read_file(out("dare") / "rvec_recipe.yaml");
+  EXPECT_NE(recipe.find("method: dare_ties"), std::string::npos) << recipe;
+
+  // The saved recipe redoes the same job: recognised as finished.
+  const auto again = run_rvec("run " + q(out("dare") / "rvec_recipe.yaml") + " --json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << again.output;
+}
+
+TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--method tiez", "unknown merge method \"tiez\""},
+      {"--method ties --density 2", "density = 2 is outside [0, 1]"},
+      {"--density 0.5", "need --method"},
+      {"--method ties --gamma 0.1", "takes no parameter \"gamma\""},
+      {"--method ties --param vote=loud", "vote is one of unweighted, weighted, not \"loud\""},
+      {"--method ties --param density", "must look like NAME=VALUE"},
+      {"--method dare_linear --param seed=0.5", "seed = 0.5 is not a whole number"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const auto r = run_rvec("merge " + fam_args() + " -w 1 -q -o " + q(out("bad")) + " " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << flags << ": " << r.output;
+    EXPECT_FALSE(fs::exists(out("bad")));
+  }
+}
+
+TEST_F(MergeMethodsCli, CheckReportsThePlanOfEachMethod) {
+  const std::string models = q(fam("fam1", "pre")) + " " + q(fam("fam1", "post")) + " " + q(fam("fam1", "target"));
+  const auto r = run_rvec("check " + models + " --method ties --method dare_linear --density 0.25 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto methods = nlohmann::json::parse(r.output)["methods"];
+  ASSERT_EQ(methods.size(), 2u);
+  EXPECT_EQ(methods[0]["name"], "ties");
+  EXPECT_EQ(methods[0]["params"]["density"], 0.25);
+  EXPECT_EQ(methods[0]["tensors_by_statistics_passes"]["2"], 27);
+  EXPECT_EQ(methods[1]["tensors_by_statistics_passes"]["0"], 27);
+  // Two statistics passes read the vectors twice more: 3 x (pre + post) + target against 3 models once.
+  const uint64_t once = methods[1]["bytes_to_read"];
+  EXPECT_EQ(methods[0]["bytes_to_read"].get<uint64_t>(), once + 2 * (once / 3 * 2));
+  const auto text = run_rvec("check " + models + " --method breadcrumbs --gamma 0.02");
+  EXPECT_NE(text.output.find("method  breadcrumbs: δ = "), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("gamma 0.02"), std::string::npos) << text.output;
+  const auto unused = run_rvec("check " + models + " --method ties --seed 3");
+  EXPECT_EQ(unused.exit_code, 2) << unused.output;
+  EXPECT_NE(unused.output.find("takes the parameter \"seed\""), std::string::npos) << unused.output;
+}
+
+// A vector saved in F32 by `rvec extract` stands for its pre/post pair bit
+// for bit, also among several vectors combined by TIES.
+TEST_F(MergeMethodsCli, ARecipesVectorsMayBeSavedVectorsOrPairs) {
+  ASSERT_EQ(run_rvec("extract --pre " + q(fam("fam2", "pre")) + " --post " + q(fam("fam2", "post")) +
+                     " --dtype F32 -q -o " + q(out("vector2")))
+                .exit_code,
+            0);
+  const auto write_recipe = [&](const std::string& name, const std::string& second) {
+    const fs::path path = out(name + ".yaml");
+    test::write_file(path, "method: ties\nparams: {density: 0.3}\ntarget: " + fam("fam1", "target").string() +
+                               "\nweights: [0.5, 1]\noutput: " + out(name).string() +
+                               "\nmax_shard_size: 100kB\nvectors:\n  - pre: " + fam("fam1", "pre").string() +
+                               "\n    post: " + fam("fam1", "post").string() +
+                               "\n    weight: 0.7\n    density: [0.2, 0.4]\n  - " + second + "\n    weight: 0.4\n");
+    return path;
+  };
+  const auto pairs = write_recipe("pairs", "pre: " + fam("fam2", "pre").string() + "\n    post: " +
+                                               fam("fam2", "post").string());
+  const auto saved = write_recipe("saved", "vector: " + out("vector2").string());
+  for (const auto& recipe : {pairs, saved}) {
+    const auto r = run_rvec("run " + q(recipe) + " -q");
+    ASSERT_EQ(r.exit_code, 0) << recipe << ": " << r.output;
+  }
+  for (const char* w : {"w0.5", "w1"}) expect_same_tensors(out("pairs") / w, out("saved") / w);
+  const auto provenance = nlohmann::json::parse(test::read_file(out("saved") / "w1" / "rvec_provenance.json"));
+  EXPECT_EQ(provenance["formula"], "target + w * ties(post 1 - pre 1, vector 2)");
+  EXPECT_EQ(provenance["vectors"][0]["density"], nlohmann::json::array({0.2, 0.4}));
+  EXPECT_EQ(provenance["inputs"]["vectors"].size(), 2u);
+  const auto plan = run_rvec("run " + q(pairs) + " --dry-run");
+  EXPECT_NE(plan.output.find("v1 weight 0.7 density 0.4"), std::string::npos) << plan.output;
+}
+
+}  // namespace
+}  // namespace rvec

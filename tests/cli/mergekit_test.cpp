@@ -1,0 +1,158 @@
+// mergekit configs through `rvec run`: each supported method gives the bytes
+// of rvec's own recipe for the same merge, and what rvec does not do is
+// refused naming the field.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_rvec;
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+class Mergekit : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const auto r = run_rvec("gen-family " + q(dir_->path() / "fam") + " --max-shard-size 100kB -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string model(const char* member) { return (dir_->path() / "fam" / member).string(); }
+  static fs::path path(const std::string& name) { return dir_->path() / name; }
+  static test::TempDir* dir_;
+};
+test::TempDir* Mergekit::dir_ = nullptr;
+
+std::vector<fs::path> shards_of(const fs::path& model) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(model)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path().filename());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void expect_same_shards(const fs::path& a, const fs::path& b) {
+  const auto files = shards_of(a);
+  ASSERT_FALSE(files.empty()) << a;
+  ASSERT_EQ(files, shards_of(b));
+  for (const auto& f : files) EXPECT_TRUE(test::read_file(a / f) == test::read_file(b / f)) << a / f << " vs " << b / f;
+}
+
+struct Equivalent {
+  const char* method;
+  std::string mergekit_parameters;  // global `parameters:` of the mergekit config
+  std::string post_parameters;      // the first model's
+  std::string target_parameters;    // the second model's
+  std::string rvec_params;          // rvec's `params:` for the same merge
+  std::string rvec_first, rvec_second;  // rvec's per-vector fields
+};
+
+// Two fine-tunes of the same base (the family's post and target) merged onto
+// that base, as mergekit does it and as an rvec recipe says it.
+TEST_F(Mergekit, EachMethodGivesTheBytesOfRvecsOwnRecipe) {
+  const Equivalent cases[] = {
+      {"task_arithmetic", "{}", "{weight: 0.7}", "{weight: 0.3}", "{normalize: false}", "weight: 0.7", "weight: 0.3"},
+      {"ties", "{normalize: true, int8_mask: true}", "{weight: 1, density: [1, 0.3]}", "{weight: 0.5, density: 0.5}",
+       "{vote: weighted, normalize: true, rescale: none}", "weight: 1\n    density: [1, 0.3]",
+       "weight: 0.5\n    density: 0.5"},
+      {"dare_linear", "{weight: 0.6, density: 0.4}", "{}", "{density: 0.7}",
+       "{weight: 0.6, density: 0.4, rescale: l1, normalize: false}", "weight: 0.6", "density: 0.7"},
+      {"dare_ties", "{rescale: false, lambda: 1.5}", "{weight: 1, density: 0.5}",
+       "{weight: [{filter: mlp, value: 0.5}, {value: 0}], density: 0.5}", "{vote: weighted, rescale: none}",
+       "weight: 1\n    density: 0.5", "weight: [{filter: mlp, value: 0.5}, {value: 0}]\n    density: 0.5"},
+      {"breadcrumbs", "{gamma: 0.02}", "{weight: 1, density: 0.8}", "{weight: 1, density: 0.9, gamma: 0.05}",
+       "{gamma: 0.02, rescale: none}", "weight: 1\n    density: 0.8", "weight: 1\n    density: 0.9\n    gamma: 0.05"},
+  };
+  for (const auto& c : cases) {
+    const std::string name = c.method;
+    const fs::path mergekit_yaml = path(name + "-mergekit.yml");
+    test::write_file(mergekit_yaml, "merge_method: " + name + "\nbase_model: " + model("pre") +
+                                        "\nparameters: " + c.mergekit_parameters + "\nmodels:\n  - model: " +
+                                        model("pre") + "\n  - model: " + model("post") + "\n    parameters: " +
+                                        c.post_parameters + "\n  - model: " + model("target") +
+                                        "\n    parameters: " + c.target_parameters + "\ndtype: bfloat16\n");
+    const std::string w = name == "dare_ties" ? "1.5" : "1";
+    const fs::path rvec_yaml = path(name + "-rvec.yaml");
+    test::write_file(rvec_yaml, "method: " + name + "\nparams: " + c.rvec_params + "\ntarget: " + model("pre") +
+                                    "\nweights: [" + w + "]\noutput: " + path(name + "-rvec").string() +
+                                    "\nmax_shard_size: 5GB\nvectors:\n  - pre: " + model("pre") + "\n    post: " +
+                                    model("post") + "\n    " + c.rvec_first + "\n  - pre: " + model("pre") +
+                                    "\n    post: " + model("target") + "\n    " + c.rvec_second + "\n");
+    const auto a = run_rvec("run " + q(mergekit_yaml) + " -q -o " + q(path(name + "-mergekit")));
+    ASSERT_EQ(a.exit_code, 0) << name << ": " << a.output;
+    const auto b = run_rvec("run " + q(rvec_yaml) + " -q");
+    ASSERT_EQ(b.exit_code, 0) << name << ": " << b.output;
+    expect_same_shards(path(name + "-mergekit"), path(name + "-rvec"));
+    // The output's recipe is rvec's, and redoes the merge.
+    const auto again = run_rvec("run " + q(path(name + "-mergekit") / "rvec_recipe.yaml") + " --json");
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << name;
+  }
+}
+
+// mergekit's own examples/ties.yml, on local models: density and weight
+// gradients, a filter, normalize, int8_mask and a float16 output.
+TEST_F(Mergekit, TheTiesExampleWithGradientsAndFiltersRuns) {
+  const fs::path config = path("ties-example.yml");
+  test::write_file(config, "models:\n  - model: " + model("post") +
+                               "\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n  - model: " +
+                               model("target") +
+                               "\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n"
+                               "merge_method: ties\nbase_model: " +
+                               model("pre") + "\nparameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n");
+  const auto r = run_rvec("run " + q(config) + " -o " + q(path("ties-example")) + " --json -q");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(path("ties-example") / "rvec_provenance.json"));
+  EXPECT_EQ(provenance["dtype"], "F16");
+  EXPECT_EQ(provenance["method"]["params"]["vote"], "weighted");
+  EXPECT_EQ(provenance["vectors"][1]["weight"], nlohmann::json::array({0, 0.3, 0.7, 1}));
+  const auto plan = run_rvec("run " + q(config) + " -o " + q(path("ties-plan")) + " --dry-run");
+  EXPECT_NE(plan.output.find("model.layers.1.mlp.up_proj.weight  F16 [176, 64]  combine v1 density 0.1 v2 density 0.5"),
+            std::string::npos)
+      << plan.output;
+}
+
+TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
+  const std::string base = "base_model: " + model("pre") + "\n";
+  const std::string models = "models:\n  - model: " + model("post") + "\n    parameters: {weight: 1}\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {"merge_method: slerp\n" + base + models, "merge_method \"slerp\" is not supported by rvec"},
+      {"merge_method: ties\n" + base + models + "slices: []\n", "field \"slices\" of mergekit configs is not supported"},
+      {"merge_method: ties\n" + base + models + "tokenizer_source: union\n", "tokenizer_source \"union\" is not supported"},
+      {"merge_method: ties\n" + base + models + "chat_template: chatml\n", "field \"chat_template\""},
+      {"merge_method: ties\n" + base + models + "parameters: {epsilon: 0.1}\n", "parameter \"epsilon\" is not supported for ties"},
+      {"merge_method: ties\n" + base + models + "parameters: {lambda: [1, 2]}\n", "field \"lambda\" must be one number"},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 1, normalize: true}\n",
+       "\"normalize\" is one value for the whole merge"},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n", "has no weight"},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "+lora\n    parameters: {weight: 1}\n",
+       "LoRA references"},
+      {"merge_method: ties\n" + models, "needs base_model"},
+      {"merge_method: ties\n" + base + models + "dtype: int8\n", "dtype \"int8\" is not bfloat16, float16 or float32"},
+      {"merge_method: ties\n" + base + models + "random_field: 1\n", "unknown field \"random_field\""},
+  };
+  int i = 0;
+  for (const auto& [yaml, message] : cases) {
+    const fs::path config = path("bad" + std::to_string(i++) + ".yml");
+    test::write_file(config, yaml);
+    const auto r = run_rvec("run " + q(config) + " -o " + q(path("never")));
+    EXPECT_NE(r.exit_code, 0) << yaml;
+    EXPECT_NE(r.exit_code, 1) << yaml << r.output;  // not an internal error
+    EXPECT_NE(r.output.find(message), std::string::npos) << yaml << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(path("never")));
+  }
+  const fs::path config = path("no-output.yml");
+  test::write_file(config, "merge_method: ties\n" + base + models);
+  const auto r = run_rvec("run " + q(config));
+  EXPECT_NE(r.output.find("give one with -o OUT"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace rvec

@@ -1,0 +1,367 @@
+// The merge methods bit for bit against a scalar reference written here from
+// docs/merging.md: whole tensors in memory, top-k by sorting, DARE's
+// generator re-implemented, every f32 operation in the documented order.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+#include "base/error.hpp"
+#include "hf/synthetic.hpp"
+#include "hf/tensor_names.hpp"
+#include "io/async_sink.hpp"
+#include "merge/executor.hpp"
+#include "merge/job.hpp"
+#include "merge/open_family.hpp"
+#include "merge/provenance.hpp"
+#include "merge/reference.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using test::ref_encode;
+using test::ref_values;
+
+// --- DARE's generator, from docs/merging.md -------------------------------------
+
+uint64_t ref_mix(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t ref_fnv1a(const std::string& text) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001B3ull;
+  return h;
+}
+
+bool ref_dare_keeps(uint64_t seed, const std::string& tensor, uint64_t vector, uint64_t j, double density) {
+  const uint64_t key = ref_mix(ref_mix(ref_mix(seed) ^ ref_fnv1a(tensor)) + vector);
+  const uint64_t u = ref_mix(key + (j + 1) * 0x9E3779B97F4A7C15ull);
+  return static_cast<double>(u >> 11) < density * 9007199254740992.0;
+}
+
+// --- the reference method ----------------------------------------------------------
+
+enum class Trim { kNone, kTopK, kBand, kRandom };
+enum class Rescale { kNone, kDensity, kL1 };
+
+struct RefMethod {
+  Trim trim = Trim::kNone;
+  bool elect = false;
+  bool vote_weighted = false;
+  bool normalize = false;
+  Rescale rescale = Rescale::kNone;
+  uint64_t seed = 0;
+};
+
+// One vector's values for one tensor.
+struct RefVectorValues {
+  double weight = 1, density = 1, gamma = 0;
+};
+
+// Ranks of |d| descending, ties by lowest index.
+std::vector<size_t> ranked(const std::vector<float>& d) {
+  std::vector<size_t> order(d.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::fabs(d[a]) > std::fabs(d[b]); });
+  return order;
+}
+
+std::vector<float> ref_trim(const RefMethod& m, const std::vector<float>& d, const RefVectorValues& v,
+                            const std::string& tensor, size_t vector) {
+  const size_t n = d.size();
+  std::vector<bool> keep(n, m.trim == Trim::kNone);
+  const auto k = static_cast<size_t>(std::floor(v.density * static_cast<double>(n)));
+  if (m.trim == Trim::kTopK || m.trim == Trim::kBand) {
+    const size_t lo = m.trim == Trim::kBand ? std::min<size_t>(static_cast<size_t>(std::floor(v.gamma * n)), n - k) : 0;
+    const auto order = ranked(d);
+    for (size_t r = lo; r < lo + k; ++r) keep[order[r]] = true;
+  } else if (m.trim == Trim::kRandom) {
+    for (size_t j = 0; j < n; ++j) keep[j] = ref_dare_keeps(m.seed, tensor, vector, j, v.density);
+  }
+  float factor = 1.0f;
+  if (m.rescale == Rescale::kDensity && v.density > 0) factor = static_cast<float>(1.0 / v.density);
+  if (m.rescale == Rescale::kL1) {
+    double all = 0, kept = 0;
+    for (size_t j = 0; j < n; ++j) {
+      all += std::fabs(static_cast<double>(d[j]));
+      if (keep[j]) kept += std::fabs(static_cast<double>(d[j]));
+    }
+    if (all >= 1e-7 && kept >= 1e-7) factor = static_cast<float>(all / kept);
+  }
+  std::vector<float> t(n);
+  for (size_t j = 0; j < n; ++j) t[j] = keep[j] ? d[j] * factor : 0.0f;
+  return t;
+}
+
+float ref_combine(const RefMethod& m, const std::vector<std::vector<float>>& t, const std::vector<float>& w, size_t j) {
+  if (!m.elect) {
+    float sum = w[0] * t[0][j];
+    for (size_t i = 1; i < t.size(); ++i) sum += w[i] * t[i][j];
+    if (!m.normalize) return sum;
+    float q = w[0];
+    for (size_t i = 1; i < w.size(); ++i) q += w[i];
+    return sum / (std::fabs(q) < 1e-8f ? 1.0f : q);
+  }
+  const auto vote = [&](size_t i) { return m.vote_weighted ? w[i] * t[i][j] : t[i][j]; };
+  float s = vote(0);
+  for (size_t i = 1; i < t.size(); ++i) s += vote(i);
+  float sum = 0.0f, q = 0.0f;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (s >= 0 ? vote(i) > 0 : vote(i) < 0) {
+      sum += w[i] * t[i][j];
+      q += w[i];
+    }
+  }
+  return m.normalize ? sum / (q == 0 ? 1.0f : q) : sum;
+}
+
+// A per-vector value as the job gets it and as the reference computes it.
+struct Setting {
+  ParamSetting given;
+  std::function<double(const std::string& tensor, double t)> expected;
+};
+
+Setting constant(double v) {
+  return {v, [v](const std::string&, double) { return v; }};
+}
+
+Setting gradient(double a, double b) {  // two points: linear in t
+  return {ParamSetting::gradient({a, b}), [a, b](const std::string&, double t) { return (1 - t) * a + t * b; }};
+}
+
+Setting mlp_or(double mlp, double other) {
+  return {ParamSetting::conditions({{"mlp", mlp}, {std::nullopt, other}}),
+          [mlp, other](const std::string& tensor, double) { return tensor.find("mlp") != std::string::npos ? mlp : other; }};
+}
+
+struct VectorCase {
+  Setting weight = constant(1.0);
+  Setting density = constant(1.0);
+  Setting gamma = constant(0.0);
+};
+
+struct MethodCase {
+  const char* label;
+  const char* method;
+  RefMethod ref;
+  ParamSettings params;  // the merge's (constant) parameters
+  std::vector<VectorCase> vectors;
+};
+
+struct Case {
+  MethodCase method;
+  DType dtype;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.method.label << " " << dtype_name(c.dtype); }
+
+std::vector<MethodCase> method_cases() {
+  const RefMethod ties{Trim::kTopK, true, false, true};
+  const RefMethod dare{Trim::kRandom, false, false, false, Rescale::kDensity, 7};
+  return {
+      {"magnitude_1", "magnitude", {Trim::kTopK}, {{"density", 0.3}}, {{.density = constant(0.3)}}},
+      {"magnitude_2_l1",
+       "magnitude",
+       {Trim::kTopK, false, false, false, Rescale::kL1},
+       {{"rescale", ParamSetting::word("l1")}},
+       {{constant(0.7), gradient(0.1, 0.6)}, {mlp_or(0.4, 0.25), constant(0.3)}}},
+      {"ties_1", "ties", ties, {{"density", 0.2}}, {{.density = constant(0.2)}}},
+      {"ties_3",
+       "ties",
+       ties,
+       {},
+       {{constant(1.0), constant(0.3)}, {constant(0.6), constant(0.3)}, {constant(0.3), gradient(0.5, 0.2)}}},
+      {"ties_3_weighted_vote",
+       "ties",
+       {Trim::kTopK, true, true, false},
+       {{"vote", ParamSetting::word("weighted")}, {"normalize", ParamSetting::word("false")}},
+       {{constant(1.0), constant(0.3)}, {constant(0.1), constant(0.5)}, {constant(0.3), constant(0.3)}}},
+      {"dare_linear_1", "dare_linear", dare, {{"density", 0.3}, {"seed", 7}}, {{.density = constant(0.3)}}},
+      {"dare_linear_2_l1",
+       "dare_linear",
+       {Trim::kRandom, false, false, false, Rescale::kL1, 7},
+       {{"seed", 7}, {"rescale", ParamSetting::word("l1")}},
+       {{constant(0.5), constant(0.4)}, {constant(0.5), gradient(0.2, 0.7)}}},
+      {"dare_ties_3",
+       "dare_ties",
+       {Trim::kRandom, true, false, false, Rescale::kDensity, 3},
+       {{"seed", 3}},
+       {{constant(1.0), constant(0.4)}, {constant(0.8), constant(0.5)}, {constant(0.6), constant(0.6)}}},
+      {"breadcrumbs_1",
+       "breadcrumbs",
+       {Trim::kBand},
+       {{"density", 0.6}, {"gamma", 0.05}},
+       {{.density = constant(0.6), .gamma = constant(0.05)}}},
+      {"breadcrumbs_2",
+       "breadcrumbs",
+       {Trim::kBand},
+       {},
+       {{constant(0.5), constant(0.9), gradient(0.01, 0.2)}, {constant(0.5), constant(0.5), constant(0.6)}}},
+      {"task_arithmetic_2_normalized",
+       "task_arithmetic",
+       {Trim::kNone, false, false, true},
+       {{"normalize", ParamSetting::word("true")}},
+       {{.weight = constant(0.3)}, {.weight = mlp_or(0.9, 0.1)}}},
+  };
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (const auto& m : method_cases()) cases.push_back({m, dtype});
+  }
+  return cases;
+}
+
+using Family = test::OpenFamily;
+
+class MethodExactness : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
+  const Case c = GetParam();
+  const MethodCase& m = c.method;
+  test::TempDir dir;
+  std::vector<std::unique_ptr<Family>> families;
+  for (size_t i = 0; i < m.vectors.size(); ++i) {
+    FamilyOptions options;
+    options.dtype = c.dtype;
+    options.seed = 1 + i;
+    options.post_delta = 0.3;
+    write_family(dir / ("fam" + std::to_string(i)), options);
+    families.push_back(std::make_unique<Family>(dir / ("fam" + std::to_string(i))));
+  }
+  const ModelFolder& target = *families[0]->target;
+  JobInputs inputs{{}, &target};
+  JobSpec spec;
+  spec.method = &merge_method(m.method);
+  spec.method_params = m.params;
+  spec.weights = {0.5, 1.25};
+  spec.output = dir / "out";
+  spec.max_shard_bytes = 60'000;
+  for (size_t i = 0; i < m.vectors.size(); ++i) {
+    inputs.vectors.push_back({families[i]->pre.get(), families[i]->post.get()});
+    const VectorCase& v = m.vectors[i];
+    ParamSettings settings = {{"weight", v.weight.given}};
+    if (find_param(*spec.method, "density")) settings.insert_or_assign("density", v.density.given);
+    if (find_param(*spec.method, "gamma")) settings.insert_or_assign("gamma", v.gamma.given);
+    spec.vector_params.push_back(settings);
+  }
+  const JobPlan plan = plan_job(inputs, spec);
+  const JobResult result = run_job(inputs, spec, plan);
+  EXPECT_EQ(result.bytes_read, plan.bytes_to_read);
+
+  const uint64_t layers = *target.config()->num_hidden_layers;
+  for (const auto& tensor : target.tensors()) {
+    const std::string& name = tensor.name();
+    const uint64_t n = tensor.info->element_count();
+    const double t = layer_index(name) ? static_cast<double>(*layer_index(name)) / static_cast<double>(layers - 1) : 0;
+    std::vector<std::vector<float>> trimmed;
+    std::vector<float> weights;
+    for (size_t i = 0; i < m.vectors.size(); ++i) {
+      const auto post = ref_values(*families[i]->post->find_resolving_tied(name), n);
+      const auto pre = ref_values(*families[i]->pre->find_resolving_tied(name), n);
+      std::vector<float> d(n);
+      for (uint64_t j = 0; j < n; ++j) d[j] = post[j] - pre[j];
+      const VectorCase& v = m.vectors[i];
+      const RefVectorValues values{v.weight.expected(name, t), v.density.expected(name, t), v.gamma.expected(name, t)};
+      trimmed.push_back(ref_trim(m.ref, d, values, name, i));
+      weights.push_back(static_cast<float>(values.weight));
+    }
+    const auto base = ref_values(tensor, n);
+    for (size_t k = 0; k < spec.weights.size(); ++k) {
+      const auto out = ModelFolder::open(plan.outputs[k].string());
+      const auto got = test::tensor_bytes(*out, name);
+      const float w = static_cast<float>(spec.weights[k]);
+      const size_t width = dtype_bits(c.dtype) / 8;
+      ASSERT_EQ(got.size(), n * width);
+      for (uint64_t j = 0; j < n; ++j) {
+        std::byte expected[4];
+        ref_encode(c.dtype, base[j] + w * ref_combine(m.ref, trimmed, weights, j), expected);
+        ASSERT_EQ(std::memcmp(expected, got.data() + j * width, width), 0)
+            << name << " element " << j << " of " << plan.outputs[k];
+      }
+    }
+  }
+}
+
+// Feeds `d` through a method's combiner as the executor would (two statistics
+// passes, then tiles of `tile` elements in order) and returns δ.
+std::vector<float> combine_directly(const MergeMethod& method, const MethodParams& params, const std::vector<float>& d,
+                                    size_t tile) {
+  const double weight = 1.0;
+  const TensorContext context{"model.layers.0.mlp.up_proj.weight", d.size(), std::span(&weight, 1), &params,
+                              std::span(&params, 1)};
+  const auto combiner = method.begin_tensor(context);
+  const unsigned passes = method.statistics_passes(context);
+  for (unsigned pass = 0; pass < passes; ++pass) {
+    for (size_t first = 0; first < d.size(); first += tile) {
+      combiner->observe(pass, 0, first, std::span(d).subspan(first, std::min(tile, d.size() - first)));
+    }
+    combiner->end_pass(pass);
+  }
+  std::vector<float> out(d.size()), scratch(tile);
+  for (size_t first = 0; first < d.size(); first += tile) {
+    const size_t n = std::min(tile, d.size() - first);
+    const float* delta = d.data() + first;
+    const float* result = combiner->combine(first, n, std::span(&delta, 1), scratch.data());
+    std::copy(result, result + n, out.begin() + first);
+  }
+  return out;
+}
+
+// Few distinct magnitudes, so that the k-th largest is tied many times over
+// and across tiles: exactly k survive, the tied ones with the lowest indices.
+TEST(MethodSelection, ExactlyKSurviveAndTiesGoToTheLowestIndices) {
+  std::vector<float> d(50'001);
+  for (size_t j = 0; j < d.size(); ++j) d[j] = static_cast<float>(static_cast<int>((j * 7919) % 9) - 4) * 0.5f;
+  for (const double density : {0.0, 0.1, 0.37, 0.5, 0.999, 1.0}) {
+    for (const char* name : {"magnitude", "breadcrumbs"}) {
+      const MergeMethod& method = merge_method(name);
+      const bool band = std::string(name) == "breadcrumbs";
+      MethodParams given = {{"density", density}};
+      if (band) given["gamma"] = 0.05;
+      const MethodParams params = complete_params(method, given);
+      const RefMethod ref{band ? Trim::kBand : Trim::kTopK};
+      const auto expected = ref_trim(ref, d, {1, density, 0.05}, "t", 0);
+      const auto got = combine_directly(method, params, d, 4096);
+      ASSERT_EQ(std::memcmp(expected.data(), got.data(), d.size() * 4), 0) << name << " density " << density;
+      const auto kept = std::ranges::count_if(got, [](float x) { return x != 0; });
+      const auto zeros = std::ranges::count(d, 0.0f);
+      EXPECT_LE(static_cast<size_t>(kept), static_cast<size_t>(std::floor(density * d.size()))) << name << density;
+      if (!band && density * d.size() <= d.size() - zeros) {
+        EXPECT_EQ(static_cast<size_t>(kept), static_cast<size_t>(std::floor(density * d.size()))) << density;
+      }
+    }
+  }
+}
+
+TEST(MethodSelection, DareKeepsAboutTheDensityShareWhateverTheTiling) {
+  std::vector<float> d(100'000, 1.0f);
+  const MergeMethod& method = merge_method("dare_linear");
+  const MethodParams params = complete_params(method, {{"density", 0.25}, {"seed", 11}, {"rescale", 2}});
+  const auto by_4096 = combine_directly(method, params, d, 4096);
+  const auto by_999 = combine_directly(method, params, d, 999);
+  EXPECT_EQ(by_4096, by_999);
+  const auto kept = std::ranges::count(by_4096, 1.0f);
+  EXPECT_NEAR(static_cast<double>(kept) / d.size(), 0.25, 0.01);
+  for (size_t j = 0; j < d.size(); ++j) {
+    ASSERT_EQ(by_4096[j] == 1.0f, ref_dare_keeps(11, "model.layers.0.mlp.up_proj.weight", 0, j, 0.25)) << j;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, MethodExactness, ::testing::ValuesIn(all_cases()),
+                         [](const auto& info) {
+                           return std::string(info.param.method.label) + "_" + std::string(dtype_name(info.param.dtype));
+                         });
+
+}  // namespace
+}  // namespace rvec
