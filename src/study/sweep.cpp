@@ -1,5 +1,7 @@
 #include "study/sweep.hpp"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include "eval/runner.hpp"
 #include "io/staging.hpp"
 #include "merge/job.hpp"
+#include "merge/method.hpp"
 #include "hf/model_folder.hpp"
 #include "serve/managed_server.hpp"
 
@@ -103,7 +106,7 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
     }
   }
   if (r.include_post) models.push_back({"post", "post", std::nullopt, "", r.post, false});
-  for (const auto& c : r.controls) {
+  for (const auto& c : r.series) {
     for (const double w : c.weights) {
       models.push_back({fmt::format("{}-{}", c.name, weight_name(w)), fmt::format("{} w={:g}", c.name, w), w, c.name,
                         model_folder(r, c.name, w), true});
@@ -113,15 +116,17 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
 }
 
 // One merge job: every w of one vector in a single read pass.
-void build(const std::string& pre, const std::string& post, const std::string& target,
+void build(const std::string& pre, const SweepSeries& series, const std::string& target,
            const std::vector<std::pair<double, fs::path>>& outputs) {
   if (outputs.empty()) return;
   std::vector<double> weights;
   for (const auto& [w, path] : outputs) weights.push_back(w);
-  const auto pre_model = ModelFolder::open(pre), post_model = ModelFolder::open(post),
+  const auto pre_model = ModelFolder::open(pre), post_model = ModelFolder::open(series.post),
              target_model = ModelFolder::open(target);
   JobSpec spec;
   spec.weights = weights;
+  if (!series.method.empty()) spec.method = &merge_method(series.method);
+  spec.method_params = series.params;
   spec.command_line = "rvec sweep";
   // Several weights land in output/w<w>/; one weight is written to its own folder.
   spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
@@ -133,17 +138,17 @@ void build(const std::string& pre, const std::string& post, const std::string& t
   }
 }
 
-// One read pass for the reasoning vector's weights, one per control.
+// One read pass for the reasoning vector's weights, one per control or variant.
 void build_models(const SweepRecipe& r) {
   std::vector<std::pair<double, fs::path>> merged;
   for (const double w : r.weights) {
     if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
-  build(r.pre, r.post, r.target, merged);
-  for (const auto& c : r.controls) {
+  build(r.pre, {"", r.post, {}, "", {}}, r.target, merged);
+  for (const auto& c : r.series) {
     std::vector<std::pair<double, fs::path>> outputs;
     for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
-    build(r.pre, c.post, r.target, outputs);
+    build(r.pre, c, r.target, outputs);
   }
 }
 
@@ -327,12 +332,31 @@ void read_serve_commands(const YamlReader& y, const YAML::Node& serve, SweepReci
   if (r.workers < 1 || r.workers > 64) y.error(serve["workers"], "field \"workers\" must be between 1 and 64");
 }
 
+// The name and weights every control and variant has; `what` says which it is.
+SweepSeries read_series(const YamlReader& y, const YAML::Node& node, const char* what, SweepSeries series) {
+  y.read(node, "name", series.name, "a string");
+  if (node["weights"]) series.weights = y.numbers(node, "weights");
+  if (!is_control_name(series.name)) {
+    y.error(node["name"] ? node["name"] : node,
+            fmt::format("a {}'s name must start with a letter, use only letters, digits, '-' or '_', and not be "
+                        "target, post or a weight's name like w1 (it names a folder and the served models)",
+                        what));
+  }
+  if (std::ranges::find(series.weights, 0.0) != series.weights.end()) {
+    y.error(node["weights"], fmt::format("a {}'s weights must not include 0 (w = 0 is the target, already in "
+                                         "\"weights\")",
+                                         what));
+  }
+  return series;
+}
+
 }  // namespace
 
 SweepRecipe read_sweep_recipe(const std::string& path) {
   const YamlReader y(path);
   const YAML::Node root = y.load(read_small_file(path, 1'000'000));
-  y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "benchmarks", "serve", "output"},
+  y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "variants", "benchmarks", "serve",
+                "output"},
          "a sweep recipe");
   SweepRecipe r;
   r.origin = path;
@@ -346,19 +370,36 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
     if (!controls.IsSequence()) y.error(controls, "field \"controls\" must be a list");
     for (const auto& c : controls) {
       y.only(c, {"name", "post", "weights"}, "a control");
-      SweepControl control{"control", "", {1.0}};
-      y.read(c, "name", control.name, "a string");
+      SweepSeries control{"control", "", {1.0}};
       y.read(c, "post", control.post, "a model path");
-      if (c["weights"]) control.weights = y.numbers(c, "weights");
       if (control.post.empty()) y.error(c, "a control needs \"post\" (the model whose vector is the control)");
-      if (!is_control_name(control.name)) {
-        y.error(c["name"], "a control's name must start with a letter, use only letters, digits, '-' or '_', and not "
-                           "be target, post or a weight's name like w1 (it names a folder and the served models)");
+      r.series.push_back(read_series(y, c, "control", std::move(control)));
+    }
+  }
+  if (const auto variants = root["variants"]) {
+    if (!variants.IsSequence()) y.error(variants, "field \"variants\" must be a list");
+    for (const auto& v : variants) {
+      y.only(v, {"name", "method", "params", "weights"}, "a variant");
+      SweepSeries variant{"", r.post, {1.0}};
+      const auto method = v["method"];
+      if (!method) y.error(v, "a variant needs \"method\" (ties, dare_ties, ...)");
+      variant.method = y.scalar<std::string>(method, "method", "a merge method's name");
+      if (!find_merge_method(variant.method)) {
+        y.error(method, fmt::format("unknown merge method \"{}\" (known: {})", variant.method,
+                                    fmt::join(merge_method_names(), ", ")));
       }
-      if (std::ranges::find(control.weights, 0.0) != control.weights.end()) {
-        y.error(c["weights"], "a control's weights must not include 0 (w = 0 is the target, already in \"weights\")");
+      if (const auto params = v["params"]) {
+        if (!params.IsMap()) y.error(params, "field \"params\" must be a mapping of parameter names to values");
+        for (const auto& entry : params) {
+          const auto name = entry.first.as<std::string>();
+          if (!find_param(merge_method(variant.method), name) && name != "weight") {
+            y.error(entry.first, fmt::format("merge method {} takes no parameter \"{}\"", variant.method, name));
+          }
+          variant.params.emplace(name, read_param_setting(y, entry.second, name));
+        }
       }
-      r.controls.push_back(control);
+      variant.name = variant.method;
+      r.series.push_back(read_series(y, v, "variant", std::move(variant)));
     }
   }
   if (const auto benchmarks = root["benchmarks"]) {
@@ -386,9 +427,11 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   for (const auto& b : r.benchmarks) {
     if (!names.insert(b.name).second) bad_input("{}: two benchmarks are named \"{}\"", path, b.name);
   }
-  std::set<std::string> control_names;
-  for (const auto& c : r.controls) {
-    if (!control_names.insert(c.name).second) bad_input("{}: two controls are named \"{}\"", path, c.name);
+  std::set<std::string> series_names;
+  for (const auto& c : r.series) {
+    if (!series_names.insert(c.name).second) {
+      bad_input("{}: two controls or variants are named \"{}\" (give each its own name:)", path, c.name);
+    }
   }
   for (const auto& command : r.serve_commands) {
     if (command.find("{port}") == std::string::npos) {

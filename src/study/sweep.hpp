@@ -1,7 +1,8 @@
 // `rvec sweep recipe.yaml`: the paper's whole study in one command.
 //
-//   1. build target + w·(post − pre) for every w > 0 (one read pass) and
-//      target + w·(control − pre) for each control vector;
+//   1. build target + w·(post − pre) for every w > 0 (one read pass),
+//      target + w·(control − pre) for each control vector and
+//      target + w·method(post − pre) for each variant (one pass each);
 //   2. for each model (target as w = 0, the merged ones, post and the
 //      controls as reference rows): start a server, wait until it answers,
 //      evaluate every benchmark, stop the server (always);
@@ -18,6 +19,7 @@
 
 #include "eval/dataset.hpp"
 #include "eval/grader.hpp"
+#include "merge/param_setting.hpp"
 
 namespace rvec {
 
@@ -36,9 +38,15 @@ struct SweepBenchmark {
   std::string style_pattern;  // regex marking the target's own style (report column "style")
 };
 
-struct SweepControl {
+// A series beside the reasoning vector's own: a control (another vector
+// from pre) or a variant (the reasoning vector by another merge method).
+// Each is built in one read pass for all its weights and reported as its
+// own series, named `name`.
+struct SweepSeries {
   std::string name, post;
   std::vector<double> weights;
+  std::string method;    // empty: task_arithmetic
+  ParamSettings params;  // the method's parameters
 };
 
 struct SweepRecipe {
@@ -46,7 +54,7 @@ struct SweepRecipe {
   std::string pre, post, target, output;
   std::vector<double> weights;  // 0 = the target itself
   bool include_post = true;
-  std::vector<SweepControl> controls;
+  std::vector<SweepSeries> series;  // the controls, then the variants
   std::vector<SweepBenchmark> benchmarks;
   // Serving: one worker per command, each serving one model at a time, so
   // several models are evaluated at once (e.g. one per group of GPUs). No

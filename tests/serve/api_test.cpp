@@ -57,7 +57,9 @@ TEST_F(ApiTest, ReusedConnectionHasNoDelayedAckStall) {
     latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
   // Generous: the tiny model answers in a few ms; the stall was 40 ms.
-  EXPECT_LT(median(latencies_ms), 20.0);
+  // The stall this guards against is Nagle + delayed ACK: 40 ms at least on
+  // Linux, whatever the machine's speed; an answer takes about 1 ms here.
+  EXPECT_LT(median(latencies_ms), 35.0);
 }
 
 // Item 4: GET /v1/models/{id} was a 404 for the served model too.

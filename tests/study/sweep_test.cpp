@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
@@ -199,6 +200,61 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
     EXPECT_NE(bad_name.output.find("name.yaml:8: a control's name must start with a letter"), std::string::npos)
         << bad_name.output;
   }
+  const std::pair<std::string, std::string> variants[] = {
+      {"variants:\n  - method: tie\n", "bad.yaml:8: unknown merge method \"tie\""},
+      {"variants:\n  - method: ties\n    params: {gamma: 0.1}\n", "bad.yaml:9: merge method ties takes no parameter \"gamma\""},
+      {"variants:\n  - {method: ties}\n  - {method: ties, params: {density: 0.5}}\n", "two controls or variants are named \"ties\""},
+      {"variants:\n  - {name: ties}\n", "a variant needs \"method\""},
+  };
+  for (const auto& [yaml, message] : variants) {
+    std::ofstream(dir / "bad.yaml") << head << yaml;
+    const auto bad = test::run_rvec("sweep " + (dir / "bad.yaml").string());
+    EXPECT_EQ(bad.exit_code, 4) << yaml;
+    EXPECT_NE(bad.output.find(message), std::string::npos) << yaml << bad.output;
+  }
+}
+
+// Variants: the reasoning vector by other merge methods, each built in one
+// read pass for its weights, evaluated, and reported as its own series.
+TEST(Sweep, VariantsAreBuiltByTheirMethodAndReportedAsSeries) {
+  TempDir dir;
+  test::write_chat_model(dir / "pre", 1);
+  test::write_chat_model(dir / "post", 2);
+  test::write_chat_model(dir / "target", 3);
+  std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n"
+                                  << R"({"id": "b", "problem": "2+3は？", "answer": "5"})" << "\n";
+  const auto p = [&](const char* name) { return (dir / name).string(); };
+  std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
+                                    << "\noutput: " << p("out") << "\nweights: [0, 1]\ninclude_post: false\n"
+                                    << "variants:\n  - name: ties30\n    method: ties\n    params: {density: 0.3}\n"
+                                    << "    weights: [0.5, 1]\n  - method: dare_ties\n    params: {density: 0.5, seed: 3}\n"
+                                    << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
+                                    << "\n    samples: 1\n    max_tokens: 4\n    dev_fraction: 0.5\n";
+  const auto dry = test::run_rvec("sweep " + p("sweep.yaml") + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_NE(dry.output.find("4 models to build"), std::string::npos) << dry.output;
+
+  const auto run = test::run_rvec("sweep " + p("sweep.yaml"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (const auto& [model, method] : {std::pair{"ties30/w0.5", "ties"}, std::pair{"ties30/w1", "ties"},
+                                      std::pair{"dare_ties/w1", "dare_ties"}, std::pair{"w1", "task_arithmetic"}}) {
+    const auto provenance = json::parse(test::read_file(dir / "out" / "models" / model / "rvec_provenance.json"));
+    EXPECT_EQ(provenance["method"]["name"], method) << model;
+  }
+  // The same model as `rvec merge` makes with the same method and values.
+  const auto merge = test::run_rvec("merge --pre " + p("pre") + " --post " + p("post") + " --target " + p("target") +
+                                    " -w 1 --method ties --density 0.3 -q -o " + p("merged"));
+  ASSERT_EQ(merge.exit_code, 0) << merge.output;
+  EXPECT_TRUE(test::read_file(dir / "merged" / "model.safetensors") ==
+              test::read_file(dir / "out" / "models" / "ties30" / "w1" / "model.safetensors"));
+  std::string first_line;
+  std::getline(std::ifstream(dir / "out" / "results" / "ja" / "ties30-w0.5.jsonl"), first_line);
+  EXPECT_EQ(json::parse(first_line)["vector"], "ties30");
+  const auto report = json::parse(test::read_file(dir / "out" / "report-ja.json"));
+  EXPECT_EQ(report["groups"].size(), 5u);  // w=0, w=1, ties30 x 2, dare_ties x 1
+  std::set<std::string> series;
+  for (const auto& choice : report["held_out"]["controls"]) series.insert(choice["vector"]);
+  EXPECT_EQ(series, (std::set<std::string>{"ties30", "dare_ties"}));
 }
 
 TEST(Sweep, RecipeNumbersAreDecimalAndFinite) {
