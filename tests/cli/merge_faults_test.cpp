@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -32,21 +33,8 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
   return files;
 }
 
-std::vector<fs::path> shards_of(const fs::path& model) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(model)) {
-    if (e.path().extension() == ".safetensors") files.push_back(e.path().filename());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-void expect_same_shards(const fs::path& a, const fs::path& b) {
-  const auto files = shards_of(a);
-  ASSERT_FALSE(files.empty());
-  EXPECT_EQ(files, shards_of(b));
-  for (const auto& f : files) EXPECT_EQ(test::read_file(a / f), test::read_file(b / f)) << f;
-}
+using test::expect_same_shards;
+using test::shards_of;
 
 // Rewrites one byte near the end of the file in place: same size, same header.
 void flip_last_data_byte(const fs::path& file) {

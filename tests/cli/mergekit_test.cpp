@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -29,21 +30,8 @@ class Mergekit : public ::testing::Test {
 };
 test::TempDir* Mergekit::dir_ = nullptr;
 
-std::vector<fs::path> shards_of(const fs::path& model) {
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(model)) {
-    if (e.path().extension() == ".safetensors") files.push_back(e.path().filename());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-void expect_same_shards(const fs::path& a, const fs::path& b) {
-  const auto files = shards_of(a);
-  ASSERT_FALSE(files.empty()) << a;
-  ASSERT_EQ(files, shards_of(b));
-  for (const auto& f : files) EXPECT_TRUE(test::read_file(a / f) == test::read_file(b / f)) << a / f << " vs " << b / f;
-}
+using test::expect_same_shards;
+using test::shards_of;
 
 struct Equivalent {
   const char* method;

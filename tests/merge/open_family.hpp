@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "hf/model_folder.hpp"
 #include "merge/job.hpp"
 #include "merge/plan.hpp"
+#include "test_util.hpp"
 
 namespace rvec::test {
 
@@ -37,6 +39,24 @@ inline std::vector<std::byte> tensor_bytes(const ModelFolder& model, const std::
   }
   const auto span = t->file->map(*t->info);
   return {span.begin(), span.end()};
+}
+
+// The .safetensors files of a model folder, sorted by name.
+inline std::vector<std::filesystem::path> shards_of(const std::filesystem::path& model) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(model)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path().filename());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Two model folders hold the same shard files with the same bytes.
+inline void expect_same_shards(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto files = shards_of(a);
+  ASSERT_FALSE(files.empty()) << a;
+  ASSERT_EQ(files, shards_of(b));
+  for (const auto& f : files) EXPECT_TRUE(read_file(a / f) == read_file(b / f)) << a / f << " vs " << b / f;
 }
 
 }  // namespace rvec::test
