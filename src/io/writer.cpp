@@ -37,7 +37,7 @@ void write_all(int fd, const std::byte* data, size_t size, const std::string& pa
 uint64_t TensorSpec::byte_size() const {
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
-  return n * dtype_bits(dtype) / 8;
+  return dtype_bytes(dtype, n);
 }
 
 std::vector<TensorSpec> safetensors_order(std::vector<TensorSpec> tensors) {
@@ -67,32 +67,17 @@ std::string build_header(const std::vector<TensorSpec>& ordered, const Metadata&
   return text;
 }
 
-SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata)
-    : path_(std::move(path)), order_(safetensors_order(std::move(tensors))) {
-  const std::string header = build_header(order_, metadata);
-  uint64_t data = 0;
-  for (const auto& t : order_) data += t.byte_size();
-  total_size_ = 8 + header.size() + data;
+OutputFile::OutputFile(std::string path, uint64_t total_size) : path_(std::move(path)), total_size_(total_size) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) fail_errno(fmt::format("{}: cannot create", path_));
   buffer_.reserve(kWriteBufferBytes);
-  std::byte length[8];
-  uint64_t n = header.size();
-  for (auto& b : length) {
-    b = static_cast<std::byte>(n & 0xFF);
-    n >>= 8;
-  }
-  buffer_.insert(buffer_.end(), length, length + 8);
-  const auto* h = reinterpret_cast<const std::byte*>(header.data());
-  buffer_.insert(buffer_.end(), h, h + header.size());
-  written_ = 8 + header.size();
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
+OutputFile::~OutputFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void SafetensorsWriter::write_through(std::span<const std::byte> bytes) {
+void OutputFile::write_through(std::span<const std::byte> bytes) {
   write_all(fd_, bytes.data(), bytes.size(), path_);
   file_offset_ += bytes.size();
   if (file_offset_ - writeback_started_ >= kWritebackChunkBytes) {
@@ -102,14 +87,14 @@ void SafetensorsWriter::write_through(std::span<const std::byte> bytes) {
   }
 }
 
-void SafetensorsWriter::flush_buffer() {
+void OutputFile::flush_buffer() {
   write_through(buffer_);
   buffer_.clear();
 }
 
-void SafetensorsWriter::append(std::span<const std::byte> bytes) {
+void OutputFile::append(std::span<const std::byte> bytes) {
   if (bytes.size() > total_size_ - written_) {
-    fail(ErrorKind::kBadInput, "{}: more tensor data than the header announced ({} bytes)", path_, total_size_);
+    fail(ErrorKind::kBadInput, "{}: more data than planned ({} bytes)", path_, total_size_);
   }
   written_ += bytes.size();
   if (bytes.size() < kDirectWriteBytes && buffer_.size() + bytes.size() <= kWriteBufferBytes) {
@@ -124,7 +109,7 @@ void SafetensorsWriter::append(std::span<const std::byte> bytes) {
   }
 }
 
-void SafetensorsWriter::finish() {
+void OutputFile::finish() {
   if (written_ != total_size_) {
     fail(ErrorKind::kBadInput, "{}: only {} of {} bytes were written", path_, written_, total_size_);
   }
@@ -135,11 +120,27 @@ void SafetensorsWriter::finish() {
   if (::close(fd) != 0) fail_errno(fmt::format("{}: close failed", path_));
 }
 
-void SafetensorsWriter::finish_sparse() {
+void OutputFile::finish_sparse() {
   flush_buffer();
   if (::ftruncate(fd_, static_cast<off_t>(total_size_)) != 0) fail_errno(fmt::format("{}: cannot extend", path_));
   written_ = total_size_;
   finish();
+}
+
+SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata)
+    : order_(safetensors_order(std::move(tensors))) {
+  const std::string header = build_header(order_, metadata);
+  uint64_t data = 0;
+  for (const auto& t : order_) data += t.byte_size();
+  file_ = std::make_unique<OutputFile>(std::move(path), 8 + header.size() + data);
+  std::byte length[8];
+  uint64_t n = header.size();
+  for (auto& b : length) {
+    b = static_cast<std::byte>(n & 0xFF);
+    n >>= 8;
+  }
+  file_->append(length);
+  file_->append(std::as_bytes(std::span(header)));
 }
 
 std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& tensors, uint64_t max_shard_bytes) {

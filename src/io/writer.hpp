@@ -49,26 +49,28 @@ class TensorFileWriter {
   virtual uint64_t total_size() const = 0;
 };
 
-// Writes one safetensors file. Lifetime: finish() must be called for the file
-// to be complete; a writer destroyed before that leaves a truncated file
-// (which the staging folder keeps out of sight).
-class SafetensorsWriter final : public TensorFileWriter {
+// A file written front to back to exactly `total_size` bytes through a
+// buffer, with writeback started as it goes so dirty pages never pile up.
+// Lifetime: finish() must be called for the file to be complete; a file
+// destroyed before that is left truncated (the staging folder hides it).
+class OutputFile {
  public:
-  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
-  ~SafetensorsWriter();
-  SafetensorsWriter(const SafetensorsWriter&) = delete;
-  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  OutputFile(std::string path, uint64_t total_size);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
 
-  // The tensors in the order their data must be appended.
-  const std::vector<TensorSpec>& order() const override { return order_; }
-  uint64_t total_size() const override { return total_size_; }
+  const std::string& path() const { return path_; }
+  uint64_t total_size() const { return total_size_; }
+  uint64_t written() const { return written_; }
 
-  void append(std::span<const std::byte> bytes) override;
+  // Fails (naming the file) if the bytes would pass the planned size.
+  void append(std::span<const std::byte> bytes);
   // Checks every byte was written, flushes, fsyncs and closes.
-  void finish() override;
-  // Extends the file to its full size without writing data (a sparse file
-  // whose tensors read as zeros), then finishes. For shape-only test models.
-  void finish_sparse() override;
+  void finish();
+  // Extends the file to its full size without writing the rest (a sparse
+  // file whose remaining bytes read as zeros), then finishes.
+  void finish_sparse();
 
  private:
   void flush_buffer();
@@ -76,12 +78,30 @@ class SafetensorsWriter final : public TensorFileWriter {
 
   std::string path_;
   int fd_ = -1;
-  std::vector<TensorSpec> order_;
   uint64_t total_size_ = 0;
   uint64_t written_ = 0;
-  uint64_t file_offset_ = 0;      // bytes handed to the kernel so far
+  uint64_t file_offset_ = 0;        // bytes handed to the kernel so far
   uint64_t writeback_started_ = 0;  // bytes whose writeback has been started
   std::vector<std::byte> buffer_;
+};
+
+// Writes one safetensors file.
+class SafetensorsWriter final : public TensorFileWriter {
+ public:
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
+
+  // The tensors in the order their data must be appended.
+  const std::vector<TensorSpec>& order() const override { return order_; }
+  uint64_t total_size() const override { return file_->total_size(); }
+
+  void append(std::span<const std::byte> bytes) override { file_->append(bytes); }
+  void finish() override { file_->finish(); }
+  // For shape-only test models: the tensors read as zeros.
+  void finish_sparse() override { file_->finish_sparse(); }
+
+ private:
+  std::vector<TensorSpec> order_;
+  std::unique_ptr<OutputFile> file_;
 };
 
 // One output file of a sharded save.

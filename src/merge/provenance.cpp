@@ -98,6 +98,9 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
                {"inputs", describe_inputs(inputs)}};
   // Task arithmetic keys as it did before methods existed, so its earlier outputs are still recognised.
   if (job_method(spec).name() != kDefaultMergeMethod) key["method"] = method_json(spec);
+  if (spec.format == OutputFormat::kGguf) {
+    key["format"] = {{"gguf", gguf_file_type_name(spec.gguf_type)}, {"split_bytes", spec.gguf_split_bytes}};
+  }
   return hex64(fnv1a64(key.dump()));
 }
 
@@ -106,6 +109,17 @@ Metadata shard_metadata(const JobSpec& spec, double w) {
                 {"rvec.kind", std::string(job_kind_info(spec.kind).metadata_kind)},
                 {"rvec.formula", job_formula(spec)}};
   if (job_kind_info(spec.kind).adds_to_target) m["rvec.w"] = fmt::format("{}", w);
+  return m;
+}
+
+Metadata gguf_provenance(const JobInputs& inputs, const JobSpec& spec, double w) {
+  if (spec.kind == JobKind::kExport) return gguf_provenance_of(*inputs.target);
+  Metadata m = shard_metadata(spec, w);
+  const std::pair<const char*, const ModelFolder*> roles[] = {
+      {"pre", inputs.pre}, {inputs.pre ? "post" : "vector", inputs.post}, {"target", inputs.target}};
+  for (const auto& [role, model] : roles) {
+    if (model) m[fmt::format("rvec.inputs.{}", role)] = gguf_model_name(model->path());
+  }
   return m;
 }
 

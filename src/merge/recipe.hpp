@@ -2,7 +2,7 @@
 // what `rvec run recipe.yaml` reads. Every output stores its recipe as
 // rvec_recipe.yaml, so `rvec run OUT/rvec_recipe.yaml` redoes the job.
 //
-//   kind: merge                 # merge | apply | extract
+//   kind: merge                 # merge | apply | extract | export (a GGUF of target)
 //   pre: models/Qwen2.5-32B-Instruct
 //   post: models/s1-32B
 //   target: models/EZO-Qwen2.5-32B-Instruct
@@ -11,6 +11,9 @@
 //   dtype: BF16                 # optional; default: the target's
 //   max_shard_size: 5GB
 //   max_nonfinite: 0            # optional; values that may become NaN/Inf per output
+//   format: gguf                # optional: safetensors (default) or gguf (docs/gguf.md)
+//   type: q4_k_m                # gguf: f32, f16, bf16, q8_0 or q4_k_m
+//   split_max_size: 50GB        # gguf, optional: split files above this size
 //   rules:                      # first match wins
 //     - match: "embed_tokens|lm_head"
 //       scale: 0
@@ -44,6 +47,9 @@ struct Recipe {
   bool overwrite = false;
   uint64_t max_nonfinite = 0;  // NaN/Inf values a merge may create per output before it stops
   std::vector<RecipeRule> rules;
+  std::string format = "safetensors";         // or "gguf"
+  std::optional<std::string> gguf_type;       // gguf: "q4_k_m", ...
+  std::optional<std::string> split_max_size;  // gguf: "50GB"
 };
 
 // Reads a recipe; errors name the file, line and field.
