@@ -389,7 +389,8 @@ GgufFile parse_gguf(const ByteSource& read, uint64_t file_size, std::string_view
     if (!names.insert(t.name).second) c.fail_at("tensor name \"{}\" appears twice", printable(t.name));
     file.tensors.push_back(std::move(t));
   }
-  const uint64_t padding = gguf_padding(c.position(), file.alignment);
+  // As in ggml, the data section is aligned only when there is one.
+  const uint64_t padding = tensors == 0 ? 0 : gguf_padding(c.position(), file.alignment);
   if (padding > c.remaining()) c.fail_at("the padding before the data section runs past the end of the file");
   file.data_start = c.position() + padding;
   check_data_ranges(c, file, file_size);
