@@ -277,8 +277,7 @@ void add_special_ids(const json& tokenizer, const json& tokenizer_config, const 
     if (!id && config.is_object() && config.contains(config_field) && config[config_field].is_number_unsigned()) {
       id = config[config_field].get<uint64_t>();
     }
-    if (!id) continue;
-    if (*id >= rows) bad_input("{}: the {} token id {} has no embedding row (the model has {})", origin, kind, *id, rows);
+    if (!id || *id >= rows) continue;  // an id past the embedding: llama.cpp would discard it too
     out.push_back({std::string(key), GgufValue::u32(static_cast<uint32_t>(*id))});
   }
 }
