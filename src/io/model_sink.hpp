@@ -32,7 +32,7 @@ namespace rvec {
 // One planned file of an output.
 struct SinkFile {
   std::string name;                 // relative to the output folder
-  std::vector<TensorSpec> tensors;  // state-dict order
+  std::vector<TensorSpec> tensors;  // state-dict order (GGUF: file order)
   uint64_t bytes = 0;               // the file's exact size
 };
 

@@ -33,6 +33,15 @@ float f16_at(const std::byte* p) {
 void put_f16(std::byte* p, uint16_t bits) { std::memcpy(p, &bits, 2); }
 void put_f16(std::byte* p, float value) { put_f16(p, f32_to_f16(value)); }
 
+// C's float -> int8_t conversion as ggml's x86 build performs it (cvttss2si,
+// then the low byte), without the undefined behaviour: truncation toward zero
+// for values an int32 holds, 0 for NaN and anything larger. Only tiny blocks
+// (an inverse scale that overflows to Inf) reach the second case.
+int8_t to_int8(float v) {
+  if (!(std::fabs(v) < 2147483648.0f)) return 0;
+  return static_cast<int8_t>(static_cast<int32_t>(v));
+}
+
 bool all_finite(const float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return false;
@@ -55,7 +64,7 @@ void q8_0_block(const float* x, std::byte* out) {  // quantize_row_q8_0_ref
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   put_f16(out, d);
   for (size_t j = 0; j < kQ8_0Elements; ++j) {
-    out[2 + j] = static_cast<std::byte>(static_cast<int8_t>(std::round(x[j] * id)));
+    out[2 + j] = static_cast<std::byte>(to_int8(std::round(x[j] * id)));
   }
 }
 
@@ -76,8 +85,8 @@ void q5_0_block(const float* x, std::byte* out) {  // quantize_row_q5_0_ref
   for (size_t j = 0; j < kQ5_0Elements / 2; ++j) {
     const float x0 = x[j] * id;
     const float x1 = x[kQ5_0Elements / 2 + j] * id;
-    const auto xi0 = static_cast<uint8_t>(std::min(31, static_cast<int>(static_cast<int8_t>(x0 + 16.5f))));
-    const auto xi1 = static_cast<uint8_t>(std::min(31, static_cast<int>(static_cast<int8_t>(x1 + 16.5f))));
+    const auto xi0 = static_cast<uint8_t>(std::min(31, static_cast<int>(to_int8(x0 + 16.5f))));
+    const auto xi1 = static_cast<uint8_t>(std::min(31, static_cast<int>(to_int8(x1 + 16.5f))));
     out[6 + j] = static_cast<std::byte>((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
     qh |= ((xi0 & 0x10u) >> 4) << j;
     qh |= ((xi1 & 0x10u) >> 4) << (j + kQ5_0Elements / 2);

@@ -131,6 +131,31 @@ TEST(GgufCli, MergeAsGgufEqualsExportOfTheSafetensorsMerge) {
   EXPECT_EQ(j["types"]["Q8_0"]["tensors"], 15);
 }
 
+// A killed export leaves nothing at the destination; the same command resumes
+// from the verified files and ends with the bytes of an uninterrupted run.
+TEST(GgufCli, AKilledSplitExportResumesToTheSameBytes) {
+  test::TempDir dir;
+  const std::string common = " export-gguf " + q(family("target")) + " --type q8_0 --split-max-size 40kB -o ";
+  const auto whole = run_rvec(common.substr(1) + q(dir / "a" / "m.gguf") + " -q");
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=2 " + std::string(RVEC_CLI_PATH) + common +
+                                      q(dir / "b" / "m.gguf") + " -q");
+  EXPECT_NE(killed.exit_code, 0);
+  std::vector<std::string> visible;
+  for (const auto& e : fs::directory_iterator(dir / "b")) visible.push_back(e.path().filename().string());
+  EXPECT_EQ(visible, std::vector<std::string>{".m.gguf.rvec-partial"});
+  const auto resumed = run_rvec(common.substr(1) + q(dir / "b" / "m.gguf"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("2 verified shard(s) reused"), std::string::npos) << resumed.output;
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir / "a")) {
+    ++files;
+    EXPECT_EQ(test::read_file(e.path()), test::read_file(dir / "b" / e.path().filename())) << e.path();
+  }
+  EXPECT_GT(files, 2u);
+  EXPECT_FALSE(fs::exists(dir / "b" / ".m.gguf.rvec-partial"));
+}
+
 TEST(GgufCli, BadRequestsAndBadFilesGetOneClearLine) {
   test::TempDir dir;
   const auto refuses = [](const std::string& args, int code, const std::string& message) {
