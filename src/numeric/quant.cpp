@@ -42,6 +42,17 @@ int8_t to_int8(float v) {
   return static_cast<int8_t>(static_cast<int32_t>(v));
 }
 
+// roundf() (half away from zero) followed by to_int8(), inline: the libm
+// call was a third of Q8_0's time. `v - i` is exact, so the tie test is too.
+int8_t round_to_int8(float v) {
+  if (!(std::fabs(v) < 2147483648.0f)) return 0;
+  int32_t i = static_cast<int32_t>(v);
+  const float rest = v - static_cast<float>(i);
+  if (rest >= 0.5f) ++i;
+  if (rest <= -0.5f) --i;
+  return static_cast<int8_t>(i);
+}
+
 bool all_finite(const float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return false;
@@ -64,7 +75,7 @@ void q8_0_block(const float* x, std::byte* out) {  // quantize_row_q8_0_ref
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   put_f16(out, d);
   for (size_t j = 0; j < kQ8_0Elements; ++j) {
-    out[2 + j] = static_cast<std::byte>(to_int8(std::round(x[j] * id)));
+    out[2 + j] = static_cast<std::byte>(round_to_int8(x[j] * id));
   }
 }
 
