@@ -178,7 +178,7 @@ std::unique_ptr<ModelSink> output_sink(const JobInputs& inputs, const JobSpec& s
   return gguf_sink(std::move(gguf));
 }
 
-// Where output `k` of `weights` outputs goes.
+// Where the output of weight `w` goes when the job writes `weights` outputs.
 fs::path output_path(const JobSpec& spec, double w, size_t weights) {
   if (weights == 1) return spec.output;
   return spec.output / (weight_folder_name(w) + (writes_gguf(spec) ? ".gguf" : ""));
