@@ -164,18 +164,20 @@ void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t
   run_all(std::span(&one, 1), 0, progress);
 }
 
-// A combiner whose statistics passes are done, and the bytes they read.
+// A combiner whose statistics passes are done, the bytes they read, and the
+// readers they used (back to the pool once collected).
 struct TaskExecutor::Prepared {
   std::unique_ptr<TensorCombiner> combiner;
   uint64_t bytes_read = 0;
-  VectorStreams* streams = nullptr;  // lent for the passes; back to the pool once collected
+  std::unique_ptr<VectorStreams> streams;
 };
 
 void TaskExecutor::run_all(std::span<const TensorTask* const> tasks, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
   // Later tasks' statistics passes run on threads of their own, each with
-  // its own readers, at most `lookahead` at a time. Declared before the
-  // futures, so that the futures (which wait for their threads) go first.
+  // its own readers, at most `lookahead` at a time. A thread owns its readers
+  // until its result is collected; the futures wait for their threads when
+  // destroyed (also when this throws).
   std::vector<std::unique_ptr<VectorStreams>> pool;
   for (unsigned i = 0; i < lookahead; ++i) pool.push_back(std::make_unique<VectorStreams>());
   std::map<size_t, std::future<Prepared>> ahead;
@@ -183,19 +185,13 @@ void TaskExecutor::run_all(std::span<const TensorTask* const> tasks, unsigned lo
   const auto prepare_ahead = [&] {
     for (; next < tasks.size() && !pool.empty(); ++next) {
       if (statistics_passes(method_, *tasks[next], params_) == 0) continue;
-      VectorStreams* streams = pool.back().release();
-      pool.pop_back();
-      ahead[next] = std::async(std::launch::async, [this, task = tasks[next], streams] {
-        Prepared prepared{nullptr, 0, streams};
-        try {
-          prepared.combiner = prepare(*task, *streams, [] {});
-        } catch (...) {
-          delete streams;
-          throw;
-        }
-        prepared.bytes_read = streams->bytes_read();
-        return prepared;
+      ahead[next] = std::async(std::launch::async, [this, task = tasks[next], streams = std::move(pool.back())]() mutable {
+        const uint64_t before = streams->bytes_read();  // the readers count over every task they served
+        auto combiner = prepare(*task, *streams, [] {});
+        const uint64_t bytes = streams->bytes_read() - before;
+        return Prepared{std::move(combiner), bytes, std::move(streams)};
       });
+      pool.pop_back();
     }
   };
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -206,7 +202,7 @@ void TaskExecutor::run_all(std::span<const TensorTask* const> tasks, unsigned lo
       ahead.erase(it);
       combiner = std::move(prepared.combiner);
       lookahead_bytes_ += prepared.bytes_read;
-      pool.emplace_back(prepared.streams);
+      pool.push_back(std::move(prepared.streams));
     }
     run_task(*tasks[i], std::move(combiner), progress);
   }

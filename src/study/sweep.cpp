@@ -140,7 +140,7 @@ void build_models(const SweepRecipe& r) {
   for (const double w : r.weights) {
     if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
-  build(r.pre, {"", r.post, {}, "", {}}, r.target, merged);
+  build(r.pre, SweepSeries{.post = r.post}, r.target, merged);
   for (const auto& c : r.series) {
     std::vector<std::pair<double, fs::path>> outputs;
     for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
