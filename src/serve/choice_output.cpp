@@ -7,10 +7,11 @@ namespace {
 
 using nlohmann::json;
 
-// Unicode code points in valid UTF-8 `text`: its bytes that do not continue a character.
-size_t code_points(std::string_view text) {
+// Unicode code points that start in `bytes` (UTF-8, possibly a piece of a
+// character): its bytes that do not continue a character.
+size_t code_points(std::string_view bytes) {
   size_t count = 0;
-  for (const char c : text) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  for (const char c : bytes) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
   return count;
 }
 
@@ -43,10 +44,11 @@ json ChoiceOutput::entry(const TokenLogprob& scored) const {
 
 // Completions' shape: `scored` is null for the prompt's first token.
 void ChoiceOutput::add_completion_token(TokenId token, const PositionLogprobs* scored, json& into) {
-  const std::string text = token_text(token);
+  const std::string bytes = model_.token_bytes(token);
+  const std::string text = valid_utf8(bytes);
   into["tokens"].push_back(text);
   into["text_offset"].push_back(offset_);
-  offset_ += code_points(text);
+  offset_ += code_points(bytes);
   if (scored == nullptr) {
     into["token_logprobs"].push_back(nullptr);
     into["top_logprobs"].push_back(nullptr);
