@@ -25,6 +25,7 @@ std::string field_text(const json& value) {
 std::vector<std::string> row_options(const json& row, const std::vector<std::string>& names, const std::string& path,
                                      size_t line) {
   std::vector<std::string> options;
+  if (names.empty()) return options;
   for (const auto& name : names) {
     if (!row.contains(name)) bad_input("{}:{}: no choice field \"{}\"", path, line, name);
     if (names.size() == 1 && row[name].is_array()) {
