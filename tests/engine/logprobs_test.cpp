@@ -176,6 +176,24 @@ TEST(Logprobs, ScoringAPromptLeavesTheTokensAlone) {
   EXPECT_EQ(tokens_of(events, scored_id), tokens_of(run_alone(*engine, scoring), 1));
 }
 
+// A stop token is not part of the answer: its event carries no log-probability.
+TEST(Logprobs, AStopTokenHasNone) {
+  TempDir dir;
+  test::write_tiny_model(dir.path(), {});
+  ThreadPool pool(2);
+  auto engine = Transformer::load(dir.path().string(), pool);
+  GenerationRequest request;
+  request.prompt = {10, 20, 30};
+  request.max_tokens = 3;
+  request.logprobs = true;
+  const TokenId first = run_alone(*engine, request)[0].token;
+  request.stop_tokens = {first};
+  const auto events = run_alone(*engine, request);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].finish, FinishReason::kStop);
+  EXPECT_FALSE(events[0].logprobs.has_value());
+}
+
 // A prompt whose logits are non-finite ends its sequence with an error that
 // names the position, as sampling does.
 TEST(Logprobs, NonFiniteLogitsInThePromptEndTheSequence) {
