@@ -86,13 +86,6 @@ std::string read_completion(const json& parsed, ChatResult& r) {
   return "";
 }
 
-// Code points in valid UTF-8 `text`.
-int64_t code_points(std::string_view text) {
-  int64_t count = 0;
-  for (const char c : text) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return count;
-}
-
 // Fills r.scored from a completion with echo and logprobs: token_logprobs
 // and text_offset of the same length, numbers (the first log-probability may be null).
 std::string read_scored_prompt(const json& parsed, ChatResult& r) {
@@ -201,7 +194,7 @@ ChatResult ChatClient::score(const std::string& prompt) {
   const json body = {{"model", options_.model}, {"prompt", prompt}, {"echo", true}, {"logprobs", 0},
                      {"max_tokens", 0},         {"temperature", 0},  {"n", 1},       {"stream", false}};
   ChatResult result = with_retries(completions_url_, body.dump(), read_scored_prompt, "a completion with echoed logprobs");
-  const int64_t end = code_points(prompt);
+  const auto end = static_cast<int64_t>(utf8_character_starts(prompt));
   std::erase_if(result.scored, [end](const ScoredToken& token) { return token.offset >= end; });
   return result;
 }

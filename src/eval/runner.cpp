@@ -25,6 +25,7 @@
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
 #include "eval/record.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
 
@@ -209,13 +210,6 @@ EvalRecord sample_record(const EvalRun& run, const Task& task, const std::string
   return record;
 }
 
-// Code points in valid UTF-8 `text` (how servers count text_offset).
-int64_t code_points(std::string_view text) {
-  int64_t count = 0;
-  for (const char c : text) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return count;
-}
-
 // The log-likelihood of each option after `context` into `record`: the sum of
 // the log-probabilities of the tokens that end after the context (a token
 // that spans the boundary counts for the option). The result of the first
@@ -223,7 +217,7 @@ int64_t code_points(std::string_view text) {
 ChatResult score_options(ChatClient& client, const std::string& context, const Problem& problem, EvalRecord& record) {
   ChatResult total;
   total.ok = true;
-  const int64_t start = code_points(context);
+  const auto start = static_cast<int64_t>(utf8_character_starts(context));  // as servers count text_offset
   for (const auto& option : problem.options) {
     const std::string prompt = context + option;
     ChatResult r = client.score(prompt);
@@ -232,8 +226,9 @@ ChatResult score_options(ChatClient& client, const std::string& context, const P
     total.attempts += r.attempts;
     if (!r.ok) return r;
     double sum = 0;
+    const auto prompt_end = static_cast<int64_t>(utf8_character_starts(prompt));
     for (size_t i = 0; i < r.scored.size(); ++i) {
-      const int64_t end = i + 1 < r.scored.size() ? r.scored[i + 1].offset : code_points(prompt);
+      const int64_t end = i + 1 < r.scored.size() ? r.scored[i + 1].offset : prompt_end;
       if (end > start && r.scored[i].logprob) sum += *r.scored[i].logprob;
     }
     record.option_logprobs.push_back(sum);

@@ -1,21 +1,11 @@
 #include "serve/choice_output.hpp"
 
 #include "serve/http_error.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
-namespace {
 
 using nlohmann::json;
-
-// Unicode code points that start in `bytes` (UTF-8, possibly a piece of a
-// character): its bytes that do not continue a character.
-size_t code_points(std::string_view bytes) {
-  size_t count = 0;
-  for (const char c : bytes) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return count;
-}
-
-}  // namespace
 
 json empty_logprobs(bool chat) {
   if (chat) return {{"content", json::array()}};
@@ -48,7 +38,7 @@ void ChoiceOutput::add_completion_token(TokenId token, const PositionLogprobs* s
   const std::string text = valid_utf8(bytes);
   into["tokens"].push_back(text);
   into["text_offset"].push_back(offset_);
-  offset_ += code_points(bytes);
+  offset_ += utf8_character_starts(bytes);
   if (scored == nullptr) {
     into["token_logprobs"].push_back(nullptr);
     into["top_logprobs"].push_back(nullptr);
