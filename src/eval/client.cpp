@@ -53,16 +53,22 @@ bool optional_count(const json& object, const char* name, int64_t& out) {
   return true;
 }
 
+// choices[0] of an answer, or nullptr when it has none that is an object.
+const json* first_choice(const json& parsed) {
+  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() || parsed["choices"].empty() ||
+      !parsed["choices"][0].is_object()) {
+    return nullptr;
+  }
+  return &parsed["choices"][0];
+}
+
 // Fills `r` from a chat completion; returns what is wrong with it ("" if
 // nothing). A completion must hold choices[0].message with a string
 // `content` (null only beside a reasoning text); a malformed one is the
 // server's failure, never a model's (empty) answer.
 std::string read_completion(const json& parsed, ChatResult& r) {
-  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() || parsed["choices"].empty() ||
-      !parsed["choices"][0].is_object()) {
-    return "no choices[0]";
-  }
-  const json& choice = parsed["choices"][0];
+  if (first_choice(parsed) == nullptr) return "no choices[0]";
+  const json& choice = *first_choice(parsed);
   if (!choice.contains("message") || !choice["message"].is_object()) return "choices[0] has no message";
   const json& message = choice["message"];
   if (!optional_string(message, "reasoning", r.reasoning) || !optional_string(message, "reasoning_content", r.reasoning)) {
@@ -89,14 +95,11 @@ std::string read_completion(const json& parsed, ChatResult& r) {
 // Fills r.scored from a completion with echo and logprobs: token_logprobs
 // and text_offset of the same length, numbers (the first log-probability may be null).
 std::string read_scored_prompt(const json& parsed, ChatResult& r) {
-  if (!parsed.is_object() || !parsed.contains("choices") || !parsed["choices"].is_array() || parsed["choices"].empty() ||
-      !parsed["choices"][0].is_object()) {
-    return "no choices[0]";
-  }
-  const json& logprobs = parsed["choices"][0].value("logprobs", json());
+  if (first_choice(parsed) == nullptr) return "no choices[0]";
+  const json logprobs = first_choice(parsed)->value("logprobs", json());
   if (!logprobs.is_object()) return "choices[0] has no logprobs";
-  const json& values = logprobs.value("token_logprobs", json());
-  const json& offsets = logprobs.value("text_offset", json());
+  const json values = logprobs.value("token_logprobs", json());
+  const json offsets = logprobs.value("text_offset", json());
   if (!values.is_array() || !offsets.is_array() || values.size() != offsets.size() || values.empty()) {
     return "choices[0].logprobs has no token_logprobs and text_offset of the same length";
   }
@@ -104,9 +107,12 @@ std::string read_scored_prompt(const json& parsed, ChatResult& r) {
     if (!offsets[i].is_number_integer() || !(values[i].is_number() || (i == 0 && values[i].is_null()))) {
       return fmt::format("choices[0].logprobs has a bad token_logprobs or text_offset at token {}", i);
     }
-    r.scored.push_back({offsets[i].get<int64_t>(), values[i].is_null() ? std::nullopt : std::optional(values[i].get<double>())});
+    const auto logprob = values[i].is_null() ? std::nullopt : std::optional(values[i].get<double>());
+    r.scored.push_back({offsets[i].get<int64_t>(), logprob});
   }
-  if (parsed.contains("usage") && parsed["usage"].is_object()) optional_count(parsed["usage"], "prompt_tokens", r.prompt_tokens);
+  if (parsed.contains("usage") && parsed["usage"].is_object()) {
+    optional_count(parsed["usage"], "prompt_tokens", r.prompt_tokens);
+  }
   return "";
 }
 

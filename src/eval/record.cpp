@@ -125,7 +125,8 @@ void read_option_scores(const FieldReader& f, EvalRecord& r, std::string_view wh
     bad_input("{}: a record with \"score\" needs \"option_logprobs\", a non-empty list of numbers", where);
   }
   if (bytes == nullptr || !bytes->is_array() || bytes->size() != logprobs->size() ||
-      !std::all_of(bytes->begin(), bytes->end(), [](const json& v) { return v.is_number_integer() && v.get<int64_t>() >= 0; })) {
+      !std::all_of(bytes->begin(), bytes->end(),
+                   [](const json& v) { return v.is_number_integer() && v.get<int64_t>() >= 0; })) {
     bad_input("{}: \"option_bytes\" must list a byte count for each of the {} options", where, logprobs->size());
   }
   r.option_logprobs = logprobs->get<std::vector<double>>();

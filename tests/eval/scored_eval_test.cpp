@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -88,7 +89,8 @@ class ScoredEval : public ::testing::Test {
     std::vector<json> out;
     std::ifstream in(dir_ / output);
     for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
-    std::sort(out.begin(), out.end(), [](const json& a, const json& b) { return std::stoi(a["id"].get<std::string>()) < std::stoi(b["id"].get<std::string>()); });
+    const auto id = [](const json& record) { return std::stoi(record["id"].get<std::string>()); };
+    std::sort(out.begin(), out.end(), [&](const json& a, const json& b) { return id(a) < id(b); });
     return out;
   }
 
@@ -115,7 +117,10 @@ TEST_F(ScoredEval, PicksTheOptionTheReferenceFindsLikeliest) {
       expected.push_back(scores);
       pick.push_back(static_cast<size_t>(std::max_element(values.begin(), values.end()) - values.begin()));
     }
-    write_data([&](size_t i) { return static_cast<char>('A' + (i % 2 == 0 ? pick[i] : (pick[i] + 1) % kItems[i].options.size())); });
+    write_data([&](size_t i) {
+      const size_t gold = i % 2 == 0 ? pick[i] : (pick[i] + 1) % kItems[i].options.size();
+      return static_cast<char>('A' + gold);
+    });
     const std::string output = std::string(score) + ".jsonl";
     const auto run = eval(output, std::string("--score ") + score);
     ASSERT_EQ(run.exit_code, 0) << run.output;
