@@ -2,12 +2,14 @@
 // live rvec serve, each option's score checked against the f64 reference
 // forward pass of the same weights (tiny_model.hpp).
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "engine/tiny_model.hpp"
@@ -146,6 +148,36 @@ TEST_F(ScoredEval, PicksTheOptionTheReferenceFindsLikeliest) {
     const auto regraded = records("graded-" + output);
     for (size_t i = 0; i < kItems.size(); ++i) EXPECT_EQ(regraded[i]["verdict"], written[i]["verdict"]) << i;
   }
+}
+
+// A server without completions logprobs (here: one answering a completion
+// with no logprobs, and one without /v1/completions at all) gives no score:
+// every item fails and the run names why.
+TEST_F(ScoredEval, AServerWithoutEchoedLogprobsGivesNoScore) {
+  write_data([](size_t) { return 'A'; });
+  httplib::Server plain;
+  plain.Post("/v1/completions", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"choices": [{"index": 0, "text": "x", "logprobs": null}]})", "application/json");
+  });
+  const int port = plain.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { plain.listen_after_bind(); });
+  while (!plain.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const auto run = [&](const std::string& endpoint, const std::string& output) {
+    return test::run_rvec("eval --endpoint " + endpoint + " --model tiny --data " + (dir_ / "mc.jsonl").string() +
+                          " --choices options -o " + (dir_ / output).string() +
+                          " --score logprob --retries 1 --retry-base-ms 5");
+  };
+  const auto no_logprobs = run("http://127.0.0.1:" + std::to_string(port), "a.jsonl");
+  EXPECT_NE(no_logprobs.exit_code, 0);
+  EXPECT_NE(no_logprobs.output.find("is not a completion with echoed logprobs (choices[0] has no logprobs)"),
+            std::string::npos)
+      << no_logprobs.output;
+  EXPECT_NE(no_logprobs.output.find("no score is reported"), std::string::npos) << no_logprobs.output;
+  const auto no_route = run("http://127.0.0.1:" + std::to_string(port) + "/elsewhere/v1/chat/completions", "b.jsonl");
+  EXPECT_NE(no_route.exit_code, 0);
+  EXPECT_NE(no_route.output.find("/elsewhere/v1/completions: HTTP 404"), std::string::npos) << no_route.output;
+  plain.stop();
+  thread.join();
 }
 
 TEST_F(ScoredEval, MisuseIsAUsageError) {
