@@ -280,7 +280,7 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
     cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
     o.method.add_to(cmd, false);
   }
-  cmd->add_option("--threads", o.flags.threads, "Output files written at once (the bytes do not depend on it)")
+  cmd->add_option("--threads", o.flags.threads, "Threads that compute: output files at once, and the threads left over run later tensors' statistics passes ahead (the bytes do not depend on it)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
@@ -337,7 +337,10 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   m->footer(std::string(kSemantics) +
             "\nExamples:\n"
             "  rvec merge --pre Qwen2.5-32B-Instruct --post s1-32B --target EZO-32B -w 0.25,0.5,0.75,1 -o sweep\n"
-            "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run");
+            "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run\n"
+            "  rvec merge --pre P --post Q --target T -w 0.5,1 -o out --method ties --density 0.2\n"
+            "Methods other than task_arithmetic trim the vector first (exact top-k, or DARE's seeded drops);\n"
+            "docs/merging.md gives their exact formulas. Several vectors: a recipe's vectors: list (rvec run).");
   m->callback([merge, &exit_code] {
     merge->recipe.kind = JobKind::kMerge;
     merge->recipe.weights = parse_weight_list(merge->weights);
@@ -408,7 +411,7 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->add_flag("--json", run->flags.json, "Print the plan or the result as JSON");
   r->add_flag("-q,--quiet", run->flags.quiet, "No progress bar or summary");
   r->add_flag("--stats", run->flags.stats, "Also print where the time went (see rvec merge --help)");
-  r->add_option("--threads", run->flags.threads, "Output files written at once (the bytes do not depend on it)")
+  r->add_option("--threads", run->flags.threads, "Threads that compute: output files at once, and the threads left over run later tensors' statistics passes ahead (the bytes do not depend on it)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 64u));
   r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,

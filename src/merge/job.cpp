@@ -491,7 +491,7 @@ class NonfiniteBudget {
 // Writes file `i` of every output in `outcome.active` in one pass over its tensors.
 void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPlan& plan,
                 const std::map<std::string, const TensorTask*>& task_by_name, NonfiniteBudget& budget,
-                const std::function<void(uint64_t)>& progress) {
+                unsigned lookahead, const std::function<void(uint64_t)>& progress) {
   const auto& active = outcome.active;
   std::vector<double> weights;
   std::vector<std::unique_ptr<TensorFileWriter>> writers;
@@ -503,10 +503,12 @@ void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPl
   }
   AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
   TaskExecutor executor(job_method(spec), plan.merge_params, weights, sink, raw_writers);
-  for (const auto& t : writers.front()->order()) {
-    executor.run(*task_by_name.at(t.name), progress);
+  std::vector<const TensorTask*> tasks;
+  for (const auto& t : writers.front()->order()) tasks.push_back(task_by_name.at(t.name));
+  executor.run_all(tasks, lookahead, [&](uint64_t bytes) {
+    progress(bytes);
     for (size_t k = 0; k < active.size(); ++k) budget.check(*active[k], executor.nonfinite()[k]);
-  }
+  });
   sink.drain();
   StageTimes times = executor.stage_times();
   times.write_s = sink.write_seconds();
@@ -548,7 +550,9 @@ class ReadProgress {
   std::vector<uint64_t> per_file_;
 };
 
-// Writes every file some output still needs, `spec.threads` files at once.
+// Writes every file some output still needs with `spec.threads` threads:
+// that many files at once, and the threads left per file run later
+// tensors' statistics passes ahead.
 void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobPlan& plan, JobResult& result,
                  const JobProgress& progress) {
   std::map<std::string, const TensorTask*> task_by_name;
@@ -574,10 +578,13 @@ void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobP
   }
   NonfiniteBudget budget(slots, spec.max_new_nonfinite);
   std::atomic<uint64_t> files_written = 0;
-  ThreadPool pool(std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1)));
+  const size_t at_once = std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1));
+  const auto lookahead = static_cast<unsigned>(std::max<size_t>(spec.threads, 1) / at_once - 1);
+  ThreadPool pool(at_once);
   pool.parallel_for(to_write.size(), [&](size_t n) {
     const size_t i = to_write[n];
-    write_file(i, outcomes[i], spec, plan, task_by_name, budget, [&](uint64_t bytes) { read.set(i, bytes); });
+    write_file(i, outcomes[i], spec, plan, task_by_name, budget, lookahead,
+               [&](uint64_t bytes) { read.set(i, bytes); });
     test_hooks::maybe_kill_after_shards(++files_written);
   });
   for (const FileOutcome& outcome : outcomes) {
