@@ -280,6 +280,7 @@ std::unique_ptr<TensorCombiner> TaskExecutor::prepare(const TensorTask& task, Ve
 
 void TaskExecutor::run_task(const TensorTask& task, std::unique_ptr<TensorCombiner> combiner,
                             const std::function<void(uint64_t)>& progress) {
+  if (!task.generated.empty()) return write_generated(task);
   const uint64_t total = task.element_count();
   const uint64_t step = block_elements(task);
   if (!task.copied()) {
@@ -371,6 +372,16 @@ void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) 
   }
   interleave_rows(task, sink_.data(buffer), n);
   sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
+}
+
+void TaskExecutor::write_generated(const TensorTask& task) {
+  if (task.generated.size() != task.element_count() || task.generated.size() > kMergeBlockElements) {
+    fail(ErrorKind::kUsage, "tensor \"{}\": {} generated values for {} elements (at most {})", task.name,
+         task.generated.size(), task.element_count(), kMergeBlockElements);
+  }
+  const size_t buffer = acquire_buffer();
+  encode_from_f32(task.out_dtype, task.generated, sink_.data(buffer));
+  sink_.submit(buffer, bytes_of(task.out_dtype, task.generated.size()), writers_);
 }
 
 // Reorders the encoded rows of a block that starts at a head boundary.

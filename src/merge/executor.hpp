@@ -56,6 +56,9 @@ struct TensorTask {
   // >0: the output's rows are reordered within each of this many heads as
   // llama.cpp's Llama converter does (GGUF q/k; hf/gguf_export.hpp).
   uint64_t interleave_heads = 0;
+  // Values written as they are, read from no input (a tensor llama.cpp's
+  // converter generates: Llama 3's rope_freqs.weight); one block at most.
+  std::vector<float> generated;
 
   uint64_t element_count() const;
   bool copied() const { return combined_elements == 0; }
@@ -135,6 +138,7 @@ class TaskExecutor {
                 const std::function<void(uint64_t)>& progress);
   void combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  void write_generated(const TensorTask& task);
   void interleave_rows(const TensorTask& task, std::byte* block, size_t n);
   size_t acquire_buffer();
   uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;

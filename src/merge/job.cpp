@@ -281,7 +281,9 @@ std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
 void plan_gguf(JobPlan& plan, const ModelFolder& target, const JobSpec& spec) {
   plan.gguf = gguf_tensors(target, spec.gguf_type);
   std::map<std::string, const GgufTensorChoice*> by_source;
-  for (const auto& c : plan.gguf) by_source[c.source] = &c;
+  for (const auto& c : plan.gguf) {
+    if (c.generated.empty()) by_source[c.source] = &c;
+  }
   std::vector<TensorTask> kept;
   for (auto& t : plan.tasks) {
     const auto found = by_source.find(t.name);
@@ -290,8 +292,21 @@ void plan_gguf(JobPlan& plan, const ModelFolder& target, const JobSpec& spec) {
     t.interleave_heads = found->second->interleave_heads;
     kept.push_back(std::move(t));
   }
+  for (const auto& c : plan.gguf) {
+    if (c.generated.empty()) continue;
+    TensorTask t;
+    t.name = c.name;
+    t.out_dtype = c.dtype;
+    t.out_shape = {c.generated.size()};
+    t.generated = c.generated;
+    t.note = "generated as llama.cpp's converter does";
+    kept.push_back(std::move(t));
+  }
   plan.tasks = std::move(kept);
 }
+
+// The task that writes GGUF tensor `c`: its source's, or (generated) its own.
+const std::string& gguf_task_name(const GgufTensorChoice& c) { return c.generated.empty() ? c.source : c.name; }
 
 std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inputs, const JobPlan& plan, double w,
                                        const fs::path& output) {
@@ -305,7 +320,7 @@ std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inp
   const std::string name = spec.kind == JobKind::kExport ? gguf_model_name(inputs.target->path()) : gguf.stem;
   gguf.metadata = gguf_metadata(*inputs.target, spec.gguf_type, {name, gguf_provenance(inputs, spec, w)});
   for (const auto& c : plan.gguf) {
-    const TensorTask& t = *task_by_name.at(c.source);
+    const TensorTask& t = *task_by_name.at(gguf_task_name(c));
     gguf.tensors.push_back({{t.name, t.out_dtype, t.out_shape}, c.name});
   }
   gguf.max_file_bytes = spec.gguf_split_bytes;
