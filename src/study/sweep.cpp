@@ -341,7 +341,7 @@ void read_serve_commands(const YamlReader& y, const YAML::Node& serve, SweepReci
   if (r.workers < 1 || r.workers > 64) y.error(serve["workers"], "field \"workers\" must be between 1 and 64");
 }
 
-// The name and weights every control and variant has; `what` says which it is.
+// The name and weights every control, variant and ablation has; `what` ("a control") names it in messages.
 SweepSeries read_series(const YamlReader& y, const YAML::Node& node, const char* what, SweepSeries series) {
   y.read(node, "name", series.name, "a string");
   if (node["weights"]) series.weights = y.numbers(node, "weights");
