@@ -7,18 +7,14 @@
 #include "base/error.hpp"
 
 namespace rvec {
-namespace {
+NonFiniteLogits::NonFiniteLogits(TokenId token, float value)
+    : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})", value, token)),
+      token_(token) {}
 
 void require_finite(std::span<const float> logits) {
   const auto bad = std::find_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
   if (bad != logits.end()) throw NonFiniteLogits(static_cast<TokenId>(bad - logits.begin()), *bad);
 }
-
-}  // namespace
-
-NonFiniteLogits::NonFiniteLogits(TokenId token, float value)
-    : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})", value, token)),
-      token_(token) {}
 
 void validate(const SamplingParams& p) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {

@@ -294,6 +294,30 @@ TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
   }
 }
 
+// One file per output and three threads: two run later tensors' statistics
+// passes ahead. Same bytes as one thread, and every byte read counted once.
+TEST(MethodLookahead, StatisticsPassesRunAheadGiveTheSameBytes) {
+  test::TempDir dir;
+  FamilyOptions options;
+  options.post_delta = 0.3;
+  write_family(dir.path(), options);
+  const Family fam(dir.path());
+  std::vector<std::string> outputs;
+  for (const unsigned threads : {1u, 3u}) {
+    JobSpec spec;
+    spec.method = &merge_method("ties");
+    spec.method_params = {{"density", 0.3}, {"rescale", ParamSetting::word("l1")}};
+    spec.weights = {1.0};
+    spec.threads = threads;
+    spec.output = dir / ("out" + std::to_string(threads));
+    const JobPlan plan = plan_job(fam.inputs(), spec);
+    const JobResult result = run_job(fam.inputs(), spec, plan);
+    EXPECT_EQ(result.bytes_read, plan.bytes_to_read) << threads;
+    outputs.push_back(test::read_file(spec.output / "model.safetensors"));
+  }
+  EXPECT_TRUE(outputs[0] == outputs[1]);
+}
+
 // Feeds the vectors `d` (weights `w`) through a method's combiner as the
 // executor would (its statistics passes, then tiles of `tile` elements in
 // order) and returns δ.
