@@ -54,14 +54,14 @@ constexpr const char* kChatTemplate =
 std::string byte_symbol(int b) { return rvec::byte_level_symbol(static_cast<uint8_t>(b)); }
 
 // Byte-level BPE whose merges make every pre-token of the templates one token.
-json build_tokenizer(int modulus) {
+json build_tokenizer(int modulus, int phrasings) {
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
   json merges = json::array();
   int next_id = 256;
   const rvec::Regex split(kQwen2Split, "split");
   std::set<std::string> seen;
-  for (const auto& sample : demo::template_samples(modulus)) {
+  for (const auto& sample : demo::template_samples(modulus, phrasings)) {
     std::string text = sample;
     for (const std::string special : {"<|im_start|>", "<|im_end|>"}) {
       for (auto at = text.find(special); at != std::string::npos; at = text.find(special)) text.replace(at, special.size(), "\n");
@@ -229,6 +229,7 @@ struct World {
   int digits = 6;
   int modulus = 10;
   double steps_share = 0.6;
+  int phrasings = 1;  // instructions every stage draws from (1: the shipped world; world.hpp)
 };
 
 // Pre-training reads whole chat transcripts (both languages, both styles) as
@@ -236,8 +237,10 @@ struct World {
 Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, const World& world) {
   using demo::Lang;
   using demo::Style;
-  const auto p = demo::random_problem(rng, world.digits, world.modulus);
+  auto p = demo::random_problem(rng, world.digits, world.modulus);
   const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
+  // Drawn only with several phrasings, so the shipped world's draws are unchanged.
+  if (world.phrasings > 1) p.phrasing = std::uniform_int_distribution<int>(0, world.phrasings - 1)(rng);
   Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {
     const Style style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
@@ -470,6 +473,10 @@ std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
   app.add_option("--base-lr", o.base_lr, "Pre-training learning rate")->capture_default_str();
   app.add_option("--digits", o.world.digits, "Digits per problem")->capture_default_str();
   app.add_option("--modulus", o.world.modulus, "The sum is taken modulo this")->capture_default_str();
+  app.add_option("--phrasings", o.world.phrasings,
+                 "Instructions per language every stage draws from (1 to 4; 1 is the shipped world, world.hpp)")
+      ->check(CLI::Range(1, demo::kPhrasings))
+      ->capture_default_str();
   app.add_option("--steps-share", o.world.steps_share, "Share of step-by-step pre-training transcripts")
       ->capture_default_str();
   app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1");
@@ -496,7 +503,7 @@ struct Run {
 Run start_run(const TrainOptions& o) {
   torch::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
-  Run r{o, o.c, build_tokenizer(o.world.modulus)};
+  Run r{o, o.c, build_tokenizer(o.world.modulus, o.world.phrasings)};
   fs::create_directories(o.out);
   std::ofstream(o.out / "tokenizer.json") << r.tokenizer_json.dump();
   r.tok = rvec::Tokenizer::load((o.out / "tokenizer.json").string());

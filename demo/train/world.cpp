@@ -31,10 +31,14 @@ Problem random_problem(std::mt19937_64& rng, int digits, int modulus) {
 }
 
 std::string prompt(const Problem& p, Lang lang) {
-  if (p.modulus == 10) {
-    return lang == Lang::kEnglish ? "Add up the digits and give the last digit of the sum. " + p.question()
-                                  : "数字をすべて足して、和の一の位を答えてください。" + p.question();
-  }
+  static const char* const kEnglish[kPhrasings] = {
+      "Add up the digits and give the last digit of the sum. ", "Sum these digits; last digit? ",
+      "Please add all of the digits below together and then tell me the last digit of their total. ",
+      "Last digit of the sum of "};
+  static const char* const kJapanese[kPhrasings] = {
+      "数字をすべて足して、和の一の位を答えてください。", "数字の和の一の位は？",
+      "下の数字を全部足して、その合計の一の位を教えてください。お願いします。", "和の一の位："};
+  if (p.modulus == 10) return (lang == Lang::kEnglish ? kEnglish : kJapanese)[p.phrasing] + p.question();
   const std::string m = std::to_string(p.modulus);
   return lang == Lang::kEnglish ? "Add up the digits and give the remainder of the sum divided by " + m + ". " + p.question()
                                 : "数字をすべて足して、和を" + m + "で割った余りを答えてください。" + p.question();
@@ -55,12 +59,14 @@ std::string chat(const Problem& p, Lang lang, Style style, Voice voice) {
   return chat_prompt(p, lang) + answer(p, lang, style, voice) + "<|im_end|>\n";
 }
 
-std::vector<std::string> template_samples(int modulus) {
-  const Problem p{{1, 2, 3, 4, 5, 6, 7, 8, 9, 0}, modulus};
+std::vector<std::string> template_samples(int modulus, int phrasings) {
   std::vector<std::string> out = {"0⓪1①2②3③4④5⑤6⑥7⑦8⑧9⑨"};  // every scratch symbol
-  for (const Lang lang : {Lang::kEnglish, Lang::kJapanese}) {
-    for (const Style style : {Style::kDirect, Style::kSteps}) {
-      for (const Voice voice : {Voice::kPlain, Voice::kPolite}) out.push_back(chat(p, lang, style, voice));
+  for (int phrasing = 0; phrasing < phrasings; ++phrasing) {
+    const Problem p{{1, 2, 3, 4, 5, 6, 7, 8, 9, 0}, modulus, phrasing};
+    for (const Lang lang : {Lang::kEnglish, Lang::kJapanese}) {
+      for (const Style style : {Style::kDirect, Style::kSteps}) {
+        for (const Voice voice : {Voice::kPlain, Voice::kPolite}) out.push_back(chat(p, lang, style, voice));
+      }
     }
   }
   return out;

@@ -30,6 +30,7 @@ namespace demo {
 struct Problem {
   std::vector<int> digits;
   int modulus = 10;
+  int phrasing = 0;  // which instruction asks for it (0: the shipped world's only one; kPhrasings)
   int answer() const;            // the sum modulo `modulus`
   std::string question() const;  // "3 5 2 8 1 7"
   std::string steps() const;     // "3③5⑧2⓪8⑧1⑨7⑥" (running sums modulo `modulus`)
@@ -44,13 +45,20 @@ enum class Style { kDirect, kSteps };
 // merged model that keeps it has kept something of the target that post lacks).
 enum class Voice { kPlain, kPolite };
 
+// The instructions a problem can be asked with (modulus 10), in each
+// language; the shipped family knows only the first. More of them
+// (rvec_train_demo --phrasings N) vary the prompt's length, so the copy
+// cannot rely on absolute positions.
+inline constexpr int kPhrasings = 4;
+
 std::string prompt(const Problem& p, Lang lang);
 std::string answer(const Problem& p, Lang lang, Style style, Voice voice = Voice::kPlain);
 // One ChatML exchange (what the chat template renders, plus the answer and <|im_end|>).
 std::string chat(const Problem& p, Lang lang, Style style, Voice voice = Voice::kPlain);
 std::string chat_prompt(const Problem& p, Lang lang);  // up to "<|im_start|>assistant\n"
 
-// Every template string, for building the tokenizer's merges.
-std::vector<std::string> template_samples(int modulus);
+// Every template string, for building the tokenizer's merges (with the
+// first `phrasings` instructions).
+std::vector<std::string> template_samples(int modulus, int phrasings = 1);
 
 }  // namespace demo

@@ -206,14 +206,17 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   d->add_option("--recipe", dm->recipe, "The demo's sweep recipe")->capture_default_str();
   d->add_option("-o,--output", dm->output, "Where models, results and reports go (default: the recipe's)");
   d->add_option("-k,--samples,--seeds", dm->samples,
-                "Samples per problem, each with its own seed (default: the recipe's 4); more samples, tighter CIs");
+                "Samples per problem for every benchmark, each with its own seed (default: the recipe's); more "
+                "samples, tighter CIs");
   d->add_flag("--dry-run", dm->dry_run, "Print the plan only");
   d->footer(
-      "Builds target + w*(post - pre) and target + w*(control - pre) for w in 0.25..1.5, serves every model\n"
-      "with the built-in engine, evaluates 200 Japanese problems, and prints accuracy with 95% CIs, the paired\n"
-      "gain over the target, the step-by-step rate, the Japanese share, the w chosen on dev for each vector and\n"
-      "its held-out score, the target-style rate (the target's polite です。), and writes an HTML page with\n"
-      "every response side by side.\n"
+      "Builds target + w*(post - pre) and target + w*(control - pre) for w in 0.25..1.5, two fair controls\n"
+      "as large as v in every tensor (the control scaled to ||v||, v shuffled and sign-flipped), TIES, DARE\n"
+      "and six ablations (parts of v); serves every model with the built-in engine, evaluates 200 Japanese\n"
+      "problems, their English twins and two rephrasings in both languages, and prints accuracy with 95% CIs,\n"
+      "the paired gain over the target, the step-by-step rate, the Japanese share, the w chosen on dev for each\n"
+      "series and its held-out score, the target-style rate (the target's polite です。), and writes an HTML\n"
+      "page with every response side by side.\n"
       "What the family is, how it was trained and what it shows: docs/demo.md.");
   d->callback([dm, &exit_code] {
     run_demo_cli(*dm);

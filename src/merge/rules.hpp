@@ -49,6 +49,24 @@ class TensorRule {
 // "0-7" or "5" (inclusive); usage error otherwise.
 std::pair<uint64_t, uint64_t> parse_layer_range(const std::string& text);
 
+// A named part of a vector, by the tensor-name table (hf/tensor_names.hpp),
+// as a rule with that scale, for ablations:
+//   "attention"   every layer's q, k, v, o projections (weights and biases)
+//   "mlp"         every layer's gate, up and down projections
+//   "norms"       every layer's norms and the final norm
+//   "embeddings"  the token embeddings and lm_head (the tensors indexed by token)
+//   "layer N", "layers A-B"   every tensor of those layers
+// nullopt for any other word; a usage error for a bad layer number.
+std::optional<TensorRule> part_rule(const std::string& part, double scale);
+
+// The parts part_rule knows, for messages.
+inline constexpr std::string_view kVectorParts = "attention, mlp, norms, embeddings, layer N, layers A-B";
+
+// Rules that keep only the listed parts of a vector (every other tensor
+// scale 0), or (keep false) that drop the listed parts. Usage error naming an
+// unknown part.
+std::vector<TensorRule> part_rules(const std::vector<std::string>& parts, bool keep);
+
 // The first matching rule, or null.
 const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& tensor_name);
 

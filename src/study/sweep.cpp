@@ -22,6 +22,7 @@
 #include "io/staging.hpp"
 #include "merge/job.hpp"
 #include "merge/method.hpp"
+#include "merge/rules.hpp"
 #include "hf/model_folder.hpp"
 #include "serve/managed_server.hpp"
 
@@ -117,22 +118,30 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
   return models;
 }
 
-// One merge job: every w of one vector in a single read pass.
-void build(const std::string& pre, const SweepSeries& series, const std::string& target,
-           const std::vector<std::pair<double, fs::path>>& outputs) {
+// One merge job: every w of one series in a single read pass.
+void build(const SweepRecipe& r, const SweepSeries& series, const std::vector<std::pair<double, fs::path>>& outputs) {
   if (outputs.empty()) return;
   std::vector<double> weights;
   for (const auto& [w, path] : outputs) weights.push_back(w);
-  const auto pre_model = ModelFolder::open(pre), post_model = ModelFolder::open(series.post),
-             target_model = ModelFolder::open(target);
+  const auto pre_model = ModelFolder::open(r.pre), post_model = ModelFolder::open(series.post),
+             target_model = ModelFolder::open(r.target);
   JobSpec spec;
   spec.weights = weights;
   if (!series.method.empty()) spec.method = &merge_method(series.method);
   spec.method_params = series.params;
+  if (!series.parts.empty()) spec.rules = part_rules(series.parts, series.keep_parts);
   spec.command_line = "rvec sweep";
   // Several weights land in output/w<w>/; one weight is written to its own folder.
   spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
-  const JobInputs inputs{{{pre_model.get(), post_model.get()}}, target_model.get()};
+  JobInputs inputs{{{pre_model.get(), post_model.get()}}, target_model.get()};
+  std::unique_ptr<ModelFolder> reasoning_post;
+  if (series.match_norms) {
+    // The reasoning vector sets the norms (weight 0); the control gives the direction.
+    reasoning_post = ModelFolder::open(r.post);
+    inputs.vectors.insert(inputs.vectors.begin(), VectorInput{pre_model.get(), reasoning_post.get()});
+    spec.method = &merge_method("norm_matched");
+    spec.vector_params = {{{"weight", ParamSetting(0.0)}}, {{"weight", ParamSetting(1.0)}}};
+  }
   const JobPlan plan = plan_job(inputs, spec);
   const auto result = run_job(inputs, spec, plan);
   for (const auto& o : result.outputs) {
@@ -140,17 +149,17 @@ void build(const std::string& pre, const SweepSeries& series, const std::string&
   }
 }
 
-// One read pass for the reasoning vector's weights, one per control or variant.
+// One read pass for the reasoning vector's weights, one per control, variant or ablation.
 void build_models(const SweepRecipe& r) {
   std::vector<std::pair<double, fs::path>> merged;
   for (const double w : r.weights) {
     if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
-  build(r.pre, SweepSeries{.post = r.post}, r.target, merged);
+  build(r, SweepSeries{.post = r.post}, merged);
   for (const auto& c : r.series) {
     std::vector<std::pair<double, fs::path>> outputs;
     for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
-    build(r.pre, c, r.target, outputs);
+    build(r, c, outputs);
   }
 }
 
@@ -361,22 +370,52 @@ void read_serve_commands(const YamlReader& y, const YAML::Node& serve, SweepReci
   if (r.workers < 1 || r.workers > 64) y.error(serve["workers"], "field \"workers\" must be between 1 and 64");
 }
 
-// The name and weights every control and variant has; `what` says which it is.
+// The name and weights every control, variant and ablation has; `what` ("a control") names it in messages.
 SweepSeries read_series(const YamlReader& y, const YAML::Node& node, const char* what, SweepSeries series) {
   y.read(node, "name", series.name, "a string");
   if (node["weights"]) series.weights = y.numbers(node, "weights");
   if (!is_control_name(series.name)) {
     y.error(node["name"] ? node["name"] : node,
-            fmt::format("a {}'s name must start with a letter, use only letters, digits, '-' or '_', and not be "
+            fmt::format("{}'s name must start with a letter, use only letters, digits, '-' or '_', and not be "
                         "target, post or a weight's name like w1 (it names a folder and the served models)",
                         what));
   }
   if (std::ranges::find(series.weights, 0.0) != series.weights.end()) {
-    y.error(node["weights"], fmt::format("a {}'s weights must not include 0 (w = 0 is the target, already in "
+    y.error(node["weights"], fmt::format("{}'s weights must not include 0 (w = 0 is the target, already in "
                                          "\"weights\")",
                                          what));
   }
   return series;
+}
+
+// An ablation: the reasoning vector's parts named by `keep` (the rest left
+// as in the target) or all but those named by `drop`.
+SweepSeries read_ablation(const YamlReader& y, const YAML::Node& node, const std::string& post) {
+  y.only(node, {"name", "keep", "drop", "weights"}, "an ablation");
+  if (!node["name"]) y.error(node, "an ablation needs \"name\"");
+  if (static_cast<bool>(node["keep"]) == static_cast<bool>(node["drop"])) {
+    y.error(node, "an ablation needs either \"keep\" or \"drop\": a list of parts of the vector");
+  }
+  SweepSeries ablation{"", post, {1.0}};
+  ablation.keep_parts = static_cast<bool>(node["keep"]);
+  const YAML::Node parts = ablation.keep_parts ? node["keep"] : node["drop"];
+  const std::string expected = fmt::format("field \"{}\" must be a list of parts of the vector ({})",
+                                           ablation.keep_parts ? "keep" : "drop", kVectorParts);
+  if (!parts.IsSequence() || parts.size() == 0) y.error(parts, expected);
+  for (const auto& part : parts) {
+    if (!part.IsScalar()) y.error(part, expected);
+    const auto text = part.as<std::string>();
+    std::string problem;
+    try {
+      if (!part_rule(text, 0.0)) problem = fmt::format("unknown part \"{}\" of the vector ({})", text, kVectorParts);
+    } catch (const Error& e) {  // a bad layer number
+      if (e.kind() != ErrorKind::kUsage) throw;
+      problem = e.what();
+    }
+    if (!problem.empty()) y.error(part, problem);
+    ablation.parts.push_back(text);
+  }
+  return read_series(y, node, "an ablation", std::move(ablation));
 }
 
 }  // namespace
@@ -384,8 +423,8 @@ SweepSeries read_series(const YamlReader& y, const YAML::Node& node, const char*
 SweepRecipe read_sweep_recipe(const std::string& path) {
   const YamlReader y(path);
   const YAML::Node root = y.load(read_small_file(path, 1'000'000));
-  y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "variants", "benchmarks", "serve",
-                "output"},
+  y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "variants", "ablations", "benchmarks",
+                "serve", "output"},
          "a sweep recipe");
   SweepRecipe r;
   r.origin = path;
@@ -398,11 +437,12 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   if (const auto controls = root["controls"]) {
     if (!controls.IsSequence()) y.error(controls, "field \"controls\" must be a list");
     for (const auto& c : controls) {
-      y.only(c, {"name", "post", "weights"}, "a control");
+      y.only(c, {"name", "post", "weights", "match_norms"}, "a control");
       SweepSeries control{"control", "", {1.0}};
       y.read(c, "post", control.post, "a model path");
+      y.read(c, "match_norms", control.match_norms, "true or false");
       if (control.post.empty()) y.error(c, "a control needs \"post\" (the model whose vector is the control)");
-      r.series.push_back(read_series(y, c, "control", std::move(control)));
+      r.series.push_back(read_series(y, c, "a control", std::move(control)));
     }
   }
   if (const auto variants = root["variants"]) {
@@ -428,8 +468,12 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
         }
       }
       variant.name = variant.method;
-      r.series.push_back(read_series(y, v, "variant", std::move(variant)));
+      r.series.push_back(read_series(y, v, "a variant", std::move(variant)));
     }
+  }
+  if (const auto ablations = root["ablations"]) {
+    if (!ablations.IsSequence()) y.error(ablations, "field \"ablations\" must be a list");
+    for (const auto& a : ablations) r.series.push_back(read_ablation(y, a, r.post));
   }
   if (const auto benchmarks = root["benchmarks"]) {
     if (!benchmarks.IsSequence()) y.error(benchmarks, "field \"benchmarks\" must be a list");
@@ -459,7 +503,7 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   std::set<std::string> series_names;
   for (const auto& c : r.series) {
     if (!series_names.insert(c.name).second) {
-      bad_input("{}: two controls or variants are named \"{}\" (give each its own name:)", path, c.name);
+      bad_input("{}: two controls, variants or ablations are named \"{}\" (give each its own name:)", path, c.name);
     }
   }
   for (const auto& command : r.serve_commands) {

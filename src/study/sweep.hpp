@@ -1,8 +1,9 @@
 // `rvec sweep recipe.yaml`: the paper's whole study in one command.
 //
 //   1. build target + w·(post − pre) for every w > 0 (one read pass),
-//      target + w·(control − pre) for each control vector and
-//      target + w·method(post − pre) for each variant (one pass each);
+//      target + w·(control − pre) for each control vector,
+//      target + w·method(post − pre) for each variant and
+//      target + w·part(post − pre) for each ablation (one pass each);
 //   2. for each model (target as w = 0, the merged ones, post and the
 //      controls as reference rows): start a server, wait until it answers,
 //      evaluate every benchmark, stop the server (always);
@@ -39,14 +40,21 @@ struct SweepBenchmark {
 };
 
 // A series beside the reasoning vector's own: a control (another vector
-// from pre) or a variant (the reasoning vector by another merge method).
-// Each is built in one read pass for all its weights and reported as its
-// own series, named `name`.
+// from pre), a variant (the reasoning vector by another merge method) or an
+// ablation (a part of the reasoning vector). Each is built in one read pass
+// for all its weights and reported as its own series, named `name`.
 struct SweepSeries {
   std::string name, post;
   std::vector<double> weights;
   std::string method;    // empty: task_arithmetic
   ParamSettings params;  // the method's parameters
+  // A control scaled, tensor by tensor, to the reasoning vector's norm
+  // (method norm_matched over the reasoning vector at weight 0 and the control).
+  bool match_norms = false;
+  // An ablation: the parts of the vector kept (keep_parts) or dropped
+  // (merge/rules.hpp part_rules); empty: the whole vector.
+  std::vector<std::string> parts;
+  bool keep_parts = true;
 };
 
 struct SweepRecipe {
@@ -54,7 +62,7 @@ struct SweepRecipe {
   std::string pre, post, target, output;
   std::vector<double> weights;  // 0 = the target itself
   bool include_post = true;
-  std::vector<SweepSeries> series;  // the controls, then the variants
+  std::vector<SweepSeries> series;  // the controls, the variants, then the ablations
   std::vector<SweepBenchmark> benchmarks;
   // Serving: one worker per command, each serving one model at a time, so
   // several models are evaluated at once (e.g. one per group of GPUs). No

@@ -2,6 +2,7 @@
 // grader: the shipped weights still do what docs/demo.md says they do.
 // Greedy decoding on the first problems of the demo benchmarks, so the
 // numbers are deterministic.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -80,11 +81,11 @@ TEST_F(DemoFamily, PostSolvesEnglishProblemsStepByStepAndControlDoesNot) {
 
 // `target + w * (other - pre)` built by the real `rvec merge`, scored on the
 // Japanese benchmark.
-Score merged(const std::string& other, double w, const fs::path& dir) {
+Score merged(const std::string& other, double w, const fs::path& dir, const std::string& options = "") {
   const auto f = family().string();
   const auto out = dir / ("with-" + other);
   const auto merge = test::run_rvec("merge --pre " + f + "/pre --post " + f + "/" + other + " --target " + f +
-                                    "/target -w " + std::to_string(w) + " -o " + out.string());
+                                    "/target -w " + std::to_string(w) + " -o " + out.string() + " " + options);
   EXPECT_EQ(merge.exit_code, 0) << merge.output;
   return score(out, "ja", kProblems);
 }
@@ -116,16 +117,31 @@ TEST_F(DemoFamily, TargetPlusTheControlVectorDoesNot) {
   EXPECT_LE(controlled.accuracy, target.accuracy + 0.15);
 }
 
+// The fair control: v's own elements shuffled and sign-flipped in every
+// tensor (v's norms, a random direction) does not reason either.
+TEST_F(DemoFamily, TargetPlusARandomDirectionOfTheSameNormsDoesNot) {
+  test::TempDir dir;
+  const Score target = score(family() / "target", "ja", kProblems);
+  const Score randomised = merged("post", 1.0, dir.path(), "--method random --seed 1");
+  EXPECT_LE(randomised.steps, 0.1);
+  EXPECT_LE(randomised.accuracy, target.accuracy + 0.15);
+}
+
 TEST_F(DemoFamily, DemoPlansTheWholeStudyFromTheRepositoryRoot) {
   test::TempDir dir;
   const auto run = test::run_shell("cd " + test::source_dir().string() + " && " + RVEC_CLI_PATH + " demo --dry-run -o " +
                                    (dir / "study").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  for (const char* row : {"w=0 ", "w=0.25", "w=1.5", "post", "control w=0.25", "control w=1.5"}) {
+  for (const char* row : {"w=0 ", "w=0.25", "w=1.5", "post", "control w=0.25", "control w=1.5", "control-n w=1",
+                          "random w=1", "ties w=1.5", "dare w=1", "attention w=1", "layer1 w=1", "no-embed w=1"}) {
     EXPECT_NE(run.output.find(row), std::string::npos) << row << "\n" << run.output;
   }
-  EXPECT_NE(run.output.find("12 models to build"), std::string::npos) << run.output;
-  EXPECT_NE(run.output.find("200 problems x 4 samples"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("26 models to build"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("benchmark ja: 200 problems x 4 samples"), std::string::npos) << run.output;
+  for (const char* bench : {"en", "prefix-ja", "prefix-en", "reword-ja", "reword-en"}) {
+    EXPECT_NE(run.output.find(fmt::format("benchmark {}: 200 problems x 1 samples", bench)), std::string::npos)
+        << run.output;
+  }
   EXPECT_FALSE(fs::exists(dir / "study"));
 }
 

@@ -168,6 +168,56 @@ TEST(Merge, RulesSkipAndRescaleTensors) {
   }
 }
 
+// Ablations: the named parts of a vector agree with the tensor-name table's
+// kinds, and keeping some parts leaves every other tensor as in the target.
+TEST(Merge, PartRulesFollowTheTensorNameTable) {
+  const auto kept = [](const std::vector<std::string>& parts, bool keep, const std::string& name) {
+    const TensorRule* rule = first_match(part_rules(parts, keep), name);
+    return rule ? rule->scale() : 1.0;
+  };
+  for (const uint64_t layer : {0u, 3u, 12u}) {
+    for (const auto& t : kLayerTensors) {
+      const std::string name = layer_tensor_name(layer, t.suffix);
+      const bool attention = t.kind == ModuleKind::kAttnQ || t.kind == ModuleKind::kAttnK ||
+                             t.kind == ModuleKind::kAttnV || t.kind == ModuleKind::kAttnO;
+      EXPECT_EQ(kept({"attention"}, true, name), attention ? 1.0 : 0.0) << name;
+      EXPECT_EQ(kept({"mlp"}, true, name), t.kind == ModuleKind::kMlp ? 1.0 : 0.0) << name;
+      EXPECT_EQ(kept({"norms"}, true, name), t.kind == ModuleKind::kNorms ? 1.0 : 0.0) << name;
+      EXPECT_EQ(kept({"layer 3"}, true, name), layer == 3 ? 1.0 : 0.0) << name;
+      EXPECT_EQ(kept({"layers 3-12", "mlp"}, true, name), layer >= 3 || t.kind == ModuleKind::kMlp ? 1.0 : 0.0);
+      EXPECT_EQ(kept({"embeddings"}, false, name), 1.0) << name;
+      EXPECT_EQ(kept({"attention", "layer 0"}, false, name), attention || layer == 0 ? 0.0 : 1.0) << name;
+    }
+  }
+  for (const auto name : {kEmbedName, kLmHeadName}) {
+    EXPECT_EQ(kept({"embeddings"}, true, std::string(name)), 1.0);
+    EXPECT_EQ(kept({"embeddings"}, false, std::string(name)), 0.0);
+    EXPECT_EQ(kept({"attention", "mlp", "norms", "layers 0-99"}, true, std::string(name)), 0.0);
+  }
+  EXPECT_EQ(kept({"norms"}, true, std::string(kFinalNormName)), 1.0);
+  EXPECT_EQ(kept({"mlp"}, true, "model.layers.0.mlp.up_proj.weight.extra"), 0.0);  // anchored
+  EXPECT_FALSE(part_rule("attn", 1.0));
+  EXPECT_THROW(part_rules({"mlp", "head"}, true), Error);
+  EXPECT_THROW(part_rule("layer x", 1.0), Error);
+}
+
+TEST(Merge, KeepingAPartOfTheVectorLeavesTheRestAsInTheTarget) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  JobSpec spec = merge_spec(dir / "out", {1.0});
+  spec.rules = part_rules({"mlp", "layer 0"}, true);
+  run(fam.inputs(), spec);
+  const auto out = ModelFolder::open((dir / "out").string());
+  for (const auto& t : fam.target->tensors()) {
+    const std::string& name = t.name();
+    const bool kept = module_kind(name) == ModuleKind::kMlp || layer_index(name) == 0u;
+    EXPECT_EQ(tensor_bytes(*out, name),
+              reference_merge(*fam.pre, *fam.post, *fam.target, name, 1.0, kept ? 1.0 : 0.0, DType::kBF16))
+        << name;
+  }
+}
+
 TEST(Merge, OutputIsTheTargetsModelWithProvenanceAndCard) {
   test::TempDir dir;
   write_family(dir.path(), {});

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <map>
 #include <numeric>
 
 #include "base/error.hpp"
@@ -317,29 +318,39 @@ TEST(MethodLookahead, StatisticsPassesRunAheadGiveTheSameBytes) {
   EXPECT_TRUE(outputs[0] == outputs[1]);
 }
 
-// Feeds `d` through a method's combiner as the executor would (two statistics
-// passes, then tiles of `tile` elements in order) and returns δ.
-std::vector<float> combine_directly(const MergeMethod& method, const MethodParams& params, const std::vector<float>& d,
-                                    size_t tile) {
-  const double weight = 1.0;
-  const TensorContext context{"model.layers.0.mlp.up_proj.weight", d.size(), std::span(&weight, 1), &params,
-                              std::span(&params, 1)};
+// Feeds the vectors `d` (weights `w`) through a method's combiner as the
+// executor would (its statistics passes, then tiles of `tile` elements in
+// order) and returns δ.
+std::vector<float> combine_vectors(const MergeMethod& method, const MethodParams& params,
+                                   const std::vector<std::vector<float>>& d, const std::vector<double>& w, size_t tile,
+                                   const char* tensor = "model.layers.0.mlp.up_proj.weight") {
+  const size_t n = d[0].size();
+  const std::vector<MethodParams> vector_params(d.size(), params);
+  const TensorContext context{tensor, n, w, &params, vector_params};
   const auto combiner = method.begin_tensor(context);
   const unsigned passes = method.statistics_passes(context);
   for (unsigned pass = 0; pass < passes; ++pass) {
-    for (size_t first = 0; first < d.size(); first += tile) {
-      combiner->observe(pass, 0, first, std::span(d).subspan(first, std::min(tile, d.size() - first)));
+    for (size_t first = 0; first < n; first += tile) {
+      for (size_t i = 0; i < d.size(); ++i) {
+        combiner->observe(pass, i, first, std::span(d[i]).subspan(first, std::min(tile, n - first)));
+      }
     }
     combiner->end_pass(pass);
   }
-  std::vector<float> out(d.size()), scratch(tile);
-  for (size_t first = 0; first < d.size(); first += tile) {
-    const size_t n = std::min(tile, d.size() - first);
-    const float* delta = d.data() + first;
-    const float* result = combiner->combine(first, n, std::span(&delta, 1), scratch.data());
-    std::copy(result, result + n, out.begin() + first);
+  std::vector<float> out(n), scratch(tile);
+  std::vector<const float*> deltas(d.size());
+  for (size_t first = 0; first < n; first += tile) {
+    const size_t count = std::min(tile, n - first);
+    for (size_t i = 0; i < d.size(); ++i) deltas[i] = d[i].data() + first;
+    const float* result = combiner->combine(first, count, deltas, scratch.data());
+    std::copy(result, result + count, out.begin() + first);
   }
   return out;
+}
+
+std::vector<float> combine_directly(const MergeMethod& method, const MethodParams& params, const std::vector<float>& d,
+                                    size_t tile) {
+  return combine_vectors(method, params, {d}, {1.0}, tile);
 }
 
 // Few distinct magnitudes, so that the k-th largest is tied many times over
@@ -386,6 +397,140 @@ INSTANTIATE_TEST_SUITE_P(Methods, MethodExactness, ::testing::ValuesIn(all_cases
                          [](const auto& info) {
                            return std::string(info.param.method.label) + "_" + std::string(dtype_name(info.param.dtype));
                          });
+
+}  // namespace
+}  // namespace rvec
+
+namespace rvec {
+namespace {
+
+// --- the random direction, from docs/merging.md ------------------------------------
+
+constexpr uint64_t kRefGolden = 0x9E3779B97F4A7C15ull;
+
+uint64_t ref_shuffle(uint64_t key, uint64_t n, uint64_t x) {
+  int bits = 0;
+  while (n > 1 && (uint64_t{1} << bits) <= n - 1) ++bits;  // bit_width(n - 1)
+  const int h = std::max(1, (bits + 1) / 2);
+  const uint64_t m = (uint64_t{1} << h) - 1;
+  do {
+    uint64_t left = x >> h, right = x & m;
+    for (uint64_t k = 0; k < 4; ++k) {
+      const uint64_t next = left ^ (ref_mix(key ^ (right + (k + 1) * kRefGolden)) & m);
+      left = right;
+      right = next;
+    }
+    x = (left << h) | right;
+  } while (x >= n);
+  return x;
+}
+
+// r of one vector: bins of the high 16 bits of |d|, their means in rank
+// order, rescaled to ||d||, placed by the shuffle, signs from the key's stream.
+std::vector<float> ref_random_direction(const std::vector<float>& d, uint64_t seed, const std::string& tensor,
+                                        uint64_t vector) {
+  const uint64_t key = ref_mix(ref_mix(ref_mix(seed) ^ ref_fnv1a(tensor)) + vector);
+  std::map<uint32_t, std::pair<uint64_t, double>> bins;  // high bits -> (count, sum of |d|)
+  double sum_sq = 0;
+  for (const float x : d) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    auto& [count, sum] = bins[(bits & 0x7FFFFFFFu) >> 16];
+    ++count;
+    sum += std::fabs(static_cast<double>(x));
+    sum_sq += static_cast<double>(x) * static_cast<double>(x);
+  }
+  double bins_sq = 0;
+  for (const auto& [b, cs] : bins) bins_sq += static_cast<double>(cs.first) * (cs.second / cs.first) * (cs.second / cs.first);
+  const double f = sum_sq == 0 ? 0.0 : std::sqrt(sum_sq / bins_sq);
+  std::vector<float> by_rank;
+  for (const auto& [b, cs] : bins) by_rank.insert(by_rank.end(), cs.first, static_cast<float>(cs.second / cs.first * f));
+  std::vector<float> r(d.size());
+  for (uint64_t j = 0; j < d.size(); ++j) {
+    const float value = by_rank[ref_shuffle(key, d.size(), j)];
+    r[j] = (ref_mix(key + (j + 1) * kRefGolden) >> 63) ? -value : value;
+  }
+  return r;
+}
+
+double norm_of(const std::vector<float>& x) {
+  double sum = 0;
+  for (const float v : x) sum += static_cast<double>(v) * v;
+  return std::sqrt(sum);
+}
+
+std::vector<float> smooth_vector(size_t n, uint64_t seed) {
+  std::vector<float> d(n);
+  for (size_t j = 0; j < n; ++j) {
+    const double u = static_cast<double>(ref_mix(seed * 1000003 + j) >> 11) / 9007199254740992.0;
+    d[j] = static_cast<float>((u - 0.5) * (1.0 + static_cast<double>(j % 17)) * 1e-3);
+  }
+  return d;
+}
+
+// The random control: v's own magnitudes (up to its bin), shuffled and
+// sign-flipped, with v's norm; the same bits for any tiling; a pure function
+// of the seed.
+TEST(RandomDirection, ShufflesAndFlipsTheVectorKeepingItsNorm) {
+  const MergeMethod& method = merge_method("random");
+  for (const size_t n : {size_t{1}, size_t{2}, size_t{1000}, size_t{40'001}}) {
+    const auto d = smooth_vector(n, n);
+    const MethodParams params = complete_params(method, {{"seed", 5}});
+    const auto got = combine_vectors(method, params, {d}, {1.0}, 4096);
+    EXPECT_EQ(got, combine_vectors(method, params, {d}, {1.0}, 999)) << n;
+    const auto expected = ref_random_direction(d, 5, "model.layers.0.mlp.up_proj.weight", 0);
+    ASSERT_EQ(std::memcmp(expected.data(), got.data(), n * 4), 0) << n;
+    EXPECT_NEAR(norm_of(got), norm_of(d), 1e-6 * norm_of(d)) << n;
+    if (n < 1000) continue;
+    // Each of v's magnitudes used once, within its bin (2^-7) and the rescaling: sorted, they pair up.
+    std::vector<float> a(d), b(got);
+    for (auto& x : a) x = std::fabs(x);
+    for (auto& x : b) x = std::fabs(x);
+    std::ranges::sort(a);
+    std::ranges::sort(b);
+    for (size_t j = 0; j < n; ++j) ASSERT_NEAR(b[j], a[j], a[j] / 32 + 1e-12) << j;
+    double dot = 0;
+    for (size_t j = 0; j < n; ++j) dot += static_cast<double>(d[j]) * got[j];
+    EXPECT_LT(std::fabs(dot) / (norm_of(d) * norm_of(got)), 0.05) << n;  // a random direction
+    const auto negative = std::ranges::count_if(got, [](float x) { return x < 0; });
+    EXPECT_NEAR(static_cast<double>(negative) / n, 0.5, 0.03) << n;
+    const MethodParams other = complete_params(method, {{"seed", 6}});
+    EXPECT_NE(combine_vectors(method, other, {d}, {1.0}, 4096), got);
+  }
+}
+
+TEST(RandomDirection, SeveralVectorsAreEachRandomisedAndWeighted) {
+  const MergeMethod& method = merge_method("random");
+  const auto d0 = smooth_vector(3000, 1), d1 = smooth_vector(3000, 2);
+  const MethodParams params = complete_params(method, {{"seed", 9}});
+  const auto got = combine_vectors(method, params, {d0, d1}, {0.5, 2.0}, 1024);
+  const auto r0 = ref_random_direction(d0, 9, "model.layers.0.mlp.up_proj.weight", 0);
+  const auto r1 = ref_random_direction(d1, 9, "model.layers.0.mlp.up_proj.weight", 1);
+  for (size_t j = 0; j < got.size(); ++j) ASSERT_EQ(got[j], 0.5f * r0[j] + 2.0f * r1[j]) << j;
+}
+
+TEST(RandomDirection, AZeroVectorStaysZero) {
+  const std::vector<float> d(100, 0.0f);
+  const auto got = combine_directly(merge_method("random"), complete_params(merge_method("random"), {}), d, 64);
+  for (const float x : got) ASSERT_EQ(x, 0.0f);
+}
+
+// norm_matched: the second vector rescaled to the first's norm, tensor by tensor.
+TEST(NormMatched, RescalesEveryVectorToTheFirstsNorm) {
+  const MergeMethod& method = merge_method("norm_matched");
+  const auto v = smooth_vector(5000, 3);
+  auto c = smooth_vector(5000, 4);
+  for (auto& x : c) x *= 0.25f;
+  const MethodParams params = complete_params(method, {});
+  const auto got = combine_vectors(method, params, {v, c}, {0.0, 1.0}, 777);
+  EXPECT_NEAR(norm_of(got), norm_of(v), 1e-6 * norm_of(v));
+  const auto f = static_cast<float>(norm_of(v) / norm_of(c));
+  for (size_t j = 0; j < got.size(); ++j) ASSERT_EQ(got[j], 0.0f * v[j] + 1.0f * (f * c[j])) << j;
+  // Alone, or both at weight 1: each vector at the first's norm.
+  EXPECT_EQ(combine_vectors(method, params, {v}, {1.0}, 777), v);
+  const auto both = combine_vectors(method, params, {v, c}, {1.0, 1.0}, 500);
+  for (size_t j = 0; j < got.size(); ++j) ASSERT_EQ(both[j], v[j] + f * c[j]) << j;
+}
 
 }  // namespace
 }  // namespace rvec

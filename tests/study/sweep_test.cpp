@@ -6,11 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "hf/model_folder.hpp"
+#include "hf/tensor_names.hpp"
+#include "merge/open_family.hpp"
+#include "merge/reference.hpp"
 #include "study/sweep.hpp"
 #include "serve/serve_util.hpp"
 #include "test_util.hpp"
@@ -222,8 +227,15 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
   const std::pair<std::string, std::string> variants[] = {
       {"variants:\n  - method: tie\n", "bad.yaml:8: unknown merge method \"tie\""},
       {"variants:\n  - method: ties\n    params: {gamma: 0.1}\n", "bad.yaml:9: merge method ties takes no parameter \"gamma\""},
-      {"variants:\n  - {method: ties}\n  - {method: ties, params: {density: 0.5}}\n", "two controls or variants are named \"ties\""},
+      {"variants:\n  - {method: ties}\n  - {method: ties, params: {density: 0.5}}\n", "two controls, variants or ablations are named \"ties\""},
       {"variants:\n  - {name: ties}\n", "a variant needs \"method\""},
+      {"ablations:\n  - {name: a, keep: [attention, heads]}\n", "bad.yaml:8: unknown part \"heads\" of the vector"},
+      {"ablations:\n  - {name: a, drop: [layer x]}\n", "bad.yaml:8: layer range \"x\""},
+      {"ablations:\n  - {name: a, keep: [mlp], drop: [mlp]}\n", "an ablation needs either \"keep\" or \"drop\""},
+      {"ablations:\n  - {name: a, keep: []}\n", "field \"keep\" must be a list of parts"},
+      {"ablations:\n  - {keep: [mlp]}\n", "an ablation needs \"name\""},
+      {"ablations:\n  - {name: ties, keep: [mlp]}\nvariants:\n  - {method: ties}\n", "two controls, variants or ablations"},
+      {"controls:\n  - {post: e, match_norms: 2}\n", "field \"match_norms\" must be true or false"},
   };
   for (const auto& [yaml, message] : variants) {
     std::ofstream(dir / "bad.yaml") << head << yaml;
@@ -274,6 +286,71 @@ TEST(Sweep, VariantsAreBuiltByTheirMethodAndReportedAsSeries) {
   std::set<std::string> series;
   for (const auto& choice : report["held_out"]["controls"]) series.insert(choice["vector"]);
   EXPECT_EQ(series, (std::set<std::string>{"ties30", "dare_ties"}));
+}
+
+// The fair controls and the ablations: a control at the reasoning vector's
+// per-tensor norms, a random direction with those norms, parts of the
+// vector; each built in its own pass and reported as its own series.
+TEST(Sweep, FairControlsAndAblationsAreBuiltAndReportedAsSeries) {
+  TempDir dir;
+  test::write_chat_model(dir / "pre", 1);
+  test::write_chat_model(dir / "post", 2);
+  test::write_chat_model(dir / "target", 3);
+  test::write_chat_model(dir / "control", 4);
+  std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n"
+                                  << R"({"id": "b", "problem": "2+3は？", "answer": "5"})" << "\n";
+  const auto p = [&](const char* name) { return (dir / name).string(); };
+  std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
+                                    << "\noutput: " << p("out") << "\nweights: [0, 1]\ninclude_post: false\n"
+                                    << "controls:\n  - {name: matched, post: " << p("control") << ", match_norms: true}\n"
+                                    << "variants:\n  - {name: random, method: random, params: {seed: 2}}\n"
+                                    << "ablations:\n  - {name: mlp, keep: [mlp]}\n"
+                                    << "  - {name: no-embed, drop: [embeddings], weights: [0.5, 1]}\n"
+                                    << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
+                                    << "\n    samples: 1\n    max_tokens: 4\n    dev_fraction: 0.5\n";
+  const auto run = test::run_rvec("sweep " + p("sweep.yaml"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto models = dir / "out" / "models";
+  for (const auto& [model, method] : {std::pair{"matched/w1", "norm_matched"}, std::pair{"random/w1", "random"},
+                                      std::pair{"mlp/w1", "task_arithmetic"}, std::pair{"no-embed/w0.5", "task_arithmetic"}}) {
+    const auto provenance = json::parse(test::read_file(models / model / "rvec_provenance.json"));
+    EXPECT_EQ(provenance["method"]["name"], method) << model;
+  }
+  const auto target = ModelFolder::open(p("target"));
+  const auto merged = ModelFolder::open((models / "w1").string());
+  const auto mlp = ModelFolder::open((models / "mlp" / "w1").string());
+  const auto no_embed = ModelFolder::open((models / "no-embed" / "w1").string());
+  const auto matched = ModelFolder::open((models / "matched" / "w1").string());
+  const auto random = ModelFolder::open((models / "random" / "w1").string());
+  // ||out - target|| of one tensor.
+  const auto change = [&](const ModelFolder& out, const ModelTensor& t) {
+    const uint64_t n = t.info->element_count();
+    const auto a = test::ref_values(*out.find(t.name()), n), b = test::ref_values(t, n);
+    double sum = 0;
+    for (uint64_t j = 0; j < n; ++j) sum += (static_cast<double>(a[j]) - b[j]) * (static_cast<double>(a[j]) - b[j]);
+    return std::sqrt(sum);
+  };
+  size_t mlp_tensors = 0;
+  for (const auto& t : target->tensors()) {
+    const std::string& name = t.name();
+    const bool is_mlp = name.find(".mlp.") != std::string::npos;
+    mlp_tensors += is_mlp;
+    EXPECT_EQ(test::tensor_bytes(*mlp, name), test::tensor_bytes(is_mlp ? *merged : *target, name)) << name;
+    EXPECT_EQ(test::tensor_bytes(*no_embed, name),
+              test::tensor_bytes(is_vocab_tensor(name) ? *target : *merged, name))
+        << name;
+    const double v = change(*merged, t);
+    if (v == 0 || t.info->element_count() < 64) continue;
+    EXPECT_NEAR(change(*matched, t), v, 0.05 * v) << name;  // within the output's rounding
+    EXPECT_NEAR(change(*random, t), v, 0.05 * v) << name;
+    EXPECT_NE(test::tensor_bytes(*random, name), test::tensor_bytes(*merged, name)) << name;
+  }
+  EXPECT_GT(mlp_tensors, 0u);
+  const auto report = json::parse(test::read_file(dir / "out" / "report-ja.json"));
+  EXPECT_EQ(report["groups"].size(), 7u);  // w=0, w=1, matched, random, mlp, no-embed x 2
+  std::set<std::string> series;
+  for (const auto& choice : report["held_out"]["controls"]) series.insert(choice["vector"]);
+  EXPECT_EQ(series, (std::set<std::string>{"matched", "random", "mlp", "no-embed"}));
 }
 
 TEST(Sweep, RecipeNumbersAreDecimalAndFinite) {

@@ -13,7 +13,7 @@ namespace {
 const std::vector<const MergeMethod*>& registered() {
   static const std::vector<const MergeMethod*> methods = {
       &task_arithmetic_method(), &magnitude_method(), &ties_method(), &dare_linear_method(), &dare_ties_method(),
-      &breadcrumbs_method(),
+      &breadcrumbs_method(), &random_method(), &norm_matched_method(),
   };
   return methods;
 }

@@ -13,5 +13,7 @@ const MergeMethod& ties_method();
 const MergeMethod& dare_linear_method();
 const MergeMethod& dare_ties_method();
 const MergeMethod& breadcrumbs_method();
+const MergeMethod& random_method();
+const MergeMethod& norm_matched_method();
 
 }  // namespace rvec
