@@ -6,12 +6,13 @@
 // (memcpy bandwidth is printed too; the floor uses the read rate because a
 // decode step only reads weights.)
 //
-// Usage: rvec_engine_bench MODEL_DIR [threads]
+// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode]
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "base/error.hpp"
@@ -91,13 +92,18 @@ double prompt_rate(rvec::Transformer& model, size_t length) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads]\n");
+  const std::string what = argc > 3 ? argv[3] : "all";
+  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode")) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode]\n");
     return 2;
   }
   try {
     rvec::ThreadPool pool(argc > 2 ? std::stoul(argv[2]) : rvec::default_thread_count());
     auto model = rvec::Transformer::load(argv[1], pool);
+    if (what == "prompt") {
+      fmt::print("threads {}  prompt processing, 512 tokens: {:.1f} tok/s\n", pool.size(), prompt_rate(*model, 512));
+      return 0;
+    }
     const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
     const double weights = static_cast<double>(model->weight_bytes());
     const double floor_s = weights / read;
@@ -113,7 +119,7 @@ int main(int argc, char** argv) {
       fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x\n", batch, rate, step_ms, floor_rate,
                  step_ms / (floor_s * 1e3));
     }
-    fmt::print("prompt processing, 512 tokens: {:.1f} tok/s\n", prompt_rate(*model, 512));
+    if (what == "all") fmt::print("prompt processing, 512 tokens: {:.1f} tok/s\n", prompt_rate(*model, 512));
   } catch (const rvec::Error& e) {
     fmt::print(stderr, "rvec_engine_bench: error: {}\n", e.what());
     return 1;

@@ -20,11 +20,21 @@ void axpy(float alpha, const float* x, float* y, size_t n);
 void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 
+// The same product for many activation rows (prompts, large batches), in
+// register tiles of 4 weight rows x 4 activation rows over chunks of 1024
+// columns: weights stay in cache across the tokens of a tile, activations
+// across the rows. bf16 weights are widened in registers, never in memory.
+// Not reentrant per thread: uses a thread-local buffer for packed activations.
+void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemm_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+
 namespace scalar {
 float dot(const float* a, const float* b, size_t n);
 void axpy(float alpha, const float* x, float* y, size_t n);
 void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemm_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 }  // namespace scalar
 
 }  // namespace rvec::linalg

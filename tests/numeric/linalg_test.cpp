@@ -65,8 +65,44 @@ TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) {
   }
 }
 
-// The gemv path (small batches) and the sgemm path (large) agree, bias included.
-TEST(Matmul, GemvAndBlasPathsAgree) {
+// Shapes that hit every tile remainder (rows % 4, tokens % 4), more than one
+// column chunk (1024) and a column tail that is not a whole SIMD block.
+TEST(Linalg, GemmMatchesScalarTwinForEveryTileRemainder) {
+  for (const size_t cols : {8u, 70u, 1024u, 2100u}) {
+    const size_t rows = 11;
+    const auto w32 = random_floats(rows * cols, cols);
+    std::vector<uint16_t> w16(rows * cols);
+    std::vector<float> w16_as_f32(rows * cols);
+    for (size_t i = 0; i < w16.size(); ++i) w16_as_f32[i] = bf16_to_f32(w16[i] = f32_to_bf16(w32[i]));
+    for (const size_t batch : {1u, 2u, 3u, 4u, 5u, 9u}) {
+      const auto x = random_floats(batch * cols, 100 + batch);
+      const size_t y_stride = rows + 3;  // a column block of a wider output
+      std::vector<float> simd(batch * y_stride, -1.0f), twin = simd;
+      linalg::gemm_bf16(w16.data(), rows, cols, x.data(), batch, simd.data(), y_stride);
+      linalg::scalar::gemm_bf16(w16.data(), rows, cols, x.data(), batch, twin.data(), y_stride);
+      for (size_t b = 0; b < batch; ++b) {
+        for (size_t r = 0; r < rows; ++r) {
+          EXPECT_NEAR(simd[b * y_stride + r], twin[b * y_stride + r],
+                      tolerance(w16_as_f32.data() + r * cols, x.data() + b * cols, cols))
+              << "bf16 cols " << cols << " batch " << batch << " row " << r;
+          EXPECT_EQ(simd[b * y_stride + rows], -1.0f) << "wrote past the row block";
+        }
+      }
+      linalg::gemm_f32(w32.data(), rows, cols, x.data(), batch, simd.data(), y_stride);
+      linalg::scalar::gemm_f32(w32.data(), rows, cols, x.data(), batch, twin.data(), y_stride);
+      for (size_t b = 0; b < batch; ++b) {
+        for (size_t r = 0; r < rows; ++r) {
+          EXPECT_NEAR(simd[b * y_stride + r], twin[b * y_stride + r],
+                      tolerance(w32.data() + r * cols, x.data() + b * cols, cols))
+              << "f32 cols " << cols << " batch " << batch << " row " << r;
+        }
+      }
+    }
+  }
+}
+
+// The gemv path (small batches) and the gemm path (large) agree, bias included.
+TEST(Matmul, GemvAndGemmPathsAgree) {
   WeightMatrix w;
   w.rows = 300;
   w.cols = 64;
