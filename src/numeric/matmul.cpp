@@ -10,10 +10,11 @@ namespace rvec {
 namespace {
 
 // Rows per task: enough that one task's weights (about 256 KiB) amortise
-// scheduling, few enough that the cores share the work evenly.
+// scheduling, few enough that the cores share the work evenly; a multiple of
+// 16 so that the gemm kernel's 4-row tiles divide it.
 size_t rows_per_task(const WeightMatrix& w) {
   const size_t row_bytes = w.cols * (w.is_bf16() ? 2 : 4);
-  return std::clamp<size_t>((256 << 10) / std::max<size_t>(row_bytes, 1), 16, 1024);
+  return std::clamp<size_t>((256 << 10) / std::max<size_t>(row_bytes, 1), 16, 1024) / 16 * 16;
 }
 
 void add_bias(const WeightMatrix& w, size_t n, float* y) {

@@ -101,6 +101,32 @@ TEST(Linalg, GemmMatchesScalarTwinForEveryTileRemainder) {
   }
 }
 
+// Tiled online-softmax attention against the two-pass twin: contexts that end
+// inside, at and past a key tile (64), several query heads per KV head, head
+// sizes that are and are not a whole number of vectors, and scores large
+// enough that a later tile raises the running maximum.
+TEST(Linalg, AttentionMatchesScalarTwin) {
+  for (const size_t head_dim : {8u, 20u, 64u}) {
+    for (const size_t position : {0u, 5u, 63u, 64u, 130u}) {
+      const size_t tokens = 7, heads = 3, kv_stride = head_dim + 5, total = position + tokens;
+      const size_t q_stride = heads * head_dim + 11, out_stride = heads * head_dim + 2;
+      auto q = random_floats(tokens * q_stride, position + head_dim);
+      for (auto& v : q) v *= 3.0f;
+      const auto keys = random_floats(total * kv_stride, 1000 + position), values = random_floats(total * kv_stride, 7);
+      std::vector<float> simd(tokens * out_stride, -1.0f), twin = simd;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      linalg::attention(q.data(), q_stride, tokens, heads, position, keys.data(), values.data(), kv_stride, head_dim,
+                        scale, simd.data(), out_stride);
+      linalg::scalar::attention(q.data(), q_stride, tokens, heads, position, keys.data(), values.data(), kv_stride,
+                                head_dim, scale, twin.data(), out_stride);
+      for (size_t i = 0; i < simd.size(); ++i) {
+        EXPECT_NEAR(simd[i], twin[i], 1e-5 * (1 + std::abs(twin[i])))
+            << "head_dim " << head_dim << " position " << position << " index " << i;
+      }
+    }
+  }
+}
+
 // The gemv path (small batches) and the gemm path (large) agree, bias included.
 TEST(Matmul, GemvAndGemmPathsAgree) {
   WeightMatrix w;
