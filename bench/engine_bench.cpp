@@ -10,6 +10,8 @@
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -27,6 +29,20 @@ using Clock = std::chrono::steady_clock;
 using rvec::TokenId;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// CPU seconds this process has used (all threads, user + system): on a
+// shared machine, tokens per CPU second compare builds even when other work
+// takes some of the cores.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+struct Rate {
+  double per_second, per_cpu_second;
+};
 
 // STREAM-style copy bandwidth over 1 GiB with every thread: (read + write) bytes / s.
 double copy_bandwidth(rvec::ThreadPool& pool) {
@@ -78,15 +94,23 @@ double decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
   return static_cast<double>(tokens) / seconds_since(start);
 }
 
-double prompt_rate(rvec::Transformer& model, size_t length) {
+Rate prompt_rate(rvec::Transformer& model, size_t length) {
   rvec::KvCache cache = model.new_cache();
   std::vector<TokenId> prompt;
   for (size_t t = 0; t < length; ++t) prompt.push_back(static_cast<TokenId>(1000 + t));
   std::vector<float> logits;
   const rvec::ForwardItem item{&cache, prompt};
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   model.forward(std::span(&item, 1), logits);
-  return static_cast<double>(length) / seconds_since(start);
+  const double tokens = static_cast<double>(length);
+  return {tokens / seconds_since(start), tokens / (cpu_seconds() - cpu_start)};
+}
+
+void print_prompt_rate(rvec::Transformer& model) {
+  const Rate rate = prompt_rate(model, 512);
+  fmt::print("prompt processing, 512 tokens: {:.1f} tok/s ({:.1f} tok per CPU second)\n", rate.per_second,
+             rate.per_cpu_second);
 }
 
 }  // namespace
@@ -101,7 +125,8 @@ int main(int argc, char** argv) {
     rvec::ThreadPool pool(argc > 2 ? std::stoul(argv[2]) : rvec::default_thread_count());
     auto model = rvec::Transformer::load(argv[1], pool);
     if (what == "prompt") {
-      fmt::print("threads {}  prompt processing, 512 tokens: {:.1f} tok/s\n", pool.size(), prompt_rate(*model, 512));
+      fmt::print("threads {}  ", pool.size());
+      print_prompt_rate(*model);
       return 0;
     }
     const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
@@ -119,7 +144,7 @@ int main(int argc, char** argv) {
       fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x\n", batch, rate, step_ms, floor_rate,
                  step_ms / (floor_s * 1e3));
     }
-    if (what == "all") fmt::print("prompt processing, 512 tokens: {:.1f} tok/s\n", prompt_rate(*model, 512));
+    if (what == "all") print_prompt_rate(*model);
   } catch (const rvec::Error& e) {
     fmt::print(stderr, "rvec_engine_bench: error: {}\n", e.what());
     return 1;

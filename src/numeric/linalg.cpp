@@ -114,11 +114,11 @@ void GemvF32(const float* HWY_RESTRICT w, size_t rows, size_t cols, const float*
 // operations per 2L weights, the fewest that keep the activations in f32.
 // The activations of a tile of tokens are packed once into the same order
 // (per block: the L even-indexed values, then the L odd-indexed ones), so each
-// product pairs the right values. f32 weights need no widening and are read
-// with the activations unpacked.
+// product pairs the right values; matmul packs them once for all its tasks.
+// f32 weights need no widening and are read with the activations unpacked.
 
-// Columns per pass: a token tile's packed columns (T · 4 KiB) stay in L1
-// while every row tile of the task streams past them.
+// Columns per pass: a token tile's columns (T · 4 KiB) stay in L1 while
+// every row tile of the task streams past them.
 constexpr size_t kGemmChunk = 1024;
 // 4 x 6 tiles measured fastest on AVX-512 (24 accumulators + 8 widened
 // weight vectors + 1 activation vector fit the 32 registers); 4 x 4 was 8 %
@@ -136,19 +136,20 @@ HWY_INLINE void LoadBlock(const DF df, const float* HWY_RESTRICT w, hn::Vec<DF>&
   second = hn::LoadU(df, w + hn::Lanes(df));
 }
 
-// x[t, 0:len] for `tokens` rows (stride x_stride) in the order LoadBlock
-// widens bf16 weights; len is a multiple of 2L.
-void PackActivations(const float* HWY_RESTRICT x, size_t x_stride, size_t tokens, size_t len, float* HWY_RESTRICT out) {
-  const size_t lanes = hn::Lanes(DF());
-  for (size_t t = 0; t < tokens; ++t) {
-    const float* row = x + t * x_stride;
-    for (size_t k = 0; k < len; k += 2 * lanes) {
+// x: [batch, cols] in the order LoadBlock widens bf16 weights, block by block;
+// the columns past the last whole block stay where they are.
+void PackActivations(const float* HWY_RESTRICT x, size_t batch, size_t cols, float* HWY_RESTRICT out) {
+  const size_t lanes = hn::Lanes(DF()), body = cols - cols % (2 * lanes);
+  for (size_t t = 0; t < batch; ++t) {
+    const float* row = x + t * cols;
+    float* packed = out + t * cols;
+    for (size_t k = 0; k < body; k += 2 * lanes) {
       for (size_t j = 0; j < lanes; ++j) {
-        out[k + j] = row[k + 2 * j];
-        out[k + lanes + j] = row[k + 2 * j + 1];
+        packed[k + j] = row[k + 2 * j];
+        packed[k + lanes + j] = row[k + 2 * j + 1];
       }
     }
-    out += len;
+    std::copy(row + body, row + cols, packed + body);
   }
 }
 
@@ -217,39 +218,41 @@ void GemmTail(const W* HWY_RESTRICT w, size_t rows, size_t cols, size_t body, co
   }
 }
 
+// x: [batch, cols], packed by PackActivations when the weights are bf16.
 template <typename W>
-void Gemm(const W* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
-          float* HWY_RESTRICT y, size_t y_stride) {
-  constexpr bool kPack = std::is_same_v<W, uint16_t>;
-  const size_t block = 2 * hn::Lanes(DF());
-  const size_t body = cols - cols % block;
-  thread_local std::vector<float> packed;
+void GemmPacked(const W* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
+                float* HWY_RESTRICT y, size_t y_stride) {
+  const size_t body = cols - cols % (2 * hn::Lanes(DF()));
   for (size_t k0 = 0; k0 < body; k0 += kGemmChunk) {
     const size_t len = std::min(kGemmChunk, body - k0);
     for (size_t t0 = 0; t0 < batch; t0 += kTokenTile) {
-      const size_t tokens = std::min(kTokenTile, batch - t0);
-      const float* xt = x + t0 * cols + k0;
-      size_t x_stride = cols;
-      if constexpr (kPack) {
-        packed.resize(kTokenTile * kGemmChunk);
-        PackActivations(xt, cols, tokens, len, packed.data());
-        xt = packed.data();
-        x_stride = len;
-      }
-      GemmTokens<kTokenTile>(tokens, w + k0, rows, cols, xt, x_stride, len, y + t0 * y_stride, y_stride, k0 > 0);
+      GemmTokens<kTokenTile>(std::min(kTokenTile, batch - t0), w + k0, rows, cols, x + t0 * cols + k0, cols, len,
+                             y + t0 * y_stride, y_stride, k0 > 0);
     }
   }
   if (body < cols) GemmTail(w, rows, cols, body, x, batch, y, y_stride);
 }
 
+void PackBf16Activations(const float* HWY_RESTRICT x, size_t batch, size_t cols, float* HWY_RESTRICT packed) {
+  PackActivations(x, batch, cols, packed);
+}
+
+void GemmBf16Packed(const uint16_t* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT packed,
+                    size_t batch, float* HWY_RESTRICT y, size_t y_stride) {
+  GemmPacked(w, rows, cols, packed, batch, y, y_stride);
+}
+
 void GemmBf16(const uint16_t* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
               float* HWY_RESTRICT y, size_t y_stride) {
-  Gemm(w, rows, cols, x, batch, y, y_stride);
+  thread_local std::vector<float> packed;
+  packed.resize(batch * cols);
+  PackActivations(x, batch, cols, packed.data());
+  GemmPacked(w, rows, cols, packed.data(), batch, y, y_stride);
 }
 
 void GemmF32(const float* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
              float* HWY_RESTRICT y, size_t y_stride) {
-  Gemm(w, rows, cols, x, batch, y, y_stride);
+  GemmPacked(w, rows, cols, x, batch, y, y_stride);
 }
 
 // ---- attention: key tiles with an online softmax ---------------------------
@@ -372,6 +375,8 @@ HWY_EXPORT(GemvBf16);
 HWY_EXPORT(GemvF32);
 HWY_EXPORT(GemmBf16);
 HWY_EXPORT(GemmF32);
+HWY_EXPORT(PackBf16Activations);
+HWY_EXPORT(GemmBf16Packed);
 HWY_EXPORT(Attention);
 
 float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
@@ -388,6 +393,13 @@ void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size
 }
 void gemm_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
   HWY_DYNAMIC_DISPATCH(GemmF32)(w, rows, cols, x, batch, y, y_stride);
+}
+void pack_bf16_activations(const float* x, size_t batch, size_t cols, float* packed) {
+  HWY_DYNAMIC_DISPATCH(PackBf16Activations)(x, batch, cols, packed);
+}
+void gemm_bf16_packed(const uint16_t* w, size_t rows, size_t cols, const float* packed, size_t batch, float* y,
+                      size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(GemmBf16Packed)(w, rows, cols, packed, batch, y, y_stride);
 }
 
 void attention(const float* q, size_t q_stride, size_t tokens, size_t heads, size_t position, const float* keys,

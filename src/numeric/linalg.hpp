@@ -24,9 +24,14 @@ void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t b
 // register tiles of 4 weight rows x 6 activation rows over chunks of 1024
 // columns: weights stay in cache across the tokens of a tile, activations
 // across the rows. bf16 weights are widened in registers, never in memory.
-// Not reentrant per thread: uses a thread-local buffer for packed activations.
+// gemm_bf16 first packs x into a thread-local buffer; callers that split the
+// rows among tasks pack once with pack_bf16_activations (packed: [batch, cols],
+// in a kernel-specific column order) and call gemm_bf16_packed per task.
 void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemm_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void pack_bf16_activations(const float* x, size_t batch, size_t cols, float* packed);
+void gemm_bf16_packed(const uint16_t* w, size_t rows, size_t cols, const float* packed, size_t batch, float* y,
+                      size_t y_stride);
 
 // Causal attention of `tokens` consecutive tokens at positions position,
 // position+1, ... for `heads` query heads that share one key/value head:

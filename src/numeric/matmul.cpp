@@ -1,6 +1,7 @@
 #include "numeric/matmul.hpp"
 
 #include <algorithm>
+#include <vector>
 
 #include "base/thread_pool.hpp"
 #include "numeric/kernels.hpp"
@@ -39,11 +40,23 @@ void matmul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPoo
   const size_t block = rows_per_task(w);
   const size_t tasks = (w.rows + block - 1) / block;
   const bool gemv = n <= kGemvMaxBatch;
+  // x in the bf16 gemm kernel's order, packed by this thread for all the
+  // tasks (which reach it through the pointer, not the thread-local name).
+  thread_local std::vector<float> packed;
+  if (!gemv && w.is_bf16()) {
+    packed.resize(n * w.cols);
+    linalg::pack_bf16_activations(x, n, w.cols, packed.data());
+  }
+  const float* packed_x = packed.data();
   pool.parallel_for(tasks, [&](size_t task) {
     const size_t r0 = task * block, rows = std::min(block, w.rows - r0);
     if (w.is_bf16()) {
       const uint16_t* weights = w.bf16.data() + r0 * w.cols;
-      (gemv ? linalg::gemv_bf16 : linalg::gemm_bf16)(weights, rows, w.cols, x, n, y + r0, w.rows);
+      if (gemv) {
+        linalg::gemv_bf16(weights, rows, w.cols, x, n, y + r0, w.rows);
+      } else {
+        linalg::gemm_bf16_packed(weights, rows, w.cols, packed_x, n, y + r0, w.rows);
+      }
     } else {
       const float* weights = w.f32.data() + r0 * w.cols;
       (gemv ? linalg::gemv_f32 : linalg::gemm_f32)(weights, rows, w.cols, x, n, y + r0, w.rows);
