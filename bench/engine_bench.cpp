@@ -79,7 +79,7 @@ double read_bandwidth(rvec::ThreadPool& pool) {
 
 // Decode tokens/s with `batch` sequences (the first step, which processes the
 // prompts, is not counted).
-double decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
+Rate decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
   rvec::Batcher batcher(model, nullptr, batch, 4096);
   for (size_t i = 0; i < batch; ++i) {
     rvec::GenerationRequest r;
@@ -89,9 +89,11 @@ double decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
   }
   batcher.step();
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   size_t tokens = 0;
   while (!batcher.idle()) tokens += batcher.step().size();
-  return static_cast<double>(tokens) / seconds_since(start);
+  const double done = static_cast<double>(tokens);
+  return {done / seconds_since(start), done / (cpu_seconds() - cpu_start)};
 }
 
 Rate prompt_rate(rvec::Transformer& model, size_t length) {
@@ -136,13 +138,14 @@ int main(int argc, char** argv) {
     fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
                read / 1e9);
     fmt::print("floor = weights / read bandwidth = {:.1f} ms/step\n", floor_s * 1e3);
-    fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor");
+    fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10} {:>14}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor",
+               "tok/CPU s");
     for (const size_t batch : {1, 8, 32}) {
-      const double rate = decode_rate(*model, batch, batch == 1 ? 16 : 8);
-      const double step_ms = 1e3 * static_cast<double>(batch) / rate;
+      const Rate rate = decode_rate(*model, batch, batch == 1 ? 16 : 8);
+      const double step_ms = 1e3 * static_cast<double>(batch) / rate.per_second;
       const double floor_rate = static_cast<double>(batch) / floor_s;
-      fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x\n", batch, rate, step_ms, floor_rate,
-                 step_ms / (floor_s * 1e3));
+      fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x {:>14.1f}\n", batch, rate.per_second, step_ms,
+                 floor_rate, step_ms / (floor_s * 1e3), rate.per_cpu_second);
     }
     if (what == "all") print_prompt_rate(*model);
   } catch (const rvec::Error& e) {

@@ -1,6 +1,9 @@
 #include "numeric/matmul.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 #include <vector>
 
 #include "base/thread_pool.hpp"
@@ -27,6 +30,16 @@ void add_bias(const WeightMatrix& w, size_t n, float* y) {
 }
 
 }  // namespace
+
+void* allocate_weights(size_t bytes) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t alignment = bytes >= kHugePage ? kHugePage : 64;
+  void* p = std::aligned_alloc(alignment, (std::max<size_t>(bytes, 1) + alignment - 1) / alignment * alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  // Only a hint: without huge pages the weights work the same, only slower.
+  if (alignment == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);
+  return p;
+}
 
 void WeightMatrix::row_f32(size_t r, float* out) const {
   if (is_bf16()) {
