@@ -59,3 +59,13 @@ if npm ci --prefix "$repo/tests/serve/npm" --no-audit --no-fund --loglevel=error
 else
   echo "setup: warning: npm ci failed; the OpenAI SDK test will be skipped" >&2
 fi
+
+# llama.cpp itself, the reference for rvec's GGUF files: node-llama-cpp with its
+# prebuilt linux-x64 CPU binaries (versions pinned by the lock file). Its
+# optional CUDA/Vulkan builds and its install script (which would build or
+# download llama.cpp) are left out: the prebuilt package is all the tests use.
+if npm ci --prefix "$repo/tests/gguf/npm" --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error; then
+  echo "setup: llama.cpp (node-llama-cpp) installed in tests/gguf/npm"
+else
+  echo "setup: warning: npm ci failed; the llama.cpp GGUF tests will be skipped" >&2
+fi

@@ -1,9 +1,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
+#include <map>
+
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "cli/model_summary.hpp"
+#include "io/gguf.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec::cli {
 namespace {
@@ -84,21 +89,133 @@ void print_human(const nlohmann::ordered_json& s, bool with_tensors) {
   }
 }
 
+// ------------------------------------------------------------------- GGUF --
+
+nlohmann::ordered_json scalar_json(const GgufScalar& v) {
+  return std::visit(
+      [](const auto& x) -> nlohmann::ordered_json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return replace_invalid_utf8(x);
+        } else if constexpr (std::is_floating_point_v<T>) {
+          return std::isfinite(x) ? nlohmann::ordered_json(x) : nlohmann::ordered_json(fmt::format("{}", x));
+        } else {
+          return x;
+        }
+      },
+      v);
+}
+
+// A scalar as its value; an array as {type, count, first: up to 8 items}.
+nlohmann::ordered_json value_json(const GgufValue& v) {
+  if (!v.is_array()) return scalar_json(v.items.front());
+  nlohmann::ordered_json first = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < std::min<size_t>(8, v.items.size()); ++i) first.push_back(scalar_json(v.items[i]));
+  return {{"type", std::string(gguf_value_type_name(v.element_type))}, {"count", v.items.size()}, {"first", first}};
+}
+
+uint64_t element_count(const GgufTensorInfo& t) {
+  uint64_t n = 1;
+  for (uint64_t d : t.ne) n *= d;
+  return n;
+}
+
+nlohmann::ordered_json gguf_summary(const std::string& path, const GgufFile& file, bool with_tensors) {
+  nlohmann::ordered_json s;
+  s["path"] = path;
+  s["format"] = "gguf";
+  s["version"] = file.version;
+  s["file_bytes"] = std::filesystem::file_size(path);
+  s["alignment"] = file.alignment;
+  s["data_start"] = file.data_start;
+  s["metadata"] = nlohmann::ordered_json::object();
+  for (const auto& kv : file.metadata) s["metadata"][kv.key] = value_json(kv.value);
+  uint64_t params = 0, bytes = 0;
+  std::map<std::string, std::array<uint64_t, 3>> types;  // tensors, parameters, bytes
+  for (const auto& t : file.tensors) {
+    auto& entry = types[std::string(find_ggml_type(t.type)->name)];
+    entry[0] += 1;
+    entry[1] += element_count(t);
+    entry[2] += t.bytes;
+    params += element_count(t);
+    bytes += t.bytes;
+  }
+  s["parameters"] = params;
+  s["tensor_bytes"] = bytes;
+  s["tensor_count"] = file.tensors.size();
+  s["types"] = nlohmann::ordered_json::object();
+  for (const auto& [name, e] : types) s["types"][name] = {{"tensors", e[0]}, {"parameters", e[1]}, {"bytes", e[2]}};
+  if (with_tensors) {
+    s["tensors"] = nlohmann::ordered_json::array();
+    for (const auto& t : file.tensors) {
+      s["tensors"].push_back({{"name", t.name}, {"type", std::string(find_ggml_type(t.type)->name)}, {"ne", t.ne},
+                              {"offset", file.data_start + t.offset}, {"bytes", t.bytes}});
+    }
+  }
+  return s;
+}
+
+std::string key_text(const GgufFile& file, std::string_view key) {
+  const GgufValue* v = find_key(file.metadata, key);
+  return v == nullptr ? "?" : printable(v->describe());
+}
+
+void print_gguf(const std::string& path, const GgufFile& file, const nlohmann::ordered_json& s, bool with_tensors) {
+  fmt::print("model     {} (GGUF v{}, alignment {})\n", path, file.version, file.alignment);
+  fmt::print("arch      {}  name \"{}\"  file type {}\n", key_text(file, "general.architecture"),
+             key_text(file, "general.name"), key_text(file, "general.file_type"));
+  const uint64_t params = s["parameters"];
+  fmt::print("params    {} ({})\n", count_with_commas(params), human_count(params));
+  fmt::print("bytes     {} of tensor data in {} tensors, {} file bytes\n", human_bytes(s["tensor_bytes"]),
+             file.tensors.size(), human_bytes(s["file_bytes"]));
+  for (const auto& [name, t] : s["types"].items()) {
+    fmt::print("type      {:<8} {:>6} tensors  {:>16} params  {}\n", name, t["tensors"].get<uint64_t>(),
+               count_with_commas(t["parameters"]), human_bytes(t["bytes"]));
+  }
+  for (const auto& kv : file.metadata) {
+    std::string text = printable(kv.value.describe());
+    if (text.size() > 100) text = text.substr(0, 97) + "...";
+    fmt::print("key       {} = {}\n", printable(kv.key), text);
+  }
+  if (!with_tensors) return;
+  for (const auto& t : file.tensors) {
+    fmt::print("tensor    {}  {}  ne {}  at {}\n", t.name, find_ggml_type(t.type)->name, shape_string(t.ne),
+               file.data_start + t.offset);
+  }
+}
+
+bool is_gguf_path(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) && is_gguf_file(path);
+}
+
 }  // namespace
 
 void add_inspect(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<InspectOptions>();
-  auto* cmd = app.add_subcommand("inspect", "Describe a model folder or a .safetensors file (validates it fully)");
+  auto* cmd = app.add_subcommand("inspect", "Describe a model folder, a .safetensors or a .gguf file (validates it fully)");
   cmd->footer(
       "Examples:\n"
       "  rvec inspect models/Qwen2.5-7B-Instruct\n"
       "  rvec inspect model.safetensors --tensors\n"
       "  rvec inspect models/pre --json | jq .parameters\n"
+      "  rvec inspect merged-q8_0.gguf --tensors\n"
       "The JSON fields are documented in docs/inspect-json.md.");
   cmd->add_option("path", opts->path, "Model folder or .safetensors file")->required();
   cmd->add_flag("--tensors", opts->tensors, "List every tensor (name, dtype, shape, shard)");
   cmd->add_flag("--json", opts->json, "Print one JSON object for scripts");
   cmd->callback([opts, &exit_code] {
+    if (is_gguf_path(opts->path)) {
+      const GgufFile file = read_gguf_file(opts->path);
+      const auto summary = gguf_summary(opts->path, file, opts->tensors);
+      if (opts->json) {
+        fmt::print("{}\n", summary.dump(2));
+      } else {
+        print_gguf(opts->path, file, summary, opts->tensors);
+      }
+      exit_code = 0;
+      return;
+    }
     const auto model = ModelFolder::open(opts->path);
     const auto summary = model_summary(*model, {.tensors = opts->tensors});
     if (opts->json) {

@@ -68,7 +68,7 @@ std::unique_ptr<OpenModels> open_models(const Recipe& r) {
     m->inputs.vectors.push_back(v.vector.empty() ? VectorInput{m->open(v.pre), m->open(v.post)}
                                                  : VectorInput{nullptr, m->open_saved_vector(v.vector)});
   }
-  if (r.vectors.empty()) {
+  if (r.vectors.empty() && r.kind != JobKind::kExport) {
     m->inputs.vectors.push_back(r.kind == JobKind::kApply ? VectorInput{nullptr, m->open_saved_vector(r.vector)}
                                                           : VectorInput{m->open(r.pre), m->open(r.post)});
   }
@@ -105,6 +105,12 @@ std::string describe_task(const TensorTask& t, const JobPlan& plan, const MergeM
   return what;
 }
 
+// Outputs that each have their own w (merge, apply).
+bool has_weights(const JobSpec& spec) {
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  return kind.adds_to_target && kind.reads_vector;
+}
+
 void print_plan(const JobPlan& plan, const JobSpec& spec) {
   const MergeMethod& method = job_method(spec);
   for (const auto& f : plan.compatibility.findings) {
@@ -117,7 +123,7 @@ void print_plan(const JobPlan& plan, const JobSpec& spec) {
   }
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
     fmt::print("output  {}{}\n", plan.outputs[k].string(),
-               spec.kind == JobKind::kExtract ? "" : fmt::format("  (w = {})", spec.weights[k]));
+               has_weights(spec) ? fmt::format("  (w = {})", spec.weights[k]) : "");
   }
   const uint64_t total_write = plan.bytes_per_output * plan.outputs.size();
   fmt::print("read    {} (for all {} output(s): every input byte once, the vectors once more per statistics pass)\n",
@@ -159,7 +165,7 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   }
   out["outputs"] = nlohmann::ordered_json::array();
   for (size_t k = 0; k < plan.outputs.size(); ++k) {
-    out["outputs"].push_back({{"path", plan.outputs[k].string()}, {"w", spec.weights[k]}});
+    out["outputs"].push_back({{"path", plan.outputs[k].string()}, {"w", has_weights(spec) ? spec.weights[k] : 1.0}});
   }
   out["bytes_to_read"] = plan.bytes_to_read;
   out["bytes_per_output"] = plan.bytes_per_output;
@@ -243,17 +249,31 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
   if (flags.stats && !flags.json) print_stages(result);
 }
 
+// --format, --type, --split-max-size (docs/gguf.md).
+void add_gguf_options(CLI::App* cmd, Recipe& r, bool gguf_only) {
+  if (!gguf_only) {
+    cmd->add_option("--format", r.format, "Output format: safetensors (a model folder) or gguf (llama.cpp's file)")
+        ->check(CLI::IsMember({"safetensors", "gguf"}))
+        ->capture_default_str();
+  }
+  auto* type = cmd->add_option("--type", r.gguf_type, "GGUF tensor types: f32, f16, bf16, q8_0 or q4_k_m");
+  if (gguf_only) type->required();
+  cmd->add_option("--split-max-size", r.split_max_size,
+                  "GGUF: split into NAME-0000k-of-0000n.gguf files of at most this much tensor data (e.g. 50GB)");
+}
+
 void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool with_rules) {
   if (with_weights) {
     cmd->add_option("-w,--weights", o.weights, "Weight(s) w, comma-separated: -w 0.5 or -w 0.25,0.5,0.75,1")
         ->required();
   }
   cmd->add_option("-o,--output", o.recipe.output,
-                  "Output folder (one weight: the model itself; several: one subfolder w<w>/ per weight)")
+                  "Output folder (one weight: the model itself; several: one subfolder w<w>/ per weight); GGUF: the .gguf file, or a folder of w<w>.gguf files")
       ->required();
   cmd->add_option("--dtype", o.recipe.dtype, "Output dtype BF16, F16 or F32 (default: the target's)");
   cmd->add_option("--max-shard-size", o.recipe.max_shard_size, "Shard size limit, decimal units as in transformers")
       ->capture_default_str();
+  if (with_rules) add_gguf_options(cmd, o.recipe, false);
   if (with_rules) {
     cmd->add_option("--skip", o.skip, "Leave tensors matching REGEX exactly as in the target (repeatable)");
     cmd->add_option("--scale", o.scale, "REGEX=FACTOR: multiply w by FACTOR for matching tensors (repeatable)");
@@ -358,8 +378,29 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
     exit_code = 0;
   });
 
+  auto exp = std::make_shared<MergeOptions>();
+  auto* x = app.add_subcommand("export-gguf", "Write a model folder as one GGUF file for llama.cpp (F32, F16, BF16, Q8_0, Q4_K_M)");
+  x->add_option("model", exp->recipe.target, "The model folder (Qwen2 or Llama, safetensors)")->required();
+  x->add_option("-o,--output", exp->recipe.output, "The .gguf file to write")->required();
+  add_gguf_options(x, exp->recipe, true);
+  x->add_flag("--dry-run", exp->flags.dry_run, "Print the plan (tensors, types, bytes) and write nothing");
+  x->add_flag("--overwrite", exp->recipe.overwrite, "Replace an existing output");
+  x->add_flag("--json", exp->flags.json, "Print the plan or the result as JSON");
+  x->add_flag("-q,--quiet", exp->flags.quiet, "No progress bar or summary");
+  x->footer(
+      "Tensor names, types, the Llama q/k row order and the metadata (hyperparameters, tokenizer, chat template)\n"
+      "follow llama.cpp's convert_hf_to_gguf.py and, for q4_k_m, llama-quantize; differences: docs/gguf.md.\n"
+      "Examples:\n  rvec export-gguf models/Qwen2.5-7B-Instruct -o qwen2.5-7b-q8_0.gguf --type q8_0\n"
+      "  rvec merge --pre P --post Q --target T -w 1 --format gguf --type q4_k_m -o merged.gguf   (one pass)");
+  x->callback([exp, &exit_code] {
+    exp->recipe.kind = JobKind::kExport;
+    exp->recipe.format = "gguf";
+    execute(exp->recipe, exp->flags, "");
+    exit_code = 0;
+  });
+
   auto run = std::make_shared<RunOptions>();
-  auto* r = app.add_subcommand("run", "Run a merge, apply or extract described by a YAML recipe or a mergekit config");
+  auto* r = app.add_subcommand("run", "Run a merge, apply, extract or export described by a YAML recipe, or a mergekit config");
   r->add_option("recipe", run->recipe, "Recipe file (see docs/merging.md; every output stores its own) or mergekit config")
       ->required();
   r->add_option("-o,--output", run->output, "Output folder: required for a mergekit config; replaces a recipe's output");

@@ -73,4 +73,15 @@ ModuleKind module_kind(std::string_view name) {
 
 bool is_vocab_tensor(std::string_view name) { return name == kEmbedName || name == kLmHeadName; }
 
+std::optional<std::string> gguf_tensor_name(std::string_view name) {
+  if (name == kEmbedName) return "token_embd.weight";
+  if (name == kLmHeadName) return "output.weight";
+  if (name == kFinalNormName) return "output_norm.weight";
+  const auto layer = layer_index(name);
+  if (!layer) return std::nullopt;
+  const LayerTensorName* t = find_layer_tensor(name.substr(name.find('.', kLayerPrefix.size()) + 1));
+  if (t == nullptr) return std::nullopt;
+  return fmt::format("blk.{}.{}", *layer, t->gguf);
+}
+
 }  // namespace rvec

@@ -11,6 +11,9 @@
 //   model.norm.weight                              norms       [hidden]
 //   lm_head.weight                                 lm_head     [vocab, hidden] (absent when tied)
 //
+// Each name's GGUF counterpart (llama.cpp's tensor names) is part of the table:
+// token_embd.weight, blk.N.attn_q.weight, ..., output_norm.weight, output.weight.
+//
 // Everything here is constant data and pure functions: thread-safe.
 #pragma once
 
@@ -44,22 +47,23 @@ struct LayerTensorName {
   Dim rows;
   Dim cols;       // kNone: a vector
   bool optional;  // the q/k/v biases exist in Qwen2, not in Llama
+  std::string_view gguf;  // the name after "blk.N." in a GGUF file
 };
 
 // Every per-layer tensor, in Hugging Face state-dict order.
 inline constexpr std::array<LayerTensorName, 12> kLayerTensors = {{
-    {"self_attn.q_proj.weight", ModuleKind::kAttnQ, Dim::kQ, Dim::kHidden, false},
-    {"self_attn.q_proj.bias", ModuleKind::kAttnQ, Dim::kQ, Dim::kNone, true},
-    {"self_attn.k_proj.weight", ModuleKind::kAttnK, Dim::kKv, Dim::kHidden, false},
-    {"self_attn.k_proj.bias", ModuleKind::kAttnK, Dim::kKv, Dim::kNone, true},
-    {"self_attn.v_proj.weight", ModuleKind::kAttnV, Dim::kKv, Dim::kHidden, false},
-    {"self_attn.v_proj.bias", ModuleKind::kAttnV, Dim::kKv, Dim::kNone, true},
-    {"self_attn.o_proj.weight", ModuleKind::kAttnO, Dim::kHidden, Dim::kQ, false},
-    {"mlp.gate_proj.weight", ModuleKind::kMlp, Dim::kIntermediate, Dim::kHidden, false},
-    {"mlp.up_proj.weight", ModuleKind::kMlp, Dim::kIntermediate, Dim::kHidden, false},
-    {"mlp.down_proj.weight", ModuleKind::kMlp, Dim::kHidden, Dim::kIntermediate, false},
-    {"input_layernorm.weight", ModuleKind::kNorms, Dim::kHidden, Dim::kNone, false},
-    {"post_attention_layernorm.weight", ModuleKind::kNorms, Dim::kHidden, Dim::kNone, false},
+    {"self_attn.q_proj.weight", ModuleKind::kAttnQ, Dim::kQ, Dim::kHidden, false, "attn_q.weight"},
+    {"self_attn.q_proj.bias", ModuleKind::kAttnQ, Dim::kQ, Dim::kNone, true, "attn_q.bias"},
+    {"self_attn.k_proj.weight", ModuleKind::kAttnK, Dim::kKv, Dim::kHidden, false, "attn_k.weight"},
+    {"self_attn.k_proj.bias", ModuleKind::kAttnK, Dim::kKv, Dim::kNone, true, "attn_k.bias"},
+    {"self_attn.v_proj.weight", ModuleKind::kAttnV, Dim::kKv, Dim::kHidden, false, "attn_v.weight"},
+    {"self_attn.v_proj.bias", ModuleKind::kAttnV, Dim::kKv, Dim::kNone, true, "attn_v.bias"},
+    {"self_attn.o_proj.weight", ModuleKind::kAttnO, Dim::kHidden, Dim::kQ, false, "attn_output.weight"},
+    {"mlp.gate_proj.weight", ModuleKind::kMlp, Dim::kIntermediate, Dim::kHidden, false, "ffn_gate.weight"},
+    {"mlp.up_proj.weight", ModuleKind::kMlp, Dim::kIntermediate, Dim::kHidden, false, "ffn_up.weight"},
+    {"mlp.down_proj.weight", ModuleKind::kMlp, Dim::kHidden, Dim::kIntermediate, false, "ffn_down.weight"},
+    {"input_layernorm.weight", ModuleKind::kNorms, Dim::kHidden, Dim::kNone, false, "attn_norm.weight"},
+    {"post_attention_layernorm.weight", ModuleKind::kNorms, Dim::kHidden, Dim::kNone, false, "ffn_norm.weight"},
 }};
 
 // The table's entry for a layer tensor suffix, or null.
@@ -77,5 +81,9 @@ ModuleKind module_kind(std::string_view tensor_name);
 
 // Embedding or lm_head: the tensors whose rows are token ids.
 bool is_vocab_tensor(std::string_view tensor_name);
+
+// llama.cpp's name for a tensor of the table ("blk.7.ffn_up.weight",
+// "token_embd.weight", "output.weight"); nullopt for names outside it.
+std::optional<std::string> gguf_tensor_name(std::string_view tensor_name);
 
 }  // namespace rvec

@@ -9,7 +9,8 @@
 // caller owns the folder (a StagingDir) and everything else in it.
 //
 // Safetensors, sharded like save_pretrained, is the first implementation;
-// another format is one more implementation of ModelSink.
+// GGUF (one file, or split files as llama.cpp's gguf-split names them) the
+// second.
 //
 // Thread-safety: a sink is immutable after construction; its methods may be
 // called from any thread. A TensorFileWriter is used by one thread at a time.
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "io/gguf.hpp"
 #include "io/staging.hpp"
 #include "io/writer.hpp"
 
@@ -30,7 +32,7 @@ namespace rvec {
 // One planned file of an output.
 struct SinkFile {
   std::string name;                 // relative to the output folder
-  std::vector<TensorSpec> tensors;  // state-dict order
+  std::vector<TensorSpec> tensors;  // state-dict order (GGUF: file order)
   uint64_t bytes = 0;               // the file's exact size
 };
 
@@ -47,6 +49,10 @@ class ModelSink {
   virtual bool verify(size_t i, const std::filesystem::path& dir) const = 0;
   // Writes the files that describe the data files, once all are written.
   virtual void finish(const StagingDir& dir) const = 0;
+  // True: the files form a model folder, with config, tokenizer and model card
+  // beside them (safetensors). False: the files are the whole model and are
+  // placed beside each other where the output is named (GGUF).
+  virtual bool is_model_folder() const { return true; }
 
   uint64_t total_bytes() const;
 };
@@ -55,5 +61,25 @@ class ModelSink {
 // `metadata` in every shard's header, an index when there is more than one.
 std::unique_ptr<ModelSink> safetensors_sink(const std::vector<TensorSpec>& tensors, const Metadata& metadata,
                                             uint64_t max_shard_bytes);
+
+// One tensor of a GGUF output: the tensor as the executor writes it (the
+// Hugging Face name and shape, the type it has in the file) and its GGUF name.
+struct GgufSinkTensor {
+  TensorSpec spec;
+  std::string gguf_name;
+};
+
+struct GgufPlan {
+  std::string stem;        // "model": model.gguf, or model-0000k-of-0000n.gguf when split
+  GgufMetadata metadata;   // keys of the (first) file; split files add split.*
+  std::vector<GgufSinkTensor> tensors;  // in file order
+  uint64_t max_file_bytes = 0;          // tensor bytes per file before a split; 0: one file
+};
+
+// GGUF files cut like gguf-split --split-max-size: a file is closed when the
+// next tensor would take its padded tensor data past the limit (a larger
+// tensor gets a file of its own). Split files carry split.no, split.count and
+// split.tensors.count; only the first carries the model's keys.
+std::unique_ptr<ModelSink> gguf_sink(GgufPlan plan);
 
 }  // namespace rvec

@@ -81,4 +81,16 @@ void StagingDir::commit() {
   if (!displaced.empty()) fs::remove_all(displaced, ec);
 }
 
+void StagingDir::commit_files(const std::vector<std::string>& names) {
+  std::error_code ec;
+  for (auto name = names.rbegin(); name != names.rend(); ++name) {
+    const fs::path target = destination_.parent_path() / *name;
+    if (fs::is_directory(target, ec)) fail(ErrorKind::kIo, "{}: is a folder; cannot put a file there", target.string());
+    fs::rename(file(*name), target, ec);
+    if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", target.string(), ec.message());
+  }
+  sync_path(destination_.parent_path());
+  fs::remove_all(staging_, ec);
+}
+
 }  // namespace rvec

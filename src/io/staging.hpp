@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace rvec {
 
@@ -30,6 +31,12 @@ class StagingDir {
 
   // fsyncs the folder, renames it to the destination, fsyncs the parent.
   void commit();
+  // For an output that is files rather than a folder (a GGUF model): renames
+  // each named file of the partial folder into the destination's parent,
+  // replacing a file of that name, the first name last (so that whoever opens
+  // the first finds the rest), fsyncs the parent and removes the partial
+  // folder with what else it holds (markers).
+  void commit_files(const std::vector<std::string>& names);
 
  private:
   std::filesystem::path destination_;

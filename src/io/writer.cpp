@@ -1,22 +1,16 @@
 #include "io/writer.hpp"
 
-
 #include <algorithm>
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
-#include "base/regular_file.hpp"
 
 namespace rvec {
-namespace {
-
-}  // namespace
 
 uint64_t TensorSpec::byte_size() const {
   uint64_t n = 1;
   for (uint64_t d : shape) n *= d;
-  return n * dtype_bits(dtype) / 8;
+  return dtype_bytes(dtype, n);
 }
 
 std::vector<TensorSpec> safetensors_order(std::vector<TensorSpec> tensors) {
@@ -46,44 +40,43 @@ std::string build_header(const std::vector<TensorSpec>& ordered, const Metadata&
   return text;
 }
 
-SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata,
-                                     SequentialFile::Mode mode)
-    : path_(std::move(path)), order_(safetensors_order(std::move(tensors))), file_(path_, mode) {
-  const std::string header = build_header(order_, metadata);
-  uint64_t data = 0;
-  for (const auto& t : order_) data += t.byte_size();
-  total_size_ = 8 + header.size() + data;
-  std::byte length[8];
-  uint64_t n = header.size();
-  for (auto& b : length) {
-    b = static_cast<std::byte>(n & 0xFF);
-    n >>= 8;
-  }
-  file_.append(length);
-  file_.append(std::span(reinterpret_cast<const std::byte*>(header.data()), header.size()));
-  written_ = 8 + header.size();
-}
+OutputFile::OutputFile(std::string path, uint64_t total_size, SequentialFile::Mode mode)
+    : path_(std::move(path)), total_size_(total_size), file_(path_, mode) {}
 
-SafetensorsWriter::~SafetensorsWriter() = default;
-
-void SafetensorsWriter::append(std::span<const std::byte> bytes) {
+void OutputFile::append(std::span<const std::byte> bytes) {
   if (bytes.size() > total_size_ - written_) {
-    fail(ErrorKind::kBadInput, "{}: more tensor data than the header announced ({} bytes)", path_, total_size_);
+    fail(ErrorKind::kBadInput, "{}: more data than planned ({} bytes)", path_, total_size_);
   }
   written_ += bytes.size();
   file_.append(bytes);
 }
 
-void SafetensorsWriter::finish() {
+void OutputFile::finish() {
   if (written_ != total_size_) {
     fail(ErrorKind::kBadInput, "{}: only {} of {} bytes were written", path_, written_, total_size_);
   }
   file_.finish(total_size_);
 }
 
-void SafetensorsWriter::finish_sparse() {
+void OutputFile::finish_sparse() {
   written_ = total_size_;
   file_.finish(total_size_);
+}
+
+SafetensorsWriter::SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata)
+    : order_(safetensors_order(std::move(tensors))) {
+  const std::string header = build_header(order_, metadata);
+  uint64_t data = 0;
+  for (const auto& t : order_) data += t.byte_size();
+  file_ = std::make_unique<OutputFile>(std::move(path), 8 + header.size() + data);
+  std::byte length[8];
+  uint64_t n = header.size();
+  for (auto& b : length) {
+    b = static_cast<std::byte>(n & 0xFF);
+    n >>= 8;
+  }
+  file_->append(length);
+  file_->append(std::as_bytes(std::span(header)));
 }
 
 std::vector<ShardPlan> plan_shards(const std::vector<TensorSpec>& tensors, uint64_t max_shard_bytes) {

@@ -50,37 +50,55 @@ class TensorFileWriter {
   virtual uint64_t total_size() const = 0;
 };
 
-// Writes one safetensors file. Lifetime: finish() must be called for the file
-// to be complete; a writer destroyed before that leaves a truncated file
-// (which the staging folder keeps out of sight).
-class SafetensorsWriter final : public TensorFileWriter {
+// A file written front to back to exactly `total_size` bytes through a
+// SequentialFile (O_DIRECT chunks where the file system allows them).
+// Not thread-safe: one writer. Lifetime: finish() must be called for the file to be complete; a file
+// destroyed before that is left truncated (the staging folder hides it).
+class OutputFile {
  public:
-  // Creates the file and writes its header. `mode`: see SequentialFile.
-  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata,
-                    SequentialFile::Mode mode = SequentialFile::Mode::kDirectIfPossible);
-  ~SafetensorsWriter();
-  SafetensorsWriter(const SafetensorsWriter&) = delete;
-  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  // Creates the file. `mode`: see SequentialFile.
+  OutputFile(std::string path, uint64_t total_size, SequentialFile::Mode mode = SequentialFile::Mode::kDirectIfPossible);
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
 
-  // The tensors in the order their data must be appended.
-  const std::vector<TensorSpec>& order() const override { return order_; }
-  uint64_t total_size() const override { return total_size_; }
+  const std::string& path() const { return path_; }
+  uint64_t total_size() const { return total_size_; }
+  uint64_t written() const { return written_; }
 
-  void append(std::span<const std::byte> bytes) override;
+  // Fails (naming the file) if the bytes would pass the planned size.
+  void append(std::span<const std::byte> bytes);
   // Checks every byte was written, flushes, fsyncs and closes.
-  void finish() override;
-  // Extends the file to its full size without writing data (a sparse file
-  // whose tensors read as zeros), then finishes. For shape-only test models.
-  void finish_sparse() override;
+  void finish();
+  // Extends the file to its full size without writing the rest (a sparse
+  // file whose remaining bytes read as zeros), then finishes.
+  void finish_sparse();
   // True while the data goes to the disk with O_DIRECT.
   bool direct() const { return file_.direct(); }
 
  private:
   std::string path_;
-  std::vector<TensorSpec> order_;
   uint64_t total_size_ = 0;
   uint64_t written_ = 0;
   SequentialFile file_;
+};
+
+// Writes one safetensors file.
+class SafetensorsWriter final : public TensorFileWriter {
+ public:
+  SafetensorsWriter(std::string path, std::vector<TensorSpec> tensors, const Metadata& metadata);
+
+  // The tensors in the order their data must be appended.
+  const std::vector<TensorSpec>& order() const override { return order_; }
+  uint64_t total_size() const override { return file_->total_size(); }
+
+  void append(std::span<const std::byte> bytes) override { file_->append(bytes); }
+  void finish() override { file_->finish(); }
+  // For shape-only test models: the tensors read as zeros.
+  void finish_sparse() override { file_->finish_sparse(); }
+
+ private:
+  std::vector<TensorSpec> order_;
+  std::unique_ptr<OutputFile> file_;
 };
 
 // One output file of a sharded save.

@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 
+#include "base/error.hpp"
+#include "hf/gguf_export.hpp"
 #include "hf/tensor_reader.hpp"
 #include "numeric/codec.hpp"
 
@@ -14,7 +18,7 @@ namespace {
 
 constexpr size_t kTileElements = 16 * 1024;  // 64 KiB of f32 per tile buffer: stays in L2
 
-uint64_t bytes_of(DType dtype, uint64_t elements) { return elements * dtype_bits(dtype) / 8; }
+uint64_t bytes_of(DType dtype, uint64_t elements) { return dtype_bytes(dtype, elements); }
 
 hwy::AlignedFreeUniquePtr<float[]> tile_buffer() { return hwy::AllocateAligned<float>(kTileElements); }
 
@@ -22,6 +26,15 @@ hwy::AlignedFreeUniquePtr<float[]> tile_buffer() { return hwy::AllocateAligned<f
 // element type so the compiler vectorises them; they run once per output block.
 uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
   uint64_t count = 0;
+  if (is_block_type(dtype)) {  // what the blocks decode to
+    std::vector<float> tile(kTileElements);
+    for (size_t done = 0; done < n; done += kTileElements) {
+      const size_t m = std::min(kTileElements, n - done);
+      decode_to_f32(dtype, data + bytes_of(dtype, done), std::span(tile.data(), m));
+      for (size_t i = 0; i < m; ++i) count += !std::isfinite(tile[i]);
+    }
+    return count;
+  }
   if (dtype == DType::kF32) {
     const auto* values = reinterpret_cast<const float*>(data);
     for (size_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(values[i]) & 0x7F800000u) == 0x7F800000u;
@@ -31,6 +44,19 @@ uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
   const auto* bits = reinterpret_cast<const uint16_t*>(data);
   for (size_t i = 0; i < n; ++i) count += (bits[i] & exponent) == exponent;
   return count;
+}
+
+// Elements per block: kMergeBlockElements, or whole heads when the task's
+// rows are interleaved per head (so a block's rows are its own permutation).
+uint64_t block_elements(const TensorTask& task) {
+  if (task.interleave_heads == 0) return kMergeBlockElements;
+  const uint64_t total = task.element_count();
+  const uint64_t head = total / task.interleave_heads;
+  if (head > kMergeBlockElements) {
+    fail(ErrorKind::kUsage, "tensor \"{}\": a head of {} elements is larger than rvec's {}-element block", task.name, head,
+         kMergeBlockElements);
+  }
+  return kMergeBlockElements / head * head;
 }
 
 // The readers and f32 tiles of one vector.
@@ -48,6 +74,7 @@ struct TaskExecutor::Buffers {
   std::vector<const float*> deltas;
   hwy::AlignedFreeUniquePtr<float[]> base_tile = tile_buffer(), minus = tile_buffer(), out = tile_buffer(),
                                      scratch = tile_buffer(), zeros = tile_buffer();
+  std::vector<std::byte> rows;  // a block's encoded rows while they are reordered
 
   Buffers() { std::fill_n(zeros.get(), kTileElements, 0.0f); }
 
@@ -127,19 +154,20 @@ uint64_t TaskExecutor::bytes_read() const { return buffers_->bytes_read(); }
 
 void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t)>& progress) {
   const uint64_t total = task.element_count();
+  const uint64_t step = block_elements(task);
   if (!task.copied()) {
     buffers_->reserve_vectors(task.vectors.size());
     const TaskContext context(task, params_);
     const auto combiner = method_.begin_tensor(context.get());
     const unsigned passes = method_.statistics_passes(context.get());
     for (unsigned pass = 0; pass < passes; ++pass) statistics_pass(task, pass, *combiner, progress);
-    for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
-      combine_block(task, *combiner, first, std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first));
+    for (uint64_t first = 0; first < task.combined_elements; first += step) {
+      combine_block(task, *combiner, first, std::min<uint64_t>(step, task.combined_elements - first));
       progress(bytes_read());
     }
   }
-  for (uint64_t first = task.combined_elements; first < total; first += kMergeBlockElements) {
-    copy_block(task, first, std::min<uint64_t>(kMergeBlockElements, total - first));
+  for (uint64_t first = task.combined_elements; first < total; first += step) {
+    copy_block(task, first, std::min<uint64_t>(step, total - first));
     progress(bytes_read());
   }
 }
@@ -220,6 +248,7 @@ void TaskExecutor::combine_block(const TensorTask& task, TensorCombiner& combine
     if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
       if (inputs_nonfinite(task, n) == 0) record_nonfinite(k, task.name, bad);
     }
+    interleave_rows(task, sink_.data(out[k]), n);
     sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
   }
 }
@@ -257,7 +286,22 @@ void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) 
                       sink_.data(buffer) + bytes_of(task.out_dtype, tile));
     }
   }
+  interleave_rows(task, sink_.data(buffer), n);
   sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
+}
+
+// Reorders the encoded rows of a block that starts at a head boundary.
+void TaskExecutor::interleave_rows(const TensorTask& task, std::byte* block, size_t n) {
+  if (task.interleave_heads == 0) return;
+  const uint64_t rows = task.out_shape.empty() ? 1 : task.out_shape[0];
+  const uint64_t row_elements = task.element_count() / rows;
+  const uint64_t head_rows = rows / task.interleave_heads;
+  const uint64_t row_bytes = bytes_of(task.out_dtype, row_elements);
+  std::vector<std::byte>& copy = buffers_->rows;
+  copy.assign(block, block + bytes_of(task.out_dtype, n));
+  for (uint64_t row = 0; row < n / row_elements; ++row) {
+    std::memcpy(block + row * row_bytes, copy.data() + gguf_source_row(row, head_rows) * row_bytes, row_bytes);
+  }
 }
 
 void TaskExecutor::record_nonfinite(size_t output, const std::string& tensor, uint64_t count) {

@@ -7,7 +7,8 @@
 // method's combiner turns the deltas into δ, and for every output k
 //   out_k = round(base + f32(f32(w_k * scale) * δ))     (base: the target)
 // or out = round(δ) when the task has no base (extract), is encoded straight
-// into a buffer of the AsyncSink, whose thread appends it to the files while
+// (rounded, or quantised block by block for GGUF's Q types) into a buffer of
+// the AsyncSink, whose thread appends it to the files while
 // the next block is computed. Methods that need statistics passes get the
 // tensor's deltas streamed through observe() that many times first.
 //
@@ -49,6 +50,9 @@ struct TensorTask {
   double scale = 1.0;                 // from the first matching rule
   std::string rule;                   // that rule, described
   std::string note;                   // row policy, or why copied
+  // >0: the output's rows are reordered within each of this many heads as
+  // llama.cpp's Llama converter does (GGUF q/k; hf/gguf_export.hpp).
+  uint64_t interleave_heads = 0;
 
   uint64_t element_count() const;
   bool copied() const { return combined_elements == 0; }
@@ -119,6 +123,7 @@ class TaskExecutor {
   void read_vectors(const TensorTask& task, uint64_t first, size_t n);
   void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  void interleave_rows(const TensorTask& task, std::byte* block, size_t n);
   size_t acquire_buffer();
   uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;
   void record_nonfinite(size_t output, const std::string& tensor, uint64_t count);

@@ -29,14 +29,26 @@ namespace {
 constexpr const char* kJobMarker = ".rvec-job";
 constexpr const char* kDoneSuffix = ".rvec-done";
 
-// One output per weight; a job whose output is the vector writes one, whatever weights were given.
+// One output per weight; a job whose output is the vector (or the exported
+// model) writes one, whatever weights were given.
 std::vector<double> output_weights(const JobSpec& spec) {
-  return job_kind_info(spec.kind).adds_to_target ? spec.weights : std::vector<double>{1.0};
+  const JobKindInfo& kind = job_kind_info(spec.kind);
+  return kind.adds_to_target && kind.reads_vector ? spec.weights : std::vector<double>{1.0};
 }
+
+bool writes_gguf(const JobSpec& spec) { return spec.format == OutputFormat::kGguf; }
 
 // ---------------------------------------------------------------- planning --
 
+// Export copies every tensor of the one model it reads.
+MergePlan copy_plan(const ModelFolder& model) {
+  MergePlan plan;
+  for (const auto& t : model.tensors()) plan.tensors.push_back({&t, nullptr, nullptr, TensorAction::kCopyTarget, 0, ""});
+  return plan;
+}
+
 std::vector<MergePlan> check_compatibility(const JobInputs& in, const JobKindInfo& kind) {
+  if (!kind.reads_vector) return {copy_plan(*in.target)};
   std::vector<MergePlan> plans;
   for (size_t i = 0; i < in.vectors.size(); ++i) {
     const VectorInput& v = in.vectors[i];
@@ -62,7 +74,9 @@ std::vector<std::pair<std::string, const ModelFolder*>> input_roles(const JobInp
 
 void check_inputs(const JobInputs& inputs, const JobSpec& spec) {
   const JobKindInfo& kind = job_kind_info(spec.kind);
-  if (inputs.vectors.empty()) fail(ErrorKind::kUsage, "a {} needs a vector", kind.name);
+  if (kind.reads_vector == inputs.vectors.empty()) {
+    fail(ErrorKind::kUsage, "a {} {}", kind.name, kind.reads_vector ? "needs a vector" : "takes no vector");
+  }
   if (kind.adds_to_target != (inputs.target != nullptr)) {
     fail(ErrorKind::kUsage, "a {} {}", kind.name, kind.adds_to_target ? "needs a target" : "takes no target");
   }
@@ -96,6 +110,21 @@ void check_outputs_apart_from_inputs(const JobInputs& inputs, const std::vector<
              how, role, model->path());
       }
     }
+  }
+}
+
+// GGUF outputs are models: not a vector, named *.gguf, typed by --type.
+void check_format(const JobSpec& spec) {
+  if (!writes_gguf(spec)) {
+    if (spec.kind == JobKind::kExport) fail(ErrorKind::kUsage, "export writes GGUF only");
+    return;
+  }
+  if (!job_kind_info(spec.kind).adds_to_target) {
+    fail(ErrorKind::kUsage, "extract writes a vector, not a model: GGUF output is for merge, apply and export");
+  }
+  if (spec.out_dtype) fail(ErrorKind::kUsage, "--dtype sets safetensors dtypes; a GGUF output takes --type");
+  if (output_weights(spec).size() == 1 && spec.output.extension() != ".gguf") {
+    fail(ErrorKind::kUsage, "{}: a GGUF output of one model is a file: name it *.gguf", spec.output.string());
   }
 }
 
@@ -247,8 +276,46 @@ std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
   return specs;
 }
 
-std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inputs, const JobPlan& plan, double w) {
-  return safetensors_sink(output_specs(plan.tasks), shard_metadata(spec, inputs, w), spec.max_shard_bytes);
+// GGUF: the types, names and row order llama.cpp expects; tensors the file
+// does not hold (rotary inv_freq buffers) are dropped from the plan.
+void plan_gguf(JobPlan& plan, const ModelFolder& target, const JobSpec& spec) {
+  plan.gguf = gguf_tensors(target, spec.gguf_type);
+  std::map<std::string, const GgufTensorChoice*> by_source;
+  for (const auto& c : plan.gguf) by_source[c.source] = &c;
+  std::vector<TensorTask> kept;
+  for (auto& t : plan.tasks) {
+    const auto found = by_source.find(t.name);
+    if (found == by_source.end()) continue;
+    t.out_dtype = found->second->dtype;
+    t.interleave_heads = found->second->interleave_heads;
+    kept.push_back(std::move(t));
+  }
+  plan.tasks = std::move(kept);
+}
+
+std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inputs, const JobPlan& plan, double w,
+                                       const fs::path& output) {
+  if (!writes_gguf(spec)) {
+    return safetensors_sink(output_specs(plan.tasks), shard_metadata(spec, inputs, w), spec.max_shard_bytes);
+  }
+  std::map<std::string, const TensorTask*> task_by_name;
+  for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
+  GgufPlan gguf;
+  gguf.stem = output.stem().string();
+  const std::string name = spec.kind == JobKind::kExport ? gguf_model_name(inputs.target->path()) : gguf.stem;
+  gguf.metadata = gguf_metadata(*inputs.target, spec.gguf_type, {name, gguf_provenance(inputs, spec, w)});
+  for (const auto& c : plan.gguf) {
+    const TensorTask& t = *task_by_name.at(c.source);
+    gguf.tensors.push_back({{t.name, t.out_dtype, t.out_shape}, c.name});
+  }
+  gguf.max_file_bytes = spec.gguf_split_bytes;
+  return gguf_sink(std::move(gguf));
+}
+
+// Where the output of weight `w` goes when the job writes `weights` outputs.
+fs::path output_path(const JobSpec& spec, double w, size_t weights) {
+  if (weights == 1) return spec.output;
+  return spec.output / (weight_folder_name(w) + (writes_gguf(spec) ? ".gguf" : ""));
 }
 
 // ---------------------------------------------------------------- outputs --
@@ -299,7 +366,12 @@ void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
   const fs::path& dest = slot.result.path;
   slot.file_done.assign(slot.sink->files().size(), false);
   std::error_code ec;
-  if (fs::exists(dest, ec) && !spec.overwrite) {
+  if (!slot.sink->is_model_folder()) {  // GGUF files carry no fingerprint: an existing output is never reused
+    const fs::path first = dest.parent_path() / slot.sink->files().front().name;
+    if (fs::exists(first, ec) && !spec.overwrite) {
+      fail(ErrorKind::kUsage, "{}: already exists (pass --overwrite to replace it)", first.string());
+    }
+  } else if (fs::exists(dest, ec) && !spec.overwrite) {
     if (finished_by_same_job(dest, slot.fingerprint)) {
       slot.result.already_complete = true;
       return;
@@ -324,7 +396,7 @@ std::vector<OutputSlot> prepare_outputs(const JobInputs& inputs, const JobSpec& 
     slots[k].result.path = plan.outputs[k];
     slots[k].result.w = weights[k];
     slots[k].fingerprint = output_fingerprint(inputs, spec, weights[k]);
-    slots[k].sink = output_sink(spec, inputs, plan, weights[k]);
+    slots[k].sink = output_sink(spec, inputs, plan, weights[k], plan.outputs[k]);
     inspect_slot(slots[k], spec);
   }
   return slots;
@@ -528,6 +600,12 @@ void check_inputs_unchanged(const JobInputs& inputs) {
 void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                  const JobResult& result) {
   slot.sink->finish(*slot.staging);
+  if (!slot.sink->is_model_folder()) {  // the files hold everything; markers go with the partial folder
+    std::vector<std::string> names;
+    for (const auto& file : slot.sink->files()) names.push_back(file.name);
+    slot.staging->commit_files(names);
+    return;
+  }
   const JobKindInfo& kind = job_kind_info(spec.kind);
   const ModelFolder& source = kind.adds_to_target ? *inputs.target : *inputs.vectors.front().post;
   copy_aux_files(source, *slot.staging, {.only_config = !kind.adds_to_target, .dtype = spec.out_dtype});
@@ -543,13 +621,15 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
 }  // namespace
 
 const JobKindInfo& job_kind_info(JobKind kind) {
-  static const JobKindInfo kMerge{"merge", "merge", true};
-  static const JobKindInfo kApply{"apply", "apply", true};
-  static const JobKindInfo kExtract{"extract", kVectorKind, false};
+  static const JobKindInfo kMerge{"merge", "merge", true, true};
+  static const JobKindInfo kApply{"apply", "apply", true, true};
+  static const JobKindInfo kExtract{"extract", kVectorKind, false, true};
+  static const JobKindInfo kExport{"export", "export", true, false};
   switch (kind) {
     case JobKind::kMerge: return kMerge;
     case JobKind::kApply: return kApply;
     case JobKind::kExtract: return kExtract;
+    case JobKind::kExport: return kExport;
   }
   return kMerge;
 }
@@ -569,6 +649,7 @@ std::string vector_role(const JobInputs& inputs, size_t i, const char* role) {
 std::string job_formula(const JobSpec& spec, const JobInputs& inputs) {
   const JobKindInfo& kind = job_kind_info(spec.kind);
   const MergeMethod& method = job_method(spec);
+  if (!kind.reads_vector) return "target";
   std::vector<std::string> vectors;
   for (size_t i = 0; i < inputs.vectors.size(); ++i) {
     const bool saved = inputs.vectors[i].pre == nullptr;
@@ -610,6 +691,7 @@ JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec) {
   for (size_t i = 0; i < plan.compatibility.tensors.size(); ++i) {
     plan.tasks.push_back(make_task({plans, i, plan.compatibility, layers}, spec));
   }
+  if (writes_gguf(spec)) plan_gguf(plan, *inputs.target, spec);
   for (const auto& t : plan.tasks) {
     plan.bytes_to_read += t.bytes_to_read(statistics_passes(job_method(spec), t, plan.merge_params));
   }
@@ -619,10 +701,11 @@ JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec) {
 JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   const JobKindInfo& kind = job_kind_info(spec.kind);
   if (spec.output.empty()) fail(ErrorKind::kUsage, "the output path is empty (-o OUT)");
-  if (kind.adds_to_target) check_weights(spec);
+  if (kind.adds_to_target && kind.reads_vector) check_weights(spec);
   if (spec.out_dtype && !is_arithmetic(*spec.out_dtype)) {
     fail(ErrorKind::kUsage, "output dtype {} is not BF16, F16 or F32", dtype_name(*spec.out_dtype));
   }
+  check_format(spec);
   JobPlan plan = plan_tasks(inputs, spec);
   if (!plan.compatibility.compatible()) {
     for (const auto& f : plan.compatibility.findings) {
@@ -633,10 +716,8 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
     }
   }
   const std::vector<double> weights = output_weights(spec);  // never empty: check_weights ran
-  plan.bytes_per_output = output_sink(spec, inputs, plan, weights.front())->total_bytes();
-  for (double w : weights) {
-    plan.outputs.push_back(weights.size() == 1 ? spec.output : spec.output / weight_folder_name(w));
-  }
+  for (double w : weights) plan.outputs.push_back(output_path(spec, w, weights.size()));
+  plan.bytes_per_output = output_sink(spec, inputs, plan, weights.front(), plan.outputs.front())->total_bytes();
   std::vector<fs::path> outputs = plan.outputs;
   outputs.push_back(spec.output);
   check_outputs_apart_from_inputs(inputs, outputs);

@@ -4,6 +4,7 @@
 //            v_i = post_i - pre_i, or a saved vector
 //   extract: v     = post - pre                        (a vector folder)
 //   apply:   out_k = target + w_k * δ(v)
+//   export:  out   = target                            (a GGUF file of one model)
 //
 // δ is the merge method's combination of the vectors, each with its own
 // weight w_i and parameters (task_arithmetic of one vector of weight 1: the
@@ -17,7 +18,9 @@
 // the number of weights); inputs are read once with pread; outputs are
 // written through a ModelSink into hidden staging folders and renamed into
 // place when complete. A killed run resumes: files already written and
-// verified are kept.
+// verified are kept. An output is a safetensors model folder, or with
+// format kGguf one GGUF file (split files beside it above a size limit) that
+// carries the tokenizer and provenance in its metadata (docs/gguf.md).
 //
 // Thread-safety: plan_job and run_job use no shared state (run_job writes
 // `threads` files at once on threads of its own); one job per output folder
@@ -31,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "hf/gguf_export.hpp"
 #include "merge/executor.hpp"
 #include "merge/method.hpp"
 #include "merge/param_setting.hpp"
@@ -40,19 +44,22 @@
 
 namespace rvec {
 
-enum class JobKind { kMerge, kApply, kExtract };
+enum class JobKind { kMerge, kApply, kExtract, kExport };
 
 // rvec.kind of a saved vector (what `rvec apply` accepts).
 inline constexpr const char* kVectorKind = "reasoning-vector";
 
 // What a kind of job reads and writes.
 struct JobKindInfo {
-  std::string_view name;           // "merge", "apply", "extract"
+  std::string_view name;           // "merge", "apply", "extract", "export"
   std::string_view metadata_kind;  // rvec.kind in every output shard
-  bool adds_to_target;             // out = target + w δ; otherwise out = δ (one output)
+  bool adds_to_target;             // out = target + w δ (export: out = target); otherwise out = δ (one output)
+  bool reads_vector;               // false for export, which copies the target alone
 };
 const JobKindInfo& job_kind_info(JobKind kind);
 std::string_view job_kind_name(JobKind kind);
+
+enum class OutputFormat { kSafetensors, kGguf };
 
 struct JobSpec {
   JobKind kind = JobKind::kMerge;
@@ -68,7 +75,11 @@ struct JobSpec {
   std::vector<TensorRule> rules;
   std::optional<DType> out_dtype;  // default: the target's (extract: post's)
   uint64_t max_shard_bytes = 5'000'000'000;
-  std::filesystem::path output;  // one weight: the model folder; several: output/w<w>/
+  OutputFormat format = OutputFormat::kSafetensors;
+  GgufFileType gguf_type = GgufFileType::kF16;  // format kGguf: the tensor types (replaces out_dtype)
+  uint64_t gguf_split_bytes = 0;                // format kGguf: split above this many tensor bytes; 0: never
+  // One weight: the model folder (GGUF: the .gguf file); several: output/w<w>/ (GGUF: output/w<w>.gguf).
+  std::filesystem::path output;
   bool overwrite = false;
   // Output values that may become NaN/Inf (from finite inputs: an overflowing
   // weight) before the job stops with an error; 0 refuses any.
@@ -86,13 +97,15 @@ struct VectorInput {
 
 struct JobInputs {
   std::vector<VectorInput> vectors;     // merge: one or more; extract: one pre/post pair; apply: one saved vector
-  const ModelFolder* target = nullptr;  // merge, apply
+  const ModelFolder* target = nullptr;  // merge, apply; the model for export
 };
 
 struct JobPlan {
   MergePlan compatibility;        // every vector's findings; a tensor is combined if every vector can be
   MethodParams merge_params;      // the method's merge-wide values, complete
   std::vector<TensorTask> tasks;  // state-dict order, each vector's weight and parameters resolved per tensor
+                                  // (GGUF: the tensors the file holds)
+  std::vector<GgufTensorChoice> gguf;  // format kGguf: names and file order
   std::vector<std::filesystem::path> outputs;  // one per weight
   uint64_t bytes_to_read = 0;
   uint64_t bytes_per_output = 0;  // the output's files, headers included

@@ -131,6 +131,9 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
     key["method"] = {{"name", job_method(spec).name()}, {"params", settings_json(spec.method_params)}};
     key["vectors"] = vector_settings_json(spec);
   }
+  if (spec.format == OutputFormat::kGguf) {
+    key["format"] = {{"gguf", gguf_file_type_name(spec.gguf_type)}, {"split_bytes", spec.gguf_split_bytes}};
+  }
   return hex64(fnv1a64(key.dump()));
 }
 
@@ -139,6 +142,22 @@ Metadata shard_metadata(const JobSpec& spec, const JobInputs& inputs, double w) 
                 {"rvec.kind", std::string(job_kind_info(spec.kind).metadata_kind)},
                 {"rvec.formula", job_formula(spec, inputs)}};
   if (job_kind_info(spec.kind).adds_to_target) m["rvec.w"] = fmt::format("{}", w);
+  return m;
+}
+
+Metadata gguf_provenance(const JobInputs& inputs, const JobSpec& spec, double w) {
+  if (spec.kind == JobKind::kExport) return gguf_provenance_of(*inputs.target);
+  Metadata m = shard_metadata(spec, inputs, w);
+  const auto record = [&m](std::string role, const ModelFolder& model) {
+    std::ranges::replace(role, ' ', '_');
+    m["rvec.inputs." + role] = gguf_model_name(model.path());
+  };
+  for (size_t i = 0; i < inputs.vectors.size(); ++i) {
+    const VectorInput& v = inputs.vectors[i];
+    if (v.pre) record(vector_role(inputs, i, "pre"), *v.pre);
+    record(vector_role(inputs, i, v.pre ? "post" : "vector"), *v.post);
+  }
+  if (inputs.target) record("target", *inputs.target);
   return m;
 }
 

@@ -23,6 +23,12 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
 // __metadata__ written into every shard of an output.
 Metadata shard_metadata(const JobSpec& spec, const JobInputs& inputs, double w);
 
+// What a GGUF output records in general.rvec.*: the shard metadata plus the
+// inputs' folder names (rvec.inputs.<role>, post_2 for a second vector); an
+// export carries over what the exported folder recorded (hf/gguf_export.hpp:
+// gguf_provenance_of).
+Metadata gguf_provenance(const JobInputs& inputs, const JobSpec& spec, double w);
+
 nlohmann::ordered_json provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                                   const OutputResult& output, const std::string& fingerprint, const JobResult& job);
 

@@ -19,7 +19,29 @@ JobKind parse_kind(const std::string& text, const YAML::Node& node, const YamlRe
   if (text == "merge" || text.empty()) return JobKind::kMerge;
   if (text == "apply") return JobKind::kApply;
   if (text == "extract") return JobKind::kExtract;
-  y.error(node, fmt::format("field \"kind\" is \"{}\", not merge, apply or extract", text));
+  if (text == "export") return JobKind::kExport;
+  y.error(node, fmt::format("field \"kind\" is \"{}\", not merge, apply, extract or export", text));
+}
+
+// format, type and split_max_size: GGUF output.
+void read_gguf_options(const Recipe& r, JobSpec& spec) {
+  if (r.format != "safetensors" && r.format != "gguf") {
+    fail(ErrorKind::kUsage, "format \"{}\" is not safetensors or gguf", r.format);
+  }
+  if (r.format != "gguf" && r.kind != JobKind::kExport) {
+    if (r.gguf_type || r.split_max_size) fail(ErrorKind::kUsage, "type and split_max_size are for GGUF output (format gguf)");
+    return;
+  }
+  spec.format = OutputFormat::kGguf;
+  if (!r.gguf_type) fail(ErrorKind::kUsage, "a GGUF output needs its type: f32, f16, bf16, q8_0 or q4_k_m");
+  const auto type = parse_gguf_file_type(*r.gguf_type);
+  if (!type) fail(ErrorKind::kUsage, "type \"{}\" is not f32, f16, bf16, q8_0 or q4_k_m", *r.gguf_type);
+  spec.gguf_type = *type;
+  if (r.split_max_size) {
+    const auto bytes = parse_byte_size(*r.split_max_size);
+    if (!bytes || *bytes == 0) fail(ErrorKind::kUsage, "split size \"{}\" is not a size like 50GB", *r.split_max_size);
+    spec.gguf_split_bytes = *bytes;
+  }
 }
 
 const MergeMethod& read_method(const YamlReader& y, const YAML::Node& root) {
@@ -106,11 +128,11 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   const YAML::Node root = y.load(text);
   if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
   y.only(root, {"kind", "pre", "post", "target", "vector", "vectors", "weights", "output", "dtype", "max_shard_size",
-                "overwrite", "max_nonfinite", "rules", "method", "params"},
+                "overwrite", "max_nonfinite", "rules", "method", "params", "format", "type", "split_max_size"},
          "a recipe");
   Recipe r;
   std::string kind;
-  y.read(root, "kind", kind, "merge, apply or extract");
+  y.read(root, "kind", kind, "merge, apply, extract or export");
   r.kind = parse_kind(kind, root["kind"], y);
   y.read(root, "pre", r.pre, "a model path");
   y.read(root, "post", r.post, "a model path");
@@ -121,6 +143,11 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   y.read(root, "max_shard_size", r.max_shard_size, "a size like 5GB");
   y.read(root, "overwrite", r.overwrite, "true or false");
   y.read(root, "max_nonfinite", r.max_nonfinite, "a whole number");
+  y.read(root, "format", r.format, "safetensors or gguf");
+  if (const auto type = root["type"]) r.gguf_type = y.scalar<std::string>(type, "type", "f32, f16, bf16, q8_0 or q4_k_m");
+  if (const auto split = root["split_max_size"]) {
+    r.split_max_size = y.scalar<std::string>(split, "split_max_size", "a size like 50GB");
+  }
   r.weights = y.numbers(root, "weights");
   const MergeMethod& method = read_method(y, root);
   if (root["method"]) r.method = method.name();
@@ -151,10 +178,13 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
     if (value.empty()) bad_input("{}: field \"{}\" is required for kind {}", origin, field, job_kind_name(r.kind));
   };
   require(r.output, "output");
-  if (r.kind != JobKind::kApply && r.vectors.empty()) require(r.pre, "pre"), require(r.post, "post");
+  const bool adds_vector = r.kind == JobKind::kMerge || r.kind == JobKind::kApply;
+  if (r.kind != JobKind::kApply && r.kind != JobKind::kExport && r.vectors.empty()) {
+    require(r.pre, "pre"), require(r.post, "post");
+  }
   if (r.kind != JobKind::kExtract) require(r.target, "target");
   if (r.kind == JobKind::kApply) require(r.vector, "vector");
-  if (r.kind != JobKind::kExtract && r.weights.empty()) bad_input("{}: field \"weights\" is required", origin);
+  if (adds_vector && r.weights.empty()) bad_input("{}: field \"weights\" is required", origin);
   return r;
 }
 
@@ -180,7 +210,7 @@ std::string recipe_yaml(const Recipe& r) {
     }
     out << YAML::EndSeq;
   }
-  if (r.kind != JobKind::kExtract) {
+  if (r.kind == JobKind::kMerge || r.kind == JobKind::kApply) {
     out << YAML::Key << "weights" << YAML::Value << YAML::Flow << r.weights;
   }
   if (!r.method.empty()) out << YAML::Key << "method" << YAML::Value << r.method;
@@ -192,6 +222,9 @@ std::string recipe_yaml(const Recipe& r) {
   out << YAML::Key << "output" << YAML::Value << r.output;
   if (r.dtype) out << YAML::Key << "dtype" << YAML::Value << *r.dtype;
   out << YAML::Key << "max_shard_size" << YAML::Value << r.max_shard_size;
+  if (r.format != "safetensors") out << YAML::Key << "format" << YAML::Value << r.format;
+  if (r.gguf_type) out << YAML::Key << "type" << YAML::Value << *r.gguf_type;
+  if (r.split_max_size) out << YAML::Key << "split_max_size" << YAML::Value << *r.split_max_size;
   if (r.max_nonfinite > 0) out << YAML::Key << "max_nonfinite" << YAML::Value << r.max_nonfinite;
   if (!r.rules.empty()) {
     out << YAML::Key << "rules" << YAML::Value << YAML::BeginSeq;
@@ -224,6 +257,7 @@ JobSpec job_spec(const Recipe& r) {
   const auto shard = parse_byte_size(r.max_shard_size);
   if (!shard) fail(ErrorKind::kUsage, "max shard size \"{}\" is not a size like 5GB or 500MB", r.max_shard_size);
   spec.max_shard_bytes = *shard;
+  read_gguf_options(r, spec);
   if (r.kind == JobKind::kExtract && !r.rules.empty()) {
     fail(ErrorKind::kUsage, "tensor rules apply when a vector is added (merge or apply), not to extract");
   }

@@ -65,6 +65,9 @@ struct Recipe {
   std::vector<RecipeRule> rules;
   std::string method;    // empty: task_arithmetic
   ParamSettings params;  // the method's parameters
+  std::string format = "safetensors";         // or "gguf"
+  std::optional<std::string> gguf_type;       // gguf: "q4_k_m", ...
+  std::optional<std::string> split_max_size;  // gguf: "50GB"
 };
 
 // Reads a recipe; errors name the file, line and field.

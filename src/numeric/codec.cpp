@@ -5,6 +5,7 @@
 #include "base/error.hpp"
 #include "numeric/convert.hpp"
 #include "numeric/kernels.hpp"
+#include "numeric/quant.hpp"
 
 namespace rvec {
 
@@ -27,6 +28,10 @@ void decode_to_f32(DType dtype, const std::byte* in, std::span<float> out) {
         out[i] = dtype == DType::kBF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
       }
       return;
+    case DType::kQ8_0: return quant::dequantize_q8_0(in, out);
+    case DType::kQ5_0: return quant::dequantize_q5_0(in, out);
+    case DType::kQ4_K: return quant::dequantize_q4_k(in, out);
+    case DType::kQ6_K: return quant::dequantize_q6_k(in, out);
     default:
       fail(ErrorKind::kBadInput, "{} tensors are not supported for arithmetic", dtype_name(dtype));
   }
@@ -50,6 +55,10 @@ void encode_from_f32(DType dtype, std::span<const float> in, std::byte* out) {
         std::memcpy(out + 2 * i, &bits, 2);
       }
       return;
+    case DType::kQ8_0: return quant::quantize_q8_0(in, out);
+    case DType::kQ5_0: return quant::quantize_q5_0(in, out);
+    case DType::kQ4_K: return quant::quantize_q4_k(in, out);
+    case DType::kQ6_K: return quant::quantize_q6_k(in, out);
     default:
       fail(ErrorKind::kBadInput, "{} tensors are not supported for arithmetic", dtype_name(dtype));
   }

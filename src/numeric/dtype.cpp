@@ -8,10 +8,11 @@ namespace {
 struct DTypeInfo {
   DType dtype;
   std::string_view name;
-  unsigned bits;
+  unsigned bits;            // of one element, or of one block for block types
+  unsigned block_elements = 1;
 };
 
-constexpr std::array<DTypeInfo, 22> kDTypes = {{
+constexpr std::array<DTypeInfo, 26> kDTypes = {{
     {DType::kBool, "BOOL", 8},          {DType::kF4, "F4", 4},
     {DType::kF6_E2M3, "F6_E2M3", 6},    {DType::kF6_E3M2, "F6_E3M2", 6},
     {DType::kU8, "U8", 8},              {DType::kI8, "I8", 8},
@@ -24,6 +25,8 @@ constexpr std::array<DTypeInfo, 22> kDTypes = {{
     {DType::kF32, "F32", 32},           {DType::kC64, "C64", 64},
     {DType::kF64, "F64", 64},           {DType::kI64, "I64", 64},
     {DType::kU64, "U64", 64},
+    {DType::kQ8_0, "Q8_0", 34 * 8, 32},  {DType::kQ5_0, "Q5_0", 22 * 8, 32},
+    {DType::kQ4_K, "Q4_K", 144 * 8, 256}, {DType::kQ6_K, "Q6_K", 210 * 8, 256},
 }};
 
 const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
@@ -32,13 +35,21 @@ const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<size_t>(dtype)];
 
 std::optional<DType> parse_dtype(std::string_view name) {
   for (const auto& entry : kDTypes) {
-    if (entry.name == name) return entry.dtype;
+    if (entry.name == name && entry.block_elements == 1) return entry.dtype;
   }
   return std::nullopt;
 }
 
 std::string_view dtype_name(DType dtype) { return info(dtype).name; }
 unsigned dtype_bits(DType dtype) { return info(dtype).bits; }
+
+bool is_block_type(DType dtype) { return info(dtype).block_elements > 1; }
+unsigned dtype_block_elements(DType dtype) { return info(dtype).block_elements; }
+
+uint64_t dtype_bytes(DType dtype, uint64_t elements) {
+  const DTypeInfo& i = info(dtype);
+  return elements / i.block_elements * i.bits / 8;
+}
 
 std::string_view torch_dtype_name(DType dtype) {
   switch (dtype) {

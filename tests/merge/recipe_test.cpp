@@ -69,7 +69,7 @@ TEST(Recipe, ErrorsNameFileLineAndField) {
   expect_bad("pre: a\npost: b\ntarget: c\nweights: [0.5, .inf]\noutput: o\n", "field \"weights\" must be a list of numbers");
   expect_bad("pre: a\npost: b\ntarget: c\nweights: .nan\noutput: o\n", "field \"weights\" must be a number");
   expect_bad("pre: [a\n", "not valid YAML");
-  expect_bad("kind: blend\n", "not merge, apply or extract");
+  expect_bad("kind: blend\n", "not merge, apply, extract or export");
   expect_bad("pre: a\npost: b\ntarget: c\nweights: 1\noutput: o\nrules:\n  - match: x\n", "needs \"scale\"");
 }
 
@@ -119,6 +119,30 @@ TEST(Recipe, MethodErrorsNameTheLine) {
   expect_bad(head + "vectors:\n  - {pre: a}\n", "a vector needs \"pre\" and \"post\", or \"vector\"");
   expect_bad(head + "vectors:\n  - {pre: a, post: b, weight: [x, 1]}\n", "a gradient is a list of numbers");
   expect_bad(head + "vectors: []\n", "must be a list of vectors");
+}
+
+TEST(Recipe, GgufOutputNeedsItsTypeAndRoundTrips) {
+  const std::string merge = "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o.gguf\n";
+  const auto gguf = job_spec(parse_recipe(merge + "format: gguf\ntype: Q4_K_M\nsplit_max_size: 50GB\n", "r.yaml"));
+  EXPECT_EQ(gguf.format, OutputFormat::kGguf);
+  EXPECT_EQ(gguf.gguf_type, GgufFileType::kQ4_K_M);
+  EXPECT_EQ(gguf.gguf_split_bytes, 50'000'000'000u);
+  const Recipe exported = parse_recipe("kind: export\ntarget: c\noutput: c.gguf\ntype: q8_0\n", "r.yaml");
+  EXPECT_EQ(job_spec(exported).format, OutputFormat::kGguf);
+  EXPECT_EQ(recipe_yaml(exported), "kind: export\ntarget: c\noutput: c.gguf\nmax_shard_size: 5GB\ntype: q8_0\n");
+  const auto usage_error = [](const std::string& text, const std::string& needle) {
+    try {
+      job_spec(parse_recipe(text, "r.yaml"));
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  usage_error(merge + "format: gguf\n", "needs its type");
+  usage_error(merge + "format: gguf\ntype: q2_k\n", "is not f32, f16, bf16, q8_0 or q4_k_m");
+  usage_error(merge + "type: q8_0\n", "are for GGUF output");
+  usage_error(merge + "format: onnx\n", "not safetensors or gguf");
 }
 
 TEST(Recipe, RulesAndWeightsFromTheCommandLine) {

@@ -1,0 +1,222 @@
+// GGUF through the real CLI, proved with llama.cpp itself: rvec export-gguf
+// and rvec merge --format gguf write files that llama.cpp (node-llama-cpp's
+// prebuilt CPU build, tests/gguf/npm) loads and runs to exactly the greedy
+// tokens rvec generate produces from the safetensors folder.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "gguf/llama_cpp.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_rvec;
+
+fs::path family(const std::string& member) { return test::source_dir() / "demo" / "family" / member; }
+fs::path stories() { return test::source_dir() / ".." / "shared" / "data" / "stories260K"; }
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::vector<int32_t> rvec_greedy(const fs::path& model, const std::string& ids, size_t count) {
+  const auto r = run_rvec("generate " + q(model) + " --ids " + ids + " -n " + std::to_string(count) + " --json --threads 1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return nlohmann::json::parse(r.output.substr(r.output.find('{'))).at("ids").get<std::vector<int32_t>>();
+}
+
+std::vector<int32_t> llama_greedy(const fs::path& gguf, const std::vector<int32_t>& prompt, size_t count) {
+  std::string error;
+  const auto ids = test::llama_generate(gguf.string(), prompt, count, &error);
+  EXPECT_TRUE(ids.has_value()) << error;
+  return ids.value_or(std::vector<int32_t>{});
+}
+
+void export_gguf(const fs::path& model, const fs::path& out, const std::string& type, const std::string& extra = "") {
+  const auto r = run_rvec("export-gguf " + q(model) + " -o " + q(out) + " --type " + type + " -q " + extra);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+}
+
+// A copy of `model` with every tensor rounded to `dtype`: target + 0 * (target - target).
+fs::path rounded_copy(const fs::path& model, const std::string& dtype, const fs::path& out) {
+  const auto r = run_rvec("merge --pre " + q(model) + " --post " + q(model) + " --target " + q(model) + " -w 0 --dtype " +
+                          dtype + " -o " + q(out) + " -q");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return out;
+}
+
+class GgufLlamaCpp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = test::skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(GgufLlamaCpp, DemoFamilyRunsInLlamaCppToRvecsGreedyTokens) {
+  for (const std::string member : {"target", "post"}) {
+    for (const auto& [dtype, type] : {std::pair{"F32", "f32"}, std::pair{"F16", "f16"}, std::pair{"BF16", "bf16"}}) {
+      const fs::path folder = rounded_copy(family(member), dtype, dir_ / (member + dtype));
+      const fs::path gguf = dir_ / (member + "-" + type + ".gguf");
+      export_gguf(folder, gguf, type);
+      const auto expected = rvec_greedy(folder, "404,405", 24);
+      EXPECT_EQ(llama_greedy(gguf, {404, 405}, 24), expected) << member << " " << type;
+    }
+  }
+}
+
+TEST_F(GgufLlamaCpp, Stories260KRunsInLlamaCppToTheGoldenTokens) {
+  if (!fs::exists(stories())) GTEST_SKIP() << "../shared/data/stories260K is absent";
+  const auto golden = nlohmann::json::parse(test::read_file(stories() / "expected.json"))["greedy_ids"].get<std::vector<int32_t>>();
+  for (const auto& [dtype, type] : {std::pair{"F32", "f32"}, std::pair{"F16", "f16"}, std::pair{"BF16", "bf16"}}) {
+    const fs::path folder = rounded_copy(stories(), dtype, dir_ / dtype);
+    const fs::path gguf = dir_ / (std::string(type) + ".gguf");
+    export_gguf(folder, gguf, type);
+    EXPECT_EQ(llama_greedy(gguf, {1}, 60), rvec_greedy(folder, "1", 60)) << type;
+  }
+  const fs::path f32 = dir_ / "direct.gguf";
+  export_gguf(stories(), f32, "f32");
+  EXPECT_EQ(llama_greedy(f32, {1}, 200), std::vector<int32_t>(golden.begin() + 1, golden.end()));
+}
+
+TEST_F(GgufLlamaCpp, QuantisedFilesLoadAndRun) {
+  for (const std::string type : {"q8_0", "q4_k_m"}) {
+    for (const fs::path& model : {family("target"), stories()}) {
+      if (!fs::exists(model)) continue;
+      const fs::path gguf = dir_ / (model.filename().string() + "-" + type + ".gguf");
+      export_gguf(model, gguf, type);
+      EXPECT_TRUE(test::ggml()->accepts_gguf(gguf.c_str())) << gguf;
+      EXPECT_FALSE(llama_greedy(gguf, {1}, 8).empty()) << gguf;
+    }
+  }
+}
+
+TEST_F(GgufLlamaCpp, SplitFilesLoadFromTheFirst) {
+  const fs::path whole = dir_ / "whole.gguf", split = dir_ / "split.gguf";
+  export_gguf(family("target"), whole, "f32");
+  export_gguf(family("target"), split, "f32", "--split-max-size 150kB");
+  EXPECT_FALSE(fs::exists(split));
+  EXPECT_TRUE(fs::exists(dir_ / "split-00001-of-00004.gguf"));
+  EXPECT_TRUE(fs::exists(dir_ / "split-00004-of-00004.gguf"));
+  EXPECT_EQ(llama_greedy(dir_ / "split-00001-of-00004.gguf", {404, 405}, 16), llama_greedy(whole, {404, 405}, 16));
+}
+
+// Writing the merge as GGUF in its one read pass gives the bytes of exporting
+// the F32 safetensors merge: both round (or quantise) the f32 result once.
+TEST(GgufCli, MergeAsGgufEqualsExportOfTheSafetensorsMerge) {
+  test::TempDir dir;
+  const std::string inputs = "--pre " + q(family("pre")) + " --post " + q(family("post")) + " --target " + q(family("target"));
+  const auto safetensors = run_rvec("merge " + inputs + " -w 0.5,1 --dtype F32 -o " + q(dir / "st") + " -q");
+  ASSERT_EQ(safetensors.exit_code, 0) << safetensors.output;
+  for (const std::string type : {"f32", "f16", "bf16", "q8_0", "q4_k_m"}) {
+    const auto direct = run_rvec("merge " + inputs + " -w 0.5,1 --format gguf --type " + type + " -o " + q(dir / type) + " -q");
+    ASSERT_EQ(direct.exit_code, 0) << direct.output;
+    for (const std::string w : {"w0.5", "w1"}) {
+      export_gguf(dir / "st" / w, dir / ("export-" + type) / (w + ".gguf"), type);
+      EXPECT_EQ(test::read_file(dir / type / (w + ".gguf")), test::read_file(dir / ("export-" + type) / (w + ".gguf")))
+          << type << " " << w;
+    }
+  }
+  const auto inspect = run_rvec("inspect --json " + q(dir / "q8_0" / "w0.5.gguf"));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const auto j = nlohmann::json::parse(inspect.output);
+  EXPECT_EQ(j["metadata"]["general.name"], "w0.5");
+  EXPECT_EQ(j["metadata"]["general.rvec.w"], "0.5");
+  EXPECT_EQ(j["metadata"]["general.rvec.formula"], "target + w * (post - pre)");
+  EXPECT_EQ(j["metadata"]["general.rvec.inputs.post"], "post");
+  EXPECT_EQ(j["metadata"]["general.file_type"], 7);
+  EXPECT_EQ(j["metadata"]["tokenizer.ggml.pre"], "qwen2");
+  EXPECT_EQ(j["metadata"]["tokenizer.ggml.tokens"]["count"], 407);
+  EXPECT_EQ(j["types"]["Q8_0"]["tensors"], 15);
+}
+
+// A merge method over several vectors writes GGUF in the same pass, equal to
+// the export of its safetensors merge, and records every input by role.
+TEST(GgufCli, SeveralVectorsByAMethodAsGgufEqualExportOfTheSafetensorsMerge) {
+  test::TempDir dir;
+  const auto recipe = [&](const std::string& output, const std::string& format) {
+    return "target: " + family("target").string() + "\nweights: [1]\noutput: " + (dir / output).string() +
+           "\nmethod: dare_ties\nparams: {density: 0.5, seed: 3}\n" + format + "vectors:\n  - {pre: " +
+           family("pre").string() + ", post: " + family("post").string() + ", weight: 0.5}\n  - {pre: " +
+           family("pre").string() + ", post: " + family("target").string() + ", weight: 0.5}\n";
+  };
+  test::write_file(dir / "st.yaml", recipe("st", "dtype: F32\n"));
+  fs::create_directories(dir / "direct");
+  test::write_file(dir / "gguf.yaml", recipe("direct/st.gguf", "format: gguf\ntype: q8_0\n"));
+  for (const std::string name : {"st.yaml", "gguf.yaml"}) {
+    const auto r = run_rvec("run -q " + q(dir / name));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  export_gguf(dir / "st", dir / "export.gguf", "q8_0");
+  EXPECT_TRUE(test::read_file(dir / "direct" / "st.gguf") == test::read_file(dir / "export.gguf"));
+  const auto inspect = run_rvec("inspect --json " + q(dir / "direct" / "st.gguf"));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const auto meta = nlohmann::json::parse(inspect.output)["metadata"];
+  EXPECT_EQ(meta["general.rvec.formula"], "target + w * dare_ties(post 1 - pre 1, post 2 - pre 2)");
+  EXPECT_EQ(meta["general.rvec.inputs.post_2"], "target");
+  EXPECT_EQ(meta["general.rvec.inputs.pre_1"], "pre");
+}
+
+// A killed export leaves nothing at the destination; the same command resumes
+// from the verified files and ends with the bytes of an uninterrupted run.
+TEST(GgufCli, AKilledSplitExportResumesToTheSameBytes) {
+  test::TempDir dir;
+  const std::string common = " export-gguf " + q(family("target")) + " --type q8_0 --split-max-size 40kB -o ";
+  const auto whole = run_rvec(common.substr(1) + q(dir / "a" / "m.gguf") + " -q");
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=2 " + std::string(RVEC_CLI_PATH) + common +
+                                      q(dir / "b" / "m.gguf") + " -q");
+  EXPECT_NE(killed.exit_code, 0);
+  std::vector<std::string> visible;
+  for (const auto& e : fs::directory_iterator(dir / "b")) visible.push_back(e.path().filename().string());
+  EXPECT_EQ(visible, std::vector<std::string>{".m.gguf.rvec-partial"});
+  const auto resumed = run_rvec(common.substr(1) + q(dir / "b" / "m.gguf"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("2 verified shard(s) reused"), std::string::npos) << resumed.output;
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir / "a")) {
+    ++files;
+    EXPECT_EQ(test::read_file(e.path()), test::read_file(dir / "b" / e.path().filename())) << e.path();
+  }
+  EXPECT_GT(files, 2u);
+  EXPECT_FALSE(fs::exists(dir / "b" / ".m.gguf.rvec-partial"));
+}
+
+TEST(GgufCli, BadRequestsAndBadFilesGetOneClearLine) {
+  test::TempDir dir;
+  const auto refuses = [](const std::string& args, int code, const std::string& message) {
+    const auto r = run_rvec(args);
+    EXPECT_EQ(r.exit_code, code) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+  };
+  refuses("export-gguf " + q(family("target")) + " -o " + q(dir / "x") + " --type f16", 2, "name it *.gguf");
+  refuses("export-gguf " + q(family("target")) + " -o " + q(dir / "x.gguf") + " --type q3_k", 2, "not f32, f16, bf16");
+  refuses("merge --pre " + q(family("pre")) + " --post " + q(family("post")) + " --target " + q(family("target")) +
+              " -w 1 --format gguf --type f16 --dtype F16 -o " + q(dir / "m.gguf"),
+          2, "a GGUF output takes --type");
+  export_gguf(family("target"), dir / "t.gguf", "f16");
+  refuses("export-gguf " + q(family("target")) + " -o " + q(dir / "t.gguf") + " --type f16", 2, "already exists");
+
+  // An architecture and a pre-tokenizer llama.cpp would not get right are refused.
+  fs::copy(family("target"), dir / "odd");
+  auto config = nlohmann::json::parse(test::read_file(dir / "odd" / "config.json"));
+  config["architectures"] = {"Qwen3ForCausalLM"};
+  test::write_file(dir / "odd" / "config.json", config.dump());
+  refuses("export-gguf " + q(dir / "odd") + " -o " + q(dir / "odd.gguf") + " --type f16", 2, "Qwen3ForCausalLM");
+  config["architectures"] = {"Qwen2ForCausalLM"};
+  test::write_file(dir / "odd" / "config.json", config.dump());
+  auto tokenizer = nlohmann::json::parse(test::read_file(dir / "odd" / "tokenizer.json"));
+  tokenizer["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\s+";
+  test::write_file(dir / "odd" / "tokenizer.json", tokenizer.dump());
+  refuses("export-gguf " + q(dir / "odd") + " -o " + q(dir / "odd.gguf") + " --type f16", 4, "pre-tokenizer");
+  EXPECT_FALSE(fs::exists(dir / "odd.gguf"));
+
+  // A truncated file is refused by inspect, naming the tensor.
+  const std::string bytes = test::read_file(dir / "t.gguf");
+  test::write_file(dir / "cut.gguf", bytes.substr(0, bytes.size() - 100));
+  refuses("inspect " + q(dir / "cut.gguf"), 4, "runs past the end of the file");
+}
+
+}  // namespace
+}  // namespace rvec
