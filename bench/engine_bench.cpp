@@ -6,7 +6,8 @@
 // (memcpy bandwidth is printed too; the floor uses the read rate because a
 // decode step only reads weights.)
 //
-// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode]
+// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]
+// (compare: one JSON line with the three rates of bench/engine_vs_llamacpp.sh)
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
 
@@ -77,23 +78,24 @@ double read_bandwidth(rvec::ThreadPool& pool) {
   return 4.0 * static_cast<double>(floats) / best;
 }
 
-// Decode tokens/s with `batch` sequences (the first step, which processes the
-// prompts, is not counted).
-Rate decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
+// Greedy decoding of `batch` sequences (prompts of 16 ids, 100 + 37 i + t),
+// up to `tokens` new tokens each. Without the prefill, the first step (the
+// prompts and each sequence's first token) is neither timed nor counted.
+Rate decode_rate(rvec::Transformer& model, size_t batch, size_t tokens, bool with_prefill) {
   rvec::Batcher batcher(model, nullptr, batch, 4096);
   for (size_t i = 0; i < batch; ++i) {
     rvec::GenerationRequest r;
     for (int t = 0; t < 16; ++t) r.prompt.push_back(static_cast<TokenId>(100 + 37 * i + t));
-    r.max_tokens = steps + 1;
+    r.max_tokens = tokens;
     batcher.add(std::move(r));
   }
-  batcher.step();
+  if (!with_prefill) batcher.step();
   const auto start = Clock::now();
   const double cpu_start = cpu_seconds();
-  size_t tokens = 0;
-  while (!batcher.idle()) tokens += batcher.step().size();
-  const double done = static_cast<double>(tokens);
-  return {done / seconds_since(start), done / (cpu_seconds() - cpu_start)};
+  size_t done = 0;
+  while (!batcher.idle()) done += batcher.step().size();
+  const double count = static_cast<double>(done);
+  return {count / seconds_since(start), count / (cpu_seconds() - cpu_start)};
 }
 
 Rate prompt_rate(rvec::Transformer& model, size_t length) {
@@ -119,13 +121,20 @@ void print_prompt_rate(rvec::Transformer& model) {
 
 int main(int argc, char** argv) {
   const std::string what = argc > 3 ? argv[3] : "all";
-  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode")) {
-    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode]\n");
+  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode" && what != "compare")) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]\n");
     return 2;
   }
   try {
     rvec::ThreadPool pool(argc > 2 ? std::stoul(argv[2]) : rvec::default_thread_count());
     auto model = rvec::Transformer::load(argv[1], pool);
+    if (what == "compare") {  // the rates bench/llamacpp_bench.mjs measures for llama.cpp
+      const double decode1 = decode_rate(*model, 1, 64, false).per_second;
+      const double prompt512 = prompt_rate(*model, 512).per_second;
+      const double decode8 = decode_rate(*model, 8, 32, true).per_second;
+      fmt::print("{{\"decode1\": {:.3f}, \"prompt512\": {:.3f}, \"decode8\": {:.3f}}}\n", decode1, prompt512, decode8);
+      return 0;
+    }
     if (what == "prompt") {
       fmt::print("threads {}  ", pool.size());
       print_prompt_rate(*model);
@@ -141,7 +150,7 @@ int main(int argc, char** argv) {
     fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10} {:>14}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor",
                "tok/CPU s");
     for (const size_t batch : {1, 8, 32}) {
-      const Rate rate = decode_rate(*model, batch, batch == 1 ? 16 : 8);
+      const Rate rate = decode_rate(*model, batch, batch == 1 ? 17 : 9, false);
       const double step_ms = 1e3 * static_cast<double>(batch) / rate.per_second;
       const double floor_rate = static_cast<double>(batch) / floor_s;
       fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x {:>14.1f}\n", batch, rate.per_second, step_ms,
