@@ -2,7 +2,8 @@
 # rvec merge versus the raw I/O floor, measured in the same run on the same files.
 #
 #   bench/merge_bench.sh SHAPE K [K ...]      e.g. bench/merge_bench.sh 1.5b 1 4
-#   bench/merge_bench.sh methods SHAPE        every merge method against task arithmetic (K = 1, warm)
+#   bench/merge_bench.sh methods SHAPE [T]    every merge method against task arithmetic (K = 1, warm,
+#                                             --threads T, default 1)
 #
 # Two floors, measured in the same run on the same files: the overlapped one
 # (the three inputs read with `cat` while K copies of the target's bytes are
@@ -19,6 +20,7 @@ mode=weights
 if [[ "$1" == methods ]]; then mode=methods; shift; fi
 shape="$1"; shift
 ks=("$@")
+threads="${1:-1}"  # methods mode: its optional second argument
 rvec=build/rvec
 data="${RVEC_BENCH_DIR:-bench-data}"
 fam="$data/$shape"
@@ -83,8 +85,8 @@ methods() {
   local f ta=""
   cat "$fam"/*/*.safetensors >/dev/null
   f=$(floor_overlapped 1)
-  printf "| shape | method | statistics passes | rvec s | vs task_arithmetic | vs floor | peak RSS MiB | rchar GB |\n"
-  printf "|---|---|---|---|---|---|---|---|\n"
+  printf "| shape | method | threads | statistics passes | rvec s | vs task_arithmetic | vs floor | peak RSS MiB | rchar GB |\n"
+  printf "|---|---|---|---|---|---|---|---|---|\n"
   for method in task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs; do
     local best="" rss="" rchar="" passes
     passes=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" --method "$method" \
@@ -93,7 +95,7 @@ methods() {
       rm -rf "$out"
       cat "$fam"/*/*.safetensors >/dev/null
       /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
-        -w 1 -o "$out" --method "$method" --json -q > "$data/result.json"
+        -w 1 -o "$out" --method "$method" --threads "$threads" --json -q > "$data/result.json"
       local secs
       secs=$(python3 -c "import json;print(json.load(open('$data/result.json'))['seconds'])")
       if [[ -z "$best" ]] || (( $(echo "$secs < $best" | bc -l) )); then
@@ -104,11 +106,11 @@ methods() {
     done
     rm -rf "$out"
     [[ -z "$ta" ]] && ta=$best
-    python3 - "$shape" "$method" "$passes" "$best" "$ta" "$f" "$rss" "$rchar" <<'PY'
+    python3 - "$shape" "$method" "$threads" "$passes" "$best" "$ta" "$f" "$rss" "$rchar" <<'PY'
 import sys
-shape, method, passes, secs, ta, floor, rss, rchar = sys.argv[1:]
+shape, method, threads, passes, secs, ta, floor, rss, rchar = sys.argv[1:]
 secs, ta, floor = float(secs), float(ta), float(floor)
-print(f"| {shape} | {method} | {passes} | {secs:.1f} | {secs/ta:.2f} | {secs/floor:.2f} | {int(rss)/1024:.0f} | {int(rchar)/1e9:.2f} |")
+print(f"| {shape} | {method} | {threads} | {passes} | {secs:.1f} | {secs/ta:.2f} | {secs/floor:.2f} | {int(rss)/1024:.0f} | {int(rchar)/1e9:.2f} |")
 PY
   done
 }

@@ -32,15 +32,15 @@ Regex::~Regex() = default;
 Regex::Regex(Regex&&) noexcept = default;
 Regex& Regex::operator=(Regex&&) noexcept = default;
 
-std::optional<Match> Regex::find(std::string_view subject, size_t start) const {
-  return find_group(subject, start, 0);
+std::optional<Match> Regex::find(std::string_view subject, size_t start, Utf8 utf8) const {
+  return find_group(subject, start, 0, utf8);
 }
 
-std::optional<Match> Regex::find_group(std::string_view subject, size_t start, int group) const {
+std::optional<Match> Regex::find_group(std::string_view subject, size_t start, int group, Utf8 utf8) const {
   using MatchData = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>;
   MatchData data(pcre2_match_data_create_from_pattern(compiled_->code, nullptr), &pcre2_match_data_free);
   const int rc = pcre2_match(compiled_->code, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), start,
-                             0, data.get(), nullptr);
+                             utf8 == Utf8::kChecked ? PCRE2_NO_UTF_CHECK : 0, data.get(), nullptr);
   if (rc == PCRE2_ERROR_NOMATCH) return std::nullopt;
   if (rc < 0) {
     PCRE2_UCHAR message[256];

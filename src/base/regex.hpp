@@ -14,6 +14,14 @@
 
 namespace rvec {
 
+// Whether a search checks that its subject is well-formed UTF-8 (an error
+// naming the pattern if not). PCRE2 checks the subject from the start offset
+// to its end on every call, so a loop of searches over one long subject is
+// quadratic unless the caller checked it once (base/text.hpp:
+// first_invalid_utf8) and says so with kChecked. A subject passed as kChecked
+// that is not valid UTF-8 is undefined behaviour inside PCRE2.
+enum class Utf8 { kCheck, kChecked };
+
 struct Match {
   size_t begin = 0;
   size_t end = 0;
@@ -28,9 +36,9 @@ class Regex {
   Regex& operator=(Regex&&) noexcept;
 
   // First match starting at or after byte `start` of `subject` (valid UTF-8).
-  std::optional<Match> find(std::string_view subject, size_t start = 0) const;
+  std::optional<Match> find(std::string_view subject, size_t start = 0, Utf8 utf8 = Utf8::kCheck) const;
   // Like find(), also returning capture group `group` (empty Match if it did not take part).
-  std::optional<Match> find_group(std::string_view subject, size_t start, int group) const;
+  std::optional<Match> find_group(std::string_view subject, size_t start, int group, Utf8 utf8 = Utf8::kCheck) const;
   bool matches_somewhere(std::string_view subject) const { return find(subject).has_value(); }
   const std::string& pattern() const { return pattern_; }
 

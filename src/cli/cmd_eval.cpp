@@ -36,6 +36,7 @@ struct EvalCli {
   EvalOptions options;
   std::string choices, prompt, stop;
   std::string mode = "strict";
+  std::string score = "generate";
   double w = std::numeric_limits<double>::quiet_NaN();
   bool json = false;
 };
@@ -43,6 +44,7 @@ struct EvalCli {
 void run_eval_cli(EvalCli& c) {
   EvalOptions& o = c.options;
   o.mode = mode_from(c.mode);
+  o.score = c.score == "generate" ? "" : c.score;
   if (!c.choices.empty()) {
     size_t at = 0;
     while (at <= c.choices.size()) {
@@ -242,7 +244,7 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   e->add_option("--question-field", o.fields.question, "Question field (default: problem, else question)");
   e->add_option("--answer-field", o.fields.answer, "Answer field")->capture_default_str();
   e->add_option("--id-field", o.fields.id, "Id field (default: the line number when absent)")->capture_default_str();
-  e->add_option("--choices", ev->choices, "Multiple choice: option fields, comma separated (e.g. A,B,C,D)");
+  e->add_option("--choices", ev->choices, "Multiple choice: option fields, comma separated (e.g. A,B,C,D), or one field that holds a list of options");
   e->add_option("-k,--samples", o.samples, "Samples per problem")->capture_default_str();
   e->add_option("--temperature", o.client.temperature, "Sent explicitly")->capture_default_str();
   e->add_option("--top-p", o.client.top_p, "Sent explicitly")->capture_default_str();
@@ -263,6 +265,11 @@ void add_eval_commands(CLI::App& app, int& exit_code) {
   e->add_option("--retries", o.client.retries, "Retries on 429/5xx/connection errors")->capture_default_str();
   e->add_option("--retry-base-ms", o.client.retry_base_ms, "First backoff; doubles per retry")->capture_default_str();
   e->add_option("--mode", ev->mode, "Live grading mode: strict, lenient or substring")->capture_default_str();
+  e->add_option("--score", ev->score,
+                "generate (the model writes an answer), or for --choices: logprob (the option with the highest "
+                "log-likelihood after the prompt, via /v1/completions echo + logprobs) or logprob_per_byte (per UTF-8 "
+                "byte of the option, lm-eval-harness's acc_norm)")
+      ->capture_default_str();
   e->add_flag("--json", ev->json, "Print a JSON summary (no progress bar)");
   e->footer(
       "Example:\n"

@@ -262,6 +262,20 @@ void add_gguf_options(CLI::App* cmd, Recipe& r, bool gguf_only) {
                   "GGUF: split into NAME-0000k-of-0000n.gguf files of at most this much tensor data (e.g. 50GB)");
 }
 
+// --dry-run, --json and -q, as every merge-like command takes them.
+void add_output_flags(CLI::App* cmd, RunFlags& flags, const std::string& dry_run_help) {
+  cmd->add_flag("--dry-run", flags.dry_run, dry_run_help);
+  cmd->add_flag("--json", flags.json, "Print the plan or the result as JSON");
+  cmd->add_flag("-q,--quiet", flags.quiet, "No progress bar or summary");
+}
+
+// --threads: compute threads; the bytes written do not depend on it.
+void add_threads_option(CLI::App* cmd, RunFlags& flags) {
+  cmd->add_option("--threads", flags.threads, "Threads that compute: output files at once, and the threads left over run later tensors' statistics passes ahead (the bytes do not depend on it)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
+}
+
 void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool with_rules) {
   if (with_weights) {
     cmd->add_option("-w,--weights", o.weights, "Weight(s) w, comma-separated: -w 0.5 or -w 0.25,0.5,0.75,1")
@@ -280,17 +294,13 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
     cmd->add_option("--layers", o.layers, "A-B=FACTOR: multiply w by FACTOR for layers A..B (repeatable)");
     o.method.add_to(cmd, false);
   }
-  cmd->add_option("--threads", o.flags.threads, "Output files written at once (the bytes do not depend on it)")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 64u));
-  cmd->add_flag("--dry-run", o.flags.dry_run, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
+  add_threads_option(cmd, o.flags);
+  add_output_flags(cmd, o.flags, "Print the plan (tensors, rules, bytes, disk room) and write nothing");
   cmd->add_flag("--overwrite", o.recipe.overwrite, "Replace existing output folders");
   cmd->add_option("--max-nonfinite", o.recipe.max_nonfinite,
                   "Stop once an output holds more than N values that became NaN or Inf from finite inputs (an "
                   "overflowing weight); default 0")
       ->capture_default_str();
-  cmd->add_flag("--json", o.flags.json, "Print the plan or the result as JSON");
-  cmd->add_flag("-q,--quiet", o.flags.quiet, "No progress bar or summary");
   cmd->add_flag("--stats", o.flags.stats,
                 "Also print where the time went: reading, computing, waiting for the writer, the writer's appends, "
                 "syncing (always in --json as \"stages\")");
@@ -337,7 +347,10 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   m->footer(std::string(kSemantics) +
             "\nExamples:\n"
             "  rvec merge --pre Qwen2.5-32B-Instruct --post s1-32B --target EZO-32B -w 0.25,0.5,0.75,1 -o sweep\n"
-            "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run");
+            "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run\n"
+            "  rvec merge --pre P --post Q --target T -w 0.5,1 -o out --method ties --density 0.2\n"
+            "Methods other than task_arithmetic trim the vector first (exact top-k, or DARE's seeded drops);\n"
+            "docs/merging.md gives their exact formulas. Several vectors: a recipe's vectors: list (rvec run).");
   m->callback([merge, &exit_code] {
     merge->recipe.kind = JobKind::kMerge;
     merge->recipe.weights = parse_weight_list(merge->weights);
@@ -383,10 +396,8 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   x->add_option("model", exp->recipe.target, "The model folder (Qwen2 or Llama, safetensors)")->required();
   x->add_option("-o,--output", exp->recipe.output, "The .gguf file to write")->required();
   add_gguf_options(x, exp->recipe, true);
-  x->add_flag("--dry-run", exp->flags.dry_run, "Print the plan (tensors, types, bytes) and write nothing");
+  add_output_flags(x, exp->flags, "Print the plan (tensors, types, bytes) and write nothing");
   x->add_flag("--overwrite", exp->recipe.overwrite, "Replace an existing output");
-  x->add_flag("--json", exp->flags.json, "Print the plan or the result as JSON");
-  x->add_flag("-q,--quiet", exp->flags.quiet, "No progress bar or summary");
   x->footer(
       "Tensor names, types, the Llama q/k row order and the metadata (hyperparameters, tokenizer, chat template)\n"
       "follow llama.cpp's convert_hf_to_gguf.py and, for q4_k_m, llama-quantize; differences: docs/gguf.md.\n"
@@ -404,13 +415,9 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->add_option("recipe", run->recipe, "Recipe file (see docs/merging.md; every output stores its own) or mergekit config")
       ->required();
   r->add_option("-o,--output", run->output, "Output folder: required for a mergekit config; replaces a recipe's output");
-  r->add_flag("--dry-run", run->flags.dry_run, "Print the plan and write nothing");
-  r->add_flag("--json", run->flags.json, "Print the plan or the result as JSON");
-  r->add_flag("-q,--quiet", run->flags.quiet, "No progress bar or summary");
+  add_output_flags(r, run->flags, "Print the plan and write nothing");
   r->add_flag("--stats", run->flags.stats, "Also print where the time went (see rvec merge --help)");
-  r->add_option("--threads", run->flags.threads, "Output files written at once (the bytes do not depend on it)")
-      ->capture_default_str()
-      ->check(CLI::Range(1u, 64u));
+  add_threads_option(r, run->flags);
   r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,
                                                .pre = "Qwen2.5-32B-Instruct",
                                                .post = "s1-32B",

@@ -1,6 +1,7 @@
 #include "engine/batcher.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "base/error.hpp"
 
@@ -48,6 +49,8 @@ struct Batcher::Sequence {
   size_t generated = 0;
   std::string text;    // decoded so far, stop strings not yet cut
   size_t emitted = 0;  // bytes of text already handed out
+  std::vector<PositionLogprobs> prompt_logprobs;  // gathered while the prompt runs
+  std::string failure;  // why scoring the prompt failed (non-finite logits)
 };
 
 Batcher::Batcher(Transformer& model, std::shared_ptr<const Tokenizer> tokenizer, size_t max_batch,
@@ -64,7 +67,9 @@ uint64_t Batcher::add(GenerationRequest request) {
   if (request.prompt.size() >= max_context_) {
     fail(ErrorKind::kUsage, "the prompt has {} tokens; the context holds {}", request.prompt.size(), max_context_);
   }
-  if (request.max_tokens == 0) fail(ErrorKind::kUsage, "max_tokens must be at least 1");
+  if (request.max_tokens == 0 && !request.prompt_logprobs) {
+    fail(ErrorKind::kUsage, "max_tokens must be at least 1");
+  }
   if (request.max_tokens > max_context_ - request.prompt.size()) {  // no overflow: the prompt fits
     fail(ErrorKind::kUsage, "the prompt ({} tokens) plus max_tokens ({}) exceeds the context of {} tokens",
          request.prompt.size(), request.max_tokens, max_context_);
@@ -76,7 +81,7 @@ uint64_t Batcher::add(GenerationRequest request) {
   }
   const Sampler sampler(request.sampling);
   auto seq = std::make_unique<Sequence>(
-      Sequence{next_id_++, std::move(request), model_.new_cache(), sampler, std::nullopt, {}, 0, {}, 0});
+      Sequence{next_id_++, std::move(request), model_.new_cache(), sampler, std::nullopt, {}, 0, {}, 0, {}, {}});
   seq->pending = seq->request.prompt;
   if (tokenizer_) seq->decoder.emplace(*tokenizer_, true);
   waiting_.push_back(std::move(seq));
@@ -121,41 +126,77 @@ void Batcher::finish_text(Sequence& seq, std::string piece, GenerationEvent& eve
   seq.emitted = ready;
 }
 
+std::string Batcher::broken_model(const NonFiniteLogits& e, size_t position) const {
+  return fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic overflows",
+                     model_.folder(), e.what(), position);
+}
+
+// The logits after prompt[token] score prompt[token + 1].
+void Batcher::score_prompt(Sequence& seq, size_t token, std::span<const float> logits) {
+  if (!seq.failure.empty()) return;
+  try {
+    seq.prompt_logprobs.push_back(position_logprobs(logits, seq.request.prompt[token + 1], seq.request.top_logprobs));
+  } catch (const NonFiniteLogits& e) {
+    seq.failure = broken_model(e, token + 1);
+  }
+}
+
+// The event of one sequence after a forward pass whose logits for it are `logits`.
+GenerationEvent Batcher::next_token(Sequence& seq, std::span<const float> logits) {
+  GenerationEvent event;
+  event.id = seq.id;
+  event.prompt_logprobs = std::exchange(seq.prompt_logprobs, {});
+  try {
+    if (!seq.failure.empty()) {
+      event.error = seq.failure;
+    } else if (seq.request.max_tokens > 0) {
+      event.token = seq.sampler.sample(logits);
+    }
+  } catch (const NonFiniteLogits& e) {
+    event.error = broken_model(e, seq.cache.length());
+  }
+  if (!event.error.empty()) {
+    event.finish = FinishReason::kError;
+    return event;
+  }
+  if (event.token < 0) {  // max_tokens 0: the prompt is scored, nothing is generated
+    event.finish = FinishReason::kLength;
+    return event;
+  }
+  ++seq.generated;
+  seq.pending.assign(1, event.token);
+  const auto& stop_tokens = seq.request.stop_tokens;
+  const bool stop_token = std::find(stop_tokens.begin(), stop_tokens.end(), event.token) != stop_tokens.end();
+  if (seq.request.logprobs && !stop_token) event.logprobs = position_logprobs(logits, event.token, seq.request.top_logprobs);
+  std::string piece;
+  if (seq.decoder && !stop_token) piece = seq.decoder->push(event.token);
+  if (stop_token) event.finish = FinishReason::kStop;
+  const bool out_of_room = seq.generated >= seq.request.max_tokens || seq.cache.length() >= max_context_;
+  if (event.finish == FinishReason::kNone && out_of_room) event.finish = FinishReason::kLength;
+  if (event.finish == FinishReason::kLength && seq.decoder) seq.decoder->cut();
+  if (event.finish == FinishReason::kStop && seq.decoder) piece += seq.decoder->finish();
+  finish_text(seq, std::move(piece), event);
+  return event;
+}
+
 std::vector<GenerationEvent> Batcher::step() {
   admit();
   std::vector<GenerationEvent> events;
   if (running_.empty()) return events;
   std::vector<ForwardItem> items;
-  for (auto& seq : running_) items.push_back({&seq->cache, seq->pending});
-  model_.forward(items, logits_);
+  bool scoring = false;
+  for (auto& seq : running_) {
+    const bool score = seq->request.prompt_logprobs && seq->cache.length() == 0;
+    items.push_back({&seq->cache, seq->pending, score});
+    scoring = scoring || score;
+  }
+  const EarlierLogits earlier = [&](size_t item, size_t token, std::span<const float> logits) {
+    score_prompt(*running_[item], token, logits);
+  };
+  model_.forward(items, logits_, scoring ? earlier : EarlierLogits());
   const size_t vocab = model_.config().vocab;
   for (size_t i = 0; i < running_.size(); ++i) {
-    Sequence& seq = *running_[i];
-    GenerationEvent event;
-    event.id = seq.id;
-    try {
-      event.token = seq.sampler.sample(std::span(logits_).subspan(i * vocab, vocab));
-    } catch (const NonFiniteLogits& e) {
-      event.finish = FinishReason::kError;
-      event.error = fmt::format("{}: {} at position {}; its weights hold NaN or Inf values, or its arithmetic "
-                                "overflows",
-                                model_.folder(), e.what(), seq.cache.length());
-      events.push_back(std::move(event));
-      continue;
-    }
-    ++seq.generated;
-    seq.pending.assign(1, event.token);
-    const auto& stop_tokens = seq.request.stop_tokens;
-    const bool stop_token = std::find(stop_tokens.begin(), stop_tokens.end(), event.token) != stop_tokens.end();
-    std::string piece;
-    if (seq.decoder && !stop_token) piece = seq.decoder->push(event.token);
-    if (stop_token) event.finish = FinishReason::kStop;
-    const bool out_of_room = seq.generated >= seq.request.max_tokens || seq.cache.length() >= max_context_;
-    if (event.finish == FinishReason::kNone && out_of_room) event.finish = FinishReason::kLength;
-    if (event.finish == FinishReason::kLength && seq.decoder) seq.decoder->cut();
-    if (event.finish == FinishReason::kStop && seq.decoder) piece += seq.decoder->finish();
-    finish_text(seq, std::move(piece), event);
-    events.push_back(std::move(event));
+    events.push_back(next_token(*running_[i], std::span(logits_).subspan(i * vocab, vocab)));
   }
   std::erase_if(running_, [&](const auto& seq) {
     return std::any_of(events.begin(), events.end(),

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/logprobs.hpp"
 #include "engine/sampler.hpp"
 #include "engine/transformer.hpp"
 #include "text/tokenizer.hpp"
@@ -24,9 +25,16 @@ namespace rvec {
 struct GenerationRequest {
   std::vector<TokenId> prompt;
   SamplingParams sampling;
+  // 0: only the prompt runs, to score it (prompt_logprobs must be set); its
+  // one event has no token and finishes with kLength.
   size_t max_tokens = 256;
   std::vector<TokenId> stop_tokens;       // end the answer; not part of the text
   std::vector<std::string> stop_strings;  // end the answer; cut from the text
+  // Log-probabilities (logprobs.hpp) of each answer token, of each prompt
+  // token after the first, and how many alternatives to list at each.
+  bool logprobs = false;
+  bool prompt_logprobs = false;
+  size_t top_logprobs = 0;
 };
 
 // kError: the sequence ended without a token because the model failed on it
@@ -36,10 +44,14 @@ const char* finish_reason_name(FinishReason reason);  // "stop", "length", "erro
 
 struct GenerationEvent {
   uint64_t id = 0;
-  TokenId token = -1;
+  TokenId token = -1;  // -1: no token (max_tokens 0, or kError)
   std::string text;  // text that became final with this token (may be empty)
   FinishReason finish = FinishReason::kNone;
   std::string error;  // with kError: one line naming the model folder
+  // With request.logprobs, for a token that is part of the answer (not a stop token).
+  std::optional<PositionLogprobs> logprobs;
+  // With request.prompt_logprobs, in the sequence's first event: prompt[1], prompt[2], ...
+  std::vector<PositionLogprobs> prompt_logprobs;
 };
 
 class Batcher {
@@ -62,6 +74,9 @@ class Batcher {
   struct Sequence;
   void admit();
   void finish_text(Sequence& seq, std::string piece, GenerationEvent& event);
+  void score_prompt(Sequence& seq, size_t token, std::span<const float> logits);
+  GenerationEvent next_token(Sequence& seq, std::span<const float> logits);
+  std::string broken_model(const NonFiniteLogits& e, size_t position) const;
 
   Transformer& model_;
   std::shared_ptr<const Tokenizer> tokenizer_;

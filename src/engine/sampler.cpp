@@ -7,21 +7,17 @@
 #include "base/error.hpp"
 
 namespace rvec {
-namespace {
-
-void require_finite(std::span<const float> logits) {
-  const auto bad = std::find_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
-  if (bad != logits.end()) throw NonFiniteLogits(static_cast<TokenId>(bad - logits.begin()), *bad);
-}
-
-}  // namespace
-
 // A NaN's sign bit depends on which instruction made it (x86's default NaN is
 // negative), so it is printed as plain "nan".
 NonFiniteLogits::NonFiniteLogits(TokenId token, float value)
     : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})",
                                               std::isnan(value) ? "nan" : fmt::format("{}", value), token)),
       token_(token) {}
+
+void require_finite(std::span<const float> logits) {
+  const auto bad = std::find_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
+  if (bad != logits.end()) throw NonFiniteLogits(static_cast<TokenId>(bad - logits.begin()), *bad);
+}
 
 void validate(const SamplingParams& p) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) {

@@ -38,6 +38,9 @@ class NonFiniteLogits : public Error {
   TokenId token_;
 };
 
+// Throws NonFiniteLogits for the first NaN or infinite logit.
+void require_finite(std::span<const float> logits);
+
 // Throws a usage error naming the bad field (negative temperature, top_p outside (0, 1], ...).
 void validate(const SamplingParams& params);
 

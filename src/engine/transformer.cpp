@@ -93,6 +93,10 @@ class WeightLoader {
 
 // ---- ops on activations ----------------------------------------------------
 
+// Earlier positions whose logits are computed at once (EarlierLogits): one
+// head matmul per block, and at most this many rows of logits in memory.
+constexpr size_t kHeadBlock = 64;
+
 // out[t, :] = x[t, :] * rsqrt(mean(x[t, :]^2) + eps) * weight     x, out: [n, dim]
 void rms_norm(const float* x, const std::vector<float>& weight, float eps, size_t n, float* out) {
   const size_t dim = weight.size();
@@ -139,6 +143,8 @@ struct Transformer::Scratch {
   std::vector<float> gate_up;  // [n, 2 inter]
   std::vector<float> act;      // [n, inter]
   std::vector<float> last;     // [items, hidden]
+  std::vector<float> block;         // [kHeadBlock, hidden] normalised earlier rows
+  std::vector<float> block_logits;  // [kHeadBlock, vocab]
   std::vector<size_t> position;  // [n] position of each token in its sequence
   std::vector<size_t> item;      // [n] which item each token belongs to
   std::vector<size_t> query_tiles;  // first token of each attention task's tile
@@ -255,7 +261,27 @@ void Transformer::run_layer(const Layer& layer, size_t index, std::span<const Fo
   add_in_place(s.x.data(), s.h.data(), n * c.hidden);
 }
 
-void Transformer::forward(std::span<const ForwardItem> items, std::vector<float>& logits) {
+// Logits of every token but the last of each every_position item, a block
+// of rows at a time, handed to `earlier`.
+void Transformer::earlier_logits(std::span<const ForwardItem> items, const EarlierLogits& earlier) {
+  const TransformerConfig& c = config_;
+  Scratch& s = *scratch_;
+  size_t first_row = 0;  // the item's first token in s.x
+  for (size_t i = 0; i < items.size(); ++i) {
+    const size_t rows = items[i].tokens.size() - 1;
+    for (size_t begin = 0; items[i].every_position && begin < rows; begin += kHeadBlock) {
+      const size_t count = std::min(kHeadBlock, rows - begin);
+      s.block.resize(count * c.hidden);
+      s.block_logits.resize(count * c.vocab);
+      rms_norm(s.x.data() + (first_row + begin) * c.hidden, final_norm_, c.rms_eps, count, s.block.data());
+      matmul(c.tied_head ? embed_ : head_, s.block.data(), count, s.block_logits.data(), pool_);
+      for (size_t r = 0; r < count; ++r) earlier(i, begin + r, std::span(s.block_logits).subspan(r * c.vocab, c.vocab));
+    }
+    first_row += items[i].tokens.size();
+  }
+}
+
+void Transformer::forward(std::span<const ForwardItem> items, std::vector<float>& logits, const EarlierLogits& earlier) {
   const TransformerConfig& c = config_;
   Scratch& s = *scratch_;
   s.position.clear();
@@ -291,6 +317,7 @@ void Transformer::forward(std::span<const ForwardItem> items, std::vector<float>
     for (const TokenId id : item.tokens) embed_.row_f32(static_cast<size_t>(id), s.x.data() + (t++) * c.hidden);
   }
   for (size_t l = 0; l < c.layers; ++l) run_layer(layers_[l], l, items);
+  if (earlier) earlier_logits(items, earlier);
 
   s.last.resize(items.size() * c.hidden);  // logits = norm(x_last)·Wheadᵀ
   size_t end = 0;

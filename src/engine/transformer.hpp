@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -53,7 +54,15 @@ class KvCache {
 struct ForwardItem {
   KvCache* cache;                   // appended to
   std::span<const TokenId> tokens;  // at positions cache->length() ...
+  // Also compute the logits after each of `tokens` but the last (to score a
+  // prompt); they go to forward()'s `earlier` callback. Off by default: the
+  // head then runs for the last token only.
+  bool every_position = false;
 };
+
+// The logits after tokens[token] of items[item], for a token before the
+// item's last: [vocab], valid during the call only.
+using EarlierLogits = std::function<void(size_t item, size_t token, std::span<const float> logits)>;
 
 class Transformer {
  public:
@@ -68,8 +77,11 @@ class Transformer {
   uint64_t weight_bytes() const;
   KvCache new_cache() const;
 
-  // Runs every item's tokens; logits: [items.size(), vocab], for each item's last token.
-  void forward(std::span<const ForwardItem> items, std::vector<float>& logits);
+  // Runs every item's tokens; logits: [items.size(), vocab], for each item's
+  // last token. Items with every_position also report their earlier tokens'
+  // logits to `earlier`, in order, a block of rows at a time (so a long
+  // prompt never holds [tokens, vocab] floats); `earlier` must not throw.
+  void forward(std::span<const ForwardItem> items, std::vector<float>& logits, const EarlierLogits& earlier = {});
 
  private:
   struct Layer {
@@ -84,6 +96,7 @@ class Transformer {
   Transformer(TransformerConfig config, ThreadPool& pool);
   void run_layer(const Layer& layer, size_t index, std::span<const ForwardItem> items);
   void attention(size_t layer, std::span<const ForwardItem> items);
+  void earlier_logits(std::span<const ForwardItem> items, const EarlierLogits& earlier);
 
   TransformerConfig config_;
   std::string folder_;

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +33,14 @@ struct ClientOptions {
   int retry_base_ms = 1000;  // first backoff; doubles each retry, capped at 60 s
 };
 
+// One token of a prompt echoed back with log-probabilities
+// (ChatClient::score): where it starts in the prompt, in Unicode code points,
+// and its log-probability (none for the first token).
+struct ScoredToken {
+  int64_t offset = 0;
+  std::optional<double> logprob;
+};
+
 struct ChatResult {
   bool ok = false;
   bool final_failure = false;  // a 4xx other than 429: do not retry this item
@@ -42,10 +52,12 @@ struct ChatResult {
   double latency_s = 0;
   int attempts = 0;
   std::string error;
+  std::vector<ScoredToken> scored;  // score() only
 };
 
-// The chat-completions URL for an endpoint as users write it.
+// The chat-completions and completions URLs for an endpoint as users write it.
 std::string chat_url(const std::string& endpoint);
+std::string completions_url(const std::string& endpoint);
 
 class ChatClient {
  public:
@@ -55,12 +67,19 @@ class ChatClient {
   ChatClient& operator=(const ChatClient&) = delete;
 
   ChatResult complete(const std::vector<ChatMessage>& messages, uint64_t seed);
+  // The log-probabilities of `prompt`'s own tokens, from /v1/completions with
+  // echo, logprobs 0 and max_tokens 0 (as lm-evaluation-harness scores
+  // multiple choice); tokens the server generated anyway are left out.
+  ChatResult score(const std::string& prompt);
 
  private:
-  ChatResult attempt(const std::string& body);
+  // Reads a 200 answer into the result; returns what is wrong with it ("" if nothing).
+  using Reader = std::string (*)(const nlohmann::json& answer, ChatResult& result);
+  ChatResult attempt(const std::string& url, const std::string& body, Reader read, const char* what);
+  ChatResult with_retries(const std::string& url, const std::string& body, Reader read, const char* what);
 
   ClientOptions options_;
-  std::string url_;
+  std::string url_, completions_url_;
   void* curl_;
   std::mt19937_64 jitter_;
 };

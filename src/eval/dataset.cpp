@@ -20,6 +20,27 @@ std::string field_text(const json& value) {
   return {};
 }
 
+// The options of a multiple-choice row: one field per option, or one field
+// that holds the list of options.
+std::vector<std::string> row_options(const json& row, const std::vector<std::string>& names, const std::string& path,
+                                     size_t line) {
+  std::vector<std::string> options;
+  if (names.empty()) return options;
+  for (const auto& name : names) {
+    if (!row.contains(name)) bad_input("{}:{}: no choice field \"{}\"", path, line, name);
+    if (names.size() == 1 && row[name].is_array()) {
+      for (const auto& option : row[name]) options.push_back(field_text(option));
+    } else {
+      options.push_back(field_text(row[name]));
+    }
+  }
+  if (options.size() < 2 || options.size() > kMaxOptions) {
+    bad_input("{}:{}: a multiple-choice row needs 2 to {} options (\"{}\" gives {})", path, line, kMaxOptions,
+              names.front(), options.size());
+  }
+  return options;
+}
+
 // One CSV record starting at `at` (RFC 4180 quotes; "" is a quote), advancing `at` and `line`.
 std::vector<std::string> csv_record(const std::string& text, size_t& at, size_t& line, char separator,
                                     const std::string& path) {
@@ -149,10 +170,9 @@ Dataset load_dataset(const std::string& path, const DatasetFields& fields) {
     p.answer = row.contains(fields.answer) ? field_text(row[fields.answer]) : "";
     if (p.question.empty()) bad_input("{}:{}: no question in field \"{}\"", path, line, question_field);
     if (p.answer.empty()) bad_input("{}:{}: no answer in field \"{}\"", path, line, fields.answer);
-    for (size_t c = 0; c < fields.choices.size(); ++c) {
-      const auto& name = fields.choices[c];
-      if (!row.contains(name)) bad_input("{}:{}: no choice field \"{}\"", path, line, name);
-      p.question += fmt::format("\n{}. {}", static_cast<char>('A' + c), field_text(row[name]));
+    p.options = row_options(row, fields.choices, path, line);
+    for (size_t c = 0; c < p.options.size(); ++c) {
+      p.question += fmt::format("\n{}. {}", static_cast<char>('A' + c), p.options[c]);
     }
     if (!seen.insert(p.id).second) bad_input("{}:{}: id \"{}\" appears twice", path, line, printable(p.id));
     data.problems.push_back(std::move(p));

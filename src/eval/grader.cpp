@@ -275,13 +275,6 @@ std::optional<AnswerValue> read_answer(const Candidate& c, TaskKind kind) {
   return AnswerValue{as_written(c.text), integer_value(c.text)};
 }
 
-std::string gold_letter(std::string_view gold) {
-  std::string g(gold);
-  while (!g.empty() && (g.back() == ' ' || g.back() == '\n')) g.pop_back();
-  if (g.size() == 1 && g[0] >= '0' && g[0] <= '4') return std::string(1, static_cast<char>('A' + (g[0] - '0')));
-  if (g.size() == 1 && g[0] >= 'a' && g[0] <= 'e') return std::string(1, static_cast<char>(g[0] - 'a' + 'A'));
-  return g;
-}
 
 Grade grade_substring(std::string_view response, std::string_view gold) {
   if (response.find_first_not_of(" \t\r\n") == std::string_view::npos) return {std::nullopt, "none", Verdict::kNoAnswer};
@@ -301,6 +294,14 @@ Grade verdict_for(const AnswerValue& answer, const char* rule, std::string_view 
 }
 
 }  // namespace
+
+std::string gold_letter(std::string_view gold) {
+  std::string g(gold);
+  while (!g.empty() && (g.back() == ' ' || g.back() == '\n')) g.pop_back();
+  if (g.size() == 1 && g[0] >= '0' && g[0] <= '4') return std::string(1, static_cast<char>('A' + (g[0] - '0')));
+  if (g.size() == 1 && g[0] >= 'a' && g[0] <= 'e') return std::string(1, static_cast<char>(g[0] - 'a' + 'A'));
+  return g;
+}
 
 std::optional<GradeMode> parse_grade_mode(std::string_view name) {
   if (name == "strict") return GradeMode::kStrict;

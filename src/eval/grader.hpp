@@ -49,6 +49,10 @@ struct Grade {
 // `gold` is an integer ("025", "1,000") for kInteger, a letter A-E or an index 0-4 for kChoice.
 Grade grade_response(std::string_view response, std::string_view gold, GradeMode mode, TaskKind kind);
 
+// A multiple-choice gold answer as the letter the grader compares: "B" for
+// "B", "b" or "1"; anything else as it is, trailing blanks removed.
+std::string gold_letter(std::string_view gold);
+
 // Integer value of an answer string after the normalisation steps ("025" -> 25,
 // "1,000" -> 1000, "二十五" -> 25, "$25$ 個" -> 25, "\frac{12}{3}" -> 4); nullopt
 // if it is not one ("2.5", "\frac{1}{2}").

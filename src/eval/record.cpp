@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <fstream>
@@ -22,7 +23,7 @@ constexpr std::array kKnownFields = {
     "w",         "vector",      "seed",         "temperature",   "top_p",         "max_tokens",
     "prompt",    "response",    "reasoning",    "finish_reason", "prompt_tokens", "completion_tokens",
     "latency_s", "answer",      "kind",         "extracted",     "rule",          "verdict",
-    "mode",      "error"};
+    "mode",      "error",       "score",        "option_logprobs", "option_bytes"};
 
 bool is_known_field(const std::string& name) {
   for (const char* known : kKnownFields) {
@@ -109,15 +110,54 @@ std::optional<Verdict> read_verdict(const FieldReader& f, std::string_view where
   return verdict;
 }
 
+// score, option_logprobs and option_bytes: all or none, one number per option.
+void read_option_scores(const FieldReader& f, EvalRecord& r, std::string_view where) {
+  r.score = f.string("score");
+  if (r.score.empty()) return;
+  if (r.score != kScoreSum && r.score != kScorePerByte) {
+    bad_input("{}: field \"score\" must be \"{}\" or \"{}\", not \"{}\"", where, kScoreSum, kScorePerByte,
+              replace_invalid_utf8(r.score));
+  }
+  const json* logprobs = f.find("option_logprobs");
+  const json* bytes = f.find("option_bytes");
+  if (logprobs == nullptr || !logprobs->is_array() || logprobs->empty() ||
+      !std::all_of(logprobs->begin(), logprobs->end(), [](const json& v) { return v.is_number(); })) {
+    bad_input("{}: a record with \"score\" needs \"option_logprobs\", a non-empty list of numbers", where);
+  }
+  if (bytes == nullptr || !bytes->is_array() || bytes->size() != logprobs->size() ||
+      !std::all_of(bytes->begin(), bytes->end(),
+                   [](const json& v) { return v.is_number_integer() && v.get<int64_t>() >= 0; })) {
+    bad_input("{}: \"option_bytes\" must list a byte count for each of the {} options", where, logprobs->size());
+  }
+  r.option_logprobs = logprobs->get<std::vector<double>>();
+  r.option_bytes = bytes->get<std::vector<int64_t>>();
+}
+
 }  // namespace
 
 const char* task_kind_name(TaskKind kind) { return kind == TaskKind::kChoice ? "choice" : "integer"; }
 
 const std::string& EvalRecord::graded_text() const { return response.empty() && !reasoning.empty() ? reasoning : response; }
 
+size_t EvalRecord::picked_option() const {
+  const auto value = [&](size_t i) {
+    return score == kScorePerByte ? option_logprobs[i] / static_cast<double>(std::max<int64_t>(1, option_bytes[i]))
+                                  : option_logprobs[i];
+  };
+  size_t best = 0;
+  for (size_t i = 1; i < option_logprobs.size(); ++i) {
+    if (value(i) > value(best)) best = i;
+  }
+  return best;
+}
+
+// A scored record's grade is its pick against the gold letter, whatever the
+// grading mode: there is no text to read an answer from.
 Grade EvalRecord::grade(GradeMode grading) const {
   if (failed()) return {std::nullopt, "none", Verdict::kError};
-  return grade_response(graded_text(), answer, grading, kind);
+  if (score.empty()) return grade_response(graded_text(), answer, grading, kind);
+  const std::string letter(1, static_cast<char>('A' + picked_option()));
+  return {letter, score, letter == gold_letter(answer) ? Verdict::kCorrect : Verdict::kWrong};
 }
 
 void EvalRecord::regrade(GradeMode grading) {
@@ -161,6 +201,11 @@ json EvalRecord::to_json() const {
   put("mode", mode);
   put("error", error);
   if (verdict) j["verdict"] = verdict_name(*verdict);
+  put("score", score);
+  if (!score.empty()) {
+    j["option_logprobs"] = option_logprobs;
+    j["option_bytes"] = option_bytes;
+  }
   if (prompt_tokens) j["prompt_tokens"] = prompt_tokens;
   if (completion_tokens) j["completion_tokens"] = completion_tokens;
   return j;
@@ -197,6 +242,7 @@ EvalRecord EvalRecord::from_json(const json& j, std::string_view where) {
   r.verdict = read_verdict(f, where);
   r.mode = f.string("mode");
   r.error = f.string("error");
+  read_option_scores(f, r, where);
   for (const auto& [name, value] : j.items()) {
     if (!is_known_field(name)) r.extra[name] = value;
   }

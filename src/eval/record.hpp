@@ -24,6 +24,10 @@
 
 namespace rvec {
 
+// EvalRecord::score values.
+inline constexpr const char* kScoreSum = "logprob";
+inline constexpr const char* kScorePerByte = "logprob_per_byte";
+
 struct EvalRecord {
   std::string id;
   std::optional<int> sample;      // absent in files from other tools
@@ -49,11 +53,21 @@ struct EvalRecord {
   std::optional<Verdict> verdict;  // absent until graded
   std::string mode;               // the grading mode of `verdict`
   std::string error;              // why the request failed (verdict error)
+  // Log-likelihood scoring (`rvec eval --score`): how the option was picked
+  // ("logprob": the highest sum of its tokens' log-probabilities after the
+  // prompt; "logprob_per_byte": the highest sum per UTF-8 byte of the option,
+  // lm-evaluation-harness's acc_norm), and each option's sum and bytes, in
+  // option order. "" and empty for a generated response.
+  std::string score;
+  std::vector<double> option_logprobs;
+  std::vector<int64_t> option_bytes;
   nlohmann::json extra = nlohmann::json::object();  // fields rvec does not know
 
   // What the grader reads: the response, or the reasoning when the response
   // is empty (a reasoning model cut off before it answered).
   const std::string& graded_text() const;
+  // With `score`: the index of the option it picks (the first of equals).
+  size_t picked_option() const;
   bool failed() const { return verdict == Verdict::kError; }
   bool cut_off() const { return finish_reason == "length"; }
 

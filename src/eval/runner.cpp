@@ -25,6 +25,7 @@
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
 #include "eval/record.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
 
@@ -33,6 +34,8 @@ const char* const kDefaultIntegerPrompt =
     "{question}";
 const char* const kDefaultChoicePrompt =
     "次の問題に答えてください。最終的な答えを選択肢の記号（A〜E）で \\boxed{} の中に書いてください。\n\n{question}";
+
+const char* const kDefaultScoredPrompt = "{question}\n答え：";
 
 namespace {
 
@@ -54,6 +57,7 @@ std::string run_fingerprint(const EvalOptions& o, const std::string& prompt) {
                  {"prompt", prompt},        {"system", o.system_prompt},
                  {"label", o.label},        {"data", std::filesystem::path(o.data).filename().string()}};
   if (!o.vector.empty()) fields["vector"] = o.vector;
+  if (!o.score.empty()) fields["score"] = o.score;
   return hex64(fnv1a64(fields.dump()));
 }
 
@@ -206,6 +210,61 @@ EvalRecord sample_record(const EvalRun& run, const Task& task, const std::string
   return record;
 }
 
+// The log-likelihood of each option after `context` into `record`: the sum of
+// the log-probabilities of the tokens that end after the context (a token
+// that spans the boundary counts for the option). The result of the first
+// request that failed, or of all of them summed.
+ChatResult score_options(ChatClient& client, const std::string& context, const Problem& problem, EvalRecord& record) {
+  ChatResult total;
+  total.ok = true;
+  const auto start = static_cast<int64_t>(utf8_character_starts(context));  // as servers count text_offset
+  for (const auto& option : problem.options) {
+    const std::string prompt = context + option;
+    ChatResult r = client.score(prompt);
+    total.latency_s += r.latency_s;
+    total.prompt_tokens += r.prompt_tokens;
+    total.attempts += r.attempts;
+    if (!r.ok) return r;
+    double sum = 0;
+    const auto prompt_end = static_cast<int64_t>(utf8_character_starts(prompt));
+    for (size_t i = 0; i < r.scored.size(); ++i) {
+      const int64_t end = i + 1 < r.scored.size() ? r.scored[i + 1].offset : prompt_end;
+      if (end > start && r.scored[i].logprob) sum += *r.scored[i].logprob;
+    }
+    record.option_logprobs.push_back(sum);
+    record.option_bytes.push_back(static_cast<int64_t>(option.size()));
+  }
+  return total;
+}
+
+// Scores, grades and records one multiple-choice problem by log-likelihood;
+// a failed request fails the problem as in evaluate_sample.
+void evaluate_scored(EvalRun& run, ChatClient& client, const Task& task) {
+  const std::string prompt = render_prompt(run.prompt_template, task.problem->question);
+  EvalRecord scores;
+  const ChatResult r = score_options(client, prompt, *task.problem, scores);
+  if (!r.ok) {
+    const std::lock_guard lock(run.mutex);
+    run.last_error = r.error;
+    ++run.failed;
+    if (!r.final_failure) return;
+  }
+  EvalRecord record = sample_record(run, task, prompt, 0, r);
+  record.seed.reset();
+  record.temperature = 0.0;
+  record.top_p.reset();
+  record.max_tokens = 0;
+  if (r.ok) {
+    record.score = run.options.score;
+    record.option_logprobs = std::move(scores.option_logprobs);
+    record.option_bytes = std::move(scores.option_bytes);
+    record.response = task.problem->options[record.picked_option()];
+    record.regrade(run.options.mode);
+  }
+  run.results.append(record);
+  if (record.verdict == Verdict::kCorrect) ++run.correct;
+}
+
 // Requests, grades and records one sample. A failed request counts as
 // failed; one that may succeed later (a transport failure after every retry)
 // is not recorded, so a re-run asks again; a final one (a 400) is recorded.
@@ -238,7 +297,11 @@ void evaluate_tasks(EvalRun& run, const std::vector<Task>& tasks) {
   pool.parallel_for_workers(tasks.size(), [&](size_t worker, size_t index) {
     if (run.abort) return;
     if (!clients[worker]) clients[worker] = std::make_unique<ChatClient>(o.client);
-    evaluate_sample(run, *clients[worker], tasks[index]);
+    if (o.score.empty()) {
+      evaluate_sample(run, *clients[worker], tasks[index]);
+    } else {
+      evaluate_scored(run, *clients[worker], tasks[index]);
+    }
     const size_t n = ++run.finished;
     if (exit_after && n >= *exit_after) std::_Exit(9);  // test hook: a crash
     if (n >= kAbortMinSamples && run.failed * 2 > n) run.abort = true;
@@ -254,9 +317,20 @@ void evaluate_tasks(EvalRun& run, const std::vector<Task>& tasks) {
 EvalSummary run_eval(const EvalOptions& o) {
   if (o.samples < 1) fail(ErrorKind::kUsage, "--samples must be at least 1");
   if (o.concurrency < 1) fail(ErrorKind::kUsage, "--concurrency must be at least 1");
+  if (!o.score.empty() && o.score != kScoreSum && o.score != kScorePerByte) {
+    fail(ErrorKind::kUsage, "--score must be generate, {} or {} (got \"{}\")", kScoreSum, kScorePerByte, o.score);
+  }
+  if (!o.score.empty() && o.fields.choices.empty()) {
+    fail(ErrorKind::kUsage, "--score {} scores the options of a multiple-choice data set; name them with --choices", o.score);
+  }
+  if (!o.score.empty() && o.samples != 1) {
+    fail(ErrorKind::kUsage, "--score {} is deterministic: one sample per problem (--samples 1)", o.score);
+  }
   const Dataset data = load_dataset(o.data, o.fields);
   const std::string tmpl = !o.prompt_template.empty() ? o.prompt_template
-                           : data.kind == TaskKind::kChoice ? kDefaultChoicePrompt : kDefaultIntegerPrompt;
+                           : !o.score.empty()                ? kDefaultScoredPrompt
+                           : data.kind == TaskKind::kChoice ? kDefaultChoicePrompt
+                                                            : kDefaultIntegerPrompt;
   if (tmpl.find("{question}") == std::string::npos) fail(ErrorKind::kUsage, "the prompt template has no {{question}}");
   const std::string fingerprint = run_fingerprint(o, tmpl);
   EvalSummary summary;

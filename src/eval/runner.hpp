@@ -1,5 +1,7 @@
 // `rvec eval`: every problem k times against a server, graded as it arrives,
-// each sample appended to a JSONL results file the moment it completes.
+// each sample appended to a JSONL results file the moment it completes. A
+// multiple-choice set may instead be scored by log-likelihood (`score`): the
+// option the model finds likeliest after the prompt is its answer.
 //
 // Resume: the results file is the state. Re-running the same command reads
 // it, skips the (problem, sample) pairs already recorded and requests only
@@ -22,6 +24,8 @@ namespace rvec {
 // Default prompts: Japanese, final answer in \boxed{}.
 extern const char* const kDefaultIntegerPrompt;
 extern const char* const kDefaultChoicePrompt;
+// Default context for log-likelihood scoring: each option's text follows it.
+extern const char* const kDefaultScoredPrompt;
 
 struct EvalOptions {
   std::string data;
@@ -37,6 +41,11 @@ struct EvalOptions {
   uint64_t seed = 0;
   int concurrency = 8;
   GradeMode mode = GradeMode::kStrict;
+  // Multiple choice by log-likelihood instead of a generated answer:
+  // kScoreSum or kScorePerByte (record.hpp); "" generates. Each option is
+  // scored by one /v1/completions request (echo, logprobs, max_tokens 0) of
+  // the rendered prompt followed by the option's text.
+  std::string score;
   std::string output;           // results JSONL
   bool progress = true;
 };

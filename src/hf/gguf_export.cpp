@@ -6,8 +6,10 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <map>
+#include <numbers>
 
 #include "base/error.hpp"
 #include "base/json.hpp"
@@ -367,12 +369,20 @@ void add_tokenizer(const ModelFolder& model, const Architecture& arch, GgufMetad
 
 float f32_of(const json& v) { return static_cast<float>(v.get<double>()); }
 
-// rope_scaling (or rope_parameters) of config.json, as the converter writes it.
-void add_rope_scaling(const ModelFolder& model, const json& config, const std::string& arch, GgufMetadata& out) {
+// rope_scaling (or rope_parameters) of config.json; null if it has neither.
+json rope_scaling_of(const json& config) {
   json rope = config.value("rope_scaling", json());
   if (rope.is_null()) rope = config.value("rope_parameters", json());
-  if (!rope.is_object()) return;
-  const std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
+  return rope.is_object() ? rope : json();
+}
+
+std::string rope_type_of(const json& rope) { return rope.value("rope_type", rope.value("type", std::string("default"))); }
+
+// rope_scaling (or rope_parameters) of config.json, as the converter writes it.
+void add_rope_scaling(const ModelFolder& model, const json& config, const std::string& arch, GgufMetadata& out) {
+  const json rope = rope_scaling_of(config);
+  if (rope.is_null()) return;
+  const std::string type = rope_type_of(rope);
   const std::string prefix = arch + ".rope.scaling.";
   const auto number = [&](const char* field) -> std::optional<float> {
     if (!rope.contains(field) || rope[field].is_null()) return std::nullopt;
@@ -380,11 +390,12 @@ void add_rope_scaling(const ModelFolder& model, const json& config, const std::s
     return f32_of(rope[field]);
   };
   if (type == "default") return;
+  if (type == "llama3" && arch == "llama") return;  // no keys: the rope_freqs.weight tensor carries it
   if (type != "linear" && type != "yarn") {
     fail(ErrorKind::kUsage,
-         "{}/config.json: rope scaling type \"{}\" is not written to GGUF by rvec (it writes linear and yarn; llama3 "
-         "needs a generated rope_freqs tensor)",
-         model.path(), printable(type));
+         "{}/config.json: rope scaling type \"{}\" is not written to GGUF by rvec for {} (it writes linear and yarn, "
+         "and llama3 for Llama)",
+         model.path(), printable(type), arch);
   }
   const auto factor = number("factor");
   if (!factor) fail(ErrorKind::kUsage, "{}/config.json: rope_scaling has no factor", model.path());
@@ -493,10 +504,54 @@ std::vector<GgufTensorChoice> gguf_tensors(const ModelFolder& model, GgufFileTyp
     }
     out.push_back(std::move(choice));
   }
+  if (arch.gguf == "llama") {
+    if (auto factors = llama3_rope_factors(model); !factors.empty()) {
+      out.push_back({"", "rope_freqs.weight", DType::kF32, 0, std::move(factors)});
+    }
+  }
   std::sort(out.begin(), out.end(), gguf_order);
   TypeChooser chooser(type, out, required(config.num_hidden_layers, model, "num_hidden_layers"));
-  for (auto& choice : out) choice.dtype = chooser.choose(choice.name, model.find(choice.source)->info->shape);
+  for (auto& choice : out) {
+    if (choice.generated.empty()) choice.dtype = chooser.choose(choice.name, model.find(choice.source)->info->shape);
+  }
   return out;
+}
+
+std::vector<float> llama3_rope_factors(const ModelFolder& model) {
+  const json config = read_optional_json(fs::path(model.path()) / "config.json");
+  const json rope = rope_scaling_of(config);
+  if (rope.is_null() || rope_type_of(rope) != "llama3") return {};
+  const auto number = [&](const json& from, const char* field, double fallback) {
+    if (!from.contains(field) || from[field].is_null()) return fallback;
+    if (!from[field].is_number()) fail(ErrorKind::kUsage, "{}/config.json: rope_scaling.{} is not a number", model.path(), field);
+    return from[field].get<double>();
+  };
+  const ModelConfig& c = *model.config();
+  const auto base = static_cast<float>(c.rope_theta.value_or(10000.0));
+  const uint64_t dim = required(c.head_dim, model, "head_dim");
+  const auto factor = static_cast<float>(number(rope, "factor", 8.0));
+  const auto low_freq_factor = static_cast<float>(number(rope, "low_freq_factor", 1.0));
+  const auto high_freq_factor = static_cast<float>(number(rope, "high_freq_factor", 4.0));
+  const auto old_context = static_cast<float>(
+      number(rope, "original_max_position_embeddings", number(config, "original_max_position_embeddings", 8192)));
+  if (!(high_freq_factor > low_freq_factor)) {
+    fail(ErrorKind::kUsage, "{}/config.json: rope_scaling.high_freq_factor must exceed low_freq_factor", model.path());
+  }
+  const float low_freq_wavelen = old_context / low_freq_factor, high_freq_wavelen = old_context / high_freq_factor;
+  std::vector<float> factors;
+  for (uint64_t j = 0; j < dim; j += 2) {
+    const float freq = 1.0f / std::pow(base, static_cast<float>(j) / static_cast<float>(dim));
+    const float wavelen = static_cast<float>(2 * std::numbers::pi) / freq;
+    if (wavelen < high_freq_wavelen) {
+      factors.push_back(1.0f);
+    } else if (wavelen > low_freq_wavelen) {
+      factors.push_back(factor);
+    } else {
+      const float smooth = (old_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      factors.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  return factors;
 }
 
 uint64_t gguf_source_row(uint64_t row, uint64_t head_rows) {

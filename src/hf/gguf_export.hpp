@@ -40,13 +40,23 @@ struct GgufTensorChoice {
   // Llama q/k: rows reordered within each of this many heads as llama.cpp's
   // converter does (gguf_source_row); 0 keeps the rows as they are.
   uint64_t interleave_heads = 0;
+  // A tensor llama.cpp's converter makes rather than copies (Llama 3's
+  // rope_freqs.weight): its F32 values, with `source` empty.
+  std::vector<float> generated;
 };
 
 // The GGUF tensors of `model` in file order: llama-quantize's order (tensors
 // outside the layers first, then layer by layer, each group by name). Fails
 // (kUsage, naming the tensor or field) for an architecture other than Qwen2 or
-// Llama, or for a tensor llama.cpp has no name for.
+// Llama, or for a tensor llama.cpp has no name for. A Llama with rope_scaling
+// of type llama3 also gets rope_freqs.weight, generated (llama3_rope_factors).
 std::vector<GgufTensorChoice> gguf_tensors(const ModelFolder& model, GgufFileType type);
+
+// Llama 3's per-frequency RoPE divisors for config.json's rope_scaling (type
+// llama3), as transformers' _compute_llama3_parameters and llama.cpp's
+// converter compute them in f32: 1 for high frequencies, `factor` for low
+// ones, a smooth blend between. Empty for any other rope_scaling.
+std::vector<float> llama3_rope_factors(const ModelFolder& model);
 
 // Row `row` of a tensor with interleaved heads of `head_rows` rows each comes
 // from this row of the Hugging Face tensor: within a head, output rows

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <future>
+#include <map>
 
 #include "base/error.hpp"
 #include "hf/gguf_export.hpp"
@@ -59,37 +61,6 @@ uint64_t block_elements(const TensorTask& task) {
   return kMergeBlockElements / head * head;
 }
 
-// The readers and f32 tiles of one vector.
-struct VectorBuffers {
-  TensorBlockReader post{kMergeBlockElements};
-  TensorBlockReader pre{kMergeBlockElements};
-  hwy::AlignedFreeUniquePtr<float[]> delta = tile_buffer();
-};
-
-}  // namespace
-
-struct TaskExecutor::Buffers {
-  TensorBlockReader base{kMergeBlockElements};
-  std::vector<std::unique_ptr<VectorBuffers>> vectors;
-  std::vector<const float*> deltas;
-  hwy::AlignedFreeUniquePtr<float[]> base_tile = tile_buffer(), minus = tile_buffer(), out = tile_buffer(),
-                                     scratch = tile_buffer(), zeros = tile_buffer();
-  std::vector<std::byte> rows;  // a block's encoded rows while they are reordered
-
-  Buffers() { std::fill_n(zeros.get(), kTileElements, 0.0f); }
-
-  void reserve_vectors(size_t count) {
-    while (vectors.size() < count) vectors.push_back(std::make_unique<VectorBuffers>());
-    deltas.resize(count);
-    for (size_t i = 0; i < count; ++i) deltas[i] = vectors[i]->delta.get();
-  }
-  uint64_t bytes_read() const {
-    uint64_t n = base.bytes_read();
-    for (const auto& v : vectors) n += v->post.bytes_read() + v->pre.bytes_read();
-    return n;
-  }
-};
-
 // Adds the seconds a scope took to a counter.
 class ScopeTimer {
  public:
@@ -101,6 +72,98 @@ class ScopeTimer {
  private:
   double& seconds_;
   std::chrono::steady_clock::time_point start_;
+};
+
+// The readers and f32 tiles of one vector.
+struct VectorBuffers {
+  TensorBlockReader post{kMergeBlockElements};
+  TensorBlockReader pre{kMergeBlockElements};
+  hwy::AlignedFreeUniquePtr<float[]> delta = tile_buffer();
+};
+
+}  // namespace
+
+// The readers and f32 delta tiles of a task's vectors, with the time their
+// reads and statistics passes took. One thread at a time.
+class TaskExecutor::VectorStreams {
+ public:
+  VectorStreams() { std::fill_n(zeros_.get(), kTileElements, 0.0f); }
+
+  // Reads block [first, first + n) of every vector of `task`.
+  void read(const TensorTask& task, uint64_t first, size_t n) {
+    const ScopeTimer timer(times_.read_s);
+    while (vectors_.size() < task.vectors.size()) vectors_.push_back(std::make_unique<VectorBuffers>());
+    deltas_.resize(task.vectors.size());
+    for (size_t i = 0; i < task.vectors.size(); ++i) {
+      VectorBuffers& b = *vectors_[i];
+      deltas_[i] = b.delta.get();
+      b.post.read(*task.vectors[i].post, first, n);
+      if (task.vectors[i].pre) b.pre.read(*task.vectors[i].pre, first, n);
+    }
+  }
+
+  // d_i = post_i - pre_i for elements [tile, tile + m) of the block read last;
+  // `sums` (if set) accumulates ||pre||^2 and ||d||^2 of the first vector.
+  void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums) {
+    for (size_t i = 0; i < task.vectors.size(); ++i) {
+      VectorBuffers& v = *vectors_[i];
+      v.post.widen(tile, std::span(v.delta.get(), m));
+      const bool has_pre = task.vectors[i].pre != nullptr;
+      if (has_pre) v.pre.widen(tile, std::span(minus_.get(), m));
+      if (i == 0 && sums) kernels::accumulate_delta_sums(has_pre ? minus_.get() : zeros_.get(), v.delta.get(), nullptr, m, *sums);
+      if (has_pre) kernels::subtract(v.delta.get(), minus_.get(), v.delta.get(), m);
+    }
+  }
+
+  // Streams the task's deltas through the combiner's statistics passes.
+  void statistics_passes(const TensorTask& task, unsigned passes, TensorCombiner& combiner,
+                         const std::function<void()>& after_block) {
+    for (unsigned pass = 0; pass < passes; ++pass) {
+      for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
+        const size_t n = std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first);
+        read(task, first, n);
+        observe_block(task, pass, combiner, first, n);
+        after_block();
+      }
+      combiner.end_pass(pass);
+    }
+  }
+
+  std::span<const float* const> deltas() const { return deltas_; }
+  const VectorBuffers& vector(size_t i) const { return *vectors_[i]; }
+  const StageTimes& times() const { return times_; }
+
+  uint64_t bytes_read() const {
+    uint64_t n = 0;
+    for (const auto& v : vectors_) n += v->post.bytes_read() + v->pre.bytes_read();
+    return n;
+  }
+
+ private:
+  void observe_block(const TensorTask& task, unsigned pass, TensorCombiner& combiner, uint64_t first, size_t n) {
+    const ScopeTimer timer(times_.compute_s);
+    for (uint64_t tile = 0; tile < n; tile += kTileElements) {
+      const size_t m = std::min<uint64_t>(kTileElements, n - tile);
+      deltas_of_tile(task, tile, m, nullptr);
+      for (size_t i = 0; i < task.vectors.size(); ++i) {
+        combiner.observe(pass, i, first + tile, std::span<const float>(deltas_[i], m));
+      }
+    }
+  }
+
+  std::vector<std::unique_ptr<VectorBuffers>> vectors_;
+  std::vector<const float*> deltas_;
+  hwy::AlignedFreeUniquePtr<float[]> minus_ = tile_buffer(), zeros_ = tile_buffer();
+  StageTimes times_;
+};
+
+struct TaskExecutor::Buffers {
+  TensorBlockReader base{kMergeBlockElements};
+  VectorStreams vectors;
+  hwy::AlignedFreeUniquePtr<float[]> base_tile = tile_buffer(), out = tile_buffer(), scratch = tile_buffer();
+  std::vector<std::byte> rows;  // a block's encoded rows while they are reordered
+
+  uint64_t bytes_read() const { return base.bytes_read() + vectors.bytes_read(); }
 };
 
 StageTimes& StageTimes::operator+=(const StageTimes& o) {
@@ -150,17 +213,78 @@ TaskExecutor::TaskExecutor(const MergeMethod& method, const MethodParams& params
 
 TaskExecutor::~TaskExecutor() = default;
 
-uint64_t TaskExecutor::bytes_read() const { return buffers_->bytes_read(); }
+uint64_t TaskExecutor::bytes_read() const { return buffers_->bytes_read() + lookahead_bytes_; }
+
+StageTimes TaskExecutor::stage_times() const {
+  StageTimes times = times_;
+  times += buffers_->vectors.times();
+  return times;
+}
 
 void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t)>& progress) {
+  const TensorTask* one = &task;
+  run_all(std::span(&one, 1), 0, progress);
+}
+
+// A combiner whose statistics passes are done, the bytes they read, and the
+// readers they used (back to the pool once collected).
+struct TaskExecutor::Prepared {
+  std::unique_ptr<TensorCombiner> combiner;
+  uint64_t bytes_read = 0;
+  std::unique_ptr<VectorStreams> streams;
+};
+
+void TaskExecutor::run_all(std::span<const TensorTask* const> tasks, unsigned lookahead,
+                           const std::function<void(uint64_t)>& progress) {
+  // Later tasks' statistics passes run on threads of their own, each with
+  // its own readers, at most `lookahead` at a time. A thread owns its readers
+  // until its result is collected; the futures wait for their threads when
+  // destroyed (also when this throws).
+  std::vector<std::unique_ptr<VectorStreams>> pool;
+  for (unsigned i = 0; i < lookahead; ++i) pool.push_back(std::make_unique<VectorStreams>());
+  std::map<size_t, std::future<Prepared>> ahead;
+  size_t next = 1;  // the next task that may be prepared ahead
+  const auto prepare_ahead = [&] {
+    for (; next < tasks.size() && !pool.empty(); ++next) {
+      if (statistics_passes(method_, *tasks[next], params_) == 0) continue;
+      ahead[next] = std::async(std::launch::async, [this, task = tasks[next], streams = std::move(pool.back())]() mutable {
+        const uint64_t before = streams->bytes_read();  // the readers count over every task they served
+        auto combiner = prepare(*task, *streams, [] {});
+        const uint64_t bytes = streams->bytes_read() - before;
+        return Prepared{std::move(combiner), bytes, std::move(streams)};
+      });
+      pool.pop_back();
+    }
+  };
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    prepare_ahead();
+    std::unique_ptr<TensorCombiner> combiner;
+    if (const auto it = ahead.find(i); it != ahead.end()) {
+      Prepared prepared = it->second.get();
+      ahead.erase(it);
+      combiner = std::move(prepared.combiner);
+      lookahead_bytes_ += prepared.bytes_read;
+      pool.push_back(std::move(prepared.streams));
+    }
+    run_task(*tasks[i], std::move(combiner), progress);
+  }
+}
+
+std::unique_ptr<TensorCombiner> TaskExecutor::prepare(const TensorTask& task, VectorStreams& streams,
+                                                      const std::function<void()>& after_block) const {
+  const TaskContext context(task, params_);
+  auto combiner = method_.begin_tensor(context.get());
+  streams.statistics_passes(task, method_.statistics_passes(context.get()), *combiner, after_block);
+  return combiner;
+}
+
+void TaskExecutor::run_task(const TensorTask& task, std::unique_ptr<TensorCombiner> combiner,
+                            const std::function<void(uint64_t)>& progress) {
+  if (!task.generated.empty()) return write_generated(task);
   const uint64_t total = task.element_count();
   const uint64_t step = block_elements(task);
   if (!task.copied()) {
-    buffers_->reserve_vectors(task.vectors.size());
-    const TaskContext context(task, params_);
-    const auto combiner = method_.begin_tensor(context.get());
-    const unsigned passes = method_.statistics_passes(context.get());
-    for (unsigned pass = 0; pass < passes; ++pass) statistics_pass(task, pass, *combiner, progress);
+    if (!combiner) combiner = prepare(task, buffers_->vectors, [&] { progress(bytes_read()); });
     for (uint64_t first = 0; first < task.combined_elements; first += step) {
       combine_block(task, *combiner, first, std::min<uint64_t>(step, task.combined_elements - first));
       progress(bytes_read());
@@ -172,47 +296,6 @@ void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t
   }
 }
 
-void TaskExecutor::read_vectors(const TensorTask& task, uint64_t first, size_t n) {
-  const ScopeTimer timer(times_.read_s);
-  for (size_t i = 0; i < task.vectors.size(); ++i) {
-    VectorBuffers& b = *buffers_->vectors[i];
-    b.post.read(*task.vectors[i].post, first, n);
-    if (task.vectors[i].pre) b.pre.read(*task.vectors[i].pre, first, n);
-  }
-}
-
-// d_i = post_i - pre_i for elements [tile, tile + m) of the block read last;
-// `sums` (if set) accumulates ||pre||^2 and ||d||^2 of the first vector.
-void TaskExecutor::deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums) {
-  Buffers& b = *buffers_;
-  for (size_t i = 0; i < task.vectors.size(); ++i) {
-    VectorBuffers& v = *b.vectors[i];
-    v.post.widen(tile, std::span(v.delta.get(), m));
-    const bool has_pre = task.vectors[i].pre != nullptr;
-    if (has_pre) v.pre.widen(tile, std::span(b.minus.get(), m));
-    if (i == 0 && sums) kernels::accumulate_delta_sums(has_pre ? b.minus.get() : b.zeros.get(), v.delta.get(), nullptr, m, *sums);
-    if (has_pre) kernels::subtract(v.delta.get(), b.minus.get(), v.delta.get(), m);
-  }
-}
-
-void TaskExecutor::statistics_pass(const TensorTask& task, unsigned pass, TensorCombiner& combiner,
-                                   const std::function<void(uint64_t)>& progress) {
-  for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
-    const size_t n = std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first);
-    read_vectors(task, first, n);
-    const ScopeTimer timer(times_.compute_s);
-    for (uint64_t tile = 0; tile < n; tile += kTileElements) {
-      const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-      deltas_of_tile(task, tile, m, nullptr);
-      for (size_t i = 0; i < task.vectors.size(); ++i) {
-        combiner.observe(pass, i, first + tile, std::span<const float>(buffers_->deltas[i], m));
-      }
-    }
-    progress(bytes_read());
-  }
-  combiner.end_pass(pass);
-}
-
 size_t TaskExecutor::acquire_buffer() {
   const ScopeTimer timer(times_.write_wait_s);
   return sink_.acquire();
@@ -220,7 +303,7 @@ size_t TaskExecutor::acquire_buffer() {
 
 void TaskExecutor::combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
-  read_vectors(task, first, n);
+  b.vectors.read(task, first, n);
   if (task.base) {
     const ScopeTimer timer(times_.read_s);
     b.base.read(*task.base, first, n);
@@ -231,8 +314,8 @@ void TaskExecutor::combine_block(const TensorTask& task, TensorCombiner& combine
   kernels::DeltaSums& sums = vector_sums_[std::string(module_kind_name(module_kind(task.name)))];
   for (uint64_t tile = 0; tile < n; tile += kTileElements) {
     const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-    deltas_of_tile(task, tile, m, &sums);
-    const float* delta = combiner.combine(first + tile, m, b.deltas, b.scratch.get());
+    b.vectors.deltas_of_tile(task, tile, m, &sums);
+    const float* delta = combiner.combine(first + tile, m, b.vectors.deltas(), b.scratch.get());
     if (task.base) b.base.widen(tile, std::span(b.base_tile.get(), m));
     for (size_t k = 0; k < out.size(); ++k) {
       const float* result = delta;
@@ -258,8 +341,9 @@ uint64_t TaskExecutor::inputs_nonfinite(const TensorTask& task, size_t n) const 
   const Buffers& b = *buffers_;
   uint64_t bad = task.base ? count_nonfinite(task.base->info->dtype, b.base.last_block().data(), n) : 0;
   for (size_t i = 0; i < task.vectors.size(); ++i) {
-    bad += count_nonfinite(task.vectors[i].post->info->dtype, b.vectors[i]->post.last_block().data(), n);
-    if (task.vectors[i].pre) bad += count_nonfinite(task.vectors[i].pre->info->dtype, b.vectors[i]->pre.last_block().data(), n);
+    const VectorBuffers& v = b.vectors.vector(i);
+    bad += count_nonfinite(task.vectors[i].post->info->dtype, v.post.last_block().data(), n);
+    if (task.vectors[i].pre) bad += count_nonfinite(task.vectors[i].pre->info->dtype, v.pre.last_block().data(), n);
   }
   return bad;
 }
@@ -288,6 +372,16 @@ void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) 
   }
   interleave_rows(task, sink_.data(buffer), n);
   sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
+}
+
+void TaskExecutor::write_generated(const TensorTask& task) {
+  if (task.generated.size() != task.element_count() || task.generated.size() > kMergeBlockElements) {
+    fail(ErrorKind::kUsage, "tensor \"{}\": {} generated values for {} elements (at most {})", task.name,
+         task.generated.size(), task.element_count(), kMergeBlockElements);
+  }
+  const size_t buffer = acquire_buffer();
+  encode_from_f32(task.out_dtype, task.generated, sink_.data(buffer));
+  sink_.submit(buffer, bytes_of(task.out_dtype, task.generated.size()), writers_);
 }
 
 // Reorders the encoded rows of a block that starts at a head boundary.

@@ -13,13 +13,16 @@
 // tensor's deltas streamed through observe() that many times first.
 //
 // Memory: one raw block per input (4 MiB each) and a few 64 KiB f32 tiles,
-// whatever the model size. Not thread-safe: one executor per thread.
+// whatever the model size, plus one set of vector readers per statistics
+// pass run ahead. Not thread-safe: one executor per thread (it starts and
+// joins its own lookahead threads).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +56,9 @@ struct TensorTask {
   // >0: the output's rows are reordered within each of this many heads as
   // llama.cpp's Llama converter does (GGUF q/k; hf/gguf_export.hpp).
   uint64_t interleave_heads = 0;
+  // Values written as they are, read from no input (a tensor llama.cpp's
+  // converter generates: Llama 3's rope_freqs.weight); one block at most.
+  std::vector<float> generated;
 
   uint64_t element_count() const;
   bool copied() const { return combined_elements == 0; }
@@ -107,22 +113,32 @@ class TaskExecutor {
 
   // Streams one task into every writer. `progress` gets the bytes read so far.
   void run(const TensorTask& task, const std::function<void(uint64_t)>& progress);
+  // Streams the tasks in order. With `lookahead` > 0, the statistics passes
+  // of up to that many later tasks run meanwhile on threads of their own
+  // (with readers of their own); the bytes written do not change.
+  void run_all(std::span<const TensorTask* const> tasks, unsigned lookahead,
+               const std::function<void(uint64_t)>& progress);
 
   uint64_t bytes_read() const;
   // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of the first vector per module kind.
   const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
   const std::vector<NonfiniteCounts>& nonfinite() const { return nonfinite_; }
-  // read_s, compute_s and write_wait_s of the work so far.
-  const StageTimes& stage_times() const { return times_; }
+  // read_s, compute_s and write_wait_s of the work so far on the executor's
+  // thread (statistics passes run ahead overlap it and are not counted).
+  StageTimes stage_times() const;
 
  private:
+  class VectorStreams;
   struct Buffers;
-  void statistics_pass(const TensorTask& task, unsigned pass, TensorCombiner& combiner,
-                       const std::function<void(uint64_t)>& progress);
+  struct Prepared;
+  // A combiner for the task, its statistics passes done with `streams`.
+  std::unique_ptr<TensorCombiner> prepare(const TensorTask& task, VectorStreams& streams,
+                                          const std::function<void()>& after_block) const;
+  void run_task(const TensorTask& task, std::unique_ptr<TensorCombiner> combiner,
+                const std::function<void(uint64_t)>& progress);
   void combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n);
-  void read_vectors(const TensorTask& task, uint64_t first, size_t n);
-  void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  void write_generated(const TensorTask& task);
   void interleave_rows(const TensorTask& task, std::byte* block, size_t n);
   size_t acquire_buffer();
   uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;
@@ -134,6 +150,7 @@ class TaskExecutor {
   AsyncSink& sink_;
   std::vector<TensorFileWriter*> writers_;
   std::unique_ptr<Buffers> buffers_;
+  uint64_t lookahead_bytes_ = 0;  // read by the statistics passes run ahead
   std::map<std::string, kernels::DeltaSums> vector_sums_;
   std::vector<NonfiniteCounts> nonfinite_;
   StageTimes times_;

@@ -281,7 +281,9 @@ std::vector<TensorSpec> output_specs(const std::vector<TensorTask>& tasks) {
 void plan_gguf(JobPlan& plan, const ModelFolder& target, const JobSpec& spec) {
   plan.gguf = gguf_tensors(target, spec.gguf_type);
   std::map<std::string, const GgufTensorChoice*> by_source;
-  for (const auto& c : plan.gguf) by_source[c.source] = &c;
+  for (const auto& c : plan.gguf) {
+    if (c.generated.empty()) by_source[c.source] = &c;
+  }
   std::vector<TensorTask> kept;
   for (auto& t : plan.tasks) {
     const auto found = by_source.find(t.name);
@@ -290,8 +292,21 @@ void plan_gguf(JobPlan& plan, const ModelFolder& target, const JobSpec& spec) {
     t.interleave_heads = found->second->interleave_heads;
     kept.push_back(std::move(t));
   }
+  for (const auto& c : plan.gguf) {
+    if (c.generated.empty()) continue;
+    TensorTask t;
+    t.name = c.name;
+    t.out_dtype = c.dtype;
+    t.out_shape = {c.generated.size()};
+    t.generated = c.generated;
+    t.note = "generated as llama.cpp's converter does";
+    kept.push_back(std::move(t));
+  }
   plan.tasks = std::move(kept);
 }
+
+// The task that writes GGUF tensor `c`: its source's, or (generated) its own.
+const std::string& gguf_task_name(const GgufTensorChoice& c) { return c.generated.empty() ? c.source : c.name; }
 
 std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inputs, const JobPlan& plan, double w,
                                        const fs::path& output) {
@@ -305,7 +320,7 @@ std::unique_ptr<ModelSink> output_sink(const JobSpec& spec, const JobInputs& inp
   const std::string name = spec.kind == JobKind::kExport ? gguf_model_name(inputs.target->path()) : gguf.stem;
   gguf.metadata = gguf_metadata(*inputs.target, spec.gguf_type, {name, gguf_provenance(inputs, spec, w)});
   for (const auto& c : plan.gguf) {
-    const TensorTask& t = *task_by_name.at(c.source);
+    const TensorTask& t = *task_by_name.at(gguf_task_name(c));
     gguf.tensors.push_back({{t.name, t.out_dtype, t.out_shape}, c.name});
   }
   gguf.max_file_bytes = spec.gguf_split_bytes;
@@ -491,7 +506,7 @@ class NonfiniteBudget {
 // Writes file `i` of every output in `outcome.active` in one pass over its tensors.
 void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPlan& plan,
                 const std::map<std::string, const TensorTask*>& task_by_name, NonfiniteBudget& budget,
-                const std::function<void(uint64_t)>& progress) {
+                unsigned lookahead, const std::function<void(uint64_t)>& progress) {
   const auto& active = outcome.active;
   std::vector<double> weights;
   std::vector<std::unique_ptr<TensorFileWriter>> writers;
@@ -503,10 +518,12 @@ void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPl
   }
   AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
   TaskExecutor executor(job_method(spec), plan.merge_params, weights, sink, raw_writers);
-  for (const auto& t : writers.front()->order()) {
-    executor.run(*task_by_name.at(t.name), progress);
+  std::vector<const TensorTask*> tasks;
+  for (const auto& t : writers.front()->order()) tasks.push_back(task_by_name.at(t.name));
+  executor.run_all(tasks, lookahead, [&](uint64_t bytes) {
+    progress(bytes);
     for (size_t k = 0; k < active.size(); ++k) budget.check(*active[k], executor.nonfinite()[k]);
-  }
+  });
   sink.drain();
   StageTimes times = executor.stage_times();
   times.write_s = sink.write_seconds();
@@ -548,7 +565,9 @@ class ReadProgress {
   std::vector<uint64_t> per_file_;
 };
 
-// Writes every file some output still needs, `spec.threads` files at once.
+// Writes every file some output still needs with `spec.threads` threads:
+// that many files at once, and the threads left per file run later
+// tensors' statistics passes ahead.
 void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobPlan& plan, JobResult& result,
                  const JobProgress& progress) {
   std::map<std::string, const TensorTask*> task_by_name;
@@ -574,10 +593,13 @@ void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobP
   }
   NonfiniteBudget budget(slots, spec.max_new_nonfinite);
   std::atomic<uint64_t> files_written = 0;
-  ThreadPool pool(std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1)));
+  const size_t at_once = std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1));
+  const auto lookahead = static_cast<unsigned>(std::max<size_t>(spec.threads, 1) / at_once - 1);
+  ThreadPool pool(at_once);
   pool.parallel_for(to_write.size(), [&](size_t n) {
     const size_t i = to_write[n];
-    write_file(i, outcomes[i], spec, plan, task_by_name, budget, [&](uint64_t bytes) { read.set(i, bytes); });
+    write_file(i, outcomes[i], spec, plan, task_by_name, budget, lookahead,
+               [&](uint64_t bytes) { read.set(i, bytes); });
     test_hooks::maybe_kill_after_shards(++files_written);
   });
   for (const FileOutcome& outcome : outcomes) {

@@ -86,7 +86,10 @@ struct JobSpec {
   uint64_t max_new_nonfinite = 0;
   std::string command_line;  // recorded in provenance
   std::string recipe_text;   // the YAML recipe (saved as rvec_recipe.yaml in every output)
-  unsigned threads = 1;      // output files written at once (same bytes for any number)
+  // Threads that compute: that many output files at once, and threads left
+  // over per file run later tensors' statistics passes ahead. The bytes
+  // written do not depend on it.
+  unsigned threads = 1;
 };
 
 // One vector: post - pre, or (pre null) a vector saved by `rvec extract` in post.

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace rvec::serve_limits {
 
@@ -60,6 +61,11 @@ inline constexpr size_t kMaxStopStringBytes = 256;
 
 // `n`: choices per request.
 inline constexpr size_t kMaxChoices = 64;
+
+// Alternatives listed per token: chat's `top_logprobs` and the completions
+// `logprobs` (OpenAI's limits).
+inline constexpr int64_t kMaxTopLogprobs = 20;
+inline constexpr int64_t kMaxCompletionLogprobs = 5;
 
 // glibc malloc arenas for the whole server process. With one arena per
 // thread (glibc's default allows 8 per core), memory freed after a burst of

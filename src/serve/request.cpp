@@ -358,9 +358,10 @@ std::vector<std::string> stop_strings(Fields& request) {
   return stops;
 }
 
-// max_tokens, or for chat also its newer name max_completion_tokens.
+// max_tokens, or for chat also its newer name max_completion_tokens. 0 (a
+// completion that only echoes and scores its prompt) needs `echo`.
 std::optional<int64_t> max_tokens(Fields& request, bool chat) {
-  const auto legacy = request.integer("max_tokens", 1, 1 << 30);
+  const auto legacy = request.integer("max_tokens", chat ? 1 : 0, 1 << 30);
   if (!chat) return legacy;
   const auto current = request.integer("max_completion_tokens", 1, 1 << 30);
   if (legacy && current && *legacy != *current) {
@@ -377,15 +378,39 @@ uint64_t first_seed(Fields& request) {
 }
 
 // Fields OpenAI clients may send with the value that means "off".
-void neutral_fields(Fields& request, bool chat) {
+void neutral_fields(Fields& request) {
   request.string("user");  // an end-user id for the provider's logs; rvec keeps no logs of requests
   if (const json* metadata = request.get("metadata"); metadata && !metadata->is_object()) {  // tags for stored completions; rvec stores none
     request.refuse_value("metadata", "an object", *metadata);
   }
-  request.neutral("logprobs", chat ? json(false) : json(nullptr));
   request.neutral("presence_penalty", 0);
   request.neutral("frequency_penalty", 0);
-  if (!chat) request.neutral("echo", false);
+}
+
+// Chat: `logprobs` (true or false) and `top_logprobs` (0 to 20, only with
+// logprobs). Completions: `logprobs` (0 to 5 alternatives; null for none)
+// and `echo`, which with logprobs scores the prompt too; max_tokens 0 needs echo.
+void logprob_fields(Fields& request, const ServedModel& model, std::optional<int64_t> wanted_tokens,
+                    ParsedRequest& parsed, GenerationRequest& base) {
+  const bool chat = parsed.chat;
+  if (chat) {
+    parsed.logprobs = request.boolean("logprobs").value_or(false);
+    const auto top = request.integer("top_logprobs", 0, limits::kMaxTopLogprobs);
+    if (top && !parsed.logprobs) refuse("top_logprobs needs logprobs: true", "top_logprobs");
+    base.top_logprobs = static_cast<size_t>(top.value_or(0));
+  } else {
+    const auto top = request.integer("logprobs", 0, limits::kMaxCompletionLogprobs);
+    parsed.logprobs = top.has_value();
+    base.top_logprobs = static_cast<size_t>(top.value_or(0));
+    parsed.echo = request.boolean("echo").value_or(false);
+    if (wanted_tokens == 0 && !parsed.echo) refuse("max_tokens may be 0 only with echo: true", "max_tokens");
+  }
+  if ((parsed.logprobs || parsed.echo) && !model.token_bytes) {
+    const char* field = parsed.logprobs ? "logprobs" : "echo";
+    refuse(fmt::format("{} needs the model's tokenizer, and this model folder has none", field), field);
+  }
+  base.logprobs = parsed.logprobs;
+  base.prompt_logprobs = parsed.echo && (parsed.logprobs || wanted_tokens == 0);
 }
 
 // How many tokens to generate after a prompt of `prompt_tokens`; refuses
@@ -430,7 +455,8 @@ ParsedRequest parse_request(std::string_view body, Endpoint endpoint, const Serv
     parsed.include_usage = stream_options.boolean("include_usage").value_or(false);
     stream_options.refuse_unread();
   }
-  neutral_fields(request, parsed.chat);
+  neutral_fields(request);
+  logprob_fields(request, model, wanted_tokens, parsed, base);
   std::vector<std::vector<TokenId>> prompts;
   if (parsed.chat) {
     const auto messages = chat_messages(request);

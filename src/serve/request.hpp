@@ -29,6 +29,9 @@ struct ServedModel {
   std::function<std::vector<TokenId>(const std::string& text)> encode;
   std::function<std::string(const std::vector<ChatMessage>& messages)> render_chat;
   std::vector<TokenId> stop_tokens;
+  // The raw bytes one token stands for (for logprobs and echo); must not
+  // throw. Empty when the model has no tokenizer: then both are refused.
+  std::function<std::string(TokenId id)> token_bytes;
 };
 
 enum class Endpoint { kChat, kCompletion };  // /v1/chat/completions, /v1/completions
@@ -37,6 +40,11 @@ struct ParsedRequest {
   bool chat = false;
   bool stream = false;
   bool include_usage = false;
+  // Log-probabilities in each choice (chat: `logprobs: true`; completions:
+  // `logprobs: N`); each choice's GenerationRequest says of which tokens and
+  // with how many alternatives.
+  bool logprobs = false;
+  bool echo = false;  // completions: each choice's text starts with its prompt
   size_t prompt_tokens = 0;
   // `n` choices per prompt (a completions request may have several prompts),
   // prompt by prompt; seeds seed, seed+1, ... in that order.

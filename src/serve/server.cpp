@@ -17,6 +17,7 @@
 #include "base/thread_pool.hpp"
 #include "engine/runtime.hpp"
 #include "serve/api.hpp"
+#include "serve/choice_output.hpp"
 #include "serve/engine_loop.hpp"
 #include "serve/http_error.hpp"
 #include "serve/http_front.hpp"
@@ -102,18 +103,24 @@ void Server::complete(ParsedRequest parsed, httplib::Response& res) {
 
 void Server::respond_whole(const ParsedRequest& parsed, const std::shared_ptr<Channel>& channel,
                            httplib::Response& res) {
-  std::vector<std::string> texts(parsed.choices.size());
-  std::vector<const char*> finish(parsed.choices.size(), "length");
+  const size_t count = parsed.choices.size();
+  std::vector<ChoiceOutput> outputs;
+  for (size_t i = 0; i < count; ++i) outputs.emplace_back(parsed, i, served_model_);
+  std::vector<std::string> texts(count);
+  std::vector<json> logprobs(count, parsed.logprobs ? empty_logprobs(parsed.chat) : json());
+  std::vector<const char*> finish(count, "length");
   size_t completion_tokens = 0;
   while (const auto event = channel->next()) {
-    texts[event->choice] += event->event.text;
-    ++completion_tokens;
+    const ChoicePart part = outputs[event->choice].add(event->event);
+    texts[event->choice] += part.text;
+    if (!part.logprobs.is_null()) append_logprobs(logprobs[event->choice], part.logprobs);
+    completion_tokens += event->event.token >= 0;
     if (event->event.finish != FinishReason::kNone) finish[event->choice] = finish_reason_name(event->event.finish);
   }
   if (const auto failure = channel->failure(); !failure.empty()) refuse(failure, "", 500);
   json choices = json::array();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    json choice = {{"index", i}, {"finish_reason", finish[i]}, {"logprobs", nullptr}};
+  for (size_t i = 0; i < count; ++i) {
+    json choice = {{"index", i}, {"finish_reason", finish[i]}, {"logprobs", logprobs[i]}};
     if (parsed.chat) {
       choice["message"] = {{"role", "assistant"}, {"content", texts[i]}};
     } else {
@@ -145,16 +152,21 @@ void Server::respond_stream(ParsedRequest parsed, std::shared_ptr<Channel> chann
             open = send(json_text(chunk(id, true, i, {{"role", "assistant"}, {"content", ""}}, nullptr)));
           }
         }
+        std::vector<ChoiceOutput> outputs;
+        for (size_t i = 0; i < parsed.choices.size(); ++i) outputs.emplace_back(parsed, i, served_model_);
         size_t completion_tokens = 0;
         while (open) {
           const auto event = channel->next();
           if (!event) break;
-          ++completion_tokens;
           const auto& e = event->event;
+          completion_tokens += e.token >= 0;
           const json finish = e.finish == FinishReason::kNone ? json() : json(finish_reason_name(e.finish));
-          if (!e.text.empty()) {
-            open = send(json_text(chunk(id, parsed.chat, event->choice,
-                                        parsed.chat ? json{{"content", e.text}} : json(e.text), nullptr)));
+          const ChoicePart part = outputs[event->choice].add(e);
+          if (!part.text.empty() || !part.logprobs.is_null()) {
+            json piece = chunk(id, parsed.chat, event->choice,
+                               parsed.chat ? json{{"content", part.text}} : json(part.text), nullptr);
+            piece["choices"][0]["logprobs"] = part.logprobs;
+            open = send(json_text(piece));
           }
           if (open && !finish.is_null()) {
             open = send(json_text(chunk(id, parsed.chat, event->choice, parsed.chat ? json::object() : json(""), finish)));
@@ -190,7 +202,9 @@ void Server::load_model() {
                      runtime_.model->config().vocab,
                      [this](const std::string& text) { return runtime_.require_tokenizer().encode(text); },
                      [this](const std::vector<ChatMessage>& messages) { return runtime_.require_chat().render(messages); },
-                     runtime_.stop_tokens};
+                     runtime_.stop_tokens,
+                     runtime_.tokenizer ? [tokenizer = runtime_.tokenizer](TokenId id) { return tokenizer->token_bytes(id); }
+                                        : std::function<std::string(TokenId)>()};
     served_ = &served_model_;
     fmt::print(stderr, "rvec serve: model {} ready ({} layers, context {} tokens)\n", options_.served_name,
                runtime_.model->config().layers, engine_->max_context());

@@ -8,7 +8,8 @@
 //
 // Sampling fields: temperature, top_p, top_k, max_tokens (or
 // max_completion_tokens), seed, stop, n, stream (server-sent events, with
-// stream_options.include_usage). Requests that arrive together are decoded
+// stream_options.include_usage); logprobs and top_logprobs (chat), logprobs
+// and echo (completions; choice_output.hpp has their shapes). Requests that arrive together are decoded
 // together in one batch. Errors are OpenAI error objects: 400 for a bad
 // request (bad JSON, bad field, prompt too long), 404 for an unknown model or
 // route, 503 while the model loads; limits.hpp has the limits on connections,

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <memory>
 #include <set>
 
 #include "base/error.hpp"
@@ -144,7 +146,7 @@ void build_models(const SweepRecipe& r) {
   for (const double w : r.weights) {
     if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
-  build(r.pre, {"", r.post, {}, "", {}}, r.target, merged);
+  build(r.pre, SweepSeries{.post = r.post}, r.target, merged);
   for (const auto& c : r.series) {
     std::vector<std::pair<double, fs::path>> outputs;
     for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
@@ -183,6 +185,39 @@ fs::path results_path(const SweepRecipe& r, const SweepBenchmark& b, const Sweep
   return fs::path(r.output) / "results" / b.name / (m.name + ".jsonl");
 }
 
+// What a server wrote to its log after byte `from`.
+std::string log_since(const fs::path& log, uintmax_t from) {
+  std::ifstream in(log, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(from));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Starts the model's server and waits until it answers at `url`. A free port
+// picked here can be taken by another process before the server binds it
+// (parallel sweeps, tests); then the server says it cannot listen, and up to
+// two more ports are tried. A port the recipe fixes is tried once.
+std::unique_ptr<ManagedServer> start_server(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int worker,
+                                            std::string& url) {
+  const auto log = fs::path(r.output) / "logs" / (m.name + ".log");
+  fs::create_directories(log.parent_path());
+  for (int attempt = 1;; ++attempt) {
+    const int port = r.port ? r.port : free_local_port();
+    url = fmt::format("http://127.0.0.1:{}", port);
+    fmt::print("  {}: serving {} at {}\n", m.label, m.path.string(), url);
+    std::fflush(stdout);
+    std::error_code ec;
+    const uintmax_t log_size = fs::exists(log, ec) ? fs::file_size(log, ec) : 0;
+    auto server = std::make_unique<ManagedServer>(serve_command(r, o, m, port, worker), log.string());
+    try {
+      server->wait_ready(url, r.startup_timeout_s);
+      return server;
+    } catch (const Error&) {
+      const bool port_taken = log_since(log, log_size).find("cannot listen on") != std::string::npos;
+      if (r.port || attempt == 3 || !port_taken) throw;
+    }
+  }
+}
+
 void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
               const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks, int worker) {
   bool complete = true;
@@ -193,14 +228,8 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
     fmt::print("  {}: every sample already recorded\n", m.label);
     return;
   }
-  const int port = r.port ? r.port : free_local_port();
-  const auto log = fs::path(r.output) / "logs" / (m.name + ".log");
-  fs::create_directories(log.parent_path());
-  const std::string url = fmt::format("http://127.0.0.1:{}", port);
-  fmt::print("  {}: serving {} at {}\n", m.label, m.path.string(), url);
-  std::fflush(stdout);
-  ManagedServer server(serve_command(r, o, m, port, worker), log.string());
-  server.wait_ready(url, r.startup_timeout_s);
+  std::string url;
+  const auto server = start_server(r, o, m, worker, url);
   for (const auto& [b, problems] : benchmarks) {
     EvalOptions e;
     e.data = b.data;
@@ -228,7 +257,7 @@ void evaluate(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m,
     fmt::print("  {} / {}: {} samples ({} reused, {} requested, {} correct now)\n", m.label, b.name, s.total,
                s.reused, s.requested, s.correct);
   }
-  server.stop();
+  server->stop();
 }
 
 // Each worker takes the next model not yet taken. After a failure no worker

@@ -342,13 +342,15 @@ void Tokenizer::Impl::encode_segment(std::string_view raw, std::vector<TokenId>&
   if (normalization == Normalization::kNfkc) normalized = nfkc(raw);
   const std::string_view text = normalization == Normalization::kNone ? raw : std::string_view(normalized);
   // Each regex splits every current piece into its matches and the gaps between them.
+  // Pieces of valid text are valid (matches end on character boundaries), so it is checked once.
+  const Utf8 utf8 = first_invalid_utf8(text) ? Utf8::kCheck : Utf8::kChecked;
   std::vector<std::string_view> pieces_now{text};
   for (const auto& regex : splits) {
     std::vector<std::string_view> next;
     for (const auto piece : pieces_now) {
       size_t emitted = 0, search = 0;
       while (search < piece.size()) {
-        const auto match = regex.find(piece, search);
+        const auto match = regex.find(piece, search, utf8);
         if (!match) break;
         if (match->end == match->begin) {  // an empty match splits nothing: step over one character
           const auto lead = static_cast<unsigned char>(piece[match->begin]);

@@ -36,6 +36,12 @@ std::string nfkc(std::string_view text) {
   return normalize(text, static_cast<utf8proc_option_t>(UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
 }
 
+size_t utf8_character_starts(std::string_view bytes) {
+  size_t count = 0;
+  for (const char c : bytes) count += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return count;
+}
+
 size_t complete_utf8_prefix(std::string_view bytes) {
   // Look back at most three bytes for the lead byte of an unfinished sequence.
   const size_t n = bytes.size();

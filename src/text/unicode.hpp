@@ -18,6 +18,10 @@ std::string nfkc(std::string_view text);
 // holds it back until its remaining bytes arrive).
 size_t complete_utf8_prefix(std::string_view bytes);
 
+// Characters that start in `bytes` (UTF-8, possibly a piece of a text): its
+// bytes that do not continue a character. For valid UTF-8, its code points.
+size_t utf8_character_starts(std::string_view bytes);
+
 // `bytes` with every ill-formed sequence replaced by U+FFFD.
 std::string replace_invalid_utf8(std::string_view bytes);
 

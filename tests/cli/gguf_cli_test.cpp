@@ -6,7 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstring>
+
 #include "gguf/llama_cpp.hpp"
+#include "io/gguf.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -78,6 +82,57 @@ TEST_F(GgufLlamaCpp, Stories260KRunsInLlamaCppToTheGoldenTokens) {
   const fs::path f32 = dir_ / "direct.gguf";
   export_gguf(stories(), f32, "f32");
   EXPECT_EQ(llama_greedy(f32, {1}, 200), std::vector<int32_t>(golden.begin() + 1, golden.end()));
+}
+
+// stories260K (a Llama) with Llama 3's rope_scaling in its config.json.
+fs::path llama3_copy(const fs::path& out, double factor) {
+  fs::create_directories(out);
+  fs::copy_file(stories() / "model.safetensors", out / "model.safetensors");
+  auto config = nlohmann::json::parse(test::read_file(stories() / "config.json"));
+  config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", factor}, {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  test::write_file(out / "config.json", config.dump());
+  return out;
+}
+
+std::vector<float> rope_freqs_of(const fs::path& gguf) {
+  const GgufFile file = read_gguf_file(gguf.string());
+  for (const auto& t : file.tensors) {
+    if (t.name != "rope_freqs.weight") continue;
+    std::vector<float> values(t.ne.at(0));
+    const std::string bytes = test::read_file(gguf);
+    std::memcpy(values.data(), bytes.data() + file.data_start + t.offset, values.size() * 4);
+    return values;
+  }
+  return {};
+}
+
+// Llama 3's rope scaling travels as the rope_freqs.weight tensor llama.cpp's
+// converter generates: the values transformers computes (here in double), and
+// llama.cpp uses them (all ones give the unscaled model's tokens; factor 4
+// gives others).
+TEST_F(GgufLlamaCpp, Llama3RopeScalingBecomesTheRopeFreqsTensor) {
+  if (!fs::exists(stories())) GTEST_SKIP() << "../shared/data/stories260K is absent";
+  export_gguf(llama3_copy(dir_ / "llama3", 4.0), dir_ / "llama3.gguf", "f32");
+  const std::vector<float> factors = rope_freqs_of(dir_ / "llama3.gguf");
+  ASSERT_EQ(factors.size(), 4u);  // head_dim 8
+  const double pi = 3.14159265358979323846;
+  for (size_t j = 0; j < factors.size(); ++j) {
+    const double wavelen = 2 * pi * std::pow(10000.0, 2.0 * static_cast<double>(j) / 8.0);
+    const double smooth = (64 / wavelen - 1) / (4 - 1);
+    const double expected = wavelen < 16 ? 1 : wavelen > 64 ? 4 : 1 / ((1 - smooth) / 4 + smooth);
+    EXPECT_NEAR(factors[j], expected, 1e-6 * expected) << j;
+  }
+  EXPECT_GT(factors[1], 1.0f);  // the blended band is exercised
+  EXPECT_LT(factors[1], 4.0f);
+  const auto inspect = run_rvec("inspect --json " + q(dir_ / "llama3.gguf"));
+  EXPECT_EQ(nlohmann::json::parse(inspect.output)["metadata"].count("llama.rope.scaling.type"), 0u);
+
+  export_gguf(llama3_copy(dir_ / "ones", 1.0), dir_ / "ones.gguf", "f32");
+  export_gguf(stories(), dir_ / "plain.gguf", "f32");
+  const auto plain = llama_greedy(dir_ / "plain.gguf", {1}, 120);
+  EXPECT_EQ(llama_greedy(dir_ / "ones.gguf", {1}, 120), plain);
+  EXPECT_NE(llama_greedy(dir_ / "llama3.gguf", {1}, 120), plain);
 }
 
 TEST_F(GgufLlamaCpp, QuantisedFilesLoadAndRun) {

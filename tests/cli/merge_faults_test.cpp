@@ -103,6 +103,14 @@ TEST_F(MergeFaults, EveryMethodResumesAfterAKillAndIgnoresTheThreadCount) {
     }
     const auto provenance = nlohmann::json::parse(test::read_file(clean / "w1" / "rvec_provenance.json"));
     EXPECT_EQ(provenance["method"]["name"], method);
+    // One file per output: the spare threads run the statistics passes of later tensors ahead.
+    for (const char* threads : {"1", "3"}) {
+      const fs::path out = dir_ / method / (std::string("one-file-") + threads);
+      const auto r = run_rvec("merge " + fam_args(dir_ / "fam") + " -w 0.5,1 -q --max-shard-size 5GB -o " + q(out) + " " +
+                              args + " --threads " + threads);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    for (const char* w : {"w0.5", "w1"}) expect_same_shards(dir_ / method / "one-file-1" / w, dir_ / method / "one-file-3" / w);
   }
 }
 

@@ -64,6 +64,23 @@ TEST(Dataset, ReadsMultipleChoiceCsvWithQuotes) {
   EXPECT_EQ(d.problems[0].answer, "B");
 }
 
+// JCommonsenseQA-style rows: one field holds the options as a list.
+TEST(Dataset, OneChoiceFieldMayHoldTheListOfOptions) {
+  TempDir dir;
+  write_file(dir / "jcqa.jsonl", R"({"question": "q", "choices": ["犬", "猫", 3], "label": 1})" "\n");
+  DatasetFields fields;
+  fields.choices = {"choices"};
+  fields.answer = "label";
+  const auto d = load_dataset((dir / "jcqa.jsonl").string(), fields);
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_EQ(d.problems[0].options, (std::vector<std::string>{"犬", "猫", "3"}));
+  EXPECT_EQ(d.problems[0].question, "q\nA. 犬\nB. 猫\nC. 3");
+  write_file(dir / "one.jsonl", R"({"question": "q", "choices": ["only"], "label": 0})" "\n");
+  expect_error((dir / "one.jsonl").string(), fields, "one.jsonl:1: a multiple-choice row needs 2 to 5 options");
+  write_file(dir / "six.jsonl", R"({"question": "q", "choices": ["1", "2", "3", "4", "5", "6"], "label": 0})" "\n");
+  expect_error((dir / "six.jsonl").string(), fields, "six.jsonl:1: a multiple-choice row needs 2 to 5 options");
+}
+
 TEST(Dataset, BadFilesNameTheLine) {
   TempDir dir;
   write_file(dir / "bad.jsonl", "{\"problem\": \"a\", \"answer\": \"1\"}\n{\"problem\": \"b\", \"answer\": \"2\"}\n{oops\n");

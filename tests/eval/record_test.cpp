@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "base/error.hpp"
 #include "test_util.hpp"
 
@@ -45,6 +47,41 @@ TEST(EvalRecord, EveryFieldAndEveryUnknownFieldSurvivesARoundTrip) {
   EXPECT_EQ(j["verdict"], "correct");
   EXPECT_EQ(j["kind"], "choice");
   EXPECT_EQ(EvalRecord::from_json(j, "x").to_json(), j);
+}
+
+// rvec eval --score: the pick comes from the option scores, in any grading
+// mode, by the sum or per byte of each option.
+TEST(EvalRecord, AScoredRecordIsGradedFromItsOptionScores) {
+  json j = {{"id", "q"},          {"response", "long answer"},       {"answer", "1"},   {"kind", "choice"},
+            {"score", "logprob"}, {"option_logprobs", {-3.0, -2.0, -6.0}}, {"option_bytes", {1, 2, 11}}};
+  EvalRecord r = EvalRecord::from_json(j, "x");
+  for (const auto mode : {GradeMode::kStrict, GradeMode::kLenient, GradeMode::kSubstring}) {
+    r.regrade(mode);
+    EXPECT_EQ(r.extracted, "B");
+    EXPECT_EQ(r.rule, "logprob");
+    EXPECT_EQ(r.verdict, Verdict::kCorrect);  // gold 1 is B
+  }
+  EXPECT_EQ(EvalRecord::from_json(r.to_json(), "x").to_json(), r.to_json());
+  j["score"] = "logprob_per_byte";  // -3/1, -2/2, -6/11: C
+  r = EvalRecord::from_json(j, "x");
+  r.regrade(GradeMode::kStrict);
+  EXPECT_EQ(r.extracted, "C");
+  EXPECT_EQ(r.verdict, Verdict::kWrong);
+  for (const auto& [field, value, message] : std::vector<std::tuple<const char*, json, std::string>>{
+           {"score", "likelihood", "field \"score\" must be \"logprob\" or \"logprob_per_byte\""},
+           {"option_logprobs", json::array(), "a record with \"score\" needs \"option_logprobs\", a non-empty list of numbers"},
+           {"option_logprobs", {-1.0, "x", -2.0}, "a record with \"score\" needs \"option_logprobs\", a non-empty list of numbers"},
+           {"option_bytes", {1, 2}, "\"option_bytes\" must list a byte count for each of the 3 options"},
+           {"option_bytes", {1, -2, 3}, "\"option_bytes\" must list a byte count for each of the 3 options"}}) {
+    json bad = j;
+    bad[field] = value;
+    try {
+      EvalRecord::from_json(bad, "r.jsonl:4");
+      ADD_FAILURE() << field << " " << value.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("r.jsonl:4: " + message), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(EvalRecord, AForeignRecordNeedsOnlyIdResponseAndAnswer) {

@@ -293,6 +293,30 @@ TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
   }
 }
 
+// One file per output and three threads: two run later tensors' statistics
+// passes ahead. Same bytes as one thread, and every byte read counted once.
+TEST(MethodLookahead, StatisticsPassesRunAheadGiveTheSameBytes) {
+  test::TempDir dir;
+  FamilyOptions options;
+  options.post_delta = 0.3;
+  write_family(dir.path(), options);
+  const Family fam(dir.path());
+  std::vector<std::string> outputs;
+  for (const unsigned threads : {1u, 3u}) {
+    JobSpec spec;
+    spec.method = &merge_method("ties");
+    spec.method_params = {{"density", 0.3}, {"rescale", ParamSetting::word("l1")}};
+    spec.weights = {1.0};
+    spec.threads = threads;
+    spec.output = dir / ("out" + std::to_string(threads));
+    const JobPlan plan = plan_job(fam.inputs(), spec);
+    const JobResult result = run_job(fam.inputs(), spec, plan);
+    EXPECT_EQ(result.bytes_read, plan.bytes_to_read) << threads;
+    outputs.push_back(test::read_file(spec.output / "model.safetensors"));
+  }
+  EXPECT_TRUE(outputs[0] == outputs[1]);
+}
+
 // Feeds `d` through a method's combiner as the executor would (two statistics
 // passes, then tiles of `tile` elements in order) and returns δ.
 std::vector<float> combine_directly(const MergeMethod& method, const MethodParams& params, const std::vector<float>& d,

@@ -26,6 +26,7 @@ inline ServedModel byte_model(size_t max_context = 512) {
     return text;
   };
   model.stop_tokens = {0};
+  model.token_bytes = [](TokenId id) { return std::string(1, static_cast<char>(id)); };
   return model;
 }
 

@@ -102,7 +102,12 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
       {{{"stop", std::string(257, 'x')}}, "stop"},
       {{{"model", 5}}, "model"},
       {{{"user", 5}}, "user"},
-      {{{"logprobs", true}}, "logprobs"},
+      {{{"logprobs", 1}}, "logprobs"},
+      {{{"logprobs", true}, {"top_logprobs", 21}}, "top_logprobs"},
+      {{{"logprobs", true}, {"top_logprobs", -1}}, "top_logprobs"},
+      {{{"top_logprobs", 2}}, "top_logprobs"},  // without logprobs: true
+      {{{"logprobs", false}, {"top_logprobs", 2}}, "top_logprobs"},
+      {{{"echo", true}}, "echo"},               // a completions field
       {{{"frequency_penalty", 0.5}}, "frequency_penalty"},
       {{{"tools", json::array()}}, "tools"},
       {{{"messages", "hi"}}, "messages"},
@@ -155,9 +160,55 @@ TEST(ParseRequest, PromptsAndTokenIds) {
   EXPECT_EQ(listed.choices[2].prompt, (std::vector<TokenId>{7, 8, 9}));
   EXPECT_EQ(listed.choices[3].sampling.seed, 8u);
   EXPECT_EQ(listed.prompt_tokens, 5u);
-  EXPECT_EQ(refusal(R"({"prompt": "a", "echo": true})", Endpoint::kCompletion).param, "echo");
   EXPECT_EQ(refusal(R"({"prompt": "a", "max_completion_tokens": 2})", Endpoint::kCompletion).param,
             "max_completion_tokens");  // a chat field
+}
+
+TEST(ParseRequest, LogprobsAndEcho) {
+  const auto chat_request = parse_request(chat({{"logprobs", true}, {"top_logprobs", 20}}).dump(), Endpoint::kChat, model());
+  EXPECT_TRUE(chat_request.logprobs);
+  EXPECT_TRUE(chat_request.choices[0].logprobs);
+  EXPECT_FALSE(chat_request.choices[0].prompt_logprobs);
+  EXPECT_EQ(chat_request.choices[0].top_logprobs, 20u);
+  EXPECT_FALSE(parse_request(chat({{"logprobs", false}}).dump(), Endpoint::kChat, model()).choices[0].logprobs);
+
+  const auto scored = parse_request(R"({"prompt": "abc", "logprobs": 5, "echo": true, "max_tokens": 0})",
+                                    Endpoint::kCompletion, model());
+  EXPECT_TRUE(scored.logprobs);
+  EXPECT_TRUE(scored.echo);
+  EXPECT_EQ(scored.choices[0].max_tokens, 0u);
+  EXPECT_TRUE(scored.choices[0].prompt_logprobs);
+  EXPECT_EQ(scored.choices[0].top_logprobs, 5u);
+  const auto echoed = parse_request(R"({"prompt": "abc", "echo": true})", Endpoint::kCompletion, model());
+  EXPECT_TRUE(echoed.echo);
+  EXPECT_FALSE(echoed.logprobs);
+  EXPECT_FALSE(echoed.choices[0].prompt_logprobs);  // the prompt's text only: nothing to score
+  const auto answer_only = parse_request(R"({"prompt": "abc", "logprobs": 0})", Endpoint::kCompletion, model());
+  EXPECT_TRUE(answer_only.choices[0].logprobs);
+  EXPECT_FALSE(answer_only.choices[0].prompt_logprobs);
+
+  for (const auto& [body, param] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"prompt": "a", "logprobs": 6})", "logprobs"},
+           {R"({"prompt": "a", "logprobs": true})", "logprobs"},
+           {R"({"prompt": "a", "logprobs": -1})", "logprobs"},
+           {R"({"prompt": "a", "echo": "yes"})", "echo"},
+           {R"({"prompt": "a", "max_tokens": 0})", "max_tokens"},  // only with echo
+           {R"({"prompt": "a", "logprobs": 2, "top_logprobs": 2})", "top_logprobs"}}) {
+    const auto error = refusal(body, Endpoint::kCompletion);
+    EXPECT_EQ(error.status, 400) << body;
+    EXPECT_EQ(error.param, param) << body << " -> " << error.message;
+    EXPECT_NE(error.message.find(param), std::string::npos) << error.message;
+  }
+  ServedModel without_tokenizer = test::byte_model(64);
+  without_tokenizer.token_bytes = nullptr;
+  for (const char* body : {R"({"prompt": [1, 2], "logprobs": 1})", R"({"prompt": [1, 2], "echo": true})"}) {
+    try {
+      parse_request(body, Endpoint::kCompletion, without_tokenizer);
+      ADD_FAILURE() << body << " was accepted without a tokenizer";
+    } catch (const HttpError& error) {
+      EXPECT_NE(error.message.find("tokenizer"), std::string::npos) << error.message;
+    }
+  }
 }
 
 TEST(ParseRequest, AnotherModelsNameIsNotFound) {

@@ -127,6 +127,25 @@ TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
 }
 
+TEST(Sweep, APortTakenBeforeTheServerBindsItIsReplaced) {
+  TempDir dir;
+  // Each model's first server finds its port taken (as when another process grabs the free port
+  // the sweep picked); the sweep picks another port and the second server answers.
+  const std::string serve = fmt::format("exec {} serve {{model}} --port {{port}} --served-model-name {{name}}", RVEC_CLI_PATH);
+  const std::string first_fails = fmt::format(
+      "\"if mkdir {}/taken-{{name}} 2>/dev/null; then echo 'rvec: error: cannot listen on 127.0.0.1:{{port}} (in use)' >&2; "
+      "exit 5; fi; {}\"",
+      dir.path().string(), serve);
+  write_family_and_recipe(dir, "serve:\n  commands:\n    - " + first_fails + "\n");
+  const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (const char* name : {"target", "w0.5", "w1", "post"}) {
+    EXPECT_TRUE(std::filesystem::is_directory(dir / (std::string("taken-") + name))) << name;
+    EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
+  }
+  EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+}
+
 TEST(Sweep, AFailingWorkerStopsTheSweepAndEveryServer) {
   TempDir dir;
   // Worker 0 serves models; worker 1's "server" never answers. The sweep fails naming it, and no
