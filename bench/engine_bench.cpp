@@ -6,12 +6,16 @@
 // (memcpy bandwidth is printed too; the floor uses the read rate because a
 // decode step only reads weights.)
 //
-// Usage: rvec_engine_bench MODEL_DIR [threads]
+// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]
+// (compare: one JSON line with the three rates of bench/engine_vs_llamacpp.sh)
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "base/error.hpp"
@@ -26,6 +30,20 @@ using Clock = std::chrono::steady_clock;
 using rvec::TokenId;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// CPU seconds this process has used (all threads, user + system): on a
+// shared machine, tokens per CPU second compare builds even when other work
+// takes some of the cores.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+struct Rate {
+  double per_second, per_cpu_second;
+};
 
 // STREAM-style copy bandwidth over 1 GiB with every thread: (read + write) bytes / s.
 double copy_bandwidth(rvec::ThreadPool& pool) {
@@ -60,44 +78,68 @@ double read_bandwidth(rvec::ThreadPool& pool) {
   return 4.0 * static_cast<double>(floats) / best;
 }
 
-// Decode tokens/s with `batch` sequences (the first step, which processes the
-// prompts, is not counted).
-double decode_rate(rvec::Transformer& model, size_t batch, size_t steps) {
+// Greedy decoding of `batch` sequences (prompts of 16 ids, 100 + 37 i + t),
+// up to `tokens` new tokens each. Without the prefill, the first step (the
+// prompts and each sequence's first token) is neither timed nor counted.
+Rate decode_rate(rvec::Transformer& model, size_t batch, size_t tokens, bool with_prefill) {
   rvec::Batcher batcher(model, nullptr, batch, 4096);
   for (size_t i = 0; i < batch; ++i) {
     rvec::GenerationRequest r;
     for (int t = 0; t < 16; ++t) r.prompt.push_back(static_cast<TokenId>(100 + 37 * i + t));
-    r.max_tokens = steps + 1;
+    r.max_tokens = tokens;
     batcher.add(std::move(r));
   }
-  batcher.step();
+  if (!with_prefill) batcher.step();
   const auto start = Clock::now();
-  size_t tokens = 0;
-  while (!batcher.idle()) tokens += batcher.step().size();
-  return static_cast<double>(tokens) / seconds_since(start);
+  const double cpu_start = cpu_seconds();
+  size_t done = 0;
+  while (!batcher.idle()) done += batcher.step().size();
+  const double count = static_cast<double>(done);
+  return {count / seconds_since(start), count / (cpu_seconds() - cpu_start)};
 }
 
-double prompt_rate(rvec::Transformer& model, size_t length) {
+Rate prompt_rate(rvec::Transformer& model, size_t length) {
   rvec::KvCache cache = model.new_cache();
   std::vector<TokenId> prompt;
   for (size_t t = 0; t < length; ++t) prompt.push_back(static_cast<TokenId>(1000 + t));
   std::vector<float> logits;
   const rvec::ForwardItem item{&cache, prompt};
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   model.forward(std::span(&item, 1), logits);
-  return static_cast<double>(length) / seconds_since(start);
+  const double tokens = static_cast<double>(length);
+  return {tokens / seconds_since(start), tokens / (cpu_seconds() - cpu_start)};
+}
+
+void print_prompt_rate(rvec::Transformer& model) {
+  const Rate rate = prompt_rate(model, 512);
+  fmt::print("prompt processing, 512 tokens: {:.1f} tok/s ({:.1f} tok per CPU second)\n", rate.per_second,
+             rate.per_cpu_second);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads]\n");
+  const std::string what = argc > 3 ? argv[3] : "all";
+  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode" && what != "compare")) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]\n");
     return 2;
   }
   try {
     rvec::ThreadPool pool(argc > 2 ? std::stoul(argv[2]) : rvec::default_thread_count());
     auto model = rvec::Transformer::load(argv[1], pool);
+    if (what == "compare") {  // the rates bench/llamacpp_bench.mjs measures for llama.cpp
+      const double decode1 = decode_rate(*model, 1, 64, false).per_second;
+      const double prompt512 = prompt_rate(*model, 512).per_second;
+      const double decode8 = decode_rate(*model, 8, 32, true).per_second;
+      fmt::print("{{\"decode1\": {:.3f}, \"prompt512\": {:.3f}, \"decode8\": {:.3f}}}\n", decode1, prompt512, decode8);
+      return 0;
+    }
+    if (what == "prompt") {
+      fmt::print("threads {}  ", pool.size());
+      print_prompt_rate(*model);
+      return 0;
+    }
     const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
     const double weights = static_cast<double>(model->weight_bytes());
     const double floor_s = weights / read;
@@ -105,15 +147,16 @@ int main(int argc, char** argv) {
     fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
                read / 1e9);
     fmt::print("floor = weights / read bandwidth = {:.1f} ms/step\n", floor_s * 1e3);
-    fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor");
+    fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10} {:>14}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor",
+               "tok/CPU s");
     for (const size_t batch : {1, 8, 32}) {
-      const double rate = decode_rate(*model, batch, batch == 1 ? 16 : 8);
-      const double step_ms = 1e3 * static_cast<double>(batch) / rate;
+      const Rate rate = decode_rate(*model, batch, batch == 1 ? 17 : 9, false);
+      const double step_ms = 1e3 * static_cast<double>(batch) / rate.per_second;
       const double floor_rate = static_cast<double>(batch) / floor_s;
-      fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x\n", batch, rate, step_ms, floor_rate,
-                 step_ms / (floor_s * 1e3));
+      fmt::print("{:>6} {:>10.1f} {:>12.1f} {:>14.1f} {:>9.2f}x {:>14.1f}\n", batch, rate.per_second, step_ms,
+                 floor_rate, step_ms / (floor_s * 1e3), rate.per_cpu_second);
     }
-    fmt::print("prompt processing, 512 tokens: {:.1f} tok/s\n", prompt_rate(*model, 512));
+    if (what == "all") print_prompt_rate(*model);
   } catch (const rvec::Error& e) {
     fmt::print(stderr, "rvec_engine_bench: error: {}\n", e.what());
     return 1;

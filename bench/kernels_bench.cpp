@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "numeric/codec.hpp"
+#include "numeric/convert.hpp"
 #include "numeric/kernels.hpp"
+#include "numeric/linalg.hpp"
 
 namespace {
 
@@ -90,6 +92,23 @@ void BM_CombineBf16(benchmark::State& state) {
   state.SetLabel(kSimd ? rvec::kernels::simd_target() : "scalar");
 }
 
+// One matmul task of a 512-token prompt on one core: a block of bf16 weight
+// rows (about 256 KiB, as numeric/matmul.cpp cuts them) times every token.
+// Counter: GFLOP/s (2 per multiply-add).
+void BM_GemmBf16(benchmark::State& state) {
+  const size_t cols = static_cast<size_t>(state.range(0)), rows = (256 << 10) / (2 * cols), tokens = 512;
+  std::vector<uint16_t> w(rows * cols);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = rvec::f32_to_bf16(0.01f * static_cast<float>(i % 97) - 0.5f);
+  std::vector<float> x(tokens * cols, 0.25f), y(tokens * rows);
+  for (auto _ : state) {
+    rvec::linalg::gemm_bf16(w.data(), rows, cols, x.data(), tokens, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(static_cast<double>(2 * rows * cols * tokens) * 1e-9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_GemmBf16)->Name("gemm_bf16/512_tokens")->Arg(896)->Arg(4864);
 BENCHMARK(BM_Subtract<true>)->Name("subtract/simd");
 BENCHMARK(BM_Subtract<false>)->Name("subtract/scalar");
 BENCHMARK(BM_Bf16ToF32<true>)->Name("bf16_to_f32/simd");

@@ -13,7 +13,6 @@ packages=(
   libyaml-cpp-dev                  # recipes
   libpcre2-dev                     # tensor-rule and tokenizer regexes (Unicode)
   libutf8proc-dev                  # NFC/NFKC normalisation
-  libopenblas-dev                  # sgemm for prompt processing
   libcpp-httplib-dev               # rvec serve (HTTP server)
   libcurl4-openssl-dev curl        # HTTP client (tests, evaluation)
   libgtest-dev libgmock-dev        # unit tests

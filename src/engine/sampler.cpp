@@ -7,8 +7,11 @@
 #include "base/error.hpp"
 
 namespace rvec {
+// A NaN's sign bit depends on which instruction made it (x86's default NaN is
+// negative), so it is printed as plain "nan".
 NonFiniteLogits::NonFiniteLogits(TokenId token, float value)
-    : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})", value, token)),
+    : Error(ErrorKind::kBadInput, fmt::format("the model produced non-finite logits ({} for token {})",
+                                              std::isnan(value) ? "nan" : fmt::format("{}", value), token)),
       token_(token) {}
 
 void require_finite(std::span<const float> logits) {

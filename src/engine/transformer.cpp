@@ -147,6 +147,7 @@ struct Transformer::Scratch {
   std::vector<float> block_logits;  // [kHeadBlock, vocab]
   std::vector<size_t> position;  // [n] position of each token in its sequence
   std::vector<size_t> item;      // [n] which item each token belongs to
+  std::vector<size_t> query_tiles;  // first token of each attention task's tile
 };
 
 uint64_t KvCache::bytes() const {
@@ -209,33 +210,29 @@ KvCache Transformer::new_cache() const {
   return cache;
 }
 
-// Causal attention of every new token over its own sequence's cache.
-// Tasks are (token, query head); query head h reads KV head h / (heads / kv_heads).
+// Causal attention of every new token over its own sequence's cache. Tasks
+// are (a tile of up to kQueryTile consecutive tokens of one sequence, one KV
+// head) with the query heads that read it (GQA: query head h reads KV head
+// h / (heads / kv_heads)), so each key tile serves tokens x heads queries.
 void Transformer::attention(size_t layer, std::span<const ForwardItem> items) {
+  constexpr size_t kQueryTile = 16;
   const TransformerConfig& c = config_;
   Scratch& s = *scratch_;
-  const size_t n = s.position.size(), qkv_width = c.q_dim() + 2 * c.kv_dim();
-  const size_t group = c.heads / c.kv_heads, kv_dim = c.kv_dim(), hd = c.head_dim;
+  const size_t qkv_width = c.q_dim() + 2 * c.kv_dim(), group = c.heads / c.kv_heads, hd = c.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool_.parallel_for(n * c.heads, [&](size_t task) {
-    const size_t t = task / c.heads, head = task % c.heads, kv_head = head / group;
-    const KvCache& cache = *items[s.item[t]].cache;
-    const float* q = s.qkv.data() + t * qkv_width + head * hd;
-    const float* keys = cache.keys[layer].data() + kv_head * hd;
-    const float* values = cache.values[layer].data() + kv_head * hd;
-    const size_t visible = s.position[t] + 1;
-    thread_local std::vector<float> scores;
-    scores.resize(visible);
-    float max_score = -INFINITY;
-    for (size_t j = 0; j < visible; ++j) {
-      scores[j] = linalg::dot(q, keys + j * kv_dim, hd) * scale;
-      max_score = std::max(max_score, scores[j]);
-    }
-    float sum = 0;
-    for (size_t j = 0; j < visible; ++j) sum += scores[j] = std::exp(scores[j] - max_score);
-    float* out = s.att.data() + t * c.q_dim() + head * hd;
-    std::fill_n(out, hd, 0.0f);
-    for (size_t j = 0; j < visible; ++j) linalg::axpy(scores[j] / sum, values + j * kv_dim, out, hd);
+  s.query_tiles.clear();  // first token of each tile
+  for (size_t t = 0; t < s.item.size(); ++t) {
+    if (t == 0 || s.item[t] != s.item[t - 1] || t - s.query_tiles.back() == kQueryTile) s.query_tiles.push_back(t);
+  }
+  pool_.parallel_for(s.query_tiles.size() * c.kv_heads, [&](size_t task) {
+    const size_t tile = task / c.kv_heads, kv_head = task % c.kv_heads;
+    const size_t t0 = s.query_tiles[tile];
+    const size_t end = tile + 1 < s.query_tiles.size() ? s.query_tiles[tile + 1] : s.item.size();
+    const KvCache& cache = *items[s.item[t0]].cache;
+    linalg::attention(s.qkv.data() + t0 * qkv_width + kv_head * group * hd, qkv_width, end - t0, group,
+                      s.position[t0], cache.keys[layer].data() + kv_head * hd,
+                      cache.values[layer].data() + kv_head * hd, c.kv_dim(), hd, scale,
+                      s.att.data() + t0 * c.q_dim() + kv_head * group * hd, c.q_dim());
   });
 }
 

@@ -1,9 +1,10 @@
 #include "numeric/matmul.hpp"
 
-#include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
-#include <mutex>
+#include <new>
+#include <vector>
 
 #include "base/thread_pool.hpp"
 #include "numeric/kernels.hpp"
@@ -12,18 +13,12 @@
 namespace rvec {
 namespace {
 
-// The engine parallelises across weight rows itself; OpenBLAS must not start
-// its own threads on top of ours.
-void single_threaded_blas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
-}
-
 // Rows per task: enough that one task's weights (about 256 KiB) amortise
-// scheduling, few enough that the cores share the work evenly.
+// scheduling, few enough that the cores share the work evenly; a multiple of
+// 16 so that the gemm kernel's 4-row tiles divide it.
 size_t rows_per_task(const WeightMatrix& w) {
   const size_t row_bytes = w.cols * (w.is_bf16() ? 2 : 4);
-  return std::clamp<size_t>((256 << 10) / std::max<size_t>(row_bytes, 1), 16, 1024);
+  return std::clamp<size_t>((256 << 10) / std::max<size_t>(row_bytes, 1), 16, 1024) / 16 * 16;
 }
 
 void add_bias(const WeightMatrix& w, size_t n, float* y) {
@@ -36,6 +31,16 @@ void add_bias(const WeightMatrix& w, size_t n, float* y) {
 
 }  // namespace
 
+void* allocate_weights(size_t bytes) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t alignment = bytes >= kHugePage ? kHugePage : 64;
+  void* p = std::aligned_alloc(alignment, (std::max<size_t>(bytes, 1) + alignment - 1) / alignment * alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  // Only a hint: without huge pages the weights work the same, only slower.
+  if (alignment == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);
+  return p;
+}
+
 void WeightMatrix::row_f32(size_t r, float* out) const {
   if (is_bf16()) {
     kernels::bf16_to_f32(bf16.data() + r * cols, out, cols);
@@ -47,32 +52,29 @@ void WeightMatrix::row_f32(size_t r, float* out) const {
 void matmul(const WeightMatrix& w, const float* x, size_t n, float* y, ThreadPool& pool) {
   const size_t block = rows_per_task(w);
   const size_t tasks = (w.rows + block - 1) / block;
-  if (n <= kGemvMaxBatch) {
-    pool.parallel_for(tasks, [&](size_t task) {
-      const size_t r0 = task * block, rows = std::min(block, w.rows - r0);
-      if (w.is_bf16()) {
-        linalg::gemv_bf16(w.bf16.data() + r0 * w.cols, rows, w.cols, x, n, y + r0, w.rows);
-      } else {
-        linalg::gemv_f32(w.f32.data() + r0 * w.cols, rows, w.cols, x, n, y + r0, w.rows);
-      }
-    });
-  } else {
-    single_threaded_blas();
-    pool.parallel_for(tasks, [&](size_t task) {
-      const size_t r0 = task * block, rows = std::min(block, w.rows - r0);
-      const float* weights = w.f32.data() + r0 * w.cols;
-      thread_local std::vector<float> widened;
-      if (w.is_bf16()) {
-        widened.resize(rows * w.cols);
-        kernels::bf16_to_f32(w.bf16.data() + r0 * w.cols, widened.data(), rows * w.cols);
-        weights = widened.data();
-      }
-      // y[:, r0:r0+rows] = x · weights_blockᵀ
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(rows),
-                  static_cast<int>(w.cols), 1.0f, x, static_cast<int>(w.cols), weights, static_cast<int>(w.cols),
-                  0.0f, y + r0, static_cast<int>(w.rows));
-    });
+  const bool gemv = n <= kGemvMaxBatch;
+  // x in the bf16 gemm kernel's order, packed by this thread for all the
+  // tasks (which reach it through the pointer, not the thread-local name).
+  thread_local std::vector<float> packed;
+  if (!gemv && w.is_bf16()) {
+    packed.resize(n * w.cols);
+    linalg::pack_bf16_activations(x, n, w.cols, packed.data());
   }
+  const float* packed_x = packed.data();
+  pool.parallel_for(tasks, [&](size_t task) {
+    const size_t r0 = task * block, rows = std::min(block, w.rows - r0);
+    if (w.is_bf16()) {
+      const uint16_t* weights = w.bf16.data() + r0 * w.cols;
+      if (gemv) {
+        linalg::gemv_bf16(weights, rows, w.cols, x, n, y + r0, w.rows);
+      } else {
+        linalg::gemm_bf16_packed(weights, rows, w.cols, packed_x, n, y + r0, w.rows);
+      }
+    } else {
+      const float* weights = w.f32.data() + r0 * w.cols;
+      (gemv ? linalg::gemv_f32 : linalg::gemm_f32)(weights, rows, w.cols, x, n, y + r0, w.rows);
+    }
+  });
   add_bias(w, n, y);
 }
 

@@ -250,9 +250,9 @@ int run_server(const ServerOptions& given) {
   }
   if (options.threads == 0) options.threads = default_thread_count();
   mallopt(M_ARENA_MAX, serve_limits::kMallocArenas);
-  // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before
-  // main), so the handler only writes the signal number to a pipe; a watcher
-  // thread reads it and stops the server cleanly.
+  // SIGINT/SIGTERM may land on any thread, so the handler only writes the
+  // signal number to a pipe; a watcher thread reads it and stops the server
+  // cleanly.
   if (pipe(g_signal_pipe) != 0) fail_errno("pipe");
   struct sigaction action {};
   action.sa_handler = [](int signal) {

@@ -66,7 +66,7 @@ TEST(Transformer, MatchesF64ReferenceBf16WeightsAndOneKvHead) {
   EXPECT_LT(max_logit_error(spec, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}, 12), 1e-4);
 }
 
-TEST(Transformer, PromptLongerThanGemvBatchUsesBlasAndStillMatches) {
+TEST(Transformer, PromptOf80TokensUsesGemmTilesAndStillMatches) {
   test::TinyModelSpec spec;
   spec.seed = 4;
   std::vector<int> tokens;

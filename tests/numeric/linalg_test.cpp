@@ -65,11 +65,75 @@ TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) {
   }
 }
 
-// The gemv path (small batches) and the sgemm path (large) agree, bias included.
-TEST(Matmul, GemvAndBlasPathsAgree) {
+// Shapes that hit every tile remainder (rows % 4, tokens % 4), more than one
+// column chunk (1024) and a column tail that is not a whole SIMD block.
+TEST(Linalg, GemmMatchesScalarTwinForEveryTileRemainder) {
+  for (const size_t cols : {8u, 70u, 1024u, 2100u}) {
+    const size_t rows = 11;
+    const auto w32 = random_floats(rows * cols, cols);
+    std::vector<uint16_t> w16(rows * cols);
+    std::vector<float> w16_as_f32(rows * cols);
+    for (size_t i = 0; i < w16.size(); ++i) w16_as_f32[i] = bf16_to_f32(w16[i] = f32_to_bf16(w32[i]));
+    for (const size_t batch : {1u, 2u, 3u, 4u, 5u, 9u}) {
+      const auto x = random_floats(batch * cols, 100 + batch);
+      const size_t y_stride = rows + 3;  // a column block of a wider output
+      std::vector<float> simd(batch * y_stride, -1.0f), twin = simd;
+      linalg::gemm_bf16(w16.data(), rows, cols, x.data(), batch, simd.data(), y_stride);
+      linalg::scalar::gemm_bf16(w16.data(), rows, cols, x.data(), batch, twin.data(), y_stride);
+      for (size_t b = 0; b < batch; ++b) {
+        for (size_t r = 0; r < rows; ++r) {
+          EXPECT_NEAR(simd[b * y_stride + r], twin[b * y_stride + r],
+                      tolerance(w16_as_f32.data() + r * cols, x.data() + b * cols, cols))
+              << "bf16 cols " << cols << " batch " << batch << " row " << r;
+          EXPECT_EQ(simd[b * y_stride + rows], -1.0f) << "wrote past the row block";
+        }
+      }
+      linalg::gemm_f32(w32.data(), rows, cols, x.data(), batch, simd.data(), y_stride);
+      linalg::scalar::gemm_f32(w32.data(), rows, cols, x.data(), batch, twin.data(), y_stride);
+      for (size_t b = 0; b < batch; ++b) {
+        for (size_t r = 0; r < rows; ++r) {
+          EXPECT_NEAR(simd[b * y_stride + r], twin[b * y_stride + r],
+                      tolerance(w32.data() + r * cols, x.data() + b * cols, cols))
+              << "f32 cols " << cols << " batch " << batch << " row " << r;
+        }
+      }
+    }
+  }
+}
+
+// Tiled online-softmax attention against the two-pass twin: contexts that end
+// inside, at and past a key tile (64), several query heads per KV head, head
+// sizes that are and are not a whole number of vectors, and scores large
+// enough that a later tile raises the running maximum.
+TEST(Linalg, AttentionMatchesScalarTwin) {
+  for (const size_t head_dim : {8u, 20u, 64u}) {
+    for (const size_t position : {0u, 5u, 63u, 64u, 130u}) {
+      const size_t tokens = 7, heads = 3, kv_stride = head_dim + 5, total = position + tokens;
+      const size_t q_stride = heads * head_dim + 11, out_stride = heads * head_dim + 2;
+      auto q = random_floats(tokens * q_stride, position + head_dim);
+      for (auto& v : q) v *= 3.0f;
+      const auto keys = random_floats(total * kv_stride, 1000 + position), values = random_floats(total * kv_stride, 7);
+      std::vector<float> simd(tokens * out_stride, -1.0f), twin = simd;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      linalg::attention(q.data(), q_stride, tokens, heads, position, keys.data(), values.data(), kv_stride, head_dim,
+                        scale, simd.data(), out_stride);
+      linalg::scalar::attention(q.data(), q_stride, tokens, heads, position, keys.data(), values.data(), kv_stride,
+                                head_dim, scale, twin.data(), out_stride);
+      for (size_t i = 0; i < simd.size(); ++i) {
+        EXPECT_NEAR(simd[i], twin[i], 1e-5 * (1 + std::abs(twin[i])))
+            << "head_dim " << head_dim << " position " << position << " index " << i;
+      }
+    }
+  }
+}
+
+// The gemv path (small batches) and the gemm path (large) agree, bias
+// included; rows of 8 KiB make 10 tasks on two threads, which all read the
+// activations the calling thread packed.
+TEST(Matmul, GemvAndGemmPathsAgree) {
   WeightMatrix w;
   w.rows = 300;
-  w.cols = 64;
+  w.cols = 4096;
   for (float v : random_floats(w.rows * w.cols, 5)) w.bf16.push_back(f32_to_bf16(v));
   w.bias = random_floats(w.rows, 6);
   const size_t n = kGemvMaxBatch + 4;
