@@ -253,7 +253,7 @@ std::optional<std::string> token_content(const json& entry) {
 // Special token ids as gguf-py's SpecialVocab finds them: tokenizer_config.json
 // names an added token by content; config.json's *_token_id fills the rest.
 void add_special_ids(const json& tokenizer, const json& tokenizer_config, const json& config, uint64_t rows,
-                     const std::string& origin, GgufMetadata& out) {
+                     GgufMetadata& out) {
   static constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kKeys = {{
       {"bos", "tokenizer.ggml.bos_token_id"},
       {"eos", "tokenizer.ggml.eos_token_id"},
@@ -332,7 +332,7 @@ uint64_t embedding_rows(const ModelFolder& model) {
   return required(model.config()->vocab_size, model, "vocab_size");
 }
 
-void add_tokenizer(const ModelFolder& model, const Architecture& arch, GgufMetadata& out) {
+void add_tokenizer(const ModelFolder& model, GgufMetadata& out) {
   const fs::path dir(model.path());
   const uint64_t rows = embedding_rows(model);
   const json config = read_optional_json(dir / "config.json");
@@ -343,7 +343,7 @@ void add_tokenizer(const ModelFolder& model, const Architecture& arch, GgufMetad
     out.push_back({"tokenizer.ggml.pre", GgufValue::string("default")});
     add_tokens(json{{"model", {{"vocab", json::object()}}}}, rows, (dir / "config.json").string(), out);
     out.push_back({"tokenizer.ggml.merges", GgufValue::strings({})});
-    add_special_ids(json(), tokenizer_config, config, rows, (dir / "config.json").string(), out);
+    add_special_ids(json(), tokenizer_config, config, rows, out);
     return;
   }
   const std::string origin = (dir / "tokenizer.json").string();
@@ -357,7 +357,7 @@ void add_tokenizer(const ModelFolder& model, const Architecture& arch, GgufMetad
   out.push_back({"tokenizer.ggml.pre", GgufValue::string(pre_tokenizer_name(tokenizer, origin))});
   add_tokens(tokenizer, rows, origin, out);
   add_merges(tokenizer, origin, out);
-  add_special_ids(tokenizer, tokenizer_config, config, rows, origin, out);
+  add_special_ids(tokenizer, tokenizer_config, config, rows, out);
   out.push_back({"tokenizer.ggml.add_bos_token", GgufValue::boolean(adds_bos(tokenizer, tokenizer_config))});
   if (tokenizer_config.is_object() && tokenizer_config.contains("add_eos_token") && tokenizer_config["add_eos_token"].is_boolean()) {
     out.push_back({"tokenizer.ggml.add_eos_token", GgufValue::boolean(tokenizer_config["add_eos_token"].get<bool>())});
@@ -570,7 +570,7 @@ GgufMetadata gguf_metadata(const ModelFolder& model, GgufFileType type, const Gg
   out.push_back({"general.quantization_version", GgufValue::u32(2)});
   out.push_back({"general.alignment", GgufValue::u32(static_cast<uint32_t>(kGgufAlignment))});
   add_hyperparameters(model, arch, out);
-  add_tokenizer(model, arch, out);
+  add_tokenizer(model, out);
   return out;
 }
 

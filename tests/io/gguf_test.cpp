@@ -186,7 +186,7 @@ TEST(GgufSink, SplitsLikeGgufSplitAndVerifiesWhatItWrote) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_FALSE(sink->verify(i, dir.path()));
     const auto writer = sink->open(i, dir.path());
-    for (const auto& t : writer->order()) {
+    for (size_t t = 0; t < writer->order().size(); ++t) {
       std::vector<float> values(10, static_cast<float>(i));
       writer->append(std::as_bytes(std::span(values)));
     }
