@@ -69,5 +69,7 @@ std::vector<TensorRule> part_rules(const std::vector<std::string>& parts, bool k
 
 // The first matching rule, or null.
 const TensorRule* first_match(const std::vector<TensorRule>& rules, const std::string& tensor_name);
+// The result points into `rules`: a temporary list would leave it dangling.
+const TensorRule* first_match(std::vector<TensorRule>&& rules, const std::string& tensor_name) = delete;
 
 }  // namespace rvec

@@ -172,7 +172,8 @@ TEST(Merge, RulesSkipAndRescaleTensors) {
 // kinds, and keeping some parts leaves every other tensor as in the target.
 TEST(Merge, PartRulesFollowTheTensorNameTable) {
   const auto kept = [](const std::vector<std::string>& parts, bool keep, const std::string& name) {
-    const TensorRule* rule = first_match(part_rules(parts, keep), name);
+    const std::vector<TensorRule> rules = part_rules(parts, keep);
+    const TensorRule* rule = first_match(rules, name);
     return rule ? rule->scale() : 1.0;
   };
   for (const uint64_t layer : {0u, 3u, 12u}) {
