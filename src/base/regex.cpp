@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 
 namespace rvec {
 
@@ -26,6 +27,10 @@ Regex::Regex(std::string_view pattern, std::string_view what, bool caseless)
          offset);
   }
   pcre2_jit_compile(compiled_->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter on failure
+}
+
+Utf8 check_utf8_once(std::string_view subject) {
+  return first_invalid_utf8(subject) ? Utf8::kCheck : Utf8::kChecked;
 }
 
 Regex::~Regex() = default;

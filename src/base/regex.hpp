@@ -22,6 +22,10 @@ namespace rvec {
 // that is not valid UTF-8 is undefined behaviour inside PCRE2.
 enum class Utf8 { kCheck, kChecked };
 
+// For a loop of searches over one subject: kChecked if it is valid UTF-8 (one
+// pass over it), else kCheck, so that the first search reports the bad byte.
+Utf8 check_utf8_once(std::string_view subject);
+
 struct Match {
   size_t begin = 0;
   size_t end = 0;

@@ -62,7 +62,7 @@ void replace_all(std::string& text, std::string_view from, std::string_view to) 
 std::string replace_matches(std::string_view text, const Regex& regex) {
   std::string out;
   size_t at = 0;
-  const Utf8 utf8 = first_invalid_utf8(text) ? Utf8::kCheck : Utf8::kChecked;
+  const Utf8 utf8 = check_utf8_once(text);
   while (const auto whole = regex.find(text, at, utf8)) {
     const auto kept = regex.find_group(text, at, 1, utf8);
     out.append(text.substr(at, whole->begin - at));

@@ -367,7 +367,13 @@ void add_tokenizer(const ModelFolder& model, GgufMetadata& out) {
 
 // -------------------------------------------------------------- hyperparameters --
 
-float f32_of(const json& v) { return static_cast<float>(v.get<double>()); }
+// Number field `field` of `from` (a part of config.json that `where` names,
+// such as "rope_scaling."), if present; a usage error if it is not a number.
+std::optional<double> config_number(const ModelFolder& model, const json& from, std::string_view where, const char* field) {
+  if (!from.contains(field) || from[field].is_null()) return std::nullopt;
+  if (!from[field].is_number()) fail(ErrorKind::kUsage, "{}/config.json: {}{} is not a number", model.path(), where, field);
+  return from[field].get<double>();
+}
 
 // rope_scaling (or rope_parameters) of config.json; null if it has neither.
 json rope_scaling_of(const json& config) {
@@ -385,9 +391,8 @@ void add_rope_scaling(const ModelFolder& model, const json& config, const std::s
   const std::string type = rope_type_of(rope);
   const std::string prefix = arch + ".rope.scaling.";
   const auto number = [&](const char* field) -> std::optional<float> {
-    if (!rope.contains(field) || rope[field].is_null()) return std::nullopt;
-    if (!rope[field].is_number()) fail(ErrorKind::kUsage, "{}/config.json: rope_scaling.{} is not a number", model.path(), field);
-    return f32_of(rope[field]);
+    const auto value = config_number(model, rope, "rope_scaling.", field);
+    return value ? std::optional<float>(static_cast<float>(*value)) : std::nullopt;
   };
   if (type == "default") return;
   if (type == "llama3" && arch == "llama") return;  // no keys: the rope_freqs.weight tensor carries it
@@ -521,19 +526,18 @@ std::vector<float> llama3_rope_factors(const ModelFolder& model) {
   const json config = read_optional_json(fs::path(model.path()) / "config.json");
   const json rope = rope_scaling_of(config);
   if (rope.is_null() || rope_type_of(rope) != "llama3") return {};
-  const auto number = [&](const json& from, const char* field, double fallback) {
-    if (!from.contains(field) || from[field].is_null()) return fallback;
-    if (!from[field].is_number()) fail(ErrorKind::kUsage, "{}/config.json: rope_scaling.{} is not a number", model.path(), field);
-    return from[field].get<double>();
+  const auto number = [&](const char* field, double fallback) {
+    return config_number(model, rope, "rope_scaling.", field).value_or(fallback);
   };
   const ModelConfig& c = *model.config();
   const auto base = static_cast<float>(c.rope_theta.value_or(10000.0));
   const uint64_t dim = required(c.head_dim, model, "head_dim");
-  const auto factor = static_cast<float>(number(rope, "factor", 8.0));
-  const auto low_freq_factor = static_cast<float>(number(rope, "low_freq_factor", 1.0));
-  const auto high_freq_factor = static_cast<float>(number(rope, "high_freq_factor", 4.0));
-  const auto old_context = static_cast<float>(
-      number(rope, "original_max_position_embeddings", number(config, "original_max_position_embeddings", 8192)));
+  const auto factor = static_cast<float>(number("factor", 8.0));
+  const auto low_freq_factor = static_cast<float>(number("low_freq_factor", 1.0));
+  const auto high_freq_factor = static_cast<float>(number("high_freq_factor", 4.0));
+  const auto old_context = static_cast<float>(number(
+      "original_max_position_embeddings",
+      config_number(model, config, "", "original_max_position_embeddings").value_or(8192)));
   if (!(high_freq_factor > low_freq_factor)) {
     fail(ErrorKind::kUsage, "{}/config.json: rope_scaling.high_freq_factor must exceed low_freq_factor", model.path());
   }

@@ -87,6 +87,7 @@ struct Tokenizer::Impl {
   void load_pre_tokenizer(const json& node, bool& byte_level);
   void set_token(TokenId id, const std::string& piece, std::string raw);
 
+  // `text`: valid UTF-8 (encode() checks it) between added tokens.
   void encode_segment(std::string_view text, std::vector<TokenId>& out) const;
   void encode_word(std::string_view word, std::vector<TokenId>& out) const;
 };
@@ -342,8 +343,9 @@ void Tokenizer::Impl::encode_segment(std::string_view raw, std::vector<TokenId>&
   if (normalization == Normalization::kNfkc) normalized = nfkc(raw);
   const std::string_view text = normalization == Normalization::kNone ? raw : std::string_view(normalized);
   // Each regex splits every current piece into its matches and the gaps between them.
-  // Pieces of valid text are valid (matches end on character boundaries), so it is checked once.
-  const Utf8 utf8 = first_invalid_utf8(text) ? Utf8::kCheck : Utf8::kChecked;
+  // encode() checked the text is valid UTF-8, and so are its normal forms and
+  // the pieces (matches end on character boundaries): PCRE2 need not check again.
+  const Utf8 utf8 = Utf8::kChecked;
   std::vector<std::string_view> pieces_now{text};
   for (const auto& regex : splits) {
     std::vector<std::string_view> next;
