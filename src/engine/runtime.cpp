@@ -1,21 +1,21 @@
 #include "engine/runtime.hpp"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "base/error.hpp"
+#include "engine/model_source.hpp"
 
 namespace rvec {
 
 ModelRuntime ModelRuntime::load(const std::string& folder, size_t threads) {
-  namespace fs = std::filesystem;
   ModelRuntime r;
   r.folder = folder;
   r.pool = std::make_unique<ThreadPool>(threads);
-  r.model = Transformer::load(folder, *r.pool);
-  if (fs::exists(fs::path(folder) / "tokenizer.json")) r.tokenizer = Tokenizer::load(folder);
+  const auto source = ModelSource::open(folder);
+  r.model = Transformer::load(*source, *r.pool);
+  r.tokenizer = source->tokenizer(r.tokenizer_error);
   try {
-    r.chat = ChatTemplate::from_folder(folder);
+    r.chat = source->chat_template();
   } catch (const Error& e) {
     r.chat_error = e.what();
   }
@@ -32,7 +32,7 @@ ModelRuntime ModelRuntime::load(const std::string& folder, size_t threads) {
 }
 
 const Tokenizer& ModelRuntime::require_tokenizer() const {
-  if (!tokenizer) bad_input("{}: no tokenizer.json, so text cannot be encoded (give token ids instead)", folder);
+  if (!tokenizer) throw Error(ErrorKind::kBadInput, tokenizer_error);
   return *tokenizer;
 }
 

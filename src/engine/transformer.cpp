@@ -2,94 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "base/error.hpp"
 #include "base/text.hpp"
 #include "base/thread_pool.hpp"
-#include "engine/engine_config.hpp"
-#include "hf/model_folder.hpp"
-#include "numeric/codec.hpp"
+#include "engine/model_source.hpp"
+#include "hf/tensor_names.hpp"
 #include "numeric/linalg.hpp"
 
 namespace rvec {
 namespace {
-
-// ---- loading -------------------------------------------------------------
-
-class WeightLoader {
- public:
-  WeightLoader(const ModelFolder& model, std::string folder) : model_(model), folder_(std::move(folder)) {}
-
-  const ModelTensor& tensor(const std::string& name, std::vector<uint64_t> shape) const {
-    const ModelTensor* t = model_.find_resolving_tied(name);
-    if (t == nullptr) bad_input("{}: tensor {} is missing", folder_, name);
-    read_.insert(t->name());
-    if (t->info->shape != shape) {
-      bad_input("{}: tensor {} has shape {}, the config implies {}", folder_, name, shape_string(t->info->shape),
-                shape_string(shape));
-    }
-    const DType d = t->info->dtype;
-    if (d != DType::kBF16 && d != DType::kF16 && d != DType::kF32) {
-      bad_input("{}: tensor {} is {}; the engine reads BF16, F16 and F32", folder_, name, dtype_name(d));
-    }
-    return *t;
-  }
-
-  std::vector<float> vector(const std::string& name, size_t size) const {
-    const ModelTensor& t = tensor(name, {size});
-    std::vector<float> out(size);
-    std::vector<std::byte> scratch(size * 4);
-    read_as_f32(t, 0, out, scratch.data());
-    return out;
-  }
-
-  bool has(const std::string& name) const { return model_.find(name) != nullptr; }
-
-  // A tensor the engine did not read is a weight config.json does not
-  // account for (a layer past num_hidden_layers, an o_proj or MLP bias, ...):
-  // running without it would silently compute another model.
-  void check_every_tensor_read(const std::string& architecture) const {
-    for (const auto& t : model_.tensors()) {
-      if (read_.contains(t.name()) || engine_may_ignore(t.name())) continue;
-      bad_input("{}: tensor {} is not used by the built-in engine's {} as config.json describes it; refusing to "
-                "run without it",
-                folder_, printable(t.name()), architecture);
-    }
-  }
-
-  // Appends the rows of `name` ([rows, cols]) to `w`, keeping bf16 as bf16.
-  void append_rows(WeightMatrix& w, const std::string& name, size_t rows, size_t cols) const {
-    const ModelTensor& t = tensor(name, {rows, cols});
-    const bool bf16 = t.info->dtype == DType::kBF16;
-    if (w.rows == 0) {
-      w.cols = cols;
-      if (bf16) w.bf16.reserve(rows * cols);
-    }
-    if (bf16 != w.is_bf16() && w.rows > 0) bad_input("{}: tensor {} mixes dtypes with its neighbours", folder_, name);
-    if (bf16) {
-      const size_t at = w.bf16.size();
-      w.bf16.resize(at + rows * cols);
-      t.file->read(*t.info, 0, std::as_writable_bytes(std::span(w.bf16).subspan(at)));
-    } else {
-      const size_t at = w.f32.size();
-      w.f32.resize(at + rows * cols);
-      std::vector<std::byte> scratch(rows * cols * 4);
-      read_as_f32(t, 0, std::span(w.f32).subspan(at), scratch.data());
-    }
-    w.rows += rows;
-  }
-
-  void append_bias(WeightMatrix& w, const std::string& name, size_t rows) const {
-    const auto bias = vector(name, rows);
-    w.bias.insert(w.bias.end(), bias.begin(), bias.end());
-  }
-
- private:
-  const ModelFolder& model_;
-  std::string folder_;
-  mutable std::set<std::string> read_;  // names of the tensors handed out
-};
 
 // ---- ops on activations ----------------------------------------------------
 
@@ -160,12 +82,14 @@ Transformer::Transformer(TransformerConfig config, ThreadPool& pool)
     : config_(std::move(config)), pool_(pool), scratch_(std::make_unique<Scratch>()) {}
 Transformer::~Transformer() = default;
 
-std::unique_ptr<Transformer> Transformer::load(const std::string& folder, ThreadPool& pool) {
-  const auto model = ModelFolder::open(folder);
-  std::unique_ptr<Transformer> t(new Transformer(read_engine_config(*model, folder), pool));
-  t->folder_ = folder;
+std::unique_ptr<Transformer> Transformer::load(const std::string& path, ThreadPool& pool) {
+  return load(*ModelSource::open(path), pool);
+}
+
+std::unique_ptr<Transformer> Transformer::load(const ModelSource& load, ThreadPool& pool) {
+  std::unique_ptr<Transformer> t(new Transformer(load.config(), pool));
+  t->folder_ = load.path();
   const TransformerConfig& c = t->config_;
-  const WeightLoader load(*model, folder);
   load.append_rows(t->embed_, std::string(kEmbedName), c.vocab, c.hidden);
   t->config_.qkv_bias = load.has(layer_tensor_name(0, "self_attn.q_proj.bias"));
   for (size_t l = 0; l < c.layers; ++l) {
@@ -177,9 +101,12 @@ std::unique_ptr<Transformer> Transformer::load(const std::string& folder, Thread
     load.append_rows(layer.qkv, name("self_attn.k_proj.weight"), c.kv_dim(), c.hidden);
     load.append_rows(layer.qkv, name("self_attn.v_proj.weight"), c.kv_dim(), c.hidden);
     if (c.qkv_bias) {
-      load.append_bias(layer.qkv, name("self_attn.q_proj.bias"), c.q_dim());
-      load.append_bias(layer.qkv, name("self_attn.k_proj.bias"), c.kv_dim());
-      load.append_bias(layer.qkv, name("self_attn.v_proj.bias"), c.kv_dim());
+      for (const auto& [suffix, rows] : {std::pair{"self_attn.q_proj.bias", c.q_dim()},
+                                         std::pair{"self_attn.k_proj.bias", c.kv_dim()},
+                                         std::pair{"self_attn.v_proj.bias", c.kv_dim()}}) {
+        const auto bias = load.vector(name(suffix), rows);
+        layer.qkv.bias.insert(layer.qkv.bias.end(), bias.begin(), bias.end());
+      }
     }
     load.append_rows(layer.o, name("self_attn.o_proj.weight"), c.hidden, c.q_dim());
     load.append_rows(layer.gate_up, name("mlp.gate_proj.weight"), c.intermediate, c.hidden);
@@ -189,7 +116,7 @@ std::unique_ptr<Transformer> Transformer::load(const std::string& folder, Thread
   }
   t->final_norm_ = load.vector(std::string(kFinalNormName), c.hidden);
   if (!c.tied_head) load.append_rows(t->head_, std::string(kLmHeadName), c.vocab, c.hidden);
-  load.check_every_tensor_read(c.architecture);
+  load.check_every_tensor_read();
   // HF computes inv_freq in f32: 1 / theta^(2j / d).
   for (size_t j = 0; j < c.head_dim / 2; ++j) {
     t->inv_freq_.push_back(1.0f / std::pow(c.rope_theta, static_cast<float>(2 * j) / static_cast<float>(c.head_dim)));

@@ -1,6 +1,7 @@
 // A Qwen2 / Llama decoder running on the CPU, straight from a Hugging Face
-// folder: no conversion step, weights kept as stored (bf16, or f32; f16 is
-// widened at load), every activation computed in f32.
+// folder or a GGUF file (engine/model_source.hpp): no conversion step, weights
+// kept as stored (bf16, f32 or Q8_0; f16 and GGUF's other block types are
+// widened to f32 at load), every activation computed in f32.
 //
 // forward() takes the new tokens of several sequences at once — whole
 // prompts and single decode steps mixed — so each weight matrix is read once
@@ -23,6 +24,7 @@
 namespace rvec {
 
 class ThreadPool;
+class ModelSource;
 
 struct TransformerConfig {
   std::string architecture;  // "Qwen2ForCausalLM", "LlamaForCausalLM", ...
@@ -66,12 +68,14 @@ using EarlierLogits = std::function<void(size_t item, size_t token, std::span<co
 
 class Transformer {
  public:
-  // Validates config.json and every tensor's presence, dtype and shape.
-  static std::unique_ptr<Transformer> load(const std::string& folder, ThreadPool& pool);
+  // Validates the configuration and every tensor's presence, dtype and shape.
+  static std::unique_ptr<Transformer> load(const ModelSource& source, ThreadPool& pool);
+  // The same from ModelSource::open(path): a folder or a .gguf file.
+  static std::unique_ptr<Transformer> load(const std::string& path, ThreadPool& pool);
   ~Transformer();
 
   const TransformerConfig& config() const { return config_; }
-  // The folder the model was loaded from (for messages).
+  // The folder or file the model was loaded from (for messages).
   const std::string& folder() const { return folder_; }
   // Bytes of weights one decode step streams (all matrices and the head).
   uint64_t weight_bytes() const;

@@ -14,6 +14,7 @@
 #include "base/error.hpp"
 #include "base/json.hpp"
 #include "base/text.hpp"
+#include "text/gguf_tokenizer.hpp"
 
 namespace rvec {
 namespace fs = std::filesystem;
@@ -138,16 +139,6 @@ bool gguf_order(const GgufTensorChoice& a, const GgufTensorChoice& b) {
 
 // --------------------------------------------------------------- tokenizer --
 
-// Pre-tokenizer regexes llama.cpp implements, by the name it knows them under.
-constexpr std::array<std::pair<std::string_view, std::string_view>, 2> kPreTokenizers = {{
-    {"qwen2",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
-    {"llama-bpe",
-     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"},
-}};
-
-enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
-
 void collect_split_regexes(const json& node, std::vector<std::string>& out) {
   if (!node.is_object()) return;
   if (node.value("type", "") == "Sequence" && node.contains("pretokenizers") && node["pretokenizers"].is_array()) {
@@ -162,8 +153,8 @@ std::string pre_tokenizer_name(const json& tokenizer, const std::string& origin)
   std::vector<std::string> regexes;
   collect_split_regexes(tokenizer.value("pre_tokenizer", json()), regexes);
   if (regexes.size() == 1) {
-    for (const auto& [name, regex] : kPreTokenizers) {
-      if (regexes.front() == regex) return std::string(name);
+    for (const auto& pre : kGgufPreTokenizers) {
+      if (regexes.front() == pre.regex) return std::string(pre.name);
     }
   }
   bad_input("{}: the pre-tokenizer ({}) is not one rvec can name for llama.cpp (it names Qwen2's \"qwen2\" and Llama 3's "
@@ -187,7 +178,7 @@ std::string replace_all(std::string text, std::string_view from, std::string_vie
 // Tokens and their types, padded with [PAD{i}] UNUSED entries to `rows`.
 void add_tokens(const json& tokenizer, uint64_t rows, const std::string& origin, GgufMetadata& out) {
   std::vector<std::string> tokens(rows);
-  std::vector<int32_t> types(rows, kUnused);
+  std::vector<int32_t> types(rows, kGgufUnused);
   std::vector<bool> present(rows, false);
   const auto place = [&](uint64_t id, std::string text, int32_t type) {
     if (id >= rows) {
@@ -200,7 +191,7 @@ void add_tokens(const json& tokenizer, uint64_t rows, const std::string& origin,
   const json& vocab = tokenizer["model"]["vocab"];
   for (const auto& [piece, id] : vocab.items()) {
     if (!id.is_number_unsigned()) bad_input("{}: model.vocab entry \"{}\" has no non-negative id", origin, printable(piece));
-    place(id.get<uint64_t>(), piece, kNormal);
+    place(id.get<uint64_t>(), piece, kGgufNormal);
   }
   if (tokenizer.contains("added_tokens") && tokenizer["added_tokens"].is_array()) {
     for (const auto& t : tokenizer["added_tokens"]) {
@@ -210,7 +201,7 @@ void add_tokens(const json& tokenizer, uint64_t rows, const std::string& origin,
       }
       const std::string content = t["content"].get<std::string>();
       const bool control = t.value("special", false) || looks_special(content);
-      place(t["id"].get<uint64_t>(), control ? content : replace_all(content, "\xE2\x96\x81", " "), control ? kControl : kUserDefined);
+      place(t["id"].get<uint64_t>(), control ? content : replace_all(content, "\xE2\x96\x81", " "), control ? kGgufControl : kGgufUserDefined);
     }
   }
   for (uint64_t i = 0; i < rows; ++i) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -101,6 +102,59 @@ void GemvBf16(const uint16_t* HWY_RESTRICT w, size_t rows, size_t cols, const fl
 void GemvF32(const float* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
              float* HWY_RESTRICT y, size_t y_stride) {
   for (size_t r = 0; r < rows; ++r) GemvRow(w + r * cols, cols, x, batch, y + r, y_stride);
+}
+
+// ---- Q8_0 rows ---------------------------------------------------------------
+
+constexpr size_t kQ8Block = 32, kQ8BlockBytes = 34;
+
+HWY_INLINE float Q8Scale(const std::byte* HWY_RESTRICT block) {
+  uint16_t bits;
+  std::memcpy(&bits, block, 2);
+  return f16_to_f32(bits);
+}
+
+// G activation rows against one Q8_0 row: per block, the int8 values are
+// widened to f32 and multiplied into a block sum per activation row, which
+// the block's scale then adds to the row's accumulator.
+template <size_t G>
+void GemvQ8Group(const std::byte* HWY_RESTRICT w, size_t cols, const float* HWY_RESTRICT x, float* HWY_RESTRICT y,
+                 size_t y_stride) {
+  const hn::CappedTag<float, kQ8Block> df;  // lanes divide the block
+  const hn::Rebind<int32_t, decltype(df)> di32;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  const size_t lanes = hn::Lanes(df);
+  hn::Vec<decltype(df)> acc[G];
+  for (size_t g = 0; g < G; ++g) acc[g] = hn::Zero(df);
+  for (size_t b = 0; b < cols / kQ8Block; ++b) {
+    const std::byte* block = w + b * kQ8BlockBytes;
+    const auto* q = reinterpret_cast<const int8_t*>(block + 2);
+    hn::Vec<decltype(df)> part[G];
+    for (size_t g = 0; g < G; ++g) part[g] = hn::Zero(df);
+    for (size_t i = 0; i < kQ8Block; i += lanes) {
+      const auto wv = hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, q + i)));
+      for (size_t g = 0; g < G; ++g) part[g] = hn::MulAdd(wv, hn::LoadU(df, x + g * cols + b * kQ8Block + i), part[g]);
+    }
+    const auto scale = hn::Set(df, Q8Scale(block));
+    for (size_t g = 0; g < G; ++g) acc[g] = hn::MulAdd(scale, part[g], acc[g]);
+  }
+  for (size_t g = 0; g < G; ++g) y[g * y_stride] = hn::GetLane(hn::SumOfLanes(df, acc[g]));
+}
+
+void GemvQ8_0(const std::byte* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
+              float* HWY_RESTRICT y, size_t y_stride) {
+  const size_t row_bytes = cols / kQ8Block * kQ8BlockBytes;
+  for (size_t r = 0; r < rows; ++r) {
+    const std::byte* row = w + r * row_bytes;
+    size_t b = 0;
+    for (; b + 4 <= batch; b += 4) GemvQ8Group<4>(row, cols, x + b * cols, y + b * y_stride + r, y_stride);
+    switch (batch - b) {
+      case 3: GemvQ8Group<3>(row, cols, x + b * cols, y + b * y_stride + r, y_stride); break;
+      case 2: GemvQ8Group<2>(row, cols, x + b * cols, y + b * y_stride + r, y_stride); break;
+      case 1: GemvQ8Group<1>(row, cols, x + b * cols, y + b * y_stride + r, y_stride); break;
+      default: break;
+    }
+  }
 }
 
 // ---- gemm: register tiles for many activation rows --------------------------
@@ -373,6 +427,7 @@ HWY_EXPORT(Dot);
 HWY_EXPORT(Axpy);
 HWY_EXPORT(GemvBf16);
 HWY_EXPORT(GemvF32);
+HWY_EXPORT(GemvQ8_0);
 HWY_EXPORT(GemmBf16);
 HWY_EXPORT(GemmF32);
 HWY_EXPORT(PackBf16Activations);
@@ -386,6 +441,9 @@ void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size
 }
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
   HWY_DYNAMIC_DISPATCH(GemvF32)(w, rows, cols, x, batch, y, y_stride);
+}
+void gemv_q8_0(const std::byte* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
+  HWY_DYNAMIC_DISPATCH(GemvQ8_0)(w, rows, cols, x, batch, y, y_stride);
 }
 
 void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
@@ -439,6 +497,25 @@ void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size
 }
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
   gemv(w, rows, cols, x, batch, y, y_stride);
+}
+void gemv_q8_0(const std::byte* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
+  const size_t blocks = cols / 32;
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t b = 0; b < batch; ++b) {
+      float sum = 0;
+      for (size_t k = 0; k < blocks; ++k) {
+        const std::byte* block = w + (r * blocks + k) * 34;
+        uint16_t scale;
+        std::memcpy(&scale, block, 2);
+        float part = 0;
+        for (size_t i = 0; i < 32; ++i) {
+          part += static_cast<float>(static_cast<int8_t>(block[2 + i])) * x[b * cols + k * 32 + i];
+        }
+        sum += f16_to_f32(scale) * part;
+      }
+      y[b * y_stride + r] = sum;
+    }
+  }
 }
 void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride) {
   gemv(w, rows, cols, x, batch, y, y_stride);

@@ -19,6 +19,12 @@ void axpy(float alpha, const float* x, float* y, size_t n);
 //   y[b * y_stride + r] = dot(w[r, :], x[b, :])   for r < rows, b < batch
 void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+// The same for ggml's Q8_0 rows: w holds rows * cols / 32 blocks of 34 bytes
+// (an f16 scale d, then 32 int8 q; element = d * q), cols a multiple of 32.
+// Each block's 32 products q * x are summed in f32, then scaled by d into
+// the row's f32 sum: activations stay f32 (llama.cpp instead rounds them to
+// Q8_0 too, so the two differ by that rounding).
+void gemv_q8_0(const std::byte* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 
 // The same product for many activation rows (prompts, large batches), in
 // register tiles of 4 weight rows x 6 activation rows over chunks of 1024
@@ -49,6 +55,7 @@ float dot(const float* a, const float* b, size_t n);
 void axpy(float alpha, const float* x, float* y, size_t n);
 void gemv_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemv_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
+void gemv_q8_0(const std::byte* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemm_bf16(const uint16_t* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void gemm_f32(const float* w, size_t rows, size_t cols, const float* x, size_t batch, float* y, size_t y_stride);
 void attention(const float* q, size_t q_stride, size_t tokens, size_t heads, size_t position, const float* keys,

@@ -257,9 +257,12 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& given) {
   namespace fs = std::filesystem;
   const std::string path = fs::is_directory(given) ? (fs::path(given) / "tokenizer.json").string() : given;
   if (!fs::exists(path)) bad_input("{}: no tokenizer.json there", path);
+  return from_json(read_json_file(path), path);
+}
+
+std::shared_ptr<const Tokenizer> Tokenizer::from_json(const json& root, const std::string& origin) {
   auto impl = std::make_unique<Impl>();
-  impl->path = path;
-  const json root = read_json_file(path);
+  impl->path = origin;
   if (!root.is_object() || !root.contains("model") || !root["model"].is_object()) impl->bad("no \"model\" object");
   const auto& model = root["model"];
   const auto type = impl->option<std::string>(model, "model", "type", "BPE");

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace rvec {
 
 using TokenId = int32_t;
@@ -27,6 +29,9 @@ class Tokenizer {
  public:
   // `path` is a tokenizer.json or a folder holding one.
   static std::shared_ptr<const Tokenizer> load(const std::string& path);
+  // From the parsed content of a tokenizer.json; `origin` names it in errors
+  // and is what path() returns (a GGUF file's tokenizer is built this way).
+  static std::shared_ptr<const Tokenizer> from_json(const nlohmann::json& root, const std::string& origin);
   ~Tokenizer();
 
   // `text` must be valid UTF-8 (an error names the first bad byte otherwise).
