@@ -9,6 +9,7 @@
 #include "base/thread_pool.hpp"
 #include "numeric/convert.hpp"
 #include "numeric/matmul.hpp"
+#include "numeric/quant.hpp"
 
 namespace rvec {
 namespace {
@@ -148,6 +149,82 @@ TEST(Matmul, GemvAndGemmPathsAgree) {
       w.row_f32(r, row.data());
       EXPECT_NEAR(all[b * w.rows + r], one[r], tolerance(row.data(), x.data() + b * w.cols, w.cols) + 1e-6);
     }
+  }
+}
+
+// Q8_0 rows of `rows` x `cols` random weights (ggml's quantiser), and the same values as f32.
+std::pair<std::vector<std::byte>, std::vector<float>> q8_0_rows(size_t rows, size_t cols, uint64_t seed) {
+  const auto w = random_floats(rows * cols, seed);
+  std::vector<std::byte> blocks(rows * cols / quant::kQ8_0Elements * quant::kQ8_0Bytes);
+  quant::quantize_q8_0(w, blocks.data());
+  std::vector<float> values(rows * cols);
+  quant::dequantize_q8_0(blocks.data(), values);
+  return {blocks, values};
+}
+
+TEST(Linalg, GemvQ8_0MatchesScalarTwinForEveryBatchSize) {
+  const size_t rows = 37, cols = 96;
+  const auto [blocks, values] = q8_0_rows(rows, cols, 11);
+  for (size_t batch = 1; batch <= 9; ++batch) {
+    const auto x = random_floats(batch * cols, 200 + batch);
+    std::vector<float> simd(batch * rows), twin(batch * rows), f32(batch * rows);
+    linalg::gemv_q8_0(blocks.data(), rows, cols, x.data(), batch, simd.data(), rows);
+    linalg::scalar::gemv_q8_0(blocks.data(), rows, cols, x.data(), batch, twin.data(), rows);
+    linalg::scalar::gemv_f32(values.data(), rows, cols, x.data(), batch, f32.data(), rows);
+    for (size_t b = 0; b < batch; ++b) {
+      for (size_t r = 0; r < rows; ++r) {
+        const double tol = tolerance(values.data() + r * cols, x.data() + b * cols, cols);
+        EXPECT_NEAR(simd[b * rows + r], twin[b * rows + r], tol) << batch << " " << r;
+        EXPECT_NEAR(twin[b * rows + r], f32[b * rows + r], tol) << batch << " " << r;  // the twin computes d * q * x
+      }
+    }
+  }
+}
+
+// Q8_0 weights through matmul: the gemv kernel for a few rows, the widened
+// gemm for more, both the product of the dequantised values.
+TEST(Matmul, Q8_0MatchesItsDequantisedValuesOnBothPaths) {
+  const size_t rows = 70, cols = 256;
+  const auto [blocks, values] = q8_0_rows(rows, cols, 12);
+  WeightMatrix w;
+  w.append_rows(WeightEncoding::kQ8_0, blocks, rows, cols);
+  ASSERT_TRUE(w.is_q8_0());
+  EXPECT_EQ(w.bytes(), blocks.size());
+  ThreadPool pool(2);
+  for (const size_t n : {size_t{1}, kGemvMaxBatch, kGemvMaxBatch + 5}) {
+    const auto x = random_floats(n * cols, 300 + n);
+    std::vector<float> got(n * rows), want(n * rows);
+    matmul(w, x.data(), n, got.data(), pool);
+    linalg::scalar::gemv_f32(values.data(), rows, cols, x.data(), n, want.data(), rows);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], tolerance(values.data() + (i % rows) * cols, x.data() + (i / rows) * cols, cols))
+          << n << " " << i;
+    }
+  }
+  std::vector<float> row(cols);
+  w.row_f32(5, row.data());
+  EXPECT_TRUE(std::equal(row.begin(), row.end(), values.begin() + 5 * cols));
+}
+
+// Parts in different encodings (a GGUF file's Q8_0 q/k beside an f32 v) widen the matrix to f32, exactly.
+TEST(Matmul, MixedEncodingsWidenToF32Exactly) {
+  const size_t cols = 64;
+  const auto [blocks, values] = q8_0_rows(2, cols, 13);
+  const auto bf16_source = random_floats(cols, 14);
+  std::vector<uint16_t> bf16(cols);
+  for (size_t i = 0; i < cols; ++i) bf16[i] = f32_to_bf16(bf16_source[i]);
+  const auto f32 = random_floats(cols, 15);
+  WeightMatrix w;
+  w.append_rows(WeightEncoding::kQ8_0, blocks, 2, cols);
+  w.append_rows(WeightEncoding::kBF16, std::as_bytes(std::span(bf16)), 1, cols);
+  w.append_rows(WeightEncoding::kF32, std::as_bytes(std::span(f32)), 1, cols);
+  ASSERT_EQ(w.encoding(), WeightEncoding::kF32);
+  ASSERT_EQ(w.rows, 4u);
+  for (size_t i = 0; i < cols; ++i) {
+    EXPECT_EQ(w.f32[i], values[i]);
+    EXPECT_EQ(w.f32[cols + i], values[cols + i]);
+    EXPECT_EQ(w.f32[2 * cols + i], bf16_to_f32(bf16[i]));
+    EXPECT_EQ(w.f32[3 * cols + i], f32[i]);
   }
 }
 
