@@ -93,10 +93,13 @@ struct SweepModel {
 
 std::string weight_name(double w) { return weight_folder_name(w); }
 
-// models/w0.5 for the reasoning vector, models/<control>/w0.5 for a control.
+// models/w0.5 for the reasoning vector, models/<control>/w0.5 for a control
+// (as GGUF: models/w0.5.gguf, models/<control>/w0.5.gguf, the names the merge
+// gives each weight's file).
 fs::path model_folder(const SweepRecipe& r, const std::string& vector, double w) {
   const fs::path models = fs::path(r.output) / "models";
-  return vector.empty() ? models / weight_name(w) : models / vector / weight_name(w);
+  const std::string name = weight_name(w) + (r.format == OutputFormat::kGguf ? ".gguf" : "");
+  return vector.empty() ? models / name : models / vector / name;
 }
 
 std::vector<SweepModel> plan_models(const SweepRecipe& r) {
@@ -119,7 +122,14 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
 }
 
 // One merge job: every w of one series in a single read pass.
-void build(const SweepRecipe& r, const SweepSeries& series, const std::vector<std::pair<double, fs::path>>& outputs) {
+void build(const SweepRecipe& r, const SweepSeries& series, std::vector<std::pair<double, fs::path>> outputs) {
+  // A GGUF file carries no job fingerprint to recognise a finished output
+  // by; the merge writes it atomically, so one that exists is complete.
+  std::erase_if(outputs, [&](const auto& output) {
+    const bool done = r.format == OutputFormat::kGguf && fs::exists(output.second);
+    if (done) fmt::print("  reused {} (GGUF: not re-checked against the recipe; delete it to rebuild)\n", output.second.string());
+    return done;
+  });
   if (outputs.empty()) return;
   std::vector<double> weights;
   for (const auto& [w, path] : outputs) weights.push_back(w);
@@ -131,6 +141,8 @@ void build(const SweepRecipe& r, const SweepSeries& series, const std::vector<st
   spec.method_params = series.params;
   if (!series.parts.empty()) spec.rules = part_rules(series.parts, series.keep_parts);
   spec.command_line = "rvec sweep";
+  spec.format = r.format;
+  spec.gguf_type = r.gguf_type;
   // Several weights land in output/w<w>/; one weight is written to its own folder.
   spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
   JobInputs inputs{{{pre_model.get(), post_model.get()}}, target_model.get()};
@@ -418,13 +430,31 @@ SweepSeries read_ablation(const YamlReader& y, const YAML::Node& node, const std
   return read_series(y, node, "an ablation", std::move(ablation));
 }
 
+// format (safetensors or gguf) and, for GGUF, its type. Every type rvec
+// writes is one the built-in engine serves (Q4_K_M widened to f32 at load).
+void read_output_format(const YamlReader& y, const YAML::Node& root, SweepRecipe& r) {
+  std::string format = "safetensors", type;
+  y.read(root, "format", format, "safetensors or gguf");
+  y.read(root, "type", type, "f32, f16, bf16, q8_0 or q4_k_m");
+  if (format != "safetensors" && format != "gguf") y.error(root["format"], "field \"format\" must be safetensors or gguf");
+  if (format == "safetensors") {
+    if (root["type"]) y.error(root["type"], "field \"type\" is for GGUF models (format: gguf)");
+    return;
+  }
+  r.format = OutputFormat::kGguf;
+  if (!root["type"]) y.error(root["format"], "GGUF models need their type: f32, f16, bf16, q8_0 or q4_k_m");
+  const auto parsed = parse_gguf_file_type(type);
+  if (!parsed) y.error(root["type"], fmt::format("type \"{}\" is not f32, f16, bf16, q8_0 or q4_k_m", type));
+  r.gguf_type = *parsed;
+}
+
 }  // namespace
 
 SweepRecipe read_sweep_recipe(const std::string& path) {
   const YamlReader y(path);
   const YAML::Node root = y.load(read_small_file(path, 1'000'000));
   y.only(root, {"pre", "post", "target", "weights", "include_post", "controls", "variants", "ablations", "benchmarks",
-                "serve", "output"},
+                "serve", "output", "format", "type"},
          "a sweep recipe");
   SweepRecipe r;
   r.origin = path;
@@ -434,6 +464,7 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
   y.read(root, "output", r.output, "a folder");
   y.read(root, "include_post", r.include_post, "true or false");
   r.weights = y.numbers(root, "weights");
+  read_output_format(y, root, r);
   if (const auto controls = root["controls"]) {
     if (!controls.IsSequence()) y.error(controls, "field \"controls\" must be a list");
     for (const auto& c : controls) {

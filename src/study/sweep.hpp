@@ -20,6 +20,7 @@
 
 #include "eval/dataset.hpp"
 #include "eval/grader.hpp"
+#include "merge/job.hpp"
 #include "merge/param_setting.hpp"
 
 namespace rvec {
@@ -62,12 +63,17 @@ struct SweepRecipe {
   std::string pre, post, target, output;
   std::vector<double> weights;  // 0 = the target itself
   bool include_post = true;
+  // The merged models as safetensors folders (models/w<w>/), or as GGUF
+  // files of `gguf_type` (models/w<w>.gguf) served by the built-in engine
+  // from the file (recipe fields format: gguf, type: q8_0).
+  OutputFormat format = OutputFormat::kSafetensors;
+  GgufFileType gguf_type = GgufFileType::kF16;
   std::vector<SweepSeries> series;  // the controls, the variants, then the ablations
   std::vector<SweepBenchmark> benchmarks;
   // Serving: one worker per command, each serving one model at a time, so
   // several models are evaluated at once (e.g. one per group of GPUs). No
   // command = `workers` copies of the built-in `rvec serve`. Placeholders:
-  // {model} (folder), {port}, {name} (served model name), {worker} (0, 1, ...).
+  // {model} (folder, or .gguf file), {port}, {name} (served model name), {worker} (0, 1, ...).
   std::vector<std::string> serve_commands;
   int workers = 1;
   int port = 0;  // 0: a free port per server

@@ -47,19 +47,24 @@ int processes_mentioning(const std::string& needle) {
   return count;
 }
 
-void write_family_and_recipe(const TempDir& dir, const std::string& serve_block) {
-  test::write_chat_model(dir / "pre", 1);
-  test::write_chat_model(dir / "post", 2);
-  test::write_chat_model(dir / "target", 3);
-  test::write_chat_model(dir / "control", 4);
+// The tiny chat models as pre, post, target and control, or, with `family`,
+// that family's pre, post, target and control folders.
+void write_family_and_recipe(const TempDir& dir, const std::string& serve_block, const std::filesystem::path& family = {}) {
+  if (family.empty()) {
+    test::write_chat_model(dir / "pre", 1);
+    test::write_chat_model(dir / "post", 2);
+    test::write_chat_model(dir / "target", 3);
+    test::write_chat_model(dir / "control", 4);
+  }
   std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n"
                                   << R"({"id": "b", "problem": "2+3は？", "answer": "5"})" << "\n"
                                   << R"({"id": "c", "problem": "4+4は？", "answer": "8"})" << "\n";
   std::ofstream(dir / "en.jsonl") << R"({"id": "a", "problem": "1+1?", "answer": "2"})" << "\n";
   const auto p = [&](const char* name) { return (dir / name).string(); };
-  std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
+  const auto model = [&](const char* name) { return ((family.empty() ? dir.path() : family) / name).string(); };
+  std::ofstream(dir / "sweep.yaml") << "pre: " << model("pre") << "\npost: " << model("post") << "\ntarget: " << model("target")
                                     << "\noutput: " << p("out") << "\nweights: [0, 0.5, 1]\ninclude_post: true\n"
-                                    << "controls:\n  - name: control\n    post: " << p("control") << "\n    weights: [0.5, 1]\n"
+                                    << "controls:\n  - name: control\n    post: " << model("control") << "\n    weights: [0.5, 1]\n"
                                     << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
                                     << "\n    samples: 2\n    max_tokens: 6\n    temperature: 0.8\n    dev_fraction: 0.5\n"
                                     << "    style_pattern: \"[^ ]\"\n"
@@ -110,6 +115,34 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
   EXPECT_NE(second.output.find("reused"), std::string::npos) << second.output;
   EXPECT_EQ(second.output.find("serving"), std::string::npos) << second.output;  // nothing left to ask
   EXPECT_EQ(lines(dir / "out" / "results" / "ja" / "w1.jsonl"), 6u);
+}
+
+// format: gguf writes every merged model as one GGUF file of the recipe's
+// type, served from the file by the built-in engine; a second run reuses them.
+TEST(Sweep, GgufModelsAreBuiltAsFilesAndServedByTheEngine) {
+  TempDir dir;
+  write_family_and_recipe(dir, "format: gguf\ntype: q8_0\n", test::source_dir() / "demo" / "family");
+  const auto first = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  for (const char* model : {"w0.5.gguf", "w1.gguf", "control/w0.5.gguf", "control/w1.gguf"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(dir / "out" / "models" / model)) << model;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "models" / "w1"));
+  EXPECT_NE(first.output.find("serving " + (dir / "out" / "models" / "w1.gguf").string()), std::string::npos)
+      << first.output;
+  for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
+    EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
+  }
+  const auto inspect = test::run_rvec("inspect " + (dir / "out" / "models" / "w1.gguf").string() + " --json");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("\"Q8_0\""), std::string::npos) << inspect.output;
+  EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+
+  const auto second = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("reused " + (dir / "out" / "models" / "w1.gguf").string()), std::string::npos)
+      << second.output;
+  EXPECT_EQ(second.output.find("serving"), std::string::npos) << second.output;
 }
 
 TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
@@ -236,6 +269,10 @@ TEST(Sweep, BadRecipesAreRefusedWithTheLine) {
       {"ablations:\n  - {keep: [mlp]}\n", "an ablation needs \"name\""},
       {"ablations:\n  - {name: ties, keep: [mlp]}\nvariants:\n  - {method: ties}\n", "two controls, variants or ablations"},
       {"controls:\n  - {post: e, match_norms: 2}\n", "field \"match_norms\" must be true or false"},
+      {"type: q8_0\n", "bad.yaml:7: field \"type\" is for GGUF models (format: gguf)"},
+      {"format: gguf\n", "bad.yaml:7: GGUF models need their type"},
+      {"format: gguf\ntype: q3_k\n", "bad.yaml:8: type \"q3_k\" is not f32, f16, bf16, q8_0 or q4_k_m"},
+      {"format: onnx\n", "bad.yaml:7: field \"format\" must be safetensors or gguf"},
   };
   for (const auto& [yaml, message] : variants) {
     std::ofstream(dir / "bad.yaml") << head << yaml;
