@@ -152,7 +152,7 @@ void add_generate_commands(CLI::App& app, int& exit_code) {
 
   auto gen = std::make_shared<GenerateOptions>();
   auto* g = app.add_subcommand("generate", "Generate text from a Qwen2/Llama model on the CPU, streaming to the terminal");
-  g->add_option("model", gen->model, "Hugging Face model folder")->required();
+  g->add_option("model", gen->model, "Hugging Face model folder, or a .gguf file")->required();
   g->add_option("-p,--prompt", gen->prompt, "Prompt text");
   g->add_option("--ids", gen->ids, "Prompt as token ids instead (comma or space separated)");
   g->add_flag("--chat", gen->chat, "Wrap the prompt in the model's chat template (ChatML) as a user turn");
@@ -178,7 +178,7 @@ void add_generate_commands(CLI::App& app, int& exit_code) {
 
   auto serve = std::make_shared<ServerOptions>();
   auto* s = app.add_subcommand("serve", "Serve a model over the OpenAI HTTP API (chat and text completions)");
-  s->add_option("model", serve->model_path, "Hugging Face model folder")->required();
+  s->add_option("model", serve->model_path, "Hugging Face model folder, or a .gguf file")->required();
   s->add_option("--host", serve->host, "Address to bind (loopback by default)")->capture_default_str();
   s->add_option("--port", serve->port, "Port (0 picks a free one and prints it)")->capture_default_str();
   s->add_option("--served-model-name", serve->served_name, "Model name clients send (default: the folder's name)");

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "base/error.hpp"
-#include "base/text.hpp"
 #include "base/thread_pool.hpp"
 #include "engine/model_source.hpp"
 #include "hf/tensor_names.hpp"
