@@ -610,22 +610,11 @@ class ReadProgress {
   std::vector<uint64_t> per_file_;
 };
 
-// The executor's groups for reading file `i` as if every job wrote it.
-std::vector<OutputGroup> all_groups(const std::vector<JobState>& jobs) {
-  std::vector<OutputGroup> groups;
-  for (const auto& job : jobs) groups.push_back({&job_method(*job.job->spec), &job.job->plan->merge_params, {}, {}});
-  return groups;
-}
-
-// Bytes the pass reads for file `i` of the shared layout.
-uint64_t file_bytes_to_read(const std::vector<JobState>& jobs, size_t i) {
-  std::vector<const JobState*> all;
-  for (const auto& job : jobs) all.push_back(&job);
-  const std::vector<OutputGroup> groups = all_groups(jobs);
+// Bytes the pass reads for file `i` (`tensors`) of the jobs that write it.
+uint64_t file_bytes_to_read(const std::vector<ActiveOutput>& active, const std::vector<TensorSpec>& tensors) {
+  const std::vector<OutputGroup> groups = file_groups(active);
   uint64_t bytes = 0;
-  for (const TaskRow& row : file_rows(all, jobs.front().slots.front().sink->files()[i].tensors)) {
-    bytes += row_bytes_to_read(row, groups);
-  }
+  for (const TaskRow& row : file_rows(file_jobs(active), tensors)) bytes += row_bytes_to_read(row, groups);
   return bytes;
 }
 
@@ -633,25 +622,21 @@ uint64_t file_bytes_to_read(const std::vector<JobState>& jobs, size_t i) {
 // that many files at once, and the threads left per file run later
 // tensors' statistics passes ahead.
 void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
-  const size_t files = jobs.front().slots.front().sink->files().size();
-  uint64_t total = 0;
-  std::vector<uint64_t> file_bytes(files);
-  for (size_t i = 0; i < files; ++i) total += file_bytes[i] = file_bytes_to_read(jobs, i);
-  ReadProgress read(progress, total, files);
-  std::vector<FileOutcome> outcomes(files);
+  const std::vector<SinkFile>& layout = jobs.front().slots.front().sink->files();
+  std::vector<FileOutcome> outcomes(layout.size());
   std::vector<size_t> to_write;
-  for (size_t i = 0; i < files; ++i) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < layout.size(); ++i) {
     for (auto& job : jobs) {
       for (auto& slot : job.slots) {
         if (slot.needs_file(i)) outcomes[i].active.push_back({&job, &slot});
       }
     }
-    if (outcomes[i].active.empty()) {
-      read.set(i, file_bytes[i]);
-    } else {
-      to_write.push_back(i);
-    }
+    if (outcomes[i].active.empty()) continue;
+    to_write.push_back(i);
+    total += file_bytes_to_read(outcomes[i].active, layout[i].tensors);
   }
+  ReadProgress read(progress, total, layout.size());
   NonfiniteBudget budget;
   std::atomic<uint64_t> files_written = 0;
   const unsigned threads = jobs.front().job->spec->threads;
