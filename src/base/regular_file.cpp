@@ -100,6 +100,17 @@ void write_all(int fd, std::span<const std::byte> data, const std::string& path)
   }
 }
 
+void read_exactly_at(int fd, std::span<std::byte> out, uint64_t offset, const std::string& path) {
+  while (!out.empty()) {
+    const ssize_t got = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail_errno(fmt::format("{}: read at byte {}", path, offset));
+    if (got == 0) bad_input("{}: file ended at byte {} (it shrank while rvec was reading it)", path, offset);
+    out = out.subspan(static_cast<size_t>(got));
+    offset += static_cast<uint64_t>(got);
+  }
+}
+
 void write_regular_file(const std::string& path, std::string_view content) {
   const FileDescriptor fd = open_regular_file(path, O_WRONLY | O_CREAT | O_TRUNC);
   write_all(fd.get(), std::as_bytes(std::span(content)), path);

@@ -71,6 +71,11 @@ void check_regular_if_present(const std::string& path);
 // Writes all of `data` to `fd` (retrying short writes); errors name `path`.
 void write_all(int fd, std::span<const std::byte> data, const std::string& path);
 
+// Reads exactly out.size() bytes at `offset` of `fd` with pread (retrying
+// short reads); a file that ends first is a bad input naming `path` and the
+// byte ("it shrank while rvec was reading it"): callers check sizes first.
+void read_exactly_at(int fd, std::span<std::byte> out, uint64_t offset, const std::string& path);
+
 // Reads a regular file line by line without holding it whole (JSONL files of
 // any size). Lines are returned without their '\n'; a last line without one
 // is returned too.

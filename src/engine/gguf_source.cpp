@@ -5,7 +5,6 @@
 #include "engine/gguf_source.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -15,7 +14,6 @@
 #include <set>
 #include <type_traits>
 #include <variant>
-#include <unistd.h>
 
 #include "base/error.hpp"
 #include "base/regular_file.hpp"
@@ -316,15 +314,7 @@ class GgufSource final : public ModelSource {
 
   std::vector<std::byte> read_bytes(const GgufTensorInfo& t) const {
     std::vector<std::byte> out(t.bytes);
-    const uint64_t at = gguf_.data_start + t.offset;
-    size_t done = 0;
-    while (done < out.size()) {
-      const ssize_t n = ::pread(fd_.get(), out.data() + done, out.size() - done, static_cast<off_t>(at + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail_errno(fmt::format("{}: read failed", file_));
-      if (n == 0) bad_input("{}: file ended inside tensor {} (it shrank while rvec was reading it)", file_, t.name);
-      done += static_cast<size_t>(n);
-    }
+    read_exactly_at(fd_.get(), out, gguf_.data_start + t.offset, file_);
     return out;
   }
 

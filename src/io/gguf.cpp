@@ -407,18 +407,8 @@ GgufFile read_gguf_file(const std::string& path) {
   const FileDescriptor fd = open_regular_file(path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail_errno(fmt::format("{}: cannot stat", path));
-  return parse_gguf(
-      [&](uint64_t offset, std::span<std::byte> out) {
-        size_t done = 0;
-        while (done < out.size()) {
-          const ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-          if (n < 0 && errno == EINTR) continue;
-          if (n < 0) fail_errno(fmt::format("{}: read failed", path));
-          if (n == 0) bad_input("{}: file ended at byte {} (it shrank while rvec was reading it)", path, offset + done);
-          done += static_cast<size_t>(n);
-        }
-      },
-      static_cast<uint64_t>(st.st_size), path);
+  return parse_gguf([&](uint64_t offset, std::span<std::byte> out) { read_exactly_at(fd.get(), out, offset, path); },
+                    static_cast<uint64_t>(st.st_size), path);
 }
 
 bool is_gguf_file(const std::string& path) {

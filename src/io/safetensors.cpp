@@ -370,34 +370,16 @@ SafetensorsHeader parse_safetensors_buffer(std::span<const std::byte> file, std:
 
 // --- SafetensorsFile ---------------------------------------------------------
 
-namespace {
-
-void pread_exact(int fd, std::byte* out, uint64_t size, uint64_t offset, const std::string& path) {
-  while (size > 0) {
-    const ssize_t got = ::pread(fd, out, size, static_cast<off_t>(offset));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      fail_errno(fmt::format("{}: read at byte {}", path, offset));
-    }
-    if (got == 0) bad_input("{}: file ended at byte {} (it shrank while rvec was reading it)", path, offset);
-    out += got;
-    size -= static_cast<uint64_t>(got);
-    offset += static_cast<uint64_t>(got);
-  }
-}
-
-}  // namespace
-
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   FileDescriptor fd = open_regular_file(path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail_errno(fmt::format("{}: cannot stat", path));
   const auto size = static_cast<uint64_t>(st.st_size);
   std::byte first8[8] = {};
-  if (size >= 8) pread_exact(fd.get(), first8, 8, 0, path);
+  if (size >= 8) read_exactly_at(fd.get(), std::span(first8, 8), 0, path);
   const uint64_t n = parse_header_length(first8, size, path);
   std::string json(n, '\0');
-  pread_exact(fd.get(), reinterpret_cast<std::byte*>(json.data()), n, 8, path);
+  read_exactly_at(fd.get(), std::as_writable_bytes(std::span(json.data(), n)), 8, path);
   auto header = parse_header(json, size, path);
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);  // larger kernel readahead
   return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path, fd.release(), size, std::move(header)));
@@ -430,7 +412,7 @@ void SafetensorsFile::read(const TensorInfo& tensor, uint64_t offset, std::span<
     bad_input("{}: read of {} bytes at offset {} is outside tensor \"{}\" ({} bytes)", path_,
               out.size(), offset, tensor.name, tensor.byte_size());
   }
-  pread_exact(fd_, out.data(), out.size(), header_.data_start() + tensor.begin + offset, path_);
+  read_exactly_at(fd_, out, header_.data_start() + tensor.begin + offset, path_);
 }
 
 void SafetensorsFile::prefetch(const TensorInfo& tensor, uint64_t offset, uint64_t length) const {
