@@ -575,21 +575,21 @@ void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobP
   const size_t files = slots.front().sink->files().size();
   ReadProgress read(progress, plan.bytes_to_read, files);
   std::vector<FileOutcome> outcomes(files);
+  std::vector<uint64_t> bytes_to_read(files);
   std::vector<size_t> to_write;
   for (size_t i = 0; i < files; ++i) {
+    for (const auto& t : slots.front().sink->files()[i].tensors) {
+      const TensorTask& task = *task_by_name.at(t.name);
+      bytes_to_read[i] += task.bytes_to_read(statistics_passes(job_method(spec), task, plan.merge_params));
+    }
     for (auto& slot : slots) {
       if (slot.needs_file(i)) outcomes[i].active.push_back(&slot);
     }
-    if (!outcomes[i].active.empty()) {
+    if (outcomes[i].active.empty()) {
+      read.set(i, bytes_to_read[i]);
+    } else {
       to_write.push_back(i);
-      continue;
     }
-    uint64_t skipped = 0;
-    for (const auto& t : slots.front().sink->files()[i].tensors) {
-      const TensorTask& task = *task_by_name.at(t.name);
-      skipped += task.bytes_to_read(statistics_passes(job_method(spec), task, plan.merge_params));
-    }
-    read.set(i, skipped);
   }
   NonfiniteBudget budget(slots, spec.max_new_nonfinite);
   std::atomic<uint64_t> files_written = 0;
@@ -598,8 +598,10 @@ void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobP
   ThreadPool pool(at_once);
   pool.parallel_for(to_write.size(), [&](size_t n) {
     const size_t i = to_write[n];
-    write_file(i, outcomes[i], spec, plan, task_by_name, budget, lookahead,
-               [&](uint64_t bytes) { read.set(i, bytes); });
+    write_file(i, outcomes[i], spec, plan, task_by_name, budget, lookahead, [&](uint64_t bytes) {
+      read.set(i, bytes);
+      test_hooks::maybe_kill_in_file(i + 1, bytes, bytes_to_read[i]);
+    });
     test_hooks::maybe_kill_after_shards(++files_written);
   });
   for (const FileOutcome& outcome : outcomes) {
@@ -633,10 +635,13 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
   copy_aux_files(source, *slot.staging, {.only_config = !kind.adds_to_target, .dtype = spec.out_dtype});
   slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
+  test_hooks::maybe_kill_while_finishing();
   slot.staging->write_text(kProvenanceFile,
                            provenance(inputs, spec, plan, slot.result, slot.fingerprint, result).dump(2) + "\n");
+  test_hooks::maybe_kill_while_finishing();
   for (const auto& file : slot.sink->files()) fs::remove(slot.staging->file(file.name + kDoneSuffix));
   fs::remove(slot.staging->file(kJobMarker));
+  test_hooks::maybe_kill_while_finishing();
   slot.staging->commit();
 }
 
