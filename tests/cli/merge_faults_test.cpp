@@ -1,7 +1,7 @@
-// The merge under faults, through the real CLI: killed at every file,
-// inputs changed between runs, outputs that would overwrite inputs, weights
-// that overflow, partial folders left on a nearly full disk. In every case
-// the inputs stay byte for byte as they were.
+// The merge under faults, through the real CLI: killed after, inside and
+// while finishing every file, inputs changed between runs, outputs that would
+// overwrite inputs, weights that overflow, partial folders left on a nearly
+// full disk. In every case the inputs stay byte for byte as they were.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
