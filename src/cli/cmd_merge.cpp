@@ -189,7 +189,7 @@ nlohmann::ordered_json stages_json(const StageTimes& s) {
           {"write_s", s.write_s}, {"bytes_appended", s.bytes_appended}, {"sync_s", s.sync_s}};
 }
 
-void print_result(const JobResult& result) {
+void print_outputs(const JobResult& result) {
   for (const auto& o : result.outputs) {
     std::string status = o.already_complete ? "already complete (same inputs and settings), kept" : "written";
     if (!o.already_complete && o.shards_reused > 0) {
@@ -201,6 +201,10 @@ void print_result(const JobResult& result) {
                  tensor, count);
     }
   }
+}
+
+// The pass's totals (the same in every job's result).
+void print_done(const JobResult& result) {
   const double rate = result.seconds > 0 ? static_cast<double>(result.bytes_read) / result.seconds : 0;
   fmt::print("done    read {}, wrote {} in {:.1f} s ({}/s read)\n", human_bytes(result.bytes_read),
              human_bytes(result.bytes_written), result.seconds, human_bytes(static_cast<uint64_t>(rate)));
@@ -226,27 +230,64 @@ nlohmann::ordered_json result_json(const JobResult& result) {
   return out;
 }
 
+// A recipe's jobs (itself, or the merge and its variants), planned.
+struct PlannedJobs {
+  std::unique_ptr<OpenModels> models;  // opened once: every job reads the same tensors
+  std::vector<JobSpec> specs;
+  std::vector<JobPlan> plans;
+};
+
+PlannedJobs plan_recipe(const Recipe& recipe, const RunFlags& flags, std::string recipe_text) {
+  PlannedJobs p;
+  p.models = open_models(recipe);
+  const std::vector<Recipe> jobs = recipe_jobs(recipe);
+  for (const Recipe& job : jobs) {
+    JobSpec& spec = p.specs.emplace_back(job_spec(job));
+    spec.command_line = command_line();
+    spec.recipe_text = jobs.size() == 1 && !recipe_text.empty() ? recipe_text : recipe_yaml(job);
+    spec.threads = flags.threads;
+    p.plans.push_back(plan_job(p.models->inputs, spec));
+  }
+  return p;
+}
+
+// One job's JSON as it is, several as {"jobs": [...]}.
+nlohmann::ordered_json jobs_json(std::vector<nlohmann::ordered_json> jobs) {
+  if (jobs.size() == 1) return std::move(jobs.front());
+  return {{"jobs", std::move(jobs)}};
+}
+
 void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_text) {
-  JobSpec spec = job_spec(recipe);
-  spec.command_line = command_line();
-  spec.recipe_text = recipe_text.empty() ? recipe_yaml(recipe) : std::move(recipe_text);
-  spec.threads = flags.threads;
-  const auto models = open_models(recipe);
-  const JobPlan plan = plan_job(models->inputs, spec);
+  const PlannedJobs p = plan_recipe(recipe, flags, std::move(recipe_text));
   if (flags.dry_run) {
-    if (flags.json) fmt::print("{}\n", plan_json(plan, spec).dump(2));
-    else print_plan(plan, spec);
+    std::vector<nlohmann::ordered_json> plans;
+    for (size_t j = 0; j < p.specs.size(); ++j) {
+      if (flags.json) plans.push_back(plan_json(p.plans[j], p.specs[j]));
+      else print_plan(p.plans[j], p.specs[j]);
+    }
+    if (flags.json) fmt::print("{}\n", jobs_json(std::move(plans)).dump(2));
     return;
   }
+  std::vector<SharedJob> shared;
+  for (size_t j = 0; j < p.specs.size(); ++j) shared.push_back({&p.models->inputs, &p.specs[j], &p.plans[j]});
   std::unique_ptr<ProgressBar> bar;
-  const JobResult result = run_job(models->inputs, spec, plan, [&](uint64_t done, uint64_t total) {
-    if (!bar) bar = std::make_unique<ProgressBar>(std::string(job_kind_name(spec.kind)), total, !flags.quiet && !flags.json);
+  const std::vector<JobResult> results = run_jobs(shared, [&](uint64_t done, uint64_t total) {
+    if (!bar) {
+      bar = std::make_unique<ProgressBar>(std::string(job_kind_name(p.specs.front().kind)), total,
+                                          !flags.quiet && !flags.json);
+    }
     bar->update(done);
   });
   if (bar) bar->finish();
-  if (flags.json) fmt::print("{}\n", result_json(result).dump(2));
-  else if (!flags.quiet) print_result(result);
-  if (flags.stats && !flags.json) print_stages(result);
+  if (flags.json) {
+    std::vector<nlohmann::ordered_json> out;
+    for (const auto& result : results) out.push_back(result_json(result));
+    fmt::print("{}\n", jobs_json(std::move(out)).dump(2));
+  } else if (!flags.quiet) {
+    for (const auto& result : results) print_outputs(result);
+    print_done(results.front());
+  }
+  if (flags.stats && !flags.json) print_stages(results.front());
 }
 
 // --format, --type, --split-max-size (docs/gguf.md).

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <optional>
 
 #include "base/error.hpp"
 #include "hf/gguf_export.hpp"
@@ -61,6 +62,13 @@ uint64_t block_elements(const TensorTask& task) {
   return kMergeBlockElements / head * head;
 }
 
+// Whether the base's bytes are the output's as they are (same dtype, or not a
+// number type to convert).
+bool copies_raw(const TensorTask& task) {
+  const DType dtype = task.base->info->dtype;
+  return dtype == task.out_dtype || !is_arithmetic(dtype);
+}
+
 // Adds the seconds a scope took to a counter.
 class ScopeTimer {
  public:
@@ -74,92 +82,179 @@ class ScopeTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
-// The readers and f32 tiles of one vector.
-struct VectorBuffers {
-  TensorBlockReader post{kMergeBlockElements};
-  TensorBlockReader pre{kMergeBlockElements};
-  hwy::AlignedFreeUniquePtr<float[]> delta = tile_buffer();
+// The elements the combining tasks of `row` combine (they agree); 0 when
+// every task copies.
+uint64_t combined_elements(const TaskRow& row) {
+  for (const TensorTask* t : row) {
+    if (!t->copied()) return t->combined_elements;
+  }
+  return 0;
+}
+
+// The f32 tiles of one (post, pre) pair: its delta, and pre's values.
+struct PairTiles {
+  size_t post = 0;                     // reader of post
+  std::optional<size_t> pre;           // reader of pre; none for a saved vector
+  hwy::AlignedFreeUniquePtr<float[]> delta = tile_buffer(), pre_values = tile_buffer();
 };
 
 }  // namespace
 
-// The readers and f32 delta tiles of a task's vectors, with the time their
-// reads and statistics passes took. One thread at a time.
-class TaskExecutor::VectorStreams {
+// The inputs of one row: every distinct input tensor of the groups that
+// combine it has one reader (read once per block for all of them), every
+// distinct (post, pre) pair its delta tile (formed once per tile). One
+// thread at a time.
+class TaskExecutor::RowStreams {
  public:
-  VectorStreams() { std::fill_n(zeros_.get(), kTileElements, 0.0f); }
+  RowStreams() { std::fill_n(zeros_.get(), kTileElements, 0.0f); }
 
-  // Reads block [first, first + n) of every vector of `task`.
-  void read(const TensorTask& task, uint64_t first, size_t n) {
+  // Sets up the readers and pairs of `row`'s combining groups.
+  void start(const TaskRow& row) {
+    tensors_.clear();
+    pair_keys_.clear();
+    group_pairs_.assign(row.size(), {});
+    deltas_.assign(row.size(), {});
+    for (size_t g = 0; g < row.size(); ++g) {
+      if (row[g]->copied()) continue;
+      for (const TaskVector& v : row[g]->vectors) group_pairs_[g].push_back(pair_of(v));
+    }
+    for (size_t g = 0; g < row.size(); ++g) {
+      for (const size_t p : group_pairs_[g]) deltas_[g].push_back(pairs_[p]->delta.get());
+    }
+  }
+
+  // Reads block [first, first + n) of every input of the pairs in `pairs`.
+  void read(const std::vector<bool>& pairs, uint64_t first, size_t n) {
     const ScopeTimer timer(times_.read_s);
-    while (vectors_.size() < task.vectors.size()) vectors_.push_back(std::make_unique<VectorBuffers>());
-    deltas_.resize(task.vectors.size());
-    for (size_t i = 0; i < task.vectors.size(); ++i) {
-      VectorBuffers& b = *vectors_[i];
-      deltas_[i] = b.delta.get();
-      b.post.read(*task.vectors[i].post, first, n);
-      if (task.vectors[i].pre) b.pre.read(*task.vectors[i].pre, first, n);
+    std::vector<bool> done(tensors_.size(), false);
+    const auto read_once = [&](size_t reader) {
+      if (done[reader]) return;
+      done[reader] = true;
+      readers_[reader]->read(*tensors_[reader], first, n);
+    };
+    for (size_t p = 0; p < pair_keys_.size(); ++p) {
+      if (!pairs[p]) continue;
+      read_once(pairs_[p]->post);
+      if (pairs_[p]->pre) read_once(*pairs_[p]->pre);
     }
   }
 
-  // d_i = post_i - pre_i for elements [tile, tile + m) of the block read last;
-  // `sums` (if set) accumulates ||pre||^2 and ||d||^2 of the first vector.
-  void deltas_of_tile(const TensorTask& task, size_t tile, size_t m, kernels::DeltaSums* sums) {
-    for (size_t i = 0; i < task.vectors.size(); ++i) {
-      VectorBuffers& v = *vectors_[i];
-      v.post.widen(tile, std::span(v.delta.get(), m));
-      const bool has_pre = task.vectors[i].pre != nullptr;
-      if (has_pre) v.pre.widen(tile, std::span(minus_.get(), m));
-      if (i == 0 && sums) kernels::accumulate_delta_sums(has_pre ? minus_.get() : zeros_.get(), v.delta.get(), nullptr, m, *sums);
-      if (has_pre) kernels::subtract(v.delta.get(), minus_.get(), v.delta.get(), m);
+  // d = post - pre for elements [tile, tile + m) of the block read last, for
+  // the pairs in `pairs`; sums[g] (where set) accumulates ||pre||^2 and ||d||^2
+  // of group g's first vector.
+  void deltas_of_tile(const std::vector<bool>& pairs, size_t tile, size_t m,
+                      std::span<kernels::DeltaSums* const> sums = {}) {
+    for (size_t p = 0; p < pair_keys_.size(); ++p) {
+      if (!pairs[p]) continue;
+      PairTiles& t = *pairs_[p];
+      readers_[t.post]->widen(tile, std::span(t.delta.get(), m));
+      if (t.pre) readers_[*t.pre]->widen(tile, std::span(t.pre_values.get(), m));
+      for (size_t g = 0; g < sums.size(); ++g) {
+        if (sums[g] && !group_pairs_[g].empty() && group_pairs_[g].front() == p) {
+          kernels::accumulate_delta_sums(t.pre ? t.pre_values.get() : zeros_.get(), t.delta.get(), nullptr, m, *sums[g]);
+        }
+      }
+      if (t.pre) kernels::subtract(t.delta.get(), t.pre_values.get(), t.delta.get(), m);
     }
   }
 
-  // Streams the task's deltas through the combiner's statistics passes.
-  void statistics_passes(const TensorTask& task, unsigned passes, TensorCombiner& combiner,
+  // The pairs the groups in `groups` use.
+  std::vector<bool> pairs_of(const std::vector<bool>& groups) const {
+    std::vector<bool> used(pair_keys_.size(), false);
+    for (size_t g = 0; g < groups.size(); ++g) {
+      if (!groups[g]) continue;
+      for (const size_t p : group_pairs_[g]) used[p] = true;
+    }
+    return used;
+  }
+
+  // Streams the deltas of the groups with statistics passes through their
+  // combiners: pass p of every group that needs it shares one read.
+  void statistics_passes(const TaskRow& row, std::span<const unsigned> passes, Combiners& combiners,
                          const std::function<void()>& after_block) {
-    for (unsigned pass = 0; pass < passes; ++pass) {
-      for (uint64_t first = 0; first < task.combined_elements; first += kMergeBlockElements) {
-        const size_t n = std::min<uint64_t>(kMergeBlockElements, task.combined_elements - first);
-        read(task, first, n);
-        observe_block(task, pass, combiner, first, n);
+    const unsigned most = passes.empty() ? 0 : *std::max_element(passes.begin(), passes.end());
+    for (unsigned pass = 0; pass < most; ++pass) {
+      std::vector<bool> groups(row.size(), false);
+      for (size_t g = 0; g < row.size(); ++g) groups[g] = passes[g] > pass;
+      const std::vector<bool> pairs = pairs_of(groups);
+      const uint64_t elements = combined_elements(row);
+      for (uint64_t first = 0; first < elements; first += kMergeBlockElements) {
+        const size_t n = std::min<uint64_t>(kMergeBlockElements, elements - first);
+        read(pairs, first, n);
+        observe_block(groups, pairs, pass, combiners, first, n);
         after_block();
       }
-      combiner.end_pass(pass);
+      for (size_t g = 0; g < row.size(); ++g) {
+        if (groups[g]) combiners[g]->end_pass(pass);
+      }
     }
   }
 
-  std::span<const float* const> deltas() const { return deltas_; }
-  const VectorBuffers& vector(size_t i) const { return *vectors_[i]; }
+  std::span<const float* const> deltas(size_t group) const { return deltas_[group]; }
+  // The raw block last read of input `i` (post or pre) of group `group`'s vector `vector`.
+  std::span<const std::byte> last_block(size_t group, size_t vector, bool pre) const {
+    const PairTiles& t = *pairs_[group_pairs_[group][vector]];
+    return readers_[pre ? *t.pre : t.post]->last_block();
+  }
   const StageTimes& times() const { return times_; }
 
   uint64_t bytes_read() const {
     uint64_t n = 0;
-    for (const auto& v : vectors_) n += v->post.bytes_read() + v->pre.bytes_read();
+    for (const auto& r : readers_) n += r->bytes_read();
     return n;
   }
 
  private:
-  void observe_block(const TensorTask& task, unsigned pass, TensorCombiner& combiner, uint64_t first, size_t n) {
+  size_t reader_of(const ModelTensor* tensor) {
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      if (tensors_[i] == tensor) return i;
+    }
+    tensors_.push_back(tensor);
+    if (readers_.size() < tensors_.size()) readers_.push_back(std::make_unique<TensorBlockReader>(kMergeBlockElements));
+    return tensors_.size() - 1;
+  }
+
+  size_t pair_of(const TaskVector& v) {
+    const std::pair key{v.post, v.pre};
+    for (size_t p = 0; p < pair_keys_.size(); ++p) {
+      if (pair_keys_[p] == key) return p;
+    }
+    pair_keys_.push_back(key);
+    if (pairs_.size() < pair_keys_.size()) pairs_.push_back(std::make_unique<PairTiles>());
+    PairTiles& t = *pairs_[pair_keys_.size() - 1];
+    t.post = reader_of(v.post);
+    t.pre = v.pre ? std::optional(reader_of(v.pre)) : std::nullopt;
+    return pair_keys_.size() - 1;
+  }
+
+  void observe_block(const std::vector<bool>& groups, const std::vector<bool>& pairs, unsigned pass,
+                     Combiners& combiners, uint64_t first, size_t n) {
     const ScopeTimer timer(times_.compute_s);
     for (uint64_t tile = 0; tile < n; tile += kTileElements) {
       const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-      deltas_of_tile(task, tile, m, nullptr);
-      for (size_t i = 0; i < task.vectors.size(); ++i) {
-        combiner.observe(pass, i, first + tile, std::span<const float>(deltas_[i], m));
+      deltas_of_tile(pairs, tile, m);
+      for (size_t g = 0; g < groups.size(); ++g) {
+        if (!groups[g]) continue;
+        for (size_t i = 0; i < deltas_[g].size(); ++i) {
+          combiners[g]->observe(pass, i, first + tile, std::span<const float>(deltas_[g][i], m));
+        }
       }
     }
   }
 
-  std::vector<std::unique_ptr<VectorBuffers>> vectors_;
-  std::vector<const float*> deltas_;
-  hwy::AlignedFreeUniquePtr<float[]> minus_ = tile_buffer(), zeros_ = tile_buffer();
+  std::vector<std::unique_ptr<TensorBlockReader>> readers_;  // grown as rows need, reused
+  std::vector<const ModelTensor*> tensors_;                   // what each reader reads in this row
+  std::vector<std::unique_ptr<PairTiles>> pairs_;             // grown as rows need, reused
+  std::vector<std::pair<const ModelTensor*, const ModelTensor*>> pair_keys_;  // (post, pre) of this row's pairs
+  std::vector<std::vector<size_t>> group_pairs_;              // per group: the pair of each vector
+  std::vector<std::vector<const float*>> deltas_;             // per group: each vector's delta tile
+  hwy::AlignedFreeUniquePtr<float[]> zeros_ = tile_buffer();
   StageTimes times_;
 };
 
 struct TaskExecutor::Buffers {
   TensorBlockReader base{kMergeBlockElements};
-  VectorStreams vectors;
+  RowStreams vectors;
   hwy::AlignedFreeUniquePtr<float[]> base_tile = tile_buffer(), out = tile_buffer(), scratch = tile_buffer();
   std::vector<std::byte> rows;  // a block's encoded rows while they are reordered
 
@@ -201,15 +296,44 @@ unsigned statistics_passes(const MergeMethod& method, const TensorTask& task, co
   return method.statistics_passes(TaskContext(task, merge_params).get());
 }
 
-TaskExecutor::TaskExecutor(const MergeMethod& method, const MethodParams& params, std::vector<double> weights,
-                           AsyncSink& sink, std::vector<TensorFileWriter*> writers)
-    : method_(method),
-      params_(params),
-      weights_(std::move(weights)),
+uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> groups) {
+  const TensorTask& first = *row.front();
+  uint64_t bytes = first.base ? first.base->info->byte_size() : 0;
+  std::map<const ModelTensor*, unsigned> reads;  // per distinct input tensor: passes that read it
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (row[g]->copied()) continue;
+    const unsigned passes = 1 + statistics_passes(*groups[g].method, *row[g], *groups[g].params);
+    for (const TaskVector& v : row[g]->vectors) {
+      reads[v.post] = std::max(reads[v.post], passes);
+      if (v.pre) reads[v.pre] = std::max(reads[v.pre], passes);
+    }
+  }
+  const uint64_t combined = combined_elements(row);
+  for (const auto& [tensor, passes] : reads) bytes += passes * bytes_of(tensor->info->dtype, combined);
+  return bytes;
+}
+
+namespace {
+
+OutputGroup single_group(const MergeMethod& method, const MethodParams& params, std::vector<double> weights) {
+  OutputGroup group{&method, &params, std::move(weights), {}};
+  for (size_t k = 0; k < group.weights.size(); ++k) group.writers.push_back(k);
+  return group;
+}
+
+}  // namespace
+
+TaskExecutor::TaskExecutor(std::vector<OutputGroup> groups, AsyncSink& sink, std::vector<TensorFileWriter*> writers)
+    : groups_(std::move(groups)),
       sink_(sink),
       writers_(std::move(writers)),
       buffers_(std::make_unique<Buffers>()),
+      vector_sums_(groups_.size()),
       nonfinite_(writers_.size()) {}
+
+TaskExecutor::TaskExecutor(const MergeMethod& method, const MethodParams& params, std::vector<double> weights,
+                           AsyncSink& sink, std::vector<TensorFileWriter*> writers)
+    : TaskExecutor({single_group(method, params, std::move(weights))}, sink, std::move(writers)) {}
 
 TaskExecutor::~TaskExecutor() = default;
 
@@ -222,76 +346,95 @@ StageTimes TaskExecutor::stage_times() const {
 }
 
 void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t)>& progress) {
-  const TensorTask* one = &task;
-  run_all(std::span(&one, 1), 0, progress);
+  const TaskRow row{&task};
+  run_all(std::span(&row, 1), 0, progress);
 }
 
-// A combiner whose statistics passes are done, the bytes they read, and the
+// Combiners whose statistics passes are done, the bytes they read, and the
 // readers they used (back to the pool once collected).
 struct TaskExecutor::Prepared {
-  std::unique_ptr<TensorCombiner> combiner;
+  Combiners combiners;
   uint64_t bytes_read = 0;
-  std::unique_ptr<VectorStreams> streams;
+  std::unique_ptr<RowStreams> streams;
 };
 
-void TaskExecutor::run_all(std::span<const TensorTask* const> tasks, unsigned lookahead,
+void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
-  // Later tasks' statistics passes run on threads of their own, each with
+  // Later rows' statistics passes run on threads of their own, each with
   // its own readers, at most `lookahead` at a time. A thread owns its readers
   // until its result is collected; the futures wait for their threads when
   // destroyed (also when this throws).
-  std::vector<std::unique_ptr<VectorStreams>> pool;
-  for (unsigned i = 0; i < lookahead; ++i) pool.push_back(std::make_unique<VectorStreams>());
+  std::vector<std::unique_ptr<RowStreams>> pool;
+  for (unsigned i = 0; i < lookahead; ++i) pool.push_back(std::make_unique<RowStreams>());
   std::map<size_t, std::future<Prepared>> ahead;
-  size_t next = 1;  // the next task that may be prepared ahead
+  size_t next = 1;  // the next row that may be prepared ahead
   const auto prepare_ahead = [&] {
-    for (; next < tasks.size() && !pool.empty(); ++next) {
-      if (statistics_passes(method_, *tasks[next], params_) == 0) continue;
-      ahead[next] = std::async(std::launch::async, [this, task = tasks[next], streams = std::move(pool.back())]() mutable {
-        const uint64_t before = streams->bytes_read();  // the readers count over every task they served
-        auto combiner = prepare(*task, *streams, [] {});
+    for (; next < rows.size() && !pool.empty(); ++next) {
+      if (row_passes(rows[next]) == 0) continue;
+      ahead[next] = std::async(std::launch::async, [this, &row = rows[next], streams = std::move(pool.back())]() mutable {
+        const uint64_t before = streams->bytes_read();  // the readers count over every row they served
+        Combiners combiners = prepare(row, *streams, [] {});
         const uint64_t bytes = streams->bytes_read() - before;
-        return Prepared{std::move(combiner), bytes, std::move(streams)};
+        return Prepared{std::move(combiners), bytes, std::move(streams)};
       });
       pool.pop_back();
     }
   };
-  for (size_t i = 0; i < tasks.size(); ++i) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].size() != groups_.size()) {
+      fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
+    }
     prepare_ahead();
-    std::unique_ptr<TensorCombiner> combiner;
+    Combiners combiners;
     if (const auto it = ahead.find(i); it != ahead.end()) {
       Prepared prepared = it->second.get();
       ahead.erase(it);
-      combiner = std::move(prepared.combiner);
+      combiners = std::move(prepared.combiners);
       lookahead_bytes_ += prepared.bytes_read;
       pool.push_back(std::move(prepared.streams));
     }
-    run_task(*tasks[i], std::move(combiner), progress);
+    run_row(rows[i], std::move(combiners), progress);
   }
 }
 
-std::unique_ptr<TensorCombiner> TaskExecutor::prepare(const TensorTask& task, VectorStreams& streams,
-                                                      const std::function<void()>& after_block) const {
-  const TaskContext context(task, params_);
-  auto combiner = method_.begin_tensor(context.get());
-  streams.statistics_passes(task, method_.statistics_passes(context.get()), *combiner, after_block);
-  return combiner;
+// The most statistics passes a group needs for the row.
+unsigned TaskExecutor::row_passes(const TaskRow& row) const {
+  unsigned most = 0;
+  for (size_t g = 0; g < row.size(); ++g) most = std::max(most, statistics_passes(*groups_[g].method, *row[g], *groups_[g].params));
+  return most;
 }
 
-void TaskExecutor::run_task(const TensorTask& task, std::unique_ptr<TensorCombiner> combiner,
-                            const std::function<void(uint64_t)>& progress) {
-  if (!task.generated.empty()) return write_generated(task);
-  const uint64_t total = task.element_count();
-  const uint64_t step = block_elements(task);
-  if (!task.copied()) {
-    if (!combiner) combiner = prepare(task, buffers_->vectors, [&] { progress(bytes_read()); });
-    for (uint64_t first = 0; first < task.combined_elements; first += step) {
-      combine_block(task, *combiner, first, std::min<uint64_t>(step, task.combined_elements - first));
+TaskExecutor::Combiners TaskExecutor::prepare(const TaskRow& row, RowStreams& streams,
+                                              const std::function<void()>& after_block) const {
+  Combiners combiners(row.size());
+  std::vector<unsigned> passes(row.size(), 0);
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (row[g]->copied()) continue;
+    const TaskContext context(*row[g], *groups_[g].params);
+    combiners[g] = groups_[g].method->begin_tensor(context.get());
+    passes[g] = groups_[g].method->statistics_passes(context.get());
+  }
+  streams.start(row);
+  streams.statistics_passes(row, passes, combiners, after_block);
+  return combiners;
+}
+
+void TaskExecutor::run_row(const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress) {
+  const TensorTask& first_task = *row.front();
+  if (!first_task.generated.empty()) return write_generated(first_task);
+  const uint64_t total = first_task.element_count();
+  const uint64_t step = block_elements(first_task);
+  const uint64_t combined = combined_elements(row);
+  if (combined > 0) {
+    if (combiners.empty()) combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_read()); });
+    buffers_->vectors.start(row);
+    for (uint64_t first = 0; first < combined; first += step) {
+      combine_block(row, combiners, first, std::min<uint64_t>(step, combined - first));
       progress(bytes_read());
     }
   }
-  for (uint64_t first = task.combined_elements; first < total; first += step) {
-    copy_block(task, first, std::min<uint64_t>(step, total - first));
+  for (uint64_t first = combined; first < total; first += step) {
+    copy_block(first_task, first, std::min<uint64_t>(step, total - first));
     progress(bytes_read());
   }
 }
@@ -301,49 +444,78 @@ size_t TaskExecutor::acquire_buffer() {
   return sink_.acquire();
 }
 
-void TaskExecutor::combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n) {
+void TaskExecutor::combine_block(const TaskRow& row, Combiners& combiners, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
-  b.vectors.read(task, first, n);
+  const TensorTask& task = *row.front();  // what every task of the row agrees on
+  std::vector<bool> combining(row.size()), copying(row.size());
+  for (size_t g = 0; g < row.size(); ++g) combining[g] = !row[g]->copied(), copying[g] = row[g]->copied();
+  const std::vector<bool> pairs = b.vectors.pairs_of(combining);
+  b.vectors.read(pairs, first, n);
   if (task.base) {
     const ScopeTimer timer(times_.read_s);
     b.base.read(*task.base, first, n);
   }
   std::vector<size_t> out(writers_.size());
-  for (auto& buffer : out) buffer = acquire_buffer();
-  const ScopeTimer timer(times_.compute_s);
-  kernels::DeltaSums& sums = vector_sums_[std::string(module_kind_name(module_kind(task.name)))];
-  for (uint64_t tile = 0; tile < n; tile += kTileElements) {
-    const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-    b.vectors.deltas_of_tile(task, tile, m, &sums);
-    const float* delta = combiner.combine(first + tile, m, b.vectors.deltas(), b.scratch.get());
-    if (task.base) b.base.widen(tile, std::span(b.base_tile.get(), m));
-    for (size_t k = 0; k < out.size(); ++k) {
-      const float* result = delta;
-      if (task.base) {
-        const auto w = static_cast<float>(weights_[k] * task.scale);
-        kernels::add_scaled(b.base_tile.get(), w, delta, b.out.get(), m);
-        result = b.out.get();
-      }
-      encode_from_f32(task.out_dtype, std::span(result, m), sink_.data(out[k]) + bytes_of(task.out_dtype, tile));
+  std::vector<TensorFileWriter*> copy_writers;
+  for (size_t g = 0; g < row.size(); ++g) {
+    for (const size_t k : groups_[g].writers) {
+      if (combining[g]) out[k] = acquire_buffer();
+      else copy_writers.push_back(writers_[k]);
     }
   }
-  for (size_t k = 0; k < out.size(); ++k) {
-    if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
-      if (inputs_nonfinite(task, n) == 0) record_nonfinite(k, task.name, bad);
+  const size_t copy_buffer = copy_writers.empty() ? 0 : acquire_buffer();
+  const ScopeTimer timer(times_.compute_s);
+  std::vector<kernels::DeltaSums*> sums(row.size(), nullptr);
+  const std::string kind(module_kind_name(module_kind(task.name)));
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (combining[g]) sums[g] = &vector_sums_[g][kind];
+  }
+  for (uint64_t tile = 0; tile < n; tile += kTileElements) {
+    const size_t m = std::min<uint64_t>(kTileElements, n - tile);
+    b.vectors.deltas_of_tile(pairs, tile, m, sums);
+    if (task.base) b.base.widen(tile, std::span(b.base_tile.get(), m));
+    for (size_t g = 0; g < row.size(); ++g) {
+      if (!combining[g]) continue;
+      const float* delta = combiners[g]->combine(first + tile, m, b.vectors.deltas(g), b.scratch.get());
+      for (size_t j = 0; j < groups_[g].writers.size(); ++j) {
+        const float* result = delta;
+        if (task.base) {
+          const auto w = static_cast<float>(groups_[g].weights[j] * row[g]->scale);
+          kernels::add_scaled(b.base_tile.get(), w, delta, b.out.get(), m);
+          result = b.out.get();
+        }
+        encode_from_f32(task.out_dtype, std::span(result, m),
+                        sink_.data(out[groups_[g].writers[j]]) + bytes_of(task.out_dtype, tile));
+      }
     }
-    interleave_rows(task, sink_.data(out[k]), n);
-    sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
+  }
+  for (size_t g = 0; g < row.size(); ++g) {
+    if (!combining[g]) continue;
+    for (const size_t k : groups_[g].writers) {
+      if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
+        if (inputs_nonfinite(row, g, n) == 0) record_nonfinite(k, task.name, bad);
+      }
+      interleave_rows(task, sink_.data(out[k]), n);
+      sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
+    }
+  }
+  if (!copy_writers.empty()) {
+    copy_from_base(task, n, sink_.data(copy_buffer));
+    interleave_rows(task, sink_.data(copy_buffer), n);
+    sink_.submit(copy_buffer, bytes_of(task.out_dtype, n), copy_writers);
   }
 }
 
 // Only consulted when an output block holds NaN/Inf (rare).
-uint64_t TaskExecutor::inputs_nonfinite(const TensorTask& task, size_t n) const {
+uint64_t TaskExecutor::inputs_nonfinite(const TaskRow& row, size_t group, size_t n) const {
   const Buffers& b = *buffers_;
+  const TensorTask& task = *row[group];
   uint64_t bad = task.base ? count_nonfinite(task.base->info->dtype, b.base.last_block().data(), n) : 0;
   for (size_t i = 0; i < task.vectors.size(); ++i) {
-    const VectorBuffers& v = b.vectors.vector(i);
-    bad += count_nonfinite(task.vectors[i].post->info->dtype, v.post.last_block().data(), n);
-    if (task.vectors[i].pre) bad += count_nonfinite(task.vectors[i].pre->info->dtype, v.pre.last_block().data(), n);
+    bad += count_nonfinite(task.vectors[i].post->info->dtype, b.vectors.last_block(group, i, false).data(), n);
+    if (task.vectors[i].pre) {
+      bad += count_nonfinite(task.vectors[i].pre->info->dtype, b.vectors.last_block(group, i, true).data(), n);
+    }
   }
   return bad;
 }
@@ -352,9 +524,8 @@ uint64_t TaskExecutor::inputs_nonfinite(const TensorTask& task, size_t n) const 
 // dtype differs (so raw bytes, NaN payloads included, survive).
 void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
-  const TensorInfo& info = *task.base->info;
   const size_t buffer = acquire_buffer();
-  if (info.dtype == task.out_dtype || !is_arithmetic(info.dtype)) {
+  if (copies_raw(task)) {
     const ScopeTimer timer(times_.read_s);
     b.base.read_into(*task.base, first, n, sink_.data(buffer));
   } else {
@@ -363,15 +534,25 @@ void TaskExecutor::copy_block(const TensorTask& task, uint64_t first, size_t n) 
       b.base.read(*task.base, first, n);
     }
     const ScopeTimer timer(times_.compute_s);
-    for (uint64_t tile = 0; tile < n; tile += kTileElements) {
-      const size_t m = std::min<uint64_t>(kTileElements, n - tile);
-      b.base.widen(tile, std::span(b.base_tile.get(), m));
-      encode_from_f32(task.out_dtype, std::span<const float>(b.base_tile.get(), m),
-                      sink_.data(buffer) + bytes_of(task.out_dtype, tile));
-    }
+    copy_from_base(task, n, sink_.data(buffer));
   }
   interleave_rows(task, sink_.data(buffer), n);
   sink_.submit(buffer, bytes_of(task.out_dtype, n), writers_);
+}
+
+// The base's block read last, as the output's `n` elements (converted where
+// the dtypes differ).
+void TaskExecutor::copy_from_base(const TensorTask& task, size_t n, std::byte* out) {
+  Buffers& b = *buffers_;
+  if (copies_raw(task)) {
+    std::memcpy(out, b.base.last_block().data(), bytes_of(task.out_dtype, n));
+    return;
+  }
+  for (uint64_t tile = 0; tile < n; tile += kTileElements) {
+    const size_t m = std::min<uint64_t>(kTileElements, n - tile);
+    b.base.widen(tile, std::span(b.base_tile.get(), m));
+    encode_from_f32(task.out_dtype, std::span<const float>(b.base_tile.get(), m), out + bytes_of(task.out_dtype, tile));
+  }
 }
 
 void TaskExecutor::write_generated(const TensorTask& task) {

@@ -12,9 +12,13 @@
 // the next block is computed. Methods that need statistics passes get the
 // tensor's deltas streamed through observe() that many times first.
 //
-// Memory: one raw block per input (4 MiB each) and a few 64 KiB f32 tiles,
-// whatever the model size, plus one set of vector readers per statistics
-// pass run ahead. Not thread-safe: one executor per thread (it starts and
+// Several merges of the same target (other methods, weights, vectors or
+// rules: a sweep's variants and ablations) can share the pass: each input
+// tensor is read once per block for all of them.
+//
+// Memory: one raw block per distinct input tensor (4 MiB each) and a few
+// 64 KiB f32 tiles per vector, whatever the model size, plus one set of
+// readers per statistics pass run ahead. Not thread-safe: one executor per thread (it starts and
 // joins its own lookahead threads).
 #pragma once
 
@@ -103,55 +107,79 @@ using NonfiniteCounts = std::vector<std::pair<std::string, uint64_t>>;
 
 inline constexpr size_t kMergeBlockElements = 1 << 20;  // 4 MiB of f32
 
+// The outputs of one merge among those an executor writes in one pass: its
+// method, its merge-wide values, and the w of each of its outputs.
+struct OutputGroup {
+  const MergeMethod* method = nullptr;
+  const MethodParams* params = nullptr;  // must outlive the executor
+  std::vector<double> weights;           // w of each output
+  std::vector<size_t> writers;           // the executor's writer of each output
+};
+
+// One output tensor as every group of an executor sees it: row[g] is group
+// g's task. The tasks of a row name the same output tensor (name, dtype,
+// shape, target tensor, combined range, row order); each group may combine
+// its own vectors, with its own weights, or copy the tensor.
+using TaskRow = std::vector<const TensorTask*>;
+
+// Bytes a row's pass reads: the target tensor once, each distinct input
+// tensor of the combining groups once, and again for each statistics pass
+// some group that reads it needs.
+uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> groups);
+
 class TaskExecutor {
  public:
-  // `weights[k]` is the w of the output `writers[k]` writes. The writers must
-  // outlive the executor; `sink` carries the bytes to them.
+  // The groups' writers must outlive the executor; `sink` carries the bytes to
+  // them. Every writer belongs to exactly one group.
+  TaskExecutor(std::vector<OutputGroup> groups, AsyncSink& sink, std::vector<TensorFileWriter*> writers);
+  // One group: `weights[k]` is the w of the output `writers[k]` writes.
   TaskExecutor(const MergeMethod& method, const MethodParams& params, std::vector<double> weights, AsyncSink& sink,
                std::vector<TensorFileWriter*> writers);
   ~TaskExecutor();
 
-  // Streams one task into every writer. `progress` gets the bytes read so far.
+  // Streams one task into every writer (an executor of one group).
   void run(const TensorTask& task, const std::function<void(uint64_t)>& progress);
-  // Streams the tasks in order. With `lookahead` > 0, the statistics passes
-  // of up to that many later tasks run meanwhile on threads of their own
-  // (with readers of their own); the bytes written do not change.
-  void run_all(std::span<const TensorTask* const> tasks, unsigned lookahead,
-               const std::function<void(uint64_t)>& progress);
+  // Streams the rows in order. Each input tensor of a row is read once per
+  // block for all groups (and once per statistics pass some group needs).
+  // With `lookahead` > 0, the statistics passes of up to that many later rows
+  // run meanwhile on threads of their own (with readers of their own); the
+  // bytes written do not change.
+  void run_all(std::span<const TaskRow> rows, unsigned lookahead, const std::function<void(uint64_t)>& progress);
 
   uint64_t bytes_read() const;
-  // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of the first vector per module kind.
-  const std::map<std::string, kernels::DeltaSums>& vector_sums() const { return vector_sums_; }
+  // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of group `group`'s first vector per module kind.
+  const std::map<std::string, kernels::DeltaSums>& vector_sums(size_t group = 0) const { return vector_sums_[group]; }
+  // New NaN/Inf values per writer.
   const std::vector<NonfiniteCounts>& nonfinite() const { return nonfinite_; }
   // read_s, compute_s and write_wait_s of the work so far on the executor's
   // thread (statistics passes run ahead overlap it and are not counted).
   StageTimes stage_times() const;
 
  private:
-  class VectorStreams;
+  class RowStreams;
   struct Buffers;
   struct Prepared;
-  // A combiner for the task, its statistics passes done with `streams`.
-  std::unique_ptr<TensorCombiner> prepare(const TensorTask& task, VectorStreams& streams,
-                                          const std::function<void()>& after_block) const;
-  void run_task(const TensorTask& task, std::unique_ptr<TensorCombiner> combiner,
-                const std::function<void(uint64_t)>& progress);
-  void combine_block(const TensorTask& task, TensorCombiner& combiner, uint64_t first, size_t n);
+  using Combiners = std::vector<std::unique_ptr<TensorCombiner>>;
+  // A combiner per group that combines the row (null for the others), their
+  // statistics passes done with `streams`.
+  Combiners prepare(const TaskRow& row, RowStreams& streams, const std::function<void()>& after_block) const;
+  unsigned row_passes(const TaskRow& row) const;
+  void run_row(const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress);
+  void combine_block(const TaskRow& row, Combiners& combiners, uint64_t first, size_t n);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
+  void copy_from_base(const TensorTask& task, size_t n, std::byte* out);
   void write_generated(const TensorTask& task);
   void interleave_rows(const TensorTask& task, std::byte* block, size_t n);
   size_t acquire_buffer();
-  uint64_t inputs_nonfinite(const TensorTask& task, size_t n) const;
+  uint64_t inputs_nonfinite(const TaskRow& row, size_t group, size_t n) const;
   void record_nonfinite(size_t output, const std::string& tensor, uint64_t count);
 
-  const MergeMethod& method_;
-  const MethodParams& params_;
-  std::vector<double> weights_;
+  std::vector<OutputGroup> groups_;
   AsyncSink& sink_;
   std::vector<TensorFileWriter*> writers_;
   std::unique_ptr<Buffers> buffers_;
   uint64_t lookahead_bytes_ = 0;  // read by the statistics passes run ahead
-  std::map<std::string, kernels::DeltaSums> vector_sums_;
+  std::vector<std::map<std::string, kernels::DeltaSums>> vector_sums_;  // per group
   std::vector<NonfiniteCounts> nonfinite_;
   StageTimes times_;
 };

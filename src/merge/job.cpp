@@ -435,16 +435,20 @@ uint64_t reclaimable_bytes(const OutputSlot& slot) {
   return bytes;
 }
 
-void check_free_space(const std::vector<OutputSlot>& slots, const JobSpec& spec) {
+// The space every output of the pass still needs, against the free space
+// where the first job writes (a sweep writes all its models under one folder).
+void check_free_space(const std::vector<std::vector<OutputSlot>*>& slots_of_jobs, const fs::path& output) {
   uint64_t bytes_needed = 0, reclaimable = 0;
-  for (const auto& slot : slots) {
-    bytes_needed += slot.bytes_to_write();
-    reclaimable += reclaimable_bytes(slot);
+  for (const auto* slots : slots_of_jobs) {
+    for (const auto& slot : *slots) {
+      bytes_needed += slot.bytes_to_write();
+      reclaimable += reclaimable_bytes(slot);
+    }
   }
-  const uint64_t free = free_bytes_at(spec.output);
+  const uint64_t free = free_bytes_at(output);
   if (bytes_needed > free + reclaimable) {
     fail(ErrorKind::kIo, "{}: not enough disk space: the job writes {} but {} is free{} (nothing was written)",
-         spec.output.string(), human_bytes(bytes_needed), human_bytes(free),
+         output.string(), human_bytes(bytes_needed), human_bytes(free),
          reclaimable > 0 ? fmt::format(", plus {} its earlier partial run frees", human_bytes(reclaimable)) : "");
   }
 }
@@ -458,89 +462,130 @@ void open_slot(OutputSlot& slot, const JobSpec& spec) {
 
 // ---------------------------------------------------------------- streaming --
 
-// What writing one file gave, added to the job's result in file order (so
-// the result is the same for any number of threads).
+// One job of a pass: its outputs, and its tasks by tensor name.
+struct JobState {
+  size_t index = 0;  // in the pass
+  const SharedJob* job = nullptr;
+  std::vector<OutputSlot> slots;
+  std::map<std::string, const TensorTask*> task_by_name;
+  JobResult result;
+};
+
+// An output that needs a file: its job and its slot.
+struct ActiveOutput {
+  JobState* job = nullptr;
+  OutputSlot* slot = nullptr;
+};
+
+// What writing one file gave, added to the jobs' results in file order (so
+// the results are the same for any number of threads).
 struct FileOutcome {
-  std::vector<OutputSlot*> active;          // the outputs that needed the file
-  std::vector<NonfiniteCounts> nonfinite;   // per active output
-  std::map<std::string, kernels::DeltaSums> vector_sums;
+  std::vector<ActiveOutput> active;        // the outputs that need the file, job by job
+  std::vector<NonfiniteCounts> nonfinite;  // per active output
+  std::map<size_t, std::map<std::string, kernels::DeltaSums>> vector_sums;  // by job index
   uint64_t bytes_read = 0, bytes_written = 0;
   StageTimes stages;
 };
 
 // New NaN/Inf values per output over the files finished so far; stops the
-// job once an output holds more than allowed. Thread-safe.
+// pass once an output holds more than its job allows. Thread-safe.
 class NonfiniteBudget {
  public:
-  NonfiniteBudget(const std::vector<OutputSlot>& slots, uint64_t allowed) : slots_(slots), allowed_(allowed) {}
-
-  void check(const OutputSlot& slot, const NonfiniteCounts& in_this_file) const {
-    uint64_t total = finished(slot);
+  void check(const ActiveOutput& out, const NonfiniteCounts& in_this_file) const {
+    uint64_t total = finished(*out.slot);
     for (const auto& [tensor, count] : in_this_file) total += count;
-    if (total <= allowed_) return;
+    if (total <= out.job->job->spec->max_new_nonfinite) return;
     const auto& [tensor, count] = in_this_file.back();
     fail(ErrorKind::kUsage,
          "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the weight overflows the output dtype; "
          "the merge stopped and left no finished output (--max-nonfinite N accepts up to N)",
-         slot.result.path.string(), slot.result.w, total, count, tensor);
+         out.slot->result.path.string(), out.slot->result.w, total, count, tensor);
   }
 
   void add(const OutputSlot& slot, const NonfiniteCounts& in_file) {
     const std::lock_guard lock(mutex_);
-    for (const auto& [tensor, count] : in_file) totals_[index(slot)] += count;
+    for (const auto& [tensor, count] : in_file) totals_[&slot] += count;
   }
 
  private:
-  size_t index(const OutputSlot& slot) const { return static_cast<size_t>(&slot - slots_.data()); }
   uint64_t finished(const OutputSlot& slot) const {
     const std::lock_guard lock(mutex_);
-    return totals_[index(slot)];
+    const auto it = totals_.find(&slot);
+    return it == totals_.end() ? 0 : it->second;
   }
 
-  const std::vector<OutputSlot>& slots_;
-  uint64_t allowed_;
   mutable std::mutex mutex_;
-  std::vector<uint64_t> totals_ = std::vector<uint64_t>(slots_.size(), 0);
+  std::map<const OutputSlot*, uint64_t> totals_;
 };
 
+// The executor's groups for one file: one per job with outputs that need it.
+std::vector<OutputGroup> file_groups(const std::vector<ActiveOutput>& active) {
+  std::vector<OutputGroup> groups;
+  for (size_t k = 0; k < active.size(); ++k) {
+    const SharedJob& job = *active[k].job->job;
+    if (k == 0 || active[k].job != active[k - 1].job) {
+      groups.push_back({&job_method(*job.spec), &job.plan->merge_params, {}, {}});
+    }
+    groups.back().weights.push_back(active[k].slot->result.w);
+    groups.back().writers.push_back(k);
+  }
+  return groups;
+}
+
+// The jobs whose outputs need file `i`, in the order of `active`.
+std::vector<const JobState*> file_jobs(const std::vector<ActiveOutput>& active) {
+  std::vector<const JobState*> jobs;
+  for (size_t k = 0; k < active.size(); ++k) {
+    if (k == 0 || active[k].job != active[k - 1].job) jobs.push_back(active[k].job);
+  }
+  return jobs;
+}
+
+// Every tensor of file `i`: each job's task for it.
+std::vector<TaskRow> file_rows(const std::vector<const JobState*>& jobs, const std::vector<TensorSpec>& tensors) {
+  std::vector<TaskRow> rows;
+  for (const auto& t : tensors) {
+    TaskRow& row = rows.emplace_back();
+    for (const JobState* job : jobs) row.push_back(job->task_by_name.at(t.name));
+  }
+  return rows;
+}
+
 // Writes file `i` of every output in `outcome.active` in one pass over its tensors.
-void write_file(size_t i, FileOutcome& outcome, const JobSpec& spec, const JobPlan& plan,
-                const std::map<std::string, const TensorTask*>& task_by_name, NonfiniteBudget& budget,
-                unsigned lookahead, const std::function<void(uint64_t)>& progress) {
+void write_file(size_t i, FileOutcome& outcome, NonfiniteBudget& budget, unsigned lookahead,
+                const std::function<void(uint64_t)>& progress) {
   const auto& active = outcome.active;
-  std::vector<double> weights;
   std::vector<std::unique_ptr<TensorFileWriter>> writers;
   std::vector<TensorFileWriter*> raw_writers;
-  for (auto* slot : active) {
-    weights.push_back(slot->result.w);
-    writers.push_back(slot->sink->open(i, slot->staging->path()));
+  for (const auto& out : active) {
+    writers.push_back(out.slot->sink->open(i, out.slot->staging->path()));
     raw_writers.push_back(writers.back().get());
   }
+  const std::vector<const JobState*> jobs = file_jobs(active);
   AsyncSink sink(2 * active.size() + 2, kMergeBlockElements * 4);
-  TaskExecutor executor(job_method(spec), plan.merge_params, weights, sink, raw_writers);
-  std::vector<const TensorTask*> tasks;
-  for (const auto& t : writers.front()->order()) tasks.push_back(task_by_name.at(t.name));
-  executor.run_all(tasks, lookahead, [&](uint64_t bytes) {
+  TaskExecutor executor(file_groups(active), sink, raw_writers);
+  const std::vector<TaskRow> rows = file_rows(jobs, writers.front()->order());
+  executor.run_all(rows, lookahead, [&](uint64_t bytes) {
     progress(bytes);
-    for (size_t k = 0; k < active.size(); ++k) budget.check(*active[k], executor.nonfinite()[k]);
+    for (size_t k = 0; k < active.size(); ++k) budget.check(active[k], executor.nonfinite()[k]);
   });
   sink.drain();
   StageTimes times = executor.stage_times();
   times.write_s = sink.write_seconds();
   times.bytes_appended = sink.bytes_written();
   const auto sync_start = std::chrono::steady_clock::now();
-  const std::string& name = active.front()->sink->files()[i].name;
   for (size_t k = 0; k < active.size(); ++k) {
     writers[k]->finish();
     outcome.bytes_written += writers[k]->total_size();
-    active[k]->staging->write_text(name + kDoneSuffix, active[k]->fingerprint);
-    budget.add(*active[k], executor.nonfinite()[k]);
+    OutputSlot& slot = *active[k].slot;
+    slot.staging->write_text(slot.sink->files()[i].name + kDoneSuffix, slot.fingerprint);
+    budget.add(slot, executor.nonfinite()[k]);
   }
   times.sync_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sync_start).count();
   outcome.stages = times;
   outcome.nonfinite = executor.nonfinite();
   outcome.bytes_read = executor.bytes_read();
-  outcome.vector_sums = executor.vector_sums();
+  for (size_t g = 0; g < jobs.size(); ++g) outcome.vector_sums[jobs[g]->index] = executor.vector_sums(g);
 }
 
 // Bytes read so far over files written at once, reported as one total. Thread-safe.
@@ -565,40 +610,44 @@ class ReadProgress {
   std::vector<uint64_t> per_file_;
 };
 
-// Writes every file some output still needs with `spec.threads` threads:
+// Bytes the pass reads for file `i` (`tensors`) of the jobs that write it.
+uint64_t file_bytes_to_read(const std::vector<ActiveOutput>& active, const std::vector<TensorSpec>& tensors) {
+  const std::vector<OutputGroup> groups = file_groups(active);
+  uint64_t bytes = 0;
+  for (const TaskRow& row : file_rows(file_jobs(active), tensors)) bytes += row_bytes_to_read(row, groups);
+  return bytes;
+}
+
+// Writes every file some output still needs with the first job's threads:
 // that many files at once, and the threads left per file run later
 // tensors' statistics passes ahead.
-void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobPlan& plan, JobResult& result,
-                 const JobProgress& progress) {
-  std::map<std::string, const TensorTask*> task_by_name;
-  for (const auto& t : plan.tasks) task_by_name[t.name] = &t;
-  const size_t files = slots.front().sink->files().size();
-  ReadProgress read(progress, plan.bytes_to_read, files);
-  std::vector<FileOutcome> outcomes(files);
-  std::vector<uint64_t> bytes_to_read(files);
+void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
+  const std::vector<SinkFile>& layout = jobs.front().slots.front().sink->files();
+  std::vector<FileOutcome> outcomes(layout.size());
+  std::vector<uint64_t> bytes_to_read(layout.size());
   std::vector<size_t> to_write;
-  for (size_t i = 0; i < files; ++i) {
-    for (const auto& t : slots.front().sink->files()[i].tensors) {
-      const TensorTask& task = *task_by_name.at(t.name);
-      bytes_to_read[i] += task.bytes_to_read(statistics_passes(job_method(spec), task, plan.merge_params));
+  uint64_t total = 0;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    for (auto& job : jobs) {
+      for (auto& slot : job.slots) {
+        if (slot.needs_file(i)) outcomes[i].active.push_back({&job, &slot});
+      }
     }
-    for (auto& slot : slots) {
-      if (slot.needs_file(i)) outcomes[i].active.push_back(&slot);
-    }
-    if (outcomes[i].active.empty()) {
-      read.set(i, bytes_to_read[i]);
-    } else {
-      to_write.push_back(i);
-    }
+    if (outcomes[i].active.empty()) continue;
+    to_write.push_back(i);
+    bytes_to_read[i] = file_bytes_to_read(outcomes[i].active, layout[i].tensors);
+    total += bytes_to_read[i];
   }
-  NonfiniteBudget budget(slots, spec.max_new_nonfinite);
+  ReadProgress read(progress, total, layout.size());
+  NonfiniteBudget budget;
   std::atomic<uint64_t> files_written = 0;
-  const size_t at_once = std::clamp<size_t>(spec.threads, 1, std::max<size_t>(to_write.size(), 1));
-  const auto lookahead = static_cast<unsigned>(std::max<size_t>(spec.threads, 1) / at_once - 1);
+  const unsigned threads = jobs.front().job->spec->threads;
+  const size_t at_once = std::clamp<size_t>(threads, 1, std::max<size_t>(to_write.size(), 1));
+  const auto lookahead = static_cast<unsigned>(std::max<size_t>(threads, 1) / at_once - 1);
   ThreadPool pool(at_once);
   pool.parallel_for(to_write.size(), [&](size_t n) {
     const size_t i = to_write[n];
-    write_file(i, outcomes[i], spec, plan, task_by_name, budget, lookahead, [&](uint64_t bytes) {
+    write_file(i, outcomes[i], budget, lookahead, [&](uint64_t bytes) {
       read.set(i, bytes);
       test_hooks::maybe_kill_in_file(i + 1, bytes, bytes_to_read[i]);
     });
@@ -606,12 +655,16 @@ void write_files(std::vector<OutputSlot>& slots, const JobSpec& spec, const JobP
   });
   for (const FileOutcome& outcome : outcomes) {
     for (size_t k = 0; k < outcome.active.size(); ++k) {
-      for (const auto& entry : outcome.nonfinite[k]) outcome.active[k]->result.nonfinite.push_back(entry);
+      for (const auto& entry : outcome.nonfinite[k]) outcome.active[k].slot->result.nonfinite.push_back(entry);
     }
-    result.bytes_read += outcome.bytes_read;
-    result.bytes_written += outcome.bytes_written;
-    result.stages += outcome.stages;
-    for (const auto& [kind, sums] : outcome.vector_sums) result.vector_by_kind[kind] += sums;
+    for (auto& job : jobs) {  // the pass's reads, writes and times are every job's
+      job.result.bytes_read += outcome.bytes_read;
+      job.result.bytes_written += outcome.bytes_written;
+      job.result.stages += outcome.stages;
+    }
+    for (const auto& [job, sums] : outcome.vector_sums) {
+      for (const auto& [kind, s] : sums) jobs[job].result.vector_by_kind[kind] += s;
+    }
   }
 }
 
@@ -752,25 +805,98 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   return plan;
 }
 
-JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {
-  const auto start = std::chrono::steady_clock::now();
-  std::vector<OutputSlot> slots = prepare_outputs(inputs, spec, plan);
-  check_free_space(slots, spec);
-  for (auto& slot : slots) open_slot(slot, spec);
+namespace {
 
-  JobResult result;
-  write_files(slots, spec, plan, result, progress);
-  check_inputs_unchanged(inputs);
+// Tasks of several jobs may share a pass when they describe the same output
+// tensor: the same target tensor, dtype, shape, row order, and (where both
+// combine) the same combined range.
+bool same_output_tensor(const TensorTask& a, const TensorTask& b) {
+  return a.name == b.name && a.out_dtype == b.out_dtype && a.out_shape == b.out_shape && a.base == b.base &&
+         a.interleave_heads == b.interleave_heads && a.generated == b.generated &&
+         (a.copied() || b.copied() || a.combined_elements == b.combined_elements);
+}
+
+bool same_files(const ModelSink& a, const ModelSink& b) {
+  if (a.files().size() != b.files().size()) return false;
+  for (size_t i = 0; i < a.files().size(); ++i) {
+    const auto &x = a.files()[i].tensors, &y = b.files()[i].tensors;
+    if (x.size() != y.size()) return false;
+    for (size_t t = 0; t < x.size(); ++t) {
+      if (x[t].name != y[t].name || x[t].dtype != y[t].dtype || x[t].shape != y[t].shape) return false;
+    }
+  }
+  return true;
+}
+
+void check_shareable(const std::vector<JobState>& jobs) {
+  const JobState& first = jobs.front();
+  for (const JobState& job : jobs) {
+    if (!same_files(*first.slots.front().sink, *job.slots.front().sink) ||
+        job.job->spec->format != first.job->spec->format) {
+      fail(ErrorKind::kUsage, "{} and {} cannot share a read pass: their outputs' files differ",
+           first.job->spec->output.string(), job.job->spec->output.string());
+    }
+    for (const auto& [name, task] : job.task_by_name) {
+      const auto it = first.task_by_name.find(name);
+      if (it == first.task_by_name.end() || !same_output_tensor(*it->second, *task)) {
+        fail(ErrorKind::kUsage, "{} and {} cannot share a read pass: tensor \"{}\" differs",
+             first.job->spec->output.string(), job.job->spec->output.string(), name);
+      }
+    }
+  }
+}
+
+std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
+  if (jobs.empty()) fail(ErrorKind::kUsage, "no job to run");
+  std::vector<JobState> states(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    states[j].index = j;
+    states[j].job = &jobs[j];
+    states[j].slots = prepare_outputs(*jobs[j].inputs, *jobs[j].spec, *jobs[j].plan);
+    for (const auto& t : jobs[j].plan->tasks) states[j].task_by_name[t.name] = &t;
+  }
+  check_shareable(states);
+  std::vector<std::vector<OutputSlot>*> slots;
+  for (auto& state : states) slots.push_back(&state.slots);
+  check_free_space(slots, jobs.front().spec->output);
+  for (auto& state : states) {
+    for (auto& slot : state.slots) open_slot(slot, *state.job->spec);
+  }
+  return states;
+}
+
+void finish_job(JobState& state) {
+  const SharedJob& job = *state.job;
+  check_inputs_unchanged(*job.inputs);
+  JobResult& result = state.result;
   result.vector_stats_complete = true;
-  for (const auto& slot : slots) {
+  for (const auto& slot : state.slots) {
     result.vector_stats_complete = result.vector_stats_complete && !slot.result.already_complete && slot.result.shards_reused == 0;
   }
-  for (auto& slot : slots) {
-    if (!slot.result.already_complete) finish_slot(slot, inputs, spec, plan, result);
+  for (auto& slot : state.slots) {
+    if (!slot.result.already_complete) finish_slot(slot, *job.inputs, *job.spec, *job.plan, result);
     result.outputs.push_back(slot.result);
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return result;
+}
+
+}  // namespace
+
+std::vector<JobResult> run_jobs(std::span<const SharedJob> jobs, const JobProgress& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<JobState> states = start_jobs(jobs);
+  write_files(states, progress);
+  std::vector<JobResult> results;
+  for (auto& state : states) {
+    finish_job(state);
+    state.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    results.push_back(std::move(state.result));
+  }
+  return results;
+}
+
+JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {
+  const SharedJob job{&inputs, &spec, &plan};
+  return std::move(run_jobs(std::span(&job, 1), progress).front());
 }
 
 }  // namespace rvec

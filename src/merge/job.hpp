@@ -31,6 +31,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -148,6 +149,23 @@ using JobProgress = std::function<void(uint64_t bytes_read, uint64_t bytes_total
 
 JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                   const JobProgress& progress = {});
+
+// One of several jobs that share a read pass. The pointees must outlive run_jobs.
+struct SharedJob {
+  const JobInputs* inputs = nullptr;
+  const JobSpec* spec = nullptr;
+  const JobPlan* plan = nullptr;
+};
+
+// Runs jobs that write the same target's tensors in the same file layout
+// (other methods, parameters, weights, rules or vectors: a sweep's variants,
+// ablations and controls) in one pass: each input tensor is read once per
+// block for all of them, and once per statistics pass any of them needs.
+// Every output is the same, byte for byte, as its job run alone, and resumes
+// like it. The pass's bytes, times and threads (the first job's `threads`)
+// are reported in every job's result. Throws kUsage, before anything is
+// written, when the jobs' outputs differ in their files or tensors.
+std::vector<JobResult> run_jobs(std::span<const SharedJob> jobs, const JobProgress& progress = {});
 
 // "w0.25", "w1", "w-0.5": the folder name of one weight in a sweep.
 std::string weight_folder_name(double w);

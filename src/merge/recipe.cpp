@@ -4,7 +4,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "base/error.hpp"
@@ -92,6 +95,44 @@ std::vector<RecipeVector> read_vectors(const YamlReader& y, const YAML::Node& li
   return vectors;
 }
 
+// A variant's name names a folder beside the merge's w<w>/ folders.
+void check_variant_name(const YamlReader& y, const YAML::Node& node, const std::string& name) {
+  const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (!plain || name == "." || name == "..") {
+    y.error(node, fmt::format("variant name \"{}\" must be a folder name of letters, digits, '-', '_' and '.'", name));
+  }
+  double w = 0;
+  const char* digits = name.data() + 1;
+  if (name[0] == 'w' && std::from_chars(digits, name.data() + name.size(), w).ptr == name.data() + name.size()) {
+    y.error(node, fmt::format("variant name \"{}\" is the folder of a weight of the merge; choose another", name));
+  }
+}
+
+std::vector<RecipeVariant> read_variants(const YamlReader& y, const YAML::Node& list) {
+  if (!list.IsSequence() || list.size() == 0) y.error(list, "field \"variants\" must be a list of variants");
+  std::vector<RecipeVariant> variants;
+  std::set<std::string> names;
+  for (const auto& node : list) {
+    if (!node.IsMap()) y.error(node, "a variant must be a mapping {name, method, params, weights}");
+    y.only(node, {"name", "method", "params", "weights"}, "a variant");
+    RecipeVariant v;
+    y.read(node, "name", v.name, "a folder name");
+    check_variant_name(y, node["name"] ? node["name"] : node, v.name);
+    if (!names.insert(v.name).second) y.error(node, fmt::format("two variants are named \"{}\"", v.name));
+    const MergeMethod& method = read_method(y, node);
+    if (node["method"]) v.method = method.name();
+    if (const auto params = node["params"]) {
+      if (!params.IsMap()) y.error(params, "field \"params\" must be a mapping of parameter names to values");
+      v.params = read_settings(y, params, {}, method, false, "params");
+    }
+    v.weights = y.numbers(node, "weights");
+    variants.push_back(std::move(v));
+  }
+  return variants;
+}
+
 }  // namespace
 
 std::vector<double> parse_weight_list(const std::string& text) {
@@ -128,7 +169,8 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   const YAML::Node root = y.load(text);
   if (!root.IsMap()) bad_input("{}: a recipe must be a YAML mapping (kind, pre, post, target, weights, output, ...)", origin);
   y.only(root, {"kind", "pre", "post", "target", "vector", "vectors", "weights", "output", "dtype", "max_shard_size",
-                "overwrite", "max_nonfinite", "rules", "method", "params", "format", "type", "split_max_size"},
+                "overwrite", "max_nonfinite", "rules", "method", "params", "format", "type", "split_max_size",
+                "variants"},
          "a recipe");
   Recipe r;
   std::string kind;
@@ -161,6 +203,10 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
     }
     if (r.kind != JobKind::kMerge) y.error(vectors, "a \"vectors\" list is for kind merge");
     r.vectors = read_vectors(y, vectors, method);
+  }
+  if (const auto variants = root["variants"]) {
+    if (r.kind != JobKind::kMerge) y.error(variants, "a \"variants\" list is for kind merge");
+    r.variants = read_variants(y, variants);
   }
   if (const auto rules = root["rules"]) {
     if (!rules.IsSequence()) y.error(rules, "field \"rules\" must be a list");
@@ -236,6 +282,21 @@ std::string recipe_yaml(const Recipe& r) {
     }
     out << YAML::EndSeq;
   }
+  if (!r.variants.empty()) {
+    out << YAML::Key << "variants" << YAML::Value << YAML::BeginSeq;
+    for (const auto& v : r.variants) {
+      out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << v.name;
+      if (!v.method.empty()) out << YAML::Key << "method" << YAML::Value << v.method;
+      if (!v.params.empty()) {
+        out << YAML::Key << "params" << YAML::Value << YAML::BeginMap;
+        emit_settings(out, v.params);
+        out << YAML::EndMap;
+      }
+      if (!v.weights.empty()) out << YAML::Key << "weights" << YAML::Value << YAML::Flow << v.weights;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -273,6 +334,33 @@ JobSpec job_spec(const Recipe& r) {
     spec.rules.emplace_back(rule.match, layers, rule.scale);
   }
   return spec;
+}
+
+namespace {
+
+// A job's output: the folder of its weights, or with one weight that
+// weight's own folder, so that every output is `<folder>/w<w>`.
+std::string weights_folder(const std::filesystem::path& folder, const std::vector<double>& weights) {
+  return weights.size() == 1 ? (folder / weight_folder_name(weights.front())).string() : folder.string();
+}
+
+}  // namespace
+
+std::vector<Recipe> recipe_jobs(const Recipe& recipe) {
+  if (recipe.variants.empty()) return {recipe};
+  Recipe merge = recipe;
+  merge.variants.clear();
+  merge.output = weights_folder(recipe.output, recipe.weights);
+  std::vector<Recipe> jobs{merge};
+  for (const auto& v : recipe.variants) {
+    Recipe job = merge;
+    job.method = v.method;
+    job.params = v.params;
+    if (!v.weights.empty()) job.weights = v.weights;
+    job.output = weights_folder(std::filesystem::path(recipe.output) / v.name, job.weights);
+    jobs.push_back(std::move(job));
+  }
+  return jobs;
 }
 
 }  // namespace rvec

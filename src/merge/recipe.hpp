@@ -28,6 +28,15 @@
 //     - {pre: A, post: B, weight: 0.5, density: [0.1, 0.3]}
 //     - {vector: saved-vector, weight: 1}
 //
+// A merge can also build variants of itself in the same read pass: the same
+// vectors by another method, with other parameters and weights. The merge's
+// own outputs then go to OUTPUT/w<w>/ and each variant's to
+// OUTPUT/<name>/w<w>/, each with its own self-contained rvec_recipe.yaml:
+//
+//   variants:
+//     - {name: ties20, method: ties, params: {density: 0.2}, weights: [1, 1.5]}
+//     - {name: dare, method: dare_ties, params: {density: 0.3, seed: 1}}   # weights: the merge's
+//
 // Relative paths are taken relative to the current directory.
 #pragma once
 
@@ -52,6 +61,14 @@ struct RecipeVector {
   ParamSettings params;   // weight and the method's per-vector parameters
 };
 
+// One entry of a merge recipe's `variants:` list.
+struct RecipeVariant {
+  std::string name;             // its folder under the output
+  std::string method;           // empty: task_arithmetic
+  ParamSettings params;         // the method's parameters
+  std::vector<double> weights;  // empty: the merge's
+};
+
 struct Recipe {
   JobKind kind = JobKind::kMerge;
   std::string pre, post, target, vector;
@@ -68,6 +85,7 @@ struct Recipe {
   std::string format = "safetensors";         // or "gguf"
   std::optional<std::string> gguf_type;       // gguf: "q4_k_m", ...
   std::optional<std::string> split_max_size;  // gguf: "50GB"
+  std::vector<RecipeVariant> variants;        // merge: built in the same read pass
 };
 
 // Reads a recipe; errors name the file, line and field.
@@ -77,6 +95,11 @@ std::string recipe_yaml(const Recipe& recipe);
 
 // The JobSpec a recipe describes (rules compiled, sizes parsed).
 JobSpec job_spec(const Recipe& recipe);
+
+// The jobs a recipe runs in one read pass: the recipe itself, or with
+// variants the merge (into OUTPUT/w<w>/) and each variant (into
+// OUTPUT/<name>/w<w>/), each a recipe of its own without variants.
+std::vector<Recipe> recipe_jobs(const Recipe& recipe);
 
 // Parses "0.25,0.5,1" into weights.
 std::vector<double> parse_weight_list(const std::string& text);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -118,48 +119,75 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
   return models;
 }
 
-// One merge job: every w of one series in a single read pass.
-void build(const SweepRecipe& r, const SweepSeries& series, const std::vector<std::pair<double, fs::path>>& outputs) {
-  if (outputs.empty()) return;
-  std::vector<double> weights;
-  for (const auto& [w, path] : outputs) weights.push_back(w);
-  const auto pre_model = ModelFolder::open(r.pre), post_model = ModelFolder::open(series.post),
-             target_model = ModelFolder::open(r.target);
+// The sweep's input models, each opened once so that every job reads the
+// same tensors (which is what lets the jobs share a read pass).
+class OpenModels {
+ public:
+  const ModelFolder* get(const std::string& path) {
+    auto& model = models_[path];
+    if (!model) model = ModelFolder::open(path);
+    return model.get();
+  }
+
+ private:
+  std::map<std::string, std::unique_ptr<ModelFolder>> models_;
+};
+
+// One series' merge job: every w of the series.
+struct SeriesJob {
+  JobInputs inputs;
   JobSpec spec;
-  spec.weights = weights;
+  JobPlan plan;
+};
+
+std::unique_ptr<SeriesJob> plan_series(const SweepRecipe& r, const SweepSeries& series,
+                                       const std::vector<std::pair<double, fs::path>>& outputs, OpenModels& models) {
+  auto job = std::make_unique<SeriesJob>();
+  JobSpec& spec = job->spec;
+  for (const auto& [w, path] : outputs) spec.weights.push_back(w);
   if (!series.method.empty()) spec.method = &merge_method(series.method);
   spec.method_params = series.params;
   if (!series.parts.empty()) spec.rules = part_rules(series.parts, series.keep_parts);
   spec.command_line = "rvec sweep";
   // Several weights land in output/w<w>/; one weight is written to its own folder.
   spec.output = outputs.size() == 1 ? outputs[0].second : outputs[0].second.parent_path();
-  JobInputs inputs{{{pre_model.get(), post_model.get()}}, target_model.get()};
-  std::unique_ptr<ModelFolder> reasoning_post;
+  const ModelFolder* pre = models.get(r.pre);
+  job->inputs = JobInputs{{{pre, models.get(series.post)}}, models.get(r.target)};
   if (series.match_norms) {
     // The reasoning vector sets the norms (weight 0); the control gives the direction.
-    reasoning_post = ModelFolder::open(r.post);
-    inputs.vectors.insert(inputs.vectors.begin(), VectorInput{pre_model.get(), reasoning_post.get()});
+    job->inputs.vectors.insert(job->inputs.vectors.begin(), VectorInput{pre, models.get(r.post)});
     spec.method = &merge_method("norm_matched");
     spec.vector_params = {{{"weight", ParamSetting(0.0)}}, {{"weight", ParamSetting(1.0)}}};
   }
-  const JobPlan plan = plan_job(inputs, spec);
-  const auto result = run_job(inputs, spec, plan);
-  for (const auto& o : result.outputs) {
-    fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
-  }
+  job->plan = plan_job(job->inputs, spec);
+  return job;
 }
 
-// One read pass for the reasoning vector's weights, one per control, variant or ablation.
+// Every merged model of the sweep in one read pass: the reasoning vector's
+// weights and every control, variant and ablation.
 void build_models(const SweepRecipe& r) {
+  OpenModels models;
+  std::vector<std::unique_ptr<SeriesJob>> jobs;
+  const auto add = [&](const SweepSeries& series, const std::vector<std::pair<double, fs::path>>& outputs) {
+    if (!outputs.empty()) jobs.push_back(plan_series(r, series, outputs, models));
+  };
   std::vector<std::pair<double, fs::path>> merged;
   for (const double w : r.weights) {
     if (w != 0) merged.emplace_back(w, model_folder(r, "", w));
   }
-  build(r, SweepSeries{.post = r.post}, merged);
+  add(SweepSeries{.post = r.post}, merged);
   for (const auto& c : r.series) {
     std::vector<std::pair<double, fs::path>> outputs;
     for (const double w : c.weights) outputs.emplace_back(w, model_folder(r, c.name, w));
-    build(r, c, outputs);
+    add(c, outputs);
+  }
+  if (jobs.empty()) return;
+  std::vector<SharedJob> shared;
+  for (const auto& job : jobs) shared.push_back({&job->inputs, &job->spec, &job->plan});
+  for (const auto& result : run_jobs(shared)) {
+    for (const auto& o : result.outputs) {
+      fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+    }
   }
 }
 

@@ -1,9 +1,9 @@
 // `rvec sweep recipe.yaml`: the paper's whole study in one command.
 //
-//   1. build target + w·(post − pre) for every w > 0 (one read pass),
+//   1. build target + w·(post − pre) for every w > 0,
 //      target + w·(control − pre) for each control vector,
 //      target + w·method(post − pre) for each variant and
-//      target + w·part(post − pre) for each ablation (one pass each);
+//      target + w·part(post − pre) for each ablation, all in one read pass;
 //   2. for each model (target as w = 0, the merged ones, post and the
 //      controls as reference rows): start a server, wait until it answers,
 //      evaluate every benchmark, stop the server (always);
@@ -41,8 +41,8 @@ struct SweepBenchmark {
 
 // A series beside the reasoning vector's own: a control (another vector
 // from pre), a variant (the reasoning vector by another merge method) or an
-// ablation (a part of the reasoning vector). Each is built in one read pass
-// for all its weights and reported as its own series, named `name`.
+// ablation (a part of the reasoning vector). All are built in the sweep's one
+// read pass and each is reported as its own series, named `name`.
 struct SweepSeries {
   std::string name, post;
   std::vector<double> weights;

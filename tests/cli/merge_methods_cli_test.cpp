@@ -143,5 +143,49 @@ TEST_F(MergeMethodsCli, ARecipesVectorsMayBeSavedVectorsOrPairs) {
   EXPECT_NE(plan.output.find("v1 weight 0.7 density 0.4"), std::string::npos) << plan.output;
 }
 
+// A recipe's variants are built in the merge's read pass, each into its own
+// folder, each the same as its own `rvec merge`, each with a recipe that
+// redoes it alone.
+TEST_F(MergeMethodsCli, RecipeVariantsShareTheMergesReadPass) {
+  const fs::path recipe = dir_->path() / "variants.yaml";
+  test::write_file(recipe, "kind: merge\npre: " + fam("fam1", "pre").string() + "\npost: " + fam("fam1", "post").string() +
+                               "\ntarget: " + fam("fam1", "target").string() + "\nweights: [0.5, 1]\noutput: " +
+                               out("variants").string() +
+                               "\nmax_shard_size: 100kB\nvariants:\n"
+                               "  - {name: ties30, method: ties, params: {density: 0.3}, weights: [1]}\n"
+                               "  - {name: dare, method: dare_ties, params: {density: 0.5, seed: 3}}\n");
+  const auto shared = run_rvec("run " + q(recipe) + " --json");
+  ASSERT_EQ(shared.exit_code, 0) << shared.output;
+  const auto jobs = nlohmann::json::parse(shared.output)["jobs"];
+  ASSERT_EQ(jobs.size(), 3u);
+
+  const auto plain = run_rvec("merge " + fam_args() + " -w 0.5,1 --max-shard-size 100kB -q -o " + q(out("v-plain")));
+  const auto ties = run_rvec("merge " + fam_args() + " --method ties --density 0.3 -w 1 --max-shard-size 100kB --json -o " +
+                             q(out("v-ties")));
+  const auto dare = run_rvec("merge " + fam_args() + " --method dare_ties --density 0.5 --seed 3 -w 0.5,1 "
+                             "--max-shard-size 100kB -q -o " + q(out("v-dare")));
+  ASSERT_EQ(plain.exit_code + ties.exit_code + dare.exit_code, 0) << plain.output << ties.output << dare.output;
+  for (const char* w : {"w0.5", "w1"}) {
+    expect_same_tensors(out("variants") / w, out("v-plain") / w);
+    expect_same_tensors(out("variants") / "dare" / w, out("v-dare") / w);
+  }
+  expect_same_tensors(out("variants") / "ties30" / "w1", out("v-ties"));
+  // The pass read what TIES alone reads (its statistics passes included): nothing more for the others.
+  EXPECT_EQ(jobs[0]["bytes_read"], nlohmann::json::parse(ties.output)["bytes_read"]);
+  EXPECT_EQ(jobs[2]["bytes_read"], jobs[0]["bytes_read"]);
+
+  const auto again = run_rvec("run " + q(out("variants") / "ties30" / "w1" / "rvec_recipe.yaml") + " --json");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << again.output;
+}
+
+TEST_F(MergeMethodsCli, AVariantNamedLikeAWeightFolderIsRefused) {
+  const fs::path recipe = dir_->path() / "bad-variant.yaml";
+  test::write_file(recipe, "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o\nvariants:\n  - {name: w1.5, method: ties}\n");
+  const auto r = run_rvec("run " + q(recipe));
+  EXPECT_EQ(r.exit_code, 4) << r.output;  // a bad recipe file, like every recipe error
+  EXPECT_NE(r.output.find("variant name \"w1.5\" is the folder of a weight"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace rvec

@@ -1,0 +1,147 @@
+// Several merge jobs in one read pass (run_jobs): every output is the one its
+// job writes alone, byte for byte, and each input tensor is read once.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "hf/synthetic.hpp"
+#include "merge/job.hpp"
+#include "merge/methods/registry.hpp"
+#include "merge/open_family.hpp"
+#include "merge/rules.hpp"
+#include "test_util.hpp"
+
+namespace rvec {
+namespace {
+
+namespace fs = std::filesystem;
+using Family = test::OpenFamily;
+
+// A family with extra target rows (so tasks combine only the shared rows),
+// a control post from another family, and five jobs of every kind a sweep
+// builds: plain weights, a two-pass method, a control vector, an ablation and
+// a one-pass random method.
+struct SharedPassCase {
+  test::TempDir dir;
+  std::unique_ptr<Family> fam;
+  std::unique_ptr<ModelFolder> control;
+  std::vector<JobInputs> inputs;
+  std::vector<JobSpec> specs;
+
+  SharedPassCase() {
+    FamilyOptions options;
+    options.post_delta = 0.3;
+    options.target_extra_rows = 3;
+    write_family(dir / "a", options);
+    options.seed = 2;
+    write_family(dir / "c", options);
+    fam = std::make_unique<Family>(dir / "a");
+    control = ModelFolder::open((dir / "c" / "post").string());
+    add(fam->inputs(), {0.5, 1.0});
+    add(fam->inputs(), {1.0}).method = &merge_method("ties");
+    specs.back().method_params = {{"density", ParamSetting(0.3)}};
+    add(JobInputs{{{fam->pre.get(), control.get()}}, fam->target.get()}, {1.0});
+    add(fam->inputs(), {1.5}).rules = part_rules({"attention"}, true);
+    add(fam->inputs(), {1.0}).method = &merge_method("dare_ties");
+    specs.back().method_params = {{"density", ParamSetting(0.5)}, {"seed", ParamSetting(7.0)}};
+  }
+
+  JobSpec& add(JobInputs in, std::vector<double> weights) {
+    inputs.push_back(std::move(in));
+    JobSpec& spec = specs.emplace_back();
+    spec.weights = std::move(weights);
+    spec.max_shard_bytes = 100'000;  // several shards even for the tiny shape
+    return spec;
+  }
+
+  // Points every job's output under `root`.
+  void output_to(const fs::path& root) {
+    for (size_t j = 0; j < specs.size(); ++j) specs[j].output = root / ("job" + std::to_string(j));
+  }
+
+  std::vector<JobPlan> plans() const {
+    std::vector<JobPlan> plans;
+    for (size_t j = 0; j < specs.size(); ++j) plans.push_back(plan_job(inputs[j], specs[j]));
+    return plans;
+  }
+
+  std::vector<JobResult> run_shared(const std::vector<JobPlan>& plans) const {
+    std::vector<SharedJob> jobs;
+    for (size_t j = 0; j < specs.size(); ++j) jobs.push_back({&inputs[j], &specs[j], &plans[j]});
+    return run_jobs(jobs);
+  }
+};
+
+void expect_same_outputs(const JobResult& alone, const JobResult& shared) {
+  ASSERT_EQ(alone.outputs.size(), shared.outputs.size());
+  for (size_t k = 0; k < alone.outputs.size(); ++k) {
+    test::expect_same_shards(alone.outputs[k].path, shared.outputs[k].path);
+  }
+}
+
+// Bytes of the post tensors the plain job combines.
+uint64_t post_bytes(const JobPlan& plan) {
+  uint64_t bytes = 0;
+  for (const auto& t : plan.tasks) {
+    if (!t.copied()) bytes += dtype_bytes(t.vectors.front().post->info->dtype, t.combined_elements);
+  }
+  return bytes;
+}
+
+TEST(SharedPass, EveryJobWritesTheBytesItWritesAlone) {
+  SharedPassCase c;
+  c.output_to(c.dir / "alone");
+  const std::vector<JobPlan> alone_plans = c.plans();
+  std::vector<JobResult> alone;
+  for (size_t j = 0; j < c.specs.size(); ++j) alone.push_back(run_job(c.inputs[j], c.specs[j], alone_plans[j]));
+
+  for (const unsigned threads : {1u, 3u}) {
+    c.output_to(c.dir / ("shared" + std::to_string(threads)));
+    for (auto& spec : c.specs) spec.threads = threads;
+    const std::vector<JobPlan> plans = c.plans();
+    const std::vector<JobResult> shared = c.run_shared(plans);
+    ASSERT_EQ(shared.size(), alone.size());
+    for (size_t j = 0; j < alone.size(); ++j) {
+      SCOPED_TRACE("job " + std::to_string(j) + ", threads " + std::to_string(threads));
+      expect_same_outputs(alone[j], shared[j]);
+      EXPECT_EQ(shared[j].bytes_read, shared[0].bytes_read);  // one pass, reported in every job
+    }
+    // The union of the inputs: TIES's three reads of post and pre, the
+    // target once, and the control's post once (its pre is the shared one).
+    const uint64_t control_post = alone[2].bytes_read - alone[0].bytes_read + post_bytes(alone_plans[0]);
+    EXPECT_EQ(shared[0].bytes_read, alone[1].bytes_read + control_post);
+  }
+}
+
+TEST(SharedPass, AnOutputFinishedEarlierIsKeptWhileTheOthersAreBuilt) {
+  SharedPassCase c;
+  c.output_to(c.dir / "out");
+  const std::vector<JobPlan> plans = c.plans();
+  run_job(c.inputs[1], c.specs[1], plans[1]);
+  const std::vector<JobResult> shared = c.run_shared(plans);
+  EXPECT_TRUE(shared[1].outputs[0].already_complete);
+  EXPECT_FALSE(shared[0].outputs[0].already_complete);
+  EXPECT_TRUE(fs::exists(c.specs[3].output / "model.safetensors.index.json"));
+}
+
+TEST(SharedPass, JobsWhoseFilesDifferAreRefusedBeforeAnythingIsWritten) {
+  SharedPassCase c;
+  c.output_to(c.dir / "out");
+  c.specs[2].out_dtype = DType::kF32;
+  const std::vector<JobPlan> plans = c.plans();
+  try {
+    c.run_shared(plans);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("cannot share a read pass"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(c.dir / "out"));
+}
+
+}  // namespace
+}  // namespace rvec
