@@ -28,9 +28,7 @@ nlohmann::json parse_json_strict(std::string_view text, std::string_view origin)
   try {
     result = nlohmann::json::parse(text.begin(), text.end(), callback);
   } catch (const nlohmann::json::exception& e) {
-    std::string what = e.what();
-    if (const auto colon = what.find(": "); colon != std::string::npos) what = what.substr(colon + 2);
-    bad_input("{}: not valid JSON ({})", origin, what);
+    bad_input("{}: not valid JSON ({})", origin, json_error_reason(e.what()));
   }
   if (!duplicate.empty()) bad_input("{}: key \"{}\" appears twice in one object", origin, printable(duplicate));
   return result;

@@ -1,5 +1,6 @@
 #include "base/test_hooks.hpp"
 
+#include <atomic>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
@@ -26,6 +27,15 @@ std::optional<uint64_t> exit_after_samples() { return number_from_env("RVEC_TEST
 
 void maybe_kill_after_shards(uint64_t shards_written) {
   if (kill_after_shards() == shards_written) std::raise(SIGKILL);
+}
+
+void maybe_kill_in_file(uint64_t file, uint64_t bytes_read, uint64_t bytes_to_read) {
+  if (number_from_env("RVEC_TEST_KILL_IN_FILE") == file && 2 * bytes_read >= bytes_to_read) std::raise(SIGKILL);
+}
+
+void maybe_kill_while_finishing() {
+  static std::atomic<uint64_t> steps = 0;
+  if (number_from_env("RVEC_TEST_KILL_WHILE_FINISHING") == ++steps) std::raise(SIGKILL);
 }
 
 }  // namespace rvec::test_hooks

@@ -4,10 +4,17 @@
 //
 //   RVEC_TEST_KILL_AFTER_SHARDS=N    merge: SIGKILL itself after the N-th output file
 //                                    is complete (like an OOM kill or a power cut)
+//   RVEC_TEST_KILL_IN_FILE=N         merge: SIGKILL itself while the N-th file of the
+//                                    outputs (1-based, in their order) is being written,
+//                                    once half of what it reads is read
+//   RVEC_TEST_KILL_WHILE_FINISHING=N merge: SIGKILL itself at the N-th step of finishing
+//                                    the outputs (per output: model card written,
+//                                    provenance written, markers removed before the rename)
 //   RVEC_TEST_SLOW_LOAD_MS=N         serve: the model load takes N ms longer (a slow disk)
 //   RVEC_TEST_EXIT_AFTER_SAMPLES=N   eval: exit(3) after N samples are recorded (a crash)
 //
-// Thread-safe: each hook only reads the environment.
+// Thread-safe: each hook reads the environment; maybe_kill_while_finishing()
+// also counts its calls in an atomic.
 #pragma once
 
 #include <cstdint>
@@ -22,5 +29,12 @@ std::optional<uint64_t> exit_after_samples();
 
 // Raises SIGKILL if `shards_written` equals RVEC_TEST_KILL_AFTER_SHARDS.
 void maybe_kill_after_shards(uint64_t shards_written);
+
+// Raises SIGKILL if `file` (1-based) is RVEC_TEST_KILL_IN_FILE and half of
+// its `bytes_to_read` are read.
+void maybe_kill_in_file(uint64_t file, uint64_t bytes_read, uint64_t bytes_to_read);
+
+// Counts one finishing step; raises SIGKILL at the RVEC_TEST_KILL_WHILE_FINISHING-th.
+void maybe_kill_while_finishing();
 
 }  // namespace rvec::test_hooks

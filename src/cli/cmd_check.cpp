@@ -1,6 +1,8 @@
 #include "base/error.hpp"
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "base/text.hpp"
 #include "cli/commands.hpp"
 #include "cli/layer_rows.hpp"
@@ -182,6 +184,9 @@ nlohmann::ordered_json lineage_json(const LineageReport& r) {
   return out;
 }
 
+// print_nonfinite() names the tensors on the lines above the verdicts.
+constexpr const char* kNonFiniteVerdict = "cannot be judged: the weights hold NaN or Inf (above)";
+
 std::string verdict_text(LineageVerdict v, const char* who) {
   switch (v) {
     case LineageVerdict::kFineTune: return fmt::format("{} looks like a fine-tune of pre", who);
@@ -191,7 +196,7 @@ std::string verdict_text(LineageVerdict v, const char* who) {
       return fmt::format("{} is NOT a fine-tune of pre: the delta is as large as the weights (unrelated models; "
                          "the vector would be noise)", who);
     case LineageVerdict::kNonFinite:
-      return fmt::format("cannot be judged: the weights hold NaN or Inf (below)");
+      return kNonFiniteVerdict;
   }
   return "";
 }
@@ -203,16 +208,25 @@ void print_nonfinite(const LineageReport& r) {
   }
 }
 
+void print_overlap(const LineageReport& r) {
+  const double cosine = r.matrices.cosine();
+  if (!std::isfinite(cosine)) {
+    fmt::print("overlap cos(post-pre, target-pre) = nan: {}\n", kNonFiniteVerdict);
+    return;
+  }
+  fmt::print("overlap cos(post-pre, target-pre) = {:+.4f}: {}\n", cosine,
+             r.deltas_overlap ? "the two fine-tunes pull the same weights the same way (target may derive from post; "
+                                "expect interference)"
+                              : "the two fine-tunes are largely independent");
+}
+
 void print_lineage(const LineageReport& r) {
   print_nonfinite(r);
   const DeltaStats& m = r.matrices;  // what the verdicts use
   fmt::print("lineage ||post-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_post(), verdict_text(r.post_verdict, "post"));
   fmt::print("lineage ||target-pre||/||pre|| = {:.4f} (matrices): {}\n", m.rel_target(),
              verdict_text(r.target_verdict, "target"));
-  fmt::print("overlap cos(post-pre, target-pre) = {:+.4f}: {}\n", m.cosine(),
-             r.deltas_overlap ? "the two fine-tunes pull the same weights the same way (target may derive from post; "
-                                "expect interference)"
-                              : "the two fine-tunes are largely independent");
+  print_overlap(r);
   fmt::print("{:<11} {:>10} {:>10} {:>8}\n", "kind", "rel post", "rel target", "cosine");
   for (const auto& [kind, s] : r.by_kind) {
     fmt::print("{:<11} {:>10.4f} {:>10.4f} {:>+8.4f}\n", kind, s.rel_post(), s.rel_target(), s.cosine());

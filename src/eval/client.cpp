@@ -15,8 +15,24 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// The most of one answer the client holds: a completion with echoed
+// log-probabilities of a long prompt is a few MB; a server that sends more is
+// broken and is cut off rather than read until the request times out.
+constexpr size_t kMaxAnswerBytes = size_t{64} << 20;
+
+struct AnswerBody {
+  std::string text;
+  bool too_long = false;
+};
+
+// libcurl's write callback: returning less than it was given aborts the transfer.
 size_t append_body(char* data, size_t size, size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
+  auto& body = *static_cast<AnswerBody*>(out);
+  if (body.text.size() + size * count > kMaxAnswerBytes) {
+    body.too_long = true;
+    return 0;
+  }
+  body.text.append(data, size * count);
   return size * count;
 }
 
@@ -147,14 +163,15 @@ ChatClient::~ChatClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 ChatResult ChatClient::attempt(const std::string& url, const std::string& body, Reader read, const char* what) {
   CURL* curl = static_cast<CURL*>(curl_);
   ChatResult r;
-  std::string response;
+  AnswerBody answer;
+  const std::string& response = answer.text;
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
   curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout_s * 1000));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -162,6 +179,10 @@ ChatResult ChatClient::attempt(const std::string& url, const std::string& body, 
   const CURLcode code = curl_easy_perform(curl);
   r.latency_s = std::chrono::duration<double>(Clock::now() - start).count();
   curl_slist_free_all(headers);
+  if (answer.too_long) {
+    r.error = fmt::format("{}: the server's answer is longer than {} MiB", url, kMaxAnswerBytes >> 20);
+    return r;
+  }
   if (code != CURLE_OK) {
     r.error = fmt::format("{}: {}", url, curl_easy_strerror(code));
     return r;

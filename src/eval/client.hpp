@@ -1,10 +1,11 @@
 // A client for OpenAI-compatible chat servers (vLLM, llama.cpp, SGLang,
 // Ollama, rvec serve), built for long evaluation runs:
 //   - every sampling field is sent explicitly (server defaults differ);
-//   - 429, 5xx, refused or dropped connections, timeouts, unreadable bodies
-//     and malformed completions (no choices[0].message, a content that is
-//     not a string) are retried with exponential backoff and jitter: a
-//     malformed completion is the server's failure, never an empty answer;
+//   - 429, 5xx, refused or dropped connections, timeouts, unreadable bodies,
+//     answers longer than 64 MiB (cut off there) and malformed completions
+//     (no choices[0].message, a content that is not a string) are retried
+//     with exponential backoff and jitter: a malformed completion is the
+//     server's failure, never an empty answer;
 //   - other 4xx answers (400: context too long, ...) are final for the item.
 // One ChatClient per thread (it owns a libcurl handle).
 #pragma once

@@ -6,10 +6,10 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "base/error.hpp"
+#include "base/regular_file.hpp"
 #include "base/text.hpp"
 
 namespace rvec {
@@ -334,11 +334,7 @@ std::string path_for_benchmark(const std::string& path, const std::string& bench
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".rvec-tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) fail_errno(tmp);
-  }
+  write_regular_file(tmp, text);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) io_error("{}: cannot rename into place: {}", path, ec.message());

@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -91,16 +90,18 @@ class ResultsFile {
 
 // Cuts off the tail after the last newline: a record torn by a crash mid-write.
 void cut_torn_last_line(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) fail_errno(path);
-  const auto size = static_cast<uint64_t>(in.tellg());
+  const FileDescriptor in = open_regular_file(path);
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) fail_errno(path);
+  const auto size = static_cast<uint64_t>(st.st_size);
   uint64_t end = size, keep = 0;
   std::string block;
   while (end > 0) {
     const uint64_t begin = end > 4096 ? end - 4096 : 0;
     block.resize(end - begin);
-    in.seekg(static_cast<std::streamoff>(begin));
-    if (!in.read(block.data(), static_cast<std::streamsize>(block.size()))) fail_errno(path);
+    const ssize_t got = ::pread(in.get(), block.data(), block.size(), static_cast<off_t>(begin));
+    if (got < 0) fail_errno(path);
+    if (static_cast<size_t>(got) != block.size()) io_error("{}: the file shrank while it was read", path);
     if (const auto newline = block.rfind('\n'); newline != std::string::npos) {
       keep = begin + newline + 1;
       break;

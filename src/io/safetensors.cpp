@@ -13,6 +13,7 @@
 
 #include "base/error.hpp"
 #include "base/hash.hpp"
+#include "base/json.hpp"
 #include "base/regular_file.hpp"
 #include "base/text.hpp"
 
@@ -188,10 +189,7 @@ class HeaderSax {
   }
 
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
-    // nlohmann's message reads "[json.exception.parse_error.101] parse error at line 1, column 5: ...".
-    std::string what = e.what();
-    if (const auto colon = what.find(": "); colon != std::string::npos) what = what.substr(colon + 2);
-    fail_here(fmt::format("header is not valid JSON at byte {} ({})", position, what));
+    fail_here(fmt::format("header is not valid JSON at byte {} ({})", position, json_error_reason(e.what())));
   }
 
  private:

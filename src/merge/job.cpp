@@ -624,6 +624,7 @@ uint64_t file_bytes_to_read(const std::vector<ActiveOutput>& active, const std::
 void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
   const std::vector<SinkFile>& layout = jobs.front().slots.front().sink->files();
   std::vector<FileOutcome> outcomes(layout.size());
+  std::vector<uint64_t> bytes_to_read(layout.size());
   std::vector<size_t> to_write;
   uint64_t total = 0;
   for (size_t i = 0; i < layout.size(); ++i) {
@@ -634,7 +635,8 @@ void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
     }
     if (outcomes[i].active.empty()) continue;
     to_write.push_back(i);
-    total += file_bytes_to_read(outcomes[i].active, layout[i].tensors);
+    bytes_to_read[i] = file_bytes_to_read(outcomes[i].active, layout[i].tensors);
+    total += bytes_to_read[i];
   }
   ReadProgress read(progress, total, layout.size());
   NonfiniteBudget budget;
@@ -645,7 +647,10 @@ void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
   ThreadPool pool(at_once);
   pool.parallel_for(to_write.size(), [&](size_t n) {
     const size_t i = to_write[n];
-    write_file(i, outcomes[i], budget, lookahead, [&](uint64_t bytes) { read.set(i, bytes); });
+    write_file(i, outcomes[i], budget, lookahead, [&](uint64_t bytes) {
+      read.set(i, bytes);
+      test_hooks::maybe_kill_in_file(i + 1, bytes, bytes_to_read[i]);
+    });
     test_hooks::maybe_kill_after_shards(++files_written);
   });
   for (const FileOutcome& outcome : outcomes) {
@@ -683,10 +688,13 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
   copy_aux_files(source, *slot.staging, {.only_config = !kind.adds_to_target, .dtype = spec.out_dtype});
   slot.staging->write_text("README.md", model_card(inputs, spec, plan, slot.result, result));
   if (!spec.recipe_text.empty()) slot.staging->write_text(kRecipeFile, spec.recipe_text);
+  test_hooks::maybe_kill_while_finishing();
   slot.staging->write_text(kProvenanceFile,
                            provenance(inputs, spec, plan, slot.result, slot.fingerprint, result).dump(2) + "\n");
+  test_hooks::maybe_kill_while_finishing();
   for (const auto& file : slot.sink->files()) fs::remove(slot.staging->file(file.name + kDoneSuffix));
   fs::remove(slot.staging->file(kJobMarker));
+  test_hooks::maybe_kill_while_finishing();
   slot.staging->commit();
 }
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "base/error.hpp"
+#include "base/json.hpp"
 #include "serve/http_error.hpp"
 #include "serve/limits.hpp"
 
@@ -24,11 +25,8 @@ namespace limits = serve_limits;
 // error while parsing value - invalid literal; last read: 'x'; expected ..."
 // becomes "invalid literal; expected ...".
 std::string parse_error_reason(const std::string& what) {
-  const auto dash = what.find(" - ");
-  const auto colon = what.find(": ");
-  std::string reason = dash != std::string::npos    ? what.substr(dash + 3)
-                       : colon != std::string::npos ? what.substr(colon + 2)
-                                                    : what;
+  std::string reason = json_error_reason(what);
+  if (const auto dash = reason.find(" - "); dash != std::string::npos) reason.erase(0, dash + 3);
   const auto last_read = reason.find("; last read: ");
   if (last_read != std::string::npos) {
     const auto expected = reason.find("; expected", last_read);

@@ -1,12 +1,13 @@
-// The merge under faults, through the real CLI: killed at every file,
-// inputs changed between runs, outputs that would overwrite inputs, weights
-// that overflow, partial folders left on a nearly full disk. In every case
-// the inputs stay byte for byte as they were.
+// The merge under faults, through the real CLI: killed after, inside and
+// while finishing every file, inputs changed between runs, outputs that would
+// overwrite inputs, weights that overflow, partial folders left on a nearly
+// full disk. In every case the inputs stay byte for byte as they were.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "merge/open_family.hpp"
@@ -75,6 +76,35 @@ TEST_F(MergeFaults, KilledAfterEveryFileResumesToTheSameBytes) {
     const auto resumed = run_rvec(merge(out));
     ASSERT_EQ(resumed.exit_code, 0) << n << ": " << resumed.output;
     for (const char* w : {"w0.5", "w1"}) expect_same_shards(dir_ / "clean" / w, out / w);
+  }
+}
+
+// The names of the files in `dir`, to show a resumed output holds what a clean one does and no marker.
+std::set<std::string> file_names(const fs::path& dir) {
+  std::set<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+  return names;
+}
+
+// Killed halfway through every file, and at every step of finishing the
+// outputs (model card, provenance, markers removed just before the rename).
+TEST_F(MergeFaults, KilledInsideEveryFileAndWhileFinishingResumesToTheSameBytes) {
+  ASSERT_EQ(run_rvec(merge(dir_ / "clean")).exit_code, 0);
+  const size_t files = shards_of(dir_ / "clean" / "w0.5").size();
+  std::vector<std::string> kills;
+  for (size_t n = 1; n <= files; ++n) kills.push_back("RVEC_TEST_KILL_IN_FILE=" + std::to_string(n));
+  for (int n = 1; n <= 6; ++n) kills.push_back("RVEC_TEST_KILL_WHILE_FINISHING=" + std::to_string(n));  // 2 outputs x 3
+  for (size_t k = 0; k < kills.size(); ++k) {
+    const fs::path out = dir_ / ("killed" + std::to_string(k));
+    const auto killed = test::run_shell("env " + kills[k] + " " + RVEC_CLI_PATH + " " + merge(out) + "; echo exit=$?");
+    EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << kills[k] << ": " << killed.output;
+    const auto resumed = run_rvec(merge(out));
+    ASSERT_EQ(resumed.exit_code, 0) << kills[k] << ": " << resumed.output;
+    for (const char* w : {"w0.5", "w1"}) {
+      expect_same_shards(dir_ / "clean" / w, out / w);
+      EXPECT_EQ(file_names(out / w), file_names(dir_ / "clean" / w)) << kills[k];
+    }
+    EXPECT_EQ(file_names(out), file_names(dir_ / "clean")) << kills[k];  // no partial folder left
   }
 }
 

@@ -98,6 +98,14 @@ TEST_F(NonRegularFiles, OutputsThatAreFifosAreUsageErrors) {
   expect_refused(
       "stats --pre " + (dir_ / "pre").string() + " --post " + (dir_ / "post").string() + " --plot " + plot.string(),
       plot, 2);
+  // Reports are written to a temporary file renamed into place; a FIFO there
+  // once blocked `rvec report` for good.
+  test::write_file(dir_ / "r.jsonl", R"({"id": "1", "response": "The answer is 2.", "answer": "2"})"
+                                     "\n");
+  const fs::path temporary = dir_ / "report.json.rvec-tmp";
+  make_fifo(temporary);
+  expect_refused("report " + (dir_ / "r.jsonl").string() + " --json-out " + (dir_ / "report.json").string(), temporary,
+                 2);
 }
 
 }  // namespace

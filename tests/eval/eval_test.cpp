@@ -65,6 +65,7 @@ class FaultServer {
     if (fault("DOWN", 1)) return reply(res, 503, R"({"error": {"message": "loading"}})");
     if (fault("GARBAGE", 1)) return reply(res, 200, "<html>proxy error</html>");
     if (fault("SLOW", 1)) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    if (question.find("ENDLESS") != std::string::npos) return reply_without_end(res);
     if (question.find("NOMSG") != std::string::npos) return reply(res, 200, R"({"choices": [{"index": 0}]})");
     if (question.find("NUMBER") != std::string::npos) {
       return reply(res, 200, R"({"choices": [{"index": 0, "message": {"role": "assistant", "content": 12}}]})");
@@ -84,6 +85,14 @@ class FaultServer {
   static void reply(httplib::Response& res, int status, const std::string& body) {
     res.status = status;
     res.set_content(body, "application/json");
+  }
+  // A body that never ends, at about 100 MB/s, until the client hangs up.
+  static void reply_without_end(httplib::Response& res) {
+    res.set_chunked_content_provider("application/json", [](size_t, httplib::DataSink& sink) {
+      static const std::string chunk(1 << 20, ' ');
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return sink.write(chunk.data(), chunk.size());
+    });
   }
 
   std::map<std::string, std::string> answers_;
@@ -222,6 +231,26 @@ TEST(Eval, AMalformedCompletionIsRetriedAndFailsTheRunNeverAnAnswer) {
     EXPECT_TRUE(read_records(dir / "results.jsonl").empty()) << fault;
     EXPECT_EQ(server.requests(), 8u * 4) << fault;  // each sample: the first try and 3 retries
   }
+}
+
+// A server whose answer never ends is cut off at a bound, not held in memory
+// until the request times out.
+TEST(Eval, AnAnswerThatNeverEndsIsCutOffAtABound) {
+  TempDir dir;
+  const std::map<std::string, std::string> answers = {{"Q1 ENDLESS", "1"}};
+  write_questions(dir / "q.jsonl", answers);
+  FaultServer server(answers);
+  auto o = options_for(server.url(), dir);
+  o.samples = 1;
+  o.client.retries = 1;
+  o.client.timeout_s = 30;
+  try {
+    run_eval(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the server's answer is longer than 64 MiB"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(server.requests(), 2u);
 }
 
 // An all-400 run once ended with "(last error: )".

@@ -133,6 +133,13 @@ TEST(EvalRecord, ReadingAFileSkipsBlankLinesAndNamesTheLineOfABadOne) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()).rfind(path + ":3: not valid JSON", 0), 0u) << e.what();
   }
+  test::write_file(dir / "r.jsonl", "{\"id\": 1, \"response\": \"\", \"answer\": \"7\", \"w\": 1e400}\n");
+  try {
+    read_results_file(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ":1: not valid JSON (number overflow parsing '1e400')");
+  }
   test::write_file(dir / "r.jsonl", "{\"id\": 1, \"response\": \"\", \"answer\": \"7\"}\n\n[1]\n");
   try {
     read_results_file(path);

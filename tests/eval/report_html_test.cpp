@@ -159,6 +159,9 @@ TEST(ReportHtml, TheDrillDownWorksInAHeadlessBrowser) {
   EXPECT_EQ(count(chosen, "class=\"cell v-wrong\""), 2u);  // the baseline's two wrong answers
   EXPECT_EQ(count(chosen, "v-correct changed\""), 4u);    // w=1 and post turn both into correct ones
   EXPECT_NE(chosen.find("answer: 3 (rule answer_is)"), std::string::npos);
+  EXPECT_EQ(count(chosen, "class=\"badge ja\""), 4u);      // w=0 and w=1 answer in Japanese
+  EXPECT_EQ(count(chosen, "class=\"badge not-ja\""), 2u);  // post in English
+  EXPECT_EQ(count(chosen, "class=\"badge no-style\""), 2u);
   EXPECT_NE(chosen.find("question 3: &lt;/script&gt;&lt;b&gt;"), std::string::npos);
 
   EXPECT_EQ(problem_rows(browser.dom(page + "#filter=changed")), (std::vector<std::string>{"p01", "p03", "p05"}));

@@ -45,8 +45,12 @@ TEST(Lineage, PostDerivedFromPrePasses) {
   EXPECT_TRUE(r.by_kind.contains("norms"));
 }
 
-// Writes bf16 NaN over the first `count` elements of `tensor` in `model_file`.
-void poison(const fs::path& model_file, const std::string& tensor, size_t count) {
+constexpr const char* kBf16NaN = "\xC0\x7F";  // 0x7FC0 little-endian
+constexpr const char* kBf16Inf = "\x80\x7F";  // 0x7F80
+
+// Writes the bf16 `value` (kBf16NaN by default) over the first `count`
+// elements of `tensor` in `model_file`.
+void poison(const fs::path& model_file, const std::string& tensor, size_t count, const char* value = kBf16NaN) {
   uint64_t offset = 0;
   {
     const auto file = SafetensorsFile::open(model_file.string());
@@ -56,7 +60,7 @@ void poison(const fs::path& model_file, const std::string& tensor, size_t count)
   }
   std::fstream f(model_file, std::ios::in | std::ios::out | std::ios::binary);
   f.seekp(static_cast<std::streamoff>(offset));
-  for (size_t i = 0; i < count; ++i) f.write("\xC0\x7F", 2);  // 0x7FC0 little-endian
+  for (size_t i = 0; i < count; ++i) f.write(value, 2);
 }
 
 TEST(Lineage, NaNWeightsAreAFindingNotAFineTune) {
@@ -78,6 +82,27 @@ TEST(Lineage, NaNWeightsAreAFindingNotAFineTune) {
             std::string::npos)
       << cli.output;
   EXPECT_EQ(cli.output.find("looks like a fine-tune of pre\nlineage ||target"), std::string::npos) << cli.output;
+}
+
+// Inf weights made every cosine NaN, and the overlap line still concluded
+// "the two fine-tunes are largely independent".
+TEST(Lineage, InfWeightsAreAFindingAndNothingIsConcludedFromThem) {
+  test::TempDir dir;
+  family(dir.path(), {});
+  poison(dir / "post" / "model.safetensors", "model.layers.0.mlp.up_proj.weight", 3, kBf16Inf);
+  const auto r = analyse(Trio(dir.path()));
+  EXPECT_EQ(r.post_verdict, LineageVerdict::kNonFinite);
+  ASSERT_TRUE(r.nonfinite.contains("post"));
+  EXPECT_EQ(r.nonfinite.at("post").count, 3u);
+
+  const auto cli = test::run_rvec("check --deep " + (dir / "pre").string() + " " + (dir / "post").string() + " " +
+                                  (dir / "target").string());
+  EXPECT_EQ(cli.exit_code, 3) << cli.output;
+  EXPECT_NE(cli.output.find("post: 3 NaN/Inf weight values"), std::string::npos) << cli.output;
+  EXPECT_NE(cli.output.find("overlap cos(post-pre, target-pre) = nan: cannot be judged: the weights hold NaN or Inf"),
+            std::string::npos)
+      << cli.output;
+  EXPECT_EQ(cli.output.find("largely independent"), std::string::npos) << cli.output;
 }
 
 TEST(Lineage, PostFromAnotherParentFailsClearly) {

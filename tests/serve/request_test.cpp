@@ -137,6 +137,11 @@ TEST(ParseRequest, TheBodyMustBeAJsonObjectOfValidUtf8) {
   EXPECT_EQ(syntax.param, "stream");
   EXPECT_NE(syntax.message.find("not valid JSON (at byte"), std::string::npos) << syntax.message;
   EXPECT_EQ(syntax.message.find("json.exception"), std::string::npos) << syntax.message;
+  // A number too large for a double is nlohmann's out_of_range error, whose text has no position.
+  const auto overflow = refusal("{\"max_tokens\": 1e400}");
+  EXPECT_EQ(overflow.param, "max_tokens");
+  EXPECT_NE(overflow.message.find("): number overflow parsing '1e400'"), std::string::npos) << overflow.message;
+  EXPECT_EQ(overflow.message.find("json.exception"), std::string::npos) << overflow.message;
   const auto deep = refusal("{\"prompt\": " + std::string(100, '[') + std::string(100, ']') + "}", Endpoint::kCompletion);
   EXPECT_NE(deep.message.find("deeper than 32 levels"), std::string::npos) << deep.message;
   EXPECT_EQ(deep.param, "prompt");
