@@ -59,11 +59,11 @@ struct WeightMatrix {
   uint64_t bytes() const { return bf16.size() * 2 + f32.size() * 4 + q8_0.size(); }
   // Row `r` widened to f32 into `out` [cols].
   void row_f32(size_t r, float* out) const;
-  // Appends `rows` rows of `cols` values stored as `encoding` (`data` holds
-  // exactly their bytes). A matrix keeps its parts' encoding while they
+  // Appends `count` rows of `width` values stored as `encoding` (`data`
+  // holds exactly their bytes; `width` must equal cols once rows exist). A matrix keeps its parts' encoding while they
   // agree; when they differ (a GGUF file's Q8_0 q/k beside a Q6_K-fallback v)
   // everything is widened to f32, exactly.
-  void append_rows(WeightEncoding encoding, std::span<const std::byte> data, size_t rows, size_t cols);
+  void append_rows(WeightEncoding encoding, std::span<const std::byte> data, size_t count, size_t width);
   // Widens the stored values to f32 (exact for every encoding).
   void widen_to_f32();
 };
