@@ -820,8 +820,13 @@ bool same_files(const ModelSink& a, const ModelSink& b) {
   return true;
 }
 
+// Every job's task of a tensor is compared with the first job's, and where
+// it combines with the first job's that combines it: a task that copies the
+// tensor agrees with any, so two jobs that combine other ranges would
+// otherwise both pass against a first job that copies.
 void check_shareable(const std::vector<JobState>& jobs) {
   const JobState& first = jobs.front();
+  std::map<std::string, const JobState*> first_combining;
   for (const JobState& job : jobs) {
     if (!same_files(*first.slots.front().sink, *job.slots.front().sink) ||
         job.job->spec->format != first.job->spec->format) {
@@ -830,9 +835,15 @@ void check_shareable(const std::vector<JobState>& jobs) {
     }
     for (const auto& [name, task] : job.task_by_name) {
       const auto it = first.task_by_name.find(name);
-      if (it == first.task_by_name.end() || !same_output_tensor(*it->second, *task)) {
+      const JobState* other = &first;
+      bool same = it != first.task_by_name.end() && same_output_tensor(*it->second, *task);
+      if (same && !task->copied()) {
+        other = first_combining.try_emplace(name, &job).first->second;
+        same = same_output_tensor(*other->task_by_name.at(name), *task);
+      }
+      if (!same) {
         fail(ErrorKind::kUsage, "{} and {} cannot share a read pass: tensor \"{}\" differs",
-             first.job->spec->output.string(), job.job->spec->output.string(), name);
+             other->job->spec->output.string(), job.job->spec->output.string(), name);
       }
     }
   }

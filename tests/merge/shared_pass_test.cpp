@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "engine/tiny_model.hpp"
 #include "hf/synthetic.hpp"
 #include "merge/job.hpp"
 #include "merge/methods/registry.hpp"
@@ -141,6 +142,47 @@ TEST(SharedPass, JobsWhoseFilesDifferAreRefusedBeforeAnythingIsWritten) {
     EXPECT_NE(std::string(e.what()).find("cannot share a read pass"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(c.dir / "out"));
+}
+
+
+// Models whose embeddings have `vocab` rows: a vector combines the rows its
+// pre, post and target share.
+std::unique_ptr<ModelFolder> vocab_model(const fs::path& folder, size_t vocab, uint64_t seed) {
+  test::TinyModelSpec spec;
+  spec.vocab = vocab;
+  spec.seed = seed;
+  test::write_tiny_model(folder, spec);
+  return ModelFolder::open(folder.string());
+}
+
+// A job that copies a tensor agrees with every other job on it, but two
+// jobs that both combine it must combine the same rows, whichever job
+// comes first.
+TEST(SharedPass, JobsThatCombineOtherRowsAreRefusedWhateverTheOrder) {
+  test::TempDir dir;
+  const auto pre = vocab_model(dir / "pre", 100, 1), post = vocab_model(dir / "post", 100, 2),
+             target = vocab_model(dir / "target", 100, 3), control = vocab_model(dir / "control", 96, 4);
+  const std::vector<JobInputs> inputs = {{{{pre.get(), post.get()}}, target.get()},
+                                         {{{pre.get(), post.get()}}, target.get()},
+                                         {{{pre.get(), control.get()}}, target.get()}};
+  std::vector<JobSpec> specs(3);
+  specs[0].rules = part_rules({"attention"}, true);  // copies the embeddings
+  for (size_t j = 0; j < specs.size(); ++j) {
+    specs[j].weights = {1.0};
+    specs[j].output = dir / "out" / ("job" + std::to_string(j));
+  }
+  std::vector<JobPlan> plans;
+  for (size_t j = 0; j < specs.size(); ++j) plans.push_back(plan_job(inputs[j], specs[j]));
+  std::vector<SharedJob> jobs;
+  for (size_t j = 0; j < specs.size(); ++j) jobs.push_back({&inputs[j], &specs[j], &plans[j]});
+  try {
+    run_jobs(jobs);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("cannot share a read pass"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
 }  // namespace
