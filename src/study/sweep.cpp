@@ -164,7 +164,8 @@ std::unique_ptr<SeriesJob> plan_series(const SweepRecipe& r, const SweepSeries& 
 }
 
 // Every merged model of the sweep in one read pass: the reasoning vector's
-// weights and every control, variant and ablation.
+// weights and every control, variant and ablation (a control that combines
+// other rows, from another vocabulary, in a pass of its own).
 void build_models(const SweepRecipe& r) {
   OpenModels models;
   std::vector<std::unique_ptr<SeriesJob>> jobs;
@@ -184,9 +185,11 @@ void build_models(const SweepRecipe& r) {
   if (jobs.empty()) return;
   std::vector<SharedJob> shared;
   for (const auto& job : jobs) shared.push_back({&job->inputs, &job->spec, &job->plan});
-  for (const auto& result : run_jobs(shared)) {
-    for (const auto& o : result.outputs) {
-      fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+  for (const auto& pass : shared_passes(shared)) {
+    for (const auto& result : run_jobs(pass)) {
+      for (const auto& o : result.outputs) {
+        fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+      }
     }
   }
 }

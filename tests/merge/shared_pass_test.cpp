@@ -183,6 +183,11 @@ TEST(SharedPass, JobsThatCombineOtherRowsAreRefusedWhateverTheOrder) {
     EXPECT_NE(std::string(e.what()).find("cannot share a read pass"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir / "out"));
+  // Grouped into passes run_jobs accepts: the control in one of its own.
+  const auto passes = shared_passes(jobs);
+  ASSERT_EQ(passes.size(), 2u);
+  EXPECT_EQ(passes[0].size(), 2u);
+  EXPECT_EQ(passes[1].front().spec, &specs[2]);
 }
 
 }  // namespace
