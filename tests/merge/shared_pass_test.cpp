@@ -2,7 +2,10 @@
 // job writes alone, byte for byte, and each input tensor is read once.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -188,6 +191,76 @@ TEST(SharedPass, JobsThatCombineOtherRowsAreRefusedWhateverTheOrder) {
   ASSERT_EQ(passes.size(), 2u);
   EXPECT_EQ(passes[0].size(), 2u);
   EXPECT_EQ(passes[1].front().spec, &specs[2]);
+}
+
+// stories260K (a Llama: its q/k rows are interleaved in GGUF) with Llama 3's
+// rope scaling (so a GGUF output carries the generated rope_freqs tensor);
+// `flip` > 0 changes the last mantissa bits of every f32 value.
+fs::path llama_copy(const fs::path& out, uint8_t flip) {
+  const fs::path stories = test::source_dir() / ".." / "shared" / "data" / "stories260K";
+  std::string bytes = test::read_file(stories / "model.safetensors");
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), sizeof header);
+  for (size_t i = 8 + header; i < bytes.size(); i += 4) bytes[i] = static_cast<char>(bytes[i] ^ (flip * (i % 7)));
+  fs::create_directories(out);
+  test::write_file(out / "model.safetensors", bytes);
+  auto config = nlohmann::json::parse(test::read_file(stories / "config.json"));
+  config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 4.0}, {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  test::write_file(out / "config.json", config.dump());
+  fs::copy_file(stories / "tokens.json", out / "tokens.json");
+  return out;
+}
+
+// The files of every output below `dir`, with their bytes.
+std::map<std::string, std::string> files_below(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = test::read_file(e.path());
+  }
+  return files;
+}
+
+// GGUF outputs in one pass: quantised tensors, interleaved q/k rows (also
+// where one job copies them), the generated rope_freqs and split files are
+// the bytes each job writes alone.
+TEST(SharedPass, GgufOutputsAreTheBytesEachJobWritesAlone) {
+  if (!fs::exists(test::source_dir() / ".." / "shared" / "data" / "stories260K")) GTEST_SKIP() << "stories260K is absent";
+  test::TempDir dir;
+  const auto pre = ModelFolder::open(llama_copy(dir / "pre", 0).string());
+  const auto post = ModelFolder::open(llama_copy(dir / "post", 1).string());
+  const auto target = ModelFolder::open(llama_copy(dir / "target", 3).string());
+  const JobInputs inputs{{{pre.get(), post.get()}}, target.get()};
+  std::vector<JobSpec> specs(3);
+  specs[0].weights = {0.5, 1.0};
+  specs[1].weights = {1.0};
+  specs[1].method = &merge_method("ties");
+  specs[1].method_params = {{"density", ParamSetting(0.3)}};
+  specs[2].weights = {1.5};
+  specs[2].rules = part_rules({"mlp"}, true);  // copies q and k
+  for (auto& spec : specs) {
+    spec.format = OutputFormat::kGguf;
+    spec.gguf_type = GgufFileType::kQ8_0;
+    spec.gguf_split_bytes = 150'000;
+    spec.threads = 4;
+  }
+  const auto output_to = [&](const fs::path& root) {
+    for (size_t j = 0; j < specs.size(); ++j) {
+      specs[j].output = root / ("job" + std::to_string(j)) / (specs[j].weights.size() == 1 ? "m.gguf" : "");
+    }
+  };
+  output_to(dir / "alone");
+  for (auto& spec : specs) run_job(inputs, spec, plan_job(inputs, spec));
+  output_to(dir / "shared");
+  std::vector<JobPlan> plans;
+  for (const auto& spec : specs) plans.push_back(plan_job(inputs, spec));
+  std::vector<SharedJob> jobs;
+  for (size_t j = 0; j < specs.size(); ++j) jobs.push_back({&inputs, &specs[j], &plans[j]});
+  run_jobs(jobs);
+  const auto alone = files_below(dir / "alone"), shared = files_below(dir / "shared");
+  EXPECT_GT(alone.size(), 6u);  // split files
+  ASSERT_EQ(alone.size(), shared.size());
+  for (const auto& [name, bytes] : alone) EXPECT_TRUE(shared.at(name) == bytes) << name;
 }
 
 }  // namespace
