@@ -339,9 +339,11 @@ JobSpec job_spec(const Recipe& r) {
 namespace {
 
 // A job's output: the folder of its weights, or with one weight that
-// weight's own folder, so that every output is `<folder>/w<w>`.
-std::string weights_folder(const std::filesystem::path& folder, const std::vector<double>& weights) {
-  return weights.size() == 1 ? (folder / weight_folder_name(weights.front())).string() : folder.string();
+// weight's own folder (GGUF: file), so that every output is `<folder>/w<w>`
+// (`<folder>/w<w>.gguf`), as a job of several weights writes them.
+std::string job_output(const std::filesystem::path& folder, const Recipe& job) {
+  if (job.weights.size() != 1) return folder.string();
+  return (folder / (weight_folder_name(job.weights.front()) + (job.format == "gguf" ? ".gguf" : ""))).string();
 }
 
 }  // namespace
@@ -350,14 +352,14 @@ std::vector<Recipe> recipe_jobs(const Recipe& recipe) {
   if (recipe.variants.empty()) return {recipe};
   Recipe merge = recipe;
   merge.variants.clear();
-  merge.output = weights_folder(recipe.output, recipe.weights);
+  merge.output = job_output(recipe.output, merge);
   std::vector<Recipe> jobs{merge};
   for (const auto& v : recipe.variants) {
     Recipe job = merge;
     job.method = v.method;
     job.params = v.params;
     if (!v.weights.empty()) job.weights = v.weights;
-    job.output = weights_folder(std::filesystem::path(recipe.output) / v.name, job.weights);
+    job.output = job_output(std::filesystem::path(recipe.output) / v.name, job);
     jobs.push_back(std::move(job));
   }
   return jobs;
