@@ -2,11 +2,13 @@
 // job writes alone, byte for byte, and each input tensor is read once.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -118,6 +120,30 @@ TEST(SharedPass, EveryJobWritesTheBytesItWritesAlone) {
     // target once, and the control's post once (its pre is the shared one).
     const uint64_t control_post = alone[2].bytes_read - alone[0].bytes_read + post_bytes(alone_plans[0]);
     EXPECT_EQ(shared[0].bytes_read, alone[1].bytes_read + control_post);
+  }
+}
+
+// The progress total is what the pass reads, and the last report reaches it,
+// whatever the threads and whichever outputs an earlier run finished.
+TEST(SharedPass, ProgressEndsAtItsTotalWhichIsWhatThePassRead) {
+  SharedPassCase c;
+  for (const unsigned threads : {1u, 9u}) {
+    c.output_to(c.dir / ("out" + std::to_string(threads)));
+    for (auto& spec : c.specs) spec.threads = threads;
+    const std::vector<JobPlan> plans = c.plans();
+    if (threads > 1) run_job(c.inputs[1], c.specs[1], plans[1]);  // TIES's output is complete: its reads are not needed
+    std::vector<SharedJob> jobs;
+    for (size_t j = 0; j < c.specs.size(); ++j) jobs.push_back({&c.inputs[j], &c.specs[j], &plans[j]});
+    std::mutex mutex;
+    uint64_t last = 0, total = 0;
+    const auto results = run_jobs(jobs, [&](uint64_t done, uint64_t of) {
+      const std::lock_guard lock(mutex);
+      EXPECT_LE(done, of);
+      last = std::max(last, done), total = of;
+    });
+    SCOPED_TRACE(threads);
+    EXPECT_EQ(last, total);
+    EXPECT_EQ(total, results[0].bytes_read);
   }
 }
 
