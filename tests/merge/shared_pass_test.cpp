@@ -87,6 +87,14 @@ void expect_same_outputs(const JobResult& alone, const JobResult& shared) {
   for (size_t k = 0; k < alone.outputs.size(); ++k) {
     test::expect_same_shards(alone.outputs[k].path, shared.outputs[k].path);
   }
+  // The vector's statistics (model card, provenance) are the job's own.
+  EXPECT_EQ(alone.vector_stats_complete, shared.vector_stats_complete);
+  ASSERT_EQ(alone.vector_by_kind.size(), shared.vector_by_kind.size());
+  for (const auto& [kind, sums] : alone.vector_by_kind) {
+    const kernels::DeltaSums& other = shared.vector_by_kind.at(kind);
+    EXPECT_EQ(sums.a_sq, other.a_sq) << kind;
+    EXPECT_EQ(sums.base_sq, other.base_sq) << kind;
+  }
 }
 
 // Bytes of the post tensors the plain job combines.
