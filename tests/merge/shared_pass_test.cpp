@@ -131,6 +131,67 @@ TEST(SharedPass, EveryJobWritesTheBytesItWritesAlone) {
   }
 }
 
+// Tied embeddings with extra target rows, and jobs whose vectors overlap in
+// other ways: a saved vector (no pre) beside the (post, pre) pair it came
+// from, two vectors of one post with other pres, another scale for the same
+// tensors, and an ablation that copies the embeddings the others combine.
+TEST(SharedPass, OverlappingVectorsScalesAndTiedEmbeddingsWriteTheBytesOfEachJobAlone) {
+  test::TempDir dir;
+  FamilyOptions options;
+  options.post_delta = 0.3;
+  options.target_extra_rows = 3;
+  options.tied = true;
+  write_family(dir / "a", options);
+  options.seed = 2;
+  write_family(dir / "c", options);
+  const Family fam(dir / "a");
+  const auto other_pre = ModelFolder::open((dir / "c" / "pre").string());
+  JobSpec extract;
+  extract.kind = JobKind::kExtract;
+  extract.weights = {1.0};
+  extract.out_dtype = DType::kF32;
+  extract.output = dir / "vector";
+  const JobInputs extract_inputs{{{fam.pre.get(), fam.post.get()}}};
+  run_job(extract_inputs, extract, plan_job(extract_inputs, extract));
+  const auto vector = ModelFolder::open((dir / "vector").string());
+
+  std::vector<JobInputs> inputs = {fam.inputs(),
+                                   {{{nullptr, vector.get()}}, fam.target.get()},
+                                   {{{fam.pre.get(), fam.post.get()}, {other_pre.get(), fam.post.get()}}, fam.target.get()},
+                                   fam.inputs(),
+                                   fam.inputs()};
+  std::vector<JobSpec> specs(inputs.size());
+  specs[0].weights = {0.5, 1.0};
+  specs[1].kind = JobKind::kApply;
+  specs[1].weights = {1.0};
+  specs[2].weights = {0.5};
+  specs[3].weights = {1.0};
+  specs[3].rules.push_back(TensorRule::scaled("model\\.layers\\..*=0.5"));
+  specs[4].weights = {1.0};
+  specs[4].rules = part_rules({"embeddings"}, false);
+  const auto run = [&](const fs::path& root, bool shared) {
+    std::vector<JobPlan> plans;
+    for (size_t j = 0; j < specs.size(); ++j) {
+      specs[j].max_shard_bytes = 100'000;
+      specs[j].output = root / ("job" + std::to_string(j));
+      plans.push_back(plan_job(inputs[j], specs[j]));
+    }
+    std::vector<JobResult> results;
+    for (size_t j = 0; j < specs.size() && !shared; ++j) results.push_back(run_job(inputs[j], specs[j], plans[j]));
+    if (!shared) return results;
+    std::vector<SharedJob> jobs;
+    for (size_t j = 0; j < specs.size(); ++j) jobs.push_back({&inputs[j], &specs[j], &plans[j]});
+    return run_jobs(jobs);
+  };
+  const std::vector<JobResult> alone = run(dir / "alone", false), shared = run(dir / "shared", true);
+  for (size_t j = 0; j < alone.size(); ++j) {
+    SCOPED_TRACE("job " + std::to_string(j));
+    expect_same_outputs(alone[j], shared[j]);
+  }
+  // Post and pre once, the saved vector and the other pre once each.
+  EXPECT_LT(shared[0].bytes_read, alone[0].bytes_read + alone[1].bytes_read);
+}
+
 // The progress total is what the pass reads, and the last report reaches it,
 // whatever the threads and whichever outputs an earlier run finished.
 TEST(SharedPass, ProgressEndsAtItsTotalWhichIsWhatThePassRead) {
