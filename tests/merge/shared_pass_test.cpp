@@ -192,6 +192,40 @@ TEST(SharedPass, OverlappingVectorsScalesAndTiedEmbeddingsWriteTheBytesOfEachJob
   EXPECT_LT(shared[0].bytes_read, alone[0].bytes_read + alone[1].bytes_read);
 }
 
+// Each job has its own NaN/Inf budget: an overflowing weight in one job that
+// allows it leaves the other's output clean; in one that does not, the pass
+// stops naming that job's output, and no output of any job appears.
+TEST(SharedPass, EachJobHasItsOwnNonfiniteBudget) {
+  SharedPassCase c;
+  c.specs.resize(2);
+  c.inputs.resize(2);
+  c.specs[1].method = nullptr;
+  c.specs[1].method_params.clear();
+  c.specs[1].weights = {1e9};  // F16 tops out at 65504
+  for (auto& spec : c.specs) spec.out_dtype = DType::kF16;
+  c.specs[1].max_new_nonfinite = 1'000'000'000;
+  c.output_to(c.dir / "allowed");
+  const std::vector<JobResult> allowed = c.run_shared(c.plans());
+  EXPECT_TRUE(allowed[0].outputs[0].nonfinite.empty());
+  EXPECT_FALSE(allowed[1].outputs[0].nonfinite.empty());
+
+  c.specs[1].max_new_nonfinite = 0;
+  c.output_to(c.dir / "refused");
+  try {
+    c.run_shared(c.plans());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find((c.dir / "refused" / "job1").string() + ": w = 1000000000 turned"),
+              std::string::npos)
+        << e.what();
+  }
+  for (const auto& e : fs::recursive_directory_iterator(c.dir / "refused")) {  // partial folders only
+    const fs::path relative = fs::relative(e.path(), c.dir / "refused");
+    const bool hidden = std::ranges::any_of(relative, [](const fs::path& part) { return part.string().starts_with("."); });
+    EXPECT_TRUE(e.is_directory() || hidden) << e.path();
+  }
+}
+
 // The progress total is what the pass reads, and the last report reaches it,
 // whatever the threads and whichever outputs an earlier run finished.
 TEST(SharedPass, ProgressEndsAtItsTotalWhichIsWhatThePassRead) {
