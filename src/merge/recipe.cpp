@@ -95,13 +95,16 @@ std::vector<RecipeVector> read_vectors(const YamlReader& y, const YAML::Node& li
   return vectors;
 }
 
-// A variant's name names a folder beside the merge's w<w>/ folders.
+// A variant's name names a folder beside the merge's w<w>/ folders; not a
+// hidden one, which is where outputs are staged (.w1.rvec-partial).
 void check_variant_name(const YamlReader& y, const YAML::Node& node, const std::string& name) {
-  const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+  const bool plain = !name.empty() && name[0] != '.' && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
-  if (!plain || name == "." || name == "..") {
-    y.error(node, fmt::format("variant name \"{}\" must be a folder name of letters, digits, '-', '_' and '.'", name));
+  if (!plain) {
+    y.error(node, fmt::format("variant name \"{}\" must be a folder name of letters, digits, '-', '_' and '.', "
+                              "not starting with '.'",
+                              name));
   }
   double w = 0;
   const char* digits = name.data() + 1;
