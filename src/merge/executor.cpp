@@ -447,8 +447,8 @@ size_t TaskExecutor::acquire_buffer() {
 void TaskExecutor::combine_block(const TaskRow& row, Combiners& combiners, uint64_t first, size_t n) {
   Buffers& b = *buffers_;
   const TensorTask& task = *row.front();  // what every task of the row agrees on
-  std::vector<bool> combining(row.size()), copying(row.size());
-  for (size_t g = 0; g < row.size(); ++g) combining[g] = !row[g]->copied(), copying[g] = row[g]->copied();
+  std::vector<bool> combining(row.size());
+  for (size_t g = 0; g < row.size(); ++g) combining[g] = !row[g]->copied();
   const std::vector<bool> pairs = b.vectors.pairs_of(combining);
   b.vectors.read(pairs, first, n);
   if (task.base) {

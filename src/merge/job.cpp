@@ -828,8 +828,27 @@ bool same_files(const ModelSink& a, const ModelSink& b) {
   return true;
 }
 
+// Whether two planned jobs write the same files and output tensors (what
+// check_shareable finds once their outputs are prepared).
+bool can_share(const SharedJob& a, const SharedJob& b) {
+  const JobSpec &x = *a.spec, &y = *b.spec;
+  if (x.format != y.format || x.max_shard_bytes != y.max_shard_bytes || x.gguf_type != y.gguf_type ||
+      x.gguf_split_bytes != y.gguf_split_bytes || a.plan->tasks.size() != b.plan->tasks.size()) {
+    return false;
+  }
+  for (size_t t = 0; t < a.plan->tasks.size(); ++t) {
+    if (!same_output_tensor(a.plan->tasks[t], b.plan->tasks[t])) return false;
+  }
+  return true;
+}
+
+// Every job's task of a tensor is compared with the first job's, and where
+// it combines with the first job's that combines it: a task that copies the
+// tensor agrees with any, so two jobs that combine other ranges would
+// otherwise both pass against a first job that copies.
 void check_shareable(const std::vector<JobState>& jobs) {
   const JobState& first = jobs.front();
+  std::map<std::string, const JobState*> first_combining;
   for (const JobState& job : jobs) {
     if (!same_files(*first.slots.front().sink, *job.slots.front().sink) ||
         job.job->spec->format != first.job->spec->format) {
@@ -838,9 +857,15 @@ void check_shareable(const std::vector<JobState>& jobs) {
     }
     for (const auto& [name, task] : job.task_by_name) {
       const auto it = first.task_by_name.find(name);
-      if (it == first.task_by_name.end() || !same_output_tensor(*it->second, *task)) {
+      const JobState* other = &first;
+      bool same = it != first.task_by_name.end() && same_output_tensor(*it->second, *task);
+      if (same && !task->copied()) {
+        other = first_combining.try_emplace(name, &job).first->second;
+        same = same_output_tensor(*other->task_by_name.at(name), *task);
+      }
+      if (!same) {
         fail(ErrorKind::kUsage, "{} and {} cannot share a read pass: tensor \"{}\" differs",
-             first.job->spec->output.string(), job.job->spec->output.string(), name);
+             other->job->spec->output.string(), job.job->spec->output.string(), name);
       }
     }
   }
@@ -892,6 +917,19 @@ std::vector<JobResult> run_jobs(std::span<const SharedJob> jobs, const JobProgre
     results.push_back(std::move(state.result));
   }
   return results;
+}
+
+std::vector<std::vector<SharedJob>> shared_passes(std::span<const SharedJob> jobs) {
+  std::vector<std::vector<SharedJob>> passes;
+  for (const SharedJob& job : jobs) {
+    const auto fits = [&](const std::vector<SharedJob>& pass) {
+      return std::ranges::all_of(pass, [&](const SharedJob& other) { return can_share(other, job); });
+    };
+    const auto pass = std::ranges::find_if(passes, fits);
+    if (pass == passes.end()) passes.push_back({job});
+    else pass->push_back(job);
+  }
+  return passes;
 }
 
 JobResult run_job(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const JobProgress& progress) {

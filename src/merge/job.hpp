@@ -167,6 +167,12 @@ struct SharedJob {
 // written, when the jobs' outputs differ in their files or tensors.
 std::vector<JobResult> run_jobs(std::span<const SharedJob> jobs, const JobProgress& progress = {});
 
+// The jobs grouped into passes run_jobs accepts, in order: each job joins the
+// first pass whose every job writes the same files and output tensors (a
+// control whose post has another vocabulary combines other embedding rows,
+// so it gets a pass of its own).
+std::vector<std::vector<SharedJob>> shared_passes(std::span<const SharedJob> jobs);
+
 // "w0.25", "w1", "w-0.5": the folder name of one weight in a sweep.
 std::string weight_folder_name(double w);
 

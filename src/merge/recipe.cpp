@@ -95,13 +95,16 @@ std::vector<RecipeVector> read_vectors(const YamlReader& y, const YAML::Node& li
   return vectors;
 }
 
-// A variant's name names a folder beside the merge's w<w>/ folders.
+// A variant's name names a folder beside the merge's w<w>/ folders; not a
+// hidden one, which is where outputs are staged (.w1.rvec-partial).
 void check_variant_name(const YamlReader& y, const YAML::Node& node, const std::string& name) {
-  const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+  const bool plain = !name.empty() && name[0] != '.' && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
   });
-  if (!plain || name == "." || name == "..") {
-    y.error(node, fmt::format("variant name \"{}\" must be a folder name of letters, digits, '-', '_' and '.'", name));
+  if (!plain) {
+    y.error(node, fmt::format("variant name \"{}\" must be a folder name of letters, digits, '-', '_' and '.', "
+                              "not starting with '.'",
+                              name));
   }
   double w = 0;
   const char* digits = name.data() + 1;
@@ -339,9 +342,11 @@ JobSpec job_spec(const Recipe& r) {
 namespace {
 
 // A job's output: the folder of its weights, or with one weight that
-// weight's own folder, so that every output is `<folder>/w<w>`.
-std::string weights_folder(const std::filesystem::path& folder, const std::vector<double>& weights) {
-  return weights.size() == 1 ? (folder / weight_folder_name(weights.front())).string() : folder.string();
+// weight's own folder (GGUF: file), so that every output is `<folder>/w<w>`
+// (`<folder>/w<w>.gguf`), as a job of several weights writes them.
+std::string job_output(const std::filesystem::path& folder, const Recipe& job) {
+  if (job.weights.size() != 1) return folder.string();
+  return (folder / (weight_folder_name(job.weights.front()) + (job.format == "gguf" ? ".gguf" : ""))).string();
 }
 
 }  // namespace
@@ -350,14 +355,14 @@ std::vector<Recipe> recipe_jobs(const Recipe& recipe) {
   if (recipe.variants.empty()) return {recipe};
   Recipe merge = recipe;
   merge.variants.clear();
-  merge.output = weights_folder(recipe.output, recipe.weights);
+  merge.output = job_output(recipe.output, merge);
   std::vector<Recipe> jobs{merge};
   for (const auto& v : recipe.variants) {
     Recipe job = merge;
     job.method = v.method;
     job.params = v.params;
     if (!v.weights.empty()) job.weights = v.weights;
-    job.output = weights_folder(std::filesystem::path(recipe.output) / v.name, job.weights);
+    job.output = job_output(std::filesystem::path(recipe.output) / v.name, job);
     jobs.push_back(std::move(job));
   }
   return jobs;

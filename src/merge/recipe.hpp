@@ -31,7 +31,8 @@
 // A merge can also build variants of itself in the same read pass: the same
 // vectors by another method, with other parameters and weights. The merge's
 // own outputs then go to OUTPUT/w<w>/ and each variant's to
-// OUTPUT/<name>/w<w>/, each with its own self-contained rvec_recipe.yaml:
+// OUTPUT/<name>/w<w>/ (GGUF: w<w>.gguf), each with its own self-contained
+// rvec_recipe.yaml:
 //
 //   variants:
 //     - {name: ties20, method: ties, params: {density: 0.2}, weights: [1, 1.5]}

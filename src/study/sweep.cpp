@@ -181,7 +181,8 @@ void skip_existing_gguf(const SweepRecipe& r, std::vector<std::pair<double, fs::
 }
 
 // Every merged model of the sweep in one read pass: the reasoning vector's
-// weights and every control, variant and ablation.
+// weights and every control, variant and ablation (a control that combines
+// other rows, from another vocabulary, in a pass of its own).
 void build_models(const SweepRecipe& r) {
   OpenModels models;
   std::vector<std::unique_ptr<SeriesJob>> jobs;
@@ -202,9 +203,11 @@ void build_models(const SweepRecipe& r) {
   if (jobs.empty()) return;
   std::vector<SharedJob> shared;
   for (const auto& job : jobs) shared.push_back({&job->inputs, &job->spec, &job->plan});
-  for (const auto& result : run_jobs(shared)) {
-    for (const auto& o : result.outputs) {
-      fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+  for (const auto& pass : shared_passes(shared)) {
+    for (const auto& result : run_jobs(pass)) {
+      for (const auto& o : result.outputs) {
+        fmt::print("  {} {}\n", o.already_complete ? "reused" : "built ", o.path.string());
+      }
     }
   }
 }

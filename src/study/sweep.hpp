@@ -3,7 +3,8 @@
 //   1. build target + w·(post − pre) for every w > 0,
 //      target + w·(control − pre) for each control vector,
 //      target + w·method(post − pre) for each variant and
-//      target + w·part(post − pre) for each ablation, all in one read pass;
+//      target + w·part(post − pre) for each ablation, all in one read pass
+//      (a control from another vocabulary in one of its own);
 //   2. for each model (target as w = 0, the merged ones, post and the
 //      controls as reference rows): start a server, wait until it answers,
 //      evaluate every benchmark, stop the server (always);

@@ -213,6 +213,34 @@ TEST(GgufCli, SeveralVectorsByAMethodAsGgufEqualExportOfTheSafetensorsMerge) {
   EXPECT_EQ(meta["general.rvec.inputs.pre_1"], "pre");
 }
 
+// A recipe's variants as GGUF: every job's output is the file its own
+// `rvec merge --format gguf` writes, a job of one weight included
+// (OUTPUT/w1.gguf, OUTPUT/<name>/w1.gguf).
+TEST(GgufCli, RecipeVariantsAsGgufAreTheFilesOfTheirOwnMerges) {
+  test::TempDir dir;
+  const std::string inputs = "--pre " + q(family("pre")) + " --post " + q(family("post")) + " --target " + q(family("target"));
+  test::write_file(dir / "variants.yaml", "pre: " + family("pre").string() + "\npost: " + family("post").string() +
+                                              "\ntarget: " + family("target").string() + "\nweights: [1]\noutput: " +
+                                              (dir / "v").string() + "\nformat: gguf\ntype: q8_0\nvariants:\n"
+                                              "  - {name: ties30, method: ties, params: {density: 0.3}}\n"
+                                              "  - {name: dare, method: dare_ties, params: {density: 0.5, seed: 3}, "
+                                              "weights: [0.5, 1]}\n");
+  const auto shared = run_rvec("run -q " + q(dir / "variants.yaml"));
+  ASSERT_EQ(shared.exit_code, 0) << shared.output;
+  const std::string gguf = " --format gguf --type q8_0 -q -o ";
+  for (const auto& [args, out] : {std::pair{"-w 1", "plain/w1.gguf"}, std::pair{"--method ties --density 0.3 -w 1", "ties30/w1.gguf"},
+                                  std::pair{"--method dare_ties --density 0.5 --seed 3 -w 0.5,1", "dare"}}) {
+    fs::create_directories((dir / "alone" / out).parent_path());
+    const auto alone = run_rvec("merge " + inputs + " " + args + gguf + q(dir / "alone" / out));
+    ASSERT_EQ(alone.exit_code, 0) << alone.output;
+  }
+  EXPECT_TRUE(test::read_file(dir / "v" / "w1.gguf") == test::read_file(dir / "alone" / "plain" / "w1.gguf"));
+  EXPECT_TRUE(test::read_file(dir / "v" / "ties30" / "w1.gguf") == test::read_file(dir / "alone" / "ties30" / "w1.gguf"));
+  for (const char* w : {"w0.5.gguf", "w1.gguf"}) {
+    EXPECT_TRUE(test::read_file(dir / "v" / "dare" / w) == test::read_file(dir / "alone" / "dare" / w)) << w;
+  }
+}
+
 // A killed export leaves nothing at the destination; the same command resumes
 // from the verified files and ends with the bytes of an uninterrupted run.
 TEST(GgufCli, AKilledSplitExportResumesToTheSameBytes) {

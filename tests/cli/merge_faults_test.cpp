@@ -144,6 +144,34 @@ TEST_F(MergeFaults, EveryMethodResumesAfterAKillAndIgnoresTheThreadCount) {
   }
 }
 
+// A recipe's merge and variants share each file's pass: killed after any
+// file, the run resumes every output to the bytes of an uninterrupted run.
+TEST_F(MergeFaults, VariantsKilledAfterEveryFileResumeToTheSameBytes) {
+  const auto recipe = [&](const fs::path& out) {
+    const fs::path file = out.string() + ".yaml";
+    test::write_file(file, "pre: " + (dir_ / "fam" / "pre").string() + "\npost: " + (dir_ / "fam" / "post").string() +
+                               "\ntarget: " + (dir_ / "fam" / "target").string() + "\nweights: [0.5, 1]\noutput: " +
+                               out.string() + "\nmax_shard_size: 60kB\nvariants:\n"
+                               "  - {name: ties, method: ties, params: {density: 0.3}, weights: [1]}\n"
+                               "  - {name: dare, method: dare_ties, params: {density: 0.5, seed: 3}}\n");
+    return "run -q --threads 2 " + q(file);
+  };
+  ASSERT_EQ(run_rvec(recipe(dir_ / "clean")).exit_code, 0);
+  const std::vector<fs::path> outputs = {"w0.5", "w1", "ties/w1", "dare/w0.5", "dare/w1"};
+  const size_t files = shards_of(dir_ / "clean" / "w1").size();
+  ASSERT_GE(files, 3u);
+  for (size_t n = 1; n < files; ++n) {
+    const fs::path out = dir_ / ("killed" + std::to_string(n));
+    const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=" + std::to_string(n) + " " + RVEC_CLI_PATH +
+                                        " " + recipe(out) + "; echo exit=$?");
+    EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << n << ": " << killed.output;
+    for (const auto& o : outputs) EXPECT_FALSE(fs::exists(out / o)) << n << " " << o;
+    const auto resumed = run_rvec(recipe(out));
+    ASSERT_EQ(resumed.exit_code, 0) << n << ": " << resumed.output;
+    for (const auto& o : outputs) expect_same_shards(dir_ / "clean" / o, out / o);
+  }
+}
+
 TEST_F(MergeFaults, AnOutputThatIsHoldsOrSitsInAnInputIsRefused) {
   const fs::path fam = dir_ / "fam";
   for (const auto& [out, how] : {std::pair{fam / "target", "is the input target"},

@@ -179,6 +179,17 @@ TEST_F(MergeMethodsCli, RecipeVariantsShareTheMergesReadPass) {
   EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << again.output;
 }
 
+// A hidden name could be the merge's own staging folder (.w1.rvec-partial):
+// the merge's output would be renamed into place with the variant inside it.
+TEST_F(MergeMethodsCli, AVariantNamedLikeAHiddenFolderIsRefused) {
+  const fs::path recipe = dir_->path() / "hidden-variant.yaml";
+  test::write_file(recipe, "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o\nvariants:\n"
+                           "  - {name: .w1.rvec-partial, method: ties}\n");
+  const auto r = run_rvec("run " + q(recipe));
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_NE(r.output.find("not starting with '.'"), std::string::npos) << r.output;
+}
+
 TEST_F(MergeMethodsCli, AVariantNamedLikeAWeightFolderIsRefused) {
   const fs::path recipe = dir_->path() / "bad-variant.yaml";
   test::write_file(recipe, "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o\nvariants:\n  - {name: w1.5, method: ties}\n");

@@ -132,9 +132,9 @@ long resident_kib(pid_t pid) {
 }
 
 // A tiny Qwen2 model with a byte-level tokenizer and a ChatML template.
-void write_chat_model(const fs::path& dir, uint64_t seed) {
+void write_chat_model(const fs::path& dir, uint64_t seed, size_t rows) {
   TinyModelSpec spec;
-  spec.vocab = 300;
+  spec.vocab = rows;
   spec.hidden = 32;
   spec.seed = seed;
   write_tiny_model(dir, spec);

@@ -61,7 +61,8 @@ inline constexpr bool kAddressSanitizer = false;
 
 // A tiny random Qwen2 model (vocab 300) with a byte-level tokenizer and a ChatML template;
 // `seed` picks the weights (same shapes for every seed, so any two can be merged).
-void write_chat_model(const std::filesystem::path& dir, uint64_t seed = 1);
+// `rows` > 300 adds embedding rows no token uses (as padded vocabularies do).
+void write_chat_model(const std::filesystem::path& dir, uint64_t seed = 1, size_t rows = 300);
 
 // `rvec serve MODEL --port 0` as a child process, stderr in `log`; killed on destruction.
 class ServerProcess {

@@ -395,6 +395,32 @@ TEST(Sweep, FairControlsAndAblationsAreBuiltAndReportedAsSeries) {
   EXPECT_EQ(series, (std::set<std::string>{"matched", "random", "mlp", "no-embed"}));
 }
 
+// A control whose vocabulary is smaller than the reasoning vector's combines
+// fewer embedding rows, so it cannot share the reasoning vector's read pass:
+// it is built in a pass of its own, as it would be by `rvec merge` alone.
+TEST(Sweep, AControlThatCombinesOtherRowsIsBuiltInAPassOfItsOwn) {
+  TempDir dir;
+  test::write_chat_model(dir / "pre", 1, 304);
+  test::write_chat_model(dir / "post", 2, 304);
+  test::write_chat_model(dir / "target", 3, 304);
+  test::write_chat_model(dir / "control", 4);
+  std::ofstream(dir / "ja.jsonl") << R"({"id": "a", "problem": "1+1は？", "answer": "2"})" << "\n";
+  const auto p = [&](const char* name) { return (dir / name).string(); };
+  std::ofstream(dir / "sweep.yaml") << "pre: " << p("pre") << "\npost: " << p("post") << "\ntarget: " << p("target")
+                                    << "\noutput: " << p("out") << "\nweights: [0, 1]\ninclude_post: false\n"
+                                    << "controls:\n  - {name: control, post: " << p("control") << "}\n"
+                                    << "ablations:\n  - {name: mlp, keep: [mlp]}\n"
+                                    << "benchmarks:\n  - name: ja\n    data: " << p("ja.jsonl")
+                                    << "\n    samples: 1\n    max_tokens: 4\n";
+  const auto run = test::run_rvec("sweep " + p("sweep.yaml"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto merge = test::run_rvec("merge --pre " + p("pre") + " --post " + p("control") + " --target " +
+                                    p("target") + " -w 1 -q -o " + p("merged"));
+  ASSERT_EQ(merge.exit_code, 0) << merge.output;
+  EXPECT_TRUE(test::read_file(dir / "merged" / "model.safetensors") ==
+              test::read_file(dir / "out" / "models" / "control" / "w1" / "model.safetensors"));
+}
+
 TEST(Sweep, RecipeNumbersAreDecimalAndFinite) {
   TempDir dir;
   const std::string head = "pre: a\npost: b\ntarget: c\noutput: d\nweights: [0, 1]\n";
