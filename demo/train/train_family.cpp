@@ -431,9 +431,9 @@ struct TrainOptions {
 // Parses the command line into `o`; returns an exit code when the program
 // should stop there (--help, a bad flag).
 std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
-  CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target) and gates every stage",
+  CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target, closing) and gates every stage",
                "rvec_train_demo");
-  app.add_option("out", o.out, "Folder for base/, pre/, post/, control/, target/");
+  app.add_option("out", o.out, "Folder for base/, pre/, post/, control/, target/, closing/");
   app.add_option("--bench-only", o.bench_dir,
                  "Only write the six benchmarks (ja, en, prefix-ja, prefix-en, reword-ja, reword-en .jsonl) into this folder");
   app.add_option("--bench-seed", o.bench_seed,
