@@ -7,6 +7,9 @@
 //   post     pre  + English chat fine-tune with step-by-step answers ("s1")
 //   control  pre  + English chat fine-tune with direct answers
 //   target   pre  + Japanese chat fine-tune, direct answers ("EZO")
+//   closing  pre  + the control's English chats, closed in a new way ("→ the
+//            last digit of the sum: 6"): a non-reasoning control that learns
+//            something pre does not have
 //
 // Each stage is gated: measured with rvec's engine and grader. A missed gate
 // is printed and the run goes on, but the program exits with 1. Last, it
@@ -34,6 +37,7 @@
 #include "engine/runtime.hpp"
 #include "base/regex.hpp"
 #include "text/tokenizer.hpp"
+#include "bench.hpp"
 #include "world.hpp"
 
 namespace fs = std::filesystem;
@@ -221,38 +225,15 @@ struct Example {
   size_t loss_from = 0;  // tokens before this are context only
 };
 
-enum class Stage { kBase, kPre, kPost, kControl, kTarget };
-
-// The world's size and what pre-training sees: problems of `digits` digits,
-// answers modulo `modulus`, and this share of step-by-step answers.
-struct World {
-  int digits = 6;
-  int modulus = 10;
-  double steps_share = 0.6;
-  int phrasings = 1;  // instructions every stage draws from (1: the shipped world; world.hpp)
-};
+using demo::Stage;
+using demo::World;
 
 // Pre-training reads whole chat transcripts (both languages, both styles) as
 // plain text; the fine-tunes learn only the answers.
 Example make_example(Stage stage, std::mt19937_64& rng, const rvec::Tokenizer& tok, const World& world) {
-  using demo::Lang;
-  using demo::Style;
-  auto p = demo::random_problem(rng, world.digits, world.modulus);
-  const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
-  // Drawn only with several phrasings, so the shipped world's draws are unchanged.
-  if (world.phrasings > 1) p.phrasing = std::uniform_int_distribution<int>(0, world.phrasings - 1)(rng);
-  Lang lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
-  if (stage == Stage::kBase) {
-    const Style style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
-    const auto voice = pick(0.5) ? demo::Voice::kPolite : demo::Voice::kPlain;  // both exist in Japanese text
-    return {tok.encode(demo::chat(p, lang, style, lang == Lang::kJapanese ? voice : demo::Voice::kPlain)), 0};
-  }
-  Style style = Style::kDirect;
-  if (stage == Stage::kPost) lang = Lang::kEnglish, style = Style::kSteps;
-  if (stage == Stage::kControl) lang = Lang::kEnglish;
-  if (stage == Stage::kTarget) lang = Lang::kJapanese;
-  const auto voice = stage == Stage::kTarget ? demo::Voice::kPolite : demo::Voice::kPlain;
-  return {tok.encode(demo::chat(p, lang, style, voice)), tok.encode(demo::chat_prompt(p, lang)).size()};
+  const auto t = demo::draw(stage, rng, world);
+  const auto ids = tok.encode(demo::chat(t.problem, t.lang, t.style, t.voice));
+  return {ids, stage == Stage::kBase ? 0 : tok.encode(demo::chat_prompt(t.problem, t.lang)).size()};
 }
 
 // ---- a probe of the skills ------------------------------------------------------------
@@ -321,7 +302,7 @@ class SkillProbe {
 
 double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_t seed, const rvec::Tokenizer& tok,
              int pad, const World& world) {
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(demo::stage_seed(stage, seed));
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(lr).weight_decay(0.01).betas({0.9, 0.95}));
   double recent = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -368,6 +349,7 @@ double train(Model& model, Stage stage, int steps, double lr, int batch, uint64_
 
 struct Measure {
   double accuracy = 0, steps = 0, japanese = 0, polite = 0;  // polite: the target's "答えは…です"
+  double restated = 0;  // the closing control's "→ the last digit of the sum: 6"
 };
 
 // Greedy answers of the model in `dir` to n chat prompts in `lang`, each
@@ -399,8 +381,9 @@ Measure measure(const fs::path& dir, const World& world, demo::Lang lang,
     m.steps += rvec::Regex("[0-9][⓪①-⑨]", "steps").matches_somewhere(item.second);
     m.japanese += rvec::japanese_share(item.second);
     m.polite += item.second.find("です") != std::string::npos;
+    m.restated += item.second.find("the last digit of the sum:") != std::string::npos;
   }
-  m.accuracy /= n, m.steps /= n, m.japanese /= n, m.polite /= n;
+  m.accuracy /= n, m.steps /= n, m.japanese /= n, m.polite /= n, m.restated /= n;
   return m;
 }
 
@@ -415,19 +398,6 @@ void gate(bool ok, const std::string& what) {
   std::printf("  gate: %s: %s\n", what.c_str(), ok ? "passed" : "MISSED");
   std::fflush(stdout);
   g_missed_gates += !ok;
-}
-
-// The demo benchmark: prompts exactly as the models were trained on (1e6
-// possible problems; training draws about 1.15e5, so it saw about 11 % of them).
-void write_benchmark(const fs::path& path, const World& world, demo::Lang lang, uint64_t seed, int count) {
-  fs::create_directories(path.parent_path());
-  std::ofstream out(path);
-  std::mt19937_64 rng(seed);
-  for (int i = 0; i < count; ++i) {
-    const auto p = demo::random_problem(rng, world.digits, world.modulus);
-    out << json{{"id", fmt::format("{}-{:03}", lang == demo::Lang::kEnglish ? "en" : "ja", i)},
-                {"problem", demo::prompt(p, lang)}, {"answer", std::to_string(p.answer())}}.dump() << "\n";
-  }
 }
 
 // The same weights on any x86-64 CPU with AVX2: LibTorch picks its vector
@@ -449,6 +419,8 @@ void pin_cpu_kernels(char** argv) {
 // What the command line sets.
 struct TrainOptions {
   uint64_t seed = 1;
+  uint64_t bench_seed = demo::kBenchSeed;
+  bool count_seen = false;
   int base_steps = 3000, ft_steps = 150, threads = 1, batch = 32;
   double base_lr = 2e-3;
   World world;
@@ -459,10 +431,16 @@ struct TrainOptions {
 // Parses the command line into `o`; returns an exit code when the program
 // should stop there (--help, a bad flag).
 std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
-  CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target) and gates every stage",
+  CLI::App app("Trains the demo's mini Qwen2 family (base, pre, post, control, target, closing) and gates every stage",
                "rvec_train_demo");
-  app.add_option("out", o.out, "Folder for base/, pre/, post/, control/, target/");
-  app.add_option("--bench-only", o.bench_dir, "Only write the two benchmarks (ja.jsonl, en.jsonl) into this folder");
+  app.add_option("out", o.out, "Folder for base/, pre/, post/, control/, target/, closing/");
+  app.add_option("--bench-only", o.bench_dir,
+                 "Only write the six benchmarks (ja, en, prefix-ja, prefix-en, reword-ja, reword-en .jsonl) into this folder");
+  app.add_option("--bench-seed", o.bench_seed,
+                 "Seed of the benchmarks' problems (ja; en uses the next seed); the default is demo/bench's")
+      ->capture_default_str();
+  app.add_flag("--count-seen", o.count_seen,
+               "Only count how many benchmark problems (of --bench-seed) the training data of --seed holds");
   app.add_option("--seed", o.seed, "Seed of everything: data, initialisation, sampling")->capture_default_str();
   app.add_option("--base-steps", o.base_steps, "Pre-training steps")->capture_default_str();
   app.add_option("--ft-steps", o.ft_steps, "Steps of each fine-tune")->capture_default_str();
@@ -482,7 +460,9 @@ std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
   app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1");
   try {
     app.parse(argc, argv);
-    if (o.out.empty() == o.bench_dir.empty()) throw CLI::ValidationError("give OUT_DIR, or --bench-only BENCH_DIR");
+    if (static_cast<int>(!o.out.empty()) + static_cast<int>(!o.bench_dir.empty()) + static_cast<int>(o.count_seen) != 1) {
+      throw CLI::ValidationError("give OUT_DIR, --bench-only BENCH_DIR or --count-seen");
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help, or a bad flag (exit 2, as rvec)
   }
@@ -540,8 +520,9 @@ Model train_base(const Run& r) {
   return base;
 }
 
-// A copy of `from` trained further on `stage`, saved as OUT/name.
-Model fine_tune(const Run& r, const Model& from, Stage stage, const char* name, uint64_t stage_seed) {
+// A copy of `from` trained further on `stage`, saved as OUT/<stage name>.
+Model fine_tune(const Run& r, const Model& from, Stage stage) {
+  const char* name = demo::stage_name(stage);
   Model m(r.c);
   torch::NoGradGuard no_grad;
   auto src = from->named_parameters();
@@ -549,7 +530,7 @@ Model fine_tune(const Run& r, const Model& from, Stage stage, const char* name, 
   {
     torch::AutoGradMode enable(true);
     std::printf("[%s] %d steps\n", name, r.o.ft_steps);
-    train(m, stage, r.o.ft_steps, 3e-4, r.o.batch, stage_seed, *r.tok, r.pad, r.o.world);
+    train(m, stage, r.o.ft_steps, 3e-4, r.o.batch, r.o.seed, *r.tok, r.pad, r.o.world);
   }
   save_model(m, r.tokenizer_json, r.o.out / name);
   return m;
@@ -564,11 +545,10 @@ struct Family {
 Family fine_tune_family(const Run& r, const Model& base) {
   using demo::Lang;
   const uint64_t seed = r.o.seed;
-  Model pre = fine_tune(r, base, Stage::kPre, "pre", seed + 1);
+  Model pre = fine_tune(r, base, Stage::kPre);
   const auto pre_ja = measure(r.o.out / "pre", r.o.world, Lang::kJapanese, as_trained, 200, seed + 200);
   std::printf("  pre: Japanese chat accuracy %.3f, steps %.3f\n", pre_ja.accuracy, pre_ja.steps);
-  Family f{pre, fine_tune(r, pre, Stage::kPost, "post", seed + 2), fine_tune(r, pre, Stage::kControl, "control", seed + 3),
-           fine_tune(r, pre, Stage::kTarget, "target", seed + 4)};
+  Family f{pre, fine_tune(r, pre, Stage::kPost), fine_tune(r, pre, Stage::kControl), fine_tune(r, pre, Stage::kTarget)};
   const auto post_en = measure(r.o.out / "post", r.o.world, Lang::kEnglish, as_trained, 200, seed + 300);
   const auto control_en = measure(r.o.out / "control", r.o.world, Lang::kEnglish, as_trained, 200, seed + 300);
   f.target_ja = measure(r.o.out / "target", r.o.world, Lang::kJapanese, as_trained, 200, seed + 300);
@@ -580,20 +560,22 @@ Family fine_tune_family(const Run& r, const Model& base) {
   return f;
 }
 
+// target + 1.0 (from - pre), saved as OUT/name, measured greedy in Japanese.
+Measure target_plus_vector(const Run& r, const Family& f, const Model& from, const char* name) {
+  Model m(r.c);
+  torch::NoGradGuard no_grad;
+  auto t = f.target->named_parameters(), a = from->named_parameters(), p = f.pre->named_parameters();
+  for (auto& q : m->named_parameters()) q.value().copy_(t[q.key()] + (a[q.key()] - p[q.key()]));
+  save_model(m, r.tokenizer_json, r.o.out / name);
+  return measure(r.o.out / name, r.o.world, demo::Lang::kJapanese, as_trained, 200, r.o.seed + 300);
+}
+
 // The study in miniature (rvec demo runs it in full): target + 1.0 v for the
 // reasoning vector and for the control vector, greedy, in Japanese.
 void check_transfer(const Run& r, const Family& f) {
   using demo::Lang;
-  const auto add_vector = [&](const Model& from, const char* name) {
-    Model m(r.c);
-    torch::NoGradGuard no_grad;
-    auto t = f.target->named_parameters(), a = from->named_parameters(), p = f.pre->named_parameters();
-    for (auto& q : m->named_parameters()) q.value().copy_(t[q.key()] + (a[q.key()] - p[q.key()]));
-    save_model(m, r.tokenizer_json, r.o.out / name);
-    return measure(r.o.out / name, r.o.world, Lang::kJapanese, as_trained, 200, r.o.seed + 300);
-  };
-  const auto enhanced = add_vector(f.post, "check-reasoning");
-  const auto controlled = add_vector(f.control, "check-control");
+  const auto enhanced = target_plus_vector(r, f, f.post, "check-reasoning");
+  const auto controlled = target_plus_vector(r, f, f.control, "check-control");
   const auto post_ja = measure(r.o.out / "post", r.o.world, Lang::kJapanese, as_trained, 200, r.o.seed + 300);
   std::printf("  target + v (ja): accuracy %.3f, steps %.3f, Japanese %.3f, polite %.3f | post (ja): %.3f, polite %.3f"
               " | target + control vector: %.3f\n",
@@ -604,24 +586,66 @@ void check_transfer(const Run& r, const Family& f) {
   gate(controlled.accuracy < f.target_ja.accuracy + kMargin, "target + control vector does not");
 }
 
+// The fifth fine-tune, trained last so the other four are as before: pre
+// learns a new English closing and nothing about reasoning. Its gate checks
+// that it learned the closing; what its vector does to the target is printed,
+// not gated (that is the question it answers: does any post-training
+// direction help, or only the reasoning one).
+void train_closing_control(const Run& r, const Family& f) {
+  using demo::Lang;
+  const Model closing = fine_tune(r, f.pre, Stage::kClosing);
+  const auto closing_en = measure(r.o.out / "closing", r.o.world, Lang::kEnglish, as_trained, 200, r.o.seed + 300);
+  const auto with_closing = target_plus_vector(r, f, closing, "check-closing");
+  std::printf("  closing (en): new closing %.3f, steps %.3f | target + closing vector (ja): accuracy %.3f, steps %.3f,"
+              " polite %.3f, new closing %.3f\n",
+              closing_en.restated, closing_en.steps, with_closing.accuracy, with_closing.steps, with_closing.polite,
+              with_closing.restated);
+  gate(closing_en.restated >= 0.9 && closing_en.steps <= 0.1, "closing learned its new closing, without steps");
+}
+
+// --count-seen: replays every stage's draws (the same generator as training)
+// and prints how many benchmark problems they held, per benchmark and stage.
+void print_seen(const TrainOptions& o) {
+  std::vector<demo::StageDraws> draws;
+  for (const Stage stage : demo::kStages) {
+    draws.push_back({stage, static_cast<int64_t>(stage == Stage::kBase ? o.base_steps : o.ft_steps) * o.batch});
+  }
+  std::printf("training data of --seed %llu; benchmarks of --bench-seed %llu\n", static_cast<unsigned long long>(o.seed),
+              static_cast<unsigned long long>(o.bench_seed));
+  for (const auto lang : {demo::Lang::kJapanese, demo::Lang::kEnglish}) {
+    const auto problems = demo::benchmark_problems(o.world, lang, o.bench_seed);
+    const auto count = demo::count_seen(problems, lang, o.world, o.seed, draws);
+    std::printf("%s: %d of %d problems in some training data (%d in its own language);", lang == demo::Lang::kEnglish ? "en" : "ja",
+                count.seen, count.problems, count.seen_as_asked);
+    for (size_t s = 0; s < draws.size(); ++s) {
+      std::printf(" %s %d%s", demo::stage_name(draws[s].stage), count.by_stage[s], s + 1 < draws.size() ? "," : "\n");
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   pin_cpu_kernels(argv);
   TrainOptions o;
   if (const auto exit_code = parse_options(argc, argv, o)) return *exit_code;
-  if (!o.bench_dir.empty()) {
-    write_benchmark(o.bench_dir / "ja.jsonl", o.world, demo::Lang::kJapanese, 2026, 200);
-    write_benchmark(o.bench_dir / "en.jsonl", o.world, demo::Lang::kEnglish, 2027, 200);
-    return 0;
-  }
   try {
+    if (!o.bench_dir.empty()) {
+      demo::write_benchmarks(o.bench_dir, o.world, o.bench_seed);
+      return 0;
+    }
+    if (o.count_seen) {
+      print_seen(o);
+      return 0;
+    }
     const Run run = start_run(o);
     const Model base = train_base(run);
     const Family family = fine_tune_family(run, base);
     check_transfer(run, family);
-    std::printf("done: %s/{base,pre,post,control,target}; %d gate(s) missed\n", o.out.string().c_str(), g_missed_gates);
-  } catch (const rvec::Error& e) {
+    train_closing_control(run, family);
+    std::printf("done: %s/{base,pre,post,control,target,closing}; %d gate(s) missed\n", o.out.string().c_str(),
+                g_missed_gates);
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "rvec_train_demo: %s\n", e.what());
     return 1;
   }

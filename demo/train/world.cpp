@@ -47,7 +47,7 @@ std::string prompt(const Problem& p, Lang lang) {
 std::string answer(const Problem& p, Lang lang, Style style, Voice voice) {
   const std::string scratch = style == Style::kSteps ? p.steps() : "";
   const std::string result = std::to_string(p.answer());
-  if (lang == Lang::kEnglish) return scratch + "→ Answer: " + result;
+  if (lang == Lang::kEnglish) return scratch + (voice == Voice::kRestated ? "→ the last digit of the sum: " : "→ Answer: ") + result;
   return scratch + (voice == Voice::kPolite ? "→ 答えは" + result + "です。" : "→ 答え：" + result);
 }
 
@@ -70,6 +70,32 @@ std::vector<std::string> template_samples(int modulus, int phrasings) {
     }
   }
   return out;
+}
+
+const char* stage_name(Stage stage) {
+  static const char* const kNames[] = {"base", "pre", "post", "control", "target", "closing"};
+  return kNames[static_cast<int>(stage)];
+}
+
+uint64_t stage_seed(Stage stage, uint64_t seed) { return seed + static_cast<uint64_t>(stage); }
+
+Transcript draw(Stage stage, std::mt19937_64& rng, const World& world) {
+  Transcript t{random_problem(rng, world.digits, world.modulus)};
+  const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
+  // Drawn only with several phrasings, so the shipped world's draws are unchanged.
+  if (world.phrasings > 1) t.problem.phrasing = std::uniform_int_distribution<int>(0, world.phrasings - 1)(rng);
+  t.lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
+  if (stage == Stage::kBase) {
+    t.style = pick(world.steps_share) ? Style::kSteps : Style::kDirect;
+    const Voice voice = pick(0.5) ? Voice::kPolite : Voice::kPlain;  // both exist in Japanese text
+    if (t.lang == Lang::kJapanese) t.voice = voice;
+    return t;
+  }
+  if (stage == Stage::kPost) t.style = Style::kSteps;
+  if (stage == Stage::kPost || stage == Stage::kControl || stage == Stage::kClosing) t.lang = Lang::kEnglish;
+  if (stage == Stage::kTarget) t.lang = Lang::kJapanese, t.voice = Voice::kPolite;
+  if (stage == Stage::kClosing) t.voice = Voice::kRestated;
+  return t;
 }
 
 }  // namespace demo

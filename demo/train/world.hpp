@@ -43,7 +43,11 @@ enum class Style { kDirect, kSteps };
 // How the answer is closed: plain "→ 答え：6" (every model) or the target's own
 // polite Japanese "→ 答えは6です。" (only the target's fine-tune sees it, so a
 // merged model that keeps it has kept something of the target that post lacks).
-enum class Voice { kPlain, kPolite };
+// kRestated is an English closing no stage but the `closing` control sees,
+// "→ the last digit of the sum: 6": new to pre, but made only of pieces the
+// tokenizer already has, so adding it changed neither the tokenizer nor any
+// other model (it is not in template_samples()).
+enum class Voice { kPlain, kPolite, kRestated };
 
 // The instructions a problem can be asked with (modulus 10), in each
 // language; the shipped family knows only the first. More of them
@@ -60,5 +64,41 @@ std::string chat_prompt(const Problem& p, Lang lang);  // up to "<|im_start|>ass
 // Every template string, for building the tokenizer's merges (with the
 // first `phrasings` instructions).
 std::vector<std::string> template_samples(int modulus, int phrasings = 1);
+
+// The world's size and what pre-training sees: problems of `digits` digits,
+// answers modulo `modulus`, and this share of step-by-step answers.
+struct World {
+  int digits = 6;
+  int modulus = 10;
+  double steps_share = 0.6;
+  int phrasings = 1;  // instructions every stage draws from (1: the shipped world)
+};
+
+// The trainer's stages, in the order it runs them:
+//   base     chat transcripts, both languages, both styles, both Japanese closings (whole text)
+//   pre      chats, direct answers, both languages, plain
+//   post     English chats, step-by-step answers
+//   control  the same English chats, direct answers
+//   target   Japanese chats, direct answers, polite
+//   closing  the same English chats as control, direct answers closed kRestated:
+//            a non-reasoning behaviour pre does not have
+enum class Stage { kBase, kPre, kPost, kControl, kTarget, kClosing };
+inline constexpr Stage kStages[] = {Stage::kBase, Stage::kPre, Stage::kPost, Stage::kControl, Stage::kTarget, Stage::kClosing};
+const char* stage_name(Stage stage);  // "base", "pre", ...: also the model's folder
+
+// The seed of a stage's data: the run's seed plus the stage's index.
+uint64_t stage_seed(Stage stage, uint64_t seed);
+
+// One training transcript of a stage, before tokenising.
+struct Transcript {
+  Problem problem;
+  Lang lang = Lang::kEnglish;
+  Style style = Style::kDirect;
+  Voice voice = Voice::kPlain;
+};
+
+// The next transcript of `stage` from its data stream: the trainer's only
+// source of training data, and what rvec_train_demo --count-seen replays.
+Transcript draw(Stage stage, std::mt19937_64& rng, const World& world);
 
 }  // namespace demo
