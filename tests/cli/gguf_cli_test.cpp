@@ -11,18 +11,21 @@
 
 #include "gguf/llama_cpp.hpp"
 #include "io/gguf.hpp"
+#include "cli/gguf_cli_util.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
 namespace {
 
 namespace fs = std::filesystem;
+using test::export_gguf;
+using test::rounded_copy;
 using test::run_rvec;
 
-fs::path family(const std::string& member) { return test::source_dir() / "demo" / "family" / member; }
-fs::path stories() { return test::source_dir() / ".." / "shared" / "data" / "stories260K"; }
+fs::path family(const std::string& member) { return test::demo_family(member); }
+fs::path stories() { return test::stories260k(); }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) { return test::quoted(p); }
 
 std::vector<int32_t> rvec_greedy(const fs::path& model, const std::string& ids, size_t count) {
   const auto r = run_rvec("generate " + q(model) + " --ids " + ids + " -n " + std::to_string(count) + " --json --threads 1");
@@ -37,18 +40,7 @@ std::vector<int32_t> llama_greedy(const fs::path& gguf, const std::vector<int32_
   return ids.value_or(std::vector<int32_t>{});
 }
 
-void export_gguf(const fs::path& model, const fs::path& out, const std::string& type, const std::string& extra = "") {
-  const auto r = run_rvec("export-gguf " + q(model) + " -o " + q(out) + " --type " + type + " -q " + extra);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-}
 
-// A copy of `model` with every tensor rounded to `dtype`: target + 0 * (target - target).
-fs::path rounded_copy(const fs::path& model, const std::string& dtype, const fs::path& out) {
-  const auto r = run_rvec("merge --pre " + q(model) + " --post " + q(model) + " --target " + q(model) + " -w 0 --dtype " +
-                          dtype + " -o " + q(out) + " -q");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  return out;
-}
 
 class GgufLlamaCpp : public ::testing::Test {
  protected:

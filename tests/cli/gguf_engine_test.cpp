@@ -12,6 +12,7 @@
 
 #include "gguf/llama_cpp.hpp"
 #include "serve/serve_util.hpp"
+#include "cli/gguf_cli_util.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -19,11 +20,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::export_gguf;
+using test::rounded_copy;
 using test::run_rvec;
 
-fs::path family(const std::string& member) { return test::source_dir() / "demo" / "family" / member; }
-fs::path stories() { return test::source_dir() / ".." / "shared" / "data" / "stories260K"; }
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+fs::path family(const std::string& member) { return test::demo_family(member); }
+fs::path stories() { return test::stories260k(); }
+std::string q(const fs::path& p) { return test::quoted(p); }
 
 constexpr const char* kPrompt = "2+3は? See: 12 apples, 3 pears (caf\xC3\xA9).";
 
@@ -35,18 +38,7 @@ json generate(const fs::path& model, const std::string& prompt_flags, size_t cou
   return brace == std::string::npos ? json::object() : json::parse(r.output.substr(brace));
 }
 
-void export_gguf(const fs::path& model, const fs::path& out, const std::string& type) {
-  const auto r = run_rvec("export-gguf " + q(model) + " -o " + q(out) + " --type " + type + " -q");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-}
 
-// A copy of `model` with every tensor rounded to `dtype`: target + 0 * (target - target).
-fs::path rounded_copy(const fs::path& model, const std::string& dtype, const fs::path& out) {
-  const auto r = run_rvec("merge --pre " + q(model) + " --post " + q(model) + " --target " + q(model) + " -w 0 --dtype " +
-                          dtype + " -o " + q(out) + " -q");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  return out;
-}
 
 constexpr std::pair<const char*, const char*> kExactTypes[] = {{"F32", "f32"}, {"F16", "f16"}, {"BF16", "bf16"}};
 
