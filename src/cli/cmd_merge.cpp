@@ -241,12 +241,17 @@ PlannedJobs plan_recipe(const Recipe& recipe, const RunFlags& flags, std::string
   PlannedJobs p;
   p.models = open_models(recipe);
   const std::vector<Recipe> jobs = recipe_jobs(recipe);
-  for (const Recipe& job : jobs) {
-    JobSpec& spec = p.specs.emplace_back(job_spec(job));
-    spec.command_line = command_line();
-    spec.recipe_text = jobs.size() == 1 && !recipe_text.empty() ? recipe_text : recipe_yaml(job);
-    spec.threads = flags.threads;
-    p.plans.push_back(plan_job(p.models->inputs, spec));
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    try {
+      JobSpec& spec = p.specs.emplace_back(job_spec(jobs[j]));
+      spec.command_line = command_line();
+      spec.recipe_text = jobs.size() == 1 && !recipe_text.empty() ? recipe_text : recipe_yaml(jobs[j]);
+      spec.threads = flags.threads;
+      p.plans.push_back(plan_job(p.models->inputs, spec));
+    } catch (const Error& e) {
+      if (j == 0) throw;  // jobs[0] is the merge itself
+      throw Error(e.kind(), fmt::format("variant \"{}\": {}", recipe.variants[j - 1].name, e.what()));
+    }
   }
   return p;
 }

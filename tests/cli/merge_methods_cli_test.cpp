@@ -190,6 +190,20 @@ TEST_F(MergeMethodsCli, AVariantNamedLikeAHiddenFolderIsRefused) {
   EXPECT_NE(r.output.find("not starting with '.'"), std::string::npos) << r.output;
 }
 
+// A variant's method refuses the merge's per-vector values it does not take;
+// the error names the variant.
+TEST_F(MergeMethodsCli, AVariantsPlanningErrorNamesTheVariant) {
+  const fs::path recipe = dir_->path() / "variant-error.yaml";
+  test::write_file(recipe, "kind: merge\nmethod: ties\nvectors:\n  - {pre: " + fam("fam1", "pre").string() +
+                               ", post: " + fam("fam1", "post").string() + ", density: 0.3}\ntarget: " +
+                               fam("fam1", "target").string() + "\nweights: [1]\noutput: " + out("variant-error").string() +
+                               "\nvariants:\n  - {name: plain, method: task_arithmetic}\n");
+  const auto r = run_rvec("run " + q(recipe));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("variant \"plain\": "), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out("variant-error")));
+}
+
 TEST_F(MergeMethodsCli, AVariantNamedLikeAWeightFolderIsRefused) {
   const fs::path recipe = dir_->path() / "bad-variant.yaml";
   test::write_file(recipe, "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o\nvariants:\n  - {name: w1.5, method: ties}\n");
