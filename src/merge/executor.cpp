@@ -273,16 +273,6 @@ uint64_t TensorTask::element_count() const {
   return n;
 }
 
-uint64_t TensorTask::bytes_to_read(unsigned statistics_passes) const {
-  uint64_t vector_bytes = 0;
-  for (const auto& v : vectors) {
-    vector_bytes += bytes_of(v.post->info->dtype, combined_elements);
-    if (v.pre) vector_bytes += bytes_of(v.pre->info->dtype, combined_elements);
-  }
-  if (!copied()) vector_bytes *= 1 + statistics_passes;
-  return vector_bytes + (base ? base->info->byte_size() : 0);
-}
-
 TaskContext::TaskContext(const TensorTask& task, const MethodParams& merge_params) {
   for (const auto& v : task.vectors) {
     weights_.push_back(v.weight);
@@ -426,8 +416,11 @@ void TaskExecutor::run_row(const TaskRow& row, Combiners combiners, const std::f
   const uint64_t step = block_elements(first_task);
   const uint64_t combined = combined_elements(row);
   if (combined > 0) {
-    if (combiners.empty()) combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_read()); });
-    buffers_->vectors.start(row);
+    if (combiners.empty()) {
+      combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_read()); });  // starts the streams
+    } else {
+      buffers_->vectors.start(row);  // prepared ahead with other streams
+    }
     for (uint64_t first = 0; first < combined; first += step) {
       combine_block(row, combiners, first, std::min<uint64_t>(step, combined - first));
       progress(bytes_read());

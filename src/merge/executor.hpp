@@ -66,8 +66,6 @@ struct TensorTask {
 
   uint64_t element_count() const;
   bool copied() const { return combined_elements == 0; }
-  // Bytes of the inputs the task reads: the vectors once more per statistics pass.
-  uint64_t bytes_to_read(unsigned statistics_passes) const;
 };
 
 // Where a merge's time goes, per stage. The executor's thread reads, computes

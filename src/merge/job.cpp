@@ -772,9 +772,8 @@ JobPlan plan_tasks(const JobInputs& inputs, const JobSpec& spec) {
     plan.tasks.push_back(make_task({plans, i, plan.compatibility, layers}, spec));
   }
   if (writes_gguf(spec)) plan_gguf(plan, *inputs.target, spec);
-  for (const auto& t : plan.tasks) {
-    plan.bytes_to_read += t.bytes_to_read(statistics_passes(job_method(spec), t, plan.merge_params));
-  }
+  const OutputGroup group{&job_method(spec), &plan.merge_params, {}, {}};
+  for (const auto& t : plan.tasks) plan.bytes_to_read += row_bytes_to_read({&t}, std::span(&group, 1));
   return plan;
 }
 
