@@ -422,6 +422,10 @@ bool equal_ignoring_case(std::string_view a, std::string_view b) {
          });
 }
 
+// Responses are always whole; HTTP allows a server to ignore Range. (The
+// request is process_request's own object, handed to the handlers as const.)
+void answer_whole(const httplib::Request& req) { const_cast<httplib::Request&>(req).ranges.clear(); }
+
 }  // namespace
 
 HttpFront::HttpFront(size_t max_connections, size_t max_body_bytes)
@@ -440,9 +444,7 @@ HttpFront::HttpFront(size_t max_connections, size_t max_body_bytes)
   set_read_timeout(limits::kIdleTimeout);
   set_write_timeout(limits::kWriteTimeout);
   set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    // Responses are always whole; HTTP allows a server to ignore Range. (The
-    // request is process_request's own object, handed to us as const.)
-    const_cast<httplib::Request&>(req).ranges.clear();
+    answer_whole(req);
     allow_origin(req, res);
     if (req.method == "OPTIONS") return answer_preflight(req, res);
     return check_framing(req, res);
@@ -453,6 +455,7 @@ HttpFront::HttpFront(size_t max_connections, size_t max_body_bytes)
   // Handled even when the body is a handler's own error object: that makes
   // httplib add the Content-Length header on every path.
   set_error_handler(HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    answer_whole(req);  // errors answered before routing too (an Expect: 100-continue refusal)
     if (res.body.empty()) describe_error(req, res);
     return HandlerResponse::Handled;
   }));

@@ -115,6 +115,12 @@ TEST_F(HttpLimitsTest, EarlyRefusalsHaveAContentLengthAndRangeIsIgnored) {
   const auto whole = raw_http(base(), "GET /health HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n");
   EXPECT_EQ(whole.status, 200) << whole.headers;
   EXPECT_TRUE(json::accept(whole.body)) << whole.body;
+  // The error of an early refusal is whole too (CI's fuzz_http found it cut).
+  const auto whole_refusal = raw_http(
+      base(), "POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nRange: bytes=0-3\r\n\r\n");
+  EXPECT_EQ(whole_refusal.status, 411) << whole_refusal.headers;
+  EXPECT_EQ(whole_refusal.headers.find("Content-Range"), std::string::npos) << whole_refusal.headers;
+  EXPECT_TRUE(json::accept(whole_refusal.body)) << whole_refusal.body;
 }
 
 // Item 4: these got no response at all (httplib read 2^64 - 5 bytes).
