@@ -1,13 +1,18 @@
 // Decode and prompt throughput of the built-in engine against the memory
 // bandwidth floor, measured in one run on the same machine:
 //
-//   floor (s/step) = bytes of weights one decode step streams / read bandwidth
+//   floor (s/step) = bytes of weights one decode step streams / R(T)
 //
-// (memcpy bandwidth is printed too; the floor uses the read rate because a
-// decode step only reads weights.)
+// where R(T) is the read bandwidth of T threads reading the way a decode
+// step reads its weights: a 1 GiB buffer (about 4x this machine's L3) in the
+// weights' own allocation (2 MiB-aligned, madvise(MADV_HUGEPAGE)), split into
+// T contiguous parts, one long sequential stream per thread with 64-byte
+// vector loads; the best of 5 passes. (memcpy bandwidth is printed too; the
+// floor uses the read rate because a decode step only reads weights.)
 //
-// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]
-// (compare: one JSON line with the three rates of bench/engine_vs_llamacpp.sh)
+// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|compare]
+// (decode1: one stream only, 64 tokens; compare: one JSON line with the three
+// rates of bench/engine_vs_llamacpp.sh)
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
 
@@ -23,6 +28,7 @@
 #include "engine/batcher.hpp"
 #include "engine/transformer.hpp"
 #include "numeric/linalg.hpp"
+#include "numeric/matmul.hpp"
 
 namespace {
 
@@ -61,21 +67,21 @@ double copy_bandwidth(rvec::ThreadPool& pool) {
   return 2.0 * static_cast<double>(bytes) / best;
 }
 
-// Read bandwidth over 1 GiB with every thread: bytes read / s.
+// R(threads): bytes read per second, as the floor above describes.
 double read_bandwidth(rvec::ThreadPool& pool) {
-  const size_t floats = size_t(1) << 28, parts = pool.size();
-  std::vector<float> data(floats, 1.0f);
+  const size_t floats = size_t(1) << 28, parts = pool.size(), chunk = floats / parts;
+  std::vector<float, rvec::WeightAllocator<float>> data(floats, 1.0f);
   std::vector<float> sums(parts);
   double best = 1e30;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < 5; ++rep) {
     const auto start = Clock::now();
     pool.parallel_for(parts, [&](size_t p) {
-      const size_t chunk = floats / parts / 2;  // dot of two halves reads every byte once
-      sums[p] = rvec::linalg::dot(data.data() + 2 * p * chunk, data.data() + (2 * p + 1) * chunk, chunk);
+      const float* part = data.data() + p * chunk;
+      sums[p] = rvec::linalg::dot(part, part, chunk);  // both operands are one stream: each byte comes from memory once
     });
     best = std::min(best, seconds_since(start));
   }
-  return 4.0 * static_cast<double>(floats) / best;
+  return 4.0 * static_cast<double>(chunk * parts) / best;
 }
 
 // Greedy decoding of `batch` sequences (prompts of 16 ids, 100 + 37 i + t),
@@ -121,8 +127,9 @@ void print_prompt_rate(rvec::Transformer& model) {
 
 int main(int argc, char** argv) {
   const std::string what = argc > 3 ? argv[3] : "all";
-  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode" && what != "compare")) {
-    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|compare]\n");
+  if (argc < 2 || (what != "all" && what != "prompt" && what != "decode" && what != "decode1" &&
+                    what != "compare")) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|compare]\n");
     return 2;
   }
   try {
@@ -133,6 +140,12 @@ int main(int argc, char** argv) {
       const double prompt512 = prompt_rate(*model, 512).per_second;
       const double decode8 = decode_rate(*model, 8, 32, true).per_second;
       fmt::print("{{\"decode1\": {:.3f}, \"prompt512\": {:.3f}, \"decode8\": {:.3f}}}\n", decode1, prompt512, decode8);
+      return 0;
+    }
+    if (what == "decode1") {
+      const Rate rate = decode_rate(*model, 1, 64, false);
+      fmt::print("threads {}  one stream: {:.2f} tok/s ({:.2f} tok per CPU second)\n", pool.size(), rate.per_second,
+                 rate.per_cpu_second);
       return 0;
     }
     if (what == "prompt") {
@@ -146,7 +159,8 @@ int main(int argc, char** argv) {
     fmt::print("threads {}  weights streamed per step {:.3f} GB\n", pool.size(), weights / 1e9);
     fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
                read / 1e9);
-    fmt::print("floor = weights / read bandwidth = {:.1f} ms/step\n", floor_s * 1e3);
+    fmt::print("floor = weights / R({}) = {:.3f} GB / {:.1f} GB/s = {:.1f} ms/step (R: {} threads reading 1 GiB of huge pages)\n",
+               pool.size(), weights / 1e9, read / 1e9, floor_s * 1e3, pool.size());
     fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10} {:>14}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor",
                "tok/CPU s");
     for (const size_t batch : {1, 8, 32}) {

@@ -10,6 +10,7 @@
 #include "numeric/convert.hpp"
 #include "numeric/kernels.hpp"
 #include "numeric/linalg.hpp"
+#include "numeric/matmul.hpp"
 
 namespace {
 
@@ -109,6 +110,39 @@ void BM_GemmBf16(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GemmBf16)->Name("gemm_bf16/512_tokens")->Arg(896)->Arg(4864);
+// Decoding one stream on one core, as the engine's weights are laid out:
+// 512 MiB of bf16 rows of 896 columns (twice this machine's L3) in the
+// weights' allocation (huge pages), times one activation row; against a plain
+// read of the same bytes (one sequential stream through linalg::dot). Bytes
+// per second: the weights read; the gap between the two is what the gemv
+// kernel leaves of one core's memory bandwidth.
+constexpr size_t kStreamBytes = size_t(512) << 20, kStreamCols = 896;
+
+std::vector<uint16_t, rvec::WeightAllocator<uint16_t>>& stream_weights() {
+  static std::vector<uint16_t, rvec::WeightAllocator<uint16_t>> w(kStreamBytes / 2, rvec::f32_to_bf16(0.01f));
+  return w;
+}
+
+void BM_GemvBf16Stream(benchmark::State& state) {
+  const auto& w = stream_weights();
+  const size_t rows = w.size() / kStreamCols;
+  std::vector<float> x(kStreamCols, 0.25f), y(rows);
+  for (auto _ : state) {
+    rvec::linalg::gemv_bf16(w.data(), rows, kStreamCols, x.data(), 1, y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * rows * kStreamCols * 2));
+}
+
+void BM_ReadStream(benchmark::State& state) {
+  const auto& w = stream_weights();
+  const auto* data = reinterpret_cast<const float*>(w.data());
+  for (auto _ : state) benchmark::DoNotOptimize(rvec::linalg::dot(data, data, w.size() / 2));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w.size() * 2));
+}
+
+BENCHMARK(BM_GemvBf16Stream)->Name("gemv_bf16/one_stream_512MiB")->MinTime(2.0);
+BENCHMARK(BM_ReadStream)->Name("read/one_stream_512MiB")->MinTime(2.0);
 BENCHMARK(BM_Subtract<true>)->Name("subtract/simd");
 BENCHMARK(BM_Subtract<false>)->Name("subtract/scalar");
 BENCHMARK(BM_Bf16ToF32<true>)->Name("bf16_to_f32/simd");
