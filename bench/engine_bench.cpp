@@ -7,11 +7,12 @@
 // step reads its weights: a 1 GiB buffer (about 4x this machine's L3) in the
 // weights' own allocation (2 MiB-aligned, madvise(MADV_HUGEPAGE)), split into
 // T contiguous parts, one long sequential stream per thread with 64-byte
-// vector loads; the best of 5 passes. (memcpy bandwidth is printed too; the
+// vector loads; the best of 10 passes, half of them with software prefetches
+// 8 KiB ahead as the gemv kernels make. (memcpy bandwidth is printed too; the
 // floor uses the read rate because a decode step only reads weights.)
 //
-// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|compare]
-// (decode1: one stream only, 64 tokens; compare: one JSON line with the three
+// Usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|floor|compare]
+// (decode1: one stream only, 64 tokens; floor: the bandwidths and the floor only; compare: one JSON line with the three
 // rates of bench/engine_vs_llamacpp.sh)
 // (make a model with: rvec gen-family 0.5b OUT, then use OUT/pre)
 #include <fmt/format.h>
@@ -67,18 +68,29 @@ double copy_bandwidth(rvec::ThreadPool& pool) {
   return 2.0 * static_cast<double>(bytes) / best;
 }
 
-// R(threads): bytes read per second, as the floor above describes.
+// Sum of p[0, count) squared, read in 4 KiB blocks; with `prefetch`, each
+// block 8 KiB ahead is prefetched first, as the gemv kernels do.
+float read_stream(const float* p, size_t count, bool prefetch) {
+  constexpr size_t kBlock = 1024, kAhead = 2 * kBlock, kLine = 16;
+  float sum = 0;
+  for (size_t at = 0; at < count; at += kBlock) {
+    for (size_t i = at + kAhead; prefetch && i < std::min(at + kAhead + kBlock, count); i += kLine) __builtin_prefetch(p + i);
+    sum += rvec::linalg::dot(p + at, p + at, std::min(kBlock, count - at));
+  }
+  return sum;
+}
+
+// R(threads): bytes read per second, as the floor above describes: the better
+// of reading with the hardware's prefetchers alone and with software
+// prefetches too.
 double read_bandwidth(rvec::ThreadPool& pool) {
   const size_t floats = size_t(1) << 28, parts = pool.size(), chunk = floats / parts;
   std::vector<float, rvec::WeightAllocator<float>> data(floats, 1.0f);
   std::vector<float> sums(parts);
   double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < 10; ++rep) {
     const auto start = Clock::now();
-    pool.parallel_for(parts, [&](size_t p) {
-      const float* part = data.data() + p * chunk;
-      sums[p] = rvec::linalg::dot(part, part, chunk);  // both operands are one stream: each byte comes from memory once
-    });
+    pool.parallel_for(parts, [&](size_t p) { sums[p] = read_stream(data.data() + p * chunk, chunk, rep % 2 == 1); });
     best = std::min(best, seconds_since(start));
   }
   return 4.0 * static_cast<double>(chunk * parts) / best;
@@ -123,13 +135,25 @@ void print_prompt_rate(rvec::Transformer& model) {
              rate.per_cpu_second);
 }
 
+// Prints the bandwidths and the floor; returns the floor in seconds per step.
+double print_floor(rvec::ThreadPool& pool, const rvec::Transformer& model) {
+  const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
+  const double weights = static_cast<double>(model.weight_bytes());
+  fmt::print("threads {}  weights streamed per step {:.3f} GB\n", pool.size(), weights / 1e9);
+  fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read R({}) {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
+             pool.size(), read / 1e9);
+  fmt::print("floor = weights / R({}) = {:.1f} ms/step = {:.1f} tok/s for one stream\n", pool.size(),
+             weights / read * 1e3, read / weights);
+  return weights / read;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string what = argc > 3 ? argv[3] : "all";
   if (argc < 2 || (what != "all" && what != "prompt" && what != "decode" && what != "decode1" &&
-                    what != "compare")) {
-    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|compare]\n");
+                    what != "floor" && what != "compare")) {
+    fmt::print(stderr, "usage: rvec_engine_bench MODEL_DIR [threads] [all|prompt|decode|decode1|floor|compare]\n");
     return 2;
   }
   try {
@@ -153,14 +177,8 @@ int main(int argc, char** argv) {
       print_prompt_rate(*model);
       return 0;
     }
-    const double copy = copy_bandwidth(pool), read = read_bandwidth(pool);
-    const double weights = static_cast<double>(model->weight_bytes());
-    const double floor_s = weights / read;
-    fmt::print("threads {}  weights streamed per step {:.3f} GB\n", pool.size(), weights / 1e9);
-    fmt::print("memcpy {:.1f} GB/s read+written ({:.1f} GB/s copied); read {:.1f} GB/s\n", copy / 1e9, copy / 2e9,
-               read / 1e9);
-    fmt::print("floor = weights / R({}) = {:.3f} GB / {:.1f} GB/s = {:.1f} ms/step (R: {} threads reading 1 GiB of huge pages)\n",
-               pool.size(), weights / 1e9, read / 1e9, floor_s * 1e3, pool.size());
+    const double floor_s = print_floor(pool, *model);
+    if (what == "floor") return 0;
     fmt::print("{:>6} {:>10} {:>12} {:>14} {:>10} {:>14}\n", "batch", "tok/s", "ms/step", "floor tok/s", "vs floor",
                "tok/CPU s");
     for (const size_t batch : {1, 8, 32}) {

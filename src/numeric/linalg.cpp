@@ -103,16 +103,20 @@ void GemvRow(const W* HWY_RESTRICT w, size_t cols, const float* HWY_RESTRICT x, 
 // read/one_stream_512MiB; docs/engine.md "Decode").
 constexpr size_t kGemvPrefetchBytes = 8 << 10;
 
-// Every row of w, each prefetched kGemvPrefetchBytes before it is read
-// (within w only). Prefetches change no result.
+// Before row r of the `rows` rows of `row_bytes` at w is read: prefetches
+// the bytes kGemvPrefetchBytes after its start, within w only. Prefetches
+// change no result.
+HWY_INLINE void PrefetchAhead(const void* w, size_t r, size_t row_bytes, size_t rows) {
+  const auto* bytes = static_cast<const char*>(w);
+  const size_t ahead = r * row_bytes + kGemvPrefetchBytes, end = std::min(ahead + row_bytes, rows * row_bytes);
+  for (size_t at = ahead; at < end; at += 64) hwy::Prefetch(bytes + at);
+}
+
 template <typename W>
 void GemvRows(const W* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t batch,
               float* HWY_RESTRICT y, size_t y_stride) {
-  const auto* bytes = reinterpret_cast<const char*>(w);
-  const size_t row_bytes = cols * sizeof(W), total = rows * row_bytes;
   for (size_t r = 0; r < rows; ++r) {
-    const size_t ahead = r * row_bytes + kGemvPrefetchBytes;
-    for (size_t at = ahead; at < std::min(ahead + row_bytes, total); at += 64) hwy::Prefetch(bytes + at);
+    PrefetchAhead(w, r, cols * sizeof(W), rows);
     GemvRow(w + r * cols, cols, x, batch, y + r, y_stride);
   }
 }
@@ -168,6 +172,7 @@ void GemvQ8_0(const std::byte* HWY_RESTRICT w, size_t rows, size_t cols, const f
               float* HWY_RESTRICT y, size_t y_stride) {
   const size_t row_bytes = cols / kQ8Block * kQ8BlockBytes;
   for (size_t r = 0; r < rows; ++r) {
+    PrefetchAhead(w, r, row_bytes, rows);
     const std::byte* row = w + r * row_bytes;
     size_t b = 0;
     for (; b + 4 <= batch; b += 4) GemvQ8Group<4>(row, cols, x + b * cols, y + b * y_stride + r, y_stride);
