@@ -41,8 +41,7 @@ TEST(Linalg, DotAndAxpyMatchScalarTwins) {
   }
 }
 
-TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) {
-  const size_t rows = 37, cols = 70;
+void expect_gemv_matches_scalar_twin(size_t rows, size_t cols) {
   const auto w32 = random_floats(rows * cols, 1);
   std::vector<uint16_t> w16(rows * cols);
   std::vector<float> w16_as_f32(rows * cols);
@@ -65,6 +64,13 @@ TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) {
     }
   }
 }
+
+TEST(Linalg, GemvMatchesScalarTwinForEveryBatchSize) { expect_gemv_matches_scalar_twin(37, 70); }
+
+// The gemv kernels prefetch 8 KiB ahead of the row they read, up to the end
+// of the matrix: 300 rows of 896 bf16 columns span 525 KiB, so every row but
+// the last few is prefetched.
+TEST(Linalg, GemvMatchesScalarTwinPastThePrefetchDistance) { expect_gemv_matches_scalar_twin(300, 896); }
 
 // Shapes that hit every tile remainder (rows % 4, tokens % 4), more than one
 // column chunk (1024) and a column tail that is not a whole SIMD block.
