@@ -13,7 +13,8 @@
 # `rvec export-gguf` (type RVEC_BENCH_GGUF_TYPE, default bf16). Both read the
 # same token ids. RVEC_BENCH_REPS repetitions (default 3); the table gives
 # medians and rvec / llama.cpp ratios, and the load average before and after
-# (other work on the machine slows both engines). A run that fails or takes
+# (other work on the machine slows both engines), and the one-stream decode
+# floor per thread count (rvec_engine_bench MODEL T floor). A run that fails or takes
 # longer than RVEC_BENCH_TIMEOUT seconds (default 600) counts as missing.
 #
 # A model whose tokenizer export-gguf cannot name for llama.cpp (the synthetic
@@ -79,6 +80,10 @@ run() {
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "load average before: $load_before ($(nproc) cores)"
+floors=()  # one-stream decode floor per thread count (docs/engine.md, "Decode of one stream")
+for t in "${threads[@]}"; do
+  floors+=("$( (ulimit -u 2000; timeout "$limit" "$bench" "$model" "$t" floor) | grep '^floor' || echo "floor at $t threads: failed")")
+done
 for ((rep = 1; rep <= reps; ++rep)); do
   echo "repetition $rep of $reps"
   for t in "${threads[@]}"; do
@@ -106,3 +111,5 @@ for threads in sorted({r["threads"] for r in rows}):
         ratio = f"{ours / theirs:.2f}" if ours and theirs else "—"
         print(f"| {label} | {threads} | {cell(ours, n1)} | {cell(theirs, n2)} | {ratio} |")
 PY
+echo
+printf '%s\n' "${floors[@]}"
