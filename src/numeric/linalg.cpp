@@ -100,7 +100,7 @@ void GemvRow(const W* HWY_RESTRICT w, size_t cols, const float* HWY_RESTRICT x, 
 // without this one core's gemv over a weight stream reached about 70 % of the
 // bandwidth of a plain read of the same bytes; 8 KiB ahead it reaches the
 // plain read's rate (rvec_kernels_bench gemv_bf16/one_stream_512MiB against
-// read/one_stream_512MiB; docs/engine.md "Decode").
+// read/one_stream_512MiB; docs/engine.md "Decode of one stream").
 constexpr size_t kGemvPrefetchBytes = 8 << 10;
 
 // Before row r of the `rows` rows of `row_bytes` at w is read: prefetches
