@@ -14,7 +14,8 @@
 # same token ids. RVEC_BENCH_REPS repetitions (default 3); the table gives
 # medians and rvec / llama.cpp ratios, and the load average before and after
 # (other work on the machine slows both engines), and the one-stream decode
-# floor per thread count (rvec_engine_bench MODEL T floor). A run that fails or takes
+# floor per repetition and thread count (rvec_engine_bench MODEL T floor).
+# A run that fails or takes
 # longer than RVEC_BENCH_TIMEOUT seconds (default 600) counts as missing.
 #
 # A model whose tokenizer export-gguf cannot name for llama.cpp (the synthetic
@@ -80,13 +81,17 @@ run() {
 
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "load average before: $load_before ($(nproc) cores)"
-floors=()  # one-stream decode floor per thread count (docs/engine.md, "Decode of one stream")
-for t in "${threads[@]}"; do
-  floors+=("$( (ulimit -u 2000; timeout "$limit" "$bench" "$model" "$t" floor) | grep '^floor' || echo "floor at $t threads: failed")")
-done
+# The one-stream decode floor (docs/engine.md, "Decode of one stream") at
+# each repetition and thread count: other work lowers it as it slows the engines.
+floors=()
+measure_floor() {
+  floors+=("repetition $1: $( (ulimit -u 2000; timeout "$limit" "$bench" "$model" "$2" floor) | grep '^floor' ||
+    echo "floor at $2 threads: failed")")
+}
 for ((rep = 1; rep <= reps; ++rep)); do
   echo "repetition $rep of $reps"
   for t in "${threads[@]}"; do
+    measure_floor "$rep" "$t"
     run rvec "$t" "$bench" "$model" "$t" compare
     if [[ $llama == yes ]]; then run llama.cpp "$t" node "$repo/bench/llamacpp_bench.mjs" "$npm" "$gguf" "$t"; fi
   done
