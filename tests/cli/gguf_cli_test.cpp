@@ -174,7 +174,7 @@ TEST(GgufCli, MergeAsGgufEqualsExportOfTheSafetensorsMerge) {
   EXPECT_EQ(j["metadata"]["general.rvec.inputs.post"], "post");
   EXPECT_EQ(j["metadata"]["general.file_type"], 7);
   EXPECT_EQ(j["metadata"]["tokenizer.ggml.pre"], "qwen2");
-  EXPECT_EQ(j["metadata"]["tokenizer.ggml.tokens"]["count"], 407);
+  EXPECT_EQ(j["metadata"]["tokenizer.ggml.tokens"]["count"], 576);
   EXPECT_EQ(j["types"]["Q8_0"]["tensors"], 15);
 }
 
