@@ -452,12 +452,12 @@ std::optional<int> parse_options(int argc, char** argv, TrainOptions& o) {
   app.add_option("--digits", o.world.digits, "Digits per problem")->capture_default_str();
   app.add_option("--modulus", o.world.modulus, "The sum is taken modulo this")->capture_default_str();
   app.add_option("--phrasings", o.world.phrasings,
-                 "Instructions per language every stage draws from (1 to 4; 1 is the shipped world, world.hpp)")
+                 "Instructions per language every stage draws from (1 to 4; demo/family uses 4, world.hpp)")
       ->check(CLI::Range(1, demo::kPhrasings))
       ->capture_default_str();
   app.add_option("--steps-share", o.world.steps_share, "Share of step-by-step pre-training transcripts")
       ->capture_default_str();
-  app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1");
+  app.footer("Example (the shipped family, demo/family/TRAINING.txt): rvec_train_demo OUT --seed 1 --phrasings 4");
   try {
     app.parse(argc, argv);
     if (static_cast<int>(!o.out.empty()) + static_cast<int>(!o.bench_dir.empty()) + static_cast<int>(o.count_seen) != 1) {

@@ -82,7 +82,7 @@ uint64_t stage_seed(Stage stage, uint64_t seed) { return seed + static_cast<uint
 Transcript draw(Stage stage, std::mt19937_64& rng, const World& world) {
   Transcript t{random_problem(rng, world.digits, world.modulus)};
   const auto pick = [&](double prob) { return std::uniform_real_distribution<double>(0, 1)(rng) < prob; };
-  // Drawn only with several phrasings, so the shipped world's draws are unchanged.
+  // Drawn only with several phrasings, so the one-phrasing world's draws are unchanged.
   if (world.phrasings > 1) t.problem.phrasing = std::uniform_int_distribution<int>(0, world.phrasings - 1)(rng);
   t.lang = pick(0.5) ? Lang::kEnglish : Lang::kJapanese;
   if (stage == Stage::kBase) {

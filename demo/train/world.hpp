@@ -30,7 +30,7 @@ namespace demo {
 struct Problem {
   std::vector<int> digits;
   int modulus = 10;
-  int phrasing = 0;  // which instruction asks for it (0: the shipped world's only one; kPhrasings)
+  int phrasing = 0;  // which instruction asks for it (0: the benchmarks' and the one-phrasing world's; kPhrasings)
   int answer() const;            // the sum modulo `modulus`
   std::string question() const;  // "3 5 2 8 1 7"
   std::string steps() const;     // "3③5⑧2⓪8⑧1⑨7⑥" (running sums modulo `modulus`)
@@ -50,9 +50,9 @@ enum class Style { kDirect, kSteps };
 enum class Voice { kPlain, kPolite, kRestated };
 
 // The instructions a problem can be asked with (modulus 10), in each
-// language; the shipped family knows only the first. More of them
-// (rvec_train_demo --phrasings N) vary the prompt's length, so the copy
-// cannot rely on absolute positions.
+// language; the earlier family knew only the first, demo/family all four.
+// More of them (rvec_train_demo --phrasings N) vary the prompt's length, so
+// the copy cannot rely on absolute positions.
 inline constexpr int kPhrasings = 4;
 
 std::string prompt(const Problem& p, Lang lang);
@@ -71,7 +71,7 @@ struct World {
   int digits = 6;
   int modulus = 10;
   double steps_share = 0.6;
-  int phrasings = 1;  // instructions every stage draws from (1: the shipped world)
+  int phrasings = 1;  // instructions every stage draws from (1: the earlier family's world; demo/family: 4)
 };
 
 // The trainer's stages, in the order it runs them:

@@ -56,8 +56,8 @@ TEST_F(GgufLlamaCpp, DemoFamilyRunsInLlamaCppToRvecsGreedyTokens) {
       const fs::path folder = rounded_copy(family(member), dtype, dir_ / (member + dtype));
       const fs::path gguf = dir_ / (member + "-" + type + ".gguf");
       export_gguf(folder, gguf, type);
-      const auto expected = rvec_greedy(folder, "404,405", 24);
-      EXPECT_EQ(llama_greedy(gguf, {404, 405}, 24), expected) << member << " " << type;
+      const auto expected = rvec_greedy(folder, test::kFamilyPromptIds, 24);
+      EXPECT_EQ(llama_greedy(gguf, test::kFamilyPrompt, 24), expected) << member << " " << type;
     }
   }
 }
@@ -146,7 +146,7 @@ TEST_F(GgufLlamaCpp, SplitFilesLoadFromTheFirst) {
   EXPECT_FALSE(fs::exists(split));
   EXPECT_TRUE(fs::exists(dir_ / "split-00001-of-00004.gguf"));
   EXPECT_TRUE(fs::exists(dir_ / "split-00004-of-00004.gguf"));
-  EXPECT_EQ(llama_greedy(dir_ / "split-00001-of-00004.gguf", {404, 405}, 16), llama_greedy(whole, {404, 405}, 16));
+  EXPECT_EQ(llama_greedy(dir_ / "split-00001-of-00004.gguf", test::kFamilyPrompt, 16), llama_greedy(whole, test::kFamilyPrompt, 16));
 }
 
 // Writing the merge as GGUF in its one read pass gives the bytes of exporting
@@ -174,7 +174,7 @@ TEST(GgufCli, MergeAsGgufEqualsExportOfTheSafetensorsMerge) {
   EXPECT_EQ(j["metadata"]["general.rvec.inputs.post"], "post");
   EXPECT_EQ(j["metadata"]["general.file_type"], 7);
   EXPECT_EQ(j["metadata"]["tokenizer.ggml.pre"], "qwen2");
-  EXPECT_EQ(j["metadata"]["tokenizer.ggml.tokens"]["count"], 407);
+  EXPECT_EQ(j["metadata"]["tokenizer.ggml.tokens"]["count"], 576);
   EXPECT_EQ(j["types"]["Q8_0"]["tensors"], 15);
 }
 

@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -16,6 +18,11 @@ inline std::string quoted(const std::filesystem::path& p) { return "'" + p.strin
 // A model of the shipped demo family, and stories260K from the shared data.
 inline std::filesystem::path demo_family(const std::string& member) { return source_dir() / "demo" / "family" / member; }
 inline std::filesystem::path stories260k() { return source_dir() / ".." / "shared" / "data" / "stories260K"; }
+
+// A prompt every demo family member reads: its <|endoftext|> <|im_start|>
+// (the last token ids but one of demo/family's tokenizer.json).
+inline const std::vector<int32_t> kFamilyPrompt = {573, 574};
+inline const std::string kFamilyPromptIds = "573,574";  // the same, as `rvec generate --ids` takes it
 
 inline void export_gguf(const std::filesystem::path& model, const std::filesystem::path& out, const std::string& type,
                         const std::string& extra = "") {

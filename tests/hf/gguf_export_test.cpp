@@ -117,12 +117,12 @@ TEST(GgufExportDemo, DemoTokenizerBecomesQwen2Keys) {
   const auto model = ModelFolder::open((test::source_dir() / "demo" / "family" / "target").string());
   const GgufMetadata m = gguf_metadata(*model, GgufFileType::kQ8_0, {"target", {}});
   EXPECT_EQ(find_key(m, "tokenizer.ggml.pre")->describe(), "qwen2");
-  EXPECT_EQ(find_key(m, "tokenizer.ggml.bos_token_id")->describe(), "404");
-  EXPECT_EQ(find_key(m, "tokenizer.ggml.eos_token_id")->describe(), "406");  // <|im_end|> from tokenizer_config.json
-  EXPECT_EQ(find_key(m, "tokenizer.ggml.padding_token_id")->describe(), "404");
+  EXPECT_EQ(find_key(m, "tokenizer.ggml.bos_token_id")->describe(), "573");
+  EXPECT_EQ(find_key(m, "tokenizer.ggml.eos_token_id")->describe(), "575");  // <|im_end|> from tokenizer_config.json
+  EXPECT_EQ(find_key(m, "tokenizer.ggml.padding_token_id")->describe(), "573");
   EXPECT_EQ(find_key(m, "tokenizer.ggml.add_bos_token")->describe(), "false");
-  EXPECT_EQ(find_key(m, "tokenizer.ggml.merges")->items.size(), 148u);
-  EXPECT_EQ(std::get<int32_t>(find_key(m, "tokenizer.ggml.token_type")->items[405]), 3);  // CONTROL
+  EXPECT_EQ(find_key(m, "tokenizer.ggml.merges")->items.size(), 317u);
+  EXPECT_EQ(std::get<int32_t>(find_key(m, "tokenizer.ggml.token_type")->items[574]), 3);  // CONTROL: <|im_start|>
   EXPECT_NE(find_key(m, "tokenizer.chat_template"), nullptr);
   EXPECT_EQ(find_key(m, "general.file_type")->describe(), "7");
 }
