@@ -2,6 +2,8 @@
 // real CLI, for the GGUF tests.
 #pragma once
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -22,7 +24,7 @@ inline std::filesystem::path stories260k() { return source_dir() / ".." / "share
 // A prompt every demo family member reads: its <|endoftext|> <|im_start|>
 // (the last token ids but one of demo/family's tokenizer.json).
 inline const std::vector<int32_t> kFamilyPrompt = {573, 574};
-inline const std::string kFamilyPromptIds = "573,574";  // the same, as `rvec generate --ids` takes it
+inline const std::string kFamilyPromptIds = fmt::format("{}", fmt::join(kFamilyPrompt, ","));  // as `--ids` takes it
 
 inline void export_gguf(const std::filesystem::path& model, const std::filesystem::path& out, const std::string& type,
                         const std::string& extra = "") {
