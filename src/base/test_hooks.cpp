@@ -24,6 +24,7 @@ std::optional<uint64_t> number_from_env(const char* name) {
 std::optional<uint64_t> kill_after_shards() { return number_from_env("RVEC_TEST_KILL_AFTER_SHARDS"); }
 std::optional<uint64_t> slow_load_ms() { return number_from_env("RVEC_TEST_SLOW_LOAD_MS"); }
 std::optional<uint64_t> exit_after_samples() { return number_from_env("RVEC_TEST_EXIT_AFTER_SAMPLES"); }
+std::optional<uint64_t> rank_sample() { return number_from_env("RVEC_TEST_RANK_SAMPLE"); }
 
 void maybe_kill_after_shards(uint64_t shards_written) {
   if (kill_after_shards() == shards_written) std::raise(SIGKILL);

@@ -12,6 +12,9 @@
 //                                    provenance written, markers removed before the rename)
 //   RVEC_TEST_SLOW_LOAD_MS=N         serve: the model load takes N ms longer (a slow disk)
 //   RVEC_TEST_EXIT_AFTER_SAMPLES=N   eval: exit(3) after N samples are recorded (a crash)
+//   RVEC_TEST_RANK_SAMPLE=N          merge: top-k methods guess a tensor's threshold from its
+//                                    first N elements instead of 2^18 (so small test
+//                                    models take the guessed and the missed path)
 //
 // Thread-safe: each hook reads the environment; maybe_kill_while_finishing()
 // also counts its calls in an atomic.
@@ -26,6 +29,7 @@ namespace rvec::test_hooks {
 std::optional<uint64_t> kill_after_shards();
 std::optional<uint64_t> slow_load_ms();
 std::optional<uint64_t> exit_after_samples();
+std::optional<uint64_t> rank_sample();
 
 // Raises SIGKILL if `shards_written` equals RVEC_TEST_KILL_AFTER_SHARDS.
 void maybe_kill_after_shards(uint64_t shards_written);

@@ -208,6 +208,10 @@ void print_done(const JobResult& result) {
   const double rate = result.seconds > 0 ? static_cast<double>(result.bytes_read) / result.seconds : 0;
   fmt::print("done    read {}, wrote {} in {:.1f} s ({}/s read)\n", human_bytes(result.bytes_read),
              human_bytes(result.bytes_written), result.seconds, human_bytes(static_cast<uint64_t>(rate)));
+  if (result.bytes_skipped > 0) {
+    fmt::print("        {} of planned statistics passes not needed: the first pass had found the thresholds\n",
+               human_bytes(result.bytes_skipped));
+  }
 }
 
 nlohmann::ordered_json result_json(const JobResult& result) {
@@ -220,6 +224,7 @@ nlohmann::ordered_json result_json(const JobResult& result) {
                               {"shards_reused", o.shards_reused}, {"new_nonfinite", nonfinite}});
   }
   out["bytes_read"] = result.bytes_read;
+  out["bytes_skipped"] = result.bytes_skipped;
   out["bytes_written"] = result.bytes_written;
   out["seconds"] = result.seconds;
   out["stages"] = stages_json(result.stages);

@@ -7,7 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <future>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <map>
 #include <optional>
 
@@ -174,10 +177,15 @@ class TaskExecutor::RowStreams {
                          const std::function<void()>& after_block) {
     const unsigned most = passes.empty() ? 0 : *std::max_element(passes.begin(), passes.end());
     for (unsigned pass = 0; pass < most; ++pass) {
-      std::vector<bool> groups(row.size(), false);
-      for (size_t g = 0; g < row.size(); ++g) groups[g] = passes[g] > pass;
+      std::vector<bool> planned(row.size(), false), groups(row.size(), false);
+      for (size_t g = 0; g < row.size(); ++g) {
+        planned[g] = passes[g] > pass;
+        groups[g] = planned[g] && (pass == 0 || combiners[g]->needs_pass(pass));
+      }
       const std::vector<bool> pairs = pairs_of(groups);
       const uint64_t elements = combined_elements(row);
+      bytes_skipped_ += input_bytes(pairs_of(planned), elements) - input_bytes(pairs, elements);
+      if (std::ranges::none_of(groups, std::identity{})) continue;
       for (uint64_t first = 0; first < elements; first += kMergeBlockElements) {
         const size_t n = std::min<uint64_t>(kMergeBlockElements, elements - first);
         read(pairs, first, n);
@@ -203,6 +211,8 @@ class TaskExecutor::RowStreams {
     for (const auto& r : readers_) n += r->bytes_read();
     return n;
   }
+  // Planned bytes of the statistics passes no combiner needed.
+  uint64_t bytes_skipped() const { return bytes_skipped_; }
 
  private:
   size_t reader_of(const ModelTensor* tensor) {
@@ -225,6 +235,23 @@ class TaskExecutor::RowStreams {
     t.post = reader_of(v.post);
     t.pre = v.pre ? std::optional(reader_of(v.pre)) : std::nullopt;
     return pair_keys_.size() - 1;
+  }
+
+  // Bytes of `elements` elements of every distinct input tensor of `pairs`.
+  uint64_t input_bytes(const std::vector<bool>& pairs, uint64_t elements) const {
+    std::vector<bool> counted(tensors_.size(), false);
+    uint64_t bytes = 0;
+    const auto count = [&](size_t reader) {
+      if (counted[reader]) return;
+      counted[reader] = true;
+      bytes += bytes_of(tensors_[reader]->info->dtype, elements);
+    };
+    for (size_t p = 0; p < pair_keys_.size(); ++p) {
+      if (!pairs[p]) continue;
+      count(pairs_[p]->post);
+      if (pairs_[p]->pre) count(*pairs_[p]->pre);
+    }
+    return bytes;
   }
 
   void observe_block(const std::vector<bool>& groups, const std::vector<bool>& pairs, unsigned pass,
@@ -250,6 +277,7 @@ class TaskExecutor::RowStreams {
   std::vector<std::vector<const float*>> deltas_;             // per group: each vector's delta tile
   hwy::AlignedFreeUniquePtr<float[]> zeros_ = tile_buffer();
   StageTimes times_;
+  uint64_t bytes_skipped_ = 0;
 };
 
 struct TaskExecutor::Buffers {
@@ -329,6 +357,10 @@ TaskExecutor::~TaskExecutor() = default;
 
 uint64_t TaskExecutor::bytes_read() const { return buffers_->bytes_read() + lookahead_bytes_; }
 
+uint64_t TaskExecutor::bytes_skipped() const { return buffers_->vectors.bytes_skipped() + lookahead_skipped_; }
+
+uint64_t TaskExecutor::bytes_done() const { return bytes_read() + bytes_skipped(); }
+
 StageTimes TaskExecutor::stage_times() const {
   StageTimes times = times_;
   times += buffers_->vectors.times();
@@ -340,48 +372,119 @@ void TaskExecutor::run(const TensorTask& task, const std::function<void(uint64_t
   run_all(std::span(&row, 1), 0, progress);
 }
 
-// Combiners whose statistics passes are done, the bytes they read, and the
-// readers they used (back to the pool once collected).
+// Combiners whose statistics passes are done, and the bytes those passes
+// read and skipped (or the error they ended with).
 struct TaskExecutor::Prepared {
   Combiners combiners;
-  uint64_t bytes_read = 0;
-  std::unique_ptr<RowStreams> streams;
+  uint64_t bytes_read = 0, bytes_skipped = 0;
+  std::exception_ptr error;
+};
+
+// The rows' statistics passes, run ahead of the executor's thread by
+// `threads` workers, each with readers of its own: a worker takes the next
+// row nobody has taken that needs passes, at most kRowsAhead rows beyond the
+// one being written. The executor's thread prepares a row itself when no
+// worker has taken it yet, and waits for it otherwise. The destructor stops
+// and joins the workers (also when the executor's thread throws).
+class TaskExecutor::Lookahead {
+ public:
+  static constexpr size_t kRowsAhead = 32;
+
+  Lookahead(const TaskExecutor& executor, std::span<const TaskRow> rows, unsigned threads)
+      : executor_(executor), rows_(rows) {
+    for (unsigned i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  }
+
+  ~Lookahead() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  Lookahead(const Lookahead&) = delete;
+  Lookahead& operator=(const Lookahead&) = delete;
+
+  // Row `row`'s prepared combiners, if a worker took it (waiting for them);
+  // nullopt when the caller is to prepare it. Rows are asked for in order.
+  std::optional<Prepared> take(size_t row) {
+    std::unique_lock lock(mutex_);
+    current_ = row;
+    changed_.notify_all();
+    if (next_ <= row) {
+      next_ = row + 1;
+      return std::nullopt;
+    }
+    changed_.wait(lock, [&] { return done_.contains(row); });
+    Prepared prepared = std::move(done_.at(row));
+    done_.erase(row);
+    return prepared;
+  }
+
+ private:
+  void work() {
+    RowStreams streams;
+    for (;;) {
+      size_t row = 0;
+      {
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || (next_ < rows_.size() && next_ < current_ + kRowsAhead); });
+        if (stopping_) return;
+        while (next_ < rows_.size() && executor_.row_passes(rows_[next_]) == 0) ++next_;
+        if (next_ >= rows_.size() || next_ >= current_ + kRowsAhead) continue;
+        row = next_++;
+      }
+      Prepared prepared = prepare(row, streams);
+      {
+        const std::lock_guard lock(mutex_);
+        done_.emplace(row, std::move(prepared));
+      }
+      changed_.notify_all();
+    }
+  }
+
+  Prepared prepare(size_t row, RowStreams& streams) const {
+    const uint64_t read = streams.bytes_read(), skipped = streams.bytes_skipped();  // over every row they served
+    Prepared prepared;
+    try {
+      prepared.combiners = executor_.prepare(rows_[row], streams, [] {});
+    } catch (...) {
+      prepared.error = std::current_exception();
+    }
+    prepared.bytes_read = streams.bytes_read() - read;
+    prepared.bytes_skipped = streams.bytes_skipped() - skipped;
+    return prepared;
+  }
+
+  const TaskExecutor& executor_;
+  std::span<const TaskRow> rows_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  size_t next_ = 0;     // the first row no one has taken
+  size_t current_ = 0;  // the row the executor's thread is at
+  std::map<size_t, Prepared> done_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;  // last: started once the rest is set up
 };
 
 void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
-  // Later rows' statistics passes run on threads of their own, each with
-  // its own readers, at most `lookahead` at a time. A thread owns its readers
-  // until its result is collected; the futures wait for their threads when
-  // destroyed (also when this throws).
-  std::vector<std::unique_ptr<RowStreams>> pool;
-  for (unsigned i = 0; i < lookahead; ++i) pool.push_back(std::make_unique<RowStreams>());
-  std::map<size_t, std::future<Prepared>> ahead;
-  size_t next = 1;  // the next row that may be prepared ahead
-  const auto prepare_ahead = [&] {
-    for (; next < rows.size() && !pool.empty(); ++next) {
-      if (row_passes(rows[next]) == 0) continue;
-      ahead[next] = std::async(std::launch::async, [this, &row = rows[next], streams = std::move(pool.back())]() mutable {
-        const uint64_t before = streams->bytes_read();  // the readers count over every row they served
-        Combiners combiners = prepare(row, *streams, [] {});
-        const uint64_t bytes = streams->bytes_read() - before;
-        return Prepared{std::move(combiners), bytes, std::move(streams)};
-      });
-      pool.pop_back();
-    }
-  };
+  std::optional<Lookahead> ahead;
+  if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
     }
-    prepare_ahead();
     Combiners combiners;
-    if (const auto it = ahead.find(i); it != ahead.end()) {
-      Prepared prepared = it->second.get();
-      ahead.erase(it);
-      combiners = std::move(prepared.combiners);
-      lookahead_bytes_ += prepared.bytes_read;
-      pool.push_back(std::move(prepared.streams));
+    if (ahead && row_passes(rows[i]) > 0) {
+      if (std::optional<Prepared> prepared = ahead->take(i)) {
+        if (prepared->error) std::rethrow_exception(prepared->error);
+        combiners = std::move(prepared->combiners);
+        lookahead_bytes_ += prepared->bytes_read;
+        lookahead_skipped_ += prepared->bytes_skipped;
+      }
     }
     run_row(rows[i], std::move(combiners), progress);
   }
@@ -417,18 +520,18 @@ void TaskExecutor::run_row(const TaskRow& row, Combiners combiners, const std::f
   const uint64_t combined = combined_elements(row);
   if (combined > 0) {
     if (combiners.empty()) {
-      combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_read()); });  // starts the streams
+      combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_done()); });  // starts the streams
     } else {
       buffers_->vectors.start(row);  // prepared ahead with other streams
     }
     for (uint64_t first = 0; first < combined; first += step) {
       combine_block(row, combiners, first, std::min<uint64_t>(step, combined - first));
-      progress(bytes_read());
+      progress(bytes_done());
     }
   }
   for (uint64_t first = combined; first < total; first += step) {
     copy_block(first_task, first, std::min<uint64_t>(step, total - first));
-    progress(bytes_read());
+    progress(bytes_done());
   }
 }
 

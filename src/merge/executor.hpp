@@ -120,9 +120,9 @@ struct OutputGroup {
 // its own vectors, with its own weights, or copy the tensor.
 using TaskRow = std::vector<const TensorTask*>;
 
-// Bytes a row's pass reads: the target tensor once, each distinct input
-// tensor of the combining groups once, and again for each statistics pass
-// some group that reads it needs.
+// Bytes a row's pass reads at most: the target tensor once, each distinct
+// input tensor of the combining groups once, and again for each statistics
+// pass some group that reads it may need.
 uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> groups);
 
 class TaskExecutor {
@@ -139,12 +139,17 @@ class TaskExecutor {
   void run(const TensorTask& task, const std::function<void(uint64_t)>& progress);
   // Streams the rows in order. Each input tensor of a row is read once per
   // block for all groups (and once per statistics pass some group needs).
-  // With `lookahead` > 0, the statistics passes of up to that many later rows
-  // run meanwhile on threads of their own (with readers of their own); the
+  // With `lookahead` > 0, that many threads (with readers of their own) run
+  // the statistics passes of later rows meanwhile, up to 32 rows ahead; the
   // bytes written do not change.
   void run_all(std::span<const TaskRow> rows, unsigned lookahead, const std::function<void(uint64_t)>& progress);
 
   uint64_t bytes_read() const;
+  // Bytes the plan counted for statistics passes that turned out unneeded
+  // (TensorCombiner::needs_pass), and read + skipped: what the plan's count
+  // is measured against. Progress callbacks receive bytes_done().
+  uint64_t bytes_skipped() const;
+  uint64_t bytes_done() const;
   // ||pre||^2 (base_sq) and ||v||^2 (a_sq) of group `group`'s first vector per module kind.
   const std::map<std::string, kernels::DeltaSums>& vector_sums(size_t group = 0) const { return vector_sums_[group]; }
   // New NaN/Inf values per writer.
@@ -157,6 +162,7 @@ class TaskExecutor {
   class RowStreams;
   struct Buffers;
   struct Prepared;
+  class Lookahead;
   using Combiners = std::vector<std::unique_ptr<TensorCombiner>>;
   // A combiner per group that combines the row (null for the others), their
   // statistics passes done with `streams`.
@@ -176,7 +182,8 @@ class TaskExecutor {
   AsyncSink& sink_;
   std::vector<TensorFileWriter*> writers_;
   std::unique_ptr<Buffers> buffers_;
-  uint64_t lookahead_bytes_ = 0;  // read by the statistics passes run ahead
+  uint64_t lookahead_bytes_ = 0;    // read by the statistics passes run ahead
+  uint64_t lookahead_skipped_ = 0;  // skipped by them
   std::vector<std::map<std::string, kernels::DeltaSums>> vector_sums_;  // per group
   std::vector<NonfiniteCounts> nonfinite_;
   StageTimes times_;

@@ -483,7 +483,7 @@ struct FileOutcome {
   std::vector<ActiveOutput> active;        // the outputs that need the file, job by job
   std::vector<NonfiniteCounts> nonfinite;  // per active output
   std::map<size_t, std::map<std::string, kernels::DeltaSums>> vector_sums;  // by job index
-  uint64_t bytes_read = 0, bytes_written = 0;
+  uint64_t bytes_read = 0, bytes_skipped = 0, bytes_written = 0;
   StageTimes stages;
 };
 
@@ -585,6 +585,7 @@ void write_file(size_t i, FileOutcome& outcome, NonfiniteBudget& budget, unsigne
   outcome.stages = times;
   outcome.nonfinite = executor.nonfinite();
   outcome.bytes_read = executor.bytes_read();
+  outcome.bytes_skipped = executor.bytes_skipped();
   for (size_t g = 0; g < jobs.size(); ++g) outcome.vector_sums[jobs[g]->index] = executor.vector_sums(g);
 }
 
@@ -659,6 +660,7 @@ void write_files(std::vector<JobState>& jobs, const JobProgress& progress) {
     }
     for (auto& job : jobs) {  // the pass's reads, writes and times are every job's
       job.result.bytes_read += outcome.bytes_read;
+      job.result.bytes_skipped += outcome.bytes_skipped;
       job.result.bytes_written += outcome.bytes_written;
       job.result.stages += outcome.stages;
     }

@@ -111,7 +111,7 @@ struct JobPlan {
                                   // (GGUF: the tensors the file holds)
   std::vector<GgufTensorChoice> gguf;  // format kGguf: names and file order
   std::vector<std::filesystem::path> outputs;  // one per weight
-  uint64_t bytes_to_read = 0;
+  uint64_t bytes_to_read = 0;     // at most: a statistics pass may turn out unneeded (JobResult::bytes_skipped)
   uint64_t bytes_per_output = 0;  // the output's files, headers included
   uint64_t free_bytes = 0;        // at the output location
 };
@@ -140,6 +140,9 @@ struct JobResult {
   std::map<std::string, kernels::DeltaSums> vector_by_kind;
   bool vector_stats_complete = false;
   uint64_t bytes_read = 0;
+  // What the plan's bytes_to_read counted for statistics passes no method
+  // needed in the end: bytes_read + bytes_skipped = the plan's bytes_to_read.
+  uint64_t bytes_skipped = 0;
   uint64_t bytes_written = 0;
   double seconds = 0;
   StageTimes stages;

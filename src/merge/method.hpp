@@ -69,6 +69,10 @@ class TensorCombiner {
   // end_pass(pass) once the whole tensor has been seen.
   virtual void observe(unsigned /*pass*/, size_t /*vector*/, uint64_t /*first*/, std::span<const float> /*delta*/) {}
   virtual void end_pass(unsigned /*pass*/) {}
+  // Asked before each pass after the first: false when what the earlier
+  // passes saw already answers it (the pass is then neither read for this
+  // combiner nor observed, and its end_pass is not called).
+  virtual bool needs_pass(unsigned /*pass*/) const { return true; }
 
   // Element pass, tile by tile in element order: deltas[i] points at vector
   // i's delta for elements [first, first + n). Returns δ for those elements:
@@ -88,8 +92,8 @@ class MergeMethod {
   // δ in words for provenance and the model card, e.g. "sum_i w_i * v_i".
   virtual std::string formula() const = 0;
   // How many times begin_tensor's combiner must observe() the whole tensor
-  // before its element pass (0: never). A pure function of the context, so
-  // the plan can count the bytes a job reads.
+  // before its element pass (0: never), at most. A pure function of the
+  // context, so the plan can bound the bytes a job reads.
   virtual unsigned statistics_passes(const TensorContext& /*context*/) const { return 0; }
 
   virtual std::unique_ptr<TensorCombiner> begin_tensor(const TensorContext& context) const = 0;

@@ -132,6 +132,23 @@ void KeepBetween(const float* HWY_RESTRICT d, int32_t above, int32_t at_most, fl
   scalar::keep_between(d + i, above, at_most, r, t + i, n - i);
 }
 
+size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint32_t bins, int32_t* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const size_t lanes = hn::Lanes(df);
+  const auto vfirst = hn::Set(di, first_bin);
+  const auto vbins = hn::Set(du, bins);
+  size_t i = 0, count = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto bits = MagnitudeBits(df, hn::LoadU(df, d + i));
+    const auto offset = hn::BitCast(du, hn::Sub(hn::ShiftRight<16>(bits), vfirst));
+    const auto in = hn::RebindMask(di, hn::Lt(offset, vbins));
+    count += hn::CompressBlendedStore(bits, in, di, out + count);
+  }
+  return count + scalar::gather_bins(d + i, n - i, first_bin, bins, out + count);
+}
+
 // draw(j) < limit for the 64-bit lanes holding j = first, first + 1, ...
 template <class D64>
 auto DrawsBelow(D64 d64, hn::Vec<D64> state, hn::Vec<D64> limit) {
@@ -243,6 +260,7 @@ HWY_EXPORT(Scale);
 HWY_EXPORT(KeepAbove);
 HWY_EXPORT(KeepBetween);
 HWY_EXPORT(KeepDrawn);
+HWY_EXPORT(GatherBins);
 HWY_EXPORT(ElectAccumulate);
 HWY_EXPORT(DivideNonzero);
 
@@ -265,6 +283,9 @@ void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
 }
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepBetween)(d, above, at_most, r, t, n);
+}
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
+  return HWY_DYNAMIC_DISPATCH(GatherBins)(d, n, first_bin, bins, out);
 }
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
@@ -325,6 +346,14 @@ static int32_t magnitude_bits(float x) {
 }
 void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
   for (size_t i = 0; i < n; ++i) t[i] = magnitude_bits(d[i]) > above ? d[i] * r : 0.0f;
+}
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t bits = magnitude_bits(d[i]);
+    if (static_cast<uint32_t>((bits >> 16) - first_bin) < bins) out[count++] = bits;
+  }
+  return count;
 }
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
   for (size_t i = 0; i < n; ++i) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <numeric>
@@ -258,7 +259,7 @@ TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
   }
   const JobPlan plan = plan_job(inputs, spec);
   const JobResult result = run_job(inputs, spec, plan);
-  EXPECT_EQ(result.bytes_read, plan.bytes_to_read);
+  EXPECT_EQ(result.bytes_read + result.bytes_skipped, plan.bytes_to_read);
 
   const uint64_t layers = *target.config()->num_hidden_layers;
   for (const auto& tensor : target.tensors()) {
@@ -312,7 +313,7 @@ TEST(MethodLookahead, StatisticsPassesRunAheadGiveTheSameBytes) {
     spec.output = dir / ("out" + std::to_string(threads));
     const JobPlan plan = plan_job(fam.inputs(), spec);
     const JobResult result = run_job(fam.inputs(), spec, plan);
-    EXPECT_EQ(result.bytes_read, plan.bytes_to_read) << threads;
+    EXPECT_EQ(result.bytes_read + result.bytes_skipped, plan.bytes_to_read) << threads;
     outputs.push_back(test::read_file(spec.output / "model.safetensors"));
   }
   EXPECT_TRUE(outputs[0] == outputs[1]);
@@ -530,6 +531,40 @@ TEST(NormMatched, RescalesEveryVectorToTheFirstsNorm) {
   EXPECT_EQ(combine_vectors(method, params, {v}, {1.0}, 777), v);
   const auto both = combine_vectors(method, params, {v, c}, {1.0, 1.0}, 500);
   for (size_t j = 0; j < got.size(); ++j) ASSERT_EQ(both[j], v[j] + f * c[j]) << j;
+}
+
+// The first statistics pass finds most thresholds itself (the window guessed
+// from a tensor's first elements, rank_select.hpp); a guess that misses takes
+// the second pass. With the guess made from 0, 7 or 50 elements (every path:
+// always missing, mixed, mostly found) and with the default, TIES and
+// breadcrumbs write the same bytes, and every planned byte is read or skipped.
+TEST(MethodRankSample, GuessedOrMissedThresholdsGiveTheSameBytes) {
+  test::TempDir dir;
+  FamilyOptions options;
+  options.post_delta = 0.3;
+  write_family(dir.path(), options);
+  const Family fam(dir.path());
+  for (const char* method : {"ties", "breadcrumbs"}) {
+    std::vector<std::string> outputs;
+    std::vector<uint64_t> skipped;
+    for (const char* sample : {"", "0", "7", "50"}) {
+      if (*sample) setenv("RVEC_TEST_RANK_SAMPLE", sample, 1);
+      JobSpec spec;
+      spec.method = &merge_method(method);
+      spec.weights = {1.0};
+      spec.output = dir / fmt::format("{}-{}", method, sample);
+      const JobPlan plan = plan_job(fam.inputs(), spec);
+      const JobResult result = run_job(fam.inputs(), spec, plan);
+      unsetenv("RVEC_TEST_RANK_SAMPLE");
+      EXPECT_EQ(result.bytes_read + result.bytes_skipped, plan.bytes_to_read) << method << " " << sample;
+      outputs.push_back(test::read_file(spec.output / "model.safetensors"));
+      skipped.push_back(result.bytes_skipped);
+    }
+    for (size_t i = 1; i < outputs.size(); ++i) EXPECT_TRUE(outputs[i] == outputs[0]) << method << " " << i;
+    EXPECT_GT(skipped[0], 0u) << method;           // the test family's tensors fit the default sample
+    EXPECT_EQ(skipped[1], 0u) << method;           // no sample: every threshold takes the second pass
+    EXPECT_LT(skipped[2], skipped[0]) << method;   // some guesses from 7 elements miss
+  }
 }
 
 }  // namespace

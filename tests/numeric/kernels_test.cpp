@@ -81,6 +81,13 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
       kernels::scalar::keep_between(d.data(), above, 0x50000000, 1.0f, scalar.data(), n);
       EXPECT_TRUE(same_bits(simd, scalar)) << "keep_between n=" << n << " above=" << above;
     }
+    for (const auto& [first_bin, bins] : {std::pair{0, 1u << 15}, {0x3F80, 1u}, {0x3F70, 16u}, {0x7F80, 128u}, {5, 0u}}) {
+      std::vector<int32_t> simd_bits(n), scalar_bits(n);
+      const size_t found = kernels::gather_bins(d.data(), n, first_bin, bins, simd_bits.data());
+      ASSERT_EQ(found, kernels::scalar::gather_bins(d.data(), n, first_bin, bins, scalar_bits.data()));
+      EXPECT_TRUE(std::equal(simd_bits.begin(), simd_bits.begin() + static_cast<ptrdiff_t>(found), scalar_bits.begin()))
+          << "gather_bins n=" << n << " first_bin=" << first_bin;
+    }
     for (const uint64_t first : {0ull, 12345ull, (1ull << 40) + 7}) {
       for (const uint64_t limit : {0ull, 1ull << 52, (1ull << 53) - 1, 1ull << 53}) {
         kernels::keep_drawn(0xDEADBEEFull + n, first, limit, d.data(), 2.0f, simd.data(), n);

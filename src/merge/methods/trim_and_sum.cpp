@@ -5,144 +5,11 @@
 #include <cmath>
 
 #include "merge/methods/dare_mask.hpp"
+#include "merge/methods/rank_select.hpp"
 #include "numeric/kernels.hpp"
 
 namespace rvec {
 namespace {
-
-constexpr size_t kHighBins = 1 << 15;  // the high 16 bits of |d| (the sign bit is clear)
-constexpr size_t kLowBins = 1 << 16;
-
-// The bit pattern of |x| as a non-negative int32: orders like |x| (NaN above Inf).
-int32_t magnitude_bits(float x) { return static_cast<int32_t>(std::bit_cast<uint32_t>(x) & 0x7FFFFFFFu); }
-
-// Counts of the high 16 bits of |d| over a tensor, in four interleaved
-// copies: neighbouring weights often share a bin, and one counter per
-// element in turn lets their increments overlap instead of waiting on each
-// other. The four copies of a bin share a cache line.
-class HighHistogram {
- public:
-  void add(std::span<const float> delta) {
-    uint64_t* c = counts_.data();
-    const float* d = delta.data();
-    const size_t n = delta.size();
-    size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      for (size_t k = 0; k < 4; ++k) ++c[4 * static_cast<size_t>(magnitude_bits(d[j + k]) >> 16) + k];
-    }
-    for (; j < n; ++j) ++c[4 * static_cast<size_t>(magnitude_bits(d[j]) >> 16)];
-  }
-
-  std::vector<uint64_t> totals() const {
-    std::vector<uint64_t> out(kHighBins);
-    for (size_t bin = 0; bin < kHighBins; ++bin) {
-      out[bin] = counts_[4 * bin] + counts_[4 * bin + 1] + counts_[4 * bin + 2] + counts_[4 * bin + 3];
-    }
-    return out;
-  }
-
- private:
-  std::vector<uint64_t> counts_ = std::vector<uint64_t>(4 * kHighBins, 0);
-};
-
-// Membership of the top k by |d| (ties by lowest index) of one tensor's
-// vector, found by radix select: the high-bits histogram over the whole
-// tensor, choose_bin, count_low over it again, choose_threshold; then admits()
-// walks the elements in order. An element is in the top k when its bits
-// exceed the threshold, or equal it and fewer than `equal_wanted` equal ones
-// came before. k = n is the threshold -1 (everything), k = 0 INT32_MAX with
-// none wanted.
-class RankBound {
- public:
-  RankBound(uint64_t k, uint64_t n) : k_(k), n_(n) {
-    if (k >= n) threshold_ = -1;
-    if (k == 0) threshold_ = INT32_MAX;
-  }
-
-  bool trivial() const { return k_ == 0 || k_ >= n_; }
-  int32_t threshold() const { return threshold_; }
-  bool saturated() const { return equal_seen_ >= equal_wanted_; }
-
-  void choose_bin(const std::vector<uint64_t>& high) {
-    if (trivial()) return;
-    uint64_t seen = 0;
-    for (size_t bin = kHighBins; bin-- > 0;) {
-      if (seen + high[bin] >= k_) {
-        bin_ = static_cast<int32_t>(bin);
-        above_ = seen;
-        break;
-      }
-      seen += high[bin];
-    }
-    low_.assign(kLowBins, 0);
-  }
-
-  void count_low(std::span<const float> delta) {
-    if (trivial()) return;
-    uint64_t* low = low_.data();
-    const int32_t bin = bin_;
-    const float* d = delta.data();
-    // Few elements fall in the bin: look at 16 at a time (a loop the
-    // compiler vectorises) and count one by one only where some do.
-    constexpr size_t kChunk = 16;
-    for (size_t j = 0; j < delta.size(); j += kChunk) {
-      const size_t end = std::min(delta.size(), j + kChunk);
-      int hits = 0;
-      for (size_t k = j; k < end; ++k) hits += (magnitude_bits(d[k]) >> 16) == bin;
-      if (hits == 0) continue;
-      for (size_t k = j; k < end; ++k) {
-        const int32_t b = magnitude_bits(d[k]);
-        if ((b >> 16) == bin) ++low[b & 0xFFFF];
-      }
-    }
-  }
-
-  void choose_threshold() {
-    if (trivial()) return;
-    uint64_t seen = above_;
-    for (size_t low = kLowBins; low-- > 0;) {
-      if (seen + low_[low] >= k_) {
-        threshold_ = (bin_ << 16) | static_cast<int32_t>(low);
-        equal_wanted_ = k_ - seen;
-        break;
-      }
-      seen += low_[low];
-    }
-    low_ = {};
-  }
-
-  void restart() { equal_seen_ = 0; }
-
-  // Is the next element (in element order) among the top k?
-  bool admits(int32_t bits) {
-    if (bits != threshold_) return bits > threshold_;
-    if (saturated()) return false;
-    ++equal_seen_;
-    return true;
-  }
-
-  // t[j] = (element j in the top k) ? d[j] * r : 0 for the next n elements.
-  void select(const float* d, float r, float* t, size_t n) {
-    kernels::keep_above(d, threshold_, r, t, n);
-    const int32_t threshold = threshold_;
-    uint64_t left = equal_wanted_ - std::min(equal_seen_, equal_wanted_);
-    for (size_t j = 0; j < n && left > 0; ++j) {
-      if (magnitude_bits(d[j]) == threshold) {
-        t[j] = d[j] * r;
-        --left;
-      }
-    }
-    equal_seen_ = equal_wanted_ - left;
-  }
-
- private:
-  uint64_t k_, n_;
-  int32_t bin_ = 0;
-  uint64_t above_ = 0;  // elements in higher bins
-  std::vector<uint64_t> low_;
-  int32_t threshold_ = 0;
-  uint64_t equal_wanted_ = 0, equal_seen_ = 0;
-};
 
 // t[j] = (element j ranked in [lo, hi)) ? d[j] * r : 0: in the top `upper`
 // but not in the top `top`. Both bounds see every element in order.
@@ -275,8 +142,11 @@ class TrimAndSumCombiner final : public TensorCombiner {
     if (pass < layout_.rank_passes) {
       if (pass == 0) {
         high_[vector].add(delta);
+        for (auto& bound : v.bounds) bound.observe_first(delta);
       } else {
-        for (auto& bound : v.bounds) bound.count_low(delta);
+        for (auto& bound : v.bounds) {
+          if (bound.needs_low_pass()) bound.count_low(delta);
+        }
       }
       return;
     }
@@ -296,9 +166,11 @@ class TrimAndSumCombiner final : public TensorCombiner {
       VectorTrim& v = vectors_[i];
       if (pass == 0 && layout_.rank_passes > 0) {
         const std::vector<uint64_t> high = high_[i].totals();
-        for (auto& bound : v.bounds) bound.choose_bin(high);
+        for (auto& bound : v.bounds) bound.end_first_pass(high);
       } else if (pass == 1 && layout_.rank_passes > 0) {
-        for (auto& bound : v.bounds) bound.choose_threshold();
+        for (auto& bound : v.bounds) {
+          if (bound.needs_low_pass()) bound.end_low_pass();
+        }
       } else {
         const auto [all, kept] = l1_[i];
         factors_[i] = all < 1e-7 || kept < 1e-7 ? 1.0f : static_cast<float>(all / kept);
@@ -306,6 +178,15 @@ class TrimAndSumCombiner final : public TensorCombiner {
       }
     }
     if (pass == 0) high_ = {};
+  }
+
+  // The second rank pass only when some bound's threshold bin fell outside
+  // the window the first pass counted.
+  bool needs_pass(unsigned pass) const override {
+    if (pass != 1 || layout_.rank_passes == 0) return true;
+    return std::ranges::any_of(vectors_, [](const VectorTrim& v) {
+      return std::ranges::any_of(v.bounds, [](const RankBound& b) { return b.needs_low_pass(); });
+    });
   }
 
   const float* combine(uint64_t first, size_t n, std::span<const float* const> deltas, float* scratch) override {

@@ -1,0 +1,176 @@
+#include "merge/methods/rank_select.hpp"
+
+#include <algorithm>
+#include <iterator>
+
+#include "base/test_hooks.hpp"
+#include "numeric/kernels.hpp"
+
+namespace rvec {
+
+void HighHistogram::add(std::span<const float> delta) {
+  if (pending_ + delta.size() > UINT32_MAX) flush();
+  pending_ += delta.size();
+  uint32_t* c = counts_.data();
+  const float* d = delta.data();
+  const size_t n = delta.size();
+  size_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    ++c[2 * static_cast<size_t>(magnitude_bits(d[j]) >> 16)];
+    ++c[2 * static_cast<size_t>(magnitude_bits(d[j + 1]) >> 16) + 1];
+  }
+  if (j < n) ++c[2 * static_cast<size_t>(magnitude_bits(d[j]) >> 16)];
+}
+
+std::vector<uint64_t> HighHistogram::totals() {
+  flush();
+  return totals_;
+}
+
+void HighHistogram::flush() {
+  for (size_t bin = 0; bin < kHighBins; ++bin) {
+    totals_[bin] += uint64_t{counts_[2 * bin]} + counts_[2 * bin + 1];
+    counts_[2 * bin] = counts_[2 * bin + 1] = 0;
+  }
+  pending_ = 0;
+}
+
+LowWindow::LowWindow(int32_t first) : first_(first), counts_(kWindowBins * kLowBins, 0) {}
+
+void LowWindow::add(int32_t bits) {
+  const int32_t bin = bits >> 16;
+  if (holds(bin)) ++counts_[static_cast<size_t>(bin - first_) * kLowBins + (bits & 0xFFFF)];
+}
+
+// The elements in the window are gathered first (SIMD) and then counted,
+// with no branch per element.
+void LowWindow::add(std::span<const float> delta) {
+  hits_.resize(delta.size());
+  const size_t found = kernels::gather_bins(delta.data(), delta.size(), first_, kWindowBins, hits_.data());
+  for (size_t j = 0; j < found; ++j) {
+    ++counts_[static_cast<size_t>((hits_[j] >> 16) - first_) * kLowBins + (hits_[j] & 0xFFFF)];
+  }
+}
+
+std::vector<uint64_t> LowWindow::low_counts(int32_t bin) const {
+  const auto from = counts_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(bin - first_) * kLowBins);
+  return {from, from + kLowBins};
+}
+
+RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
+    : k_(k), n_(n), sample_length_(test_hooks::rank_sample().value_or(sample)) {
+  if (k >= n) threshold_ = -1;
+  if (k == 0) threshold_ = INT32_MAX;
+}
+
+void RankBound::observe_first(std::span<const float> delta) {
+  if (trivial()) return;
+  if (!window_ && sample_.size() < sample_length_) {
+    if (sample_.empty()) sample_.reserve(std::min<uint64_t>(n_, sample_length_));
+    const size_t take = std::min(delta.size(), sample_length_ - sample_.size());
+    std::ranges::transform(delta.first(take), std::back_inserter(sample_), magnitude_bits);
+    delta = delta.subspan(take);
+    if (sample_.size() == sample_length_ && n_ > sample_length_ && n_ <= UINT32_MAX) open_window();
+  }
+  if (window_) window_->add(delta);
+}
+
+void RankBound::end_first_pass(const std::vector<uint64_t>& high) {
+  if (trivial()) return;
+  choose_bin(high);
+  if (sample_.size() == n_) {
+    low_.assign(kLowBins, 0);
+    for (const int32_t bits : sample_) {
+      if ((bits >> 16) == bin_) ++low_[bits & 0xFFFF];
+    }
+    resolved_ = true;
+  } else if (window_ && window_->holds(bin_)) {
+    low_ = window_->low_counts(bin_);
+    resolved_ = true;
+  } else {
+    low_.assign(kLowBins, 0);
+  }
+  sample_ = {};
+  window_.reset();
+  if (resolved_) choose_threshold();
+}
+
+void RankBound::count_low(std::span<const float> delta) {
+  hits_.resize(delta.size());
+  const size_t found = kernels::gather_bins(delta.data(), delta.size(), bin_, 1, hits_.data());
+  for (size_t j = 0; j < found; ++j) ++low_[hits_[j] & 0xFFFF];
+}
+
+void RankBound::end_low_pass() {
+  choose_threshold();
+  resolved_ = true;
+}
+
+// Elements equal to the threshold are kept, lowest index first, until
+// `equal_wanted` are: 16 at a time are tested (a loop the compiler
+// vectorises) and taken one by one only where some are equal.
+void RankBound::select(const float* d, float r, float* t, size_t n) {
+  kernels::keep_above(d, threshold_, r, t, n);
+  const int32_t threshold = threshold_;
+  uint64_t left = equal_wanted_ - std::min(equal_seen_, equal_wanted_);
+  constexpr size_t kChunk = 16;
+  for (size_t j = 0; j < n && left > 0; j += kChunk) {
+    const size_t end = std::min(n, j + kChunk);
+    int equal = 0;
+    for (size_t k = j; k < end; ++k) equal += magnitude_bits(d[k]) == threshold;
+    for (size_t k = j; k < end && equal > 0 && left > 0; ++k) {
+      if (magnitude_bits(d[k]) == threshold) {
+        t[k] = d[k] * r;
+        --left, --equal;
+      }
+    }
+  }
+  equal_seen_ = equal_wanted_ - left;
+}
+
+void RankBound::choose_bin(const std::vector<uint64_t>& high) {
+  uint64_t seen = 0;
+  for (size_t bin = kHighBins; bin-- > 0;) {
+    if (seen + high[bin] >= k_) {
+      bin_ = static_cast<int32_t>(bin);
+      above_ = seen;
+      return;
+    }
+    seen += high[bin];
+  }
+}
+
+void RankBound::choose_threshold() {
+  uint64_t seen = above_;
+  for (size_t low = kLowBins; low-- > 0;) {
+    if (seen + low_[low] >= k_) {
+      threshold_ = (bin_ << 16) | static_cast<int32_t>(low);
+      equal_wanted_ = k_ - seen;
+      break;
+    }
+    seen += low_[low];
+  }
+  low_ = {};
+}
+
+void RankBound::open_window() {
+  const double share = static_cast<double>(k_) / static_cast<double>(n_);
+  const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sample_.size())));
+  std::vector<uint32_t> high(kHighBins, 0);
+  for (const int32_t bits : sample_) ++high[static_cast<size_t>(bits >> 16)];
+  int32_t guess = 0;
+  uint64_t seen = 0;
+  for (size_t bin = kHighBins; bin-- > 0;) {
+    seen += high[bin];
+    if (seen >= rank) {
+      guess = static_cast<int32_t>(bin);
+      break;
+    }
+  }
+  const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
+  window_ = std::make_unique<LowWindow>(first);
+  for (const int32_t bits : sample_) window_->add(bits);
+  sample_ = {};
+}
+
+}  // namespace rvec

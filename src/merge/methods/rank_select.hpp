@@ -1,0 +1,133 @@
+// Exact top-k by |d| of one tensor's vector in bounded memory: radix select
+// on the f32 bit patterns of |d| (magnitude_bits orders like |d|, NaN above
+// Inf), ties broken by lowest element index, so exactly k elements are in.
+//
+//   level 1: a histogram of the high 16 bits of every |d| picks the bin the
+//            k-th largest falls in (HighHistogram);
+//   level 2: a histogram of the low 16 bits of the elements in that bin
+//            picks the threshold and how many elements equal to it are in.
+//
+// Level 2 needs the bin, so it would take a second statistics pass. The first
+// pass avoids that in most tensors: it keeps the |d| bits of the first
+// `sample` elements; a tensor no longer than that is answered from them; for
+// a longer one they give a guess of the bin (the k-th largest of the tensor
+// is about the (k * sample / n)-th largest of the sample), and the low 16 bits
+// of every element within kWindowBins bins around the guess are counted from
+// then on (LowWindow; the sample is counted into it first). When the chosen
+// bin lies in that window the threshold is known after one pass; otherwise
+// needs_low_pass() asks for the second. Either way the counts, and so the
+// threshold and the elements kept, are the same.
+//
+// Memory per RankBound during the first pass: the sample (4 bytes an element,
+// 1 MiB at the default) and the window (16 bins x 65,536 32-bit counts,
+// 4 MiB); afterwards none. Not thread-safe: one tensor's bound is used by one
+// thread at a time.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace rvec {
+
+// The bit pattern of |x| as a non-negative int32: orders like |x| (NaN above Inf).
+inline int32_t magnitude_bits(float x) { return static_cast<int32_t>(std::bit_cast<uint32_t>(x) & 0x7FFFFFFFu); }
+
+inline constexpr size_t kHighBins = 1 << 15;  // the high 16 bits of |d| (the sign bit is clear)
+inline constexpr size_t kLowBins = 1 << 16;
+inline constexpr int32_t kWindowBins = 16;
+// The sample's default length (RVEC_TEST_RANK_SAMPLE overrides it in tests;
+// base/test_hooks.hpp).
+inline constexpr size_t kDefaultRankSample = 1 << 18;
+
+// Counts of the high 16 bits of |d| over a tensor, in two interleaved 32-bit
+// copies: neighbouring weights often share a bin, and one counter per element
+// in turn lets their increments overlap instead of waiting on each other.
+// The 32-bit counts move into 64-bit totals before they could overflow.
+class HighHistogram {
+ public:
+  void add(std::span<const float> delta);
+  std::vector<uint64_t> totals();
+
+ private:
+  void flush();
+
+  std::vector<uint32_t> counts_ = std::vector<uint32_t>(2 * kHighBins, 0);
+  std::vector<uint64_t> totals_ = std::vector<uint64_t>(kHighBins, 0);
+  uint64_t pending_ = 0;  // elements counted since the last flush
+};
+
+// Low-16-bit counts of the elements whose high 16 bits fall in [first,
+// first + kWindowBins). For tensors of fewer than 2^32 elements.
+class LowWindow {
+ public:
+  explicit LowWindow(int32_t first);
+
+  bool holds(int32_t bin) const { return static_cast<uint32_t>(bin - first_) < static_cast<uint32_t>(kWindowBins); }
+  void add(int32_t bits);
+  void add(std::span<const float> delta);
+  // The 65,536 low counts of `bin`, which the window holds.
+  std::vector<uint64_t> low_counts(int32_t bin) const;
+
+ private:
+  int32_t first_;
+  std::vector<uint32_t> counts_;  // per bin of the window, per low 16 bits
+  std::vector<int32_t> hits_;     // the bits of one tile's elements in the window
+};
+
+// Membership of the top k of n elements by |d|. Use: observe_first() over
+// the whole tensor in element order, end_first_pass() with the high
+// histogram's totals; while needs_low_pass(), count_low() over the whole
+// tensor again and end_low_pass(); then admits() or select() walk the
+// elements in element order (restart() before walking again). An element is
+// in when its bits exceed the threshold, or equal it and fewer than
+// `equal_wanted` equal ones came before. k >= n keeps everything, k = 0 none.
+class RankBound {
+ public:
+  RankBound(uint64_t k, uint64_t n, size_t sample = kDefaultRankSample);
+
+  bool trivial() const { return k_ == 0 || k_ >= n_; }
+  int32_t threshold() const { return threshold_; }
+  bool saturated() const { return equal_seen_ >= equal_wanted_; }
+  bool needs_low_pass() const { return !trivial() && !resolved_; }
+
+  void observe_first(std::span<const float> delta);
+  void end_first_pass(const std::vector<uint64_t>& high);
+  void count_low(std::span<const float> delta);
+  void end_low_pass();
+
+  void restart() { equal_seen_ = 0; }
+
+  // Is the next element (in element order) among the top k?
+  bool admits(int32_t bits) {
+    if (bits != threshold_) return bits > threshold_;
+    if (saturated()) return false;
+    ++equal_seen_;
+    return true;
+  }
+
+  // t[j] = (element j in the top k) ? d[j] * r : 0 for the next n elements.
+  void select(const float* d, float r, float* t, size_t n);
+
+ private:
+  void choose_bin(const std::vector<uint64_t>& high);
+  void choose_threshold();
+  void open_window();
+
+  uint64_t k_, n_;
+  size_t sample_length_;
+  std::vector<int32_t> sample_;        // |d| bits of the first elements, until the window opens
+  std::unique_ptr<LowWindow> window_;  // during the first pass of a tensor longer than the sample
+  bool resolved_ = false;              // the threshold is known
+  int32_t bin_ = 0;                    // of the k-th largest
+  uint64_t above_ = 0;                 // elements in higher bins
+  std::vector<uint64_t> low_;          // low counts of bin_, until the threshold is chosen
+  int32_t threshold_ = 0;
+  uint64_t equal_wanted_ = 0, equal_seen_ = 0;
+  std::vector<int32_t> hits_;  // count_low's gathered elements of one tile
+};
+
+}  // namespace rvec

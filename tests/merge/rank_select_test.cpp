@@ -1,0 +1,127 @@
+#include "merge/methods/rank_select.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <span>
+#include <vector>
+
+namespace rvec {
+namespace {
+
+float from_bits(uint32_t bits) {
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+float bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000u;
+  return from_bits(bits);
+}
+
+// Deltas as rvec sees them: differences of bf16 weights (few distinct
+// magnitudes, many ties), with the first `quiet` elements 100x smaller than
+// the rest (so a guess from the start of the tensor misses), and a few NaN,
+// Inf and signed zeros.
+std::vector<float> deltas(size_t n, size_t quiet, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> weight(0, 0.02f);
+  std::uniform_real_distribution<float> step(-1e-3f, 1e-3f);
+  std::vector<float> d(n);
+  for (size_t j = 0; j < n; ++j) {
+    const float pre = bf16(weight(rng));
+    d[j] = bf16(pre + step(rng) * (j < quiet ? 0.01f : 1.0f)) - pre;
+    if (j % 997 == 5) d[j] = from_bits(0x7FC00000);
+    if (j % 991 == 7) d[j] = -from_bits(0x7F800000);
+    if (j % 983 == 9) d[j] = -0.0f;
+  }
+  return d;
+}
+
+// Element j is in the top k: sorted by |d| bits descending, then index.
+std::vector<bool> reference_top(const std::vector<float>& d, uint64_t k) {
+  std::vector<size_t> order(d.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::ranges::stable_sort(order, [&](size_t a, size_t b) { return magnitude_bits(d[a]) > magnitude_bits(d[b]); });
+  std::vector<bool> in(d.size(), false);
+  for (uint64_t r = 0; r < std::min<uint64_t>(k, d.size()); ++r) in[order[r]] = true;
+  return in;
+}
+
+struct Outcome {
+  std::vector<bool> in;
+  bool second_pass = false;
+};
+
+// The protocol of rank_select.hpp, in tiles of 1000 elements.
+Outcome run(const std::vector<float>& d, uint64_t k, size_t sample) {
+  constexpr size_t kTile = 1000;
+  RankBound bound(k, d.size(), sample);
+  HighHistogram high;
+  for (size_t j = 0; j < d.size(); j += kTile) {
+    const auto tile = std::span(d).subspan(j, std::min(kTile, d.size() - j));
+    high.add(tile);
+    bound.observe_first(tile);
+  }
+  bound.end_first_pass(high.totals());
+  Outcome out;
+  if (bound.needs_low_pass()) {
+    out.second_pass = true;
+    for (size_t j = 0; j < d.size(); j += kTile) bound.count_low(std::span(d).subspan(j, std::min(kTile, d.size() - j)));
+    bound.end_low_pass();
+  }
+  EXPECT_FALSE(bound.needs_low_pass());
+  std::vector<float> kept(d.size());
+  for (size_t j = 0; j < d.size(); j += kTile) {
+    const size_t m = std::min(kTile, d.size() - j);
+    bound.select(d.data() + j, 1.0f, kept.data() + j, m);
+  }
+  bound.restart();
+  for (size_t j = 0; j < d.size(); ++j) {
+    const bool admitted = bound.admits(magnitude_bits(d[j]));
+    const bool selected = std::memcmp(&kept[j], &d[j], 4) == 0;
+    out.in.push_back(admitted);
+    if (d[j] != 0 && !std::isnan(d[j])) {
+      EXPECT_EQ(selected, admitted) << "element " << j;
+    }
+  }
+  return out;
+}
+
+TEST(RankSelect, ExactlyTheTopKWhateverTheSampleAndWhetherTheGuessHolds) {
+  for (const size_t n : {1u, 100u, 5000u, 70000u}) {
+    for (const size_t quiet : {size_t{0}, n / 3}) {
+      const auto d = deltas(n, quiet, n + quiet);
+      for (const uint64_t k : {uint64_t{0}, uint64_t{1}, n / 5, n / 2, n - 1, uint64_t{n}, n + 3}) {
+        const auto expected = reference_top(d, k);
+        for (const size_t sample : {size_t{0}, size_t{1}, size_t{64}, size_t{1000}, n, 2 * n}) {
+          const Outcome got = run(d, k, sample);
+          EXPECT_TRUE(got.in == expected) << "n=" << n << " quiet=" << quiet << " k=" << k << " sample=" << sample;
+        }
+      }
+    }
+  }
+}
+
+// Which path each case takes: a tensor the sample holds, or one whose guess
+// is good, needs one pass; no sample, or a sample from a quiet start, two.
+TEST(RankSelect, TheSecondPassOnlyWhenTheGuessMisses) {
+  const size_t n = 70000;
+  const auto uniform = deltas(n, 0, 1), quiet_start = deltas(n, n / 3, 2);
+  EXPECT_FALSE(run(uniform, n / 5, n).second_pass);
+  EXPECT_FALSE(run(uniform, n / 5, 10000).second_pass);
+  EXPECT_TRUE(run(uniform, n / 5, 0).second_pass);
+  EXPECT_TRUE(run(quiet_start, n / 5, 10000).second_pass);
+  EXPECT_FALSE(run(uniform, 0, 0).second_pass);  // k = 0 and k = n need no pass
+  EXPECT_FALSE(run(uniform, n, 0).second_pass);
+}
+
+}  // namespace
+}  // namespace rvec
