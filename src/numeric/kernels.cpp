@@ -149,6 +149,27 @@ size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint
   return count + scalar::gather_bins(d + i, n - i, first_bin, bins, out + count);
 }
 
+uint64_t KeepFirstEqual(const float* HWY_RESTRICT d, int32_t equal, uint64_t wanted, float r, float* HWY_RESTRICT t,
+                        size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t lanes = hn::Lanes(df);
+  const auto vequal = hn::Set(di, equal);
+  const auto vr = hn::Set(df, r);
+  uint64_t taken = 0;
+  size_t i = 0;
+  for (; i + lanes <= n && taken < wanted; i += lanes) {
+    const auto x = hn::LoadU(df, d + i);
+    const auto is_equal = hn::RebindMask(df, hn::Eq(MagnitudeBits(df, x), vequal));
+    const size_t count = hn::CountTrue(df, is_equal);
+    if (count == 0) continue;
+    if (taken + count > wanted) break;  // the last ones wanted lie in this vector
+    hn::StoreU(hn::IfThenElse(is_equal, hn::Mul(x, vr), hn::LoadU(df, t + i)), df, t + i);
+    taken += count;
+  }
+  return taken + scalar::keep_first_equal(d + i, equal, wanted - taken, r, t + i, n - i);
+}
+
 // draw(j) < limit for the 64-bit lanes holding j = first, first + 1, ...
 template <class D64>
 auto DrawsBelow(D64 d64, hn::Vec<D64> state, hn::Vec<D64> limit) {
@@ -261,6 +282,7 @@ HWY_EXPORT(KeepAbove);
 HWY_EXPORT(KeepBetween);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
+HWY_EXPORT(KeepFirstEqual);
 HWY_EXPORT(ElectAccumulate);
 HWY_EXPORT(DivideNonzero);
 
@@ -286,6 +308,9 @@ void keep_between(const float* d, int32_t above, int32_t at_most, float r, float
 }
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
   return HWY_DYNAMIC_DISPATCH(GatherBins)(d, n, first_bin, bins, out);
+}
+uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(KeepFirstEqual)(d, equal, wanted, r, t, n);
 }
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
@@ -346,6 +371,15 @@ static int32_t magnitude_bits(float x) {
 }
 void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
   for (size_t i = 0; i < n; ++i) t[i] = magnitude_bits(d[i]) > above ? d[i] * r : 0.0f;
+}
+uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
+  uint64_t taken = 0;
+  for (size_t i = 0; i < n && taken < wanted; ++i) {
+    if (magnitude_bits(d[i]) != equal) continue;
+    t[i] = d[i] * r;
+    ++taken;
+  }
+  return taken;
 }
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
   size_t count = 0;

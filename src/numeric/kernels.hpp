@@ -45,6 +45,9 @@ void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, fl
 // order, bits(d[i]) of the elements whose high 16 bits lie in
 // [first_bin, first_bin + bins) to out (room for n) and returns how many.
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
+// The first `wanted` elements (in order) with bits(d[i]) == equal get
+// t[i] = d[i] * r; the rest of t is unchanged. Returns how many were.
+uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
 
 // TIES' disjoint sum, one vector at a time: where x[i] has the sign elected
 // by s[i] (x > 0 for s >= 0, x < 0 for s < 0), m[i] += u[i] and q[i] += w;
@@ -78,6 +81,7 @@ void keep_above(const float* d, int32_t above, float r, float* t, size_t n);
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
+uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
 void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n);
 void divide_nonzero(const float* m, const float* q, float* out, size_t n);
 }  // namespace scalar

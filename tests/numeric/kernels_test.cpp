@@ -88,6 +88,23 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
       EXPECT_TRUE(std::equal(simd_bits.begin(), simd_bits.begin() + static_cast<ptrdiff_t>(found), scalar_bits.begin()))
           << "gather_bins n=" << n << " first_bin=" << first_bin;
     }
+    for (const int32_t equal : {0, 0x3F808000, 0x7F800000, 0x12345678}) {
+      for (const uint64_t wanted : {0ull, 1ull, 3ull, 50ull, 1ull << 40}) {
+        std::vector<float> simd_kept(n, 7.0f), scalar_kept(n, 7.0f);
+        const uint64_t taken = kernels::keep_first_equal(d.data(), equal, wanted, 1.5f, simd_kept.data(), n);
+        EXPECT_EQ(taken, kernels::scalar::keep_first_equal(d.data(), equal, wanted, 1.5f, scalar_kept.data(), n));
+        EXPECT_TRUE(same_bits(simd_kept, scalar_kept)) << "keep_first_equal n=" << n << " equal=" << equal;
+      }
+    }
+    // Runs of equal values: the last wanted ones inside one vector.
+    std::vector<float> runs(n);
+    for (size_t i = 0; i < n; ++i) runs[i] = (i / 5) % 2 == 0 ? -2.5f : 2.5f + static_cast<float>(i % 3);
+    for (const uint64_t wanted : {1ull, 4ull, 9ull, 33ull}) {
+      std::vector<float> simd_kept(n, 0.0f), scalar_kept(n, 0.0f);
+      const uint64_t taken = kernels::keep_first_equal(runs.data(), 0x40200000, wanted, 2.0f, simd_kept.data(), n);
+      EXPECT_EQ(taken, kernels::scalar::keep_first_equal(runs.data(), 0x40200000, wanted, 2.0f, scalar_kept.data(), n));
+      EXPECT_TRUE(same_bits(simd_kept, scalar_kept)) << "keep_first_equal runs n=" << n << " wanted=" << wanted;
+    }
     for (const uint64_t first : {0ull, 12345ull, (1ull << 40) + 7}) {
       for (const uint64_t limit : {0ull, 1ull << 52, (1ull << 53) - 1, 1ull << 53}) {
         kernels::keep_drawn(0xDEADBEEFull + n, first, limit, d.data(), 2.0f, simd.data(), n);

@@ -106,26 +106,10 @@ void RankBound::end_low_pass() {
   resolved_ = true;
 }
 
-// Elements equal to the threshold are kept, lowest index first, until
-// `equal_wanted` are: 16 at a time are tested (a loop the compiler
-// vectorises) and taken one by one only where some are equal.
 void RankBound::select(const float* d, float r, float* t, size_t n) {
   kernels::keep_above(d, threshold_, r, t, n);
-  const int32_t threshold = threshold_;
-  uint64_t left = equal_wanted_ - std::min(equal_seen_, equal_wanted_);
-  constexpr size_t kChunk = 16;
-  for (size_t j = 0; j < n && left > 0; j += kChunk) {
-    const size_t end = std::min(n, j + kChunk);
-    int equal = 0;
-    for (size_t k = j; k < end; ++k) equal += magnitude_bits(d[k]) == threshold;
-    for (size_t k = j; k < end && equal > 0 && left > 0; ++k) {
-      if (magnitude_bits(d[k]) == threshold) {
-        t[k] = d[k] * r;
-        --left, --equal;
-      }
-    }
-  }
-  equal_seen_ = equal_wanted_ - left;
+  if (saturated()) return;
+  equal_seen_ += kernels::keep_first_equal(d, threshold_, equal_wanted_ - equal_seen_, r, t, n);
 }
 
 void RankBound::choose_bin(const std::vector<uint64_t>& high) {
