@@ -1,7 +1,6 @@
 #include "merge/methods/rank_select.hpp"
 
 #include <algorithm>
-#include <iterator>
 
 #include "base/test_hooks.hpp"
 #include "numeric/kernels.hpp"
@@ -24,7 +23,7 @@ void HighHistogram::add(std::span<const float> delta) {
 
 std::vector<uint64_t> HighHistogram::totals() {
   flush();
-  return totals_;
+  return {totals_.data(), totals_.data() + kHighBins};
 }
 
 void HighHistogram::flush() {
@@ -35,7 +34,7 @@ void HighHistogram::flush() {
   pending_ = 0;
 }
 
-LowWindow::LowWindow(int32_t first) : first_(first), counts_(kWindowBins * kLowBins, 0) {}
+LowWindow::LowWindow(int32_t first) : first_(first), counts_(kWindowBins * kLowBins) {}
 
 void LowWindow::add(int32_t bits) {
   const int32_t bin = bits >> 16;
@@ -53,7 +52,7 @@ void LowWindow::add(std::span<const float> delta) {
 }
 
 std::vector<uint64_t> LowWindow::low_counts(int32_t bin) const {
-  const auto from = counts_.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(bin - first_) * kLowBins);
+  const uint32_t* from = counts_.data() + static_cast<size_t>(bin - first_) * kLowBins;
   return {from, from + kLowBins};
 }
 
@@ -65,12 +64,13 @@ RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
 
 void RankBound::observe_first(std::span<const float> delta) {
   if (trivial()) return;
-  if (!window_ && sample_.size() < sample_length_) {
-    if (sample_.empty()) sample_.reserve(std::min<uint64_t>(n_, sample_length_));
-    const size_t take = std::min(delta.size(), sample_length_ - sample_.size());
-    std::ranges::transform(delta.first(take), std::back_inserter(sample_), magnitude_bits);
+  if (!window_ && sampled_ < sample_length_) {
+    if (sample_.size() == 0) sample_ = ZeroedPages<int32_t>(std::min<uint64_t>(n_, sample_length_));
+    const size_t take = std::min(delta.size(), sample_length_ - sampled_);
+    std::ranges::transform(delta.first(take), sample_.data() + sampled_, magnitude_bits);
+    sampled_ += take;
     delta = delta.subspan(take);
-    if (sample_.size() == sample_length_ && n_ > sample_length_ && n_ <= UINT32_MAX) open_window();
+    if (sampled_ == sample_length_ && n_ > sample_length_ && n_ <= UINT32_MAX) open_window();
   }
   if (window_) window_->add(delta);
 }
@@ -78,9 +78,9 @@ void RankBound::observe_first(std::span<const float> delta) {
 void RankBound::end_first_pass(const std::vector<uint64_t>& high) {
   if (trivial()) return;
   choose_bin(high);
-  if (sample_.size() == n_) {
+  if (sampled_ == n_) {
     low_.assign(kLowBins, 0);
-    for (const int32_t bits : sample_) {
+    for (const int32_t bits : sample_.span()) {
       if ((bits >> 16) == bin_) ++low_[bits & 0xFFFF];
     }
     resolved_ = true;
@@ -139,9 +139,9 @@ void RankBound::choose_threshold() {
 
 void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
-  const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sample_.size())));
-  std::vector<uint32_t> high(kHighBins, 0);
-  for (const int32_t bits : sample_) ++high[static_cast<size_t>(bits >> 16)];
+  const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
+  ZeroedPages<uint32_t> high(kHighBins);
+  for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
   int32_t guess = 0;
   uint64_t seen = 0;
   for (size_t bin = kHighBins; bin-- > 0;) {
@@ -153,7 +153,7 @@ void RankBound::open_window() {
   }
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);
-  for (const int32_t bits : sample_) window_->add(bits);
+  for (const int32_t bits : sample_.span()) window_->add(bits);
   sample_ = {};
 }
 

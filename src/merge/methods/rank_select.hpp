@@ -19,8 +19,9 @@
 // threshold and the elements kept, are the same.
 //
 // Memory per RankBound during the first pass: the sample (4 bytes an element,
-// 1 MiB at the default) and the window (16 bins x 65,536 32-bit counts,
-// 4 MiB); afterwards none. Not thread-safe: one tensor's bound is used by one
+// 1 MiB at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB
+// mapped, resident only where counted); afterwards none. The large arrays
+// live in mappings of their own (base/zeroed_pages.hpp), not in the heap. Not thread-safe: one tensor's bound is used by one
 // thread at a time.
 #pragma once
 
@@ -30,6 +31,8 @@
 #include <memory>
 #include <span>
 #include <vector>
+
+#include "base/zeroed_pages.hpp"
 
 namespace rvec {
 
@@ -55,8 +58,8 @@ class HighHistogram {
  private:
   void flush();
 
-  std::vector<uint32_t> counts_ = std::vector<uint32_t>(2 * kHighBins, 0);
-  std::vector<uint64_t> totals_ = std::vector<uint64_t>(kHighBins, 0);
+  ZeroedPages<uint32_t> counts_{2 * kHighBins};
+  ZeroedPages<uint64_t> totals_{kHighBins};
   uint64_t pending_ = 0;  // elements counted since the last flush
 };
 
@@ -74,7 +77,7 @@ class LowWindow {
 
  private:
   int32_t first_;
-  std::vector<uint32_t> counts_;  // per bin of the window, per low 16 bits
+  ZeroedPages<uint32_t> counts_;  // per bin of the window, per low 16 bits: pages only where counted
   std::vector<int32_t> hits_;     // the bits of one tile's elements in the window
 };
 
@@ -119,7 +122,8 @@ class RankBound {
 
   uint64_t k_, n_;
   size_t sample_length_;
-  std::vector<int32_t> sample_;        // |d| bits of the first elements, until the window opens
+  ZeroedPages<int32_t> sample_;        // |d| bits of the first elements, until the window opens
+  size_t sampled_ = 0;                 // how many of them
   std::unique_ptr<LowWindow> window_;  // during the first pass of a tensor longer than the sample
   bool resolved_ = false;              // the threshold is known
   int32_t bin_ = 0;                    // of the k-th largest

@@ -177,7 +177,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
         v.restart();
       }
     }
-    if (pass == 0) high_ = {};
+    if (pass == 0) std::vector<HighHistogram>().swap(high_);
   }
 
   // The second rank pass only when some bound's threshold bin fell outside

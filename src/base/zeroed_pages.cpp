@@ -1,0 +1,20 @@
+#include "base/zeroed_pages.hpp"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/error.hpp"
+
+namespace rvec::zeroed_pages_detail {
+
+void* map_zeroed(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail(ErrorKind::kIo, "cannot map {} bytes of memory: {}", bytes, std::strerror(errno));
+  return p;
+}
+
+void unmap(void* data, size_t bytes) { munmap(data, bytes); }
+
+}  // namespace rvec::zeroed_pages_detail
