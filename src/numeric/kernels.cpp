@@ -9,6 +9,12 @@
 #include "numeric/convert.hpp"
 #include "numeric/kernels.hpp"
 
+namespace rvec::kernels::scalar {
+// elect_sum for elements [first, n) (the SIMD kernel's tail).
+void elect_sum_from(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize,
+                    float* out, size_t first, size_t n);
+}  // namespace rvec::kernels::scalar
+
 HWY_BEFORE_NAMESPACE();
 namespace rvec::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -212,32 +218,33 @@ void KeepDrawn(uint64_t key, uint64_t first, uint64_t limit, const float* HWY_RE
 #endif
 }
 
-void ElectAccumulate(const float* HWY_RESTRICT s, const float* HWY_RESTRICT x, const float* HWY_RESTRICT u, float w,
-                     float* HWY_RESTRICT m, float* HWY_RESTRICT q, size_t n) {
-  const hn::ScalableTag<float> df;
-  const size_t lanes = hn::Lanes(df);
-  const auto zero = hn::Zero(df);
-  const auto vw = hn::Set(df, w);
-  size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto vs = hn::LoadU(df, s + i), vx = hn::LoadU(df, x + i);
-    const auto agrees = hn::Or(hn::And(hn::Ge(vs, zero), hn::Gt(vx, zero)), hn::And(hn::Not(hn::Ge(vs, zero)), hn::Lt(vx, zero)));
-    hn::StoreU(hn::Add(hn::LoadU(df, m + i), hn::IfThenElseZero(agrees, hn::LoadU(df, u + i))), df, m + i);
-    hn::StoreU(hn::Add(hn::LoadU(df, q + i), hn::IfThenElseZero(agrees, vw)), df, q + i);
-  }
-  scalar::elect_accumulate(s + i, x + i, u + i, w, m + i, q + i, n - i);
-}
-
-void DivideNonzero(const float* m, const float* HWY_RESTRICT q, float* out, size_t n) {
+void ElectSum(const float* const* HWY_RESTRICT t, const float* HWY_RESTRICT w, size_t count, bool vote_weighted,
+              bool normalize, float* HWY_RESTRICT out, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
   const auto zero = hn::Zero(df), one = hn::Set(df, 1.0f);
   size_t i = 0;
   for (; i + lanes <= n; i += lanes) {
-    const auto vq = hn::LoadU(df, q + i);
-    hn::StoreU(hn::Div(hn::LoadU(df, m + i), hn::IfThenElse(hn::Eq(vq, zero), one, vq)), df, out + i);
+    auto s = zero;
+    for (size_t k = 0; k < count; ++k) {
+      const auto tk = hn::LoadU(df, t[k] + i);
+      const auto xk = vote_weighted ? hn::Mul(hn::Set(df, w[k]), tk) : tk;
+      s = k == 0 ? xk : hn::Add(s, xk);
+    }
+    const auto positive = hn::Ge(s, zero);
+    auto m = zero, q = zero;
+    for (size_t k = 0; k < count; ++k) {
+      const auto tk = hn::LoadU(df, t[k] + i);
+      const auto wk = hn::Set(df, w[k]);
+      const auto uk = hn::Mul(wk, tk);
+      const auto xk = vote_weighted ? uk : tk;
+      const auto agrees = hn::Or(hn::And(positive, hn::Gt(xk, zero)), hn::AndNot(positive, hn::Lt(xk, zero)));
+      m = hn::Add(m, hn::IfThenElseZero(agrees, uk));
+      q = hn::Add(q, hn::IfThenElseZero(agrees, wk));
+    }
+    hn::StoreU(normalize ? hn::Div(m, hn::IfThenElse(hn::Eq(q, zero), one, q)) : m, df, out + i);
   }
-  scalar::divide_nonzero(m + i, q + i, out + i, n - i);
+  scalar::elect_sum_from(t, w, count, vote_weighted, normalize, out, i, n);
 }
 
 void AccumulateDeltaSums(const float* HWY_RESTRICT pre, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
@@ -283,8 +290,7 @@ HWY_EXPORT(KeepBetween);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
 HWY_EXPORT(KeepFirstEqual);
-HWY_EXPORT(ElectAccumulate);
-HWY_EXPORT(DivideNonzero);
+HWY_EXPORT(ElectSum);
 
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
   HWY_DYNAMIC_DISPATCH(AccumulateDeltaSums)(pre, a, b, n, sums);
@@ -315,11 +321,9 @@ uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float 
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
 }
-void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n) {
-  HWY_DYNAMIC_DISPATCH(ElectAccumulate)(s, x, u, w, m, q, n);
-}
-void divide_nonzero(const float* m, const float* q, float* out, size_t n) {
-  HWY_DYNAMIC_DISPATCH(DivideNonzero)(m, q, out, n);
+void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
+               size_t n) {
+  HWY_DYNAMIC_DISPATCH(ElectSum)(t, w, count, vote_weighted, normalize, out, n);
 }
 
 const char* simd_target() {
@@ -403,15 +407,28 @@ void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, fl
     t[i] = ((z ^ (z >> 31)) >> 11) < limit ? d[i] * r : 0.0f;
   }
 }
-void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    const bool agrees = s[i] >= 0 ? x[i] > 0 : x[i] < 0;
-    m[i] += agrees ? u[i] : 0.0f;
-    q[i] += agrees ? w : 0.0f;
-  }
+void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
+               size_t n) {
+  elect_sum_from(t, w, count, vote_weighted, normalize, out, 0, n);
 }
-void divide_nonzero(const float* m, const float* q, float* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = m[i] / (q[i] == 0 ? 1.0f : q[i]);
+void elect_sum_from(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize,
+                    float* out, size_t first, size_t n) {
+  for (size_t i = first; i < n; ++i) {
+    float s = 0;
+    for (size_t k = 0; k < count; ++k) {
+      const float x = vote_weighted ? w[k] * t[k][i] : t[k][i];
+      s = k == 0 ? x : s + x;
+    }
+    float m = 0, q = 0;
+    for (size_t k = 0; k < count; ++k) {
+      const float u = w[k] * t[k][i];
+      const float x = vote_weighted ? u : t[k][i];
+      const bool agrees = s >= 0 ? x > 0 : x < 0;
+      m += agrees ? u : 0.0f;
+      q += agrees ? w[k] : 0.0f;
+    }
+    out[i] = normalize ? m / (q == 0 ? 1.0f : q) : m;
+  }
 }
 
 }  // namespace scalar

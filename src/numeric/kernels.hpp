@@ -49,12 +49,15 @@ size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, i
 // t[i] = d[i] * r; the rest of t is unchanged. Returns how many were.
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
 
-// TIES' disjoint sum, one vector at a time: where x[i] has the sign elected
-// by s[i] (x > 0 for s >= 0, x < 0 for s < 0), m[i] += u[i] and q[i] += w;
-// elsewhere m[i] += 0 and q[i] += 0.
-void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n);
-// out[i] = m[i] / (q[i] == 0 ? 1 : q[i]); out may be m
-void divide_nonzero(const float* m, const float* q, float* out, size_t n);
+// TIES' sign election and disjoint sum over `count` trimmed vectors t_k with
+// weights w_k, all in f32, per element i:
+//   u_k = w_k * t_k[i];  x_k = vote_weighted ? u_k : t_k[i]
+//   s = x_0 + x_1 + ... (in order)
+//   vector k agrees when x_k > 0 for s >= 0, x_k < 0 for s < 0
+//   m = 0 + (agrees ? u_k : 0) + ...;  q = 0 + (agrees ? w_k : 0) + ... (in order)
+//   out[i] = normalize ? m / (q == 0 ? 1 : q) : m
+void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
+               size_t n);
 
 // Sums for lineage checks, accumulated in f64 over f32 inputs:
 //   base_sq += pre^2;  a_sq += (a - pre)^2;  b_sq += (b - pre)^2;  dot += (a - pre)(b - pre)
@@ -82,8 +85,8 @@ void keep_between(const float* d, int32_t above, int32_t at_most, float r, float
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
-void elect_accumulate(const float* s, const float* x, const float* u, float w, float* m, float* q, size_t n);
-void divide_nonzero(const float* m, const float* q, float* out, size_t n);
+void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
+               size_t n);
 }  // namespace scalar
 
 // Name of the instruction set the SIMD kernels dispatch to on this CPU.

@@ -112,15 +112,20 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
         EXPECT_TRUE(same_bits(simd, scalar)) << "keep_drawn n=" << n << " first=" << first << " limit=" << limit;
       }
     }
-    std::vector<float> m_simd = u, q_simd = s, m_scalar = u, q_scalar = s;
-    kernels::elect_accumulate(s.data(), x.data(), u.data(), 0.75f, m_simd.data(), q_simd.data(), n);
-    kernels::scalar::elect_accumulate(s.data(), x.data(), u.data(), 0.75f, m_scalar.data(), q_scalar.data(), n);
-    EXPECT_TRUE(same_bits(m_simd, m_scalar) && same_bits(q_simd, q_scalar)) << "elect_accumulate n=" << n;
-    std::vector<float> q = s;
-    for (size_t i = 0; i < n; i += 3) q[i] = i % 2 ? -0.0f : 0.0f;
-    kernels::divide_nonzero(u.data(), q.data(), simd.data(), n);
-    kernels::scalar::divide_nonzero(u.data(), q.data(), scalar.data(), n);
-    EXPECT_TRUE(same_bits(simd, scalar)) << "divide_nonzero n=" << n;
+    // Weights that cancel (q = 0), a negative one, and the vectors' values
+    // with zeros, NaN and signed zeros in the vote.
+    const float* vectors[] = {d.data(), s.data(), x.data(), u.data()};
+    const float weights[] = {0.75f, -0.75f, 1.5f, -2.0f};
+    for (const size_t count : {1u, 2u, 4u}) {
+      for (const bool vote_weighted : {false, true}) {
+        for (const bool normalize : {false, true}) {
+          kernels::elect_sum(vectors, weights, count, vote_weighted, normalize, simd.data(), n);
+          kernels::scalar::elect_sum(vectors, weights, count, vote_weighted, normalize, scalar.data(), n);
+          EXPECT_TRUE(same_bits(simd, scalar))
+              << "elect_sum n=" << n << " count=" << count << " vote_weighted=" << vote_weighted;
+        }
+      }
+    }
   }
 }
 

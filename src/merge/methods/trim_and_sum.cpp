@@ -125,8 +125,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
         layout_(pass_layout(trim_, rescale_, vectors_)),
         factors_(vectors_.size(), 1.0f),
         l1_(vectors_.size()),
-        trimmed_(vectors_.size()),
-        weighted_(vectors_.size()) {
+        trimmed_(vectors_.size()) {
     for (double w : context.vector_weights) weights_.push_back(static_cast<float>(w));
     if (rescale_ == Rescale::kInverseDensity) {
       for (size_t i = 0; i < vectors_.size(); ++i) {
@@ -196,7 +195,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
       vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed_[i].data(), n);
     }
     if (elect_) {
-      elect_and_sum(n, scratch);
+      kernels::elect_sum(trimmed_pointers_.data(), weights_.data(), vectors_.size(), vote_weighted_, normalize_, scratch, n);
     } else {
       weighted_sum(weights_, trimmed_pointers_, n, normalize_, scratch);
     }
@@ -204,27 +203,6 @@ class TrimAndSumCombiner final : public TensorCombiner {
   }
 
  private:
-  // Steps 2 to 5 with election, written branch-free over each vector's tile:
-  // adding 0 for a vector that does not agree leaves m and q unchanged (they
-  // start at +0 and a sum of non-zero terms is never -0).
-  void elect_and_sum(size_t n, float* out) {
-    const size_t count = vectors_.size();
-    std::vector<const float*> votes(count);
-    for (size_t i = 0; i < count; ++i) {
-      weighted_[i].resize(n);
-      kernels::scale(weights_[i], trimmed_[i].data(), weighted_[i].data(), n);
-      votes[i] = vote_weighted_ ? weighted_[i].data() : trimmed_[i].data();
-    }
-    vote_.assign(votes[0], votes[0] + n);
-    divisor_.assign(n, 0.0f);
-    for (size_t i = 1; i < count; ++i) kernels::add(vote_.data(), votes[i], vote_.data(), n);
-    std::fill_n(out, n, 0.0f);
-    for (size_t i = 0; i < count; ++i) {
-      kernels::elect_accumulate(vote_.data(), votes[i], weighted_[i].data(), weights_[i], out, divisor_.data(), n);
-    }
-    if (normalize_) kernels::divide_nonzero(out, divisor_.data(), out, n);
-  }
-
   TrimKind trim_;
   bool elect_, vote_weighted_, normalize_;
   Rescale rescale_;
@@ -234,9 +212,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
   std::vector<std::pair<double, double>> l1_;  // (l1 of d, l1 of what is kept), per vector
   std::vector<HighHistogram> high_;             // per vector, during the first rank pass
   std::vector<std::vector<float>> trimmed_;     // t_i of the current tile
-  std::vector<std::vector<float>> weighted_;    // u_i = w_i t_i of the current tile
   std::vector<const float*> trimmed_pointers_ = std::vector<const float*>(vectors_.size());
-  std::vector<float> vote_, divisor_;           // s and q of the current tile
 };
 
 }  // namespace
