@@ -66,7 +66,7 @@ std::vector<MethodReport> method_reports(const CheckOptions& o, const JobInputs&
 std::string passes_text(const MethodReport& r) {
   std::string out;
   for (const auto& [passes, tensors] : r.tensors_by_passes) {
-    out += fmt::format("{}{} tensor(s) with {} statistics pass(es)", out.empty() ? "" : ", ", tensors, passes);
+    out += fmt::format("{}{} tensor(s) with up to {} statistics pass(es)", out.empty() ? "" : ", ", tensors, passes);
   }
   return out;
 }
@@ -74,7 +74,7 @@ std::string passes_text(const MethodReport& r) {
 void print_methods(const std::vector<MethodReport>& reports) {
   for (const auto& r : reports) {
     fmt::print("method  {}\n", describe_method(*r.method, r.plan.merge_params));
-    fmt::print("        {}: reads {} for any number of w (the vectors once more per statistics pass)\n",
+    fmt::print("        {}: reads at most {} for any number of w (the vectors once more per statistics pass)\n",
                passes_text(r), human_bytes(r.plan.bytes_to_read));
   }
 }

@@ -126,7 +126,8 @@ void print_plan(const JobPlan& plan, const JobSpec& spec) {
                has_weights(spec) ? fmt::format("  (w = {})", spec.weights[k]) : "");
   }
   const uint64_t total_write = plan.bytes_per_output * plan.outputs.size();
-  fmt::print("read    {} (for all {} output(s): every input byte once, the vectors once more per statistics pass)\n",
+  fmt::print("read    {} at most (for all {} output(s): every input byte once, the vectors once more per statistics "
+             "pass a tensor needs)\n",
              human_bytes(plan.bytes_to_read), plan.outputs.size());
   fmt::print("write   {} per output, {} in all\n", human_bytes(plan.bytes_per_output), human_bytes(total_write));
   fmt::print("disk    {} free at {}: {}\n", human_bytes(plan.free_bytes), spec.output.string(),
