@@ -3,9 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
+#include <memory>
 
 #include "base/error.hpp"
+#include "base/thread_pool.hpp"
 #include "hf/tensor_reader.hpp"
 #include "numeric/kernels.hpp"
 
@@ -56,12 +60,12 @@ void accumulate(const float* v, const float* u, size_t n, VectorStats& s) {
   s.other_sq += sums.b_sq;
   s.dot += sums.dot;
   s.elements += n;
-  for (size_t t = 0; t < kSparsityThresholds.size(); ++t) {
-    const auto threshold = static_cast<float>(kSparsityThresholds[t]);
-    uint64_t count = 0;
-    for (size_t i = 0; i < n; ++i) count += std::fabs(v[i]) <= threshold;
-    s.below[t] += count;
-  }
+  static const std::array<int32_t, kSparsityThresholds.size()> at_most = [] {
+    std::array<int32_t, kSparsityThresholds.size()> bits{};
+    for (size_t t = 0; t < bits.size(); ++t) bits[t] = std::bit_cast<int32_t>(static_cast<float>(kSparsityThresholds[t]));
+    return bits;
+  }();
+  kernels::count_at_most(v, n, at_most.data(), at_most.size(), s.below.data());
 }
 
 }  // namespace
@@ -79,24 +83,43 @@ double VectorStats::cosine() const {
   return den > 0 ? dot / den : 0.0;
 }
 
+namespace {
+
+// The sums of one tensor (no elements: absent or not comparable).
+VectorStats tensor_stats(const std::string& name, VectorReader& a, VectorReader* b) {
+  uint64_t n = a.elements(name);
+  if (b) n = std::min(n, b->elements(name));
+  VectorStats stats;
+  for (uint64_t offset = 0; offset < n; offset += kBlockElements) {
+    const size_t m = std::min<uint64_t>(kBlockElements, n - offset);
+    const float* v = a.load(name, offset, m);
+    const float* u = b ? b->load(name, offset, m) : nullptr;
+    accumulate(v, u, m, stats);
+  }
+  return stats;
+}
+
+}  // namespace
+
+// Tensors are shared out to the cores, each tensor's sums from one thread,
+// combined in the vector's tensor order: results do not depend on the number
+// of threads.
 VectorReport analyse_vector(const VectorSource& first, const VectorSource* second) {
+  const auto& tensors = first.vector->tensors();
+  std::vector<VectorStats> per_tensor(tensors.size());
+  ThreadPool pool(default_thread_count());
+  std::vector<std::unique_ptr<VectorReader>> readers(pool.size()), others(pool.size());
+  pool.parallel_for_workers(tensors.size(), [&](size_t worker, size_t i) {
+    if (!readers[worker]) readers[worker] = std::make_unique<VectorReader>(first);
+    if (second && !others[worker]) others[worker] = std::make_unique<VectorReader>(*second);
+    per_tensor[i] = tensor_stats(tensors[i].name(), *readers[worker], others[worker].get());
+  });
   VectorReport report;
   report.compared = second != nullptr;
-  VectorReader a(first);
-  std::optional<VectorReader> b;
-  if (second) b.emplace(*second);
-  for (const auto& t : first.vector->tensors()) {
-    const std::string& name = t.name();
-    uint64_t n = a.elements(name);
-    if (b) n = std::min(n, b->elements(name));
-    if (n == 0) continue;
-    VectorStats stats;
-    for (uint64_t offset = 0; offset < n; offset += kBlockElements) {
-      const size_t m = std::min<uint64_t>(kBlockElements, n - offset);
-      const float* v = a.load(name, offset, m);
-      const float* u = b ? b->load(name, offset, m) : nullptr;
-      accumulate(v, u, m, stats);
-    }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const VectorStats& stats = per_tensor[i];
+    if (stats.elements == 0) continue;
+    const std::string& name = tensors[i].name();
     report.total += stats;
     report.by_kind[std::string(module_kind_name(module_kind(name)))] += stats;
     if (const auto layer = layer_index(name)) report.by_layer[static_cast<int64_t>(*layer)] += stats;

@@ -155,6 +155,27 @@ size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint
   return count + scalar::gather_bins(d + i, n - i, first_bin, bins, out + count);
 }
 
+void CountAtMost(const float* HWY_RESTRICT d, size_t n, const int32_t* HWY_RESTRICT at_most, size_t thresholds,
+                 uint64_t* HWY_RESTRICT counts) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const size_t lanes = hn::Lanes(df);
+  constexpr size_t kRound = size_t{1} << 20;  // vectors per round: each lane's count stays below 2^31
+  size_t i = 0;
+  for (size_t t = 0; t < thresholds; ++t) {
+    const auto limit = hn::Set(di, at_most[t]);
+    for (i = 0; i + lanes <= n;) {
+      auto below = hn::Zero(di);  // minus the count per lane (a true mask is -1)
+      for (size_t v = 0; v < kRound && i + lanes <= n; ++v, i += lanes) {
+        const auto bits = MagnitudeBits(df, hn::LoadU(df, d + i));
+        below = hn::Add(below, hn::VecFromMask(di, hn::Not(hn::Gt(bits, limit))));
+      }
+      counts[t] += static_cast<uint64_t>(-static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(di, below))));
+    }
+  }
+  scalar::count_at_most(d + i, n - i, at_most, thresholds, counts);
+}
+
 uint64_t KeepFirstEqual(const float* HWY_RESTRICT d, int32_t equal, uint64_t wanted, float r, float* HWY_RESTRICT t,
                         size_t n) {
   const hn::ScalableTag<float> df;
@@ -290,6 +311,7 @@ HWY_EXPORT(KeepBetween);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
 HWY_EXPORT(KeepFirstEqual);
+HWY_EXPORT(CountAtMost);
 HWY_EXPORT(ElectSum);
 
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
@@ -317,6 +339,9 @@ size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, i
 }
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
   return HWY_DYNAMIC_DISPATCH(KeepFirstEqual)(d, equal, wanted, r, t, n);
+}
+void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts) {
+  HWY_DYNAMIC_DISPATCH(CountAtMost)(d, n, at_most, thresholds, counts);
 }
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
@@ -375,6 +400,11 @@ static int32_t magnitude_bits(float x) {
 }
 void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
   for (size_t i = 0; i < n; ++i) t[i] = magnitude_bits(d[i]) > above ? d[i] * r : 0.0f;
+}
+void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts) {
+  for (size_t t = 0; t < thresholds; ++t) {
+    for (size_t i = 0; i < n; ++i) counts[t] += magnitude_bits(d[i]) <= at_most[t];
+  }
 }
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
   uint64_t taken = 0;

@@ -45,6 +45,9 @@ void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, fl
 // order, bits(d[i]) of the elements whose high 16 bits lie in
 // [first_bin, first_bin + bins) to out (room for n) and returns how many.
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
+// counts[t] += the number of i with bits(d[i]) <= at_most[t], for each of the
+// `thresholds` limits (|d| <= a non-negative limit's value, NaN never).
+void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
 // The first `wanted` elements (in order) with bits(d[i]) == equal get
 // t[i] = d[i] * r; the rest of t is unchanged. Returns how many were.
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
@@ -85,6 +88,7 @@ void keep_between(const float* d, int32_t above, int32_t at_most, float r, float
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
 uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
+void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
 void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
                size_t n);
 }  // namespace scalar

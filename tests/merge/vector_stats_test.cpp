@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
+
+#include <sched.h>
 
 #include "merge/job.hpp"
 #include "merge/provenance.hpp"
@@ -91,6 +94,50 @@ TEST_F(VectorStatsTest, MergedModelCardCarriesTheSameNumbers) {
   const auto prov = nlohmann::json::parse(test::read_file(dir_ / "merged" / kProvenanceFile));
   EXPECT_NEAR(prov["vector_stats"]["mlp"]["norm"].get<double>(), stats.by_kind.at("mlp").norm(), 1e-6);
   EXPECT_NE(test::read_file(dir_ / "merged" / "README.md").find("## Vector statistics"), std::string::npos);
+}
+
+// Tensors are shared out to the cores; the sums, counts and their order are
+// those of one thread (every field compared bit for bit), and the sparsity
+// counts match a count written here.
+TEST_F(VectorStatsTest, OneThreadAndEveryCoreGiveTheSameReport) {
+  const VectorSource v{post_.get(), pre_.get()};
+  cpu_set_t all, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const VectorReport single = analyse_vector(v);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+  const VectorReport every = analyse_vector(v);
+  ASSERT_EQ(single.tensors.size(), every.tensors.size());
+  const auto same = [](const VectorStats& a, const VectorStats& b) {
+    return std::memcmp(&a.sum_sq, &b.sum_sq, 8) == 0 && std::memcmp(&a.dot, &b.dot, 8) == 0 &&
+           a.elements == b.elements && a.below == b.below;
+  };
+  for (size_t i = 0; i < single.tensors.size(); ++i) {
+    EXPECT_EQ(single.tensors[i].first, every.tensors[i].first);
+    EXPECT_TRUE(same(single.tensors[i].second, every.tensors[i].second)) << single.tensors[i].first;
+  }
+  EXPECT_TRUE(same(single.total, every.total));
+
+  std::array<uint64_t, kSparsityThresholds.size()> below{};
+  for (const auto& t : pre_->tensors()) {
+    const auto p = t.file->map(*t.info);
+    const ModelTensor* q = post_->find(t.name());
+    const auto b = q->file->map(*q->info);
+    for (size_t i = 0; i < p.size(); i += 4) {
+      float x, y;
+      std::memcpy(&x, &p[i], 4);
+      std::memcpy(&y, &b[i], 4);
+      for (size_t k = 0; k < below.size(); ++k) below[k] += std::fabs(y - x) <= static_cast<float>(kSparsityThresholds[k]);
+    }
+  }
+  EXPECT_EQ(every.total.below, below);
 }
 
 }  // namespace

@@ -96,6 +96,11 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
         EXPECT_TRUE(same_bits(simd_kept, scalar_kept)) << "keep_first_equal n=" << n << " equal=" << equal;
       }
     }
+    const int32_t limits[] = {0, 0x358637BD, 0x3F808000, 0x7F800000, 0x7FFFFFFF};
+    uint64_t simd_counts[5] = {1, 2, 3, 4, 5}, scalar_counts[5] = {1, 2, 3, 4, 5};
+    kernels::count_at_most(d.data(), n, limits, 5, simd_counts);
+    kernels::scalar::count_at_most(d.data(), n, limits, 5, scalar_counts);
+    EXPECT_TRUE(std::equal(simd_counts, simd_counts + 5, scalar_counts)) << "count_at_most n=" << n;
     // Runs of equal values: the last wanted ones inside one vector.
     std::vector<float> runs(n);
     for (size_t i = 0; i < n; ++i) runs[i] = (i / 5) % 2 == 0 ? -2.5f : 2.5f + static_cast<float>(i % 3);
