@@ -432,7 +432,7 @@ class TaskExecutor::Lookahead {
         std::unique_lock lock(mutex_);
         changed_.wait(lock, [&] { return stopping_ || (next_ < rows_.size() && next_ < current_ + kRowsAhead); });
         if (stopping_) return;
-        while (next_ < rows_.size() && executor_.row_passes(rows_[next_]) == 0) ++next_;
+        while (next_ < rows_.size() && !needs_passes(next_)) ++next_;
         if (next_ >= rows_.size() || next_ >= current_ + kRowsAhead) continue;
         row = next_++;
       }
@@ -442,6 +442,16 @@ class TaskExecutor::Lookahead {
         done_.emplace(row, std::move(prepared));
       }
       changed_.notify_all();
+    }
+  }
+
+  // Whether a worker should prepare the row; a row whose passes cannot be
+  // counted is left to the executor's thread, which then meets the error.
+  bool needs_passes(size_t row) const {
+    try {
+      return executor_.row_passes(rows_[row]) > 0;
+    } catch (...) {
+      return false;
     }
   }
 

@@ -19,12 +19,12 @@
 // Ranks order elements by |d| descending (the f32 bit pattern of |d|, so NaN
 // ranks above Inf), ties broken by lowest element index: exactly k elements
 // are in the top k. k = floor(density * n) in double. The thresholds come
-// from statistics passes (radix select on the bit patterns: a histogram of
-// the high 16 bits, then one of the low 16 bits inside the chosen bin); the
-// l1 sums are taken in double in element order in one more pass.
+// from a radix select on the bit patterns (rank_select.hpp: usually found in
+// the first statistics pass, else in a second); the l1 sums are taken in
+// double in element order in one more pass.
 //
-// Memory per vector: a 1 MiB high histogram (four interleaved copies) and a
-// 512 KiB low histogram per rank bound, whatever the tensor size.
+// Memory per rank bound while its tensor's first pass runs: about 5 MiB
+// (rank_select.hpp), whatever the tensor size; none afterwards.
 #pragma once
 
 #include <string>
