@@ -297,12 +297,21 @@ TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
 
 // One file per output and three threads: two run later tensors' statistics
 // passes ahead. Same bytes as one thread, and every byte read counted once.
-TEST(MethodLookahead, StatisticsPassesRunAheadGiveTheSameBytes) {
+// A generated family with deltas large enough to have many magnitudes.
+class MethodFamily : public ::testing::Test {
+ protected:
+  static const std::filesystem::path& written(const test::TempDir& dir) {
+    FamilyOptions options;
+    options.post_delta = 0.3;
+    write_family(dir.path(), options);
+    return dir.path();
+  }
+
   test::TempDir dir;
-  FamilyOptions options;
-  options.post_delta = 0.3;
-  write_family(dir.path(), options);
-  const Family fam(dir.path());
+  const Family fam{written(dir)};
+};
+
+TEST_F(MethodFamily, StatisticsPassesRunAheadGiveTheSameBytes) {
   std::vector<std::string> outputs;
   for (const unsigned threads : {1u, 3u}) {
     JobSpec spec;
@@ -538,12 +547,7 @@ TEST(NormMatched, RescalesEveryVectorToTheFirstsNorm) {
 // the second pass. With the guess made from 0, 7 or 50 elements (every path:
 // always missing, mixed, mostly found) and with the default, TIES and
 // breadcrumbs write the same bytes, and every planned byte is read or skipped.
-TEST(MethodRankSample, GuessedOrMissedThresholdsGiveTheSameBytes) {
-  test::TempDir dir;
-  FamilyOptions options;
-  options.post_delta = 0.3;
-  write_family(dir.path(), options);
-  const Family fam(dir.path());
+TEST_F(MethodFamily, GuessedOrMissedThresholdsGiveTheSameBytes) {
   for (const char* method : {"ties", "breadcrumbs"}) {
     std::vector<std::string> outputs;
     std::vector<uint64_t> skipped;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include <sched.h>
 
@@ -36,6 +37,22 @@ class VectorStatsTest : public ::testing::Test {
     vector_ = ModelFolder::open((dir_ / "vector").string());
   }
 
+  // fn(pre value, post value) for every element of every tensor, read here
+  // from the files, independently of rvec's readers (F32 family).
+  void each_pair(const std::function<void(float, float)>& fn) const {
+    for (const auto& t : pre_->tensors()) {
+      const auto p = t.file->map(*t.info);
+      const ModelTensor* q = post_->find(t.name());
+      const auto b = q->file->map(*q->info);
+      for (size_t i = 0; i < p.size(); i += 4) {
+        float x, y;
+        std::memcpy(&x, &p[i], 4);
+        std::memcpy(&y, &b[i], 4);
+        fn(x, y);
+      }
+    }
+  }
+
   test::TempDir dir_;
   std::unique_ptr<ModelFolder> pre_, post_, target_, vector_;
 };
@@ -46,18 +63,10 @@ TEST_F(VectorStatsTest, SavedVectorAndOnTheFlyAgreeAndMatchAnIndependentSum) {
   EXPECT_EQ(saved.total.elements, 158'272u);
   EXPECT_DOUBLE_EQ(saved.total.sum_sq, live.total.sum_sq);
   double independent = 0;
-  for (const auto& t : pre_->tensors()) {
-    const auto p = t.file->map(*t.info);
-    const ModelTensor* q = post_->find(t.name());
-    const auto b = q->file->map(*q->info);
-    for (size_t i = 0; i < p.size(); i += 4) {
-      float x, y;
-      std::memcpy(&x, &p[i], 4);
-      std::memcpy(&y, &b[i], 4);
-      const double d = static_cast<double>(y - x);  // the f32 difference, as stored in the vector
-      independent += d * d;
-    }
-  }
+  each_pair([&](float x, float y) {
+    const double d = static_cast<double>(y - x);  // the f32 difference, as stored in the vector
+    independent += d * d;
+  });
   EXPECT_NEAR(saved.total.sum_sq, independent, 1e-12 * independent);
   double shares = 0;
   for (const auto& [kind, s] : saved.by_kind) shares += s.sum_sq / saved.total.sum_sq;
@@ -126,17 +135,9 @@ TEST_F(VectorStatsTest, OneThreadAndEveryCoreGiveTheSameReport) {
   EXPECT_TRUE(same(single.total, every.total));
 
   std::array<uint64_t, kSparsityThresholds.size()> below{};
-  for (const auto& t : pre_->tensors()) {
-    const auto p = t.file->map(*t.info);
-    const ModelTensor* q = post_->find(t.name());
-    const auto b = q->file->map(*q->info);
-    for (size_t i = 0; i < p.size(); i += 4) {
-      float x, y;
-      std::memcpy(&x, &p[i], 4);
-      std::memcpy(&y, &b[i], 4);
-      for (size_t k = 0; k < below.size(); ++k) below[k] += std::fabs(y - x) <= static_cast<float>(kSparsityThresholds[k]);
-    }
-  }
+  each_pair([&](float x, float y) {
+    for (size_t k = 0; k < below.size(); ++k) below[k] += std::fabs(y - x) <= static_cast<float>(kSparsityThresholds[k]);
+  });
   EXPECT_EQ(every.total.below, below);
 }
 
