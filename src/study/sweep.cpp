@@ -363,10 +363,19 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
              (fs::path(r.output) / "report-summary.txt").string(), base.string());
 }
 
+// What one merged model takes on disk, as the merge itself plans it (a GGUF
+// file of the recipe's type, or the safetensors files with their headers).
+uint64_t planned_model_bytes(const SweepRecipe& r) {
+  const auto w = std::ranges::find_if(r.weights, [](double x) { return x != 0; });
+  const double weight = w == r.weights.end() ? 1.0 : *w;
+  OpenModels models;
+  return plan_series(r, SweepSeries{.post = r.post}, {{weight, model_folder(r, "", weight)}}, models)->plan.bytes_per_output;
+}
+
 void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,
                 const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
-  const auto target = ModelFolder::open(r.target);
-  const uint64_t model_bytes = target->tensor_bytes();
+  const uint64_t model_bytes = planned_model_bytes(r);
+  const uint64_t input_bytes = ModelFolder::open(r.target)->tensor_bytes();
   size_t to_build = 0, requests = 0;
   uint64_t tokens = 0;
   fmt::print("sweep plan ({})\n", r.origin);
@@ -391,7 +400,7 @@ void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,
     fmt::print("benchmark {}: {} problems x {} samples, max_tokens {}, temperature {}, dev fraction {}\n", b.name,
                problems, b.samples, b.max_tokens, b.temperature, b.dev_fraction);
   }
-  const double merge_s = static_cast<double>(disk + model_bytes * 3) / 200e6;
+  const double merge_s = static_cast<double>(disk + input_bytes * 3) / 200e6;
   const double generate_s = static_cast<double>(tokens) / r.tokens_per_second;
   fmt::print("requests: {} to send; at most {} generated tokens\n", requests, tokens);
   fmt::print("time: merging about {:.0f} s at 200 MB/s; generation at most {:.0f} s at {} tok/s "

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "hf/model_folder.hpp"
 #include "hf/tensor_names.hpp"
 #include "merge/open_family.hpp"
@@ -127,6 +128,11 @@ TEST(Sweep, BuildsServesEvaluatesReportsAndResumes) {
 TEST(Sweep, GgufModelsAreBuiltAsFilesAndServedByTheEngine) {
   TempDir dir;
   write_family_and_recipe(dir, "format: gguf\ntype: q8_0\n", test::source_dir() / "demo" / "family");
+  // The plan counts the disk the GGUF files take, not the safetensors size.
+  const auto dry = test::run_rvec("sweep " + (dir / "sweep.yaml").string() + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  const auto planned = dry.output.find("disk: 4 models to build x ");
+  ASSERT_NE(planned, std::string::npos) << dry.output;
   const auto first = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   ASSERT_EQ(first.exit_code, 0) << first.output;
   for (const char* model : {"w0.5.gguf", "w1.gguf", "control/w0.5.gguf", "control/w1.gguf"}) {
@@ -138,6 +144,8 @@ TEST(Sweep, GgufModelsAreBuiltAsFilesAndServedByTheEngine) {
   for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
     EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
   }
+  const std::string size = human_bytes(std::filesystem::file_size(dir / "out" / "models" / "w1.gguf"));
+  EXPECT_EQ(dry.output.substr(planned + 26, size.size() + 3), size + " = ") << dry.output;
   const auto inspect = test::run_rvec("inspect " + (dir / "out" / "models" / "w1.gguf").string() + " --json");
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
   EXPECT_NE(inspect.output.find("\"Q8_0\""), std::string::npos) << inspect.output;
