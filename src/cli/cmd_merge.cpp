@@ -210,7 +210,7 @@ void print_done(const JobResult& result) {
   fmt::print("done    read {}, wrote {} in {:.1f} s ({}/s read)\n", human_bytes(result.bytes_read),
              human_bytes(result.bytes_written), result.seconds, human_bytes(static_cast<uint64_t>(rate)));
   if (result.bytes_skipped > 0) {
-    fmt::print("        {} of planned statistics passes not needed: the first pass had found the thresholds\n",
+    fmt::print("        skipped {} of planned statistics passes: the first pass found their thresholds\n",
                human_bytes(result.bytes_skipped));
   }
 }
