@@ -38,16 +38,12 @@ struct MergeOptions {
   RunFlags flags;
 };
 
-// The input models of a recipe, open; JobInputs point into them.
+// The input models of a recipe, each path opened once; JobInputs point into them.
 struct OpenModels {
-  std::vector<std::unique_ptr<ModelFolder>> folders;
+  OpenFolders folders;
   JobInputs inputs;
 
-  const ModelFolder* open(const std::string& path) {
-    if (path.empty()) return nullptr;
-    folders.push_back(ModelFolder::open(path));
-    return folders.back().get();
-  }
+  const ModelFolder* open(const std::string& path) { return folders.get(path); }
   // A folder written by `rvec extract`, or a usage error.
   const ModelFolder* open_saved_vector(const std::string& path) {
     const ModelFolder* model = open(path);

@@ -185,6 +185,15 @@ uint64_t ModelFolder::tensor_bytes() const {
   return n;
 }
 
+const ModelFolder* OpenFolders::get(const std::string& path) {
+  if (path.empty()) return nullptr;
+  std::filesystem::path key = std::filesystem::path(path).lexically_normal();
+  if (!key.has_filename() && key.has_parent_path()) key = key.parent_path();  // "pre/" is "pre"
+  auto& folder = folders_[key.string()];
+  if (!folder) folder = ModelFolder::open(path);
+  return folder.get();
+}
+
 void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out, std::byte* scratch) {
   const DType dtype = tensor.info->dtype;
   const size_t width = dtype_bits(dtype) / 8;

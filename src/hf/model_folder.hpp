@@ -74,6 +74,19 @@ class ModelFolder {
   std::vector<std::string> aux_files_;
 };
 
+// Model folders opened once per path (compared after lexical normalisation:
+// "./pre/" is "pre"), so that every vector and job naming a path reads the
+// same tensors: the merge reads a tensor once per block however many of them
+// use it. Owns the folders, which live as long as it; not thread-safe.
+class OpenFolders {
+ public:
+  // The folder at `path`, opened on first use; null for an empty path.
+  const ModelFolder* get(const std::string& path);
+
+ private:
+  std::map<std::string, std::unique_ptr<ModelFolder>> folders_;
+};
+
 // Reads elements [first, first + out.size()) of `tensor` (BF16, F16 or F32)
 // and widens them to f32. `scratch` must hold out.size() * 4 bytes.
 void read_as_f32(const ModelTensor& tensor, uint64_t first, std::span<float> out, std::byte* scratch);

@@ -122,20 +122,6 @@ std::vector<SweepModel> plan_models(const SweepRecipe& r) {
   return models;
 }
 
-// The sweep's input models, each opened once so that every job reads the
-// same tensors (which is what lets the jobs share a read pass).
-class OpenModels {
- public:
-  const ModelFolder* get(const std::string& path) {
-    auto& model = models_[path];
-    if (!model) model = ModelFolder::open(path);
-    return model.get();
-  }
-
- private:
-  std::map<std::string, std::unique_ptr<ModelFolder>> models_;
-};
-
 // One series' merge job: every w of the series.
 struct SeriesJob {
   JobInputs inputs;
@@ -144,7 +130,7 @@ struct SeriesJob {
 };
 
 std::unique_ptr<SeriesJob> plan_series(const SweepRecipe& r, const SweepSeries& series,
-                                       const std::vector<std::pair<double, fs::path>>& outputs, OpenModels& models) {
+                                       const std::vector<std::pair<double, fs::path>>& outputs, OpenFolders& models) {
   auto job = std::make_unique<SeriesJob>();
   JobSpec& spec = job->spec;
   for (const auto& [w, path] : outputs) spec.weights.push_back(w);
@@ -184,7 +170,7 @@ void skip_existing_gguf(const SweepRecipe& r, std::vector<std::pair<double, fs::
 // weights and every control, variant and ablation (a control that combines
 // other rows, from another vocabulary, in a pass of its own).
 void build_models(const SweepRecipe& r) {
-  OpenModels models;
+  OpenFolders models;
   std::vector<std::unique_ptr<SeriesJob>> jobs;
   const auto add = [&](const SweepSeries& series, std::vector<std::pair<double, fs::path>> outputs) {
     skip_existing_gguf(r, outputs);
@@ -368,7 +354,7 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
 uint64_t planned_model_bytes(const SweepRecipe& r) {
   const auto w = std::ranges::find_if(r.weights, [](double x) { return x != 0; });
   const double weight = w == r.weights.end() ? 1.0 : *w;
-  OpenModels models;
+  OpenFolders models;
   return plan_series(r, SweepSeries{.post = r.post}, {{weight, model_folder(r, "", weight)}}, models)->plan.bytes_per_output;
 }
 

@@ -179,6 +179,27 @@ TEST_F(MergeMethodsCli, RecipeVariantsShareTheMergesReadPass) {
   EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << again.output;
 }
 
+// Two vectors from one base: the base is opened once, however its path is
+// spelled, and read once per block for both (the same bytes as a second base
+// would add are not read).
+TEST_F(MergeMethodsCli, VectorsThatShareABaseReadItOnce) {
+  const auto bytes_read = [&](const std::string& name, const fs::path& second_pre) {
+    const fs::path recipe = dir_->path() / (name + ".yaml");
+    test::write_file(recipe, "kind: merge\nvectors:\n  - {pre: " + fam("fam1", "pre").string() + ", post: " +
+                                 fam("fam1", "post").string() + "}\n  - {pre: " + second_pre.string() + ", post: " +
+                                 fam("fam2", "post").string() + "}\ntarget: " + fam("fam1", "target").string() +
+                                 "\nweights: [1]\noutput: " + out(name).string() + "\n");
+    const auto r = run_rvec("run " + q(recipe) + " --json");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.output)["bytes_read"].get<uint64_t>() : 0;
+  };
+  const uint64_t shared = bytes_read("shared", fam("fam1", "pre"));
+  const uint64_t respelled = bytes_read("respelled", dir_->path() / "fam1" / "." / "pre" / "");
+  const uint64_t distinct = bytes_read("distinct", fam("fam2", "pre"));
+  EXPECT_EQ(respelled, shared);
+  EXPECT_EQ(distinct - shared, ModelFolder::open(fam("fam1", "pre").string())->tensor_bytes());
+}
+
 // A hidden name could be the merge's own staging folder (.w1.rvec-partial):
 // the merge's output would be renamed into place with the variant inside it.
 TEST_F(MergeMethodsCli, AVariantNamedLikeAHiddenFolderIsRefused) {
