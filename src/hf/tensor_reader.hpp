@@ -21,6 +21,10 @@
 
 namespace rvec {
 
+// Passes that share tensors out to the cores, each thread with its readers
+// (check --deep, stats), use at most this many threads: more do not read faster.
+inline constexpr size_t kMaxReadingThreads = 4;
+
 class TensorBlockReader {
  public:
   // Blocks of up to `block_elements` elements of any dtype up to 4 bytes wide.

@@ -11,7 +11,6 @@ namespace rvec {
 namespace {
 
 constexpr size_t kBlockElements = 1 << 16;
-constexpr size_t kMaxThreads = 4;  // more do not read faster
 constexpr const char* kRoleNames[3] = {"pre", "post", "target"};
 
 double safe_ratio(double num_sq, double den_sq) { return den_sq > 0 ? std::sqrt(num_sq / den_sq) : 0.0; }
@@ -96,7 +95,7 @@ uint64_t analyse_tensor(TensorWork& w, Readers& r) {
 // thread and are combined in plan order by the caller, so results do not
 // depend on the number of threads. Returns the bytes read.
 uint64_t stream_tensors(std::vector<TensorWork>& work, uint64_t bytes_total, const LineageProgress& progress) {
-  ThreadPool pool(std::min(default_thread_count(), kMaxThreads));
+  ThreadPool pool(std::min(default_thread_count(), kMaxReadingThreads));
   std::vector<Readers> readers(pool.size());
   std::mutex progress_mutex;
   uint64_t bytes_read = 0;

@@ -68,23 +68,6 @@ void accumulate(const float* v, const float* u, size_t n, VectorStats& s) {
   kernels::count_at_most(v, n, at_most.data(), at_most.size(), s.below.data());
 }
 
-}  // namespace
-
-VectorStats& VectorStats::operator+=(const VectorStats& o) {
-  sum_sq += o.sum_sq, other_sq += o.other_sq, dot += o.dot, elements += o.elements;
-  for (size_t t = 0; t < below.size(); ++t) below[t] += o.below[t];
-  return *this;
-}
-
-double VectorStats::norm() const { return std::sqrt(sum_sq); }
-
-double VectorStats::cosine() const {
-  const double den = std::sqrt(sum_sq) * std::sqrt(other_sq);
-  return den > 0 ? dot / den : 0.0;
-}
-
-namespace {
-
 // The sums of one tensor (no elements: absent or not comparable).
 VectorStats tensor_stats(const std::string& name, VectorReader& a, VectorReader* b) {
   uint64_t n = a.elements(name);
@@ -101,13 +84,26 @@ VectorStats tensor_stats(const std::string& name, VectorReader& a, VectorReader*
 
 }  // namespace
 
+VectorStats& VectorStats::operator+=(const VectorStats& o) {
+  sum_sq += o.sum_sq, other_sq += o.other_sq, dot += o.dot, elements += o.elements;
+  for (size_t t = 0; t < below.size(); ++t) below[t] += o.below[t];
+  return *this;
+}
+
+double VectorStats::norm() const { return std::sqrt(sum_sq); }
+
+double VectorStats::cosine() const {
+  const double den = std::sqrt(sum_sq) * std::sqrt(other_sq);
+  return den > 0 ? dot / den : 0.0;
+}
+
 // Tensors are shared out to the cores, each tensor's sums from one thread,
 // combined in the vector's tensor order: results do not depend on the number
 // of threads.
 VectorReport analyse_vector(const VectorSource& first, const VectorSource* second) {
   const auto& tensors = first.vector->tensors();
   std::vector<VectorStats> per_tensor(tensors.size());
-  ThreadPool pool(default_thread_count());
+  ThreadPool pool(std::min(default_thread_count(), kMaxReadingThreads));
   std::vector<std::unique_ptr<VectorReader>> readers(pool.size()), others(pool.size());
   pool.parallel_for_workers(tensors.size(), [&](size_t worker, size_t i) {
     if (!readers[worker]) readers[worker] = std::make_unique<VectorReader>(first);

@@ -161,19 +161,19 @@ void CountAtMost(const float* HWY_RESTRICT d, size_t n, const int32_t* HWY_RESTR
   const hn::RebindToSigned<decltype(df)> di;
   const size_t lanes = hn::Lanes(df);
   constexpr size_t kRound = size_t{1} << 20;  // vectors per round: each lane's count stays below 2^31
-  size_t i = 0;
+  const size_t whole = n - n % lanes;  // the elements in whole vectors
   for (size_t t = 0; t < thresholds; ++t) {
     const auto limit = hn::Set(di, at_most[t]);
-    for (i = 0; i + lanes <= n;) {
+    for (size_t i = 0; i < whole;) {
       auto below = hn::Zero(di);  // minus the count per lane (a true mask is -1)
-      for (size_t v = 0; v < kRound && i + lanes <= n; ++v, i += lanes) {
+      for (size_t v = 0; v < kRound && i < whole; ++v, i += lanes) {
         const auto bits = MagnitudeBits(df, hn::LoadU(df, d + i));
         below = hn::Add(below, hn::VecFromMask(di, hn::Not(hn::Gt(bits, limit))));
       }
       counts[t] += static_cast<uint64_t>(-static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(di, below))));
     }
   }
-  scalar::count_at_most(d + i, n - i, at_most, thresholds, counts);
+  scalar::count_at_most(d + whole, n - whole, at_most, thresholds, counts);
 }
 
 uint64_t KeepFirstEqual(const float* HWY_RESTRICT d, int32_t equal, uint64_t wanted, float r, float* HWY_RESTRICT t,

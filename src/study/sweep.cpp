@@ -351,17 +351,17 @@ void write_reports(const SweepRecipe& r, const std::vector<SweepModel>& models) 
 
 // What one merged model takes on disk, as the merge itself plans it (a GGUF
 // file of the recipe's type, or the safetensors files with their headers).
-uint64_t planned_model_bytes(const SweepRecipe& r) {
+uint64_t planned_model_bytes(const SweepRecipe& r, OpenFolders& models) {
   const auto w = std::ranges::find_if(r.weights, [](double x) { return x != 0; });
   const double weight = w == r.weights.end() ? 1.0 : *w;
-  OpenFolders models;
   return plan_series(r, SweepSeries{.post = r.post}, {{weight, model_folder(r, "", weight)}}, models)->plan.bytes_per_output;
 }
 
 void print_plan(const SweepRecipe& r, const std::vector<SweepModel>& models,
                 const std::vector<std::pair<SweepBenchmark, size_t>>& benchmarks) {
-  const uint64_t model_bytes = planned_model_bytes(r);
-  const uint64_t input_bytes = ModelFolder::open(r.target)->tensor_bytes();
+  OpenFolders inputs;
+  const uint64_t model_bytes = planned_model_bytes(r, inputs);
+  const uint64_t input_bytes = inputs.get(r.target)->tensor_bytes();
   size_t to_build = 0, requests = 0;
   uint64_t tokens = 0;
   fmt::print("sweep plan ({})\n", r.origin);

@@ -6,6 +6,24 @@
 #include "numeric/kernels.hpp"
 
 namespace rvec {
+namespace {
+
+// Where the k-th largest element falls when `counts` holds, per index, how
+// many elements have that index (larger indices for larger values) and
+// `above` more lie above every index: the index, and how many lie above it.
+struct KthLargest {
+  size_t index = 0;
+  uint64_t above = 0;
+};
+KthLargest kth_largest(std::span<const uint64_t> counts, uint64_t k, uint64_t above) {
+  for (size_t i = counts.size(); i-- > 0;) {
+    if (above + counts[i] >= k) return {i, above};
+    above += counts[i];
+  }
+  return {0, above};
+}
+
+}  // namespace
 
 void HighHistogram::add(std::span<const float> delta) {
   if (pending_ + delta.size() > UINT32_MAX) flush();
@@ -113,44 +131,24 @@ void RankBound::select(const float* d, float r, float* t, size_t n) {
 }
 
 void RankBound::choose_bin(const std::vector<uint64_t>& high) {
-  uint64_t seen = 0;
-  for (size_t bin = kHighBins; bin-- > 0;) {
-    if (seen + high[bin] >= k_) {
-      bin_ = static_cast<int32_t>(bin);
-      above_ = seen;
-      return;
-    }
-    seen += high[bin];
-  }
+  const KthLargest at = kth_largest(high, k_, 0);
+  bin_ = static_cast<int32_t>(at.index);
+  above_ = at.above;
 }
 
 void RankBound::choose_threshold() {
-  uint64_t seen = above_;
-  for (size_t low = kLowBins; low-- > 0;) {
-    if (seen + low_[low] >= k_) {
-      threshold_ = (bin_ << 16) | static_cast<int32_t>(low);
-      equal_wanted_ = k_ - seen;
-      break;
-    }
-    seen += low_[low];
-  }
+  const KthLargest at = kth_largest(low_, k_, above_);
+  threshold_ = (bin_ << 16) | static_cast<int32_t>(at.index);
+  equal_wanted_ = k_ - at.above;
   low_ = {};
 }
 
 void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
   const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
-  ZeroedPages<uint32_t> high(kHighBins);
+  std::vector<uint64_t> high(kHighBins, 0);
   for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
-  int32_t guess = 0;
-  uint64_t seen = 0;
-  for (size_t bin = kHighBins; bin-- > 0;) {
-    seen += high[bin];
-    if (seen >= rank) {
-      guess = static_cast<int32_t>(bin);
-      break;
-    }
-  }
+  const auto guess = static_cast<int32_t>(kth_largest(high, rank, 0).index);
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);
   for (const int32_t bits : sample_.span()) window_->add(bits);

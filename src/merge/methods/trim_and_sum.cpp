@@ -1,7 +1,6 @@
 #include "merge/methods/trim_and_sum.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 
 #include "merge/methods/dare_mask.hpp"
