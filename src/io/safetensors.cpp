@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -416,8 +417,14 @@ void SafetensorsFile::read(const TensorInfo& tensor, uint64_t offset, std::span<
 void SafetensorsFile::prefetch(const TensorInfo& tensor, uint64_t offset, uint64_t length) const {
   if (offset >= tensor.byte_size()) return;
   length = std::min(length, tensor.byte_size() - offset);
-  ::posix_fadvise(fd_, static_cast<off_t>(header_.data_start() + tensor.begin + offset), static_cast<off_t>(length),
-                  POSIX_FADV_WILLNEED);
+  const uint64_t at = header_.data_start() + tensor.begin + offset;
+  // The range's last byte already cached (read with RWF_NOWAIT, which fails
+  // rather than wait for the disk): the kernel's readahead got there first,
+  // and asking again would only walk the cached pages.
+  std::byte last{};
+  iovec probe{&last, 1};
+  if (length > 0 && ::preadv2(fd_, &probe, 1, static_cast<off_t>(at + length - 1), RWF_NOWAIT) == 1) return;
+  ::posix_fadvise(fd_, static_cast<off_t>(at), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
 }
 
 std::span<const std::byte> SafetensorsFile::map(const TensorInfo& tensor) const {

@@ -16,6 +16,7 @@
 
 #include "base/error.hpp"
 #include "hf/gguf_export.hpp"
+#include "hf/read_ahead.hpp"
 #include "hf/tensor_reader.hpp"
 #include "numeric/codec.hpp"
 
@@ -174,7 +175,7 @@ class TaskExecutor::RowStreams {
   // Streams the deltas of the groups with statistics passes through their
   // combiners: pass p of every group that needs it shares one read.
   void statistics_passes(const TaskRow& row, std::span<const unsigned> passes, Combiners& combiners,
-                         const std::function<void()>& after_block) {
+                         const std::function<void(uint64_t)>& after_block) {
     const unsigned most = passes.empty() ? 0 : *std::max_element(passes.begin(), passes.end());
     for (unsigned pass = 0; pass < most; ++pass) {
       std::vector<bool> planned(row.size(), false), groups(row.size(), false);
@@ -190,7 +191,7 @@ class TaskExecutor::RowStreams {
         const size_t n = std::min<uint64_t>(kMergeBlockElements, elements - first);
         read(pairs, first, n);
         observe_block(groups, pairs, pass, combiners, first, n);
-        after_block();
+        after_block(first + n);
       }
       for (size_t g = 0; g < row.size(); ++g) {
         if (groups[g]) combiners[g]->end_pass(pass);
@@ -331,6 +332,32 @@ uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> grou
   return bytes;
 }
 
+std::vector<ReadStretch> read_path(std::span<const TaskRow> rows) {
+  std::vector<ReadStretch> path;
+  for (const TaskRow& row : rows) {
+    const TensorTask& first_task = *row.front();
+    const uint64_t total = first_task.generated.empty() ? first_task.element_count() : 0;
+    const uint64_t combined = combined_elements(row);
+    ReadStretch inputs{.first = 0, .elements = combined};
+    const auto add = [&](const ModelTensor* t) {
+      if (t && std::ranges::find(inputs.tensors, t) == inputs.tensors.end()) inputs.tensors.push_back(t);
+    };
+    for (const TensorTask* task : row) {
+      if (task->copied()) continue;
+      add(task->base);
+      for (const TaskVector& v : task->vectors) {
+        add(v.post);
+        add(v.pre);
+      }
+    }
+    path.push_back(std::move(inputs));
+    ReadStretch rest{.first = combined, .elements = total - combined};
+    if (first_task.base && rest.elements > 0) rest.tensors.push_back(first_task.base);
+    path.push_back(std::move(rest));
+  }
+  return path;
+}
+
 namespace {
 
 OutputGroup single_group(const MergeMethod& method, const MethodParams& params, std::vector<double> weights) {
@@ -459,7 +486,7 @@ class TaskExecutor::Lookahead {
     const uint64_t read = streams.bytes_read(), skipped = streams.bytes_skipped();  // over every row they served
     Prepared prepared;
     try {
-      prepared.combiners = executor_.prepare(rows_[row], streams, [] {});
+      prepared.combiners = executor_.prepare(rows_[row], streams, [](uint64_t) {});
     } catch (...) {
       prepared.error = std::current_exception();
     }
@@ -483,6 +510,8 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
   std::optional<Lookahead> ahead;
   if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
+  ReadAhead read_ahead(read_path(rows));
+  read_ahead_ = &read_ahead;
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
@@ -496,8 +525,9 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
         lookahead_skipped_ += prepared->bytes_skipped;
       }
     }
-    run_row(rows[i], std::move(combiners), progress);
+    run_row(i, rows[i], std::move(combiners), progress);
   }
+  read_ahead_ = nullptr;
 }
 
 // The most statistics passes a group needs for the row.
@@ -508,7 +538,7 @@ unsigned TaskExecutor::row_passes(const TaskRow& row) const {
 }
 
 TaskExecutor::Combiners TaskExecutor::prepare(const TaskRow& row, RowStreams& streams,
-                                              const std::function<void()>& after_block) const {
+                                              const std::function<void(uint64_t)>& after_block) const {
   Combiners combiners(row.size());
   std::vector<unsigned> passes(row.size(), 0);
   for (size_t g = 0; g < row.size(); ++g) {
@@ -522,7 +552,8 @@ TaskExecutor::Combiners TaskExecutor::prepare(const TaskRow& row, RowStreams& st
   return combiners;
 }
 
-void TaskExecutor::run_row(const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress) {
+void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners,
+                           const std::function<void(uint64_t)>& progress) {
   const TensorTask& first_task = *row.front();
   if (!first_task.generated.empty()) return write_generated(first_task);
   const uint64_t total = first_task.element_count();
@@ -530,17 +561,24 @@ void TaskExecutor::run_row(const TaskRow& row, Combiners combiners, const std::f
   const uint64_t combined = combined_elements(row);
   if (combined > 0) {
     if (combiners.empty()) {
-      combiners = prepare(row, buffers_->vectors, [&] { progress(bytes_done()); });  // starts the streams
+      combiners = prepare(row, buffers_->vectors, [&](uint64_t elements) {  // starts the streams
+        read_ahead_->reached(2 * index, elements);
+        progress(bytes_done());
+      });
     } else {
       buffers_->vectors.start(row);  // prepared ahead with other streams
     }
     for (uint64_t first = 0; first < combined; first += step) {
-      combine_block(row, combiners, first, std::min<uint64_t>(step, combined - first));
+      const uint64_t n = std::min<uint64_t>(step, combined - first);
+      combine_block(row, combiners, first, n);
+      read_ahead_->reached(2 * index, first + n);
       progress(bytes_done());
     }
   }
   for (uint64_t first = combined; first < total; first += step) {
-    copy_block(first_task, first, std::min<uint64_t>(step, total - first));
+    const uint64_t n = std::min<uint64_t>(step, total - first);
+    copy_block(first_task, first, n);
+    read_ahead_->reached(2 * index + 1, first + n - combined);
     progress(bytes_done());
   }
 }

@@ -1,8 +1,9 @@
 // The merge executor: streams tensor tasks block by block from the input
 // models to the file writers of every output, applying a MergeMethod.
 //
-// Per block of up to kBlockElements elements: one pread per input (the block
-// after it is prefetched in the background), then cache-sized tiles are
+// Per block of up to kBlockElements elements: one pread per input (a
+// ReadAhead thread keeps the disk reading the rows' inputs up to 256 MiB
+// ahead), then cache-sized tiles are
 // widened to f32, each vector's delta d_i = post_i - pre_i is formed, the
 // method's combiner turns the deltas into δ, and for every output k
 //   out_k = round(base + f32(f32(w_k * scale) * δ))     (base: the target)
@@ -18,8 +19,9 @@
 //
 // Memory: one raw block per distinct input tensor (4 MiB each) and a few
 // 64 KiB f32 tiles per vector, whatever the model size, plus one set of
-// readers per statistics pass run ahead. Not thread-safe: one executor per thread (it starts and
-// joins its own lookahead threads).
+// readers per statistics pass run ahead; what is read ahead lives in the page
+// cache, not in the process. Not thread-safe: one executor per thread (it
+// starts and joins its own lookahead and read-ahead threads).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "hf/model_folder.hpp"
+#include "hf/read_ahead.hpp"
 #include "io/async_sink.hpp"
 #include "merge/method.hpp"
 #include "numeric/kernels.hpp"
@@ -125,6 +128,12 @@ using TaskRow = std::vector<const TensorTask*>;
 // pass some group that reads it may need.
 uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> groups);
 
+// What the executor's thread reads of the rows' inputs, in order, for its
+// ReadAhead: stretch 2i holds every input of row i's combining tasks over the
+// combined elements, stretch 2i + 1 the target's rest (its whole tensor when
+// every task copies).
+std::vector<ReadStretch> read_path(std::span<const TaskRow> rows);
+
 class TaskExecutor {
  public:
   // The groups' writers must outlive the executor; `sink` carries the bytes to
@@ -165,10 +174,12 @@ class TaskExecutor {
   class Lookahead;
   using Combiners = std::vector<std::unique_ptr<TensorCombiner>>;
   // A combiner per group that combines the row (null for the others), their
-  // statistics passes done with `streams`.
-  Combiners prepare(const TaskRow& row, RowStreams& streams, const std::function<void()>& after_block) const;
+  // statistics passes done with `streams`; `after_block` is told after each
+  // block how many elements the pass has read.
+  Combiners prepare(const TaskRow& row, RowStreams& streams, const std::function<void(uint64_t)>& after_block) const;
   unsigned row_passes(const TaskRow& row) const;
-  void run_row(const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress);
+  // Row `index` of run_all()'s rows.
+  void run_row(size_t index, const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress);
   void combine_block(const TaskRow& row, Combiners& combiners, uint64_t first, size_t n);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
   void copy_from_base(const TensorTask& task, size_t n, std::byte* out);
@@ -182,6 +193,7 @@ class TaskExecutor {
   AsyncSink& sink_;
   std::vector<TensorFileWriter*> writers_;
   std::unique_ptr<Buffers> buffers_;
+  ReadAhead* read_ahead_ = nullptr;  // run_all()'s, while it runs
   uint64_t lookahead_bytes_ = 0;    // read by the statistics passes run ahead
   uint64_t lookahead_skipped_ = 0;  // skipped by them
   std::vector<std::map<std::string, kernels::DeltaSums>> vector_sums_;  // per group
