@@ -2,8 +2,9 @@
 # rvec merge versus the raw I/O floor, measured in the same run on the same files.
 #
 #   bench/merge_bench.sh SHAPE K [K ...]      e.g. bench/merge_bench.sh 1.5b 1 4
-#   bench/merge_bench.sh methods SHAPE [T]    every merge method against task arithmetic (K = 1, warm,
-#                                             --threads T, default 1)
+#   bench/merge_bench.sh methods SHAPE [T] [CACHE]
+#                                             every merge method against task arithmetic (K = 1,
+#                                             --threads T, default 1; CACHE warm (default) or cold)
 #
 # Two floors, measured in the same run on the same files: the overlapped one
 # (the three inputs read with `cat` while K copies of the target's bytes are
@@ -20,7 +21,8 @@ mode=weights
 if [[ "$1" == methods ]]; then mode=methods; shift; fi
 shape="$1"; shift
 ks=("$@")
-threads="${1:-1}"  # methods mode: its optional second argument
+threads="${1:-1}"  # methods mode: its optional arguments
+method_cache="${2:-warm}"
 rvec=build/rvec
 data="${RVEC_BENCH_DIR:-bench-data}"
 fam="$data/$shape"
@@ -78,41 +80,61 @@ prepare_cache() {  # $1 = warm|cold
   if [[ $1 == warm ]]; then cat "$fam"/*/*.safetensors >/dev/null; else drop_caches; fi
 }
 
-# Every method with its default parameters, one output (w = 1), inputs in the
-# page cache; each method run twice and the faster run kept. The floor is
-# the overlapped one for K = 1.
+# Every method with its default parameters, one output (w = 1), warm or
+# cold; RVEC_BENCH_REPS repetitions (default 3), each running the overlapped
+# floor for K = 1 and then every method in turn, so each method's ratio to
+# task arithmetic compares runs of the same minutes. The median of the
+# repetitions is shown beside each one.
 methods() {
-  local f ta=""
-  cat "$fam"/*/*.safetensors >/dev/null
-  f=$(floor_overlapped 1)
-  printf "| shape | method | threads | statistics passes | rvec s | vs task_arithmetic | vs floor | peak RSS MiB | rchar GB |\n"
-  printf "|---|---|---|---|---|---|---|---|---|\n"
-  for method in task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs; do
-    local best="" rss="" rchar="" passes
-    passes=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" --method "$method" \
-      --dry-run --json | python3 -c "import json,sys;print(max(t['statistics_passes'] for t in json.load(sys.stdin)['tensors']))")
-    for run in 1 2; do
+  local runs="$data/methods.txt" reps="${RVEC_BENCH_REPS:-3}"
+  if [[ $method_cache == cold && $can_drop == no ]]; then echo "cold needs root (the page cache cannot be dropped)"; exit 1; fi
+  : > "$runs"
+  for rep in $(seq "$reps"); do
+    prepare_cache "$method_cache"
+    echo "floor $rep $(floor_overlapped 1) 0 0 0" >> "$runs"
+    for method in task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs; do
+      local passes
+      passes=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" --method "$method" \
+        --dry-run --json | python3 -c "import json,sys;print(max(t['statistics_passes'] for t in json.load(sys.stdin)['tensors']))")
       rm -rf "$out"
-      cat "$fam"/*/*.safetensors >/dev/null
+      prepare_cache "$method_cache"
       /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
         -w 1 -o "$out" --method "$method" --threads "$threads" --json -q > "$data/result.json"
-      local secs
-      secs=$(python3 -c "import json;print(json.load(open('$data/result.json'))['seconds'])")
-      if [[ -z "$best" ]] || (( $(echo "$secs < $best" | bc -l) )); then
-        best=$secs
-        rss=$(grep "Maximum resident" "$data/time.txt" | awk '{print $NF}')
-        rchar=$(python3 -c "import json;print(json.load(open('$data/result.json'))['process']['rchar'])")
-      fi
-    done
-    rm -rf "$out"
-    [[ -z "$ta" ]] && ta=$best
-    python3 - "$shape" "$method" "$threads" "$passes" "$best" "$ta" "$f" "$rss" "$rchar" <<'PY'
-import sys
-shape, method, threads, passes, secs, ta, floor, rss, rchar = sys.argv[1:]
-secs, ta, floor = float(secs), float(ta), float(floor)
-print(f"| {shape} | {method} | {threads} | {passes} | {secs:.1f} | {secs/ta:.2f} | {secs/floor:.2f} | {int(rss)/1024:.0f} | {int(rchar)/1e9:.2f} |")
+      python3 - "$method" "$rep" "$passes" "$data/result.json" "$data/time.txt" >> "$runs" <<'PY'
+import json, re, sys
+method, rep, passes, result, timing = sys.argv[1:]
+r = json.load(open(result))
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(timing).read()).group(1))
+print(method, rep, r["seconds"], rss, r["process"]["rchar"], passes)
 PY
+      rm -rf "$out"
+    done
   done
+  python3 - "$shape" "$threads" "$method_cache" "$runs" <<'PY'
+import statistics, sys
+shape, threads, cache, path = sys.argv[1:]
+runs = {}
+for line in open(path):
+    name, rep, secs, rss, rchar, passes = line.split()
+    runs.setdefault(name, {})[int(rep)] = (float(secs), int(rss), int(rchar), passes)
+ta, floor = runs["task_arithmetic"], runs["floor"]
+print(f"(cache {cache}, --threads {threads}, {len(floor)} repetitions; per repetition, then the median)")
+print("| shape | method | threads | cache | statistics passes | rvec s | vs task_arithmetic | median | vs floor (median) | peak RSS MiB | rchar GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+fmt = lambda xs, d: ", ".join(f"{x:.{d}f}" for x in xs)
+for name, reps in runs.items():
+    if name == "floor":
+        continue
+    order = sorted(reps)
+    secs = [reps[r][0] for r in order]
+    vs_ta = [reps[r][0] / ta[r][0] for r in order]
+    vs_floor = [reps[r][0] / floor[r][0] for r in order]
+    rss = [reps[r][1] / 1024 for r in order]
+    print(f"| {shape} | {name} | {threads} | {cache} | {reps[order[0]][3]} | {fmt(secs, 1)} | {fmt(vs_ta, 2)} | "
+          f"{statistics.median(vs_ta):.2f} | {statistics.median(vs_floor):.2f} | {min(rss):.0f}-{max(rss):.0f} | "
+          f"{statistics.median(reps[r][2] for r in order) / 1e9:.2f} |")
+print(f"overlapped floor s: {fmt([floor[r][0] for r in sorted(floor)], 1)}")
+PY
 }
 if [[ $mode == methods ]]; then methods; exit 0; fi
 
