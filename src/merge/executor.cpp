@@ -512,6 +512,10 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
   if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
   ReadAhead read_ahead(read_path(rows));
   read_ahead_ = &read_ahead;
+  const struct Unset {
+    ReadAhead*& pointer;
+    ~Unset() { pointer = nullptr; }
+  } unset{read_ahead_};  // also when a row throws
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
@@ -527,7 +531,6 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
     }
     run_row(i, rows[i], std::move(combiners), progress);
   }
-  read_ahead_ = nullptr;
 }
 
 // The most statistics passes a group needs for the row.
