@@ -88,19 +88,23 @@ prepare_cache() {  # $1 = warm|cold
 methods() {
   local runs="$data/methods.txt" reps="${RVEC_BENCH_REPS:-3}"
   if [[ $method_cache == cold && $can_drop == no ]]; then echo "cold needs root (the page cache cannot be dropped)"; exit 1; fi
+  local methods=(task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs)
+  declare -A passes
+  for method in "${methods[@]}"; do
+    passes[$method]=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" \
+      --method "$method" --dry-run --json |
+      python3 -c "import json,sys;print(max(t['statistics_passes'] for t in json.load(sys.stdin)['tensors']))")
+  done
   : > "$runs"
   for rep in $(seq "$reps"); do
     prepare_cache "$method_cache"
     echo "floor $rep $(floor_overlapped 1) 0 0 0" >> "$runs"
-    for method in task_arithmetic magnitude ties dare_linear dare_ties breadcrumbs; do
-      local passes
-      passes=$($rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" -w 1 -o "$out" --method "$method" \
-        --dry-run --json | python3 -c "import json,sys;print(max(t['statistics_passes'] for t in json.load(sys.stdin)['tensors']))")
+    for method in "${methods[@]}"; do
       rm -rf "$out"
       prepare_cache "$method_cache"
       /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
         -w 1 -o "$out" --method "$method" --threads "$threads" --json -q > "$data/result.json"
-      python3 - "$method" "$rep" "$passes" "$data/result.json" "$data/time.txt" >> "$runs" <<'PY'
+      python3 - "$method" "$rep" "${passes[$method]}" "$data/result.json" "$data/time.txt" >> "$runs" <<'PY'
 import json, re, sys
 method, rep, passes, result, timing = sys.argv[1:]
 r = json.load(open(result))

@@ -511,11 +511,6 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
   std::optional<Lookahead> ahead;
   if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
   ReadAhead read_ahead(read_path(rows));
-  read_ahead_ = &read_ahead;
-  const struct Unset {
-    ReadAhead*& pointer;
-    ~Unset() { pointer = nullptr; }
-  } unset{read_ahead_};  // also when a row throws
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
@@ -529,7 +524,7 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
         lookahead_skipped_ += prepared->bytes_skipped;
       }
     }
-    run_row(i, rows[i], std::move(combiners), progress);
+    run_row(i, rows[i], std::move(combiners), read_ahead, progress);
   }
 }
 
@@ -555,7 +550,7 @@ TaskExecutor::Combiners TaskExecutor::prepare(const TaskRow& row, RowStreams& st
   return combiners;
 }
 
-void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners,
+void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners, ReadAhead& read_ahead,
                            const std::function<void(uint64_t)>& progress) {
   const TensorTask& first_task = *row.front();
   if (!first_task.generated.empty()) return write_generated(first_task);
@@ -565,7 +560,7 @@ void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners
   if (combined > 0) {
     if (combiners.empty()) {
       combiners = prepare(row, buffers_->vectors, [&](uint64_t elements) {  // starts the streams
-        read_ahead_->reached(2 * index, elements);
+        read_ahead.reached(2 * index, elements);
         progress(bytes_done());
       });
     } else {
@@ -574,14 +569,14 @@ void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners
     for (uint64_t first = 0; first < combined; first += step) {
       const uint64_t n = std::min<uint64_t>(step, combined - first);
       combine_block(row, combiners, first, n);
-      read_ahead_->reached(2 * index, first + n);
+      read_ahead.reached(2 * index, first + n);
       progress(bytes_done());
     }
   }
   for (uint64_t first = combined; first < total; first += step) {
     const uint64_t n = std::min<uint64_t>(step, total - first);
     copy_block(first_task, first, n);
-    read_ahead_->reached(2 * index + 1, first + n - combined);
+    read_ahead.reached(2 * index + 1, first + n - combined);
     progress(bytes_done());
   }
 }

@@ -178,8 +178,9 @@ class TaskExecutor {
   // block how many elements the pass has read.
   Combiners prepare(const TaskRow& row, RowStreams& streams, const std::function<void(uint64_t)>& after_block) const;
   unsigned row_passes(const TaskRow& row) const;
-  // Row `index` of run_all()'s rows.
-  void run_row(size_t index, const TaskRow& row, Combiners combiners, const std::function<void(uint64_t)>& progress);
+  // Row `index` of run_all()'s rows; tells `read_ahead` how far it has read.
+  void run_row(size_t index, const TaskRow& row, Combiners combiners, ReadAhead& read_ahead,
+               const std::function<void(uint64_t)>& progress);
   void combine_block(const TaskRow& row, Combiners& combiners, uint64_t first, size_t n);
   void copy_block(const TensorTask& task, uint64_t first, size_t n);
   void copy_from_base(const TensorTask& task, size_t n, std::byte* out);
@@ -193,7 +194,6 @@ class TaskExecutor {
   AsyncSink& sink_;
   std::vector<TensorFileWriter*> writers_;
   std::unique_ptr<Buffers> buffers_;
-  ReadAhead* read_ahead_ = nullptr;  // run_all()'s, while it runs
   uint64_t lookahead_bytes_ = 0;    // read by the statistics passes run ahead
   uint64_t lookahead_skipped_ = 0;  // skipped by them
   std::vector<std::map<std::string, kernels::DeltaSums>> vector_sums_;  // per group
