@@ -106,19 +106,33 @@ auto MagnitudeBits(DF, hn::Vec<DF> d) {
   return hn::And(hn::BitCast(di, d), hn::Set(di, 0x7FFFFFFF));
 }
 
-void KeepAbove(const float* HWY_RESTRICT d, int32_t above, float r, float* HWY_RESTRICT t, size_t n) {
+// A vector whose equal elements exceed what is still wanted, but not all of
+// them, goes to the scalar twin; once `wanted` are taken, equal ones are not.
+uint64_t KeepTop(const float* HWY_RESTRICT d, int32_t above, uint64_t wanted, float r, float* HWY_RESTRICT t,
+                 size_t n) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const size_t lanes = hn::Lanes(df);
   const auto vabove = hn::Set(di, above);
   const auto vr = hn::Set(df, r);
+  uint64_t taken = 0;
   size_t i = 0;
   for (; i + lanes <= n; i += lanes) {
     const auto x = hn::LoadU(df, d + i);
-    const auto keep = hn::RebindMask(df, hn::Gt(MagnitudeBits(df, x), vabove));
-    hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(x, vr)), df, t + i);
+    const auto bits = MagnitudeBits(df, x);
+    auto keep = hn::Gt(bits, vabove);
+    const auto equal = hn::Eq(bits, vabove);
+    const size_t count = hn::CountTrue(di, equal);
+    if (count != 0 && taken + count <= wanted) {
+      keep = hn::Or(keep, equal);
+      taken += count;
+    } else if (count != 0 && taken < wanted) {
+      taken += scalar::keep_top(d + i, above, wanted - taken, r, t + i, lanes);
+      continue;
+    }
+    hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, keep), hn::Mul(x, vr)), df, t + i);
   }
-  scalar::keep_above(d + i, above, r, t + i, n - i);
+  return taken + scalar::keep_top(d + i, above, wanted - taken, r, t + i, n - i);
 }
 
 void KeepBetween(const float* HWY_RESTRICT d, int32_t above, int32_t at_most, float r, float* HWY_RESTRICT t,
@@ -138,21 +152,29 @@ void KeepBetween(const float* HWY_RESTRICT d, int32_t above, int32_t at_most, fl
   scalar::keep_between(d + i, above, at_most, r, t + i, n - i);
 }
 
-size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint32_t bins, int32_t* HWY_RESTRICT out) {
+size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint32_t bins, int32_t* HWY_RESTRICT out,
+                  uint64_t* HWY_RESTRICT above) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::RebindToUnsigned<decltype(df)> du;
   const size_t lanes = hn::Lanes(df);
+  constexpr size_t kRound = size_t{1} << 20;  // vectors per round: each lane's count stays below 2^31
   const auto vfirst = hn::Set(di, first_bin);
+  const auto vlast = hn::Set(di, static_cast<int32_t>(first_bin + static_cast<int64_t>(bins) - 1));
   const auto vbins = hn::Set(du, bins);
   size_t i = 0, count = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto bits = MagnitudeBits(df, hn::LoadU(df, d + i));
-    const auto offset = hn::BitCast(du, hn::Sub(hn::ShiftRight<16>(bits), vfirst));
-    const auto in = hn::RebindMask(di, hn::Lt(offset, vbins));
-    count += hn::CompressBlendedStore(bits, in, di, out + count);
+  while (i + lanes <= n) {
+    auto higher = hn::Zero(di);  // minus the count per lane (a true mask is -1)
+    for (size_t v = 0; v < kRound && i + lanes <= n; ++v, i += lanes) {
+      const auto bits = MagnitudeBits(df, hn::LoadU(df, d + i));
+      const auto bin = hn::ShiftRight<16>(bits);
+      const auto in = hn::RebindMask(di, hn::Lt(hn::BitCast(du, hn::Sub(bin, vfirst)), vbins));
+      higher = hn::Add(higher, hn::VecFromMask(di, hn::Gt(bin, vlast)));
+      count += hn::CompressBlendedStore(bits, in, di, out + count);
+    }
+    *above += static_cast<uint64_t>(-static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(di, higher))));
   }
-  return count + scalar::gather_bins(d + i, n - i, first_bin, bins, out + count);
+  return count + scalar::gather_bins(d + i, n - i, first_bin, bins, out + count, above);
 }
 
 void CountAtMost(const float* HWY_RESTRICT d, size_t n, const int32_t* HWY_RESTRICT at_most, size_t thresholds,
@@ -174,27 +196,6 @@ void CountAtMost(const float* HWY_RESTRICT d, size_t n, const int32_t* HWY_RESTR
     }
   }
   scalar::count_at_most(d + whole, n - whole, at_most, thresholds, counts);
-}
-
-uint64_t KeepFirstEqual(const float* HWY_RESTRICT d, int32_t equal, uint64_t wanted, float r, float* HWY_RESTRICT t,
-                        size_t n) {
-  const hn::ScalableTag<float> df;
-  const hn::RebindToSigned<decltype(df)> di;
-  const size_t lanes = hn::Lanes(df);
-  const auto vequal = hn::Set(di, equal);
-  const auto vr = hn::Set(df, r);
-  uint64_t taken = 0;
-  size_t i = 0;
-  for (; i + lanes <= n && taken < wanted; i += lanes) {
-    const auto x = hn::LoadU(df, d + i);
-    const auto is_equal = hn::RebindMask(df, hn::Eq(MagnitudeBits(df, x), vequal));
-    const size_t count = hn::CountTrue(df, is_equal);
-    if (count == 0) continue;
-    if (taken + count > wanted) break;  // the last ones wanted lie in this vector
-    hn::StoreU(hn::IfThenElse(is_equal, hn::Mul(x, vr), hn::LoadU(df, t + i)), df, t + i);
-    taken += count;
-  }
-  return taken + scalar::keep_first_equal(d + i, equal, wanted - taken, r, t + i, n - i);
 }
 
 // draw(j) < limit for the 64-bit lanes holding j = first, first + 1, ...
@@ -306,11 +307,10 @@ HWY_EXPORT(AddScaled);
 HWY_EXPORT(AccumulateDeltaSums);
 HWY_EXPORT(Add);
 HWY_EXPORT(Scale);
-HWY_EXPORT(KeepAbove);
+HWY_EXPORT(KeepTop);
 HWY_EXPORT(KeepBetween);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
-HWY_EXPORT(KeepFirstEqual);
 HWY_EXPORT(CountAtMost);
 HWY_EXPORT(ElectSum);
 
@@ -328,17 +328,14 @@ void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
 }
 void add(const float* a, const float* b, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Add)(a, b, out, n); }
 void scale(float w, const float* a, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Scale)(w, a, out, n); }
-void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
-  HWY_DYNAMIC_DISPATCH(KeepAbove)(d, above, r, t, n);
+uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(KeepTop)(d, above, wanted, r, t, n);
 }
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepBetween)(d, above, at_most, r, t, n);
 }
-size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
-  return HWY_DYNAMIC_DISPATCH(GatherBins)(d, n, first_bin, bins, out);
-}
-uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
-  return HWY_DYNAMIC_DISPATCH(KeepFirstEqual)(d, equal, wanted, r, t, n);
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above) {
+  return HWY_DYNAMIC_DISPATCH(GatherBins)(d, n, first_bin, bins, out, above);
 }
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts) {
   HWY_DYNAMIC_DISPATCH(CountAtMost)(d, n, at_most, thresholds, counts);
@@ -398,28 +395,28 @@ static int32_t magnitude_bits(float x) {
   std::memcpy(&bits, &x, 4);
   return static_cast<int32_t>(bits & 0x7FFFFFFFu);
 }
-void keep_above(const float* d, int32_t above, float r, float* t, size_t n) {
-  for (size_t i = 0; i < n; ++i) t[i] = magnitude_bits(d[i]) > above ? d[i] * r : 0.0f;
+uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n) {
+  uint64_t taken = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t bits = magnitude_bits(d[i]);
+    const bool keep = bits > above || (bits == above && taken < wanted);
+    taken += bits == above && keep;
+    t[i] = keep ? d[i] * r : 0.0f;
+  }
+  return taken;
 }
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts) {
   for (size_t t = 0; t < thresholds; ++t) {
     for (size_t i = 0; i < n; ++i) counts[t] += magnitude_bits(d[i]) <= at_most[t];
   }
 }
-uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n) {
-  uint64_t taken = 0;
-  for (size_t i = 0; i < n && taken < wanted; ++i) {
-    if (magnitude_bits(d[i]) != equal) continue;
-    t[i] = d[i] * r;
-    ++taken;
-  }
-  return taken;
-}
-size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out) {
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above) {
   size_t count = 0;
   for (size_t i = 0; i < n; ++i) {
     const int32_t bits = magnitude_bits(d[i]);
-    if (static_cast<uint32_t>((bits >> 16) - first_bin) < bins) out[count++] = bits;
+    const int64_t offset = (bits >> 16) - int64_t{first_bin};
+    if (offset >= 0 && offset < bins) out[count++] = bits;
+    *above += offset >= int64_t{bins};
   }
   return count;
 }

@@ -30,7 +30,9 @@ void scale(float w, const float* a, float* out, size_t n);
 
 // Trimming a vector (merge/methods/trim_and_sum.hpp). bits(x) is the bit
 // pattern of |x| as an int32 (the sign cleared), which orders like |x|.
-//   keep_above:   t[i] = bits(d[i]) > above ? d[i] * r : 0
+//   keep_top:     t[i] = bits(d[i]) > above ? d[i] * r : 0, except that the
+//                 first `wanted` elements (in order) with bits(d[i]) == above
+//                 get d[i] * r too; returns how many of those there were
 //   keep_between: t[i] = above < bits(d[i]) <= at_most ? d[i] * r : 0
 //   keep_drawn:   t[i] = draw(first + i) < limit ? d[i] * r : 0, where draw(j)
 //                 is SplitMix64's output number j from state `key`, shifted right
@@ -38,19 +40,17 @@ void scale(float w, const float* a, float* out, size_t n);
 //                   z = key + (j + 1) * 0x9E3779B97F4A7C15   (mod 2^64)
 //                   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 //                   draw(j) = (z ^ (z >> 31)) >> 11
-void keep_above(const float* d, int32_t above, float r, float* t, size_t n);
+uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n);
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
-// Radix select's second level (merge/methods/rank_select.hpp): writes, in
-// order, bits(d[i]) of the elements whose high 16 bits lie in
-// [first_bin, first_bin + bins) to out (room for n) and returns how many.
-size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
+// Radix select's window (merge/methods/rank_select.hpp): writes, in order,
+// bits(d[i]) of the elements whose high 16 bits lie in [first_bin,
+// first_bin + bins) to out (room for n) and returns how many; adds to *above
+// the number whose high 16 bits lie above that range.
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above);
 // counts[t] += the number of i with bits(d[i]) <= at_most[t], for each of the
 // `thresholds` limits (|d| <= a non-negative limit's value, NaN never).
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
-// The first `wanted` elements (in order) with bits(d[i]) == equal get
-// t[i] = d[i] * r; the rest of t is unchanged. Returns how many were.
-uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
 
 // TIES' sign election and disjoint sum over `count` trimmed vectors t_k with
 // weights w_k, all in f32, per element i:
@@ -83,11 +83,10 @@ void subtract(const float* a, const float* b, float* out, size_t n);
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 void add(const float* a, const float* b, float* out, size_t n);
 void scale(float w, const float* a, float* out, size_t n);
-void keep_above(const float* d, int32_t above, float r, float* t, size_t n);
+uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n);
 void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
-size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out);
-uint64_t keep_first_equal(const float* d, int32_t equal, uint64_t wanted, float r, float* t, size_t n);
+size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above);
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
 void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
                size_t n);

@@ -27,17 +27,17 @@ float bf16(float x) {
 }
 
 // Deltas as rvec sees them: differences of bf16 weights (few distinct
-// magnitudes, many ties), with the first `quiet` elements 100x smaller than
-// the rest (so a guess from the start of the tensor misses), and a few NaN,
-// Inf and signed zeros.
-std::vector<float> deltas(size_t n, size_t quiet, uint64_t seed) {
+// magnitudes, many ties), with the first `start` elements `scale` times the
+// rest (so a guess from the start of the tensor misses, low or high), and a
+// few NaN, Inf and signed zeros.
+std::vector<float> deltas(size_t n, size_t start, uint64_t seed, float scale = 0.01f) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> weight(0, 0.02f);
   std::uniform_real_distribution<float> step(-1e-3f, 1e-3f);
   std::vector<float> d(n);
   for (size_t j = 0; j < n; ++j) {
     const float pre = bf16(weight(rng));
-    d[j] = bf16(pre + step(rng) * (j < quiet ? 0.01f : 1.0f)) - pre;
+    d[j] = bf16(pre + step(rng) * (j < start ? scale : 1.0f)) - pre;
     if (j % 997 == 5) d[j] = from_bits(0x7FC00000);
     if (j % 991 == 7) d[j] = -from_bits(0x7F800000);
     if (j % 983 == 9) d[j] = -0.0f;
@@ -57,27 +57,20 @@ std::vector<bool> reference_top(const std::vector<float>& d, uint64_t k) {
 
 struct Outcome {
   std::vector<bool> in;
-  bool second_pass = false;
+  unsigned passes = 0;  // statistics passes the bound asked for
 };
 
 // The protocol of rank_select.hpp, in tiles of 1000 elements.
 Outcome run(const std::vector<float>& d, uint64_t k, size_t sample) {
   constexpr size_t kTile = 1000;
   RankBound bound(k, d.size(), sample);
-  HighHistogram high;
-  for (size_t j = 0; j < d.size(); j += kTile) {
-    const auto tile = std::span(d).subspan(j, std::min(kTile, d.size() - j));
-    high.add(tile);
-    bound.observe_first(tile);
-  }
-  bound.end_first_pass(high.totals());
   Outcome out;
-  if (bound.needs_low_pass()) {
-    out.second_pass = true;
-    for (size_t j = 0; j < d.size(); j += kTile) bound.count_low(std::span(d).subspan(j, std::min(kTile, d.size() - j)));
-    bound.end_low_pass();
+  for (unsigned pass = 0; pass < RankBound::kMostPasses; ++pass) {
+    if (!bound.wants(pass)) continue;
+    ++out.passes;
+    for (size_t j = 0; j < d.size(); j += kTile) bound.observe(std::span(d).subspan(j, std::min(kTile, d.size() - j)));
+    bound.end_pass(pass);
   }
-  EXPECT_FALSE(bound.needs_low_pass());
   std::vector<float> kept(d.size());
   for (size_t j = 0; j < d.size(); j += kTile) {
     const size_t m = std::min(kTile, d.size() - j);
@@ -97,13 +90,13 @@ Outcome run(const std::vector<float>& d, uint64_t k, size_t sample) {
 
 TEST(RankSelect, ExactlyTheTopKWhateverTheSampleAndWhetherTheGuessHolds) {
   for (const size_t n : {1u, 100u, 5000u, 70000u}) {
-    for (const size_t quiet : {size_t{0}, n / 3}) {
-      const auto d = deltas(n, quiet, n + quiet);
+    for (const auto& [start, scale] : {std::pair{size_t{0}, 1.0f}, {n / 3, 0.01f}, {n / 3, 100.0f}}) {
+      const auto d = deltas(n, start, n + start, scale);
       for (const uint64_t k : {uint64_t{0}, uint64_t{1}, n / 5, n / 2, n - 1, uint64_t{n}, n + 3}) {
         const auto expected = reference_top(d, k);
         for (const size_t sample : {size_t{0}, size_t{1}, size_t{64}, size_t{1000}, n, 2 * n}) {
           const Outcome got = run(d, k, sample);
-          EXPECT_TRUE(got.in == expected) << "n=" << n << " quiet=" << quiet << " k=" << k << " sample=" << sample;
+          EXPECT_TRUE(got.in == expected) << "n=" << n << " start=" << start << " scale=" << scale << " k=" << k << " sample=" << sample;
         }
       }
     }
@@ -111,16 +104,17 @@ TEST(RankSelect, ExactlyTheTopKWhateverTheSampleAndWhetherTheGuessHolds) {
 }
 
 // Which path each case takes: a tensor the sample holds, or one whose guess
-// is good, needs one pass; no sample, or a sample from a quiet start, two.
-TEST(RankSelect, TheSecondPassOnlyWhenTheGuessMisses) {
+// is good, needs one pass; no sample, or a sample from an unrepresentative start, three.
+TEST(RankSelect, MorePassesOnlyWhenTheGuessMisses) {
   const size_t n = 70000;
-  const auto uniform = deltas(n, 0, 1), quiet_start = deltas(n, n / 3, 2);
-  EXPECT_FALSE(run(uniform, n / 5, n).second_pass);
-  EXPECT_FALSE(run(uniform, n / 5, 10000).second_pass);
-  EXPECT_TRUE(run(uniform, n / 5, 0).second_pass);
-  EXPECT_TRUE(run(quiet_start, n / 5, 10000).second_pass);
-  EXPECT_FALSE(run(uniform, 0, 0).second_pass);  // k = 0 and k = n need no pass
-  EXPECT_FALSE(run(uniform, n, 0).second_pass);
+  const auto uniform = deltas(n, 0, 1), quiet_start = deltas(n, n / 3, 2), loud_start = deltas(n, n / 3, 3, 100.0f);
+  EXPECT_EQ(run(uniform, n / 5, n).passes, 1u);
+  EXPECT_EQ(run(uniform, n / 5, 10000).passes, 1u);
+  EXPECT_EQ(run(uniform, n / 5, 0).passes, 3u);
+  EXPECT_EQ(run(quiet_start, n / 5, 10000).passes, 3u);  // the threshold lies above the window
+  EXPECT_EQ(run(loud_start, n / 5, 10000).passes, 3u);   // and below it
+  EXPECT_EQ(run(uniform, 0, 0).passes, 0u);  // k = 0 and k = n need no pass
+  EXPECT_EQ(run(uniform, n, 0).passes, 0u);
 }
 
 }  // namespace

@@ -73,28 +73,24 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
     const auto d = tricky_floats(n, n + 4), s = tricky_floats(n, n + 5), x = tricky_floats(n, n + 6),
                u = tricky_floats(n, n + 7);
     std::vector<float> simd(n), scalar(n);
-    for (const int32_t above : {-1, 0, 0x3F800000, 0x7F800000, 0x7FFFFFFF}) {
-      kernels::keep_above(d.data(), above, 1.5f, simd.data(), n);
-      kernels::scalar::keep_above(d.data(), above, 1.5f, scalar.data(), n);
-      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_above n=" << n << " above=" << above;
+    for (const int32_t above : {-1, 0, 0x3F800000, 0x3F808000, 0x7F800000, 0x7FFFFFFF, 0x12345678}) {
+      for (const uint64_t wanted : {0ull, 1ull, 3ull, 50ull, 1ull << 40}) {
+        const uint64_t taken = kernels::keep_top(d.data(), above, wanted, 1.5f, simd.data(), n);
+        EXPECT_EQ(taken, kernels::scalar::keep_top(d.data(), above, wanted, 1.5f, scalar.data(), n));
+        EXPECT_TRUE(same_bits(simd, scalar)) << "keep_top n=" << n << " above=" << above << " wanted=" << wanted;
+      }
       kernels::keep_between(d.data(), above, 0x50000000, 1.0f, simd.data(), n);
       kernels::scalar::keep_between(d.data(), above, 0x50000000, 1.0f, scalar.data(), n);
       EXPECT_TRUE(same_bits(simd, scalar)) << "keep_between n=" << n << " above=" << above;
     }
     for (const auto& [first_bin, bins] : {std::pair{0, 1u << 15}, {0x3F80, 1u}, {0x3F70, 16u}, {0x7F80, 128u}, {5, 0u}}) {
       std::vector<int32_t> simd_bits(n), scalar_bits(n);
-      const size_t found = kernels::gather_bins(d.data(), n, first_bin, bins, simd_bits.data());
-      ASSERT_EQ(found, kernels::scalar::gather_bins(d.data(), n, first_bin, bins, scalar_bits.data()));
+      uint64_t simd_above = 3, scalar_above = 3;
+      const size_t found = kernels::gather_bins(d.data(), n, first_bin, bins, simd_bits.data(), &simd_above);
+      ASSERT_EQ(found, kernels::scalar::gather_bins(d.data(), n, first_bin, bins, scalar_bits.data(), &scalar_above));
+      EXPECT_EQ(simd_above, scalar_above) << "gather_bins n=" << n << " first_bin=" << first_bin;
       EXPECT_TRUE(std::equal(simd_bits.begin(), simd_bits.begin() + static_cast<ptrdiff_t>(found), scalar_bits.begin()))
           << "gather_bins n=" << n << " first_bin=" << first_bin;
-    }
-    for (const int32_t equal : {0, 0x3F808000, 0x7F800000, 0x12345678}) {
-      for (const uint64_t wanted : {0ull, 1ull, 3ull, 50ull, 1ull << 40}) {
-        std::vector<float> simd_kept(n, 7.0f), scalar_kept(n, 7.0f);
-        const uint64_t taken = kernels::keep_first_equal(d.data(), equal, wanted, 1.5f, simd_kept.data(), n);
-        EXPECT_EQ(taken, kernels::scalar::keep_first_equal(d.data(), equal, wanted, 1.5f, scalar_kept.data(), n));
-        EXPECT_TRUE(same_bits(simd_kept, scalar_kept)) << "keep_first_equal n=" << n << " equal=" << equal;
-      }
     }
     const int32_t limits[] = {0, 0x358637BD, 0x3F808000, 0x7F800000, 0x7FFFFFFF};
     uint64_t simd_counts[5] = {1, 2, 3, 4, 5}, scalar_counts[5] = {1, 2, 3, 4, 5};
@@ -105,10 +101,9 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
     std::vector<float> runs(n);
     for (size_t i = 0; i < n; ++i) runs[i] = (i / 5) % 2 == 0 ? -2.5f : 2.5f + static_cast<float>(i % 3);
     for (const uint64_t wanted : {1ull, 4ull, 9ull, 33ull}) {
-      std::vector<float> simd_kept(n, 0.0f), scalar_kept(n, 0.0f);
-      const uint64_t taken = kernels::keep_first_equal(runs.data(), 0x40200000, wanted, 2.0f, simd_kept.data(), n);
-      EXPECT_EQ(taken, kernels::scalar::keep_first_equal(runs.data(), 0x40200000, wanted, 2.0f, scalar_kept.data(), n));
-      EXPECT_TRUE(same_bits(simd_kept, scalar_kept)) << "keep_first_equal runs n=" << n << " wanted=" << wanted;
+      const uint64_t taken = kernels::keep_top(runs.data(), 0x40200000, wanted, 2.0f, simd.data(), n);
+      EXPECT_EQ(taken, kernels::scalar::keep_top(runs.data(), 0x40200000, wanted, 2.0f, scalar.data(), n));
+      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_top runs n=" << n << " wanted=" << wanted;
     }
     for (const uint64_t first : {0ull, 12345ull, (1ull << 40) + 7}) {
       for (const uint64_t limit : {0ull, 1ull << 52, (1ull << 53) - 1, 1ull << 53}) {

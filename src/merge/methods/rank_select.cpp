@@ -1,6 +1,8 @@
 #include "merge/methods/rank_select.hpp"
 
 #include <algorithm>
+#include <cstring>
+#include <mutex>
 
 #include "base/test_hooks.hpp"
 #include "numeric/kernels.hpp"
@@ -22,6 +24,35 @@ KthLargest kth_largest(std::span<const uint64_t> counts, uint64_t k, uint64_t ab
   }
   return {0, above};
 }
+
+// The windows' counts, kept between tensors: taken zeroed, given back zeroed.
+// Thread-safe.
+class WindowPool {
+ public:
+  using Counts = std::unique_ptr<ZeroedPages<uint32_t>>;
+
+  static Counts take() {
+    {
+      const std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        Counts counts = std::move(idle_.back());
+        idle_.pop_back();
+        return counts;
+      }
+    }
+    return std::make_unique<ZeroedPages<uint32_t>>(kWindowBins * kLowBins);
+  }
+
+  static void give_back(Counts counts) {
+    const std::lock_guard lock(mutex_);
+    if (idle_.size() < kMostIdle) idle_.push_back(std::move(counts));
+  }
+
+ private:
+  static constexpr size_t kMostIdle = 16;
+  static inline std::mutex mutex_;
+  static inline std::vector<Counts> idle_;
+};
 
 }  // namespace
 
@@ -52,25 +83,39 @@ void HighHistogram::flush() {
   pending_ = 0;
 }
 
-LowWindow::LowWindow(int32_t first) : first_(first), counts_(kWindowBins * kLowBins) {}
+LowWindow::LowWindow(int32_t first) : first_(first), counts_(WindowPool::take()) {}
 
-void LowWindow::add(int32_t bits) {
-  const int32_t bin = bits >> 16;
-  if (holds(bin)) ++counts_[static_cast<size_t>(bin - first_) * kLowBins + (bits & 0xFFFF)];
+LowWindow::~LowWindow() {
+  for (int32_t bin = 0; bin < kWindowBins; ++bin) {
+    if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins * sizeof(uint32_t));
+  }
+  WindowPool::give_back(std::move(counts_));
 }
 
-// The elements in the window are gathered first (SIMD) and then counted,
-// with no branch per element.
-void LowWindow::add(std::span<const float> delta) {
-  hits_.resize(delta.size());
-  const size_t found = kernels::gather_bins(delta.data(), delta.size(), first_, kWindowBins, hits_.data());
-  for (size_t j = 0; j < found; ++j) {
-    ++counts_[static_cast<size_t>((hits_[j] >> 16) - first_) * kLowBins + (hits_[j] & 0xFFFF)];
+void LowWindow::count(int32_t bits) {
+  const auto bin = static_cast<size_t>((bits >> 16) - first_);
+  ++in_bin_[bin];
+  ++(*counts_)[bin * kLowBins + (bits & 0xFFFF)];
+}
+
+void LowWindow::add(int32_t bits) {
+  if (holds(bits >> 16)) {
+    count(bits);
+  } else if ((bits >> 16) >= first_ + kWindowBins) {
+    ++above_;
   }
 }
 
+// One SIMD scan gathers the elements in the window and counts those above
+// it; only the gathered few are then counted one by one.
+void LowWindow::add(std::span<const float> delta) {
+  hits_.resize(delta.size());
+  const size_t found = kernels::gather_bins(delta.data(), delta.size(), first_, kWindowBins, hits_.data(), &above_);
+  for (size_t j = 0; j < found; ++j) count(hits_[j]);
+}
+
 std::vector<uint64_t> LowWindow::low_counts(int32_t bin) const {
-  const uint32_t* from = counts_.data() + static_cast<size_t>(bin - first_) * kLowBins;
+  const uint32_t* from = counts_->data() + static_cast<size_t>(bin - first_) * kLowBins;
   return {from, from + kLowBins};
 }
 
@@ -80,8 +125,41 @@ RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
   if (k == 0) threshold_ = INT32_MAX;
 }
 
-void RankBound::observe_first(std::span<const float> delta) {
-  if (trivial()) return;
+bool RankBound::wants(unsigned pass) const {
+  if (trivial()) return false;
+  switch (pass) {
+    case 0: return stage_ == Stage::kSample;
+    case 1: return stage_ == Stage::kHistogram;
+    case 2: return stage_ == Stage::kLow;
+    default: return false;
+  }
+}
+
+void RankBound::observe(std::span<const float> delta) {
+  switch (stage_) {
+    case Stage::kSample: observe_sample(delta); break;
+    case Stage::kHistogram: high_->add(delta); break;
+    case Stage::kLow: count_low(delta); break;
+    case Stage::kKnown: break;
+  }
+}
+
+void RankBound::end_pass(unsigned pass) {
+  if (!wants(pass)) return;
+  switch (stage_) {
+    case Stage::kSample: end_sample_pass(); break;
+    case Stage::kHistogram:
+      choose_bin(high_->totals());
+      high_.reset();
+      low_.assign(kLowBins, 0);
+      stage_ = Stage::kLow;
+      break;
+    case Stage::kLow: choose_threshold(); break;
+    case Stage::kKnown: break;
+  }
+}
+
+void RankBound::observe_sample(std::span<const float> delta) {
   if (!window_ && sampled_ < sample_length_) {
     if (sample_.size() == 0) sample_ = ZeroedPages<int32_t>(std::min<uint64_t>(n_, sample_length_));
     const size_t take = std::min(delta.size(), sample_length_ - sampled_);
@@ -93,41 +171,55 @@ void RankBound::observe_first(std::span<const float> delta) {
   if (window_) window_->add(delta);
 }
 
-void RankBound::end_first_pass(const std::vector<uint64_t>& high) {
-  if (trivial()) return;
-  choose_bin(high);
+void RankBound::end_sample_pass() {
   if (sampled_ == n_) {
-    low_.assign(kLowBins, 0);
-    for (const int32_t bits : sample_.span()) {
-      if ((bits >> 16) == bin_) ++low_[bits & 0xFFFF];
-    }
-    resolved_ = true;
-  } else if (window_ && window_->holds(bin_)) {
-    low_ = window_->low_counts(bin_);
-    resolved_ = true;
-  } else {
-    low_.assign(kLowBins, 0);
+    answer_from_sample();
+  } else if (!window_ || !answer_from_window()) {
+    high_ = std::make_unique<HighHistogram>();
+    stage_ = Stage::kHistogram;
   }
   sample_ = {};
   window_.reset();
-  if (resolved_) choose_threshold();
+}
+
+void RankBound::answer_from_sample() {
+  std::vector<uint64_t> high(kHighBins, 0);
+  for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
+  choose_bin(high);
+  low_.assign(kLowBins, 0);
+  for (const int32_t bits : sample_.span()) {
+    if ((bits >> 16) == bin_) ++low_[bits & 0xFFFF];
+  }
+  choose_threshold();
+}
+
+// The k-th largest lies in the window when fewer than k elements lie above
+// it and at least k above its lowest bin.
+bool RankBound::answer_from_window() {
+  uint64_t above = window_->above();
+  for (int32_t bin = window_->first() + kWindowBins - 1; bin >= window_->first(); --bin) {
+    if (above >= k_) return false;
+    if (above + window_->in_bin(bin) >= k_) {
+      bin_ = bin;
+      above_ = above;
+      low_ = window_->low_counts(bin);
+      choose_threshold();
+      return true;
+    }
+    above += window_->in_bin(bin);
+  }
+  return false;
 }
 
 void RankBound::count_low(std::span<const float> delta) {
   hits_.resize(delta.size());
-  const size_t found = kernels::gather_bins(delta.data(), delta.size(), bin_, 1, hits_.data());
+  uint64_t higher = 0;
+  const size_t found = kernels::gather_bins(delta.data(), delta.size(), bin_, 1, hits_.data(), &higher);
   for (size_t j = 0; j < found; ++j) ++low_[hits_[j] & 0xFFFF];
 }
 
-void RankBound::end_low_pass() {
-  choose_threshold();
-  resolved_ = true;
-}
-
 void RankBound::select(const float* d, float r, float* t, size_t n) {
-  kernels::keep_above(d, threshold_, r, t, n);
-  if (saturated()) return;
-  equal_seen_ += kernels::keep_first_equal(d, threshold_, equal_wanted_ - equal_seen_, r, t, n);
+  equal_seen_ += kernels::keep_top(d, threshold_, equal_wanted_ - equal_seen_, r, t, n);
 }
 
 void RankBound::choose_bin(const std::vector<uint64_t>& high) {
@@ -141,6 +233,7 @@ void RankBound::choose_threshold() {
   threshold_ = (bin_ << 16) | static_cast<int32_t>(at.index);
   equal_wanted_ = k_ - at.above;
   low_ = {};
+  stage_ = Stage::kKnown;
 }
 
 void RankBound::open_window() {

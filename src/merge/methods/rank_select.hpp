@@ -2,27 +2,32 @@
 // on the f32 bit patterns of |d| (magnitude_bits orders like |d|, NaN above
 // Inf), ties broken by lowest element index, so exactly k elements are in.
 //
-//   level 1: a histogram of the high 16 bits of every |d| picks the bin the
-//            k-th largest falls in (HighHistogram);
-//   level 2: a histogram of the low 16 bits of the elements in that bin
-//            picks the threshold and how many elements equal to it are in.
+// The threshold is the k-th largest bit pattern: its high 16 bits (its bin),
+// then its low 16 bits. Statistics passes over the tensor find it:
 //
-// Level 2 needs the bin, so it would take a second statistics pass. The first
-// pass avoids that in most tensors: it keeps the |d| bits of the first
-// `sample` elements; a tensor no longer than that is answered from them; for
-// a longer one they give a guess of the bin (the k-th largest of the tensor
-// is about the (k * sample / n)-th largest of the sample), and the low 16 bits
-// of every element within kWindowBins bins around the guess are counted from
-// then on (LowWindow; the sample is counted into it first). When the chosen
-// bin lies in that window the threshold is known after one pass; otherwise
-// needs_low_pass() asks for the second. Either way the counts, and so the
-// threshold and the elements kept, are the same.
+//   pass 0 (always): keeps the |d| bits of the first `sample` elements. A
+//       tensor no longer than that is answered from them. For a longer one
+//       they give a guess of the bin (the k-th largest of the tensor is about
+//       the (k * sample / n)-th largest of the sample), and from then on the
+//       pass counts, in one SIMD scan per tile (kernels::gather_bins), the
+//       elements above a window of kWindowBins bins around the guess and the
+//       low 16 bits of those inside it (LowWindow; the sample is counted into
+//       it first). When the k-th largest falls in the window, the threshold
+//       is known.
+//   pass 1 (only when the guess missed): a histogram of the high 16 bits of
+//       every element (HighHistogram) picks the bin;
+//   pass 2 (only after pass 1): the low 16 bits of the elements in that bin.
 //
-// Memory per RankBound during the first pass: the sample (4 bytes an element,
-// 1 MiB at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB
-// mapped, resident only where counted); afterwards none. The large arrays
-// live in mappings of their own (base/zeroed_pages.hpp), not in the heap. Not thread-safe: one tensor's bound is used by one
-// thread at a time.
+// Either way the counts, and so the threshold and the elements kept, are the
+// same; only the number of passes differs.
+//
+// Memory per RankBound during pass 0: the sample (4 bytes an element, 1 MiB
+// at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB,
+// taken from a process-wide pool and handed back zeroed, so a merge maps and
+// faults these pages in once, not once per tensor); during the fallback
+// passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
+// the threshold is known, none. Not thread-safe: one tensor's bound is used
+// by one thread at a time (the pool itself is thread-safe).
 #pragma once
 
 #include <bit>
@@ -59,48 +64,60 @@ class HighHistogram {
   void flush();
 
   ZeroedPages<uint32_t> counts_{2 * kHighBins};
-  ZeroedPages<uint64_t> totals_{kHighBins};
+  std::vector<uint64_t> totals_ = std::vector<uint64_t>(kHighBins);
   uint64_t pending_ = 0;  // elements counted since the last flush
 };
 
-// Low-16-bit counts of the elements whose high 16 bits fall in [first,
-// first + kWindowBins). For tensors of fewer than 2^32 elements.
+// Counts, over a tensor of fewer than 2^32 elements, of the elements whose
+// high 16 bits lie above [first, first + kWindowBins), and of the low 16 bits
+// of those inside it.
 class LowWindow {
  public:
   explicit LowWindow(int32_t first);
+  ~LowWindow();  // hands the counts back to the pool, zeroed
+  LowWindow(const LowWindow&) = delete;
+  LowWindow& operator=(const LowWindow&) = delete;
 
   bool holds(int32_t bin) const { return static_cast<uint32_t>(bin - first_) < static_cast<uint32_t>(kWindowBins); }
   void add(int32_t bits);
   void add(std::span<const float> delta);
+
+  uint64_t above() const { return above_; }
+  // Elements in `bin`, which the window holds.
+  uint64_t in_bin(int32_t bin) const { return in_bin_[bin - first_]; }
+  int32_t first() const { return first_; }
   // The 65,536 low counts of `bin`, which the window holds.
   std::vector<uint64_t> low_counts(int32_t bin) const;
 
  private:
+  void count(int32_t bits);
+
   int32_t first_;
-  ZeroedPages<uint32_t> counts_;  // per bin of the window, per low 16 bits: pages only where counted
-  std::vector<int32_t> hits_;     // the bits of one tile's elements in the window
+  std::unique_ptr<ZeroedPages<uint32_t>> counts_;  // per bin of the window, per low 16 bits (pooled)
+  uint64_t above_ = 0;
+  uint64_t in_bin_[kWindowBins] = {};
+  std::vector<int32_t> hits_;  // the bits of one tile's elements in the window
 };
 
-// Membership of the top k of n elements by |d|. Use: observe_first() over
-// the whole tensor in element order, end_first_pass() with the high
-// histogram's totals; while needs_low_pass(), count_low() over the whole
-// tensor again and end_low_pass(); then admits() or select() walk the
-// elements in element order (restart() before walking again). An element is
-// in when its bits exceed the threshold, or equal it and fewer than
-// `equal_wanted` equal ones came before. k >= n keeps everything, k = 0 none.
+// Membership of the top k of n elements by |d|. Use: for pass = 0, 1, 2,
+// while wants(pass): observe() the whole tensor in element order, then
+// end_pass(pass). Then admits() or select() walk the elements in element
+// order (restart() before walking again). An element is in when its bits
+// exceed the threshold, or equal it and fewer than `equal_wanted` equal ones
+// came before. k >= n keeps everything, k = 0 none.
 class RankBound {
  public:
+  static constexpr unsigned kMostPasses = 3;
+
   RankBound(uint64_t k, uint64_t n, size_t sample = kDefaultRankSample);
 
   bool trivial() const { return k_ == 0 || k_ >= n_; }
   int32_t threshold() const { return threshold_; }
   bool saturated() const { return equal_seen_ >= equal_wanted_; }
-  bool needs_low_pass() const { return !trivial() && !resolved_; }
+  bool wants(unsigned pass) const;
 
-  void observe_first(std::span<const float> delta);
-  void end_first_pass(const std::vector<uint64_t>& high);
-  void count_low(std::span<const float> delta);
-  void end_low_pass();
+  void observe(std::span<const float> delta);
+  void end_pass(unsigned pass);
 
   void restart() { equal_seen_ = 0; }
 
@@ -116,19 +133,27 @@ class RankBound {
   void select(const float* d, float r, float* t, size_t n);
 
  private:
+  enum class Stage { kSample, kHistogram, kLow, kKnown };
+
+  void observe_sample(std::span<const float> delta);
+  void end_sample_pass();
+  void answer_from_sample();
+  bool answer_from_window();
+  void count_low(std::span<const float> delta);
   void choose_bin(const std::vector<uint64_t>& high);
   void choose_threshold();
   void open_window();
 
   uint64_t k_, n_;
   size_t sample_length_;
-  ZeroedPages<int32_t> sample_;        // |d| bits of the first elements, until the window opens
-  size_t sampled_ = 0;                 // how many of them
-  std::unique_ptr<LowWindow> window_;  // during the first pass of a tensor longer than the sample
-  bool resolved_ = false;              // the threshold is known
-  int32_t bin_ = 0;                    // of the k-th largest
-  uint64_t above_ = 0;                 // elements in higher bins
-  std::vector<uint64_t> low_;          // low counts of bin_, until the threshold is chosen
+  Stage stage_ = Stage::kSample;
+  ZeroedPages<int32_t> sample_;           // |d| bits of the first elements, until the window opens
+  size_t sampled_ = 0;                    // how many of them
+  std::unique_ptr<LowWindow> window_;     // during pass 0 of a tensor longer than the sample
+  std::unique_ptr<HighHistogram> high_;   // during pass 1
+  int32_t bin_ = 0;                       // of the k-th largest
+  uint64_t above_ = 0;                    // elements in higher bins
+  std::vector<uint64_t> low_;             // low counts of bin_, until the threshold is chosen
   int32_t threshold_ = 0;
   uint64_t equal_wanted_ = 0, equal_seen_ = 0;
   std::vector<int32_t> hits_;  // count_low's gathered elements of one tile

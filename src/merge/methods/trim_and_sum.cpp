@@ -89,7 +89,7 @@ struct VectorTrim {
   }
 };
 
-// The passes a tensor needs: the two radix passes when some vector's rank
+// The passes a tensor may need: the radix passes when some vector's rank
 // selection is not trivial, and the l1 pass when rescaling to the l1 norm.
 struct PassLayout {
   unsigned rank_passes = 0;
@@ -101,7 +101,7 @@ PassLayout pass_layout(TrimKind trim, Rescale rescale, const std::vector<VectorT
   const bool nontrivial = std::ranges::any_of(vectors, [](const VectorTrim& v) { return v.nontrivial; });
   PassLayout layout;
   if (!nontrivial) return layout;
-  layout.rank_passes = trim == TrimKind::kRandom ? 0 : 2;
+  layout.rank_passes = trim == TrimKind::kRandom ? 0 : RankBound::kMostPasses;
   layout.l1_pass = rescale == Rescale::kL1;
   return layout;
 }
@@ -132,19 +132,13 @@ class TrimAndSumCombiner final : public TensorCombiner {
         if (density > 0) factors_[i] = static_cast<float>(1.0 / density);
       }
     }
-    if (layout_.rank_passes > 0) high_.resize(vectors_.size());
   }
 
   void observe(unsigned pass, size_t vector, uint64_t first, std::span<const float> delta) override {
     VectorTrim& v = vectors_[vector];
     if (pass < layout_.rank_passes) {
-      if (pass == 0) {
-        high_[vector].add(delta);
-        for (auto& bound : v.bounds) bound.observe_first(delta);
-      } else {
-        for (auto& bound : v.bounds) {
-          if (bound.needs_low_pass()) bound.count_low(delta);
-        }
+      for (auto& bound : v.bounds) {
+        if (bound.wants(pass)) bound.observe(delta);
       }
       return;
     }
@@ -162,28 +156,22 @@ class TrimAndSumCombiner final : public TensorCombiner {
   void end_pass(unsigned pass) override {
     for (size_t i = 0; i < vectors_.size(); ++i) {
       VectorTrim& v = vectors_[i];
-      if (pass == 0 && layout_.rank_passes > 0) {
-        const std::vector<uint64_t> high = high_[i].totals();
-        for (auto& bound : v.bounds) bound.end_first_pass(high);
-      } else if (pass == 1 && layout_.rank_passes > 0) {
-        for (auto& bound : v.bounds) {
-          if (bound.needs_low_pass()) bound.end_low_pass();
-        }
+      if (pass < layout_.rank_passes) {
+        for (auto& bound : v.bounds) bound.end_pass(pass);
       } else {
         const auto [all, kept] = l1_[i];
         factors_[i] = all < 1e-7 || kept < 1e-7 ? 1.0f : static_cast<float>(all / kept);
         v.restart();
       }
     }
-    if (pass == 0) std::vector<HighHistogram>().swap(high_);
   }
 
-  // The second rank pass only when some bound's threshold bin fell outside
-  // the window the first pass counted.
+  // The later rank passes only when some bound's threshold fell outside the
+  // window the first pass counted.
   bool needs_pass(unsigned pass) const override {
-    if (pass != 1 || layout_.rank_passes == 0) return true;
-    return std::ranges::any_of(vectors_, [](const VectorTrim& v) {
-      return std::ranges::any_of(v.bounds, [](const RankBound& b) { return b.needs_low_pass(); });
+    if (pass >= layout_.rank_passes) return true;
+    return std::ranges::any_of(vectors_, [pass](const VectorTrim& v) {
+      return std::ranges::any_of(v.bounds, [pass](const RankBound& b) { return b.wants(pass); });
     });
   }
 
@@ -209,7 +197,6 @@ class TrimAndSumCombiner final : public TensorCombiner {
   PassLayout layout_;
   std::vector<float> weights_, factors_;
   std::vector<std::pair<double, double>> l1_;  // (l1 of d, l1 of what is kept), per vector
-  std::vector<HighHistogram> high_;             // per vector, during the first rank pass
   std::vector<std::vector<float>> trimmed_;     // t_i of the current tile
   std::vector<const float*> trimmed_pointers_ = std::vector<const float*>(vectors_.size());
 };

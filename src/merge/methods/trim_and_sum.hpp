@@ -20,11 +20,11 @@
 // ranks above Inf), ties broken by lowest element index: exactly k elements
 // are in the top k. k = floor(density * n) in double. The thresholds come
 // from a radix select on the bit patterns (rank_select.hpp: usually found in
-// the first statistics pass, else in a second); the l1 sums are taken in
+// the first statistics pass, else after two more); the l1 sums are taken in
 // double in element order in one more pass.
 //
-// Memory per rank bound while its tensor's first pass runs: about 5 MiB
-// (rank_select.hpp), whatever the tensor size; none afterwards.
+// Memory per rank bound while its tensor's statistics passes run: at most
+// about 5 MiB (rank_select.hpp), whatever the tensor size; none afterwards.
 #pragma once
 
 #include <string>
