@@ -120,16 +120,18 @@ uint64_t KeepTop(const float* HWY_RESTRICT d, int32_t above, uint64_t wanted, fl
   for (; i + lanes <= n; i += lanes) {
     const auto x = hn::LoadU(df, d + i);
     const auto bits = MagnitudeBits(df, x);
-    auto keep = hn::Gt(bits, vabove);
     const auto equal = hn::Eq(bits, vabove);
     const size_t count = hn::CountTrue(di, equal);
-    if (count != 0 && taken + count <= wanted) {
-      keep = hn::Or(keep, equal);
-      taken += count;
-    } else if (count != 0 && taken < wanted) {
-      taken += scalar::keep_top(d + i, above, wanted - taken, r, t + i, lanes);
+    const uint64_t remaining = wanted - taken;
+    if (count > remaining && remaining > 0) {
+      taken += scalar::keep_top(d + i, above, remaining, r, t + i, lanes);
       continue;
     }
+    // Without a branch on the (frequent, unpredictable) equal elements: all of
+    // them are kept while enough are wanted, none once none are.
+    const size_t take = count <= remaining ? lanes : 0;
+    const auto keep = hn::Or(hn::Gt(bits, vabove), hn::And(equal, hn::FirstN(di, take)));
+    taken += count <= remaining ? count : 0;
     hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, keep), hn::Mul(x, vr)), df, t + i);
   }
   return taken + scalar::keep_top(d + i, above, wanted - taken, r, t + i, n - i);

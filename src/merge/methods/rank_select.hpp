@@ -21,8 +21,8 @@
 // Either way the counts, and so the threshold and the elements kept, are the
 // same; only the number of passes differs.
 //
-// Memory per RankBound during pass 0: the sample (4 bytes an element, 1 MiB
-// at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB,
+// Memory per RankBound during pass 0: the sample (4 bytes an element, 256
+// KiB at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB,
 // taken from a process-wide pool and handed back zeroed, so a merge maps and
 // faults these pages in once, not once per tensor); during the fallback
 // passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
@@ -49,7 +49,7 @@ inline constexpr size_t kLowBins = 1 << 16;
 inline constexpr int32_t kWindowBins = 16;
 // The sample's default length (RVEC_TEST_RANK_SAMPLE overrides it in tests;
 // base/test_hooks.hpp).
-inline constexpr size_t kDefaultRankSample = 1 << 18;
+inline constexpr size_t kDefaultRankSample = 1 << 16;
 
 // Counts of the high 16 bits of |d| over a tensor, in two interleaved 32-bit
 // copies: neighbouring weights often share a bin, and one counter per element
