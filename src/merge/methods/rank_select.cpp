@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <mutex>
 
 #include "base/test_hooks.hpp"
@@ -17,7 +18,8 @@ struct KthLargest {
   size_t index = 0;
   uint64_t above = 0;
 };
-KthLargest kth_largest(std::span<const uint64_t> counts, uint64_t k, uint64_t above) {
+template <class Count>
+KthLargest kth_largest(std::span<const Count> counts, uint64_t k, uint64_t above) {
   for (size_t i = counts.size(); i-- > 0;) {
     if (above + counts[i] >= k) return {i, above};
     above += counts[i];
@@ -114,9 +116,8 @@ void LowWindow::add(std::span<const float> delta) {
   for (size_t j = 0; j < found; ++j) count(hits_[j]);
 }
 
-std::vector<uint64_t> LowWindow::low_counts(int32_t bin) const {
-  const uint32_t* from = counts_->data() + static_cast<size_t>(bin - first_) * kLowBins;
-  return {from, from + kLowBins};
+std::span<const uint32_t> LowWindow::low_counts(int32_t bin) const {
+  return {counts_->data() + static_cast<size_t>(bin - first_) * kLowBins, kLowBins};
 }
 
 RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
@@ -154,7 +155,10 @@ void RankBound::end_pass(unsigned pass) {
       low_.assign(kLowBins, 0);
       stage_ = Stage::kLow;
       break;
-    case Stage::kLow: choose_threshold(); break;
+    case Stage::kLow:
+      choose_threshold(std::span<const uint64_t>(low_));
+      low_ = {};
+      break;
     case Stage::kKnown: break;
   }
 }
@@ -182,15 +186,14 @@ void RankBound::end_sample_pass() {
   window_.reset();
 }
 
+// The k-th largest of the sample (which is the whole tensor), found in place.
 void RankBound::answer_from_sample() {
-  std::vector<uint64_t> high(kHighBins, 0);
-  for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
-  choose_bin(high);
-  low_.assign(kLowBins, 0);
-  for (const int32_t bits : sample_.span()) {
-    if ((bits >> 16) == bin_) ++low_[bits & 0xFFFF];
-  }
-  choose_threshold();
+  const std::span<int32_t> bits = sample_.span();
+  const auto kth = bits.begin() + static_cast<ptrdiff_t>(k_ - 1);
+  std::ranges::nth_element(bits, kth, std::greater{});
+  threshold_ = *kth;
+  equal_wanted_ = k_ - static_cast<uint64_t>(std::ranges::count_if(bits, [&](int32_t b) { return b > threshold_; }));
+  stage_ = Stage::kKnown;
 }
 
 // The k-th largest lies in the window when fewer than k elements lie above
@@ -202,8 +205,7 @@ bool RankBound::answer_from_window() {
     if (above + window_->in_bin(bin) >= k_) {
       bin_ = bin;
       above_ = above;
-      low_ = window_->low_counts(bin);
-      choose_threshold();
+      choose_threshold(window_->low_counts(bin));
       return true;
     }
     above += window_->in_bin(bin);
@@ -222,26 +224,29 @@ void RankBound::select(const float* d, float r, float* t, size_t n) {
   equal_seen_ += kernels::keep_top(d, threshold_, equal_wanted_ - equal_seen_, r, t, n);
 }
 
-void RankBound::choose_bin(const std::vector<uint64_t>& high) {
+void RankBound::choose_bin(std::span<const uint64_t> high) {
   const KthLargest at = kth_largest(high, k_, 0);
   bin_ = static_cast<int32_t>(at.index);
   above_ = at.above;
 }
 
-void RankBound::choose_threshold() {
-  const KthLargest at = kth_largest(low_, k_, above_);
+template <class Count>
+void RankBound::choose_threshold(std::span<const Count> low) {
+  const KthLargest at = kth_largest(low, k_, above_);
   threshold_ = (bin_ << 16) | static_cast<int32_t>(at.index);
   equal_wanted_ = k_ - at.above;
-  low_ = {};
   stage_ = Stage::kKnown;
 }
 
+// The guess: the bin of the sample's rank-th largest, from a histogram of the
+// sample's high 16 bits (per thread, reused, left zeroed).
 void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
   const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
-  std::vector<uint64_t> high(kHighBins, 0);
+  thread_local std::vector<uint64_t> high(kHighBins);
   for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
-  const auto guess = static_cast<int32_t>(kth_largest(high, rank, 0).index);
+  const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint64_t>(high), rank, 0).index);
+  std::ranges::fill(high, 0);
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);
   for (const int32_t bits : sample_.span()) window_->add(bits);

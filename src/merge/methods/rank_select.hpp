@@ -87,7 +87,7 @@ class LowWindow {
   uint64_t in_bin(int32_t bin) const { return in_bin_[bin - first_]; }
   int32_t first() const { return first_; }
   // The 65,536 low counts of `bin`, which the window holds.
-  std::vector<uint64_t> low_counts(int32_t bin) const;
+  std::span<const uint32_t> low_counts(int32_t bin) const;
 
  private:
   void count(int32_t bits);
@@ -140,8 +140,9 @@ class RankBound {
   void answer_from_sample();
   bool answer_from_window();
   void count_low(std::span<const float> delta);
-  void choose_bin(const std::vector<uint64_t>& high);
-  void choose_threshold();
+  void choose_bin(std::span<const uint64_t> high);
+  template <class Count>
+  void choose_threshold(std::span<const Count> low);
   void open_window();
 
   uint64_t k_, n_;
@@ -153,7 +154,7 @@ class RankBound {
   std::unique_ptr<HighHistogram> high_;   // during pass 1
   int32_t bin_ = 0;                       // of the k-th largest
   uint64_t above_ = 0;                    // elements in higher bins
-  std::vector<uint64_t> low_;             // low counts of bin_, until the threshold is chosen
+  std::vector<uint64_t> low_;             // low counts of bin_ during pass 2
   int32_t threshold_ = 0;
   uint64_t equal_wanted_ = 0, equal_seen_ = 0;
   std::vector<int32_t> hits_;  // count_low's gathered elements of one tile
