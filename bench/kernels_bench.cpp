@@ -3,6 +3,9 @@
 // plus one output written (what the disk would move).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <bit>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -110,6 +113,76 @@ void BM_GemmBf16(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GemmBf16)->Name("gemm_bf16/512_tokens")->Arg(896)->Arg(4864);
+// A delta as merges see it: the difference of two bf16 weights (few distinct
+// magnitudes, so many elements tie at any threshold).
+std::vector<float> bf16_delta(uint64_t seed) {
+  const auto a = random_floats(seed), b = random_floats(seed + 1);
+  std::vector<float> d(kN);
+  for (size_t i = 0; i < kN; ++i) {
+    d[i] = rvec::bf16_to_f32(rvec::f32_to_bf16(a[i])) - rvec::bf16_to_f32(rvec::f32_to_bf16(a[i] + 0.01f * b[i]));
+  }
+  return d;
+}
+
+// The bits of the delta's k-th largest |d| for density 0.2 (TIES' default).
+int32_t top_fifth_threshold(const std::vector<float>& d) {
+  std::vector<int32_t> bits(d.size());
+  for (size_t i = 0; i < d.size(); ++i) bits[i] = static_cast<int32_t>(std::bit_cast<uint32_t>(d[i]) & 0x7FFFFFFFu);
+  std::nth_element(bits.begin(), bits.begin() + static_cast<ptrdiff_t>(d.size() / 5), bits.end(), std::greater{});
+  return bits[d.size() / 5];
+}
+
+// The element pass's trim: the top fifth, with the ties at the threshold
+// taken until half of the tensor's are (so both paths of the kernel run).
+template <bool kSimd>
+void BM_KeepTop(benchmark::State& state) {
+  const auto d = bf16_delta(3);
+  const int32_t threshold = top_fifth_threshold(d);
+  std::vector<float> t(kN);
+  for (auto _ : state) {
+    const uint64_t taken = kSimd ? rvec::kernels::keep_top(d.data(), threshold, kN / 400, 1.0f, t.data(), kN)
+                                 : rvec::kernels::scalar::keep_top(d.data(), threshold, kN / 400, 1.0f, t.data(), kN);
+    benchmark::DoNotOptimize(taken);
+    benchmark::DoNotOptimize(t.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 8));
+}
+
+// The statistics pass's scan: 16 bins around the threshold.
+template <bool kSimd>
+void BM_GatherBins(benchmark::State& state) {
+  const auto d = bf16_delta(5);
+  const int32_t first = (top_fifth_threshold(d) >> 16) - 8;
+  std::vector<int32_t> out(kN);
+  uint64_t above = 0;
+  for (auto _ : state) {
+    const size_t found = kSimd ? rvec::kernels::gather_bins(d.data(), kN, first, 16, out.data(), &above)
+                               : rvec::kernels::scalar::gather_bins(d.data(), kN, first, 16, out.data(), &above);
+    benchmark::DoNotOptimize(found);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 4));
+}
+
+// TIES' election over `count` trimmed vectors of weight 1, normalized (mergekit's default).
+template <bool kSimd>
+void BM_ElectSum(benchmark::State& state) {
+  const auto count = static_cast<size_t>(state.range(0));
+  std::vector<std::vector<float>> trimmed;
+  std::vector<const float*> pointers;
+  for (size_t k = 0; k < count; ++k) {
+    trimmed.push_back(bf16_delta(7 + 2 * k));
+    pointers.push_back(trimmed.back().data());
+  }
+  const std::vector<float> weights(count, 1.0f);  // the default weight
+  std::vector<float> out(kN);
+  for (auto _ : state) {
+    if constexpr (kSimd) rvec::kernels::elect_sum(pointers.data(), weights.data(), count, false, true, out.data(), kN);
+    else rvec::kernels::scalar::elect_sum(pointers.data(), weights.data(), count, false, true, out.data(), kN);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 4 * (count + 1)));
+}
+
 // Decoding one stream on one core, as the engine's weights are laid out:
 // 512 MiB of bf16 rows of 896 columns (twice this machine's L3) in the
 // weights' allocation (huge pages), times one activation row; against a plain
@@ -151,6 +224,12 @@ BENCHMARK(BM_F32ToBf16<true>)->Name("f32_to_bf16/simd");
 BENCHMARK(BM_F32ToBf16<false>)->Name("f32_to_bf16/scalar");
 BENCHMARK(BM_CombineBf16<true>)->Name("combine_bf16/simd");
 BENCHMARK(BM_CombineBf16<false>)->Name("combine_bf16/scalar");
+BENCHMARK(BM_KeepTop<true>)->Name("keep_top/simd");
+BENCHMARK(BM_KeepTop<false>)->Name("keep_top/scalar");
+BENCHMARK(BM_GatherBins<true>)->Name("gather_bins/simd");
+BENCHMARK(BM_GatherBins<false>)->Name("gather_bins/scalar");
+BENCHMARK(BM_ElectSum<true>)->Name("elect_sum/simd")->Arg(1)->Arg(3);
+BENCHMARK(BM_ElectSum<false>)->Name("elect_sum/scalar")->Arg(1)->Arg(3);
 
 }  // namespace
 

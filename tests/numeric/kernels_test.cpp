@@ -2,6 +2,7 @@
 // supports, bit for bit.
 #include "numeric/kernels.hpp"
 
+#include <array>
 #include <gtest/gtest.h>
 #include <hwy/highway.h>
 #include <hwy/targets.h>
@@ -112,17 +113,18 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
         EXPECT_TRUE(same_bits(simd, scalar)) << "keep_drawn n=" << n << " first=" << first << " limit=" << limit;
       }
     }
-    // Weights that cancel (q = 0), a negative one, and the vectors' values
-    // with zeros, NaN and signed zeros in the vote.
+    // Weights that cancel (q = 0), a negative one, weight 1 alone (the fast
+    // path), and the vectors' values with zeros, NaN and signed zeros in the vote.
     const float* vectors[] = {d.data(), s.data(), x.data(), u.data()};
-    const float weights[] = {0.75f, -0.75f, 1.5f, -2.0f};
-    for (const size_t count : {1u, 2u, 4u}) {
-      for (const bool vote_weighted : {false, true}) {
-        for (const bool normalize : {false, true}) {
-          kernels::elect_sum(vectors, weights, count, vote_weighted, normalize, simd.data(), n);
-          kernels::scalar::elect_sum(vectors, weights, count, vote_weighted, normalize, scalar.data(), n);
-          EXPECT_TRUE(same_bits(simd, scalar))
-              << "elect_sum n=" << n << " count=" << count << " vote_weighted=" << vote_weighted;
+    for (const auto& weights : {std::array{0.75f, -0.75f, 1.5f, -2.0f}, std::array{1.0f, 1.0f, -1.0f, 3.0f}}) {
+      for (const size_t count : {1u, 2u, 4u}) {
+        for (const bool vote_weighted : {false, true}) {
+          for (const bool normalize : {false, true}) {
+            kernels::elect_sum(vectors, weights.data(), count, vote_weighted, normalize, simd.data(), n);
+            kernels::scalar::elect_sum(vectors, weights.data(), count, vote_weighted, normalize, scalar.data(), n);
+            EXPECT_TRUE(same_bits(simd, scalar)) << "elect_sum n=" << n << " count=" << count << " w0=" << weights[0]
+                                                 << " vote_weighted=" << vote_weighted << " normalize=" << normalize;
+          }
         }
       }
     }
