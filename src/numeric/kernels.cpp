@@ -137,21 +137,41 @@ uint64_t KeepTop(const float* HWY_RESTRICT d, int32_t above, uint64_t wanted, fl
   return taken + scalar::keep_top(d + i, above, wanted - taken, r, t + i, n - i);
 }
 
-void KeepBetween(const float* HWY_RESTRICT d, int32_t above, int32_t at_most, float r, float* HWY_RESTRICT t,
-                 size_t n) {
+// Like KeepTop, for two limits: a vector where either limit's equal elements
+// exceed what it still wants, but not all of them, goes to the scalar twin.
+BandTaken KeepBand(const float* HWY_RESTRICT d, TopLimit wide, TopLimit narrow, float r, float* HWY_RESTRICT t,
+                   size_t n) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
   const size_t lanes = hn::Lanes(df);
-  const auto vabove = hn::Set(di, above), vat_most = hn::Set(di, at_most);
+  const auto vwide = hn::Set(di, wide.threshold), vnarrow = hn::Set(di, narrow.threshold);
   const auto vr = hn::Set(df, r);
+  BandTaken taken;
   size_t i = 0;
   for (; i + lanes <= n; i += lanes) {
     const auto x = hn::LoadU(df, d + i);
     const auto bits = MagnitudeBits(df, x);
-    const auto keep = hn::RebindMask(df, hn::And(hn::Gt(bits, vabove), hn::Not(hn::Gt(bits, vat_most))));
-    hn::StoreU(hn::IfThenElseZero(keep, hn::Mul(x, vr)), df, t + i);
+    const auto wide_equal = hn::Eq(bits, vwide), narrow_equal = hn::Eq(bits, vnarrow);
+    const size_t wide_count = hn::CountTrue(di, wide_equal), narrow_count = hn::CountTrue(di, narrow_equal);
+    const uint64_t wide_left = wide.wanted - taken.wide, narrow_left = narrow.wanted - taken.narrow;
+    if ((wide_count > wide_left && wide_left > 0) || (narrow_count > narrow_left && narrow_left > 0)) {
+      const BandTaken part = scalar::keep_band(d + i, {wide.threshold, wide_left}, {narrow.threshold, narrow_left}, r,
+                                               t + i, lanes);
+      taken.wide += part.wide;
+      taken.narrow += part.narrow;
+      continue;
+    }
+    const bool wide_takes = wide_count <= wide_left, narrow_takes = narrow_count <= narrow_left;
+    const auto in_wide = hn::Or(hn::Gt(bits, vwide), hn::And(wide_equal, hn::FirstN(di, wide_takes ? lanes : 0)));
+    const auto in_narrow =
+        hn::Or(hn::Gt(bits, vnarrow), hn::And(narrow_equal, hn::FirstN(di, narrow_takes ? lanes : 0)));
+    taken.wide += wide_takes ? wide_count : 0;
+    taken.narrow += narrow_takes ? narrow_count : 0;
+    hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, hn::AndNot(in_narrow, in_wide)), hn::Mul(x, vr)), df, t + i);
   }
-  scalar::keep_between(d + i, above, at_most, r, t + i, n - i);
+  const BandTaken part = scalar::keep_band(d + i, {wide.threshold, wide.wanted - taken.wide},
+                                           {narrow.threshold, narrow.wanted - taken.narrow}, r, t + i, n - i);
+  return {taken.wide + part.wide, taken.narrow + part.narrow};
 }
 
 size_t GatherBins(const float* HWY_RESTRICT d, size_t n, int32_t first_bin, uint32_t bins, int32_t* HWY_RESTRICT out,
@@ -318,7 +338,7 @@ HWY_EXPORT(AccumulateDeltaSums);
 HWY_EXPORT(Add);
 HWY_EXPORT(Scale);
 HWY_EXPORT(KeepTop);
-HWY_EXPORT(KeepBetween);
+HWY_EXPORT(KeepBand);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
 HWY_EXPORT(CountAtMost);
@@ -341,8 +361,8 @@ void scale(float w, const float* a, float* out, size_t n) { HWY_DYNAMIC_DISPATCH
 uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n) {
   return HWY_DYNAMIC_DISPATCH(KeepTop)(d, above, wanted, r, t, n);
 }
-void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
-  HWY_DYNAMIC_DISPATCH(KeepBetween)(d, above, at_most, r, t, n);
+BandTaken keep_band(const float* d, TopLimit wide, TopLimit narrow, float r, float* t, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(KeepBand)(d, wide, narrow, r, t, n);
 }
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above) {
   return HWY_DYNAMIC_DISPATCH(GatherBins)(d, n, first_bin, bins, out, above);
@@ -430,11 +450,17 @@ size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, i
   }
   return count;
 }
-void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n) {
+BandTaken keep_band(const float* d, TopLimit wide, TopLimit narrow, float r, float* t, size_t n) {
+  BandTaken taken;
   for (size_t i = 0; i < n; ++i) {
     const int32_t bits = magnitude_bits(d[i]);
-    t[i] = bits > above && bits <= at_most ? d[i] * r : 0.0f;
+    const bool in_wide = bits > wide.threshold || (bits == wide.threshold && taken.wide < wide.wanted);
+    const bool in_narrow = bits > narrow.threshold || (bits == narrow.threshold && taken.narrow < narrow.wanted);
+    taken.wide += bits == wide.threshold && in_wide;
+    taken.narrow += bits == narrow.threshold && in_narrow;
+    t[i] = in_wide && !in_narrow ? d[i] * r : 0.0f;
   }
+  return taken;
 }
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   for (size_t i = 0; i < n; ++i) {

@@ -28,12 +28,24 @@ void add(const float* a, const float* b, float* out, size_t n);
 // out[i] = w * a[i]
 void scale(float w, const float* a, float* out, size_t n);
 
+// A rank limit as the trimming kernels see it (merge/methods/rank_select.hpp).
+struct TopLimit {
+  int32_t threshold = 0;
+  uint64_t wanted = 0;  // how many elements equal to the threshold are still in
+};
+struct BandTaken {
+  uint64_t wide = 0, narrow = 0;
+};
+
 // Trimming a vector (merge/methods/trim_and_sum.hpp). bits(x) is the bit
 // pattern of |x| as an int32 (the sign cleared), which orders like |x|.
 //   keep_top:     t[i] = bits(d[i]) > above ? d[i] * r : 0, except that the
 //                 first `wanted` elements (in order) with bits(d[i]) == above
 //                 get d[i] * r too; returns how many of those there were
-//   keep_between: t[i] = above < bits(d[i]) <= at_most ? d[i] * r : 0
+//   keep_band:    t[i] = in(wide, i) && !in(narrow, i) ? d[i] * r : 0, where
+//                 in(limit, i) is bits(d[i]) > limit.threshold, or equal to it
+//                 and among the first limit.wanted such elements (in order);
+//                 returns how many equal elements each limit took
 //   keep_drawn:   t[i] = draw(first + i) < limit ? d[i] * r : 0, where draw(j)
 //                 is SplitMix64's output number j from state `key`, shifted right
 //                 by 11 (a uniform 53-bit draw):
@@ -41,7 +53,7 @@ void scale(float w, const float* a, float* out, size_t n);
 //                   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 //                   draw(j) = (z ^ (z >> 31)) >> 11
 uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n);
-void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
+BandTaken keep_band(const float* d, TopLimit wide, TopLimit narrow, float r, float* t, size_t n);
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 // Radix select's window (merge/methods/rank_select.hpp): writes, in order,
 // bits(d[i]) of the elements whose high 16 bits lie in [first_bin,
@@ -84,7 +96,7 @@ void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 void add(const float* a, const float* b, float* out, size_t n);
 void scale(float w, const float* a, float* out, size_t n);
 uint64_t keep_top(const float* d, int32_t above, uint64_t wanted, float r, float* t, size_t n);
-void keep_between(const float* d, int32_t above, int32_t at_most, float r, float* t, size_t n);
+BandTaken keep_band(const float* d, TopLimit wide, TopLimit narrow, float r, float* t, size_t n);
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above);
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);

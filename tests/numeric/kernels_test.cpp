@@ -80,9 +80,21 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
         EXPECT_EQ(taken, kernels::scalar::keep_top(d.data(), above, wanted, 1.5f, scalar.data(), n));
         EXPECT_TRUE(same_bits(simd, scalar)) << "keep_top n=" << n << " above=" << above << " wanted=" << wanted;
       }
-      kernels::keep_between(d.data(), above, 0x50000000, 1.0f, simd.data(), n);
-      kernels::scalar::keep_between(d.data(), above, 0x50000000, 1.0f, scalar.data(), n);
-      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_between n=" << n << " above=" << above;
+    }
+    // Bands with both limits among the magnitudes present (and equal to each
+    // other), each with budgets for its ties from none to all.
+    for (const int32_t wide : {-1, 0, 0x3F800000, 0x3F808000, 0x7F800000}) {
+      for (const int32_t narrow : {wide, 0x3F808000, 0x50000000, 0x7FFFFFFF}) {
+        for (const auto& [wide_wanted, narrow_wanted] :
+             {std::pair{0ull, 0ull}, {1ull, 0ull}, {3ull, 2ull}, {50ull, 7ull}, {1ull << 40, 1ull << 40}}) {
+          const kernels::TopLimit w{wide, wide_wanted}, v{narrow, narrow_wanted};
+          const kernels::BandTaken got = kernels::keep_band(d.data(), w, v, 1.5f, simd.data(), n);
+          const kernels::BandTaken want = kernels::scalar::keep_band(d.data(), w, v, 1.5f, scalar.data(), n);
+          EXPECT_EQ(got.wide, want.wide);
+          EXPECT_EQ(got.narrow, want.narrow);
+          EXPECT_TRUE(same_bits(simd, scalar)) << "keep_band n=" << n << " wide=" << wide << " narrow=" << narrow;
+        }
+      }
     }
     for (const auto& [first_bin, bins] : {std::pair{0, 1u << 15}, {0x3F80, 1u}, {0x3F70, 16u}, {0x7F80, 128u}, {5, 0u}}) {
       std::vector<int32_t> simd_bits(n), scalar_bits(n);
@@ -105,6 +117,12 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
       const uint64_t taken = kernels::keep_top(runs.data(), 0x40200000, wanted, 2.0f, simd.data(), n);
       EXPECT_EQ(taken, kernels::scalar::keep_top(runs.data(), 0x40200000, wanted, 2.0f, scalar.data(), n));
       EXPECT_TRUE(same_bits(simd, scalar)) << "keep_top runs n=" << n << " wanted=" << wanted;
+      const kernels::TopLimit wide{0x40200000, wanted + 2}, narrow{0x40200000, wanted};
+      const kernels::BandTaken got = kernels::keep_band(runs.data(), wide, narrow, 2.0f, simd.data(), n);
+      const kernels::BandTaken want = kernels::scalar::keep_band(runs.data(), wide, narrow, 2.0f, scalar.data(), n);
+      EXPECT_EQ(got.wide, want.wide);
+      EXPECT_EQ(got.narrow, want.narrow);
+      EXPECT_TRUE(same_bits(simd, scalar)) << "keep_band runs n=" << n << " wanted=" << wanted;
     }
     for (const uint64_t first : {0ull, 12345ull, (1ull << 40) + 7}) {
       for (const uint64_t limit : {0ull, 1ull << 52, (1ull << 53) - 1, 1ull << 53}) {

@@ -221,7 +221,7 @@ void RankBound::count_low(std::span<const float> delta) {
 }
 
 void RankBound::select(const float* d, float r, float* t, size_t n) {
-  equal_seen_ += kernels::keep_top(d, threshold_, equal_wanted_ - equal_seen_, r, t, n);
+  took(kernels::keep_top(d, threshold_, equal_wanted_ - equal_seen_, r, t, n));
 }
 
 void RankBound::choose_bin(std::span<const uint64_t> high) {

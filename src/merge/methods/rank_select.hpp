@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "base/zeroed_pages.hpp"
+#include "numeric/kernels.hpp"
 
 namespace rvec {
 
@@ -131,6 +132,11 @@ class RankBound {
 
   // t[j] = (element j in the top k) ? d[j] * r : 0 for the next n elements.
   void select(const float* d, float r, float* t, size_t n);
+
+  // For kernels that walk the elements themselves: the limit from here on,
+  // and how many elements equal to the threshold they took.
+  kernels::TopLimit limit() const { return {threshold_, equal_wanted_ - equal_seen_}; }
+  void took(uint64_t equal) { equal_seen_ += equal; }
 
  private:
   enum class Stage { kSample, kHistogram, kLow, kKnown };

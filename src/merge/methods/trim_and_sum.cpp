@@ -13,19 +13,9 @@ namespace {
 // t[j] = (element j ranked in [lo, hi)) ? d[j] * r : 0: in the top `upper`
 // but not in the top `top`. Both bounds see every element in order.
 void select_band(RankBound& top, RankBound& upper, const float* d, float r, float* t, size_t n) {
-  const int32_t hi = upper.threshold(), lo = top.threshold();
-  // Once both tie counts are reached, ranks follow from the bits alone;
-  // until then, elements at either threshold are decided one by one.
-  const bool settled = top.saturated() && upper.saturated();
-  kernels::keep_between(d, hi, settled ? lo : lo - 1, r, t, n);
-  if (settled) return;
-  for (size_t j = 0; j < n; ++j) {
-    const int32_t bits = magnitude_bits(d[j]);
-    if (bits != hi && bits != lo) continue;
-    const bool in_upper = upper.admits(bits);  // both advance their tie counts
-    const bool in_top = top.admits(bits);
-    t[j] = in_upper && !in_top ? d[j] * r : 0.0f;
-  }
+  const kernels::BandTaken taken = kernels::keep_band(d, upper.limit(), top.limit(), r, t, n);
+  upper.took(taken.wide);
+  top.took(taken.narrow);
 }
 
 enum class Rescale { kNone, kInverseDensity, kL1 };
