@@ -151,6 +151,10 @@ class TaskExecutor::RowStreams {
     for (size_t p = 0; p < pair_keys_.size(); ++p) {
       if (!pairs[p]) continue;
       PairTiles& t = *pairs_[p];
+      if (sums.empty() && both_bf16(t)) {  // the statistics passes: no sums, one pass over the raw tiles
+        kernels::bf16_difference(bf16_tile(t.post, tile), bf16_tile(*t.pre, tile), t.delta.get(), m);
+        continue;
+      }
       readers_[t.post]->widen(tile, std::span(t.delta.get(), m));
       if (t.pre) readers_[*t.pre]->widen(tile, std::span(t.pre_values.get(), m));
       for (size_t g = 0; g < sums.size(); ++g) {
@@ -223,6 +227,15 @@ class TaskExecutor::RowStreams {
     tensors_.push_back(tensor);
     if (readers_.size() < tensors_.size()) readers_.push_back(std::make_unique<TensorBlockReader>(kMergeBlockElements));
     return tensors_.size() - 1;
+  }
+
+  bool both_bf16(const PairTiles& t) const {
+    return t.pre && tensors_[t.post]->info->dtype == DType::kBF16 && tensors_[*t.pre]->info->dtype == DType::kBF16;
+  }
+
+  // Elements [tile, ...) of the bf16 block reader `reader` read last (its buffer is aligned).
+  const uint16_t* bf16_tile(size_t reader, size_t tile) const {
+    return reinterpret_cast<const uint16_t*>(readers_[reader]->last_block().data()) + tile;
   }
 
   size_t pair_of(const TaskVector& v) {

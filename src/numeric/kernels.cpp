@@ -60,6 +60,20 @@ void F32ToBf16(const float* HWY_RESTRICT in, uint16_t* HWY_RESTRICT out, size_t 
   scalar::f32_to_bf16(in + i, out + i, n - i);
 }
 
+void Bf16Difference(const uint16_t* HWY_RESTRICT a, const uint16_t* HWY_RESTRICT b, float* HWY_RESTRICT out, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du32;
+  const hn::Rebind<uint16_t, decltype(df)> du16;
+  const size_t lanes = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto wa = hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, a + i))));
+    const auto wb = hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, b + i))));
+    hn::StoreU(hn::Sub(wa, wb), df, out + i);
+  }
+  scalar::bf16_difference(a + i, b + i, out + i, n - i);
+}
+
 void Subtract(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, float* HWY_RESTRICT out, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
@@ -333,6 +347,7 @@ namespace rvec::kernels {
 HWY_EXPORT(Bf16ToF32);
 HWY_EXPORT(F32ToBf16);
 HWY_EXPORT(Subtract);
+HWY_EXPORT(Bf16Difference);
 HWY_EXPORT(AddScaled);
 HWY_EXPORT(AccumulateDeltaSums);
 HWY_EXPORT(Add);
@@ -352,6 +367,9 @@ void bf16_to_f32(const uint16_t* in, float* out, size_t n) { HWY_DYNAMIC_DISPATC
 void f32_to_bf16(const float* in, uint16_t* out, size_t n) { HWY_DYNAMIC_DISPATCH(F32ToBf16)(in, out, n); }
 void subtract(const float* a, const float* b, float* out, size_t n) {
   HWY_DYNAMIC_DISPATCH(Subtract)(a, b, out, n);
+}
+void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n) {
+  HWY_DYNAMIC_DISPATCH(Bf16Difference)(a, b, out, n);
 }
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
   HWY_DYNAMIC_DISPATCH(AddScaled)(t, w, d, out, n);
@@ -406,6 +424,9 @@ void f32_to_bf16(const float* in, uint16_t* out, size_t n) {
 }
 void subtract(const float* a, const float* b, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
+}
+void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = rvec::bf16_to_f32(a[i]) - rvec::bf16_to_f32(b[i]);
 }
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) {

@@ -20,6 +20,8 @@ void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 // out[i] = a[i] - b[i]
 void subtract(const float* a, const float* b, float* out, size_t n);
+// out[i] = f32(a[i]) - f32(b[i]) for bf16 bits a, b: subtract after bf16_to_f32, in one pass
+void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n);
 // out[i] = t[i] + w * d[i]   (the product rounded to f32, then the sum); out may be t
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 
@@ -92,6 +94,7 @@ void accumulate_delta_sums(const float* pre, const float* a, const float* b, siz
 void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 void subtract(const float* a, const float* b, float* out, size_t n);
+void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n);
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 void add(const float* a, const float* b, float* out, size_t n);
 void scale(float w, const float* a, float* out, size_t n);

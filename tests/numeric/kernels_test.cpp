@@ -57,6 +57,11 @@ TEST_P(KernelsOnEveryTarget, MatchScalarTwinsBitForBit) {
     kernels::bf16_to_f32(bf_simd.data(), simd.data(), n);
     kernels::scalar::bf16_to_f32(bf_simd.data(), scalar.data(), n);
     EXPECT_TRUE(same_bits(simd, scalar)) << "bf16_to_f32 n=" << n;
+    std::vector<uint16_t> other(n);
+    kernels::f32_to_bf16(b.data(), other.data(), n);
+    kernels::bf16_difference(bf_simd.data(), other.data(), simd.data(), n);
+    kernels::scalar::bf16_difference(bf_simd.data(), other.data(), scalar.data(), n);
+    EXPECT_TRUE(same_bits(simd, scalar)) << "bf16_difference n=" << n;
     kernels::add(a.data(), b.data(), simd.data(), n);
     kernels::scalar::add(a.data(), b.data(), scalar.data(), n);
     EXPECT_TRUE(same_bits(simd, scalar)) << "add n=" << n;
