@@ -1,5 +1,7 @@
 #include "merge/methods/trim_and_sum.hpp"
 
+#include <hwy/aligned_allocator.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -17,6 +19,22 @@ void select_band(RankBound& top, RankBound& upper, const float* d, float r, floa
   upper.took(taken.wide);
   top.took(taken.narrow);
 }
+
+// Floats for one tile, aligned for whole-vector stores; grown as tiles need.
+class TileBuffer {
+ public:
+  float* get(size_t n) {
+    if (n > capacity_) {
+      data_ = hwy::AllocateAligned<float>(n);
+      capacity_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  hwy::AlignedFreeUniquePtr<float[]> data_;
+  size_t capacity_ = 0;
+};
 
 enum class Rescale { kNone, kInverseDensity, kL1 };
 
@@ -133,9 +151,8 @@ class TrimAndSumCombiner final : public TensorCombiner {
       return;
     }
     // The l1 pass: sums in double, in element order, of |d| and of |d| kept.
-    std::vector<float>& kept = trimmed_[vector];
-    kept.resize(delta.size());
-    v.apply(trim_, first, delta.data(), 1.0f, kept.data(), delta.size());
+    float* kept = trimmed_[vector].get(delta.size());
+    v.apply(trim_, first, delta.data(), 1.0f, kept, delta.size());
     auto& [all, kept_sum] = l1_[vector];
     for (size_t j = 0; j < delta.size(); ++j) {
       all += std::fabs(static_cast<double>(delta[j]));
@@ -167,9 +184,9 @@ class TrimAndSumCombiner final : public TensorCombiner {
 
   const float* combine(uint64_t first, size_t n, std::span<const float* const> deltas, float* scratch) override {
     for (size_t i = 0; i < vectors_.size(); ++i) {
-      trimmed_[i].resize(n);
-      trimmed_pointers_[i] = trimmed_[i].data();
-      vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed_[i].data(), n);
+      float* trimmed = trimmed_[i].get(n);
+      trimmed_pointers_[i] = trimmed;
+      vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed, n);
     }
     if (elect_) {
       kernels::elect_sum(trimmed_pointers_.data(), weights_.data(), vectors_.size(), vote_weighted_, normalize_, scratch, n);
@@ -187,7 +204,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
   PassLayout layout_;
   std::vector<float> weights_, factors_;
   std::vector<std::pair<double, double>> l1_;  // (l1 of d, l1 of what is kept), per vector
-  std::vector<std::vector<float>> trimmed_;     // t_i of the current tile
+  std::vector<TileBuffer> trimmed_;             // t_i of the current tile
   std::vector<const float*> trimmed_pointers_ = std::vector<const float*>(vectors_.size());
 };
 
