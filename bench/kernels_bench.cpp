@@ -40,6 +40,21 @@ void BM_Subtract(benchmark::State& state) {
 }
 
 template <bool kSimd>
+void BM_Bf16Difference(benchmark::State& state) {
+  const auto a = random_floats(1), b = random_floats(2);
+  std::vector<uint16_t> x(kN), y(kN);
+  rvec::kernels::f32_to_bf16(a.data(), x.data(), kN);
+  rvec::kernels::f32_to_bf16(b.data(), y.data(), kN);
+  std::vector<float> out(kN);
+  for (auto _ : state) {
+    if constexpr (kSimd) rvec::kernels::bf16_difference(x.data(), y.data(), out.data(), kN);
+    else rvec::kernels::scalar::bf16_difference(x.data(), y.data(), out.data(), kN);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 8));
+}
+
+template <bool kSimd>
 void BM_F32ToBf16(benchmark::State& state) {
   const auto a = random_floats(1);
   std::vector<uint16_t> out(kN);
@@ -148,6 +163,25 @@ void BM_KeepTop(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 8));
 }
 
+// Breadcrumbs' band with its defaults (drop the top 1 %, keep the next 90 %),
+// each limit taking half of its ties.
+template <bool kSimd>
+void BM_KeepBand(benchmark::State& state) {
+  const auto d = bf16_delta(4);
+  std::vector<int32_t> bits(d.size());
+  for (size_t i = 0; i < d.size(); ++i) bits[i] = static_cast<int32_t>(std::bit_cast<uint32_t>(d[i]) & 0x7FFFFFFFu);
+  std::ranges::sort(bits, std::greater{});
+  const rvec::kernels::TopLimit wide{bits[kN * 91 / 100], kN / 400}, narrow{bits[kN / 100], kN / 4000};
+  std::vector<float> t(kN);
+  for (auto _ : state) {
+    const auto taken = kSimd ? rvec::kernels::keep_band(d.data(), wide, narrow, 1.0f, t.data(), kN)
+                             : rvec::kernels::scalar::keep_band(d.data(), wide, narrow, 1.0f, t.data(), kN);
+    benchmark::DoNotOptimize(taken);
+    benchmark::DoNotOptimize(t.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 8));
+}
+
 // The statistics pass's scan: 16 bins around the threshold.
 template <bool kSimd>
 void BM_GatherBins(benchmark::State& state) {
@@ -218,6 +252,8 @@ BENCHMARK(BM_GemvBf16Stream)->Name("gemv_bf16/one_stream_512MiB")->MinTime(2.0);
 BENCHMARK(BM_ReadStream)->Name("read/one_stream_512MiB")->MinTime(2.0);
 BENCHMARK(BM_Subtract<true>)->Name("subtract/simd");
 BENCHMARK(BM_Subtract<false>)->Name("subtract/scalar");
+BENCHMARK(BM_Bf16Difference<true>)->Name("bf16_difference/simd");
+BENCHMARK(BM_Bf16Difference<false>)->Name("bf16_difference/scalar");
 BENCHMARK(BM_Bf16ToF32<true>)->Name("bf16_to_f32/simd");
 BENCHMARK(BM_Bf16ToF32<false>)->Name("bf16_to_f32/scalar");
 BENCHMARK(BM_F32ToBf16<true>)->Name("f32_to_bf16/simd");
@@ -226,6 +262,8 @@ BENCHMARK(BM_CombineBf16<true>)->Name("combine_bf16/simd");
 BENCHMARK(BM_CombineBf16<false>)->Name("combine_bf16/scalar");
 BENCHMARK(BM_KeepTop<true>)->Name("keep_top/simd");
 BENCHMARK(BM_KeepTop<false>)->Name("keep_top/scalar");
+BENCHMARK(BM_KeepBand<true>)->Name("keep_band/simd");
+BENCHMARK(BM_KeepBand<false>)->Name("keep_band/scalar");
 BENCHMARK(BM_GatherBins<true>)->Name("gather_bins/simd");
 BENCHMARK(BM_GatherBins<false>)->Name("gather_bins/scalar");
 BENCHMARK(BM_ElectSum<true>)->Name("elect_sum/simd")->Arg(1)->Arg(3);

@@ -13,7 +13,7 @@
 //   RVEC_TEST_SLOW_LOAD_MS=N         serve: the model load takes N ms longer (a slow disk)
 //   RVEC_TEST_EXIT_AFTER_SAMPLES=N   eval: exit(3) after N samples are recorded (a crash)
 //   RVEC_TEST_RANK_SAMPLE=N          merge: top-k methods guess a tensor's threshold from its
-//                                    first N elements instead of 2^18 (so small test
+//                                    first N elements instead of 2^16 (so small test
 //                                    models take the guessed and the missed path)
 //
 // Thread-safe: each hook reads the environment; maybe_kill_while_finishing()

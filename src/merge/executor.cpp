@@ -345,24 +345,30 @@ uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> grou
   return bytes;
 }
 
-std::vector<ReadStretch> read_path(std::span<const TaskRow> rows) {
+std::vector<ReadStretch> read_path(std::span<const TaskRow> rows, std::span<const OutputGroup> groups) {
   std::vector<ReadStretch> path;
   for (const TaskRow& row : rows) {
     const TensorTask& first_task = *row.front();
     const uint64_t total = first_task.generated.empty() ? first_task.element_count() : 0;
     const uint64_t combined = combined_elements(row);
-    ReadStretch inputs{.first = 0, .elements = combined};
-    const auto add = [&](const ModelTensor* t) {
-      if (t && std::ranges::find(inputs.tensors, t) == inputs.tensors.end()) inputs.tensors.push_back(t);
+    ReadStretch statistics{.first = 0, .elements = combined}, inputs{.first = 0, .elements = combined};
+    const auto add = [](ReadStretch& stretch, const ModelTensor* t) {
+      if (t && std::ranges::find(stretch.tensors, t) == stretch.tensors.end()) stretch.tensors.push_back(t);
     };
-    for (const TensorTask* task : row) {
+    for (size_t g = 0; g < row.size(); ++g) {
+      const TensorTask* task = row[g];
       if (task->copied()) continue;
-      add(task->base);
+      const bool has_passes = statistics_passes(*groups[g].method, *task, *groups[g].params) > 0;
+      add(inputs, task->base);
       for (const TaskVector& v : task->vectors) {
-        add(v.post);
-        add(v.pre);
+        for (const ModelTensor* t : {v.post, v.pre}) {
+          add(inputs, t);
+          if (has_passes) add(statistics, t);
+        }
       }
     }
+    if (statistics.tensors.empty()) statistics.elements = 0;
+    path.push_back(std::move(statistics));
     path.push_back(std::move(inputs));
     ReadStretch rest{.first = combined, .elements = total - combined};
     if (first_task.base && rest.elements > 0) rest.tensors.push_back(first_task.base);
@@ -523,7 +529,7 @@ void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
   std::optional<Lookahead> ahead;
   if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
-  ReadAhead read_ahead(read_path(rows));
+  ReadAhead read_ahead(read_path(rows, groups_));
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
@@ -573,7 +579,7 @@ void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners
   if (combined > 0) {
     if (combiners.empty()) {
       combiners = prepare(row, buffers_->vectors, [&](uint64_t elements) {  // starts the streams
-        read_ahead.reached(2 * index, elements);
+        read_ahead.reached(3 * index, elements);
         progress(bytes_done());
       });
     } else {
@@ -582,14 +588,14 @@ void TaskExecutor::run_row(size_t index, const TaskRow& row, Combiners combiners
     for (uint64_t first = 0; first < combined; first += step) {
       const uint64_t n = std::min<uint64_t>(step, combined - first);
       combine_block(row, combiners, first, n);
-      read_ahead.reached(2 * index, first + n);
+      read_ahead.reached(3 * index + 1, first + n);
       progress(bytes_done());
     }
   }
   for (uint64_t first = combined; first < total; first += step) {
     const uint64_t n = std::min<uint64_t>(step, total - first);
     copy_block(first_task, first, n);
-    read_ahead.reached(2 * index + 1, first + n - combined);
+    read_ahead.reached(3 * index + 2, first + n - combined);
     progress(bytes_done());
   }
 }

@@ -129,10 +129,13 @@ using TaskRow = std::vector<const TensorTask*>;
 uint64_t row_bytes_to_read(const TaskRow& row, std::span<const OutputGroup> groups);
 
 // What the executor's thread reads of the rows' inputs, in order, for its
-// ReadAhead: stretch 2i holds every input of row i's combining tasks over the
-// combined elements, stretch 2i + 1 the target's rest (its whole tensor when
+// ReadAhead: stretch 3i holds the vectors (post and pre) of row i's tasks
+// that take statistics passes, read once for the first pass (further passes,
+// rare, re-read them from the page cache), empty when none does; stretch
+// 3i + 1 every input of the combining tasks over the combined elements, for
+// the element pass; stretch 3i + 2 the target's rest (its whole tensor when
 // every task copies).
-std::vector<ReadStretch> read_path(std::span<const TaskRow> rows);
+std::vector<ReadStretch> read_path(std::span<const TaskRow> rows, std::span<const OutputGroup> groups);
 
 class TaskExecutor {
  public:

@@ -544,7 +544,7 @@ TEST(NormMatched, RescalesEveryVectorToTheFirstsNorm) {
 
 // The first statistics pass finds most thresholds itself (the window guessed
 // from a tensor's first elements, rank_select.hpp); a guess that misses takes
-// the second pass. With the guess made from 0, 7 or 50 elements (every path:
+// the two fallback passes. With the guess made from 0, 7 or 50 elements (every path:
 // always missing, mixed, mostly found) and with the default, TIES and
 // breadcrumbs write the same bytes, and every planned byte is read or skipped.
 TEST_F(MethodFamily, GuessedOrMissedThresholdsGiveTheSameBytes) {
@@ -566,7 +566,7 @@ TEST_F(MethodFamily, GuessedOrMissedThresholdsGiveTheSameBytes) {
     }
     for (size_t i = 1; i < outputs.size(); ++i) EXPECT_TRUE(outputs[i] == outputs[0]) << method << " " << i;
     EXPECT_GT(skipped[0], 0u) << method;           // the test family's tensors fit the default sample
-    EXPECT_EQ(skipped[1], 0u) << method;           // no sample: every threshold takes the second pass
+    EXPECT_EQ(skipped[1], 0u) << method;           // no sample: every threshold takes the fallback passes
     EXPECT_LT(skipped[2], skipped[0]) << method;   // some guesses from 7 elements miss
   }
 }
