@@ -117,5 +117,22 @@ TEST(RankSelect, MorePassesOnlyWhenTheGuessMisses) {
   EXPECT_EQ(run(uniform, n, 0).passes, 0u);
 }
 
+// The window counts in 16 bits: one value held by more than 2^16 elements
+// (here 3 x 2^16 + 5, in three runs) wraps its count, and the threshold still
+// falls where a sort puts it, at that value and on either side of it.
+TEST(RankSelect, CountsPastSixteenBitsInTheWindow) {
+  const size_t repeated = 3 * 65536 + 5;
+  auto d = deltas(300000, 0, 9);
+  for (size_t j = 0; j < repeated; ++j) d[(j % 3) * 100000 + j / 3] = (j % 2 == 0) ? 4e-4f : -4e-4f;
+  const auto above = static_cast<uint64_t>(std::ranges::count_if(d, [](float x) {
+    return magnitude_bits(x) > magnitude_bits(4e-4f);
+  }));
+  for (const uint64_t k : {above, above + 1, above + 70000, above + repeated - 1, above + repeated, above + repeated + 9}) {
+    const Outcome got = run(d, k, 1000);
+    EXPECT_TRUE(got.in == reference_top(d, k)) << "k=" << k;
+    EXPECT_EQ(got.passes, 1u) << "k=" << k;  // the first 1,000 elements guess the window right
+  }
+}
+
 }  // namespace
 }  // namespace rvec

@@ -18,20 +18,25 @@ struct KthLargest {
   size_t index = 0;
   uint64_t above = 0;
 };
-template <class Count>
-KthLargest kth_largest(std::span<const Count> counts, uint64_t k, uint64_t above) {
-  for (size_t i = counts.size(); i-- > 0;) {
-    if (above + counts[i] >= k) return {i, above};
-    above += counts[i];
+template <class CountOf>
+KthLargest kth_largest(size_t size, CountOf count_of, uint64_t k, uint64_t above) {
+  for (size_t i = size; i-- > 0;) {
+    const uint64_t count = count_of(i);
+    if (above + count >= k) return {i, above};
+    above += count;
   }
   return {0, above};
+}
+template <class Count>
+KthLargest kth_largest(std::span<const Count> counts, uint64_t k, uint64_t above) {
+  return kth_largest(counts.size(), [&](size_t i) { return uint64_t{counts[i]}; }, k, above);
 }
 
 // The windows' counts, kept between tensors: taken zeroed, given back zeroed.
 // Thread-safe.
 class WindowPool {
  public:
-  using Counts = std::unique_ptr<ZeroedPages<uint32_t>>;
+  using Counts = std::unique_ptr<ZeroedPages<uint16_t>>;
 
   static Counts take() {
     {
@@ -42,7 +47,7 @@ class WindowPool {
         return counts;
       }
     }
-    return std::make_unique<ZeroedPages<uint32_t>>(kWindowBins * kLowBins);
+    return std::make_unique<ZeroedPages<uint16_t>>(kWindowBins * kLowBins);
   }
 
   static void give_back(Counts counts) {
@@ -89,7 +94,7 @@ LowWindow::LowWindow(int32_t first) : first_(first), counts_(WindowPool::take())
 
 LowWindow::~LowWindow() {
   for (int32_t bin = 0; bin < kWindowBins; ++bin) {
-    if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins * sizeof(uint32_t));
+    if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins * sizeof(uint16_t));
   }
   WindowPool::give_back(std::move(counts_));
 }
@@ -97,7 +102,8 @@ LowWindow::~LowWindow() {
 void LowWindow::count(int32_t bits) {
   const auto bin = static_cast<size_t>((bits >> 16) - first_);
   ++in_bin_[bin];
-  ++(*counts_)[bin * kLowBins + (bits & 0xFFFF)];
+  const size_t cell = bin * kLowBins + (bits & 0xFFFF);
+  if (++(*counts_)[cell] == 0) wrapped_.push_back(static_cast<uint32_t>(cell));
 }
 
 void LowWindow::add(int32_t bits) {
@@ -116,9 +122,13 @@ void LowWindow::add(std::span<const float> delta) {
   for (size_t j = 0; j < found; ++j) count(hits_[j]);
 }
 
-std::span<const uint32_t> LowWindow::low_counts(int32_t bin) const {
-  return {counts_->data() + static_cast<size_t>(bin - first_) * kLowBins, kLowBins};
+uint64_t LowWindow::low_count(int32_t bin, size_t low) const {
+  const auto cell = static_cast<uint32_t>(static_cast<size_t>(bin - first_) * kLowBins + low);
+  const auto wraps = std::ranges::equal_range(wrapped_, cell);
+  return (*counts_)[cell] + uint64_t{65536} * static_cast<uint64_t>(wraps.size());
 }
+
+void LowWindow::end_counting() { std::ranges::sort(wrapped_); }
 
 RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
     : k_(k), n_(n), sample_length_(test_hooks::rank_sample().value_or(sample)) {
@@ -155,12 +165,15 @@ void RankBound::end_pass(unsigned pass) {
       low_.assign(kLowBins, 0);
       stage_ = Stage::kLow;
       break;
-    case Stage::kLow:
-      choose_threshold(std::span<const uint64_t>(low_));
-      low_ = {};
-      break;
+    case Stage::kLow: end_low_pass(); break;
     case Stage::kKnown: break;
   }
+}
+
+void RankBound::end_low_pass() {
+  const KthLargest at = kth_largest(std::span<const uint64_t>(low_), k_, above_);
+  choose_threshold(at.index, at.above);
+  low_ = {};
 }
 
 void RankBound::observe_sample(std::span<const float> delta) {
@@ -199,13 +212,14 @@ void RankBound::answer_from_sample() {
 // The k-th largest lies in the window when fewer than k elements lie above
 // it and at least k above its lowest bin.
 bool RankBound::answer_from_window() {
+  window_->end_counting();
   uint64_t above = window_->above();
   for (int32_t bin = window_->first() + kWindowBins - 1; bin >= window_->first(); --bin) {
     if (above >= k_) return false;
     if (above + window_->in_bin(bin) >= k_) {
       bin_ = bin;
-      above_ = above;
-      choose_threshold(window_->low_counts(bin));
+      const KthLargest at = kth_largest(kLowBins, [&](size_t low) { return window_->low_count(bin, low); }, k_, above);
+      choose_threshold(at.index, at.above);
       return true;
     }
     above += window_->in_bin(bin);
@@ -230,11 +244,9 @@ void RankBound::choose_bin(std::span<const uint64_t> high) {
   above_ = at.above;
 }
 
-template <class Count>
-void RankBound::choose_threshold(std::span<const Count> low) {
-  const KthLargest at = kth_largest(low, k_, above_);
-  threshold_ = (bin_ << 16) | static_cast<int32_t>(at.index);
-  equal_wanted_ = k_ - at.above;
+void RankBound::choose_threshold(size_t low, uint64_t above) {
+  threshold_ = (bin_ << 16) | static_cast<int32_t>(low);
+  equal_wanted_ = k_ - above;
   stage_ = Stage::kKnown;
 }
 
@@ -243,9 +255,9 @@ void RankBound::choose_threshold(std::span<const Count> low) {
 void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
   const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
-  thread_local std::vector<uint64_t> high(kHighBins);
+  thread_local std::vector<uint32_t> high(kHighBins);
   for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
-  const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint64_t>(high), rank, 0).index);
+  const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint32_t>(high), rank, 0).index);
   std::ranges::fill(high, 0);
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);

@@ -22,9 +22,10 @@
 // same; only the number of passes differs.
 //
 // Memory per RankBound during pass 0: the sample (4 bytes an element, 256
-// KiB at the default) and the window (16 bins x 65,536 32-bit counts, 4 MiB,
-// taken from a process-wide pool and handed back zeroed, so a merge maps and
-// faults these pages in once, not once per tensor); during the fallback
+// KiB at the default) and the window (16 bins x 65,536 16-bit counts, 2 MiB,
+// and a cell number each time a count wraps; the counts are taken from a
+// process-wide pool and handed back zeroed, so a merge maps and faults these
+// pages in once, not once per tensor); during the fallback
 // passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
 // the threshold is known, none. Not thread-safe: one tensor's bound is used
 // by one thread at a time (the pool itself is thread-safe).
@@ -87,14 +88,19 @@ class LowWindow {
   // Elements in `bin`, which the window holds.
   uint64_t in_bin(int32_t bin) const { return in_bin_[bin - first_]; }
   int32_t first() const { return first_; }
-  // The 65,536 low counts of `bin`, which the window holds.
-  std::span<const uint32_t> low_counts(int32_t bin) const;
+  // Called once counting is over; then the count of elements in `bin` (which
+  // the window holds) whose low 16 bits are `low`.
+  void end_counting();
+  uint64_t low_count(int32_t bin, size_t low) const;
 
  private:
   void count(int32_t bits);
 
   int32_t first_;
-  std::unique_ptr<ZeroedPages<uint32_t>> counts_;  // per bin of the window, per low 16 bits (pooled)
+  // Per bin of the window, per low 16 bits, modulo 2^16 (pooled); wrapped_
+  // holds a cell each time its count passes a multiple of 2^16.
+  std::unique_ptr<ZeroedPages<uint16_t>> counts_;
+  std::vector<uint32_t> wrapped_;
   uint64_t above_ = 0;
   uint64_t in_bin_[kWindowBins] = {};
   std::vector<int32_t> hits_;  // the bits of one tile's elements in the window
@@ -146,9 +152,10 @@ class RankBound {
   void answer_from_sample();
   bool answer_from_window();
   void count_low(std::span<const float> delta);
+  void end_low_pass();
   void choose_bin(std::span<const uint64_t> high);
-  template <class Count>
-  void choose_threshold(std::span<const Count> low);
+  // The threshold: low 16 bits `low` in bin_, with `above` elements above it.
+  void choose_threshold(size_t low, uint64_t above);
   void open_window();
 
   uint64_t k_, n_;
