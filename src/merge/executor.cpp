@@ -110,7 +110,10 @@ struct PairTiles {
 // thread at a time.
 class TaskExecutor::RowStreams {
  public:
-  RowStreams() { std::fill_n(zeros_.get(), kTileElements, 0.0f); }
+  // Reads blocks of up to `block_elements` elements (the element pass needs kMergeBlockElements).
+  explicit RowStreams(size_t block_elements = kMergeBlockElements) : block_elements_(block_elements) {
+    std::fill_n(zeros_.get(), kTileElements, 0.0f);
+  }
 
   // Sets up the readers and pairs of `row`'s combining groups.
   void start(const TaskRow& row) {
@@ -191,8 +194,8 @@ class TaskExecutor::RowStreams {
       const uint64_t elements = combined_elements(row);
       bytes_skipped_ += input_bytes(pairs_of(planned), elements) - input_bytes(pairs, elements);
       if (std::ranges::none_of(groups, std::identity{})) continue;
-      for (uint64_t first = 0; first < elements; first += kMergeBlockElements) {
-        const size_t n = std::min<uint64_t>(kMergeBlockElements, elements - first);
+      for (uint64_t first = 0; first < elements; first += block_elements_) {
+        const size_t n = std::min<uint64_t>(block_elements_, elements - first);
         read(pairs, first, n);
         observe_block(groups, pairs, pass, combiners, first, n);
         after_block(first + n);
@@ -225,7 +228,7 @@ class TaskExecutor::RowStreams {
       if (tensors_[i] == tensor) return i;
     }
     tensors_.push_back(tensor);
-    if (readers_.size() < tensors_.size()) readers_.push_back(std::make_unique<TensorBlockReader>(kMergeBlockElements));
+    if (readers_.size() < tensors_.size()) readers_.push_back(std::make_unique<TensorBlockReader>(block_elements_));
     return tensors_.size() - 1;
   }
 
@@ -283,6 +286,7 @@ class TaskExecutor::RowStreams {
     }
   }
 
+  size_t block_elements_;
   std::vector<std::unique_ptr<TensorBlockReader>> readers_;  // grown as rows need, reused
   std::vector<const ModelTensor*> tensors_;                   // what each reader reads in this row
   std::vector<std::unique_ptr<PairTiles>> pairs_;             // grown as rows need, reused
@@ -435,6 +439,9 @@ struct TaskExecutor::Prepared {
 class TaskExecutor::Lookahead {
  public:
   static constexpr size_t kRowsAhead = 32;
+  // A worker's blocks: it only runs statistics passes, which need no larger
+  // ones, and its readers' buffers add to the merge's memory.
+  static constexpr size_t kLookaheadBlockElements = kMergeBlockElements / 4;
 
   Lookahead(const TaskExecutor& executor, std::span<const TaskRow> rows, unsigned threads)
       : executor_(executor), rows_(rows) {
@@ -471,7 +478,7 @@ class TaskExecutor::Lookahead {
 
  private:
   void work() {
-    RowStreams streams;
+    RowStreams streams(kLookaheadBlockElements);
     for (;;) {
       size_t row = 0;
       {
