@@ -22,16 +22,19 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Each kernel runs whole vectors with SIMD and hands the tail (< one vector)
 // to its scalar twin, so the two can only differ if the SIMD body is wrong.
 
+// One vector of f32 from the bf16 values at `in` (exact: bf16 is f32's high half).
+template <class DF>
+hn::Vec<DF> LoadBf16(DF df, const uint16_t* HWY_RESTRICT in) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint16_t, DF> du16;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, in))));
+}
+
 void Bf16ToF32(const uint16_t* HWY_RESTRICT in, float* HWY_RESTRICT out, size_t n) {
   const hn::ScalableTag<float> df;
-  const hn::RebindToUnsigned<decltype(df)> du32;
-  const hn::Rebind<uint16_t, decltype(df)> du16;
   const size_t lanes = hn::Lanes(df);
   size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto wide = hn::PromoteTo(du32, hn::LoadU(du16, in + i));
-    hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(wide)), df, out + i);
-  }
+  for (; i + lanes <= n; i += lanes) hn::StoreU(LoadBf16(df, in + i), df, out + i);
   scalar::bf16_to_f32(in + i, out + i, n - i);
 }
 
@@ -62,15 +65,9 @@ void F32ToBf16(const float* HWY_RESTRICT in, uint16_t* HWY_RESTRICT out, size_t 
 
 void Bf16Difference(const uint16_t* HWY_RESTRICT a, const uint16_t* HWY_RESTRICT b, float* HWY_RESTRICT out, size_t n) {
   const hn::ScalableTag<float> df;
-  const hn::RebindToUnsigned<decltype(df)> du32;
-  const hn::Rebind<uint16_t, decltype(df)> du16;
   const size_t lanes = hn::Lanes(df);
   size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto wa = hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, a + i))));
-    const auto wb = hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, b + i))));
-    hn::StoreU(hn::Sub(wa, wb), df, out + i);
-  }
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Sub(LoadBf16(df, a + i), LoadBf16(df, b + i)), df, out + i);
   scalar::bf16_difference(a + i, b + i, out + i, n - i);
 }
 
