@@ -534,13 +534,15 @@ class TaskExecutor::Lookahead {
 
 void TaskExecutor::run_all(std::span<const TaskRow> rows, unsigned lookahead,
                            const std::function<void(uint64_t)>& progress) {
-  std::optional<Lookahead> ahead;
-  if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
-  ReadAhead read_ahead(read_path(rows, groups_));
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].size() != groups_.size()) {
       fail(ErrorKind::kUsage, "tensor row {} has {} tasks for {} output groups", i, rows[i].size(), groups_.size());
     }
+  }
+  std::optional<Lookahead> ahead;
+  if (lookahead > 0) ahead.emplace(*this, rows, lookahead);
+  ReadAhead read_ahead(read_path(rows, groups_));
+  for (size_t i = 0; i < rows.size(); ++i) {
     Combiners combiners;
     if (ahead && row_passes(rows[i]) > 0) {
       if (std::optional<Prepared> prepared = ahead->take(i)) {

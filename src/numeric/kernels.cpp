@@ -71,7 +71,7 @@ void Bf16Difference(const uint16_t* HWY_RESTRICT a, const uint16_t* HWY_RESTRICT
   scalar::bf16_difference(a + i, b + i, out + i, n - i);
 }
 
-void Subtract(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, float* HWY_RESTRICT out, size_t n) {
+void Subtract(const float* a, const float* HWY_RESTRICT b, float* out, size_t n) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
   size_t i = 0;

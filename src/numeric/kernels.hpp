@@ -18,7 +18,7 @@ namespace rvec::kernels {
 void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 // in: [n] f32 -> out: [n] bf16 bits, round to nearest even, NaN stays NaN
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
-// out[i] = a[i] - b[i]
+// out[i] = a[i] - b[i]; out may be a
 void subtract(const float* a, const float* b, float* out, size_t n);
 // out[i] = f32(a[i]) - f32(b[i]) for bf16 bits a, b: subtract after bf16_to_f32, in one pass
 void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n);

@@ -163,5 +163,36 @@ TEST(MergeMethod, TaskArithmeticSumsSeveralVectorsInF32) {
   }
 }
 
+// A row with more tasks than the executor has output groups is refused
+// before anything is read; the read path and the look-ahead once walked it
+// first, indexing past the groups (seen under ASan).
+TEST(MergeMethod, RunAllRefusesARowWithMoreTasksThanGroups) {
+  test::TempDir dir;
+  write_family(dir / "a", {});
+  const Family a(dir / "a");
+  const std::string name = "model.layers.1.mlp.up_proj.weight";
+  TensorTask task;
+  task.name = name;
+  task.out_dtype = DType::kBF16;
+  task.out_shape = a.target->find(name)->info->shape;
+  task.base = a.target->find(name);
+  task.vectors = {{a.post->find(name), a.pre->find(name), 1.0}};
+  task.combined_elements = task.element_count();
+  SafetensorsWriter writer((dir / "out.safetensors").string(), {{name, DType::kBF16, task.out_shape}}, {});
+  AsyncSink sink(4, kMergeBlockElements * 4);
+  const MethodParams params;
+  TaskExecutor executor(merge_method("ties"), params, {1.0}, sink, {&writer});
+  const std::vector<TaskRow> rows = {{&task, &task}};
+  for (const unsigned lookahead : {0u, 1u}) {
+    try {
+      executor.run_all(rows, lookahead, [](uint64_t) {});
+      ADD_FAILURE() << "a row of two tasks for one group was run";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kUsage) << e.what();
+      EXPECT_NE(std::string(e.what()).find("tensor row 0 has 2 tasks for 1 output groups"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rvec
