@@ -115,6 +115,18 @@ TEST(MergeMethod, ParametersAreCheckedAgainstTheMethodsDeclaration) {
   EXPECT_EQ(merge_method("task_arithmetic").name(), "task_arithmetic");
 }
 
+// Tensor `name` of `f` merged whole into bf16: target + w * (post - pre).
+TensorTask whole_tensor_task(const Family& f, const std::string& name) {
+  TensorTask task;
+  task.name = name;
+  task.out_dtype = DType::kBF16;
+  task.out_shape = f.target->find(name)->info->shape;
+  task.base = f.target->find(name);
+  task.vectors = {{f.post->find(name), f.pre->find(name), 1.0}};
+  task.combined_elements = task.element_count();
+  return task;
+}
+
 // Two vectors with weights 0.5 and -0.25 into a file, checked against
 // round(t + f32(w * (f32(0.5 d1) + f32(-0.25 d2)))) computed here.
 TEST(MergeMethod, TaskArithmeticSumsSeveralVectorsInF32) {
@@ -127,13 +139,8 @@ TEST(MergeMethod, TaskArithmeticSumsSeveralVectorsInF32) {
   write_family(dir / "b", options);
   const Family a(dir / "a"), b(dir / "b");
   const std::string name = "model.layers.1.mlp.up_proj.weight";
-  TensorTask task;
-  task.name = name;
-  task.out_dtype = DType::kBF16;
-  task.out_shape = a.target->find(name)->info->shape;
-  task.base = a.target->find(name);
+  TensorTask task = whole_tensor_task(a, name);
   task.vectors = {{a.post->find(name), a.pre->find(name), 0.5}, {b.post->find(name), b.pre->find(name), -0.25}};
-  task.combined_elements = task.element_count();
 
   const double w = 0.75;
   SafetensorsWriter writer((dir / "out.safetensors").string(), {{name, DType::kBF16, task.out_shape}}, {});
@@ -171,13 +178,7 @@ TEST(MergeMethod, RunAllRefusesARowWithMoreTasksThanGroups) {
   write_family(dir / "a", {});
   const Family a(dir / "a");
   const std::string name = "model.layers.1.mlp.up_proj.weight";
-  TensorTask task;
-  task.name = name;
-  task.out_dtype = DType::kBF16;
-  task.out_shape = a.target->find(name)->info->shape;
-  task.base = a.target->find(name);
-  task.vectors = {{a.post->find(name), a.pre->find(name), 1.0}};
-  task.combined_elements = task.element_count();
+  const TensorTask task = whole_tensor_task(a, name);
   SafetensorsWriter writer((dir / "out.safetensors").string(), {{name, DType::kBF16, task.out_shape}}, {});
   AsyncSink sink(4, kMergeBlockElements * 4);
   const MethodParams params;
