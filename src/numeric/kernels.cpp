@@ -4,6 +4,7 @@
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "numeric/convert.hpp"
@@ -117,8 +118,30 @@ auto MagnitudeBits(DF, hn::Vec<DF> d) {
   return hn::And(hn::BitCast(di, d), hn::Set(di, 0x7FFFFFFF));
 }
 
-// A vector whose equal elements exceed what is still wanted, but not all of
-// them, goes to the scalar twin; once `wanted` are taken, equal ones are not.
+// The trims walk chunks of kKeepChunk elements. A chunk is written as if
+// every element equal to a threshold were still wanted (or, once none is, as
+// if none were), counting the equal ones in vector lanes; a chunk holding
+// more of them than are still wanted, at most one per limit and call, is
+// rewritten by the scalar twin. So no budget is carried from vector to vector.
+constexpr size_t kKeepChunk = 256;
+
+// Minus the number of true lanes of `mask`, added to `count` lane by lane.
+template <class DI, class M>
+hn::Vec<DI> CountInto(DI di, hn::Vec<DI> count, M mask) {
+  return hn::Add(count, hn::VecFromMask(di, mask));
+}
+
+template <class DI>
+uint64_t LaneTotal(DI di, hn::Vec<DI> minus_count) {
+  return static_cast<uint64_t>(-static_cast<int64_t>(hn::GetLane(hn::SumOfLanes(di, minus_count))));
+}
+
+// All lanes true when `wanted` > 0, else none: whether equal elements are in.
+template <class DI>
+auto EqualsWanted(DI di, uint64_t wanted) {
+  return hn::FirstN(di, wanted > 0 ? hn::Lanes(di) : 0);
+}
+
 uint64_t KeepTop(const float* HWY_RESTRICT d, int32_t above, uint64_t wanted, float r, float* HWY_RESTRICT t,
                  size_t n) {
   const hn::ScalableTag<float> df;
@@ -126,30 +149,30 @@ uint64_t KeepTop(const float* HWY_RESTRICT d, int32_t above, uint64_t wanted, fl
   const size_t lanes = hn::Lanes(df);
   const auto vabove = hn::Set(di, above);
   const auto vr = hn::Set(df, r);
+  const size_t whole = n - n % lanes;  // the elements in whole vectors
   uint64_t taken = 0;
   size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto x = hn::LoadU(df, d + i);
-    const auto bits = MagnitudeBits(df, x);
-    const auto equal = hn::Eq(bits, vabove);
-    const size_t count = hn::CountTrue(di, equal);
-    const uint64_t remaining = wanted - taken;
-    if (count > remaining && remaining > 0) {
-      taken += scalar::keep_top(d + i, above, remaining, r, t + i, lanes);
-      continue;
+  while (i < whole) {
+    const size_t end = std::min(whole, i + kKeepChunk);
+    const uint64_t left = wanted - taken;
+    const auto equal_in = EqualsWanted(di, left);
+    auto equal = hn::Zero(di);
+    for (size_t j = i; j < end; j += lanes) {
+      const auto x = hn::LoadU(df, d + j);
+      const auto bits = MagnitudeBits(df, x);
+      const auto is_equal = hn::Eq(bits, vabove);
+      equal = CountInto(di, equal, is_equal);
+      const auto keep = hn::Or(hn::Gt(bits, vabove), hn::And(is_equal, equal_in));
+      hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, keep), hn::Mul(x, vr)), df, t + j);
     }
-    // Without a branch on the (frequent, unpredictable) equal elements: all of
-    // them are kept while enough are wanted, none once none are.
-    const size_t take = count <= remaining ? lanes : 0;
-    const auto keep = hn::Or(hn::Gt(bits, vabove), hn::And(equal, hn::FirstN(di, take)));
-    taken += count <= remaining ? count : 0;
-    hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, keep), hn::Mul(x, vr)), df, t + i);
+    const uint64_t count = left > 0 ? LaneTotal(di, equal) : 0;
+    taken += count <= left ? count : scalar::keep_top(d + i, above, left, r, t + i, end - i);
+    i = end;
   }
   return taken + scalar::keep_top(d + i, above, wanted - taken, r, t + i, n - i);
 }
 
-// Like KeepTop, for two limits: a vector where either limit's equal elements
-// exceed what it still wants, but not all of them, goes to the scalar twin.
+// Like KeepTop, for two limits.
 BandTaken KeepBand(const float* HWY_RESTRICT d, TopLimit wide, TopLimit narrow, float r, float* HWY_RESTRICT t,
                    size_t n) {
   const hn::ScalableTag<float> df;
@@ -157,28 +180,36 @@ BandTaken KeepBand(const float* HWY_RESTRICT d, TopLimit wide, TopLimit narrow, 
   const size_t lanes = hn::Lanes(df);
   const auto vwide = hn::Set(di, wide.threshold), vnarrow = hn::Set(di, narrow.threshold);
   const auto vr = hn::Set(df, r);
+  const size_t whole = n - n % lanes;
   BandTaken taken;
   size_t i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto x = hn::LoadU(df, d + i);
-    const auto bits = MagnitudeBits(df, x);
-    const auto wide_equal = hn::Eq(bits, vwide), narrow_equal = hn::Eq(bits, vnarrow);
-    const size_t wide_count = hn::CountTrue(di, wide_equal), narrow_count = hn::CountTrue(di, narrow_equal);
+  while (i < whole) {
+    const size_t end = std::min(whole, i + kKeepChunk);
     const uint64_t wide_left = wide.wanted - taken.wide, narrow_left = narrow.wanted - taken.narrow;
-    if ((wide_count > wide_left && wide_left > 0) || (narrow_count > narrow_left && narrow_left > 0)) {
-      const BandTaken part = scalar::keep_band(d + i, {wide.threshold, wide_left}, {narrow.threshold, narrow_left}, r,
-                                               t + i, lanes);
+    const auto wide_equal_in = EqualsWanted(di, wide_left), narrow_equal_in = EqualsWanted(di, narrow_left);
+    auto wide_equal = hn::Zero(di), narrow_equal = hn::Zero(di);
+    for (size_t j = i; j < end; j += lanes) {
+      const auto x = hn::LoadU(df, d + j);
+      const auto bits = MagnitudeBits(df, x);
+      const auto is_wide = hn::Eq(bits, vwide), is_narrow = hn::Eq(bits, vnarrow);
+      wide_equal = CountInto(di, wide_equal, is_wide);
+      narrow_equal = CountInto(di, narrow_equal, is_narrow);
+      const auto in_wide = hn::Or(hn::Gt(bits, vwide), hn::And(is_wide, wide_equal_in));
+      const auto in_narrow = hn::Or(hn::Gt(bits, vnarrow), hn::And(is_narrow, narrow_equal_in));
+      hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, hn::AndNot(in_narrow, in_wide)), hn::Mul(x, vr)), df, t + j);
+    }
+    const uint64_t wide_count = wide_left > 0 ? LaneTotal(di, wide_equal) : 0;
+    const uint64_t narrow_count = narrow_left > 0 ? LaneTotal(di, narrow_equal) : 0;
+    if (wide_count <= wide_left && narrow_count <= narrow_left) {
+      taken.wide += wide_count;
+      taken.narrow += narrow_count;
+    } else {
+      const BandTaken part =
+          scalar::keep_band(d + i, {wide.threshold, wide_left}, {narrow.threshold, narrow_left}, r, t + i, end - i);
       taken.wide += part.wide;
       taken.narrow += part.narrow;
-      continue;
     }
-    const bool wide_takes = wide_count <= wide_left, narrow_takes = narrow_count <= narrow_left;
-    const auto in_wide = hn::Or(hn::Gt(bits, vwide), hn::And(wide_equal, hn::FirstN(di, wide_takes ? lanes : 0)));
-    const auto in_narrow =
-        hn::Or(hn::Gt(bits, vnarrow), hn::And(narrow_equal, hn::FirstN(di, narrow_takes ? lanes : 0)));
-    taken.wide += wide_takes ? wide_count : 0;
-    taken.narrow += narrow_takes ? narrow_count : 0;
-    hn::StoreU(hn::IfThenElseZero(hn::RebindMask(df, hn::AndNot(in_narrow, in_wide)), hn::Mul(x, vr)), df, t + i);
+    i = end;
   }
   const BandTaken part = scalar::keep_band(d + i, {wide.threshold, wide.wanted - taken.wide},
                                            {narrow.threshold, narrow.wanted - taken.narrow}, r, t + i, n - i);
