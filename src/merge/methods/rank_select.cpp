@@ -32,34 +32,52 @@ KthLargest kth_largest(std::span<const Count> counts, uint64_t k, uint64_t above
   return kth_largest(counts.size(), [&](size_t i) { return uint64_t{counts[i]}; }, k, above);
 }
 
-// The windows' counts, kept between tensors: taken zeroed, given back zeroed.
-// Thread-safe.
-class WindowPool {
+// Page-backed arrays of one length kept between tensors, so that a merge maps
+// and faults their pages in once, not once per tensor: the windows' counts
+// (taken zeroed, given back zeroed) and the samples (taken as the last user
+// left them). An array of another length (a test's sample) is neither taken
+// from nor kept in the pool. Thread-safe.
+template <class T>
+class PagePool {
  public:
-  using Counts = std::unique_ptr<ZeroedPages<uint16_t>>;
+  using Pages = std::unique_ptr<ZeroedPages<T>>;
 
-  static Counts take() {
-    {
+  explicit PagePool(size_t length) : length_(length) {}
+
+  Pages take(size_t length) {
+    if (length == length_) {
       const std::lock_guard lock(mutex_);
       if (!idle_.empty()) {
-        Counts counts = std::move(idle_.back());
+        Pages pages = std::move(idle_.back());
         idle_.pop_back();
-        return counts;
+        return pages;
       }
     }
-    return std::make_unique<ZeroedPages<uint16_t>>(kWindowBins * kLowBins);
+    return std::make_unique<ZeroedPages<T>>(length);
   }
 
-  static void give_back(Counts counts) {
+  void give_back(Pages pages) {
+    if (!pages || pages->size() != length_) return;
     const std::lock_guard lock(mutex_);
-    if (idle_.size() < kMostIdle) idle_.push_back(std::move(counts));
+    if (idle_.size() < kMostIdle) idle_.push_back(std::move(pages));
   }
 
  private:
   static constexpr size_t kMostIdle = 16;
-  static inline std::mutex mutex_;
-  static inline std::vector<Counts> idle_;
+  const size_t length_;
+  std::mutex mutex_;
+  std::vector<Pages> idle_;
 };
+
+PagePool<uint16_t>& window_pool() {
+  static PagePool<uint16_t> pool(kWindowBins * kLowBins);
+  return pool;
+}
+
+PagePool<int32_t>& sample_pool() {
+  static PagePool<int32_t> pool(kDefaultRankSample);
+  return pool;
+}
 
 }  // namespace
 
@@ -90,13 +108,13 @@ void HighHistogram::flush() {
   pending_ = 0;
 }
 
-LowWindow::LowWindow(int32_t first) : first_(first), counts_(WindowPool::take()) {}
+LowWindow::LowWindow(int32_t first) : first_(first), counts_(window_pool().take(kWindowBins * kLowBins)) {}
 
 LowWindow::~LowWindow() {
   for (int32_t bin = 0; bin < kWindowBins; ++bin) {
     if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins * sizeof(uint16_t));
   }
-  WindowPool::give_back(std::move(counts_));
+  window_pool().give_back(std::move(counts_));
 }
 
 void LowWindow::count(int32_t bits) {
@@ -178,9 +196,9 @@ void RankBound::end_low_pass() {
 
 void RankBound::observe_sample(std::span<const float> delta) {
   if (!window_ && sampled_ < sample_length_) {
-    if (sample_.size() == 0) sample_ = ZeroedPages<int32_t>(std::min<uint64_t>(n_, sample_length_));
+    if (!sample_) sample_ = sample_pool().take(sample_length_);
     const size_t take = std::min(delta.size(), sample_length_ - sampled_);
-    std::ranges::transform(delta.first(take), sample_.data() + sampled_, magnitude_bits);
+    std::ranges::transform(delta.first(take), sample_->data() + sampled_, magnitude_bits);
     sampled_ += take;
     delta = delta.subspan(take);
     if (sampled_ == sample_length_ && n_ > sample_length_ && n_ <= UINT32_MAX) open_window();
@@ -190,18 +208,18 @@ void RankBound::observe_sample(std::span<const float> delta) {
 
 void RankBound::end_sample_pass() {
   if (sampled_ == n_) {
-    answer_from_sample();
+    answer_from_sampled_bits();
   } else if (!window_ || !answer_from_window()) {
     high_ = std::make_unique<HighHistogram>();
     stage_ = Stage::kHistogram;
   }
-  sample_ = {};
+  sample_pool().give_back(std::move(sample_));
   window_.reset();
 }
 
 // The k-th largest of the sample (which is the whole tensor), found in place.
-void RankBound::answer_from_sample() {
-  const std::span<int32_t> bits = sample_.span();
+void RankBound::answer_from_sampled_bits() {
+  const std::span<int32_t> bits = sampled_bits();
   const auto kth = bits.begin() + static_cast<ptrdiff_t>(k_ - 1);
   std::ranges::nth_element(bits, kth, std::greater{});
   threshold_ = *kth;
@@ -256,13 +274,13 @@ void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
   const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
   thread_local std::vector<uint32_t> high(kHighBins);
-  for (const int32_t bits : sample_.span()) ++high[static_cast<size_t>(bits >> 16)];
+  for (const int32_t bits : sampled_bits()) ++high[static_cast<size_t>(bits >> 16)];
   const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint32_t>(high), rank, 0).index);
   std::ranges::fill(high, 0);
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);
-  for (const int32_t bits : sample_.span()) window_->add(bits);
-  sample_ = {};
+  for (const int32_t bits : sampled_bits()) window_->add(bits);
+  sample_pool().give_back(std::move(sample_));
 }
 
 }  // namespace rvec
