@@ -83,8 +83,12 @@ prepare_cache() {  # $1 = warm|cold
 # Every method with its default parameters, one output (w = 1), warm or
 # cold; RVEC_BENCH_REPS repetitions (default 3), each running the overlapped
 # floor for K = 1 and then every method in turn, so each method's ratio to
-# task arithmetic compares runs of the same minutes. The median of the
-# repetitions is shown beside each one.
+# task arithmetic compares runs of the same minutes. Repetition r starts the
+# turn at method r (rotating), so a disk or machine that slows down during a
+# turn does not always hit the same methods. The median of the repetitions
+# is shown beside each one, and beside it the median ratio of the merge
+# thread's own time (--json's read_s + compute_s + write_wait_s: what the
+# merge's thread did, without the final fsync's wait, which varies most).
 methods() {
   local runs="$data/methods.txt" reps="${RVEC_BENCH_REPS:-3}"
   if [[ $method_cache == cold && $can_drop == no ]]; then echo "cold needs root (the page cache cannot be dropped)"; exit 1; fi
@@ -98,8 +102,9 @@ methods() {
   : > "$runs"
   for rep in $(seq "$reps"); do
     prepare_cache "$method_cache"
-    echo "floor $rep $(floor_overlapped 1) 0 0 0" >> "$runs"
-    for method in "${methods[@]}"; do
+    echo "floor $rep $(floor_overlapped 1) 0 0 0 0" >> "$runs"
+    local first=$(( (rep - 1) % ${#methods[@]} ))
+    for method in "${methods[@]:first}" "${methods[@]:0:first}"; do
       rm -rf "$out"
       prepare_cache "$method_cache"
       /usr/bin/time -v -o "$data/time.txt" $rvec merge --pre "$fam/pre" --post "$fam/post" --target "$fam/target" \
@@ -109,7 +114,8 @@ import json, re, sys
 method, rep, passes, result, timing = sys.argv[1:]
 r = json.load(open(result))
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(timing).read()).group(1))
-print(method, rep, r["seconds"], rss, r["process"]["rchar"], passes)
+s = r["stages"]
+print(method, rep, r["seconds"], rss, r["process"]["rchar"], passes, s["read_s"] + s["compute_s"] + s["write_wait_s"])
 PY
       rm -rf "$out"
     done
@@ -119,12 +125,12 @@ import statistics, sys
 shape, threads, cache, path = sys.argv[1:]
 runs = {}
 for line in open(path):
-    name, rep, secs, rss, rchar, passes = line.split()
-    runs.setdefault(name, {})[int(rep)] = (float(secs), int(rss), int(rchar), passes)
+    name, rep, secs, rss, rchar, passes, thread = line.split()
+    runs.setdefault(name, {})[int(rep)] = (float(secs), int(rss), int(rchar), passes, float(thread))
 ta, floor = runs["task_arithmetic"], runs["floor"]
 print(f"(cache {cache}, --threads {threads}, {len(floor)} repetitions; per repetition, then the median)")
-print("| shape | method | threads | cache | statistics passes | rvec s | vs task_arithmetic | median | vs floor (median) | peak RSS MiB | rchar GB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| shape | method | threads | cache | statistics passes | rvec s | vs task_arithmetic | median | merge thread vs task_arithmetic (median) | vs floor (median) | peak RSS MiB | rchar GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 fmt = lambda xs, d: ", ".join(f"{x:.{d}f}" for x in xs)
 for name, reps in runs.items():
     if name == "floor":
@@ -132,10 +138,12 @@ for name, reps in runs.items():
     order = sorted(reps)
     secs = [reps[r][0] for r in order]
     vs_ta = [reps[r][0] / ta[r][0] for r in order]
+    thread_vs_ta = [reps[r][4] / ta[r][4] for r in order]
     vs_floor = [reps[r][0] / floor[r][0] for r in order]
     rss = [reps[r][1] / 1024 for r in order]
     print(f"| {shape} | {name} | {threads} | {cache} | {reps[order[0]][3]} | {fmt(secs, 1)} | {fmt(vs_ta, 2)} | "
-          f"{statistics.median(vs_ta):.2f} | {statistics.median(vs_floor):.2f} | {min(rss):.0f}-{max(rss):.0f} | "
+          f"{statistics.median(vs_ta):.2f} | {statistics.median(thread_vs_ta):.2f} | {statistics.median(vs_floor):.2f} | "
+          f"{min(rss):.0f}-{max(rss):.0f} | "
           f"{statistics.median(reps[r][2] for r in order) / 1e9:.2f} |")
 print(f"overlapped floor s: {fmt([floor[r][0] for r in sorted(floor)], 1)}")
 PY
