@@ -3,13 +3,19 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "base/error.hpp"
 
 namespace rvec::zeroed_pages_detail {
 
-void* map_zeroed(size_t bytes) {
+void* map_zeroed(size_t count, size_t element_bytes) {
+  if (count > SIZE_MAX / element_bytes) {
+    fail(ErrorKind::kIo, "cannot map {} elements of {} bytes of memory: more bytes than an address holds", count,
+         element_bytes);
+  }
+  const size_t bytes = count * element_bytes;
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) fail(ErrorKind::kIo, "cannot map {} bytes of memory: {}", bytes, std::strerror(errno));
   return p;

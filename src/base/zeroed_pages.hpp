@@ -15,7 +15,9 @@
 namespace rvec {
 
 namespace zeroed_pages_detail {
-void* map_zeroed(size_t bytes);         // throws a system error naming the size on failure
+// `count` elements of `element_bytes` each; throws an error naming the size
+// when the mapping fails or the size does not fit in size_t.
+void* map_zeroed(size_t count, size_t element_bytes);
 void unmap(void* data, size_t bytes);
 }  // namespace zeroed_pages_detail
 
@@ -26,7 +28,7 @@ class ZeroedPages {
  public:
   ZeroedPages() = default;
   explicit ZeroedPages(size_t size)
-      : data_(size == 0 ? nullptr : static_cast<T*>(zeroed_pages_detail::map_zeroed(size * sizeof(T)))), size_(size) {}
+      : data_(size == 0 ? nullptr : static_cast<T*>(zeroed_pages_detail::map_zeroed(size, sizeof(T)))), size_(size) {}
   ~ZeroedPages() { release(); }
 
   ZeroedPages(ZeroedPages&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace rvec {
@@ -28,10 +30,15 @@ TEST(ThreadPool, RunsEveryIndexOnceAndNamesTheThread) {
 TEST(ThreadPool, TheFirstErrorSkipsWhatHasNotStartedAndIsRethrown) {
   ThreadPool pool(2);
   std::atomic<size_t> started{0};
+  // Every other call takes 100 us, so the other thread cannot run all the
+  // rest before the thrower records its error unless the thrower is kept off
+  // the CPU for about half a second (calls that return at once let it, on a
+  // busy machine).
   EXPECT_THROW(pool.parallel_for(10'000,
                                  [&](size_t i) {
                                    ++started;
                                    if (i == 3) throw std::runtime_error("three");
+                                   std::this_thread::sleep_for(std::chrono::microseconds(100));
                                  }),
                std::runtime_error);
   EXPECT_LT(started.load(), 10'000u);

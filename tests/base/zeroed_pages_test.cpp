@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "base/error.hpp"
+
 namespace rvec {
 namespace {
 
@@ -32,6 +34,13 @@ TEST(ZeroedPages, MovesOwnershipAndEmptyMapsNothing) {
   const ZeroedPages<int32_t> empty(0);
   EXPECT_EQ(empty.data(), nullptr);
   EXPECT_TRUE(empty.span().empty());
+}
+
+// A length whose byte count does not fit in size_t is refused; it used to
+// wrap around and map a few bytes for an array that claims to be huge.
+TEST(ZeroedPages, RefusesALengthWhoseBytesOverflow) {
+  const size_t wraps_to_four_bytes = SIZE_MAX / sizeof(int32_t) + 2;
+  EXPECT_THROW(ZeroedPages<int32_t>{wraps_to_four_bytes}, Error);
 }
 
 }  // namespace

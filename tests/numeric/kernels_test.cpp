@@ -115,12 +115,13 @@ TEST_P(KernelsOnEveryTarget, TrimmingKernelsMatchScalarTwinsBitForBit) {
     kernels::count_at_most(d.data(), n, limits, 5, simd_counts);
     kernels::scalar::count_at_most(d.data(), n, limits, 5, scalar_counts);
     EXPECT_TRUE(std::equal(simd_counts, simd_counts + 5, scalar_counts)) << "count_at_most n=" << n;
-    // Runs of equal values (half of all elements): the last wanted ones inside
-    // one vector, and budgets that run out at the end of the kernels' first
-    // 256-element chunk (128), just after it (129) and chunks later.
+    // Runs of equal values (about half of all elements): the last wanted ones
+    // inside one vector, and budgets that run out inside the kernels' first
+    // 256-element chunk (which holds 130 equal ones: 128, 129), exactly at its
+    // end (130), just after it (131) and chunks later.
     std::vector<float> runs(n);
     for (size_t i = 0; i < n; ++i) runs[i] = (i / 5) % 2 == 0 ? -2.5f : 2.5f + static_cast<float>(i % 3);
-    for (const uint64_t wanted : {1ull, 4ull, 9ull, 33ull, 128ull, 129ull, 1000ull, 2047ull}) {
+    for (const uint64_t wanted : {1ull, 4ull, 9ull, 33ull, 128ull, 129ull, 130ull, 131ull, 1000ull, 2047ull}) {
       const uint64_t taken = kernels::keep_top(runs.data(), 0x40200000, wanted, 2.0f, simd.data(), n);
       EXPECT_EQ(taken, kernels::scalar::keep_top(runs.data(), 0x40200000, wanted, 2.0f, scalar.data(), n));
       EXPECT_TRUE(same_bits(simd, scalar)) << "keep_top runs n=" << n << " wanted=" << wanted;

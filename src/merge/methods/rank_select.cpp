@@ -34,9 +34,10 @@ KthLargest kth_largest(std::span<const Count> counts, uint64_t k, uint64_t above
 
 // Page-backed arrays of one length kept between tensors, so that a merge maps
 // and faults their pages in once, not once per tensor: the windows' counts
-// (taken zeroed, given back zeroed) and the samples (taken as the last user
-// left them). An array of another length (a test's sample) is neither taken
-// from nor kept in the pool. Thread-safe.
+// (taken zeroed, given back zeroed) and the samples of tensors at least as
+// long as the default sample (taken as the last user left them). An array of
+// another length (a shorter tensor's sample, a test's) is neither taken from
+// nor kept in the pool. Thread-safe.
 template <class T>
 class PagePool {
  public:
@@ -196,7 +197,7 @@ void RankBound::end_low_pass() {
 
 void RankBound::observe_sample(std::span<const float> delta) {
   if (!window_ && sampled_ < sample_length_) {
-    if (!sample_) sample_ = sample_pool().take(sample_length_);
+    if (!sample_) sample_ = sample_pool().take(std::min<uint64_t>(n_, sample_length_));
     const size_t take = std::min(delta.size(), sample_length_ - sampled_);
     std::ranges::transform(delta.first(take), sample_->data() + sampled_, magnitude_bits);
     sampled_ += take;
