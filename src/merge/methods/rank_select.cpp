@@ -209,7 +209,7 @@ void RankBound::observe_sample(std::span<const float> delta) {
 
 void RankBound::end_sample_pass() {
   if (sampled_ == n_) {
-    answer_from_sampled_bits();
+    answer_from_sample();
   } else if (!window_ || !answer_from_window()) {
     high_ = std::make_unique<HighHistogram>();
     stage_ = Stage::kHistogram;
@@ -219,7 +219,7 @@ void RankBound::end_sample_pass() {
 }
 
 // The k-th largest of the sample (which is the whole tensor), found in place.
-void RankBound::answer_from_sampled_bits() {
+void RankBound::answer_from_sample() {
   const std::span<int32_t> bits = sampled_bits();
   const auto kth = bits.begin() + static_cast<ptrdiff_t>(k_ - 1);
   std::ranges::nth_element(bits, kth, std::greater{});

@@ -23,7 +23,8 @@
 //
 // Memory per RankBound during pass 0: the sample (4 bytes an element, 256
 // KiB at the default) and the window (16 bins x 65,536 16-bit counts, 2 MiB,
-// and a cell number each time a count wraps). Both are taken from
+// and a cell number each time a count wraps). The counts, and the samples
+// of tensors at least as long as the default sample, are taken from
 // process-wide pools (the counts handed back zeroed), so a merge maps and
 // faults these pages in once, not once per tensor. During the fallback
 // passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
@@ -149,7 +150,7 @@ class RankBound {
 
   void observe_sample(std::span<const float> delta);
   void end_sample_pass();
-  void answer_from_sampled_bits();
+  void answer_from_sample();
   bool answer_from_window();
   void count_low(std::span<const float> delta);
   void end_low_pass();
@@ -157,12 +158,12 @@ class RankBound {
   // The threshold: low 16 bits `low` in bin_, with `above` elements above it.
   void choose_threshold(size_t low, uint64_t above);
   void open_window();
+  // The sample's bits taken so far.
+  std::span<int32_t> sampled_bits() { return {sample_->data(), sampled_}; }
 
   uint64_t k_, n_;
   size_t sample_length_;
   Stage stage_ = Stage::kSample;
-  std::span<int32_t> sampled_bits() { return {sample_->data(), sampled_}; }
-
   std::unique_ptr<ZeroedPages<int32_t>> sample_;  // |d| bits of the first elements, until the window opens (pooled)
   size_t sampled_ = 0;                    // how many of them
   std::unique_ptr<LowWindow> window_;     // during pass 0 of a tensor longer than the sample
