@@ -14,7 +14,9 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "base/error.hpp"
 #include "base/regular_file.hpp"
@@ -46,7 +48,27 @@ void wait_until_gone(pid_t group) {
   for (int i = 0; i < 100 && kill(-group, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
-size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
+size_t append_body(char* data, size_t size, size_t count, void* body) {
+  static_cast<std::string*>(body)->append(data, size * count);
+  return size * count;
+}
+
+// Binds port 0 on 127.0.0.1 and returns the port the kernel chose.
+int ephemeral_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) fail_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    fail_errno("binding a free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
 
 // Sends `signal` to every running group; true if one still had a member.
 bool signal_groups(int signal) {
@@ -74,35 +96,40 @@ void on_signal(int signal) {
   raise(signal);
 }
 
+// A server that has /health says there whether its model is loaded (vLLM,
+// llama-server and rvec serve answer 503 while loading, though their
+// /v1/models may already answer); one without it is ready once /v1/models
+// answers.
+bool answers_ready(const std::string& base_url) {
+  const long health = http_get(base_url + "/health").status;
+  return health == 200 || (health == 404 && http_get(base_url + "/v1/models").status == 200);
+}
+
 }  // namespace
 
-long http_get_status(const std::string& url, long timeout_ms) {
+HttpAnswer http_get(const std::string& url, long timeout_ms) {
+  HttpAnswer answer;
   CURL* curl = curl_easy_init();
-  if (curl == nullptr) return 0;
+  if (curl == nullptr) return answer;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer.body);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  long status = 0;
-  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &answer.status);
   curl_easy_cleanup(curl);
-  return status;
+  return answer;
 }
 
 int free_local_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) fail_errno("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    fail_errno("binding a free port");
+  static std::mutex mutex;
+  static std::unordered_set<int> handed_out;
+  const std::lock_guard lock(mutex);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = ephemeral_port();
+    if (handed_out.insert(port).second) return port;
   }
-  close(fd);
-  return ntohs(addr.sin_port);
+  fail(ErrorKind::kIo, "found no free local port that this process has not used before in 1,000 tries");
 }
 
 void stop_managed_servers_on_signals() {
@@ -145,7 +172,7 @@ void ManagedServer::wait_ready(const std::string& base_url, double timeout_s) {
       fail(ErrorKind::kIo, "the server command exited ({}) before answering: `{}`; its output is in {}",
            WIFEXITED(status) ? fmt::format("status {}", WEXITSTATUS(status)) : "killed by a signal", command_, log_);
     }
-    if (http_get_status(base_url + "/health") == 200 || http_get_status(base_url + "/v1/models") == 200) return;
+    if (answers_ready(base_url)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   stop();

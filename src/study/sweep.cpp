@@ -1,6 +1,7 @@
 #include "study/sweep.hpp"
 
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -26,6 +27,7 @@
 #include "merge/rules.hpp"
 #include "hf/model_folder.hpp"
 #include "serve/managed_server.hpp"
+#include "text/unicode.hpp"
 
 namespace rvec {
 namespace {
@@ -236,15 +238,48 @@ std::string log_since(const fs::path& log, uintmax_t from) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Whether the model's server is told its name (the built-in server, or a
+// template with {name}), so that its /v1/models must list that name.
+bool told_its_name(const SweepRecipe& r, int worker) {
+  return r.serve_commands.empty() ||
+         r.serve_commands[static_cast<size_t>(worker) % r.serve_commands.size()].find("{name}") != std::string::npos;
+}
+
+// The ids the server at `url` lists under /v1/models, each made valid UTF-8;
+// empty when it answers no such list.
+std::vector<std::string> listed_models(const std::string& url) {
+  const HttpAnswer answer = http_get(url + "/v1/models");
+  std::vector<std::string> ids;
+  const auto list = nlohmann::json::parse(answer.body, nullptr, false);
+  if (answer.status != 200 || !list.is_object() || !list.contains("data") || !list["data"].is_array()) return ids;
+  for (const auto& model : list["data"]) {
+    if (model.is_object() && model.contains("id") && model["id"].is_string()) {
+      ids.push_back(replace_invalid_utf8(model["id"].get<std::string>()));
+    }
+  }
+  return ids;
+}
+
+// Empty if the server answering at `url` lists `m`'s name; else what it
+// lists instead (another server holds the port).
+std::string someone_elses_models(const std::string& url, const SweepModel& m) {
+  const auto ids = listed_models(url);
+  if (std::find(ids.begin(), ids.end(), m.name) != ids.end()) return {};
+  return ids.empty() ? std::string("no models") : fmt::format("`{}`", fmt::join(ids, "`, `"));
+}
+
 // Starts the model's server and waits until it answers at `url`. A free port
 // picked here can be taken by another process before the server binds it
-// (parallel sweeps, tests); then the server says it cannot listen, and up to
-// two more ports are tried. A port the recipe fixes is tried once.
+// (parallel sweeps, tests); then the server says it cannot listen, or (when
+// it is told the model's name) another server answers there under another
+// name, and up to two more ports are tried. A port the recipe fixes is tried
+// once.
 std::unique_ptr<ManagedServer> start_server(const SweepRecipe& r, const SweepOptions& o, const SweepModel& m, int worker,
                                             std::string& url) {
   const auto log = fs::path(r.output) / "logs" / (m.name + ".log");
   fs::create_directories(log.parent_path());
   for (int attempt = 1;; ++attempt) {
+    const bool last_try = r.port || attempt == 3;
     const int port = r.port ? r.port : free_local_port();
     url = fmt::format("http://127.0.0.1:{}", port);
     fmt::print("  {}: serving {} at {}\n", m.label, m.path.string(), url);
@@ -254,10 +289,17 @@ std::unique_ptr<ManagedServer> start_server(const SweepRecipe& r, const SweepOpt
     auto server = std::make_unique<ManagedServer>(serve_command(r, o, m, port, worker), log.string());
     try {
       server->wait_ready(url, r.startup_timeout_s);
-      return server;
     } catch (const Error&) {
-      const bool port_taken = log_since(log, log_size).find("cannot listen on") != std::string::npos;
-      if (r.port || attempt == 3 || !port_taken) throw;
+      if (last_try || log_since(log, log_size).find("cannot listen on") == std::string::npos) throw;
+      continue;
+    }
+    if (!told_its_name(r, worker)) return server;
+    const std::string listed = someone_elses_models(url, m);
+    if (listed.empty()) return server;
+    server->stop();
+    if (last_try) {
+      fail(ErrorKind::kIo, "the server answering at {} is not {}'s: its /v1/models lists {} instead of `{}`", url,
+           m.label, listed, m.name);
     }
   }
 }

@@ -2,6 +2,7 @@
 // a second run reuses everything; servers never outlive the sweep.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
@@ -32,6 +34,16 @@ size_t lines(const std::filesystem::path& p) {
   size_t n = 0;
   for (std::string line; std::getline(in, line);) n += !line.empty();
   return n;
+}
+
+// How many times a server in the sweep's logs found its port taken.
+size_t ports_taken(const std::filesystem::path& logs) {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(logs)) {
+    std::ifstream in(entry.path());
+    for (std::string line; std::getline(in, line);) count += line.find("cannot listen on") != std::string::npos;
+  }
+  return count;
 }
 
 // Number of processes whose command line mentions `needle` (read from /proc).
@@ -169,7 +181,8 @@ TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("2 at a time"), std::string::npos) << run.output;
-  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 6u);  // each model served once
+  // Each model is served once, and once more for each port another process took before its server bound it.
+  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 6u + ports_taken(dir / "out" / "logs"));
   EXPECT_GE(lines(dir / "worker0"), 1u);                            // by both workers
   EXPECT_GE(lines(dir / "worker1"), 1u);
   for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
@@ -195,6 +208,33 @@ TEST(Sweep, APortTakenBeforeTheServerBindsItIsReplaced) {
     EXPECT_EQ(lines(dir / "out" / "results" / "ja" / (std::string(name) + ".jsonl")), 6u) << name;
   }
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
+}
+
+TEST(Sweep, AnotherServerAnsweringAtTheModelsPortIsNotTakenForIt) {
+  TempDir dir;
+  // A server of another model already listens on the recipe's port, and the model's own server
+  // never binds it. The decoy's /health says 200; its /v1/models names another model.
+  httplib::Server decoy;
+  decoy.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
+  decoy.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"object": "list", "data": [{"id": "decoy"}]})", "application/json");
+  });
+  const int port = decoy.bind_to_any_port("127.0.0.1");
+  std::thread listening([&] { decoy.listen_after_bind(); });
+  const std::string sleep = fmt::format("sleep 317.{}", ::getpid());
+  write_family_and_recipe(dir, fmt::format("serve:\n  port: {}\n  command: \"sh -c '{}' {{model}} {{port}} {{name}}\"\n",
+                                           port, sleep));
+  const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  decoy.stop();
+  listening.join();
+  EXPECT_EQ(run.exit_code, 5) << run.output;
+  EXPECT_NE(run.output.find(fmt::format("the server answering at http://127.0.0.1:{} is not w=0's: its /v1/models "
+                                        "lists `decoy` instead of `target`",
+                                        port)),
+            std::string::npos)
+      << run.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out" / "results" / "ja" / "target.jsonl"));
+  EXPECT_EQ(processes_mentioning(sleep), 0);
 }
 
 TEST(Sweep, AFailingWorkerStopsTheSweepAndEveryServer) {
