@@ -291,16 +291,17 @@ std::unique_ptr<ManagedServer> start_server(const SweepRecipe& r, const SweepOpt
       server->wait_ready(url, r.startup_timeout_s);
     } catch (const Error&) {
       if (last_try || log_since(log, log_size).find("cannot listen on") == std::string::npos) throw;
+      fmt::print("  {}: port {} was taken before the server could listen on it; trying another port\n", m.label, port);
       continue;
     }
     if (!told_its_name(r, worker)) return server;
     const std::string listed = someone_elses_models(url, m);
     if (listed.empty()) return server;
     server->stop();
-    if (last_try) {
-      fail(ErrorKind::kIo, "the server answering at {} is not {}'s: its /v1/models lists {} instead of `{}`", url,
-           m.label, listed, m.name);
-    }
+    const std::string impostor = fmt::format("the server answering at {} is not {}'s: its /v1/models lists {} instead of `{}`",
+                                             url, m.label, listed, m.name);
+    if (last_try) fail(ErrorKind::kIo, "{}", impostor);
+    fmt::print("  {}: {}; trying another port\n", m.label, impostor);
   }
 }
 

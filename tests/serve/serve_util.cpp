@@ -161,13 +161,14 @@ ServerProcess::ServerProcess(const fs::path& model, const fs::path& log, const s
                              const std::string& flags) {
   const std::string command = env + " exec " RVEC_CLI_PATH " serve " + model.string() +
                               " --port 0 --threads 2 --served-model-name tiny " + flags + " 2>" + log.string();
+  std::ofstream(log, std::ios::trunc);  // so an earlier server's "listening on" in a reused log is not read as this one's
   pid_ = fork();
   if (pid_ == 0) {
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   const std::regex listening(R"(listening on (http://127\.0\.0\.1:\d+))");
-  for (int i = 0; i < 500 && base_.empty(); ++i) {
+  for (int i = 0; i < 3000 && base_.empty(); ++i) {  // up to 30 s: a loaded machine under ASan starts slowly
     std::smatch m;
     const auto text = read_file(log);
     if (std::regex_search(text, m, listening)) base_ = m[1];

@@ -204,7 +204,8 @@ TEST_F(ServeTest, BadFieldValuesAre400sThatNameTheField) {
 TEST(Serve, AnswersServiceUnavailableWhileLoadingAndStopsOnSigterm) {
   test::TempDir dir;
   write_chat_model(dir / "model");
-  ServerProcess server(dir / "model", dir / "serve.log", "RVEC_TEST_SLOW_LOAD_MS=1500");
+  // Loading takes 5 s, so both requests below land while it loads, also on a loaded machine under ASan.
+  ServerProcess server(dir / "model", dir / "serve.log", "RVEC_TEST_SLOW_LOAD_MS=5000");
   ASSERT_FALSE(server.url().empty()) << test::read_file(dir / "serve.log");
   EXPECT_EQ(http(server.url() + "/health").status, 503);
   EXPECT_EQ(http(server.url() + "/v1/chat/completions", chat_body("x", 0, 0).dump()).status, 503);

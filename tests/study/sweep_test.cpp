@@ -36,15 +36,16 @@ size_t lines(const std::filesystem::path& p) {
   return n;
 }
 
-// How many times a server in the sweep's logs found its port taken.
-size_t ports_taken(const std::filesystem::path& logs) {
+// How many times `text` holds `needle`.
+size_t occurrences(const std::string& text, const std::string& needle) {
   size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(logs)) {
-    std::ifstream in(entry.path());
-    for (std::string line; std::getline(in, line);) count += line.find("cannot listen on") != std::string::npos;
-  }
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++count;
   return count;
 }
+
+// A `sleep` command line no other process on the machine has: `seconds`, then
+// this process's id as a fixed-width fraction (so no id is a prefix of another).
+std::string own_sleep(int seconds) { return fmt::format("sleep {}.{:07}", seconds, ::getpid()); }
 
 // Number of processes whose command line mentions `needle` (read from /proc).
 int processes_mentioning(const std::string& needle) {
@@ -182,7 +183,8 @@ TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("2 at a time"), std::string::npos) << run.output;
   // Each model is served once, and once more for each port another process took before its server bound it.
-  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 6u + ports_taken(dir / "out" / "logs"));
+  EXPECT_EQ(lines(dir / "worker0") + lines(dir / "worker1"), 6u + occurrences(run.output, "trying another port"))
+      << run.output;
   EXPECT_GE(lines(dir / "worker0"), 1u);                            // by both workers
   EXPECT_GE(lines(dir / "worker1"), 1u);
   for (const char* name : {"target", "w0.5", "w1", "post", "control-w0.5", "control-w1"}) {
@@ -221,7 +223,7 @@ TEST(Sweep, AnotherServerAnsweringAtTheModelsPortIsNotTakenForIt) {
   });
   const int port = decoy.bind_to_any_port("127.0.0.1");
   std::thread listening([&] { decoy.listen_after_bind(); });
-  const std::string sleep = fmt::format("sleep 317.{}", ::getpid());
+  const std::string sleep = own_sleep(319);
   write_family_and_recipe(dir, fmt::format("serve:\n  port: {}\n  command: \"sh -c '{}' {{model}} {{port}} {{name}}\"\n",
                                            port, sleep));
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
@@ -242,12 +244,13 @@ TEST(Sweep, AFailingWorkerStopsTheSweepAndEveryServer) {
   // Worker 0 serves models; worker 1's "server" never answers. The sweep fails naming it, and no
   // server of either worker is left.
   const std::string serve = fmt::format("exec {} serve {{model}} --port {{port}} --served-model-name {{name}}", RVEC_CLI_PATH);
-  write_family_and_recipe(dir, "serve:\n  startup_timeout_s: 3\n  commands:\n    - \"" + serve +
-                                   "\"\n    - \"sh -c 'sleep 318' {model} {port}\"\n");
+  const std::string sleep = own_sleep(318);
+  write_family_and_recipe(dir, "serve:\n  startup_timeout_s: 3\n  commands:\n    - \"" + serve + "\"\n    - \"sh -c '" +
+                                   sleep + "' {model} {port}\"\n");
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("did not answer"), std::string::npos) << run.output;
-  EXPECT_EQ(processes_mentioning("sleep 318"), 0);
+  EXPECT_EQ(processes_mentioning(sleep), 0);
   EXPECT_EQ(processes_mentioning((dir / "out" / "models").string()), 0);
   EXPECT_EQ(processes_mentioning((dir / "target").string()), 0);
 }
@@ -255,12 +258,13 @@ TEST(Sweep, AFailingWorkerStopsTheSweepAndEveryServer) {
 TEST(Sweep, AServerThatNeverAnswersIsStoppedAndNamed) {
   TempDir dir;
   // A "server" that listens nowhere: the sweep must give up, kill it, and say where its log is.
-  write_family_and_recipe(dir, "serve:\n  command: \"sh -c 'sleep 317' {model} {port}\"\n  startup_timeout_s: 2\n");
+  const std::string sleep = own_sleep(317);
+  write_family_and_recipe(dir, "serve:\n  command: \"sh -c '" + sleep + "' {model} {port}\"\n  startup_timeout_s: 2\n");
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("did not answer"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("logs/target.log"), std::string::npos) << run.output;
-  EXPECT_EQ(processes_mentioning("sleep 317"), 0);
+  EXPECT_EQ(processes_mentioning(sleep), 0);
   EXPECT_EQ(processes_mentioning((dir / "target").string()), 0);
 }
 
@@ -270,7 +274,7 @@ TEST(Sweep, CtrlCStopsTheServerItIsWaitingFor) {
   // sent once the server runs, must end the sweep at once and take the server with it.
   const auto started = dir / "started";
   // A duration no other process on the machine uses, so the count below is this test's own.
-  const std::string sleep = fmt::format("sleep 316.{}", ::getpid());
+  const std::string sleep = own_sleep(316);
   write_family_and_recipe(dir, fmt::format("serve:\n  command: \"sh -c 'touch {}; {}' {{model}} {{port}}\"\n"
                                            "  startup_timeout_s: 60\n",
                                            started.string(), sleep));
