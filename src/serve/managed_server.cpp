@@ -48,8 +48,13 @@ void wait_until_gone(pid_t group) {
   for (int i = 0; i < 100 && kill(-group, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
+// Keeps at most 1 MiB of a body (a model list is a few hundred bytes); a
+// longer one ends the transfer, which then counts as no answer.
 size_t append_body(char* data, size_t size, size_t count, void* body) {
-  static_cast<std::string*>(body)->append(data, size * count);
+  constexpr size_t kMaxBody = size_t{1} << 20;
+  auto& text = *static_cast<std::string*>(body);
+  if (text.size() + size * count > kMaxBody) return 0;
+  text.append(data, size * count);
   return size * count;
 }
 

@@ -49,7 +49,8 @@ struct HttpAnswer {
   std::string body;
 };
 
-// GET url, waiting at most `timeout_ms`.
+// GET url, waiting at most `timeout_ms`; a body over 1 MiB counts as no
+// answer (status 0).
 HttpAnswer http_get(const std::string& url, long timeout_ms = 2000);
 
 }  // namespace rvec

@@ -245,27 +245,33 @@ bool told_its_name(const SweepRecipe& r, int worker) {
          r.serve_commands[static_cast<size_t>(worker) % r.serve_commands.size()].find("{name}") != std::string::npos;
 }
 
-// The ids the server at `url` lists under /v1/models, each made valid UTF-8;
-// empty when it answers no such list.
+// The ids the server at `url` lists under /v1/models; empty when it answers
+// no such list.
 std::vector<std::string> listed_models(const std::string& url) {
   const HttpAnswer answer = http_get(url + "/v1/models");
   std::vector<std::string> ids;
   const auto list = nlohmann::json::parse(answer.body, nullptr, false);
   if (answer.status != 200 || !list.is_object() || !list.contains("data") || !list["data"].is_array()) return ids;
   for (const auto& model : list["data"]) {
-    if (model.is_object() && model.contains("id") && model["id"].is_string()) {
-      ids.push_back(replace_invalid_utf8(model["id"].get<std::string>()));
-    }
+    if (model.is_object() && model.contains("id") && model["id"].is_string()) ids.push_back(model["id"].get<std::string>());
   }
   return ids;
 }
 
 // Empty if the server answering at `url` lists `m`'s name; else what it
-// lists instead (another server holds the port).
+// lists instead (another server holds the port): its first three ids, each
+// cut to 100 bytes, made valid UTF-8 and kept on one line.
 std::string someone_elses_models(const std::string& url, const SweepModel& m) {
+  constexpr size_t kShown = 3;
   const auto ids = listed_models(url);
   if (std::find(ids.begin(), ids.end(), m.name) != ids.end()) return {};
-  return ids.empty() ? std::string("no models") : fmt::format("`{}`", fmt::join(ids, "`, `"));
+  if (ids.empty()) return "no models";
+  std::vector<std::string> shown;
+  for (size_t i = 0; i < std::min(ids.size(), kShown); ++i) {
+    shown.push_back(fmt::format("`{}`", printable(replace_invalid_utf8(std::string_view(ids[i]).substr(0, 100)))));
+  }
+  const std::string more = ids.size() > kShown ? fmt::format(" and {} more", ids.size() - kShown) : "";
+  return fmt::format("{}{}", fmt::join(shown, ", "), more);
 }
 
 // Starts the model's server and waits until it answers at `url`. A free port

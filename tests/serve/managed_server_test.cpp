@@ -81,5 +81,25 @@ TEST(ManagedServer, HttpGetReturnsStatusAndBodyAndZeroWhenNothingAnswers) {
   EXPECT_EQ(http_get("http://127.0.0.1:" + std::to_string(free_local_port()) + "/health").status, 0);
 }
 
+TEST(ManagedServer, ABodyOverOneMebibyteCountsAsNoAnswer) {
+  httplib::Server server;
+  server.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string((size_t{1} << 20) + 1, ' '), "application/json");
+  });
+  server.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(size_t{1} << 20, ' '), "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread listening([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::string url = "http://127.0.0.1:" + std::to_string(port);
+  EXPECT_EQ(http_get(url + "/v1/models").status, 0);
+  const HttpAnswer at_the_limit = http_get(url + "/health");
+  EXPECT_EQ(at_the_limit.status, 200);
+  EXPECT_EQ(at_the_limit.body.size(), size_t{1} << 20);
+  server.stop();
+  listening.join();
+}
+
 }  // namespace
 }  // namespace rvec

@@ -219,7 +219,8 @@ TEST(Sweep, AnotherServerAnsweringAtTheModelsPortIsNotTakenForIt) {
   httplib::Server decoy;
   decoy.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
   decoy.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"object": "list", "data": [{"id": "decoy"}]})", "application/json");
+    res.set_content(R"({"object": "list", "data": [{"id": "decoy\nmodel"}, {"id": "b"}, {"id": "c"}, {"id": "d"}, {"id": "e"}]})",
+                    "application/json");
   });
   const int port = decoy.bind_to_any_port("127.0.0.1");
   std::thread listening([&] { decoy.listen_after_bind(); });
@@ -231,7 +232,7 @@ TEST(Sweep, AnotherServerAnsweringAtTheModelsPortIsNotTakenForIt) {
   listening.join();
   EXPECT_EQ(run.exit_code, 5) << run.output;
   EXPECT_NE(run.output.find(fmt::format("the server answering at http://127.0.0.1:{} is not w=0's: its /v1/models "
-                                        "lists `decoy` instead of `target`",
+                                        "lists `decoy\\x0amodel`, `b`, `c` and 2 more instead of `target`",
                                         port)),
             std::string::npos)
       << run.output;
