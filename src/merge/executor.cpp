@@ -29,28 +29,22 @@ uint64_t bytes_of(DType dtype, uint64_t elements) { return dtype_bytes(dtype, el
 
 hwy::AlignedFreeUniquePtr<float[]> tile_buffer() { return hwy::AllocateAligned<float>(kTileElements); }
 
-// NaN and Inf have all exponent bits set. Written as plain loops over the
-// element type so the compiler vectorises them; they run once per output block.
+// NaN and Inf, counted on each output tile right after it is encoded, while
+// it is in cache.
 uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
-  uint64_t count = 0;
   if (is_block_type(dtype)) {  // what the blocks decode to
-    std::vector<float> tile(kTileElements);
+    uint64_t count = 0;
+    std::vector<float> tile(std::min(n, kTileElements));
     for (size_t done = 0; done < n; done += kTileElements) {
       const size_t m = std::min(kTileElements, n - done);
       decode_to_f32(dtype, data + bytes_of(dtype, done), std::span(tile.data(), m));
-      for (size_t i = 0; i < m; ++i) count += !std::isfinite(tile[i]);
+      count += kernels::count_nonfinite(tile.data(), m);
     }
     return count;
   }
-  if (dtype == DType::kF32) {
-    const auto* values = reinterpret_cast<const float*>(data);
-    for (size_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(values[i]) & 0x7F800000u) == 0x7F800000u;
-    return count;
-  }
+  if (dtype == DType::kF32) return kernels::count_nonfinite(reinterpret_cast<const float*>(data), n);
   const uint16_t exponent = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
-  const auto* bits = reinterpret_cast<const uint16_t*>(data);
-  for (size_t i = 0; i < n; ++i) count += (bits[i] & exponent) == exponent;
-  return count;
+  return kernels::count_nonfinite16(reinterpret_cast<const uint16_t*>(data), exponent, n);
 }
 
 // Elements per block: kMergeBlockElements, or whole heads when the task's
@@ -640,6 +634,7 @@ void TaskExecutor::combine_block(const TaskRow& row, Combiners& combiners, uint6
   for (size_t g = 0; g < row.size(); ++g) {
     if (combining[g]) sums[g] = &vector_sums_[g][kind];
   }
+  std::vector<uint64_t> nonfinite(writers_.size(), 0);  // per writer, counted while each tile is still in cache
   for (uint64_t tile = 0; tile < n; tile += kTileElements) {
     const size_t m = std::min<uint64_t>(kTileElements, n - tile);
     b.vectors.deltas_of_tile(pairs, tile, m, sums);
@@ -654,17 +649,17 @@ void TaskExecutor::combine_block(const TaskRow& row, Combiners& combiners, uint6
           kernels::add_scaled(b.base_tile.get(), w, delta, b.out.get(), m);
           result = b.out.get();
         }
-        encode_from_f32(task.out_dtype, std::span(result, m),
-                        sink_.data(out[groups_[g].writers[j]]) + bytes_of(task.out_dtype, tile));
+        const size_t k = groups_[g].writers[j];
+        std::byte* encoded = sink_.data(out[k]) + bytes_of(task.out_dtype, tile);
+        encode_from_f32(task.out_dtype, std::span(result, m), encoded);
+        nonfinite[k] += count_nonfinite(task.out_dtype, encoded, m);
       }
     }
   }
   for (size_t g = 0; g < row.size(); ++g) {
     if (!combining[g]) continue;
     for (const size_t k : groups_[g].writers) {
-      if (const uint64_t bad = count_nonfinite(task.out_dtype, sink_.data(out[k]), n); bad > 0) {
-        if (inputs_nonfinite(row, g, n) == 0) record_nonfinite(k, task.name, bad);
-      }
+      if (nonfinite[k] > 0 && inputs_nonfinite(row, g, n) == 0) record_nonfinite(k, task.name, nonfinite[k]);
       interleave_rows(task, sink_.data(out[k]), n);
       sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
     }

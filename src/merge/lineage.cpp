@@ -15,12 +15,6 @@ constexpr const char* kRoleNames[3] = {"pre", "post", "target"};
 
 double safe_ratio(double num_sq, double den_sq) { return den_sq > 0 ? std::sqrt(num_sq / den_sq) : 0.0; }
 
-uint64_t count_nonfinite(const float* values, size_t n) {
-  uint64_t count = 0;
-  for (size_t i = 0; i < n; ++i) count += !std::isfinite(values[i]);
-  return count;
-}
-
 }  // namespace
 
 double DeltaStats::rel_post() const { return safe_ratio(sums.a_sq, sums.base_sq); }
@@ -79,7 +73,7 @@ uint64_t analyse_tensor(TensorWork& w, Readers& r) {
     const float* target = r.target.read_f32(*p.target, first, m);
     kernels::accumulate_delta_sums(pre, post, target, m, w.result.stats.sums);
     for (const auto& [role, values] : {std::pair{0, pre}, std::pair{1, post}, std::pair{2, target}}) {
-      w.nonfinite[role] += count_nonfinite(values, m);
+      w.nonfinite[role] += kernels::count_nonfinite(values, m);
     }
     for (size_t c = 0; c < w.candidates.size(); ++c) {
       if (!w.candidates[c]) continue;

@@ -5,6 +5,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "numeric/convert.hpp"
@@ -262,6 +263,30 @@ void CountAtMost(const float* HWY_RESTRICT d, size_t n, const int32_t* HWY_RESTR
   scalar::count_at_most(d + whole, n - whole, at_most, thresholds, counts);
 }
 
+uint64_t CountNonfinite(const float* HWY_RESTRICT values, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const size_t lanes = hn::Lanes(df);
+  const auto exponent = hn::Set(du, 0x7F800000u);
+  uint64_t count = 0;
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto bits = hn::BitCast(du, hn::LoadU(df, values + i));
+    count += hn::CountTrue(du, hn::Eq(hn::And(bits, exponent), exponent));
+  }
+  return count + scalar::count_nonfinite(values + i, n - i);
+}
+
+uint64_t CountNonfinite16(const uint16_t* HWY_RESTRICT bits, uint16_t exponent, size_t n) {
+  const hn::ScalableTag<uint16_t> du;
+  const size_t lanes = hn::Lanes(du);
+  const auto mask = hn::Set(du, exponent);
+  uint64_t count = 0;
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) count += hn::CountTrue(du, hn::Eq(hn::And(hn::LoadU(du, bits + i), mask), mask));
+  return count + scalar::count_nonfinite16(bits + i, exponent, n - i);
+}
+
 // draw(j) < limit for the 64-bit lanes holding j = first, first + 1, ...
 template <class D64>
 auto DrawsBelow(D64 d64, hn::Vec<D64> state, hn::Vec<D64> limit) {
@@ -385,6 +410,8 @@ HWY_EXPORT(KeepBand);
 HWY_EXPORT(KeepDrawn);
 HWY_EXPORT(GatherBins);
 HWY_EXPORT(CountAtMost);
+HWY_EXPORT(CountNonfinite);
+HWY_EXPORT(CountNonfinite16);
 HWY_EXPORT(ElectSum);
 
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
@@ -415,6 +442,10 @@ size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, i
 }
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts) {
   HWY_DYNAMIC_DISPATCH(CountAtMost)(d, n, at_most, thresholds, counts);
+}
+uint64_t count_nonfinite(const float* values, size_t n) { return HWY_DYNAMIC_DISPATCH(CountNonfinite)(values, n); }
+uint64_t count_nonfinite16(const uint16_t* bits, uint16_t exponent, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(CountNonfinite16)(bits, exponent, n);
 }
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n) {
   HWY_DYNAMIC_DISPATCH(KeepDrawn)(key, first, limit, d, r, t, n);
@@ -488,6 +519,16 @@ void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thre
   for (size_t t = 0; t < thresholds; ++t) {
     for (size_t i = 0; i < n; ++i) counts[t] += magnitude_bits(d[i]) <= at_most[t];
   }
+}
+uint64_t count_nonfinite(const float* values, size_t n) {
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += (std::bit_cast<uint32_t>(values[i]) & 0x7F800000u) == 0x7F800000u;
+  return count;
+}
+uint64_t count_nonfinite16(const uint16_t* bits, uint16_t exponent, size_t n) {
+  uint64_t count = 0;
+  for (size_t i = 0; i < n; ++i) count += (bits[i] & exponent) == exponent;
+  return count;
 }
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above) {
   size_t count = 0;

@@ -66,6 +66,11 @@ size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, i
 // `thresholds` limits (|d| <= a non-negative limit's value, NaN never).
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
 
+// How many values are NaN or Inf (all exponent bits set). For 16-bit floats,
+// `exponent` is the format's exponent mask: 0x7F80 for bf16, 0x7C00 for f16.
+uint64_t count_nonfinite(const float* values, size_t n);
+uint64_t count_nonfinite16(const uint16_t* bits, uint16_t exponent, size_t n);
+
 // TIES' sign election and disjoint sum over `count` trimmed vectors t_k with
 // weights w_k, all in f32, per element i:
 //   u_k = w_k * t_k[i];  x_k = vote_weighted ? u_k : t_k[i]
@@ -103,6 +108,8 @@ BandTaken keep_band(const float* d, TopLimit wide, TopLimit narrow, float r, flo
 void keep_drawn(uint64_t key, uint64_t first, uint64_t limit, const float* d, float r, float* t, size_t n);
 size_t gather_bins(const float* d, size_t n, int32_t first_bin, uint32_t bins, int32_t* out, uint64_t* above);
 void count_at_most(const float* d, size_t n, const int32_t* at_most, size_t thresholds, uint64_t* counts);
+uint64_t count_nonfinite(const float* values, size_t n);
+uint64_t count_nonfinite16(const uint16_t* bits, uint16_t exponent, size_t n);
 void elect_sum(const float* const* t, const float* w, size_t count, bool vote_weighted, bool normalize, float* out,
                size_t n);
 }  // namespace scalar

@@ -7,6 +7,8 @@
 #include <hwy/highway.h>
 #include <hwy/targets.h>
 
+#include <bit>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -68,6 +70,27 @@ TEST_P(KernelsOnEveryTarget, MatchScalarTwinsBitForBit) {
     kernels::scale(-0.3f, a.data(), simd.data(), n);
     kernels::scalar::scale(-0.3f, a.data(), scalar.data(), n);
     EXPECT_TRUE(same_bits(simd, scalar)) << "scale n=" << n;
+  }
+}
+
+// NaN and Inf counts: the random bits of tricky_floats hold many (an
+// exponent of all ones), and a run of nothing else fills whole vectors.
+TEST_P(KernelsOnEveryTarget, NonfiniteCountsMatchScalarTwinsAndIsfinite) {
+  for (size_t n : {0u, 1u, 15u, 16u, 17u, 31u, 32u, 33u, 1000u, 4099u}) {
+    auto values = tricky_floats(n, n + 4);
+    for (size_t i = n / 2; i < n / 2 + std::min<size_t>(n / 2, 70); ++i) values[i] = i % 2 ? -INFINITY : NAN;
+    uint64_t by_isfinite = 0;
+    for (float v : values) by_isfinite += !std::isfinite(v);
+    EXPECT_EQ(kernels::count_nonfinite(values.data(), n), by_isfinite) << "n=" << n;
+    EXPECT_EQ(kernels::scalar::count_nonfinite(values.data(), n), by_isfinite) << "n=" << n;
+    std::vector<uint16_t> bits(n);
+    for (size_t i = 0; i < n; ++i) bits[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(values[i]) >> 16);  // bf16
+    EXPECT_EQ(kernels::count_nonfinite16(bits.data(), 0x7F80, n), by_isfinite) << "n=" << n;
+    for (uint16_t exponent : {uint16_t{0x7F80}, uint16_t{0x7C00}}) {
+      EXPECT_EQ(kernels::count_nonfinite16(bits.data(), exponent, n),
+                kernels::scalar::count_nonfinite16(bits.data(), exponent, n))
+          << "n=" << n << " exponent=" << exponent;
+    }
   }
 }
 
