@@ -67,6 +67,20 @@ void BM_F32ToBf16(benchmark::State& state) {
 }
 
 template <bool kSimd>
+void BM_CountNonfinite16(benchmark::State& state) {
+  const auto a = random_floats(1);
+  std::vector<uint16_t> bits(kN);
+  rvec::kernels::f32_to_bf16(a.data(), bits.data(), kN);
+  for (auto _ : state) {
+    uint64_t count = 0;
+    if constexpr (kSimd) count = rvec::kernels::count_nonfinite16(bits.data(), 0x7F80, kN);
+    else count = rvec::kernels::scalar::count_nonfinite16(bits.data(), 0x7F80, kN);
+    benchmark::DoNotOptimize(count);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 2));
+}
+
+template <bool kSimd>
 void BM_Bf16ToF32(benchmark::State& state) {
   std::vector<uint16_t> in(kN, 0x3F80);
   std::vector<float> out(kN);
@@ -258,6 +272,8 @@ BENCHMARK(BM_Bf16ToF32<true>)->Name("bf16_to_f32/simd");
 BENCHMARK(BM_Bf16ToF32<false>)->Name("bf16_to_f32/scalar");
 BENCHMARK(BM_F32ToBf16<true>)->Name("f32_to_bf16/simd");
 BENCHMARK(BM_F32ToBf16<false>)->Name("f32_to_bf16/scalar");
+BENCHMARK(BM_CountNonfinite16<true>)->Name("count_nonfinite16/simd");
+BENCHMARK(BM_CountNonfinite16<false>)->Name("count_nonfinite16/scalar");
 BENCHMARK(BM_CombineBf16<true>)->Name("combine_bf16/simd");
 BENCHMARK(BM_CombineBf16<false>)->Name("combine_bf16/scalar");
 BENCHMARK(BM_KeepTop<true>)->Name("keep_top/simd");
