@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <stdexcept>
 #include <thread>
 
 #include "engine/tiny_model.hpp"
@@ -155,6 +156,19 @@ void write_chat_model(const fs::path& dir, uint64_t seed, size_t rows) {
                         "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"},
                        {"eos_token", "<|im_end|>"}};
   std::ofstream(dir / "tokenizer_config.json") << config.dump();
+}
+
+LocalHttpServer::LocalHttpServer(const std::function<void(httplib::Server&)>& add_routes) {
+  add_routes(server_);
+  port_ = server_.bind_to_any_port("127.0.0.1");
+  if (port_ < 0) throw std::runtime_error("LocalHttpServer: cannot bind a port on 127.0.0.1");
+  thread_ = std::thread([this] { server_.listen_after_bind(); });
+  while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+LocalHttpServer::~LocalHttpServer() {
+  server_.stop();
+  thread_.join();
 }
 
 ServerProcess::ServerProcess(const fs::path& model, const fs::path& log, const std::string& env,

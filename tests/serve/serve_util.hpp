@@ -2,11 +2,15 @@
 // process on a free port, and a libcurl helper.
 #pragma once
 
+#include <httplib.h>
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
-#include <sys/types.h>
+#include <thread>
 
 #include "test_util.hpp"
 
@@ -19,6 +23,24 @@ struct HttpResult {
 };
 // GET, or POST when `body` is non-empty or `post`.
 HttpResult http(const std::string& url, const std::string& body = "", bool post = false);
+
+// An in-process HTTP server on a free 127.0.0.1 port with the routes
+// `add_routes` sets up, listening on its own thread from construction until
+// destruction. For fake servers whose answers a test chooses.
+class LocalHttpServer {
+ public:
+  explicit LocalHttpServer(const std::function<void(httplib::Server&)>& add_routes);
+  ~LocalHttpServer();
+  LocalHttpServer(const LocalHttpServer&) = delete;
+  LocalHttpServer& operator=(const LocalHttpServer&) = delete;
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
 
 // A TCP connection to the server at `base_url` ("http://127.0.0.1:PORT"),
 // closed on destruction. For requests curl will not send as they are.

@@ -2,7 +2,6 @@
 // a second run reuses everything; servers never outlive the sweep.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <unistd.h>
 
@@ -10,7 +9,6 @@
 #include <cmath>
 #include <fstream>
 #include <set>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "base/error.hpp"
@@ -216,20 +214,18 @@ TEST(Sweep, AnotherServerAnsweringAtTheModelsPortIsNotTakenForIt) {
   TempDir dir;
   // A server of another model already listens on the recipe's port, and the model's own server
   // never binds it. The decoy's /health says 200; its /v1/models names another model.
-  httplib::Server decoy;
-  decoy.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
-  decoy.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"object": "list", "data": [{"id": "decoy\nmodel"}, {"id": "b"}, {"id": "c"}, {"id": "d"}, {"id": "e"}]})",
-                    "application/json");
+  const test::LocalHttpServer decoy([](httplib::Server& routes) {
+    routes.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("{}", "application/json"); });
+    routes.Get("/v1/models", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"object": "list", "data": [{"id": "decoy\nmodel"}, {"id": "b"}, {"id": "c"}, {"id": "d"}, {"id": "e"}]})",
+                      "application/json");
+    });
   });
-  const int port = decoy.bind_to_any_port("127.0.0.1");
-  std::thread listening([&] { decoy.listen_after_bind(); });
+  const int port = decoy.port();
   const std::string sleep = own_sleep(319);
   write_family_and_recipe(dir, fmt::format("serve:\n  port: {}\n  command: \"sh -c '{}' {{model}} {{port}} {{name}}\"\n",
                                            port, sleep));
   const auto run = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
-  decoy.stop();
-  listening.join();
   EXPECT_EQ(run.exit_code, 5) << run.output;
   EXPECT_NE(run.output.find(fmt::format("the server answering at http://127.0.0.1:{} is not w=0's: its /v1/models "
                                         "lists `decoy\\x0amodel`, `b`, `c` and 2 more instead of `target`",
