@@ -101,10 +101,10 @@ void on_signal(int signal) {
   raise(signal);
 }
 
-// A server that has /health says there whether its model is loaded (vLLM,
-// llama-server and rvec serve answer 503 while loading, though their
-// /v1/models may already answer); one without it is ready once /v1/models
-// answers.
+// A server that has /health says there whether its model is loaded (rvec
+// serve and llama-server answer 503 while loading, and rvec serve's
+// /v1/models already answers then); one without it is ready once
+// /v1/models answers.
 bool answers_ready(const std::string& base_url) {
   const long health = http_get(base_url + "/health").status;
   return health == 200 || (health == 404 && http_get(base_url + "/v1/models").status == 200);
