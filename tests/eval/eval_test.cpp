@@ -33,17 +33,8 @@ using test::TempDir;
 // NUMBER (always a malformed completion: no message; content 12).
 class FaultServer {
  public:
-  explicit FaultServer(std::map<std::string, std::string> answers) : answers_(std::move(answers)) {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~FaultServer() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  explicit FaultServer(std::map<std::string, std::string> answers) : answers_(std::move(answers)) {}
+  std::string url() const { return server_.url(); }
   size_t requests() const { return requests_; }
 
  private:
@@ -96,12 +87,13 @@ class FaultServer {
   }
 
   std::map<std::string, std::string> answers_;
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
   std::atomic<size_t> requests_{0};
   std::mutex mutex_;
   std::map<std::string, int> attempts_;
+  // Last, so it listens only once the members its handler uses exist, and stops before they go.
+  test::LocalHttpServer server_{[this](httplib::Server& routes) {
+    routes.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); });
+  }};
 };
 
 // Accepts connections and closes them at once (a crashed proxy).

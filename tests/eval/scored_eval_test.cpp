@@ -9,7 +9,6 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <thread>
 #include <vector>
 
 #include "engine/tiny_model.hpp"
@@ -155,29 +154,25 @@ TEST_F(ScoredEval, PicksTheOptionTheReferenceFindsLikeliest) {
 // every item fails and the run names why.
 TEST_F(ScoredEval, AServerWithoutEchoedLogprobsGivesNoScore) {
   write_data([](size_t) { return 'A'; });
-  httplib::Server plain;
-  plain.Post("/v1/completions", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"choices": [{"index": 0, "text": "x", "logprobs": null}]})", "application/json");
+  const test::LocalHttpServer plain([](httplib::Server& routes) {
+    routes.Post("/v1/completions", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"choices": [{"index": 0, "text": "x", "logprobs": null}]})", "application/json");
+    });
   });
-  const int port = plain.bind_to_any_port("127.0.0.1");
-  std::thread thread([&] { plain.listen_after_bind(); });
-  while (!plain.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const auto run = [&](const std::string& endpoint, const std::string& output) {
     return test::run_rvec("eval --endpoint " + endpoint + " --model tiny --data " + (dir_ / "mc.jsonl").string() +
                           " --choices options -o " + (dir_ / output).string() +
                           " --score logprob --retries 1 --retry-base-ms 5");
   };
-  const auto no_logprobs = run("http://127.0.0.1:" + std::to_string(port), "a.jsonl");
+  const auto no_logprobs = run(plain.url(), "a.jsonl");
   EXPECT_NE(no_logprobs.exit_code, 0);
   EXPECT_NE(no_logprobs.output.find("is not a completion with echoed logprobs (choices[0] has no logprobs)"),
             std::string::npos)
       << no_logprobs.output;
   EXPECT_NE(no_logprobs.output.find("no score is reported"), std::string::npos) << no_logprobs.output;
-  const auto no_route = run("http://127.0.0.1:" + std::to_string(port) + "/elsewhere/v1/chat/completions", "b.jsonl");
+  const auto no_route = run(plain.url() + "/elsewhere/v1/chat/completions", "b.jsonl");
   EXPECT_NE(no_route.exit_code, 0);
   EXPECT_NE(no_route.output.find("/elsewhere/v1/completions: HTTP 404"), std::string::npos) << no_route.output;
-  plain.stop();
-  thread.join();
 }
 
 TEST_F(ScoredEval, MisuseIsAUsageError) {
