@@ -250,8 +250,9 @@ bool told_its_name(const SweepRecipe& r, int worker) {
 std::vector<std::string> listed_models(const std::string& url) {
   const HttpAnswer answer = http_get(url + "/v1/models");
   std::vector<std::string> ids;
+  if (answer.status != 200) return ids;
   const auto list = nlohmann::json::parse(answer.body, nullptr, false);
-  if (answer.status != 200 || !list.is_object() || !list.contains("data") || !list["data"].is_array()) return ids;
+  if (!list.is_object() || !list.contains("data") || !list["data"].is_array()) return ids;
   for (const auto& model : list["data"]) {
     if (model.is_object() && model.contains("id") && model["id"].is_string()) ids.push_back(model["id"].get<std::string>());
   }
