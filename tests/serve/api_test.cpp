@@ -3,10 +3,9 @@
 // Each test drives a real server process.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "serve/serve_util.hpp"
@@ -22,7 +21,6 @@ using test::HttpResult;
 using test::post_request;
 using test::RawConnection;
 using test::TinyServer;
-using Clock = std::chrono::steady_clock;
 
 class ApiTest : public ::testing::Test {
  protected:
@@ -36,30 +34,22 @@ class ApiTest : public ::testing::Test {
 };
 TinyServer* ApiTest::server_ = nullptr;
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
 // Item 5: headers and body went out in two writes without TCP_NODELAY, so
 // on a reused connection Nagle's algorithm and the client's delayed ACK held
-// every response for about 40 ms (a fresh connection took 3 ms).
-TEST_F(ApiTest, ReusedConnectionHasNoDelayedAckStall) {
+// every response for about 40 ms (a fresh connection took 3 ms). The test
+// looks at the server's end of the connection instead of timing answers.
+TEST_F(ApiTest, ReusedConnectionIsServedWithoutNagleDelay) {
   const std::string request =
       post_request("/v1/completions", json{{"prompt", "hello"}, {"max_tokens", 1}, {"temperature", 0}}.dump());
   RawConnection connection(server_->url());
   ASSERT_TRUE(connection.connected());
-  std::vector<double> latencies_ms;
-  for (int i = 0; i < 20; ++i) {
-    const auto start = Clock::now();
+  for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(connection.send(request));
     ASSERT_EQ(connection.read_response().status, 200);
-    latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
-  // Generous: the tiny model answers in a few ms; the stall was 40 ms.
-  // The stall this guards against is Nagle + delayed ACK: 40 ms at least on
-  // Linux, whatever the machine's speed; an answer takes about 1 ms here.
-  EXPECT_LT(median(latencies_ms), 35.0);
+  const std::optional<bool> nodelay = test::peer_socket_nodelay(server_->pid(), connection.local_port());
+  if (!nodelay) GTEST_SKIP() << "cannot look at the server's sockets (pidfd_getfd needs the right to ptrace it)";
+  EXPECT_TRUE(*nodelay) << "the server's end of the connection has TCP_NODELAY off";
 }
 
 // Item 4: GET /v1/models/{id} was a 404 for the served model too.

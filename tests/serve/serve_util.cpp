@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +67,13 @@ RawConnection::RawConnection(const std::string& base_url) {
   }
 }
 
+uint16_t RawConnection::local_port() const {
+  sockaddr_in self{};
+  socklen_t length = sizeof self;
+  if (fd_ < 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&self), &length) != 0) return 0;
+  return ntohs(self.sin_port);
+}
+
 RawConnection::~RawConnection() {
   if (fd_ >= 0) close(fd_);
 }
@@ -122,6 +131,40 @@ HttpResult raw_http(const std::string& base_url, const std::string& request) {
   RawConnection connection(base_url);
   connection.send(request);
   return connection.read_response();
+}
+
+namespace {
+// Process `pid`'s socket `fd`, duplicated into this process (-1 when refused).
+int borrow_socket(int pidfd, int fd) { return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+uint16_t peer_port_of(int socket) {
+  sockaddr_in peer{};
+  socklen_t length = sizeof peer;
+  if (getpeername(socket, reinterpret_cast<sockaddr*>(&peer), &length) != 0 || peer.sin_family != AF_INET) return 0;
+  return ntohs(peer.sin_port);
+}
+}  // namespace
+
+std::optional<bool> peer_socket_nodelay(pid_t pid, uint16_t peer_port) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return std::nullopt;
+  std::optional<bool> nodelay;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+    const std::string target = fs::read_symlink(entry.path(), error).string();
+    if (target.rfind("socket:", 0) != 0) continue;
+    const int socket = borrow_socket(pidfd, std::stoi(entry.path().filename().string()));
+    if (socket < 0) continue;
+    if (peer_port_of(socket) == peer_port) {
+      int on = 0;
+      socklen_t length = sizeof on;
+      if (getsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, &length) == 0) nodelay = on != 0;
+    }
+    close(socket);
+    if (nodelay) break;
+  }
+  close(pidfd);
+  return nodelay;
 }
 
 long resident_kib(pid_t pid) {

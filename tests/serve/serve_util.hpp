@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -51,6 +52,8 @@ class RawConnection {
   RawConnection(const RawConnection&) = delete;
   RawConnection& operator=(const RawConnection&) = delete;
   bool connected() const { return fd_ >= 0; }
+  // The connection's own (client-side) port, 0 when not connected.
+  uint16_t local_port() const;
   // False once the server has closed the connection.
   bool send(const std::string& bytes);
   // Reads one response (headers and a Content-Length body); status 0 if
@@ -69,6 +72,12 @@ std::string error_message(const HttpResult& result);
 
 // Sends `request` on a new connection and reads the response.
 HttpResult raw_http(const std::string& base_url, const std::string& request);
+
+// Whether TCP_NODELAY is set on the TCP socket of process `pid` whose peer
+// is 127.0.0.1:`peer_port` (the server's end of a client's connection);
+// nullopt when the process's sockets cannot be looked at (pidfd_getfd needs
+// the right to ptrace it) or none has that peer.
+std::optional<bool> peer_socket_nodelay(pid_t pid, uint16_t peer_port);
 
 // Resident memory of process `pid` in KiB (VmRSS in /proc/PID/status).
 long resident_kib(pid_t pid);
