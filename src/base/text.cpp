@@ -69,15 +69,36 @@ bool has_control_character(std::string_view text) {
   return false;
 }
 
+namespace {
+
+// Bytes in the UTF-8 sequence that `lead` starts, 0 when it starts none.
+size_t sequence_length(unsigned char lead) {
+  if (lead >= 0xC2 && lead <= 0xDF) return 2;
+  if (lead >= 0xE0 && lead <= 0xEF) return 3;
+  if (lead >= 0xF0 && lead <= 0xF4) return 4;
+  return 0;
+}
+
+}  // namespace
+
 std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7F || c == '"' || c == '\\') {
-      out += fmt::format("\\x{:02x}", c);
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F || c == '"' || c == '\\') out += fmt::format("\\x{:02x}", c);
+      else out += text[i];
+      ++i;
+      continue;
+    }
+    const size_t length = sequence_length(c);
+    if (length > 0 && i + length <= text.size() && !first_invalid_utf8(text.substr(i, length))) {
+      out += text.substr(i, length);
+      i += length;
     } else {
-      out += ch;
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
     }
   }
   return out;

@@ -15,7 +15,8 @@ std::optional<size_t> first_invalid_utf8(std::string_view text);
 // True if `text` holds a C0 control, DEL, or a C1 control (U+0080..U+009F).
 bool has_control_character(std::string_view text);
 
-// `text` with control characters shown as \xNN so a message stays on one line.
+// `text` with control characters, quotes, backslashes and bytes that are not
+// UTF-8 shown as \xNN, so a message stays one line of valid UTF-8.
 std::string printable(std::string_view text);
 
 // "[152064, 5120]"

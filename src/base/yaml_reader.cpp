@@ -1,12 +1,65 @@
 #include "base/yaml_reader.hpp"
 
+#include <algorithm>
+#include <map>
+#include <string_view>
+
 namespace rvec {
 
+namespace {
+
+// Nodes a recipe may hold, counted as a walk meets them (an alias is met
+// once per use, so an alias bomb stops here instead of expanding).
+constexpr size_t kMostNodes = 100'000;
+
+size_t line_of(std::string_view text, size_t offset) {
+  return 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(offset), '\n'));
+}
+
+}  // namespace
+
 YAML::Node YamlReader::load(const std::string& text) const {
+  if (const auto bad = first_invalid_utf8(text)) {
+    bad_input("{}:{}: byte {} is not valid UTF-8 (a YAML file is UTF-8 text)", origin_, line_of(text, *bad), *bad);
+  }
+  std::vector<YAML::Node> documents;
   try {
-    return YAML::Load(text);
+    documents = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
-    bad_input("{}:{}: not valid YAML ({})", origin_, e.mark.line + 1, e.msg);
+    bad_input("{}:{}: not valid YAML ({})", origin_, e.mark.line + 1, printable(e.msg));
+  }
+  if (documents.size() > 1) {
+    error(documents[1], "a second YAML document (after \"---\"): rvec reads one document per file");
+  }
+  if (documents.empty()) return YAML::Node();
+  refuse_duplicate_keys(documents[0]);
+  return documents[0];
+}
+
+// Every mapping's keys are distinct: yaml-cpp keeps the first of two equal
+// keys and PyYAML the last, so a duplicate would mean different things to
+// rvec and to the tools the file came from.
+void YamlReader::refuse_duplicate_keys(const YAML::Node& root) const {
+  std::vector<YAML::Node> pending{root};
+  size_t met = 0;
+  while (!pending.empty()) {
+    const YAML::Node node = pending.back();
+    pending.pop_back();
+    if (++met > kMostNodes) error(node, fmt::format("more than {} YAML nodes (aliases expanding?)", kMostNodes));
+    if (node.IsSequence()) {
+      for (const auto& item : node) pending.push_back(item);
+    } else if (node.IsMap()) {
+      std::map<std::string, int> seen;  // key -> its line
+      for (const auto& entry : node) {
+        if (entry.first.IsScalar()) {
+          const auto [at, fresh] = seen.try_emplace(entry.first.Scalar(), entry.first.Mark().line + 1);
+          if (!fresh) {
+            error(entry.first, fmt::format("duplicate key \"{}\" (first on line {})", printable(at->first), at->second));
+          }
+        }
+        pending.push_back(entry.second);
+      }
+    }
   }
 }
 

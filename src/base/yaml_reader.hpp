@@ -24,7 +24,8 @@ class YamlReader {
   // `origin` names the file in every error.
   explicit YamlReader(std::string origin) : origin_(std::move(origin)) {}
 
-  // Parses `text`; "ORIGIN:LINE: not valid YAML (...)" when it is not.
+  // Parses `text`: one YAML document in UTF-8, no mapping with the same key
+  // twice; "ORIGIN:LINE: not valid YAML (...)" and the like when it is not.
   YAML::Node load(const std::string& text) const;
 
   [[noreturn]] void error(const YAML::Node& node, const std::string& what) const;
@@ -70,6 +71,8 @@ class YamlReader {
   void only(const YAML::Node& map, const std::set<std::string>& known, const char* where) const;
 
  private:
+  void refuse_duplicate_keys(const YAML::Node& root) const;
+
   std::string origin_;
 };
 

@@ -2,6 +2,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -51,6 +53,19 @@ void require_decimal_integers(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands({})) require_decimal_integers(*sub);
 }
 
+// Paths, names and prompts reach JSON, YAML and model cards, which hold
+// UTF-8 only: an argument that is not UTF-8 is refused before any work.
+std::optional<std::string> argument_not_utf8(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (const auto bad = rvec::first_invalid_utf8(argv[i])) {
+      return fmt::format("argument {} (\"{}\") is not valid UTF-8 at byte {}; rvec writes paths and names into JSON "
+                         "and YAML, which hold UTF-8 only",
+                         i, rvec::printable(argv[i]), *bad);
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 namespace rvec::cli {
@@ -83,6 +98,10 @@ int main(int argc, char** argv) {
   rvec::cli::add_eval_commands(app, exit_code);
   require_decimal_integers(app);
   rvec::cli::set_command_line(argc, argv);
+  if (const auto refusal = argument_not_utf8(argc, argv)) {
+    fmt::print(stderr, "rvec: error: {}\n", *refusal);
+    return rvec::exit_code(rvec::ErrorKind::kUsage);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -24,6 +24,8 @@ TEST(ControlCharacters, C0DelAndC1AreControls) {
   EXPECT_TRUE(has_control_character("a\x7F"));
   EXPECT_TRUE(has_control_character("a\xC2\x85"));  // U+0085 NEL
   EXPECT_EQ(printable("a\nb\"c"), "a\\x0ab\\x22c");
+  EXPECT_EQ(printable("p\xFFq 日本"), "p\\xffq 日本");  // bytes that are not UTF-8 too
+  EXPECT_EQ(printable("\xE6\x97!"), "\\xe6\\x97!");      // a truncated sequence
 }
 
 TEST(ByteSizes, ParseDecimalAndBinaryUnits) {

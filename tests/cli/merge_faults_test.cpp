@@ -187,6 +187,23 @@ TEST_F(MergeFaults, AnOutputThatIsHoldsOrSitsInAnInputIsRefused) {
   EXPECT_NE(empty.output.find("the output path is empty"), std::string::npos) << empty.output;
 }
 
+// A path that is not UTF-8 once ended the run with "internal error: [json.exception.type_error.316]
+// invalid UTF-8 byte", for an output only after the whole merge had run.
+TEST_F(MergeFaults, AnArgumentThatIsNotUtf8IsRefusedBeforeAnyWork) {
+  const fs::path fam = dir_ / "fam";
+  const auto out = run_rvec(merge(dir_ / "out\xff"));
+  EXPECT_EQ(out.exit_code, 2) << out.output;
+  EXPECT_NE(out.output.find("(\"" + (dir_ / "out").string() + "\\xff\") is not valid UTF-8 at byte"), std::string::npos)
+      << out.output;
+  fs::create_directory_symlink(fam / "post", dir_ / "p\xffq");
+  const auto check = run_rvec("check " + q(fam / "pre") + " " + q(dir_ / "p\xffq") + " " + q(fam / "target") + " --json");
+  EXPECT_EQ(check.exit_code, 2) << check.output;
+  EXPECT_EQ(check.output.find("internal error"), std::string::npos) << check.output;
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir_.path())) left.insert(e.path().filename().string());
+  EXPECT_EQ(left, (std::set<std::string>{"fam", "p\xffq"}));
+}
+
 TEST_F(MergeFaults, AnUnreadableInputIsASystemErrorNamingIt) {
   // As root every file is readable: run the CLI as nobody then.
   std::string as_user;

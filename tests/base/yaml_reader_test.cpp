@@ -1,0 +1,66 @@
+#include "base/yaml_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace rvec {
+namespace {
+
+// The message load() refuses `text` with, or "" when it loads.
+std::string refusal(const std::string& text) {
+  try {
+    YamlReader("r.yaml").load(text);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+TEST(YamlReader, LoadsOneDocument) {
+  const YAML::Node root = YamlReader("r.yaml").load("kind: merge\nweights: [0.5, 1]\nparams: {density: 0.2}\n");
+  EXPECT_EQ(root["kind"].Scalar(), "merge");
+  EXPECT_EQ(root["params"]["density"].Scalar(), "0.2");
+  EXPECT_TRUE(YamlReader("r.yaml").load("").IsNull());
+  EXPECT_EQ(refusal("---\nkind: merge\n...\n"), "");  // explicit markers around one document
+}
+
+// yaml-cpp kept the first of two equal keys (PyYAML, so mergekit, the last):
+// `output: a` then `output: b` wrote to a without a word.
+TEST(YamlReader, RefusesADuplicateKeyNamingBothLines) {
+  EXPECT_EQ(refusal("kind: merge\noutput: a\noutput: b\n"), "r.yaml:3: duplicate key \"output\" (first on line 2)");
+  EXPECT_EQ(refusal("variants:\n  - {name: x, params: {density: 0.2, density: 0.9}}\n"),
+            "r.yaml:2: duplicate key \"density\" (first on line 2)");
+  EXPECT_EQ(refusal("a: {b: 1}\nc: {b: 1}\n"), "");  // the same key in two mappings is fine
+}
+
+// Everything after `---` was silently ignored.
+TEST(YamlReader, RefusesASecondDocument) {
+  EXPECT_EQ(refusal("kind: merge\n---\nkind: extract\n"),
+            "r.yaml:3: a second YAML document (after \"---\"): rvec reads one document per file");
+}
+
+TEST(YamlReader, RefusesBytesThatAreNotUtf8) {
+  EXPECT_EQ(refusal("kind: merge\npre: models/p\xFFq\n"), "r.yaml:2: byte 25 is not valid UTF-8 (a YAML file is UTF-8 text)");
+}
+
+TEST(YamlReader, KeepsItsParseErrorsOnOneLine) {
+  const std::string message = refusal(std::string("merge_method: ties\0\nbase_model: p\n", 33));
+  EXPECT_NE(message.find("not valid YAML"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+}
+
+// An alias bomb: nine levels of ten aliases each would be a billion nodes.
+TEST(YamlReader, StopsAnAliasBombInsteadOfWalkingIt) {
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    const std::string p = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + p;
+    for (int j = 1; j < 10; ++j) text += ", " + p;
+    text += "]\n";
+  }
+  EXPECT_NE(refusal(text).find("more than 100000 YAML nodes (aliases expanding?)"), std::string::npos) << refusal(text);
+}
+
+}  // namespace
+}  // namespace rvec
