@@ -114,6 +114,7 @@ uint64_t write_member(const fs::path& dir, const Qwen2Shape& base_shape, const M
   const Metadata metadata = {
       {"rvec.generated", fmt::format("shape={} seed={} member={}", shape.name, options.seed, member.name)}};
   const auto sink = safetensors_sink(tensors, metadata, options.max_shard_bytes);
+  const OutputLock lock(dir);
   StagingDir staging(dir, options.overwrite);
   const TensorFiller filler(options.seed, member);
   constexpr size_t kChunk = 1 << 20;

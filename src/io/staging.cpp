@@ -1,6 +1,8 @@
 #include "io/staging.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -16,6 +18,49 @@ fs::path staging_path_for(const fs::path& destination) {
   if (name.empty()) name = absolute.parent_path().filename();
   const fs::path parent = absolute.filename().empty() ? absolute.parent_path().parent_path() : absolute.parent_path();
   return parent / ("." + name.string() + ".rvec-partial");
+}
+
+fs::path lock_path_for(const fs::path& destination) {
+  fs::path path = staging_path_for(destination);
+  return path.replace_extension(".rvec-lock");
+}
+
+namespace {
+
+// Whether `fd` is still the file at `path` (its last holder removes it).
+bool still_linked(int fd, const fs::path& path) {
+  struct stat held {}, named {};
+  return ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+         held.st_ino == named.st_ino;
+}
+
+}  // namespace
+
+OutputLock::OutputLock(const fs::path& destination) : path_(lock_path_for(destination)) {
+  std::error_code ec;
+  fs::create_directories(path_.parent_path(), ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot create folder: {}", path_.parent_path().string(), ec.message());
+  for (;;) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd_ < 0) fail_errno(fmt::format("{}: cannot open the output's lock file", path_.string()));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      ::close(fd_);
+      if (error == EWOULDBLOCK) {
+        fail(ErrorKind::kUsage, "{}: another rvec run is writing this output (it holds {}); let it finish or choose another output",
+             destination.string(), path_.filename().string());
+      }
+      errno = error;
+      fail_errno(fmt::format("{}: cannot lock", path_.string()));
+    }
+    if (still_linked(fd_, path_)) return;
+    ::close(fd_);  // its holder removed it as we opened it: take the new one
+  }
+}
+
+OutputLock::~OutputLock() {
+  ::unlink(path_.c_str());
+  ::close(fd_);
 }
 
 void sync_path(const fs::path& path) {

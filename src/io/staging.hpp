@@ -44,6 +44,27 @@ class StagingDir {
   bool overwrite_;
 };
 
+// Holds the right to write `destination` for as long as it lives: an
+// exclusive flock on `<parent>/.<name>.rvec-lock`, created if need be (with
+// the parent folder) and removed by the destructor. A second rvec writing
+// the same output, whose files and markers would mix with the first's, is
+// refused instead. Lifetime: take it before looking at the partial folder
+// and keep it until the output is committed. Not copyable; one per output.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::filesystem::path& destination);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+// Lock file used for `destination`.
+std::filesystem::path lock_path_for(const std::filesystem::path& destination);
+
 // Partial folder name used for `destination`.
 std::filesystem::path staging_path_for(const std::filesystem::path& destination);
 

@@ -337,6 +337,7 @@ fs::path output_path(const JobSpec& spec, double w, size_t weights) {
 
 // The state of one output folder across runs.
 struct OutputSlot {
+  std::unique_ptr<OutputLock> lock;  // held from the first look at the output until it is committed
   OutputResult result;
   std::string fingerprint;
   std::unique_ptr<ModelSink> sink;
@@ -379,6 +380,7 @@ bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
 // the sink verifies it complete.
 void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
   const fs::path& dest = slot.result.path;
+  slot.lock = std::make_unique<OutputLock>(dest);
   slot.file_done.assign(slot.sink->files().size(), false);
   std::error_code ec;
   if (!slot.sink->is_model_folder()) {  // GGUF files carry no fingerprint: an existing output is never reused

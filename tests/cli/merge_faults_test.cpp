@@ -3,6 +3,8 @@
 // overwrite inputs, weights that overflow, partial folders left on a nearly
 // full disk. In every case the inputs stay byte for byte as they were.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -202,6 +204,30 @@ TEST_F(MergeFaults, AnArgumentThatIsNotUtf8IsRefusedBeforeAnyWork) {
   std::set<std::string> left;
   for (const auto& e : fs::directory_iterator(dir_.path())) left.insert(e.path().filename().string());
   EXPECT_EQ(left, (std::set<std::string>{"fam", "p\xffq"}));
+}
+
+// Two runs writing one output mixed their shards and markers, and the
+// mixture was then reported complete. The second run is now refused.
+TEST_F(MergeFaults, ASecondRunWritingTheSameOutputIsRefused) {
+  const fs::path out = dir_ / "out";
+  fs::create_directories(out);
+  const fs::path lock_file = out / ".w1.rvec-lock";  // what a first run holds for out/w1
+  const int held = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
+  const auto refused = run_rvec(merge(out));
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find((out / "w1").string() + ": another rvec run is writing this output (it holds .w1.rvec-lock)"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_FALSE(fs::exists(out / ".w0.5.rvec-partial")) << "nothing is started while an output is held";
+  EXPECT_FALSE(fs::exists(out / ".w0.5.rvec-lock"));
+  ::close(held);
+  const auto after = run_rvec(merge(out));
+  EXPECT_EQ(after.exit_code, 0) << after.output;
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(out)) left.insert(e.path().filename().string());
+  EXPECT_EQ(left, (std::set<std::string>{"w0.5", "w1"})) << "the lock files go with their run";
 }
 
 TEST_F(MergeFaults, AnUnreadableInputIsASystemErrorNamingIt) {
