@@ -168,7 +168,7 @@ void emit_settings(YAML::Emitter& out, const ParamSettings& settings) {
 
 double layer_position(std::string_view tensor, uint64_t layers) {
   const auto layer = layer_index(tensor);
-  if (!layer) return 0;
+  if (!layer) return tensor == kFinalNormName || tensor == kLmHeadName ? 1 : 0;  // after the layers, or before
   if (layers <= 1) return 1;
   return static_cast<double>(*layer) / static_cast<double>(layers - 1);
 }
