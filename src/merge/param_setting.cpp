@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "hf/tensor_names.hpp"
 
 namespace rvec {
@@ -33,21 +36,17 @@ double word_value(const MethodParam& param, const std::string& word) {
   fail(ErrorKind::kUsage, "parameter {} is one of {}, not \"{}\"", param.name, fmt::join(param.choices, ", "), word);
 }
 
-bool is_number(const std::string& text, double& value) {
-  try {
-    size_t used = 0;
-    value = std::stod(text, &used);
-    return used == text.size() && std::isfinite(value);
-  } catch (const std::exception&) {
-    return false;
-  }
+// The number `text` is, or an error naming `field` when it is refused.
+std::optional<double> number_in(const YamlReader& y, const YAML::Node& node, const std::string& field) {
+  const ScalarText read = read_scalar_text(node.Scalar());
+  if (!read.refusal.empty()) y.error(node, fmt::format("field \"{}\": {}", field, read.refusal));
+  return read.number;
 }
 
 ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node, const std::string& field) {
   if (node.IsScalar()) {
     const std::string text = node.Scalar();
-    double value = 0;
-    if (is_number(text, value)) return value;
+    if (const auto number = number_in(y, node, field)) return *number;
     if (text.empty()) y.error(node, fmt::format("field \"{}\" is empty", field));
     return ParamSetting::word(text);
   }
@@ -58,11 +57,9 @@ ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node
   }
   ParamSetting::Gradient values;
   for (const auto& item : node) {
-    double value = 0;
-    if (!item.IsScalar() || !is_number(item.Scalar(), value)) {
-      y.error(item, fmt::format("field \"{}\": a gradient is a list of numbers", field));
-    }
-    values.push_back(value);
+    const std::optional<double> value = item.IsScalar() ? number_in(y, item, field) : std::nullopt;
+    if (!value) y.error(item, fmt::format("field \"{}\": a gradient is a list of numbers", field));
+    values.push_back(*value);
   }
   return ParamSetting::gradient(std::move(values));
 }
@@ -164,6 +161,37 @@ void emit_settings(YAML::Emitter& out, const ParamSettings& settings) {
     out << YAML::Key << name << YAML::Value;
     setting.emit(out);
   }
+}
+
+ScalarText read_scalar_text(std::string_view text) {
+  ScalarText out;
+  const bool negative = text.starts_with('-');
+  const std::string_view digits = text.substr(negative ? 1 : 0);
+  const bool integer = !digits.empty() && std::ranges::all_of(digits, [](char c) { return c >= '0' && c <= '9'; });
+  if (digits.size() > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9') {
+    out.refusal = fmt::format("\"{}\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal; "
+                              "write the number without it",
+                              printable(text));
+    return out;
+  }
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+    if (integer) out.refusal = fmt::format("{} is too large an integer", printable(text));
+    return out;
+  }
+  if (integer && std::fabs(value) > 9007199254740992.0) {
+    out.refusal = fmt::format("{} is an integer beyond 2^53 = 9007199254740992, which a double cannot hold exactly",
+                              printable(text));
+    return out;
+  }
+  if (integer && std::fabs(value) == 9007199254740992.0 && digits != "9007199254740992") {
+    out.refusal = fmt::format("{} is an integer beyond 2^53 = 9007199254740992, which a double cannot hold exactly",
+                              printable(text));
+    return out;
+  }
+  out.number = value;
+  return out;
 }
 
 double layer_position(std::string_view tensor, uint64_t layers) {

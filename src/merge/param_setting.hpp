@@ -75,6 +75,18 @@ nlohmann::ordered_json settings_json(const ParamSettings& settings);
 // Appends `name: setting` pairs to a YAML map being emitted.
 void emit_settings(YAML::Emitter& out, const ParamSettings& settings);
 
+// A parameter's value as written (in a recipe, a mergekit config or
+// --param NAME=VALUE): a number, a word, or refused with a reason. Numbers
+// are decimal as JSON writes them ("0.2", "-1", "1e-3"; not " 1", "+1",
+// "0x10", "inf"); refused are integers written with a leading zero ("010",
+// octal 8 to YAML 1.1 and so to mergekit) and integers beyond 2^53, which a
+// double cannot hold exactly (a seed of 2^53 + 1 would be 2^53).
+struct ScalarText {
+  std::optional<double> number;  // when a number
+  std::string refusal;           // when refused: why
+};
+ScalarText read_scalar_text(std::string_view text);
+
 // The layer position t of a tensor (see above); `layers` is the model's layer count.
 double layer_position(std::string_view tensor, uint64_t layers);
 

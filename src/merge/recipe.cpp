@@ -161,10 +161,10 @@ void add_param_assignment(ParamSettings& params, const std::string& spec) {
     fail(ErrorKind::kUsage, "parameter \"{}\" must look like NAME=VALUE (density=0.2, vote=weighted)", spec);
   }
   const std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
-  double number = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
-  const bool is_number = ec == std::errc() && end == value.data() + value.size() && std::isfinite(number);
-  params.insert_or_assign(name, is_number ? ParamSetting(number) : ParamSetting::word(value));
+  if (params.contains(name)) fail(ErrorKind::kUsage, "parameter \"{}\" is given twice", printable(name));
+  const ScalarText read = read_scalar_text(value);
+  if (!read.refusal.empty()) fail(ErrorKind::kUsage, "parameter \"{}\": {}", printable(spec), read.refusal);
+  params.emplace(name, read.number ? ParamSetting(*read.number) : ParamSetting::word(value));
 }
 
 Recipe parse_recipe(const std::string& text, const std::string& origin) {

@@ -105,7 +105,8 @@ std::vector<Recipe> recipe_jobs(const Recipe& recipe);
 // Parses "0.25,0.5,1" into weights.
 std::vector<double> parse_weight_list(const std::string& text);
 
-// Parses NAME=VALUE (a number or a word) into `params`; usage error naming `spec` otherwise.
+// Parses NAME=VALUE (a number or a word, read_scalar_text) into `params`;
+// usage error naming `spec` when it is malformed, refused or NAME is set already.
 void add_param_assignment(ParamSettings& params, const std::string& spec);
 
 }  // namespace rvec

@@ -81,6 +81,13 @@ TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
       {"--method ties --param vote=loud", "vote is one of unweighted, weighted, not \"loud\""},
       {"--method ties --param density", "must look like NAME=VALUE"},
       {"--method dare_linear --param seed=0.5", "seed = 0.5 is not a whole number"},
+      // Each of these once merged with a value nobody asked for (exit 0).
+      {"--method dare_ties --seed 9007199254740993", "--seed 9007199254740993 is beyond 2^53"},
+      {"--method dare_ties --param seed=9007199254740993", "9007199254740993 is an integer beyond 2^53"},
+      {"--method ties --density 0.2 --param density=0.5", "--density and --param density=... both set density"},
+      {"--method ties --param vote=weighted --param vote=unweighted", "parameter \"vote\" is given twice"},
+      {"--method ties --density ''", "--density: an empty value"},
+      {"--method ''", "--method: an empty value"},
   };
   for (const auto& [flags, message] : cases) {
     const auto r = run_rvec("merge " + fam_args() + " -w 1 -q -o " + q(out("bad")) + " " + flags);

@@ -121,6 +121,31 @@ TEST(Recipe, MethodErrorsNameTheLine) {
   expect_bad(head + "vectors: []\n", "must be a list of vectors");
 }
 
+// A seed of 2^53 + 1 became 2^53 without a word, and "010" read as 10
+// where mergekit (PyYAML, YAML 1.1) reads octal 8.
+TEST(Recipe, NumbersADoubleCannotHoldOrThatReadAsOctalAreRefused) {
+  const std::string head = "target: t\nweights: [1]\noutput: o\npre: a\npost: b\n";
+  expect_bad(head + "method: dare_ties\nparams: {seed: 9007199254740993}\n",
+             "r.yaml:7: field \"seed\": 9007199254740993 is an integer beyond 2^53 = 9007199254740992");
+  expect_bad("target: t\nweights: [1]\noutput: o\nmethod: ties\nvectors:\n  - {pre: a, post: b, weight: 010}\n",
+             "field \"weight\": \"010\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal");
+  expect_bad(head + "method: ties\nparams: {density: [0.1, 00.5]}\n", "has a leading zero");
+  const auto r = parse_recipe(head + "method: dare_ties\nparams: {seed: 9007199254740992, density: 0.5}\n", "r.yaml");
+  EXPECT_EQ(job_spec(r).method_params.at("seed").value_at(*find_param(merge_method("dare_ties"), "seed"), "x", 0),
+            9007199254740992.0);
+}
+
+TEST(ParamAssignment, IsRefusedWhenRepeatedOrNotExact) {
+  ParamSettings params;
+  add_param_assignment(params, "vote=weighted");
+  EXPECT_THROW(add_param_assignment(params, "vote=unweighted"), Error);
+  EXPECT_THROW(add_param_assignment(params, "seed=9007199254740993"), Error);
+  EXPECT_THROW(add_param_assignment(params, "density=010"), Error);
+  add_param_assignment(params, "density=0.5");
+  add_param_assignment(params, "seed=-0");
+  EXPECT_EQ(params.size(), 3u);
+}
+
 TEST(Recipe, GgufOutputNeedsItsTypeAndRoundTrips) {
   const std::string merge = "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o.gguf\n";
   const auto gguf = job_spec(parse_recipe(merge + "format: gguf\ntype: Q4_K_M\nsplit_max_size: 50GB\n", "r.yaml"));
