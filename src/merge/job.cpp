@@ -130,12 +130,16 @@ void check_format(const JobSpec& spec) {
 
 void check_weights(const JobSpec& spec) {
   if (spec.weights.empty()) fail(ErrorKind::kUsage, "no weight given (-w 0.5 or -w 0.25,0.5,1)");
-  std::set<std::string> seen;
+  std::map<float, double> seen;  // the merge uses w as f32: 1 and 1.00000001, or 0 and -0, are one weight
   for (double w : spec.weights) {
     if (!std::isfinite(w) || std::fabs(w) > std::numeric_limits<float>::max()) {
       fail(ErrorKind::kUsage, "weight {} is not a finite f32 number", w);
     }
-    if (!seen.insert(weight_folder_name(w)).second) fail(ErrorKind::kUsage, "weight {} is given twice", w);
+    const auto [at, fresh] = seen.try_emplace(static_cast<float>(w), w);
+    if (!fresh && weight_folder_name(at->second) == weight_folder_name(w)) {
+      fail(ErrorKind::kUsage, "weight {} is given twice", w);
+    }
+    if (!fresh) fail(ErrorKind::kUsage, "weights {} and {} are the same f32 number, so the same merge", at->second, w);
   }
 }
 

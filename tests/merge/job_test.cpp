@@ -364,6 +364,15 @@ TEST(Merge, BadWeightsAreUsageErrors) {
   EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {0.5, 0.5})), Error);
   EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {NAN})), Error);
   EXPECT_THROW(plan_job(fam.inputs(), merge_spec(dir / "out", {1e300})), Error);  // not an f32
+  // Weights that are one f32 number made two outputs of one merge.
+  for (const std::vector<double>& same : {std::vector<double>{1, 1.00000001}, {0, -0.0}, {1e-46, 0}}) {
+    try {
+      plan_job(fam.inputs(), merge_spec(dir / "out", same));
+      ADD_FAILURE() << same[0] << ", " << same[1] << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("are the same f32 number, so the same merge"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
