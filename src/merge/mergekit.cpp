@@ -3,12 +3,15 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <filesystem>
+#include <map>
 #include <optional>
 
 #include "base/error.hpp"
 #include "base/yaml_reader.hpp"
 
 namespace rvec {
+namespace fs = std::filesystem;
 namespace {
 
 // A mergekit method rvec runs, with mergekit's defaults for it.
@@ -164,8 +167,17 @@ Recipe mergekit_recipe(const std::string& text, const std::string& origin, const
   if (const auto params = root["parameters"]) read_global_parameters(y, params, method, r);
   const auto models = root["models"];
   if (!models || !models.IsSequence()) bad_input("{}: a mergekit config for rvec needs a \"models\" list", origin);
+  std::map<std::string, int> listed;  // model -> its line
   for (const auto& node : models) {
-    if (auto v = read_model_entry(y, node, method, r.target, r.params.contains("weight"))) r.vectors.push_back(std::move(*v));
+    auto v = read_model_entry(y, node, method, r.target, r.params.contains("weight"));
+    if (!v) continue;
+    const auto [at, fresh] = listed.try_emplace(fs::path(v->post).lexically_normal().string(), node.Mark().line + 1);
+    if (!fresh) {
+      y.error(node, fmt::format("model {} is listed twice (first on line {}); mergekit keys its models by path, so it "
+                                "would merge it once: list it once",
+                                v->post, at->second));
+    }
+    r.vectors.push_back(std::move(*v));
   }
   if (r.vectors.empty()) y.error(models, "no model besides base_model: nothing to merge");
   for (const char* field : {"out_dtype", "dtype"}) {

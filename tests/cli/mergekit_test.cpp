@@ -125,6 +125,13 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
       {"merge_method: ties\n" + models, "needs base_model"},
       {"merge_method: ties\n" + base + models + "dtype: int8\n", "dtype \"int8\" is not bfloat16, float16 or float32"},
       {"merge_method: ties\n" + base + models + "random_field: 1\n", "unknown field \"random_field\""},
+      // Each of these once ran: a second vector, a key read once, a document ignored.
+      {"merge_method: ties\n" + base + models + "  - model: " + model("post") + "\n    parameters: {weight: 0.5}\n",
+       "is listed twice (first on line 4)"},
+      {"merge_method: ties\n" + base + models + "merge_method: linear\n", "duplicate key \"merge_method\" (first on line 1)"},
+      {"merge_method: ties\n" + base + models + "---\nmerge_method: linear\n", "a second YAML document"},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 010}\n",
+       "has a leading zero"},
   };
   int i = 0;
   for (const auto& [yaml, message] : cases) {
