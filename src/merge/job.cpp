@@ -113,6 +113,28 @@ void check_outputs_apart_from_inputs(const JobInputs& inputs, const std::vector<
   }
 }
 
+// Names a file system takes (255 bytes each), checked before any work: an
+// output's folders, and its partial folder and lock file beside it (the
+// longest, `.NAME.rvec-partial`). A long variant name once failed only when
+// the merge came to write.
+void check_output_names(const std::vector<fs::path>& outputs) {
+  constexpr size_t kMostNameBytes = 255;
+  for (const auto& output : outputs) {
+    for (const auto& part : fs::absolute(output).lexically_normal()) {
+      if (part.string().size() > kMostNameBytes) {
+        fail(ErrorKind::kUsage, "{}: a folder name of {} bytes; a file system takes at most {}", output.string(),
+             part.string().size(), kMostNameBytes);
+      }
+    }
+    const std::string partial = staging_path_for(output).filename().string();
+    if (partial.size() > kMostNameBytes) {
+      fail(ErrorKind::kUsage, "{}: the name is too long: its partial folder {} would have {} bytes, more than the {} "
+           "a file system takes",
+           output.string(), partial.substr(0, 24) + "...", partial.size(), kMostNameBytes);
+    }
+  }
+}
+
 // GGUF outputs are models: not a vector, named *.gguf, typed by --type.
 void check_format(const JobSpec& spec) {
   if (!writes_gguf(spec)) {
@@ -808,6 +830,7 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   std::vector<fs::path> outputs = plan.outputs;
   outputs.push_back(spec.output);
   check_outputs_apart_from_inputs(inputs, outputs);
+  check_output_names(plan.outputs);
   plan.free_bytes = free_bytes_at(spec.output);
   return plan;
 }

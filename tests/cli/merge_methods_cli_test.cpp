@@ -233,6 +233,24 @@ TEST_F(MergeMethodsCli, AVariantsPlanningErrorNamesTheVariant) {
   EXPECT_FALSE(fs::exists(out("variant-error")));
 }
 
+// A 300-byte variant name passed planning and failed when the merge came to
+// write it (ENAMETOOLONG), leaving the merge's partial folder behind.
+TEST_F(MergeMethodsCli, ANameTooLongForTheFileSystemIsRefusedBeforeAnyWork) {
+  const fs::path recipe = dir_->path() / "long-variant.yaml";
+  test::write_file(recipe, "kind: merge\npre: " + fam("fam1", "pre").string() + "\npost: " + fam("fam1", "post").string() +
+                               "\ntarget: " + fam("fam1", "target").string() + "\nweights: [1]\noutput: " +
+                               out("long-variant").string() + "\nvariants:\n  - {name: " + std::string(300, 'v') +
+                               ", method: ties}\n");
+  const auto r = run_rvec("run " + q(recipe));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("a folder name of 300 bytes; a file system takes at most 255"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out("long-variant")));
+  EXPECT_FALSE(fs::exists(out(".long-variant.rvec-partial")));
+  const auto partial = run_rvec("merge " + fam_args() + " -w 1 -q -o " + q(out(std::string(250, 'o'))));
+  EXPECT_EQ(partial.exit_code, 2) << partial.output;
+  EXPECT_NE(partial.output.find("would have 264 bytes, more than the 255"), std::string::npos) << partial.output;
+}
+
 TEST_F(MergeMethodsCli, AVariantNamedLikeAWeightFolderIsRefused) {
   const fs::path recipe = dir_->path() / "bad-variant.yaml";
   test::write_file(recipe, "pre: a\npost: b\ntarget: c\nweights: [1]\noutput: o\nvariants:\n  - {name: w1.5, method: ties}\n");
