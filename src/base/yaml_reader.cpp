@@ -79,6 +79,7 @@ std::vector<double> YamlReader::numbers(const YAML::Node& map, const char* field
   if (!node) return out;
   if (node.IsScalar()) return {scalar<double>(node, field, "a number or a list of numbers")};
   if (!node.IsSequence()) refuse(node, field, "a number or a list of numbers");
+  if (node.size() == 0) error(node, fmt::format("field \"{}\" is an empty list", field));
   for (const auto& item : node) out.push_back(scalar<double>(item, field, "a list of numbers"));
   return out;
 }

@@ -64,7 +64,7 @@ class YamlReader {
     if (const auto node = map[field]) out = scalar<T>(node, field, expected);
   }
 
-  // map[field] as a number or a list of numbers; empty when absent.
+  // map[field] as a number or a non-empty list of numbers; empty when absent.
   std::vector<double> numbers(const YAML::Node& map, const char* field) const;
 
   // Refuses a non-mapping and any key not in `known`; `where` says what the mapping is.

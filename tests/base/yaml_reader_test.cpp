@@ -50,6 +50,20 @@ TEST(YamlReader, KeepsItsParseErrorsOnOneLine) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
+// A variant's `weights: []` once fell back to the merge's weights.
+TEST(YamlReader, AListOfNumbersIsNotEmpty) {
+  const YamlReader y("r.yaml");
+  EXPECT_EQ(y.numbers(y.load("weights: [0.5, 1]\n"), "weights"), (std::vector<double>{0.5, 1}));
+  EXPECT_EQ(y.numbers(y.load("weights: 2\n"), "weights"), (std::vector<double>{2}));
+  EXPECT_TRUE(y.numbers(y.load("other: 1\n"), "weights").empty());
+  try {
+    y.numbers(y.load("a: 1\nweights: []\n"), "weights");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "r.yaml:2: field \"weights\" is an empty list");
+  }
+}
+
 // An alias bomb: nine levels of ten aliases each would be a billion nodes.
 TEST(YamlReader, StopsAnAliasBombInsteadOfWalkingIt) {
   std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
