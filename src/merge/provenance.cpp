@@ -43,8 +43,8 @@ ojson method_json(const JobSpec& spec, const JobPlan& plan) {
     const auto value = plan.merge_params.at(p.name);
     params[p.name] = p.choices.empty() ? ojson(value) : ojson(param_text(p, value));
   }
-  for (const auto& [name, setting] : spec.method_params) {
-    if (!setting.is_constant()) params[name] = setting.to_json();
+  for (const auto& [name, setting] : spec.method_params) {  // gradients, conditions, and every vector's weight
+    if (!setting.is_constant() || !params.contains(name)) params[name] = setting.to_json();
   }
   return {{"name", method.name()}, {"formula", method.formula()}, {"params", params}};
 }
@@ -230,7 +230,9 @@ std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPl
     per_vector += fmt::format("  - vector {}: {}\n", i + 1, settings_json(spec.vector_params[i]).dump());
   }
   for (const auto& [name, setting] : spec.method_params) {
-    if (!setting.is_constant()) per_vector += fmt::format("  - every vector: {} = {}\n", name, setting.to_json().dump());
+    if (!setting.is_constant() || !find_param(method, name)) {
+      per_vector += fmt::format("  - every vector: {} = {}\n", name, setting.to_json().dump());
+    }
   }
   size_t copied = 0;
   for (const auto& t : plan.tasks) copied += t.copied();

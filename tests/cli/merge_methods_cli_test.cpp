@@ -72,6 +72,16 @@ TEST_F(MergeMethodsCli, TheMethodAndItsValuesReachProvenanceCardAndMetadata) {
   EXPECT_EQ(nlohmann::json::parse(again.output)["outputs"][0]["already_complete"], true) << again.output;
 }
 
+// --param weight=0.5 changed every byte but appeared only in the saved recipe.
+TEST_F(MergeMethodsCli, EveryVectorsWeightFromTheCommandLineIsRecorded) {
+  const auto r = run_rvec("merge " + fam_args() + " --method ties --param weight=0.5 -w 1 -q -o " + q(out("half")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(out("half") / "rvec_provenance.json"));
+  EXPECT_EQ(provenance["method"]["params"]["weight"], 0.5) << provenance["method"].dump();
+  const std::string card = test::read_file(out("half") / "README.md");
+  EXPECT_NE(card.find("every vector: weight = 0.5"), std::string::npos) << card;
+}
+
 TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
   const std::pair<std::string, std::string> cases[] = {
       {"--method tiez", "unknown merge method \"tiez\""},
