@@ -79,28 +79,38 @@ size_t sequence_length(unsigned char lead) {
   return 0;
 }
 
+// Appends text[i...] to `out`, one character (valid UTF-8 or an escaped
+// byte) at a time, escaping controls, and `quotes` too; returns the next i.
+size_t append_shown(std::string_view text, size_t i, bool quotes, std::string& out) {
+  const auto c = static_cast<unsigned char>(text[i]);
+  if (c < 0x80) {
+    if (c < 0x20 || c == 0x7F || (quotes && (c == '"' || c == '\\'))) out += fmt::format("\\x{:02x}", c);
+    else out += text[i];
+    return i + 1;
+  }
+  const size_t length = sequence_length(c);
+  if (length > 0 && i + length <= text.size() && !first_invalid_utf8(text.substr(i, length))) {
+    out += text.substr(i, length);
+    return i + length;
+  }
+  out += fmt::format("\\x{:02x}", c);
+  return i + 1;
+}
+
 }  // namespace
+
+std::string one_line(std::string_view text, size_t most) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size() && out.size() < most) i = append_shown(text, i, false, out);
+  if (i < text.size()) out += fmt::format("... ({} more bytes)", text.size() - i);
+  return out;
+}
 
 std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      if (c < 0x20 || c == 0x7F || c == '"' || c == '\\') out += fmt::format("\\x{:02x}", c);
-      else out += text[i];
-      ++i;
-      continue;
-    }
-    const size_t length = sequence_length(c);
-    if (length > 0 && i + length <= text.size() && !first_invalid_utf8(text.substr(i, length))) {
-      out += text.substr(i, length);
-      i += length;
-    } else {
-      out += fmt::format("\\x{:02x}", c);
-      ++i;
-    }
-  }
+  for (size_t i = 0; i < text.size();) i = append_shown(text, i, true, out);
   return out;
 }
 

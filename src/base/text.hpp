@@ -19,6 +19,12 @@ bool has_control_character(std::string_view text);
 // UTF-8 shown as \xNN, so a message stays one line of valid UTF-8.
 std::string printable(std::string_view text);
 
+// A message as one line of valid UTF-8 for a terminal: control characters
+// and bytes that are not UTF-8 shown as \xNN (quotes kept, unlike
+// printable), and at most `most` bytes, the rest cut at a character with
+// "... (N more bytes)".
+std::string one_line(std::string_view text, size_t most = 2000);
+
 // "[152064, 5120]"
 std::string shape_string(std::span<const uint64_t> shape);
 

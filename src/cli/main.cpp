@@ -111,18 +111,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "rvec: error: {} (see rvec --help)\n", e.what());
+    fmt::print(stderr, "rvec: error: {} (see rvec --help)\n", rvec::one_line(e.what()));
     return rvec::exit_code(rvec::ErrorKind::kUsage);
   } catch (const rvec::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "rvec: error: {}\n", e.what());
+    fmt::print(stderr, "rvec: error: {}\n", rvec::one_line(e.what()));
     return rvec::exit_code(e.kind());
   } catch (const std::filesystem::filesystem_error& e) {  // the system refused: a permission, a vanished path
     std::fflush(stdout);
-    fmt::print(stderr, "rvec: error: {}: {}\n", e.path1().string(), e.code().message());
+    fmt::print(stderr, "rvec: error: {}: {}\n", rvec::one_line(e.path1().string()), e.code().message());
     return rvec::exit_code(rvec::ErrorKind::kIo);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "rvec: internal error: {}\n", e.what());
+    fmt::print(stderr, "rvec: internal error: {}\n", rvec::one_line(e.what()));
     return 1;
   }
   return exit_code;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "base/test_hooks.hpp"
 #include "base/thread_pool.hpp"
 #include "engine/runtime.hpp"
@@ -213,7 +214,7 @@ void Server::load_model() {
       std::lock_guard lock(load_error_mutex_);
       load_error_ = e.what();
     }
-    fmt::print(stderr, "rvec: error: {}\n", e.what());
+    fmt::print(stderr, "rvec: error: {}\n", one_line(e.what()));
     stop();
   }
 }

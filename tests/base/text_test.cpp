@@ -28,6 +28,15 @@ TEST(ControlCharacters, C0DelAndC1AreControls) {
   EXPECT_EQ(printable("\xE6\x97!"), "\\xe6\\x97!");      // a truncated sequence
 }
 
+// Error text from outside (a YAML parser's, a variant name) once printed
+// across lines, raw bytes included, and a 5000-digit number in full.
+TEST(OneLine, EscapesControlsAndBadBytesKeepsQuotesAndCapsTheLength) {
+  EXPECT_EQ(one_line("variant name \"a\nb\" \xFF 日本"), "variant name \"a\\x0ab\" \\xff 日本");
+  EXPECT_EQ(one_line(std::string("cut at \0 NUL", 12)), "cut at \\x00 NUL");
+  EXPECT_EQ(one_line(std::string(5000, '9'), 2000), std::string(2000, '9') + "... (3000 more bytes)");
+  EXPECT_EQ(one_line("日本語", 4), "日本... (3 more bytes)");  // cut after a whole character
+}
+
 TEST(ByteSizes, ParseDecimalAndBinaryUnits) {
   EXPECT_EQ(parse_byte_size("5GB"), 5'000'000'000u);
   EXPECT_EQ(parse_byte_size("500MB"), 500'000'000u);
