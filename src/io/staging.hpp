@@ -48,8 +48,9 @@ class StagingDir {
 // exclusive flock on `<parent>/.<name>.rvec-lock`, created if need be (with
 // the parent folder) and removed by the destructor. A second rvec writing
 // the same output, whose files and markers would mix with the first's, is
-// refused instead. Lifetime: take it before looking at the partial folder
-// and keep it until the output is committed. Not copyable; one per output.
+// refused instead. Lifetime: take it before deciding what to keep of the
+// partial folder and keep it until the output is committed. Not copyable;
+// one per output.
 class OutputLock {
  public:
   explicit OutputLock(const std::filesystem::path& destination);

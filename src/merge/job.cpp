@@ -363,7 +363,7 @@ fs::path output_path(const JobSpec& spec, double w, size_t weights) {
 
 // The state of one output folder across runs.
 struct OutputSlot {
-  std::unique_ptr<OutputLock> lock;  // held from the first look at the output until it is committed
+  std::unique_ptr<OutputLock> lock;  // taken once the checks pass, held until the output is committed
   OutputResult result;
   std::string fingerprint;
   std::unique_ptr<ModelSink> sink;
@@ -406,7 +406,8 @@ bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
 // the sink verifies it complete.
 void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
   const fs::path& dest = slot.result.path;
-  slot.lock = std::make_unique<OutputLock>(dest);
+  slot.result.already_complete = false;
+  slot.result.shards_reused = 0;
   slot.file_done.assign(slot.sink->files().size(), false);
   std::error_code ec;
   if (!slot.sink->is_model_folder()) {  // GGUF files carry no fingerprint: an existing output is never reused
@@ -914,6 +915,12 @@ std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
   std::vector<std::vector<OutputSlot>*> slots;
   for (auto& state : states) slots.push_back(&state.slots);
   check_free_space(slots, jobs.front().spec->output);
+  for (auto& state : states) {  // from here on the outputs are this run's: looked at again under their locks
+    for (auto& slot : state.slots) {
+      slot.lock = std::make_unique<OutputLock>(slot.result.path);
+      inspect_slot(slot, *state.job->spec);
+    }
+  }
   for (auto& state : states) {
     for (auto& slot : state.slots) open_slot(slot, *state.job->spec);
   }
