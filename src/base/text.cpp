@@ -90,7 +90,16 @@ size_t append_shown(std::string_view text, size_t i, bool quotes, std::string& o
   }
   const size_t length = sequence_length(c);
   if (length > 0 && i + length <= text.size() && !first_invalid_utf8(text.substr(i, length))) {
-    out += text.substr(i, length);
+    const std::string_view character = text.substr(i, length);
+    const auto second = static_cast<unsigned char>(character[1]);
+    // C1 controls (U+0080..U+009F) and the line and paragraph separators
+    // (U+2028, U+2029) break a line too: shown byte by byte.
+    const bool breaks = (c == 0xC2 && second < 0xA0) || character == "\u2028" || character == "\u2029";
+    if (!breaks) {
+      out += character;
+    } else {
+      for (const char byte : character) out += fmt::format("\\x{:02x}", static_cast<unsigned char>(byte));
+    }
     return i + length;
   }
   out += fmt::format("\\x{:02x}", c);

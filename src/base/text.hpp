@@ -15,12 +15,13 @@ std::optional<size_t> first_invalid_utf8(std::string_view text);
 // True if `text` holds a C0 control, DEL, or a C1 control (U+0080..U+009F).
 bool has_control_character(std::string_view text);
 
-// `text` with control characters, quotes, backslashes and bytes that are not
-// UTF-8 shown as \xNN, so a message stays one line of valid UTF-8.
+// `text` with control characters (C0, DEL, C1, U+2028, U+2029), quotes,
+// backslashes and bytes that are not UTF-8 shown as \xNN, so a message stays
+// one line of valid UTF-8.
 std::string printable(std::string_view text);
 
 // A message as one line of valid UTF-8 for a terminal: control characters
-// and bytes that are not UTF-8 shown as \xNN (quotes kept, unlike
+// (as above) and bytes that are not UTF-8 shown as \xNN (quotes kept, unlike
 // printable), and at most `most` bytes, the rest cut at a character with
 // "... (N more bytes)".
 std::string one_line(std::string_view text, size_t most = 2000);

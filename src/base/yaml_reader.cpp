@@ -51,11 +51,10 @@ void YamlReader::refuse_duplicate_keys(const YAML::Node& root) const {
     } else if (node.IsMap()) {
       std::map<std::string, int> seen;  // key -> its line
       for (const auto& entry : node) {
-        if (entry.first.IsScalar()) {
-          const auto [at, fresh] = seen.try_emplace(entry.first.Scalar(), entry.first.Mark().line + 1);
-          if (!fresh) {
-            error(entry.first, fmt::format("duplicate key \"{}\" (first on line {})", printable(at->first), at->second));
-          }
+        if (!entry.first.IsScalar()) error(entry.first, "a key must be a plain word, not a list, mapping or null");
+        const auto [at, fresh] = seen.try_emplace(entry.first.Scalar(), entry.first.Mark().line + 1);
+        if (!fresh) {
+          error(entry.first, fmt::format("duplicate key \"{}\" (first on line {})", printable(at->first), at->second));
         }
         pending.push_back(entry.second);
       }

@@ -38,15 +38,21 @@ bool still_linked(int fd, const fs::path& path) {
 
 OutputLock::OutputLock(const fs::path& destination) : path_(lock_path_for(destination)) {
   std::error_code ec;
+  for (fs::path folder = path_.parent_path(); !folder.empty() && !fs::exists(folder, ec); folder = folder.parent_path()) {
+    created_.push_back(folder);
+    if (folder == folder.parent_path()) break;
+  }
   fs::create_directories(path_.parent_path(), ec);
   if (ec) fail(ErrorKind::kIo, "{}: cannot create folder: {}", path_.parent_path().string(), ec.message());
   for (;;) {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    // Read-only is enough for flock, and opens a lock file another user's killed run left.
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd_ < 0) fail_errno(fmt::format("{}: cannot open the output's lock file", path_.string()));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       const int error = errno;
       ::close(fd_);
       if (error == EWOULDBLOCK) {
+        remove_created_folders();
         fail(ErrorKind::kUsage, "{}: another rvec run is writing this output (it holds {}); let it finish or choose another output",
              destination.string(), path_.filename().string());
       }
@@ -61,6 +67,23 @@ OutputLock::OutputLock(const fs::path& destination) : path_(lock_path_for(destin
 OutputLock::~OutputLock() {
   ::unlink(path_.c_str());
   ::close(fd_);
+  remove_created_folders();
+}
+
+void OutputLock::remove_stale(const fs::path& destination) {
+  const fs::path path = lock_path_for(destination);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return;
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && still_linked(fd, path)) ::unlink(path.c_str());
+  ::close(fd);
+}
+
+// The folders made for the lock file go again if they are empty (a refused
+// or failed run); a committed output keeps its own.
+void OutputLock::remove_created_folders() const {
+  for (const auto& folder : created_) {
+    if (::rmdir(folder.c_str()) != 0) return;
+  }
 }
 
 void sync_path(const fs::path& path) {

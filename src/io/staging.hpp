@@ -46,7 +46,8 @@ class StagingDir {
 
 // Holds the right to write `destination` for as long as it lives: an
 // exclusive flock on `<parent>/.<name>.rvec-lock`, created if need be (with
-// the parent folder) and removed by the destructor. A second rvec writing
+// the parent folders) and removed by the destructor, with the folders it
+// made when they are still empty. A second rvec writing
 // the same output, whose files and markers would mix with the first's, is
 // refused instead. Lifetime: take it before deciding what to keep of the
 // partial folder and keep it until the output is committed. Not copyable;
@@ -55,12 +56,20 @@ class OutputLock {
  public:
   explicit OutputLock(const std::filesystem::path& destination);
   ~OutputLock();
+
+  // Removes the lock file of `destination` when a killed run left it and no
+  // one holds it; for an output a run finds complete and will not write.
+  // Never fails: a file it cannot remove stays.
+  static void remove_stale(const std::filesystem::path& destination);
   OutputLock(const OutputLock&) = delete;
   OutputLock& operator=(const OutputLock&) = delete;
 
  private:
+  void remove_created_folders() const;
+
   std::filesystem::path path_;
   int fd_ = -1;
+  std::vector<std::filesystem::path> created_;  // folders made for the lock file, deepest first
 };
 
 // Lock file used for `destination`.

@@ -130,7 +130,21 @@ void check_output_names(const std::vector<fs::path>& outputs) {
     if (partial.size() > kMostNameBytes) {
       fail(ErrorKind::kUsage, "{}: the name is too long: its partial folder {} would have {} bytes, more than the {} "
            "a file system takes",
-           output.string(), partial.substr(0, 24) + "...", partial.size(), kMostNameBytes);
+           output.string(), one_line(partial, 24), partial.size(), kMostNameBytes);
+    }
+  }
+}
+
+// The same for the files of an output (a split GGUF's STEM-00001-of-0000n.gguf)
+// and their markers (NAME.rvec-done).
+void check_file_names(const ModelSink& sink, const fs::path& output) {
+  constexpr size_t kMostNameBytes = 255;
+  for (const SinkFile& file : sink.files()) {
+    const size_t longest = file.name.size() + std::string_view(kDoneSuffix).size();
+    if (longest > kMostNameBytes) {
+      fail(ErrorKind::kUsage, "{}: the name is too long: its file {} with its marker would have {} bytes, more than "
+           "the {} a file system takes",
+           output.string(), one_line(file.name, 24), longest, kMostNameBytes);
     }
   }
 }
@@ -832,6 +846,9 @@ JobPlan plan_job(const JobInputs& inputs, const JobSpec& spec) {
   outputs.push_back(spec.output);
   check_outputs_apart_from_inputs(inputs, outputs);
   check_output_names(plan.outputs);
+  for (size_t k = 0; k < weights.size(); ++k) {
+    check_file_names(*output_sink(spec, inputs, plan, weights[k], plan.outputs[k]), plan.outputs[k]);
+  }
   plan.free_bytes = free_bytes_at(spec.output);
   return plan;
 }
@@ -917,6 +934,10 @@ std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
   check_free_space(slots, jobs.front().spec->output);
   for (auto& state : states) {  // from here on the outputs are this run's: looked at again under their locks
     for (auto& slot : state.slots) {
+      if (slot.result.already_complete) {  // nothing to write: no lock, no write access needed
+        OutputLock::remove_stale(slot.result.path);
+        continue;
+      }
       slot.lock = std::make_unique<OutputLock>(slot.result.path);
       inspect_slot(slot, *state.job->spec);
     }

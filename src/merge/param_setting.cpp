@@ -180,13 +180,11 @@ ScalarText read_scalar_text(std::string_view text) {
     if (integer) out.refusal = fmt::format("{} is too large an integer", printable(text));
     return out;
   }
-  if (integer && std::fabs(value) > 9007199254740992.0) {
-    out.refusal = fmt::format("{} is an integer beyond 2^53 = 9007199254740992, which a double cannot hold exactly",
-                              printable(text));
-    return out;
-  }
-  if (integer && std::fabs(value) == 9007199254740992.0 && digits != "9007199254740992") {
-    out.refusal = fmt::format("{} is an integer beyond 2^53 = 9007199254740992, which a double cannot hold exactly",
+  // 2^53 itself only as written: 9007199254740993, 9.007199254740993e15 and
+  // 9007199254740992.5 all read as 2^53.
+  const double limit = 9007199254740992.0;
+  if (std::fabs(value) > limit || (std::fabs(value) == limit && digits != "9007199254740992")) {
+    out.refusal = fmt::format("{} is beyond 2^53 = 9007199254740992, where a double no longer holds every integer",
                               printable(text));
     return out;
   }

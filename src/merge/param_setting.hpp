@@ -79,8 +79,8 @@ void emit_settings(YAML::Emitter& out, const ParamSettings& settings);
 // --param NAME=VALUE): a number, a word, or refused with a reason. Numbers
 // are decimal as JSON writes them ("0.2", "-1", "1e-3"; not " 1", "+1",
 // "0x10", "inf"); refused are integers written with a leading zero ("010",
-// octal 8 to YAML 1.1 and so to mergekit) and integers beyond 2^53, which a
-// double cannot hold exactly (a seed of 2^53 + 1 would be 2^53).
+// octal 8 to YAML 1.1 and so to mergekit) and numbers beyond 2^53, where a
+// double no longer holds every integer (a seed of 2^53 + 1 would be 2^53).
 struct ScalarText {
   std::optional<double> number;  // when a number
   std::string refusal;           // when refused: why

@@ -35,6 +35,7 @@ TEST(OneLine, EscapesControlsAndBadBytesKeepsQuotesAndCapsTheLength) {
   EXPECT_EQ(one_line(std::string("cut at \0 NUL", 12)), "cut at \\x00 NUL");
   EXPECT_EQ(one_line(std::string(5000, '9'), 2000), std::string(2000, '9') + "... (3000 more bytes)");
   EXPECT_EQ(one_line("日本語", 4), "日本... (3 more bytes)");  // cut after a whole character
+  EXPECT_EQ(one_line("a\u0085b\u2028c\u00A0d"), "a\\xc2\\x85b\\xe2\\x80\\xa8c\u00A0d");  // NEL, LS; NBSP stays
 }
 
 TEST(ByteSizes, ParseDecimalAndBinaryUnits) {

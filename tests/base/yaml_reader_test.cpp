@@ -34,6 +34,12 @@ TEST(YamlReader, RefusesADuplicateKeyNamingBothLines) {
   EXPECT_EQ(refusal("a: {b: 1}\nc: {b: 1}\n"), "");  // the same key in two mappings is fine
 }
 
+// A list as a key ended in "internal error" (yaml-cpp's bad conversion).
+TEST(YamlReader, RefusesAKeyThatIsNotAWord) {
+  EXPECT_EQ(refusal("kind: merge\n? [a, b]\n: 1\n"), "r.yaml:2: a key must be a plain word, not a list, mapping or null");
+  EXPECT_EQ(refusal("~: 1\n"), "r.yaml:1: a key must be a plain word, not a list, mapping or null");
+}
+
 // Everything after `---` was silently ignored.
 TEST(YamlReader, RefusesASecondDocument) {
   EXPECT_EQ(refusal("kind: merge\n---\nkind: extract\n"),

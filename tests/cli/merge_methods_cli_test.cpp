@@ -93,7 +93,7 @@ TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
       {"--method dare_linear --param seed=0.5", "seed = 0.5 is not a whole number"},
       // Each of these once merged with a value nobody asked for (exit 0).
       {"--method dare_ties --seed 9007199254740993", "--seed 9007199254740993 is beyond 2^53"},
-      {"--method dare_ties --param seed=9007199254740993", "9007199254740993 is an integer beyond 2^53"},
+      {"--method dare_ties --param seed=9007199254740993", "9007199254740993 is beyond 2^53"},
       {"--method ties --density 0.2 --param density=0.5", "--density and --param density=... both set density"},
       {"--method ties --param vote=weighted --param vote=unweighted", "parameter \"vote\" is given twice"},
       {"--method ties --density ''", "--density: an empty value"},

@@ -126,10 +126,12 @@ TEST(Recipe, MethodErrorsNameTheLine) {
 TEST(Recipe, NumbersADoubleCannotHoldOrThatReadAsOctalAreRefused) {
   const std::string head = "target: t\nweights: [1]\noutput: o\npre: a\npost: b\n";
   expect_bad(head + "method: dare_ties\nparams: {seed: 9007199254740993}\n",
-             "r.yaml:7: field \"seed\": 9007199254740993 is an integer beyond 2^53 = 9007199254740992");
+             "r.yaml:7: field \"seed\": 9007199254740993 is beyond 2^53 = 9007199254740992");
   expect_bad("target: t\nweights: [1]\noutput: o\nmethod: ties\nvectors:\n  - {pre: a, post: b, weight: 010}\n",
              "field \"weight\": \"010\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal");
   expect_bad(head + "method: ties\nparams: {density: [0.1, 00.5]}\n", "has a leading zero");
+  expect_bad(head + "method: dare_ties\nparams: {seed: 9.007199254740993e15}\n", "is beyond 2^53");  // reads as 2^53
+  expect_bad(head + "method: dare_ties\nparams: {seed: 1e17}\n", "is beyond 2^53");
   const auto r = parse_recipe(head + "method: dare_ties\nparams: {seed: 9007199254740992, density: 0.5}\n", "r.yaml");
   EXPECT_EQ(job_spec(r).method_params.at("seed").value_at(*find_param(merge_method("dare_ties"), "seed"), "x", 0),
             9007199254740992.0);

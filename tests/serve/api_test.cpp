@@ -47,9 +47,10 @@ TEST_F(ApiTest, ReusedConnectionIsServedWithoutNagleDelay) {
     ASSERT_TRUE(connection.send(request));
     ASSERT_EQ(connection.read_response().status, 200);
   }
-  const std::optional<bool> nodelay = test::peer_socket_nodelay(server_->pid(), connection.local_port());
-  if (!nodelay) GTEST_SKIP() << "cannot look at the server's sockets (pidfd_getfd needs the right to ptrace it)";
-  EXPECT_TRUE(*nodelay) << "the server's end of the connection has TCP_NODELAY off";
+  const test::PeerSocket server_end = test::peer_socket(server_->pid(), connection.local_port());
+  if (!server_end.inspected) GTEST_SKIP() << "cannot look at the server's sockets (pidfd_getfd needs the right to ptrace it)";
+  ASSERT_TRUE(server_end.nodelay.has_value()) << "no socket of the server is this connection's other end";
+  EXPECT_TRUE(*server_end.nodelay) << "the server's end of the connection has TCP_NODELAY off";
 }
 
 // Item 4: GET /v1/models/{id} was a 404 for the served model too.

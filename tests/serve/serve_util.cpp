@@ -145,26 +145,27 @@ uint16_t peer_port_of(int socket) {
 }
 }  // namespace
 
-std::optional<bool> peer_socket_nodelay(pid_t pid, uint16_t peer_port) {
+PeerSocket peer_socket(pid_t pid, uint16_t peer_port) {
+  PeerSocket found;
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) return std::nullopt;
-  std::optional<bool> nodelay;
+  if (pidfd < 0) return found;
   std::error_code error;
   for (const auto& entry : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
     const std::string target = fs::read_symlink(entry.path(), error).string();
     if (target.rfind("socket:", 0) != 0) continue;
     const int socket = borrow_socket(pidfd, std::stoi(entry.path().filename().string()));
     if (socket < 0) continue;
+    found.inspected = true;
     if (peer_port_of(socket) == peer_port) {
       int on = 0;
       socklen_t length = sizeof on;
-      if (getsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, &length) == 0) nodelay = on != 0;
+      if (getsockopt(socket, IPPROTO_TCP, TCP_NODELAY, &on, &length) == 0) found.nodelay = on != 0;
     }
     close(socket);
-    if (nodelay) break;
+    if (found.nodelay) break;
   }
   close(pidfd);
-  return nodelay;
+  return found;
 }
 
 long resident_kib(pid_t pid) {

@@ -73,11 +73,15 @@ std::string error_message(const HttpResult& result);
 // Sends `request` on a new connection and reads the response.
 HttpResult raw_http(const std::string& base_url, const std::string& request);
 
-// Whether TCP_NODELAY is set on the TCP socket of process `pid` whose peer
-// is 127.0.0.1:`peer_port` (the server's end of a client's connection);
-// nullopt when the process's sockets cannot be looked at (pidfd_getfd needs
-// the right to ptrace it) or none has that peer.
-std::optional<bool> peer_socket_nodelay(pid_t pid, uint16_t peer_port);
+// The TCP socket of process `pid` whose peer is 127.0.0.1:`peer_port` (the
+// server's end of a client's connection): whether the process's sockets
+// could be looked at (pidfd_getfd needs the right to ptrace it), and if one
+// has that peer, whether TCP_NODELAY is set on it.
+struct PeerSocket {
+  bool inspected = false;
+  std::optional<bool> nodelay;  // none: no socket has that peer
+};
+PeerSocket peer_socket(pid_t pid, uint16_t peer_port);
 
 // Resident memory of process `pid` in KiB (VmRSS in /proc/PID/status).
 long resident_kib(pid_t pid);
