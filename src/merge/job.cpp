@@ -113,12 +113,13 @@ void check_outputs_apart_from_inputs(const JobInputs& inputs, const std::vector<
   }
 }
 
+constexpr size_t kMostNameBytes = 255;  // a file or folder name, on the file systems rvec writes to
+
 // Names a file system takes (255 bytes each), checked before any work: an
 // output's folders, and its partial folder and lock file beside it (the
 // longest, `.NAME.rvec-partial`). A long variant name once failed only when
 // the merge came to write.
 void check_output_names(const std::vector<fs::path>& outputs) {
-  constexpr size_t kMostNameBytes = 255;
   for (const auto& output : outputs) {
     for (const auto& part : fs::absolute(output).lexically_normal()) {
       if (part.string().size() > kMostNameBytes) {
@@ -138,7 +139,6 @@ void check_output_names(const std::vector<fs::path>& outputs) {
 // The same for the files of an output (a split GGUF's STEM-00001-of-0000n.gguf)
 // and their markers (NAME.rvec-done).
 void check_file_names(const ModelSink& sink, const fs::path& output) {
-  constexpr size_t kMostNameBytes = 255;
   for (const SinkFile& file : sink.files()) {
     const size_t longest = file.name.size() + std::string_view(kDoneSuffix).size();
     if (longest > kMostNameBytes) {
