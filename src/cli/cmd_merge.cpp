@@ -134,11 +134,7 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   const MergeMethod& method = job_method(spec);
   nlohmann::ordered_json out;
   out["kind"] = job_kind_name(spec.kind);
-  out["method"] = {{"name", method.name()}, {"formula", method.formula()}, {"params", nlohmann::ordered_json::object()}};
-  for (const auto& p : method.params()) {
-    const double value = plan.merge_params.at(p.name);
-    out["method"]["params"][p.name] = p.choices.empty() ? nlohmann::ordered_json(value) : nlohmann::ordered_json(param_text(p, value));
-  }
+  out["method"] = method_json(spec, plan);
   out["findings"] = nlohmann::ordered_json::array();
   for (const auto& f : plan.compatibility.findings) {
     out["findings"].push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject},

@@ -165,18 +165,21 @@ void emit_settings(YAML::Emitter& out, const ParamSettings& settings) {
 
 ScalarText read_scalar_text(std::string_view text) {
   ScalarText out;
-  const bool negative = text.starts_with('-');
-  const std::string_view digits = text.substr(negative ? 1 : 0);
+  const bool signed_text = text.starts_with('-') || text.starts_with('+');
+  const std::string_view digits = text.substr(signed_text ? 1 : 0);
   const bool integer = !digits.empty() && std::ranges::all_of(digits, [](char c) { return c >= '0' && c <= '9'; });
-  if (digits.size() > 1 && digits[0] == '0' && digits[1] >= '0' && digits[1] <= '9') {
+  if (integer && digits.size() > 1 && digits[0] == '0') {
     out.refusal = fmt::format("\"{}\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal; "
                               "write the number without it",
                               printable(text));
     return out;
   }
+  // from_chars takes no '+'; after one, the number must start right away.
+  const std::string_view number = text.starts_with('+') ? digits : text;
+  if (text.starts_with('+') && (digits.empty() || digits[0] == '-' || digits[0] == '+')) return out;
   double value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || end != number.data() + number.size() || !std::isfinite(value)) {
     if (integer) out.refusal = fmt::format("{} is too large an integer", printable(text));
     return out;
   }

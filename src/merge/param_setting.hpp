@@ -77,10 +77,11 @@ void emit_settings(YAML::Emitter& out, const ParamSettings& settings);
 
 // A parameter's value as written (in a recipe, a mergekit config or
 // --param NAME=VALUE): a number, a word, or refused with a reason. Numbers
-// are decimal as JSON writes them ("0.2", "-1", "1e-3"; not " 1", "+1",
-// "0x10", "inf"); refused are integers written with a leading zero ("010",
-// octal 8 to YAML 1.1 and so to mergekit) and numbers beyond 2^53, where a
-// double no longer holds every integer (a seed of 2^53 + 1 would be 2^53).
+// are decimal, as JSON writes them or with a leading "+" ("0.2", "-1",
+// "+.5", "1e-3", "00.5"; not " 1", "0x10", "1_000", "inf", which stay
+// words). Refused are integers written with a leading zero ("010", octal 8
+// to YAML 1.1 and so to mergekit) and numbers beyond 2^53, where a double no
+// longer holds every integer (a seed of 2^53 + 1 would be 2^53).
 struct ScalarText {
   std::optional<double> number;  // when a number
   std::string refusal;           // when refused: why

@@ -35,20 +35,6 @@ ojson describe_model(const ModelFolder& model) {
           {"shards", shards}};
 }
 
-// The method, its merge-wide values (words for choices) and every setting as given.
-ojson method_json(const JobSpec& spec, const JobPlan& plan) {
-  const MergeMethod& method = job_method(spec);
-  ojson params = ojson::object();
-  for (const auto& p : method.params()) {
-    const auto value = plan.merge_params.at(p.name);
-    params[p.name] = p.choices.empty() ? ojson(value) : ojson(param_text(p, value));
-  }
-  for (const auto& [name, setting] : spec.method_params) {  // gradients, conditions, and every vector's weight
-    if (!setting.is_constant() || !params.contains(name)) params[name] = setting.to_json();
-  }
-  return {{"name", method.name()}, {"formula", method.formula()}, {"params", params}};
-}
-
 // Each vector's own settings (weight, density, ...), when any were given.
 ojson vector_settings_json(const JobSpec& spec) {
   ojson out = ojson::array();
@@ -97,6 +83,19 @@ std::string vector_stats_table(const JobResult& job, bool relative) {
 }
 
 }  // namespace
+
+ojson method_json(const JobSpec& spec, const JobPlan& plan) {
+  const MergeMethod& method = job_method(spec);
+  ojson params = ojson::object();
+  for (const auto& p : method.params()) {
+    const auto value = plan.merge_params.at(p.name);
+    params[p.name] = p.choices.empty() ? ojson(value) : ojson(param_text(p, value));
+  }
+  for (const auto& [name, setting] : spec.method_params) {  // gradients, conditions, and every vector's weight
+    if (!setting.is_constant() || !params.contains(name)) params[name] = setting.to_json();
+  }
+  return {{"name", method.name()}, {"formula", method.formula()}, {"params", params}};
+}
 
 ojson describe_inputs(const JobInputs& inputs) {
   ojson out = ojson::object();

@@ -16,6 +16,10 @@ inline constexpr const char* kRecipeFile = "rvec_recipe.yaml";
 // Paths and FNV-1a hashes of every shard header and config.json of the inputs.
 nlohmann::ordered_json describe_inputs(const JobInputs& inputs);
 
+// The method: its name, formula, merge-wide values (words for choices) and
+// every setting as given (gradients, conditions, a weight for every vector).
+nlohmann::ordered_json method_json(const JobSpec& spec, const JobPlan& plan);
+
 // Identifies one output of one job: same inputs, weight, rules, dtype and
 // sharding give the same fingerprint (used to resume and to reuse outputs).
 std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w);

@@ -80,6 +80,12 @@ TEST_F(MergeMethodsCli, EveryVectorsWeightFromTheCommandLineIsRecorded) {
   EXPECT_EQ(provenance["method"]["params"]["weight"], 0.5) << provenance["method"].dump();
   const std::string card = test::read_file(out("half") / "README.md");
   EXPECT_NE(card.find("every vector: weight = 0.5"), std::string::npos) << card;
+
+  // The plan says what the provenance will (it listed only the method's own parameters).
+  const auto plan = run_rvec("merge " + fam_args() + " --method ties --param weight=0.5 -w 1 --dry-run --json -o " +
+                             q(out("half-plan")));
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_EQ(nlohmann::json::parse(plan.output)["method"], provenance["method"]) << plan.output;
 }
 
 TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {

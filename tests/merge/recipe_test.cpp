@@ -1,9 +1,11 @@
 #include "merge/recipe.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "base/error.hpp"
 #include "merge/method.hpp"
+#include "merge/param_setting.hpp"
 
 namespace rvec {
 namespace {
@@ -129,12 +131,28 @@ TEST(Recipe, NumbersADoubleCannotHoldOrThatReadAsOctalAreRefused) {
              "r.yaml:7: field \"seed\": 9007199254740993 is beyond 2^53 = 9007199254740992");
   expect_bad("target: t\nweights: [1]\noutput: o\nmethod: ties\nvectors:\n  - {pre: a, post: b, weight: 010}\n",
              "field \"weight\": \"010\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal");
-  expect_bad(head + "method: ties\nparams: {density: [0.1, 00.5]}\n", "has a leading zero");
+  expect_bad(head + "method: ties\nparams: {density: [0.1, +010]}\n", "\"+010\" has a leading zero");
   expect_bad(head + "method: dare_ties\nparams: {seed: 9.007199254740993e15}\n", "is beyond 2^53");  // reads as 2^53
   expect_bad(head + "method: dare_ties\nparams: {seed: 1e17}\n", "is beyond 2^53");
   const auto r = parse_recipe(head + "method: dare_ties\nparams: {seed: 9007199254740992, density: 0.5}\n", "r.yaml");
   EXPECT_EQ(job_spec(r).method_params.at("seed").value_at(*find_param(merge_method("dare_ties"), "seed"), "x", 0),
             9007199254740992.0);
+}
+
+// PyYAML (so mergekit) reads "+0.5" and "00.5" as 0.5; rvec took them for
+// words and refused them as parameter values.
+TEST(Recipe, NumbersWithAPlusOrALeadingZeroBeforeThePointAreNumbers) {
+  const std::string head = "target: t\nweights: [1]\noutput: o\npre: a\npost: b\nmethod: ties\n";
+  const MergeMethod& ties = merge_method("ties");
+  for (const char* written : {"+0.5", "00.5", "+.5", "0.5e0"}) {
+    SCOPED_TRACE(written);
+    const auto r = parse_recipe(head + fmt::format("params: {{density: {}}}\n", written), "r.yaml");
+    EXPECT_EQ(job_spec(r).method_params.at("density").value_at(*find_param(ties, "density"), "x", 0), 0.5);
+  }
+  for (const char* word : {"+-0.5", "++0.5", "+", "0x10", "1_000"}) {
+    SCOPED_TRACE(word);
+    EXPECT_FALSE(read_scalar_text(word).number.has_value());
+  }
 }
 
 TEST(ParamAssignment, IsRefusedWhenRepeatedOrNotExact) {
