@@ -184,13 +184,6 @@ DType output_dtype(const JobSpec& spec, const TensorInfo& source) {
   return spec.out_dtype.value_or(source.dtype);
 }
 
-// The declaration of every vector's weight w_i.
-const MethodParam& vector_weight_param() {
-  static const MethodParam weight{"weight", 1.0, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max(),
-                                  "the vector's share", {}, true};
-  return weight;
-}
-
 // A parameter's value for vector i in tensor `name` at layer position t:
 // the vector's own setting, else the merge's, else the declared default.
 double resolve_param(const MethodParam& param, const JobSpec& spec, size_t i, const std::string& name, double t) {
@@ -790,10 +783,9 @@ std::string job_formula(const JobSpec& spec, const JobInputs& inputs) {
 
 bool is_plain_task_arithmetic(const JobSpec& spec, const JobInputs& inputs) {
   if (job_method(spec).name() != kDefaultMergeMethod || inputs.vectors.size() != 1) return false;
-  const MethodParam& weight = vector_weight_param();
   const auto is_default = [&](const ParamSettings& settings) {
     for (const auto& [name, setting] : settings) {
-      const MethodParam* declared = name == weight.name ? &weight : find_param(job_method(spec), name);
+      const MethodParam* declared = find_setting_param(job_method(spec), name);
       if (!declared || !setting.is_constant() || setting.value_at(*declared, "", 0) != declared->default_value) {
         return false;
       }

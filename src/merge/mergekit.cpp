@@ -64,6 +64,16 @@ std::optional<std::string> rvec_dtype(const std::string& torch) {
   return std::nullopt;
 }
 
+// A per-model parameter's setting (weight, density, gamma), read as the
+// method's parameter of that name; one the method does not take is refused.
+ParamSetting read_model_param(const YamlReader& y, const YAML::Node& key, const YAML::Node& value,
+                              const MergekitMethod& method) {
+  const auto name = key.as<std::string>();
+  const MethodParam* param = find_setting_param(merge_method(method.name), name);
+  if (!param) y.error(key, fmt::format("parameter \"{}\" is not supported for {} by rvec", name, method.name));
+  return read_param_setting(y, value, *param);
+}
+
 // The merge-wide `parameters:` into the recipe.
 void read_global_parameters(const YamlReader& y, const YAML::Node& params, const MergekitMethod& method, Recipe& r) {
   if (!params.IsMap()) y.error(params, "field \"parameters\" must be a mapping");
@@ -71,7 +81,7 @@ void read_global_parameters(const YamlReader& y, const YAML::Node& params, const
     const auto name = entry.first.as<std::string>();
     const YAML::Node& value = entry.second;
     if (name == "weight" || name == "density" || (name == "gamma" && method.gamma)) {
-      r.params.insert_or_assign(name, read_param_setting(y, value, name));
+      r.params.insert_or_assign(name, read_model_param(y, entry.first, value, method));
     } else if (name == "normalize") {
       r.params.insert_or_assign("normalize", ParamSetting::word(y.scalar<bool>(value, "normalize", "true or false") ? "true" : "false"));
     } else if (name == "rescale") {
@@ -99,7 +109,7 @@ std::optional<RecipeVector> read_model_entry(const YamlReader& y, const YAML::No
     for (const auto& entry : params) {
       const auto name = entry.first.as<std::string>();
       if (name == "weight" || name == "density" || (name == "gamma" && method.gamma)) {
-        v.params.insert_or_assign(name, read_param_setting(y, entry.second, name));
+        v.params.insert_or_assign(name, read_model_param(y, entry.first, entry.second, method));
       } else if (name == "normalize" || name == "rescale" || name == "int8_mask" || name == "lambda") {
         y.error(entry.first, fmt::format("\"{}\" is one value for the whole merge: mergekit reads it only from the "
                                          "top-level parameters, so put it there",

@@ -113,6 +113,15 @@ MethodParams complete_params(const MergeMethod& method, const MethodParams& give
 // The declared parameter of that name, or null.
 const MethodParam* find_param(const MergeMethod& method, std::string_view name);
 
+// The declaration of every vector's weight w_i (any method takes it).
+const MethodParam& vector_weight_param();
+// The parameter a setting of that name sets: the weight or a declared one; null if neither.
+const MethodParam* find_setting_param(const MergeMethod& method, std::string_view name);
+
+// Why `value` is not a value of `param` ("= 1.5 is outside [0, 1] (...)"), or
+// empty when it is one.
+std::string param_value_problem(const MethodParam& param, double value);
+
 // A value as recipes write it: the word of a choice, else the number ("0.2", "ties").
 std::string param_text(const MethodParam& param, double value);
 

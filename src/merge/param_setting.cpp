@@ -28,26 +28,43 @@ double interpolate(const ParamSetting::Gradient& g, double t) {
   return (1 - f) * g[i] + f * g[next];
 }
 
-double word_value(const MethodParam& param, const std::string& word) {
+std::optional<double> choice_index(const MethodParam& param, const std::string& word) {
   for (size_t i = 0; i < param.choices.size(); ++i) {
     if (param.choices[i] == word) return static_cast<double>(i);
   }
-  if (param.choices.empty()) fail(ErrorKind::kUsage, "parameter {} takes a number, not \"{}\"", param.name, word);
-  fail(ErrorKind::kUsage, "parameter {} is one of {}, not \"{}\"", param.name, fmt::join(param.choices, ", "), word);
+  return std::nullopt;
 }
 
-// The number `text` is, or an error naming `field` when it is refused.
-std::optional<double> number_in(const YamlReader& y, const YAML::Node& node, const std::string& field) {
+// Why `word`, not one of the parameter's choices, is refused.
+std::string word_problem(const MethodParam& param, const std::string& word) {
+  if (param.choices.empty()) return fmt::format("takes a number, not \"{}\"", printable(word));
+  return fmt::format("is one of {}, not \"{}\"", fmt::join(param.choices, ", "), printable(word));
+}
+
+double word_value(const MethodParam& param, const std::string& word) {
+  if (const auto index = choice_index(param, word)) return *index;
+  fail(ErrorKind::kUsage, "parameter {} {}", param.name, word_problem(param, word));
+}
+
+// The number `text` is, or an error naming `param` when it is refused or not
+// one of its values.
+std::optional<double> number_in(const YamlReader& y, const YAML::Node& node, const MethodParam& param) {
   const ScalarText read = read_scalar_text(node.Scalar());
-  if (!read.refusal.empty()) y.error(node, fmt::format("field \"{}\": {}", field, read.refusal));
+  if (!read.refusal.empty()) y.error(node, fmt::format("field \"{}\": {}", param.name, read.refusal));
+  if (read.number) {
+    const std::string problem = param_value_problem(param, *read.number);
+    if (!problem.empty()) y.error(node, fmt::format("field \"{}\" {}", param.name, problem));
+  }
   return read.number;
 }
 
-ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node, const std::string& field) {
+ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node, const MethodParam& param) {
+  const std::string& field = param.name;
   if (node.IsScalar()) {
     const std::string text = node.Scalar();
-    if (const auto number = number_in(y, node, field)) return *number;
+    if (const auto number = number_in(y, node, param)) return *number;
     if (text.empty()) y.error(node, fmt::format("field \"{}\" is empty", field));
+    if (!choice_index(param, text)) y.error(node, fmt::format("field \"{}\" {}", field, word_problem(param, text)));
     return ParamSetting::word(text);
   }
   if (!node.IsSequence() || node.size() == 0) {
@@ -57,7 +74,7 @@ ParamSetting read_scalar_or_gradient(const YamlReader& y, const YAML::Node& node
   }
   ParamSetting::Gradient values;
   for (const auto& item : node) {
-    const std::optional<double> value = item.IsScalar() ? number_in(y, item, field) : std::nullopt;
+    const std::optional<double> value = item.IsScalar() ? number_in(y, item, param) : std::nullopt;
     if (!value) y.error(item, fmt::format("field \"{}\": a gradient is a list of numbers", field));
     values.push_back(*value);
   }
@@ -134,8 +151,9 @@ void ParamSetting::emit(YAML::Emitter& out) const {
              value_);
 }
 
-ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, const std::string& field) {
-  if (!node.IsSequence() || node.size() == 0 || !node[0].IsMap()) return read_scalar_or_gradient(y, node, field);
+ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, const MethodParam& param) {
+  const std::string& field = param.name;
+  if (!node.IsSequence() || node.size() == 0 || !node[0].IsMap()) return read_scalar_or_gradient(y, node, param);
   std::vector<ParamSetting::Condition> conditions;
   for (const auto& item : node) {
     y.only(item, {"filter", "value"}, "a parameter condition");
@@ -144,7 +162,7 @@ ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, con
       if (!filter.IsNull()) c.filter = y.scalar<std::string>(filter, "filter", "a part of tensor names");
     }
     if (!item["value"]) y.error(item, fmt::format("a condition of \"{}\" needs \"value\"", field));
-    c.value = read_scalar_or_gradient(y, item["value"], field);
+    c.value = read_scalar_or_gradient(y, item["value"], param);
     conditions.push_back(std::move(c));
   }
   return ParamSetting::conditions(std::move(conditions));

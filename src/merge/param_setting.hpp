@@ -68,8 +68,9 @@ struct ParamSetting::Condition {
 // Settings by parameter name ("weight", "density", ...).
 using ParamSettings = std::map<std::string, ParamSetting>;
 
-// Reads a setting from a recipe (any of the forms above); errors name the line and `field`.
-ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, const std::string& field);
+// Reads a setting of `param` from a recipe (any of the forms above), each
+// value checked against the parameter; errors name the line and the field.
+ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, const MethodParam& param);
 
 nlohmann::ordered_json settings_json(const ParamSettings& settings);
 // Appends `name: setting` pairs to a YAML map being emitted.

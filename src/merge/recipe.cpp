@@ -72,7 +72,7 @@ ParamSettings read_settings(const YamlReader& y, const YAML::Node& map, const st
       y.error(entry.first, fmt::format("unknown field \"{}\" in {} (method {} takes: {})", name, where, method.name(),
                                        fmt::join(accepted, ", ")));
     }
-    settings.emplace(name, read_param_setting(y, entry.second, name));
+    settings.emplace(name, read_param_setting(y, entry.second, *find_setting_param(method, name)));
   }
   return settings;
 }

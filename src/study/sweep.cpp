@@ -574,10 +574,9 @@ SweepRecipe read_sweep_recipe(const std::string& path) {
         if (!params.IsMap()) y.error(params, "field \"params\" must be a mapping of parameter names to values");
         for (const auto& entry : params) {
           const auto name = entry.first.as<std::string>();
-          if (!find_param(merge_method(variant.method), name) && name != "weight") {
-            y.error(entry.first, fmt::format("merge method {} takes no parameter \"{}\"", variant.method, name));
-          }
-          variant.params.emplace(name, read_param_setting(y, entry.second, name));
+          const MethodParam* param = find_setting_param(merge_method(variant.method), name);
+          if (!param) y.error(entry.first, fmt::format("merge method {} takes no parameter \"{}\"", variant.method, name));
+          variant.params.emplace(name, read_param_setting(y, entry.second, *param));
         }
       }
       variant.name = variant.method;

@@ -121,6 +121,15 @@ TEST(Recipe, MethodErrorsNameTheLine) {
   expect_bad(head + "vectors:\n  - {pre: a}\n", "a vector needs \"pre\" and \"post\", or \"vector\"");
   expect_bad(head + "vectors:\n  - {pre: a, post: b, weight: [x, 1]}\n", "a gradient is a list of numbers");
   expect_bad(head + "vectors: []\n", "must be a list of vectors");
+  // These were found only while planning, by messages that named no file or line.
+  expect_bad(head + "method: ties\nparams: {density: true}\npre: a\npost: b\n",
+             "r.yaml:5: field \"density\" takes a number, not \"true\"");
+  expect_bad(head + "method: ties\npre: a\npost: b\nparams:\n  density: [0.1,\n    1.5]\n",
+             "r.yaml:9: field \"density\" = 1.5 is outside [0, 1]");
+  expect_bad(head + "method: ties\nparams: {vote: heavy}\npre: a\npost: b\n",
+             "r.yaml:5: field \"vote\" is one of unweighted, weighted, not \"heavy\"");
+  expect_bad(head + "method: dare_ties\nparams: {seed: 1.5}\npre: a\npost: b\n",
+             "r.yaml:5: field \"seed\" = 1.5 is not a whole number");
 }
 
 // A seed of 2^53 + 1 became 2^53 without a word, and "010" read as 10

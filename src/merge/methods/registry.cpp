@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <limits>
 
 #include "base/error.hpp"
 
@@ -45,6 +46,29 @@ const MethodParam* find_param(const MergeMethod& method, std::string_view name) 
   return nullptr;
 }
 
+const MethodParam& vector_weight_param() {
+  static const MethodParam weight{"weight", 1.0, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max(),
+                                  "the vector's share", {}, true};
+  return weight;
+}
+
+const MethodParam* find_setting_param(const MergeMethod& method, std::string_view name) {
+  return name == vector_weight_param().name ? &vector_weight_param() : find_param(method, name);
+}
+
+std::string param_value_problem(const MethodParam& param, double value) {
+  if (!param.choices.empty()) {
+    if (!(value >= 0 && value < static_cast<double>(param.choices.size())) || value != std::floor(value)) {
+      return fmt::format("must be one of {} ({})", fmt::join(param.choices, ", "), param.help);
+    }
+  } else if (!(value >= param.min && value <= param.max)) {
+    return fmt::format("= {} is outside [{}, {}] ({})", value, param.min, param.max, param.help);
+  } else if (param.whole && value != std::floor(value)) {
+    return fmt::format("= {} is not a whole number ({})", value, param.help);
+  }
+  return "";
+}
+
 std::string param_text(const MethodParam& param, double value) {
   if (!param.choices.empty() && value >= 0 && value < static_cast<double>(param.choices.size()) &&
       value == std::floor(value)) {
@@ -59,18 +83,8 @@ MethodParams complete_params(const MergeMethod& method, const MethodParams& give
   for (const auto& [name, value] : given) {
     const MethodParam* declared = find_param(method, name);
     if (!declared) fail(ErrorKind::kUsage, "merge method {} takes no parameter \"{}\"", method.name(), name);
-    if (!declared->choices.empty()) {
-      if (!(value >= 0 && value < static_cast<double>(declared->choices.size())) || value != std::floor(value)) {
-        fail(ErrorKind::kUsage, "merge method {}: {} must be one of {} ({})", method.name(), name,
-             fmt::join(declared->choices, ", "), declared->help);
-      }
-    } else if (!(value >= declared->min && value <= declared->max)) {
-      fail(ErrorKind::kUsage, "merge method {}: {} = {} is outside [{}, {}] ({})", method.name(), name, value,
-           declared->min, declared->max, declared->help);
-    } else if (declared->whole && value != std::floor(value)) {
-      fail(ErrorKind::kUsage, "merge method {}: {} = {} is not a whole number ({})", method.name(), name, value,
-           declared->help);
-    }
+    const std::string problem = param_value_problem(*declared, value);
+    if (!problem.empty()) fail(ErrorKind::kUsage, "merge method {}: {} {}", method.name(), name, problem);
     out[name] = value;
   }
   return out;
