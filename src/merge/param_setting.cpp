@@ -215,7 +215,7 @@ ScalarText read_scalar_text(std::string_view text) {
 
 double layer_position(std::string_view tensor, uint64_t layers) {
   const auto layer = layer_index(tensor);
-  if (!layer) return tensor == kFinalNormName || tensor == kLmHeadName ? 1 : 0;  // after the layers, or before
+  if (!layer) return 0;
   if (layers <= 1) return 1;
   return static_cast<double>(*layer) / static_cast<double>(layers - 1);
 }

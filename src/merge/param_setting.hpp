@@ -9,11 +9,11 @@
 //   - value: 0.2         the value, a number or a gradient; none matching: no value
 //
 // A tensor of layer L of a model with N layers sits at t = L / (N - 1)
-// (t = 1 when N = 1); as in mergekit (plan.py: pre_weights at t = 0,
-// post_weights at t = 1), the final norm and the head sit at t = 1 and the
-// other tensors outside the layers (the embeddings) at t = 0. A gradient
-// [g_0, ..., g_m] gives, in
-// double arithmetic,
+// (t = 1 when N = 1); tensors outside the layers (the embeddings, the final
+// norm, the head) sit at t = 0, as in mergekit since v0.1.2 (plan.py:
+// plan_module reads pre_weights and post_weights at t = 0; before, its
+// post_weights were at t = 1). A gradient [g_0, ..., g_m] gives, in double
+// arithmetic,
 //   s = t * m,  i = floor(s),  f = s - i,  value = (1 - f) * g_i + f * g_min(i + 1, m).
 //
 // Values are immutable; thread-safe.

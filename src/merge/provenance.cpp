@@ -119,13 +119,6 @@ ojson describe_inputs(const JobInputs& inputs) {
 
 namespace {
 
-// Whether a setting varies over the tensors (a gradient or conditions).
-bool has_varying_setting(const JobSpec& spec) {
-  const auto any_varies = [](const ParamSettings& settings) {
-    return std::ranges::any_of(settings, [](const auto& entry) { return !entry.second.is_constant(); });
-  };
-  return any_varies(spec.method_params) || std::ranges::any_of(spec.vector_params, any_varies);
-}
 
 }  // namespace
 
@@ -141,9 +134,6 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
   if (!is_plain_task_arithmetic(spec, inputs)) {
     key["method"] = {{"name", job_method(spec).name()}, {"params", settings_json(spec.method_params)}};
     key["vectors"] = vector_settings_json(spec);
-    // Gradients once placed the final norm and the head at t = 0; outputs
-    // made so must not pass for this version's (mergekit's t = 1).
-    if (has_varying_setting(spec)) key["positions"] = "norm-and-head-at-1";
   }
   if (spec.format == OutputFormat::kGguf) {
     key["format"] = {{"gguf", gguf_file_type_name(spec.gguf_type)}, {"split_bytes", spec.gguf_split_bytes}};

@@ -265,11 +265,9 @@ TEST_P(MethodExactness, EveryOutputMatchesTheScalarReferenceBitForBit) {
   for (const auto& tensor : target.tensors()) {
     const std::string& name = tensor.name();
     const uint64_t n = tensor.info->element_count();
-    // mergekit's positions: layer L of N at L / (N - 1); its post_weights (the
-    // final norm and the head) at 1, its pre_weights (the embeddings) at 0.
-    const bool after_layers = name == "model.norm.weight" || name == "lm_head.weight";
-    const double t = layer_index(name) ? static_cast<double>(*layer_index(name)) / static_cast<double>(layers - 1)
-                                       : after_layers ? 1 : 0;
+    // mergekit's positions (v0.1.2 on): layer L of N at L / (N - 1); the
+    // tensors before and after the layers (embeddings, final norm, head) at 0.
+    const double t = layer_index(name) ? static_cast<double>(*layer_index(name)) / static_cast<double>(layers - 1) : 0;
     std::vector<std::vector<float>> trimmed;
     std::vector<float> weights;
     for (size_t i = 0; i < m.vectors.size(); ++i) {
