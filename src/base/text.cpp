@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -22,6 +23,12 @@ std::optional<T> parse_decimal(std::string_view text) {
 
 std::optional<uint64_t> parse_decimal_u64(std::string_view text) { return parse_decimal<uint64_t>(text); }
 std::optional<int64_t> parse_decimal_i64(std::string_view text) { return parse_decimal<int64_t>(text); }
+
+bool has_octal_leading_zero(std::string_view text) {
+  const std::string_view digits = text.substr(text.starts_with('-') || text.starts_with('+') ? 1 : 0);
+  return digits.size() > 1 && digits[0] == '0' &&
+         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
 
 std::optional<size_t> first_invalid_utf8(std::string_view text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());

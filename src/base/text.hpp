@@ -45,6 +45,11 @@ std::string shell_quote(std::string_view text);
 std::optional<uint64_t> parse_decimal_u64(std::string_view text);
 std::optional<int64_t> parse_decimal_i64(std::string_view text);
 
+// An integer written with a leading zero ("010", "-00", "+07"): octal to YAML
+// 1.1 (PyYAML, so mergekit), decimal to JSON readers, so refused where it
+// could be either.
+bool has_octal_leading_zero(std::string_view text);
+
 // `text` safe inside HTML or XML text and quoted attributes: & < > " ' escaped.
 std::string xml_escape(std::string_view text);
 

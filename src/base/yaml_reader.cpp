@@ -72,6 +72,13 @@ void YamlReader::refuse(const YAML::Node& node, const char* field, const char* e
   error(node, fmt::format("field \"{}\" must be {}", field, expected));
 }
 
+void YamlReader::refuse_octal(const YAML::Node& node, const char* field) const {
+  if (!has_octal_leading_zero(node.Scalar())) return;
+  error(node, fmt::format("field \"{}\": \"{}\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as "
+                          "octal; write the number without it",
+                          field, printable(node.Scalar())));
+}
+
 std::vector<double> YamlReader::numbers(const YAML::Node& map, const char* field) const {
   std::vector<double> out;
   const auto node = map[field];

@@ -34,7 +34,8 @@ class YamlReader {
 
   // `node` as a T; "field "FIELD" must be EXPECTED" when it is not one.
   // Integers are plain decimal in T's range (yaml-cpp alone would read "010"
-  // as octal 8 and "0x10" as 16); floating-point numbers are finite (no .inf).
+  // as octal 8 and "0x10" as 16); floating-point numbers are finite (no .inf)
+  // and not integers with a leading zero (octal 8 to PyYAML, 10 to yaml-cpp).
   template <typename T>
   T scalar(const YAML::Node& node, const char* field, const char* expected) const {
     if (!node.IsScalar()) refuse(node, field, expected);
@@ -46,6 +47,7 @@ class YamlReader {
       if (!value || !std::in_range<T>(*value)) refuse(node, field, expected);
       return static_cast<T>(*value);
     } else {
+      if constexpr (std::is_floating_point_v<T>) refuse_octal(node, field);
       try {
         const T value = node.as<T>();
         if constexpr (std::is_floating_point_v<T>) {
@@ -63,6 +65,9 @@ class YamlReader {
   void read(const YAML::Node& map, const char* field, T& out, const char* expected) const {
     if (const auto node = map[field]) out = scalar<T>(node, field, expected);
   }
+
+  // Refuses `node` when it is an integer written with a leading zero.
+  void refuse_octal(const YAML::Node& node, const char* field) const;
 
   // map[field] as a number or a non-empty list of numbers; empty when absent.
   std::vector<double> numbers(const YAML::Node& map, const char* field) const;

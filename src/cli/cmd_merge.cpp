@@ -43,10 +43,14 @@ struct OpenModels {
   OpenFolders folders;
   JobInputs inputs;
 
-  const ModelFolder* open(const std::string& path) { return folders.get(path); }
+  // The model at `path`, which the recipe's `field` names; an empty path is a usage error.
+  const ModelFolder* open(const std::string& path, const char* field) {
+    if (path.empty()) fail(ErrorKind::kUsage, "the path of {} is empty", field);
+    return folders.get(path);
+  }
   // A folder written by `rvec extract`, or a usage error.
   const ModelFolder* open_saved_vector(const std::string& path) {
-    const ModelFolder* model = open(path);
+    const ModelFolder* model = open(path, "the vector");
     const auto& meta = model->shards().front()->header().metadata;
     const auto kind = meta.find("rvec.kind");
     if (kind == meta.end() || kind->second != kVectorKind) {
@@ -61,14 +65,14 @@ struct OpenModels {
 std::unique_ptr<OpenModels> open_models(const Recipe& r) {
   auto m = std::make_unique<OpenModels>();
   for (const auto& v : r.vectors) {
-    m->inputs.vectors.push_back(v.vector.empty() ? VectorInput{m->open(v.pre), m->open(v.post)}
+    m->inputs.vectors.push_back(v.vector.empty() ? VectorInput{m->open(v.pre, "pre"), m->open(v.post, "post")}
                                                  : VectorInput{nullptr, m->open_saved_vector(v.vector)});
   }
   if (r.vectors.empty() && r.kind != JobKind::kExport) {
     m->inputs.vectors.push_back(r.kind == JobKind::kApply ? VectorInput{nullptr, m->open_saved_vector(r.vector)}
-                                                          : VectorInput{m->open(r.pre), m->open(r.post)});
+                                                          : VectorInput{m->open(r.pre, "pre"), m->open(r.post, "post")});
   }
-  m->inputs.target = m->open(r.target);
+  if (!r.target.empty() || job_kind_info(r.kind).adds_to_target) m->inputs.target = m->open(r.target, "target");
   return m;
 }
 

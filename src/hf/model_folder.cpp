@@ -48,6 +48,7 @@ const std::vector<std::string>& known_aux_files() {
 std::unique_ptr<ModelFolder> ModelFolder::open(const std::string& path) {
   std::unique_ptr<ModelFolder> model(new ModelFolder());
   model->path_ = path;
+  if (path.empty()) bad_input("a model's path is empty");
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (ec || !fs::exists(status)) bad_input("{}: no such file or folder", path);
@@ -186,7 +187,6 @@ uint64_t ModelFolder::tensor_bytes() const {
 }
 
 const ModelFolder* OpenFolders::get(const std::string& path) {
-  if (path.empty()) return nullptr;
   std::filesystem::path key = std::filesystem::path(path).lexically_normal();
   if (!key.has_filename() && key.has_parent_path()) key = key.parent_path();  // "pre/" is "pre"
   auto& folder = folders_[key.string()];

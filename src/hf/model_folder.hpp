@@ -80,7 +80,7 @@ class ModelFolder {
 // use it. Owns the folders, which live as long as it; not thread-safe.
 class OpenFolders {
  public:
-  // The folder at `path`, opened on first use; null for an empty path.
+  // The folder at `path`, opened on first use (an empty path is refused).
   const ModelFolder* get(const std::string& path);
 
  private:

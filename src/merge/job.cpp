@@ -80,6 +80,9 @@ void check_inputs(const JobInputs& inputs, const JobSpec& spec) {
   if (kind.adds_to_target != (inputs.target != nullptr)) {
     fail(ErrorKind::kUsage, "a {} {}", kind.name, kind.adds_to_target ? "needs a target" : "takes no target");
   }
+  if (std::ranges::any_of(inputs.vectors, [](const VectorInput& v) { return v.post == nullptr; })) {
+    fail(ErrorKind::kUsage, "a vector has no post model");
+  }
   if (spec.kind == JobKind::kExtract && (inputs.vectors.size() != 1 || !inputs.vectors[0].pre)) {
     fail(ErrorKind::kUsage, "extract takes one pre and one post model");
   }
@@ -185,8 +188,9 @@ DType output_dtype(const JobSpec& spec, const TensorInfo& source) {
 }
 
 // A parameter's value for vector i in tensor `name` at layer position t:
-// the vector's own setting, else the merge's, else the declared default.
-double resolve_param(const MethodParam& param, const JobSpec& spec, size_t i, const std::string& name, double t) {
+// the vector's own setting, else the merge's; none when neither gives one.
+std::optional<double> given_param(const MethodParam& param, const JobSpec& spec, size_t i, const std::string& name,
+                                  double t) {
   const auto from = [&](const ParamSettings& settings) -> std::optional<double> {
     const auto it = settings.find(param.name);
     return it == settings.end() ? std::nullopt : it->second.value_at(param, name, t);
@@ -194,7 +198,24 @@ double resolve_param(const MethodParam& param, const JobSpec& spec, size_t i, co
   if (!spec.vector_params.empty()) {
     if (const auto value = from(spec.vector_params[i])) return *value;
   }
-  return from(spec.method_params).value_or(param.default_value);
+  return from(spec.method_params);
+}
+
+bool has_setting(const JobSpec& spec, size_t i, const std::string& param) {
+  return spec.method_params.contains(param) || (!spec.vector_params.empty() && spec.vector_params[i].contains(param));
+}
+
+// Vector i's weight in tensor `name`: 1 when no weight is set at all; a
+// usage error when one is set but no filter of it matches the tensor (as
+// mergekit stops with "Missing required parameter weight").
+double resolve_weight(const JobSpec& spec, size_t i, const std::string& name, double t) {
+  const MethodParam& weight = vector_weight_param();
+  if (const auto value = given_param(weight, spec, i, name, t)) return *value;
+  if (has_setting(spec, i, weight.name)) {
+    fail(ErrorKind::kUsage, "tensor {}: vector {} has no weight here: no filter of its weight matches the tensor and "
+         "no value without a filter follows (add `- value: W` last)", name, i + 1);
+  }
+  return weight.default_value;
 }
 
 // Vector i's weight and parameters for one tensor, validated.
@@ -202,12 +223,14 @@ TaskVector resolve_vector(const TensorPlan& p, const JobSpec& spec, size_t i, do
   const MergeMethod& method = job_method(spec);
   TaskVector v{p.post, p.pre};
   const std::string& name = p.name();
-  v.weight = resolve_param(vector_weight_param(), spec, i, name, t);
+  v.weight = resolve_weight(spec, i, name, t);
   if (!std::isfinite(v.weight) || std::fabs(v.weight) > std::numeric_limits<float>::max()) {
     fail(ErrorKind::kUsage, "tensor {}: the weight of vector {} is {}, not a finite f32 number", name, i + 1, v.weight);
   }
   MethodParams given;
-  for (const auto& param : method.params()) given[param.name] = resolve_param(param, spec, i, name, t);
+  for (const auto& param : method.params()) {
+    given[param.name] = given_param(param, spec, i, name, t).value_or(param.default_value);
+  }
   try {
     v.params = complete_params(method, given);
   } catch (const Error& e) {

@@ -51,17 +51,30 @@ const MergekitMethod& read_method(const YamlReader& y, const YAML::Node& root) {
 
 std::string read_model(const YamlReader& y, const YAML::Node& node, const char* field) {
   const auto model = y.scalar<std::string>(node, field, "a model folder");
+  if (model.empty()) y.error(node, fmt::format("field \"{}\" is empty", field));
   if (model.find('+') != std::string::npos) {
     y.error(node, fmt::format("field \"{}\": LoRA references (model+lora) are not supported; merge the LoRA first", field));
   }
   return model;
 }
 
-std::optional<std::string> rvec_dtype(const std::string& torch) {
-  if (torch == "bfloat16" || torch == "bf16") return "BF16";
-  if (torch == "float16" || torch == "fp16" || torch == "half") return "F16";
-  if (torch == "float32" || torch == "fp32" || torch == "float") return "F32";
+// The names mergekit's dtype_from_name (common.py) takes, "torch." prefix and all.
+std::optional<std::string> rvec_dtype(std::string_view torch) {
+  if (torch.starts_with("torch.")) torch.remove_prefix(6);
+  if (torch == "bfloat16") return "BF16";
+  if (torch == "float16") return "F16";
+  if (torch == "float32") return "F32";
   return std::nullopt;
+}
+
+// mergekit's optional fields are None when written empty (`chat_template:`):
+// absent, as pydantic reads them.
+void drop_empty_fields(YAML::Node& map) {
+  std::vector<std::string> empty;
+  for (const auto& entry : map) {
+    if (entry.second.IsNull()) empty.push_back(entry.first.as<std::string>());
+  }
+  for (const auto& key : empty) map.remove(key);
 }
 
 // A per-model parameter's setting (weight, density, gamma), read as the
@@ -90,7 +103,10 @@ void read_global_parameters(const YamlReader& y, const YAML::Node& params, const
     } else if (name == "int8_mask") {
       y.scalar<bool>(value, "int8_mask", "true or false");  // the mask's storage type: no effect on the values
     } else if (name == "lambda") {
-      r.weights = {y.scalar<double>(value, "lambda", "one number (rvec's w)")};
+      const double lambda = y.scalar<double>(value, "lambda", "one number (rvec's w)");
+      const std::string problem = param_value_problem(vector_weight_param(), lambda);
+      if (!problem.empty()) y.error(value, fmt::format("field \"lambda\" (rvec's w) {}", problem));
+      r.weights = {lambda};
     } else {
       y.error(entry.first, fmt::format("parameter \"{}\" is not supported for {} by rvec", name, method.name));
     }
@@ -103,8 +119,7 @@ std::optional<RecipeVector> read_model_entry(const YamlReader& y, const YAML::No
   y.only(node, {"model", "parameters"}, "a model of a mergekit config");
   if (!node["model"]) y.error(node, "a model needs \"model\"");
   RecipeVector v{base, read_model(y, node["model"], "model")};
-  if (v.post == base) return std::nullopt;  // mergekit leaves the base out of the task vectors
-  if (const auto params = node["parameters"]) {
+  if (const auto params = node["parameters"]; params && !params.IsNull()) {
     if (!params.IsMap()) y.error(params, "field \"parameters\" must be a mapping");
     for (const auto& entry : params) {
       const auto name = entry.first.as<std::string>();
@@ -119,6 +134,7 @@ std::optional<RecipeVector> read_model_entry(const YamlReader& y, const YAML::No
       }
     }
   }
+  if (v.post == base) return std::nullopt;  // mergekit leaves the base out of the task vectors (its values checked)
   if (!global_weight && !v.params.contains("weight")) {
     y.error(node, fmt::format("model {} has no weight (mergekit requires one per model)", v.post));
   }
@@ -151,7 +167,8 @@ bool is_mergekit_config(const std::string& text) {
 
 Recipe mergekit_recipe(const std::string& text, const std::string& origin, const std::string& output) {
   const YamlReader y(origin);
-  const YAML::Node root = y.load(text);
+  YAML::Node root = y.load(text);
+  if (root.IsMap()) drop_empty_fields(root);
   for (const auto& [field, instead] : kUnsupported) {
     if (root[field]) y.error(root[field], fmt::format("field \"{}\" of mergekit configs is not supported ({})", field, instead));
   }
@@ -190,8 +207,8 @@ Recipe mergekit_recipe(const std::string& text, const std::string& origin, const
     r.vectors.push_back(std::move(*v));
   }
   if (r.vectors.empty()) y.error(models, "no model besides base_model: nothing to merge");
-  for (const char* field : {"out_dtype", "dtype"}) {
-    if (!root[field] || r.dtype) continue;
+  for (const char* field : {"dtype", "out_dtype"}) {  // both checked, as mergekit does; out_dtype wins
+    if (!root[field]) continue;
     const auto torch = y.scalar<std::string>(root[field], field, "a torch dtype");
     r.dtype = rvec_dtype(torch);
     if (!r.dtype) y.error(root[field], fmt::format("{} \"{}\" is not bfloat16, float16 or float32", field, torch));

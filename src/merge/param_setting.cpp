@@ -186,7 +186,7 @@ ScalarText read_scalar_text(std::string_view text) {
   const bool signed_text = text.starts_with('-') || text.starts_with('+');
   const std::string_view digits = text.substr(signed_text ? 1 : 0);
   const bool integer = !digits.empty() && std::ranges::all_of(digits, [](char c) { return c >= '0' && c <= '9'; });
-  if (integer && digits.size() > 1 && digits[0] == '0') {
+  if (has_octal_leading_zero(text)) {
     out.refusal = fmt::format("\"{}\" has a leading zero, which YAML 1.1 (PyYAML, so mergekit) reads as octal; "
                               "write the number without it",
                               printable(text));

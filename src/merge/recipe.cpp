@@ -47,6 +47,16 @@ void read_gguf_options(const Recipe& r, JobSpec& spec) {
   }
 }
 
+// map[field]: the weights w, each a finite f32 number.
+std::vector<double> read_weights(const YamlReader& y, const YAML::Node& map, const char* field) {
+  std::vector<double> weights = y.numbers(map, field);
+  for (const double w : weights) {
+    const std::string problem = param_value_problem(vector_weight_param(), w);
+    if (!problem.empty()) y.error(map[field], fmt::format("field \"{}\": w {}", field, problem));
+  }
+  return weights;
+}
+
 const MergeMethod& read_method(const YamlReader& y, const YAML::Node& root) {
   const auto node = root["method"];
   if (!node) return merge_method(kDefaultMergeMethod);
@@ -130,7 +140,7 @@ std::vector<RecipeVariant> read_variants(const YamlReader& y, const YAML::Node& 
       if (!params.IsMap()) y.error(params, "field \"params\" must be a mapping of parameter names to values");
       v.params = read_settings(y, params, {}, method, false, "params");
     }
-    v.weights = y.numbers(node, "weights");
+    v.weights = read_weights(y, node, "weights");
     variants.push_back(std::move(v));
   }
   return variants;
@@ -193,7 +203,7 @@ Recipe parse_recipe(const std::string& text, const std::string& origin) {
   if (const auto split = root["split_max_size"]) {
     r.split_max_size = y.scalar<std::string>(split, "split_max_size", "a size like 50GB");
   }
-  r.weights = y.numbers(root, "weights");
+  r.weights = read_weights(y, root, "weights");
   const MergeMethod& method = read_method(y, root);
   if (root["method"]) r.method = method.name();
   if (const auto params = root["params"]) {

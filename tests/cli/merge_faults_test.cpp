@@ -206,6 +206,28 @@ TEST_F(MergeFaults, AnArgumentThatIsNotUtf8IsRefusedBeforeAnyWork) {
   EXPECT_EQ(left, (std::set<std::string>{"fam", "p\xffq"}));
 }
 
+// An empty --post crashed (SIGSEGV) and an empty --pre made post a saved
+// vector, so the merge added all of post to the target.
+TEST_F(MergeFaults, AnEmptyModelPathIsRefused) {
+  const fs::path fam = dir_ / "fam";
+  const std::string out = " -w 1 -q -o " + q(dir_ / "out");
+  const std::pair<std::string, std::string> cases[] = {
+      {"merge --pre '' --post " + q(fam / "post") + " --target " + q(fam / "target") + out, "the path of pre is empty"},
+      {"merge --pre " + q(fam / "pre") + " --post '' --target " + q(fam / "target") + out, "the path of post is empty"},
+      {"merge --pre " + q(fam / "pre") + " --post " + q(fam / "post") + " --target ''" + out, "the path of target is empty"},
+      {"extract --pre " + q(fam / "pre") + " --post '' -q -o " + q(dir_ / "out"), "the path of post is empty"},
+      {"apply --vector '' --target " + q(fam / "target") + out, "the path of the vector is empty"},
+      {"check '' " + q(fam / "post") + " " + q(fam / "target"), "a model's path is empty"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = run_rvec(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_LT(r.exit_code, 128) << args;
+    EXPECT_NE(r.output.find(message), std::string::npos) << args << "\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
 // Two runs writing one output mixed their shards and markers, and the
 // mixture was then reported complete. The second run is now refused.
 TEST_F(MergeFaults, ASecondRunWritingTheSameOutputIsRefused) {

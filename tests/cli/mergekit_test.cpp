@@ -132,6 +132,24 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
       {"merge_method: ties\n" + base + models + "---\nmerge_method: linear\n", "a second YAML document"},
       {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 010}\n",
        "has a leading zero"},
+      // Each of these once crashed, ran, or was refused without naming the line.
+      {"merge_method: ties\n" + base + "models:\n  - model: \"\"\n    parameters: {weight: 1}\n",
+       ".yml:4: field \"model\" is empty"},
+      {"merge_method: ties\n" + base + models + "parameters: {lambda: 010}\n", "field \"lambda\": \"010\" has a leading zero"},
+      {"merge_method: ties\n" + base + models + "parameters: {lambda: 1e39}\n", "field \"lambda\" (rvec's w) = 1e+39 is outside"},
+      {"merge_method: task_arithmetic\n" + base + "models:\n  - model: " + model("post") +
+           "\n    parameters: {weight: 1, density: 0.5}\n",
+       ".yml:5: parameter \"density\" is not supported for task_arithmetic"},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 0x10}\n",
+       ".yml:5: field \"weight\" takes a number, not \"0x10\""},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("pre") + "\n    parameters: {weight: abc}\n" +
+           models.substr(8),
+       "field \"weight\" takes a number, not \"abc\""},
+      {"merge_method: ties\n" + base + models + "dtype: bf16\n", "dtype \"bf16\" is not bfloat16, float16 or float32"},
+      {"merge_method: ties\n" + base + models + "dtype: int8\nout_dtype: float16\n", "dtype \"int8\""},
+      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") +
+           "\n    parameters: {weight: [{filter: mlp, value: 0.5}]}\n",
+       "vector 1 has no weight here"},
   };
   int i = 0;
   for (const auto& [yaml, message] : cases) {
@@ -143,6 +161,14 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
     EXPECT_NE(r.output.find(message), std::string::npos) << yaml << "\n" << r.output;
     EXPECT_FALSE(fs::exists(path("never")));
   }
+  // Empty optional fields are absent to mergekit (pydantic's None); "torch." prefixes its dtypes.
+  const fs::path empty = path("empty-fields.yml");
+  test::write_file(empty, "merge_method: ties\n" + base + models +
+                              "parameters:\nchat_template:\ntokenizer_source:\nslices:\ndtype: torch.float16\n");
+  const auto plan = run_rvec("run " + q(empty) + " -o " + q(path("empty-out")) + " --dry-run --json");
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_EQ(nlohmann::json::parse(plan.output)["tensors"][0]["dtype"], "F16") << plan.output;
+
   const fs::path config = path("no-output.yml");
   test::write_file(config, "merge_method: ties\n" + base + models);
   const auto r = run_rvec("run " + q(config));

@@ -143,6 +143,8 @@ TEST(Recipe, NumbersADoubleCannotHoldOrThatReadAsOctalAreRefused) {
   expect_bad(head + "method: ties\nparams: {density: [0.1, +010]}\n", "\"+010\" has a leading zero");
   expect_bad(head + "method: dare_ties\nparams: {seed: 9.007199254740993e15}\n", "is beyond 2^53");  // reads as 2^53
   expect_bad(head + "method: dare_ties\nparams: {seed: 1e17}\n", "is beyond 2^53");
+  expect_bad("target: t\nweights: [1, 010]\noutput: o\npre: a\npost: b\n", "r.yaml:2: field \"weights\": \"010\" has a leading zero");
+  expect_bad("target: t\nweights: [1e39]\noutput: o\npre: a\npost: b\n", "r.yaml:2: field \"weights\": w = 1e+39 is outside");
   const auto r = parse_recipe(head + "method: dare_ties\nparams: {seed: 9007199254740992, density: 0.5}\n", "r.yaml");
   EXPECT_EQ(job_spec(r).method_params.at("seed").value_at(*find_param(merge_method("dare_ties"), "seed"), "x", 0),
             9007199254740992.0);
