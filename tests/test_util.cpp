@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/safetensors.hpp"
+
 namespace rvec::test {
 
 TempDir::TempDir() {
@@ -49,6 +51,20 @@ std::string raw_safetensors(std::string_view header, std::string_view data) {
 std::vector<std::byte> as_bytes(std::string_view text) {
   const auto* p = reinterpret_cast<const std::byte*>(text.data());
   return {p, p + text.size()};
+}
+
+void poison(const std::filesystem::path& model_file, const std::string& tensor, size_t count, uint16_t bits) {
+  uint64_t offset = 0;
+  {
+    const auto file = SafetensorsFile::open(model_file.string());
+    const TensorInfo* info = file->header().find(tensor);
+    if (info == nullptr) throw std::runtime_error("poison: no tensor " + tensor + " in " + model_file.string());
+    offset = file->header().data_start() + info->begin;
+  }
+  const char value[2] = {static_cast<char>(bits & 0xFF), static_cast<char>(bits >> 8)};
+  std::fstream f(model_file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  for (size_t i = 0; i < count; ++i) f.write(value, 2);
 }
 
 RunResult run_rvec(const std::string& args) { return run_shell(std::string(RVEC_CLI_PATH) + " " + args); }

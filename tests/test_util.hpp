@@ -31,6 +31,11 @@ std::string read_file(const std::filesystem::path& path);
 std::string raw_safetensors(std::string_view header, std::string_view data);
 std::vector<std::byte> as_bytes(std::string_view text);
 
+// Writes the 16-bit value `bits` (a bf16 NaN, 0x7FC0, by default) over the
+// first `count` elements of the 16-bit tensor `tensor` in the safetensors
+// file `model_file` (an input spoiled on purpose).
+void poison(const std::filesystem::path& model_file, const std::string& tensor, size_t count, uint16_t bits = 0x7FC0);
+
 // Path of the built CLI (set by CMake) and a runner returning (exit code, stdout+stderr).
 struct RunResult {
   int exit_code;

@@ -26,7 +26,17 @@ struct RunFlags {
 
 struct RunOptions {
   std::string recipe, output;
+  bool overwrite = false;
+  std::optional<uint64_t> max_nonfinite;
   RunFlags flags;
+
+  // The command line's overrides applied to `r`; true when any changed what the recipe says.
+  bool apply_to(Recipe& r) const {
+    r.overwrite = r.overwrite || overwrite;
+    if (!output.empty()) r.output = output;
+    if (max_nonfinite) r.max_nonfinite = *max_nonfinite;
+    return !output.empty() || max_nonfinite.has_value();
+  }
 };
 
 // Options shared by merge, apply and extract.
@@ -464,6 +474,9 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
       ->required();
   r->add_option("-o,--output", run->output, "Output folder: required for a mergekit config; replaces a recipe's output");
   add_output_flags(r, run->flags, "Print the plan and write nothing");
+  r->add_flag("--overwrite", run->overwrite, "Replace existing output folders");
+  r->add_option("--max-nonfinite", run->max_nonfinite,
+                "Replaces the recipe's max_nonfinite: how many values that became NaN or Inf an output may hold");
   r->add_flag("--stats", run->flags.stats, "Also print where the time went (see rvec merge --help)");
   add_threads_option(r, run->flags);
   r->footer("Example recipe:\n" + recipe_yaml({.kind = JobKind::kMerge,
@@ -479,12 +492,13 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   r->callback([run, &exit_code] {
     const std::string text = read_small_file(run->recipe, 1'000'000);
     if (is_mergekit_config(text)) {
-      const Recipe recipe = mergekit_recipe(text, run->recipe, run->output);
+      Recipe recipe = mergekit_recipe(text, run->recipe, run->output);
+      run->apply_to(recipe);
       execute(recipe, run->flags, fmt::format("# rvec's recipe for the mergekit config {}\n{}", run->recipe, recipe_yaml(recipe)));
     } else {
       Recipe recipe = parse_recipe(text, run->recipe);
-      if (!run->output.empty()) recipe.output = run->output;
-      execute(recipe, run->flags, run->output.empty() ? text : recipe_yaml(recipe));
+      const bool changed = run->apply_to(recipe);
+      execute(recipe, run->flags, changed ? recipe_yaml(recipe) : text);
     }
     exit_code = 0;
   });

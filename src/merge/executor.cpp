@@ -47,6 +47,15 @@ uint64_t count_nonfinite(DType dtype, const std::byte* data, size_t n) {
   return kernels::count_nonfinite16(reinterpret_cast<const uint16_t*>(data), exponent, n);
 }
 
+// Which of the n values at `data` are NaN or Inf.
+std::vector<bool> nonfinite_flags(DType dtype, const std::byte* data, size_t n) {
+  std::vector<float> values(n);
+  decode_to_f32(dtype, data, values);
+  std::vector<bool> flags(n);
+  for (size_t j = 0; j < n; ++j) flags[j] = !std::isfinite(values[j]);
+  return flags;
+}
+
 // Elements per block: kMergeBlockElements, or whole heads when the task's
 // rows are interleaved per head (so a block's rows are its own permutation).
 uint64_t block_elements(const TensorTask& task) {
@@ -659,7 +668,9 @@ void TaskExecutor::combine_block(const TaskRow& row, Combiners& combiners, uint6
   for (size_t g = 0; g < row.size(); ++g) {
     if (!combining[g]) continue;
     for (const size_t k : groups_[g].writers) {
-      if (nonfinite[k] > 0 && inputs_nonfinite(row, g, n) == 0) record_nonfinite(k, task.name, nonfinite[k]);
+      if (const uint64_t fresh = new_nonfinite(row, g, sink_.data(out[k]), n, nonfinite[k])) {
+        record_nonfinite(k, task.name, fresh);
+      }
       interleave_rows(task, sink_.data(out[k]), n);
       sink_.submit(out[k], bytes_of(task.out_dtype, n), std::span(&writers_[k], 1));
     }
@@ -683,6 +694,31 @@ uint64_t TaskExecutor::inputs_nonfinite(const TaskRow& row, size_t group, size_t
     }
   }
   return bad;
+}
+
+// Of the `found` NaN/Inf values of an output block, those at elements where
+// every input is finite: all of them when no input of the block holds NaN or
+// Inf (the common case), else counted element by element (a method may
+// spread one input NaN over a tensor, through a norm or an l1 sum).
+uint64_t TaskExecutor::new_nonfinite(const TaskRow& row, size_t group, const std::byte* out, size_t n,
+                                     uint64_t found) const {
+  if (found == 0 || inputs_nonfinite(row, group, n) == 0) return found;
+  const Buffers& b = *buffers_;
+  const TensorTask& task = *row[group];
+  std::vector<bool> excused(n, false);
+  const auto excuse = [&](DType dtype, std::span<const std::byte> block) {
+    const std::vector<bool> flags = nonfinite_flags(dtype, block.data(), n);
+    for (size_t j = 0; j < n; ++j) excused[j] = excused[j] || flags[j];
+  };
+  if (task.base) excuse(task.base->info->dtype, b.base.last_block());
+  for (size_t i = 0; i < task.vectors.size(); ++i) {
+    excuse(task.vectors[i].post->info->dtype, b.vectors.last_block(group, i, false));
+    if (task.vectors[i].pre) excuse(task.vectors[i].pre->info->dtype, b.vectors.last_block(group, i, true));
+  }
+  const std::vector<bool> produced = nonfinite_flags(task.out_dtype, out, n);
+  uint64_t fresh = 0;
+  for (size_t j = 0; j < n; ++j) fresh += produced[j] && !excused[j] ? 1 : 0;
+  return fresh;
 }
 
 // Elements δ does not touch: the base's values, converted only if the output

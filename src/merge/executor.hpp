@@ -191,6 +191,7 @@ class TaskExecutor {
   void interleave_rows(const TensorTask& task, std::byte* block, size_t n);
   size_t acquire_buffer();
   uint64_t inputs_nonfinite(const TaskRow& row, size_t group, size_t n) const;
+  uint64_t new_nonfinite(const TaskRow& row, size_t group, const std::byte* out, size_t n, uint64_t found) const;
   void record_nonfinite(size_t output, const std::string& tensor, uint64_t count);
 
   std::vector<OutputGroup> groups_;

@@ -556,8 +556,9 @@ class NonfiniteBudget {
     if (total <= out.job->job->spec->max_new_nonfinite) return;
     const auto& [tensor, count] = in_this_file.back();
     fail(ErrorKind::kUsage,
-         "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the weight overflows the output dtype; "
-         "the merge stopped and left no finished output (--max-nonfinite N accepts up to N)",
+         "{}: w = {} turned {} finite values into NaN or Inf ({} in {}): the merged values overflow the output dtype "
+         "(is w, or a vector's weight, too large?); the merge stopped and left no finished output (--max-nonfinite N "
+         "accepts up to N)",
          out.slot->result.path.string(), out.slot->result.w, total, count, tensor);
   }
 

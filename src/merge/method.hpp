@@ -99,6 +99,11 @@ class MergeMethod {
   virtual std::unique_ptr<TensorCombiner> begin_tensor(const TensorContext& context) const = 0;
 };
 
+// Refuses a tensor whose vector `vector` (0-based) gave a statistic (an l1
+// sum, a norm) that is NaN or Inf: a NaN or Inf in the vector, which the
+// method would spread over the whole tensor. An input error naming both.
+[[noreturn]] void fail_nonfinite_statistic(std::string_view tensor, size_t vector, std::string_view statistic);
+
 // The registered methods, by name; null if there is none of that name.
 const MergeMethod* find_merge_method(std::string_view name);
 std::vector<std::string_view> merge_method_names();

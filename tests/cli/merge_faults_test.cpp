@@ -309,6 +309,36 @@ TEST_F(MergeFaults, AWeightThatOverflowsStopsTheMergeUnlessAllowed) {
   EXPECT_FALSE(provenance["new_nonfinite_values"].empty());
 }
 
+// One NaN in post turned every kept element of its tensor into NaN (rescale:
+// l1, through the l1 sum), or silently dropped the vector there (ties), and
+// the run passed: a block whose inputs held any NaN was not counted.
+TEST_F(MergeFaults, ANaNThatAMethodWouldSpreadOverATensorIsRefusedNamingIt) {
+  const fs::path fam = dir_ / "one";
+  ASSERT_EQ(run_rvec("gen-family " + q(fam) + " -q").exit_code, 0);
+  const std::string tensor = "model.layers.0.mlp.up_proj.weight";
+  test::poison(fam / "post" / "model.safetensors", tensor, 1);
+  const std::string args = "merge " + fam_args(fam) + " -q ";
+  for (const auto& [method, statistic] : {std::pair{"magnitude --param rescale=l1", "l1 sum (rescale: l1)"},
+                                          std::pair{"ties --param rescale=l1", "l1 sum (rescale: l1)"},
+                                          std::pair{"random", "norm"}, std::pair{"norm_matched", "norm"}}) {
+    const auto r = run_rvec(args + "-w 1 --method " + method + " -o " + q(dir_ / "out"));
+    EXPECT_EQ(r.exit_code, 4) << method << "\n" << r.output;
+    EXPECT_NE(r.output.find("tensor " + tensor + ": vector 1 holds NaN or Inf, so its " + statistic + " is not finite"),
+              std::string::npos)
+        << method << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(dir_ / "out"));
+  }
+  // Without a tensor-wide statistic the NaN stays where it was (docs/merging.md).
+  EXPECT_EQ(run_rvec(args + "-w 1 --method ties -o " + q(dir_ / "ties")).exit_code, 0);
+
+  // Values that overflow beside the NaN are new NaN/Inf all the same.
+  const auto allowed = run_rvec(args + "-w 1e9 --dtype F16 --max-nonfinite 100000000 -o " + q(dir_ / "allowed"));
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(dir_ / "allowed" / "rvec_provenance.json"));
+  EXPECT_NE(provenance["new_nonfinite_values"].dump().find(tensor), std::string::npos)
+      << provenance["new_nonfinite_values"].dump();
+}
+
 // A partial folder left by an earlier run (here: a failed one, with junk in
 // it) is freed by the next run, so it counts as available space.
 TEST_F(MergeFaults, AnEarlierPartialFolderCountsAsFreeSpace) {

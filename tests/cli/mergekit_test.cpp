@@ -107,6 +107,22 @@ TEST_F(Mergekit, TheTiesExampleWithGradientsAndFiltersRuns) {
       << plan.output;
 }
 
+// The refusal to replace an output said "pass --overwrite", which `rvec run` did not take.
+TEST_F(Mergekit, AChangedConfigReplacesItsOutputWithOverwrite) {
+  const fs::path config = path("changing.yml");
+  const std::string head = "merge_method: ties\nbase_model: " + model("pre") + "\nmodels:\n  - model: " + model("post");
+  test::write_file(config, head + "\n    parameters: {weight: 1, density: 0.5}\n");
+  const std::string run = "run " + q(config) + " -q -o " + q(path("changing"));
+  ASSERT_EQ(run_rvec(run).exit_code, 0);
+  test::write_file(config, head + "\n    parameters: {weight: 1, density: 0.4}\n");
+  const auto refused = run_rvec(run);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("pass --overwrite to replace it"), std::string::npos) << refused.output;
+  const auto replaced = run_rvec(run + " --overwrite");
+  EXPECT_EQ(replaced.exit_code, 0) << replaced.output;
+  EXPECT_NE(test::read_file(path("changing") / "rvec_recipe.yaml").find("density: 0.4"), std::string::npos);
+}
+
 TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
   const std::string base = "base_model: " + model("pre") + "\n";
   const std::string models = "models:\n  - model: " + model("post") + "\n    parameters: {weight: 1}\n";

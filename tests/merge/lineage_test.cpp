@@ -45,23 +45,8 @@ TEST(Lineage, PostDerivedFromPrePasses) {
   EXPECT_TRUE(r.by_kind.contains("norms"));
 }
 
-constexpr const char* kBf16NaN = "\xC0\x7F";  // 0x7FC0 little-endian
-constexpr const char* kBf16Inf = "\x80\x7F";  // 0x7F80
-
-// Writes the bf16 `value` (kBf16NaN by default) over the first `count`
-// elements of `tensor` in `model_file`.
-void poison(const fs::path& model_file, const std::string& tensor, size_t count, const char* value = kBf16NaN) {
-  uint64_t offset = 0;
-  {
-    const auto file = SafetensorsFile::open(model_file.string());
-    const TensorInfo* info = file->header().find(tensor);
-    ASSERT_NE(info, nullptr);
-    offset = file->header().data_start() + info->begin;
-  }
-  std::fstream f(model_file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekp(static_cast<std::streamoff>(offset));
-  for (size_t i = 0; i < count; ++i) f.write(value, 2);
-}
+constexpr uint16_t kBf16Inf = 0x7F80;
+using test::poison;
 
 TEST(Lineage, NaNWeightsAreAFindingNotAFineTune) {
   test::TempDir dir;

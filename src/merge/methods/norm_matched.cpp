@@ -19,7 +19,8 @@ namespace {
 class NormMatchedCombiner final : public TensorCombiner {
  public:
   explicit NormMatchedCombiner(const TensorContext& context)
-      : sum_sq_(context.vector_weights.size(), 0.0), factors_(sum_sq_.size(), 1.0f), tiles_(sum_sq_.size()) {
+      : tensor_(context.name),
+        sum_sq_(context.vector_weights.size(), 0.0), factors_(sum_sq_.size(), 1.0f), tiles_(sum_sq_.size()) {
     for (double w : context.vector_weights) weights_.push_back(static_cast<float>(w));
   }
 
@@ -30,6 +31,7 @@ class NormMatchedCombiner final : public TensorCombiner {
 
   void end_pass(unsigned) override {
     for (size_t i = 0; i < factors_.size(); ++i) {
+      if (!std::isfinite(sum_sq_[i])) fail_nonfinite_statistic(tensor_, i, "norm");
       if (sum_sq_[i] > 0) factors_[i] = static_cast<float>(std::sqrt(sum_sq_[0]) / std::sqrt(sum_sq_[i]));
     }
   }
@@ -45,6 +47,7 @@ class NormMatchedCombiner final : public TensorCombiner {
   }
 
  private:
+  std::string tensor_;
   std::vector<double> sum_sq_;  // ||v_i||^2 in this tensor
   std::vector<float> weights_, factors_;
   std::vector<std::vector<float>> tiles_;  // f_i v_i of the current tile

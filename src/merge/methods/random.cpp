@@ -80,7 +80,9 @@ class Direction {
   }
 
   // The bins that hold elements, their last rank + 1 and their value a_b · f.
-  void finish_statistics() {
+  // False when a NaN or Inf made the norm not finite.
+  bool finish_statistics() {
+    if (!std::isfinite(sum_sq_)) return false;
     double bins_sq = 0;
     for (size_t b = 0; b < kBins; ++b) {
       if (count_[b] == 0) continue;
@@ -97,6 +99,7 @@ class Direction {
     }
     count_ = {};
     sum_ = {};
+    return true;
   }
 
   // r(j) for j in [first, first + n).
@@ -122,7 +125,7 @@ class Direction {
 
 class RandomCombiner final : public TensorCombiner {
  public:
-  explicit RandomCombiner(const TensorContext& context) : tiles_(context.vector_weights.size()) {
+  explicit RandomCombiner(const TensorContext& context) : tensor_(context.name), tiles_(context.vector_weights.size()) {
     for (double w : context.vector_weights) weights_.push_back(static_cast<float>(w));
     const auto seed = static_cast<uint64_t>(context.params->at("seed"));
     for (size_t i = 0; i < weights_.size(); ++i) {
@@ -135,7 +138,9 @@ class RandomCombiner final : public TensorCombiner {
   }
 
   void end_pass(unsigned) override {
-    for (auto& d : directions_) d.finish_statistics();
+    for (size_t i = 0; i < directions_.size(); ++i) {
+      if (!directions_[i].finish_statistics()) fail_nonfinite_statistic(tensor_, i, "norm");
+    }
   }
 
   const float* combine(uint64_t first, size_t n, std::span<const float* const>, float* scratch) override {
@@ -149,6 +154,7 @@ class RandomCombiner final : public TensorCombiner {
   }
 
  private:
+  std::string tensor_;
   std::vector<float> weights_;
   std::vector<Direction> directions_;
   std::vector<std::vector<float>> tiles_;  // r_i of the current tile

@@ -46,6 +46,13 @@ const MethodParam* find_param(const MergeMethod& method, std::string_view name) 
   return nullptr;
 }
 
+void fail_nonfinite_statistic(std::string_view tensor, size_t vector, std::string_view statistic) {
+  fail(ErrorKind::kBadInput,
+       "tensor {}: vector {} holds NaN or Inf, so its {} is not finite and the method would spread it over the whole "
+       "tensor; `rvec check --deep` lists such values",
+       tensor, vector + 1, statistic);
+}
+
 const MethodParam& vector_weight_param() {
   static const MethodParam weight{"weight", 1.0, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max(),
                                   "the vector's share", {}, true};

@@ -123,7 +123,8 @@ std::vector<VectorTrim> vector_trims(TrimKind trim, const TensorContext& context
 class TrimAndSumCombiner final : public TensorCombiner {
  public:
   TrimAndSumCombiner(const TrimAndSumConfig& config, const MergeMethod& method, const TensorContext& context)
-      : trim_(config.trim),
+      : tensor_(context.name),
+        trim_(config.trim),
         elect_(config.elect_sign),
         vote_weighted_(param_flag(*context.params, "vote", false)),
         normalize_(param_flag(*context.params, "normalize", false)),
@@ -167,6 +168,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
         for (auto& bound : v.bounds) bound.end_pass(pass);
       } else {
         const auto [all, kept] = l1_[i];
+        if (!std::isfinite(all) || !std::isfinite(kept)) fail_nonfinite_statistic(tensor_, i, "l1 sum (rescale: l1)");
         factors_[i] = all < 1e-7 || kept < 1e-7 ? 1.0f : static_cast<float>(all / kept);
         v.restart();
       }
@@ -197,6 +199,7 @@ class TrimAndSumCombiner final : public TensorCombiner {
   }
 
  private:
+  std::string tensor_;
   TrimKind trim_;
   bool elect_, vote_weighted_, normalize_;
   Rescale rescale_;
