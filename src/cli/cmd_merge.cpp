@@ -1,6 +1,8 @@
 // rvec merge / extract / apply / run: one code path through a Recipe.
 #include <fmt/format.h>
 
+#include <set>
+
 #include "base/error.hpp"
 #include "base/process_stats.hpp"
 #include "base/progress.hpp"
@@ -149,11 +151,7 @@ nlohmann::ordered_json plan_json(const JobPlan& plan, const JobSpec& spec) {
   nlohmann::ordered_json out;
   out["kind"] = job_kind_name(spec.kind);
   out["method"] = method_json(spec, plan);
-  out["findings"] = nlohmann::ordered_json::array();
-  for (const auto& f : plan.compatibility.findings) {
-    out["findings"].push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject},
-                               {"message", f.message}});
-  }
+  out["findings"] = findings_json(plan);
   out["tensors"] = nlohmann::ordered_json::array();
   for (const auto& t : plan.tasks) {
     nlohmann::ordered_json vectors = nlohmann::ordered_json::array();
@@ -221,8 +219,9 @@ void print_done(const JobResult& result) {
   }
 }
 
-nlohmann::ordered_json result_json(const JobResult& result) {
+nlohmann::ordered_json result_json(const JobResult& result, const JobPlan& plan) {
   nlohmann::ordered_json out;
+  out["findings"] = findings_json(plan);
   out["outputs"] = nlohmann::ordered_json::array();
   for (const auto& o : result.outputs) {
     nlohmann::ordered_json nonfinite = nlohmann::ordered_json::array();
@@ -268,6 +267,18 @@ PlannedJobs plan_recipe(const Recipe& recipe, const RunFlags& flags, std::string
   return p;
 }
 
+// The plans' warnings on stderr, each once (the variants share the merge's inputs), before the run.
+void print_warnings(const std::vector<JobPlan>& plans) {
+  std::set<std::string> printed;
+  for (const auto& plan : plans) {
+    for (const auto& f : plan.compatibility.findings) {
+      if (f.severity != Severity::kWarning) continue;
+      const std::string line = fmt::format("warning {}: {}", f.subject, f.message);
+      if (printed.insert(line).second) fmt::print(stderr, "{}\n", one_line(line));
+    }
+  }
+}
+
 // One job's JSON as it is, several as {"jobs": [...]}.
 nlohmann::ordered_json jobs_json(std::vector<nlohmann::ordered_json> jobs) {
   if (jobs.size() == 1) return std::move(jobs.front());
@@ -285,6 +296,7 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
     if (flags.json) fmt::print("{}\n", jobs_json(std::move(plans)).dump(2));
     return;
   }
+  print_warnings(p.plans);
   std::vector<SharedJob> shared;
   for (size_t j = 0; j < p.specs.size(); ++j) shared.push_back({&p.models->inputs, &p.specs[j], &p.plans[j]});
   std::unique_ptr<ProgressBar> bar;
@@ -298,7 +310,7 @@ void execute(const Recipe& recipe, const RunFlags& flags, std::string recipe_tex
   if (bar) bar->finish();
   if (flags.json) {
     std::vector<nlohmann::ordered_json> out;
-    for (const auto& result : results) out.push_back(result_json(result));
+    for (size_t j = 0; j < results.size(); ++j) out.push_back(result_json(results[j], p.plans[j]));
     fmt::print("{}\n", jobs_json(std::move(out)).dump(2));
   } else if (!flags.quiet) {
     for (const auto& result : results) print_outputs(result);

@@ -97,6 +97,14 @@ ojson method_json(const JobSpec& spec, const JobPlan& plan) {
   return {{"name", method.name()}, {"formula", method.formula()}, {"params", params}};
 }
 
+ojson findings_json(const JobPlan& plan) {
+  ojson out = ojson::array();
+  for (const auto& f : plan.compatibility.findings) {
+    out.push_back({{"severity", std::string(severity_name(f.severity))}, {"subject", f.subject}, {"message", f.message}});
+  }
+  return out;
+}
+
 ojson describe_inputs(const JobInputs& inputs) {
   ojson out = ojson::object();
   const auto describe_vector = [](const VectorInput& v, ojson& into) {
@@ -185,6 +193,7 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
                {"inputs", describe_inputs(inputs)},
                {"rules", rules_json(spec)},
                {"dtype", spec.out_dtype ? ojson(std::string(dtype_name(*spec.out_dtype))) : ojson("as target")},
+               {"findings", findings_json(plan)},
                {"tensors", {{"combined", combined}, {"copied", copied}, {"notes", notes}}},
                {"new_nonfinite_values", nonfinite},
                {"vector_stats", vector_stats_json(job, inputs.vectors.front().pre != nullptr)},
@@ -245,16 +254,21 @@ std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPl
   if (rules.empty()) rules = "- none: every floating tensor receives the full w\n";
   std::string base_list;
   for (const auto& b : bases) base_list += fmt::format("- {}\n", b);
+  std::string warnings;
+  for (const auto& f : plan.compatibility.findings) {
+    if (f.severity == Severity::kWarning) warnings += fmt::format("  - {}: {}\n", f.subject, f.message);
+  }
+  if (!warnings.empty()) warnings = "- warnings:\n" + warnings;
   return fmt::format(
       "---\nbase_model:\n{}library_name: transformers\ntags:\n- merge\n- rvec\n- reasoning-vector\n---\n\n"
       "# {}\n\nThis is {}\n\nMade with rvec {}, streaming the inputs block by block: every element computed in f32 from the inputs' "
       "values and rounded once to the output dtype (round to nearest even).\n\n"
       "## Recipe\n\n- formula: `{}`\n- method: `{}`, δ = `{}`;{}\n{}- tensors: {} ({} copied unchanged from the "
-      "target)\n- tensor rules:\n{}\n"
+      "target)\n- tensor rules:\n{}{}\n"
       "Command:\n\n```\n{}\n```\n\n## Vector statistics\n\n{}\nFull provenance (input header hashes, rules, notes): "
       "`{}`.\n",
       base_list, output.path.filename().string(), what, RVEC_VERSION, job_formula(spec, inputs), method.name(),
-      method.formula(), params, per_vector, plan.tasks.size(), copied, rules, spec.command_line,
+      method.formula(), params, per_vector, plan.tasks.size(), copied, rules, warnings, spec.command_line,
       vector_stats_table(job, first.pre != nullptr), kProvenanceFile);
 }
 

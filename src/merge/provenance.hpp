@@ -20,6 +20,10 @@ nlohmann::ordered_json describe_inputs(const JobInputs& inputs);
 // every setting as given (gradients, conditions, a weight for every vector).
 nlohmann::ordered_json method_json(const JobSpec& spec, const JobPlan& plan);
 
+// The plan's compatibility findings (warnings and notes; errors stop a plan)
+// as [{severity, subject, message}].
+nlohmann::ordered_json findings_json(const JobPlan& plan);
+
 // Identifies one output of one job: same inputs, weight, rules, dtype and
 // sharding give the same fingerprint (used to resume and to reuse outputs).
 std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, double w);

@@ -88,6 +88,26 @@ TEST_F(MergeMethodsCli, EveryVectorsWeightFromTheCommandLineIsRecorded) {
   EXPECT_EQ(nlohmann::json::parse(plan.output)["method"], provenance["method"]) << plan.output;
 }
 
+// `check` and --dry-run warned that a tied target drops post's lm_head
+// change; the run itself said nothing, on screen or in what it wrote.
+TEST_F(MergeMethodsCli, ThePlansWarningsReachTheRunItsJsonProvenanceAndCard) {
+  const fs::path tied = dir_->path() / "tied";
+  ASSERT_EQ(run_rvec("gen-family " + q(tied) + " --tied -q").exit_code, 0);
+  const std::string args = "merge --pre " + q(fam("fam1", "pre")) + " --post " + q(fam("fam1", "post")) + " --target " +
+                           q(tied / "target") + " --method ties -w 1 -q -o ";
+  const auto r = run_rvec(args + q(out("tied")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning target ("), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("post's lm_head change is dropped"), std::string::npos) << r.output;
+  const auto provenance = nlohmann::json::parse(test::read_file(out("tied") / "rvec_provenance.json"));
+  ASSERT_FALSE(provenance["findings"].empty());
+  EXPECT_EQ(provenance["findings"][0]["severity"], "warning");
+  EXPECT_NE(test::read_file(out("tied") / "README.md").find("- warnings:"), std::string::npos);
+  const auto json = run_rvec(args + q(out("tied-json")) + " --json 2>/dev/null");
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  EXPECT_EQ(nlohmann::json::parse(json.output)["findings"], provenance["findings"]) << json.output;
+}
+
 TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
   const std::pair<std::string, std::string> cases[] = {
       {"--method tiez", "unknown merge method \"tiez\""},
