@@ -89,7 +89,9 @@ ojson method_json(const JobSpec& spec, const JobPlan& plan) {
   ojson params = ojson::object();
   for (const auto& p : method.params()) {
     const auto value = plan.merge_params.at(p.name);
-    params[p.name] = p.choices.empty() ? ojson(value) : ojson(param_text(p, value));
+    if (!p.choices.empty()) params[p.name] = param_text(p, value);
+    else if (p.whole) params[p.name] = static_cast<int64_t>(value);  // a seed, exact up to 2^53
+    else params[p.name] = value;
   }
   for (const auto& [name, setting] : spec.method_params) {  // gradients, conditions, and every vector's weight
     if (!setting.is_constant() || !params.contains(name)) params[name] = setting.to_json();
@@ -154,6 +156,14 @@ Metadata shard_metadata(const JobSpec& spec, const JobInputs& inputs, double w) 
                 {"rvec.kind", std::string(job_kind_info(spec.kind).metadata_kind)},
                 {"rvec.formula", job_formula(spec, inputs)}};
   if (job_kind_info(spec.kind).adds_to_target) m["rvec.w"] = fmt::format("{}", w);
+  // The method and every setting as given (weights, densities, seeds,
+  // gradients), so a shard or a GGUF file alone says how it was made.
+  if (!is_plain_task_arithmetic(spec, inputs)) {
+    m["rvec.method"] = ojson{{"name", job_method(spec).name()},
+                             {"params", settings_json(spec.method_params)},
+                             {"vectors", vector_settings_json(spec)}}
+                           .dump();
+  }
   return m;
 }
 

@@ -205,6 +205,12 @@ TEST(GgufCli, SeveralVectorsByAMethodAsGgufEqualExportOfTheSafetensorsMerge) {
   EXPECT_EQ(meta["general.rvec.formula"], "target + w * dare_ties(post 1 - pre 1, post 2 - pre 2)");
   EXPECT_EQ(meta["general.rvec.inputs.post_2"], "target");
   EXPECT_EQ(meta["general.rvec.inputs.pre_1"], "pre");
+  // The settings, which no other key held (a GGUF file has no provenance file beside it).
+  const auto method = nlohmann::json::parse(meta["general.rvec.method"].get<std::string>());
+  EXPECT_EQ(method["name"], "dare_ties");
+  EXPECT_EQ(method["params"]["seed"], 3);
+  EXPECT_EQ(method["params"]["density"], 0.5);
+  EXPECT_EQ(method["vectors"][1]["weight"], 0.5);
 }
 
 // A recipe's variants as GGUF: every job's output is the file its own

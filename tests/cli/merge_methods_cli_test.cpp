@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hf/model_folder.hpp"
+#include "merge/open_family.hpp"
 #include "test_util.hpp"
 
 namespace rvec {
@@ -35,17 +36,7 @@ class MergeMethodsCli : public ::testing::Test {
 };
 test::TempDir* MergeMethodsCli::dir_ = nullptr;
 
-// Same tensors with the same bytes (headers may differ: they name the formula).
-void expect_same_tensors(const fs::path& a, const fs::path& b) {
-  const auto x = ModelFolder::open(a.string()), y = ModelFolder::open(b.string());
-  ASSERT_EQ(x->tensors().size(), y->tensors().size());
-  for (const auto& t : x->tensors()) {
-    const ModelTensor* other = y->find(t.name());
-    ASSERT_NE(other, nullptr) << t.name();
-    const auto p = t.file->map(*t.info), q = other->file->map(*other->info);
-    EXPECT_TRUE(std::equal(p.begin(), p.end(), q.begin(), q.end())) << t.name() << " differs between " << a << " and " << b;
-  }
-}
+using test::expect_same_tensors;
 
 TEST_F(MergeMethodsCli, TheMethodAndItsValuesReachProvenanceCardAndMetadata) {
   const auto r = run_rvec("merge " + fam_args() + " --method dare_ties --density 0.3 --seed 9 --param vote=weighted -w 1 -q -o " +
@@ -55,6 +46,7 @@ TEST_F(MergeMethodsCli, TheMethodAndItsValuesReachProvenanceCardAndMetadata) {
   EXPECT_EQ(provenance["method"]["name"], "dare_ties");
   EXPECT_EQ(provenance["method"]["params"]["density"], 0.3);
   EXPECT_EQ(provenance["method"]["params"]["seed"], 9);
+  EXPECT_TRUE(provenance["method"]["params"]["seed"].is_number_integer());  // was 9.0
   EXPECT_EQ(provenance["method"]["params"]["vote"], "weighted");
   EXPECT_EQ(provenance["method"]["params"]["rescale"], "density");
   EXPECT_EQ(provenance["formula"], "target + w * dare_ties(post - pre)");

@@ -30,7 +30,7 @@ class Mergekit : public ::testing::Test {
 };
 test::TempDir* Mergekit::dir_ = nullptr;
 
-using test::expect_same_shards;
+using test::expect_same_tensors;
 using test::shards_of;
 
 struct Equivalent {
@@ -77,7 +77,7 @@ TEST_F(Mergekit, EachMethodGivesTheBytesOfRvecsOwnRecipe) {
     ASSERT_EQ(a.exit_code, 0) << name << ": " << a.output;
     const auto b = run_rvec("run " + q(rvec_yaml) + " -q");
     ASSERT_EQ(b.exit_code, 0) << name << ": " << b.output;
-    expect_same_shards(path(name + "-mergekit"), path(name + "-rvec"));
+    expect_same_tensors(path(name + "-mergekit"), path(name + "-rvec"));
     // The output's recipe is rvec's, and redoes the merge.
     const auto again = run_rvec("run " + q(path(name + "-mergekit") / "rvec_recipe.yaml") + " --json");
     ASSERT_EQ(again.exit_code, 0) << again.output;

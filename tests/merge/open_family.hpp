@@ -52,6 +52,19 @@ inline std::vector<std::filesystem::path> shards_of(const std::filesystem::path&
 }
 
 // Two model folders hold the same shard files with the same bytes.
+// Same tensors with the same bytes; the headers may differ (they record how
+// each output was asked for).
+inline void expect_same_tensors(const std::filesystem::path& a, const std::filesystem::path& b) {
+  const auto x = ModelFolder::open(a.string()), y = ModelFolder::open(b.string());
+  ASSERT_EQ(x->tensors().size(), y->tensors().size());
+  for (const auto& t : x->tensors()) {
+    const ModelTensor* other = y->find(t.name());
+    ASSERT_NE(other, nullptr) << t.name();
+    const auto p = t.file->map(*t.info), q = other->file->map(*other->info);
+    EXPECT_TRUE(std::equal(p.begin(), p.end(), q.begin(), q.end())) << t.name() << " differs between " << a << " and " << b;
+  }
+}
+
 inline void expect_same_shards(const std::filesystem::path& a, const std::filesystem::path& b) {
   const auto files = shards_of(a);
   ASSERT_FALSE(files.empty()) << a;
