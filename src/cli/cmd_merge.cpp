@@ -380,8 +380,13 @@ void add_job_options(CLI::App* cmd, MergeOptions& o, bool with_weights, bool wit
 void collect_params(MergeOptions& o) {
   if (!o.method.methods.empty()) o.recipe.method = o.method.methods.front();
   o.recipe.params = o.method.settings();
-  if (!o.recipe.params.empty() && o.recipe.method.empty()) {
-    fail(ErrorKind::kUsage, "--density, --gamma, --seed and --param need --method (task_arithmetic takes only normalize)");
+  if (!o.recipe.method.empty()) return;
+  const MergeMethod& fallback = merge_method(kDefaultMergeMethod);
+  for (const auto& [name, setting] : o.recipe.params) {
+    if (!find_setting_param(fallback, name)) {
+      fail(ErrorKind::kUsage, "{} needs --method: {}, the default, takes only weight and normalize", name,
+           fallback.name());
+    }
   }
 }
 

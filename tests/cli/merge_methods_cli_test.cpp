@@ -104,7 +104,7 @@ TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
   const std::pair<std::string, std::string> cases[] = {
       {"--method tiez", "unknown merge method \"tiez\""},
       {"--method ties --density 2", "density = 2 is outside [0, 1]"},
-      {"--density 0.5", "need --method"},
+      {"--density 0.5", "density needs --method: task_arithmetic, the default, takes only weight and normalize"},
       {"--method ties --gamma 0.1", "takes no parameter \"gamma\""},
       {"--method ties --param vote=loud", "vote is one of unweighted, weighted, not \"loud\""},
       {"--method ties --param density", "must look like NAME=VALUE"},
@@ -123,6 +123,11 @@ TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
     EXPECT_NE(r.output.find(message), std::string::npos) << flags << ": " << r.output;
     EXPECT_FALSE(fs::exists(out("bad")));
   }
+  // What the default method takes needs no --method (it was refused, though
+  // --method task_arithmetic --param weight=2 ran).
+  const auto plain = run_rvec("merge " + fam_args() + " -w 1 --param weight=2 --dry-run --json -o " + q(out("w2")));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_EQ(nlohmann::json::parse(plain.output)["tensors"][0]["vectors"][0]["weight"], 2.0) << plain.output;
 }
 
 TEST_F(MergeMethodsCli, CheckReportsThePlanOfEachMethod) {
