@@ -38,7 +38,8 @@ YAML::Node YamlReader::load(const std::string& text) const {
 
 // Every mapping's keys are distinct: yaml-cpp keeps the first of two equal
 // keys and PyYAML the last, so a duplicate would mean different things to
-// rvec and to the tools the file came from.
+// rvec and to the tools the file came from. Likewise a merge key (<<),
+// which PyYAML expands and yaml-cpp keeps as a key named "<<".
 void YamlReader::refuse_duplicate_keys(const YAML::Node& root) const {
   std::vector<YAML::Node> pending{root};
   size_t met = 0;
@@ -52,6 +53,9 @@ void YamlReader::refuse_duplicate_keys(const YAML::Node& root) const {
       std::map<std::string, int> seen;  // key -> its line
       for (const auto& entry : node) {
         if (!entry.first.IsScalar()) error(entry.first, "a key must be a plain word, not a list, mapping or null");
+        if (entry.first.Scalar() == "<<" && entry.first.Tag() != "!") {  // PyYAML merges; yaml-cpp would not
+          error(entry.first, "a YAML merge key (<<) is not supported here: write the keys out");
+        }
         const auto [at, fresh] = seen.try_emplace(entry.first.Scalar(), entry.first.Mark().line + 1);
         if (!fresh) {
           error(entry.first, fmt::format("duplicate key \"{}\" (first on line {})", printable(at->first), at->second));

@@ -130,6 +130,8 @@ TEST(Recipe, MethodErrorsNameTheLine) {
              "r.yaml:5: field \"vote\" is one of unweighted, weighted, not \"heavy\"");
   expect_bad(head + "method: dare_ties\nparams: {seed: 1.5}\npre: a\npost: b\n",
              "r.yaml:5: field \"seed\" = 1.5 is not a whole number");
+  expect_bad(head + "method: ties\nbase: &b {density: 0.3}\nparams: {<<: *b}\npre: a\npost: b\n",
+             "r.yaml:6: a YAML merge key (<<) is not supported here");
 }
 
 // A seed of 2^53 + 1 became 2^53 without a word, and "010" read as 10
