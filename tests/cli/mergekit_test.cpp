@@ -125,7 +125,10 @@ TEST_F(Mergekit, AChangedConfigReplacesItsOutputWithOverwrite) {
 
 TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
   const std::string base = "base_model: " + model("pre") + "\n";
-  const std::string models = "models:\n  - model: " + model("post") + "\n    parameters: {weight: 1}\n";
+  const auto post_with = [](const std::string& parameters) {
+    return "models:\n  - model: " + model("post") + "\n    parameters: " + parameters + "\n";
+  };
+  const std::string models = post_with("{weight: 1}");
   const std::pair<std::string, std::string> cases[] = {
       {"merge_method: slerp\n" + base + models, "merge_method \"slerp\" is not supported by rvec"},
       {"merge_method: ties\n" + base + models + "slices: []\n", "field \"slices\" of mergekit configs is not supported"},
@@ -133,7 +136,7 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
       {"merge_method: ties\n" + base + models + "chat_template: chatml\n", "field \"chat_template\""},
       {"merge_method: ties\n" + base + models + "parameters: {epsilon: 0.1}\n", "parameter \"epsilon\" is not supported for ties"},
       {"merge_method: ties\n" + base + models + "parameters: {lambda: [1, 2]}\n", "field \"lambda\" must be one number"},
-      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 1, normalize: true}\n",
+      {"merge_method: ties\n" + base + post_with("{weight: 1, normalize: true}"),
        "\"normalize\" is one value for the whole merge"},
       {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n", "has no weight"},
       {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "+lora\n    parameters: {weight: 1}\n",
@@ -146,25 +149,23 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
        "is listed twice (first on line 4)"},
       {"merge_method: ties\n" + base + models + "merge_method: linear\n", "duplicate key \"merge_method\" (first on line 1)"},
       {"merge_method: ties\n" + base + models + "---\nmerge_method: linear\n", "a second YAML document"},
-      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 010}\n",
+      {"merge_method: ties\n" + base + post_with("{weight: 010}"),
        "has a leading zero"},
       // Each of these once crashed, ran, or was refused without naming the line.
       {"merge_method: ties\n" + base + "models:\n  - model: \"\"\n    parameters: {weight: 1}\n",
        ".yml:4: field \"model\" is empty"},
       {"merge_method: ties\n" + base + models + "parameters: {lambda: 010}\n", "field \"lambda\": \"010\" has a leading zero"},
       {"merge_method: ties\n" + base + models + "parameters: {lambda: 1e39}\n", "field \"lambda\" (rvec's w) = 1e+39 is outside"},
-      {"merge_method: task_arithmetic\n" + base + "models:\n  - model: " + model("post") +
-           "\n    parameters: {weight: 1, density: 0.5}\n",
+      {"merge_method: task_arithmetic\n" + base + post_with("{weight: 1, density: 0.5}"),
        ".yml:5: parameter \"density\" is not supported for task_arithmetic"},
-      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") + "\n    parameters: {weight: 0x10}\n",
+      {"merge_method: ties\n" + base + post_with("{weight: 0x10}"),
        ".yml:5: field \"weight\" takes a number, not \"0x10\""},
       {"merge_method: ties\n" + base + "models:\n  - model: " + model("pre") + "\n    parameters: {weight: abc}\n" +
            models.substr(8),
        "field \"weight\" takes a number, not \"abc\""},
       {"merge_method: ties\n" + base + models + "dtype: bf16\n", "dtype \"bf16\" is not bfloat16, float16 or float32"},
       {"merge_method: ties\n" + base + models + "dtype: int8\nout_dtype: float16\n", "dtype \"int8\""},
-      {"merge_method: ties\n" + base + "models:\n  - model: " + model("post") +
-           "\n    parameters: {weight: [{filter: mlp, value: 0.5}]}\n",
+      {"merge_method: ties\n" + base + post_with("{weight: [{filter: mlp, value: 0.5}]}"),
        "vector 1 has no weight here"},
   };
   int i = 0;
