@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "base/hash.hpp"
 #include "base/json.hpp"
@@ -48,9 +50,34 @@ ojson rules_json(const JobSpec& spec) {
   return rules;
 }
 
-std::string name_of(const ModelFolder* model) {
-  return model ? std::filesystem::path(model->path()).lexically_normal().filename().string() : "";
+std::filesystem::path folder_path(const ModelFolder& model) {
+  std::filesystem::path path = std::filesystem::path(model.path()).lexically_normal();
+  return path.has_filename() ? path : path.parent_path();  // "post/" is "post"
 }
+
+// The model card's names of the inputs: each folder's name, or where two
+// folders share one (fam/post, fam2/post), the name with its parent's.
+class InputNames {
+ public:
+  explicit InputNames(const JobInputs& inputs) {
+    const auto add = [this](const ModelFolder* m) {
+      if (m) paths_[folder_path(*m).filename().string()].insert(folder_path(*m).string());
+    };
+    add(inputs.target);
+    for (const auto& v : inputs.vectors) add(v.pre), add(v.post);
+  }
+
+  std::string operator()(const ModelFolder* model) const {
+    if (!model) return "";
+    const std::filesystem::path path = folder_path(*model);
+    const std::string name = path.filename().string();
+    if (paths_.at(name).size() == 1 || !path.has_parent_path()) return name;
+    return (path.parent_path().filename() / name).string();
+  }
+
+ private:
+  std::map<std::string, std::set<std::string>> paths_;  // folder name -> the paths of that name
+};
 
 // Norm of the vector per module kind, its share of ||v||^2, and its size
 // relative to pre (absent for apply, where pre is not read).
@@ -215,6 +242,7 @@ ojson provenance(const JobInputs& inputs, const JobSpec& spec, const JobPlan& pl
 
 std::string model_card(const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan, const OutputResult& output,
                        const JobResult& job) {
+  const InputNames name_of(inputs);
   std::vector<std::string> bases;
   const auto add_base = [&](const ModelFolder* m) {
     if (m && std::ranges::find(bases, name_of(m)) == bases.end()) bases.push_back(name_of(m));

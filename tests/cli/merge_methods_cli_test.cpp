@@ -100,6 +100,21 @@ TEST_F(MergeMethodsCli, ThePlansWarningsReachTheRunItsJsonProvenanceAndCard) {
   EXPECT_EQ(nlohmann::json::parse(json.output)["findings"], provenance["findings"]) << json.output;
 }
 
+// Two post models in folders of the same name were one name in the card:
+// "ties(post − pre, post − pre)".
+TEST_F(MergeMethodsCli, TheCardTellsApartInputsWhoseFoldersShareAName) {
+  const fs::path recipe = dir_->path() / "two-posts.yaml";
+  test::write_file(recipe, "method: ties\ntarget: " + fam("fam1", "target").string() + "\nweights: [1]\noutput: " +
+                               out("two-posts").string() + "\nvectors:\n  - {pre: " + fam("fam1", "pre").string() +
+                               ", post: " + fam("fam1", "post").string() + "}\n  - {pre: " +
+                               fam("fam2", "pre").string() + ", post: " + fam("fam2", "post").string() + "}\n");
+  const auto r = run_rvec("run -q " + q(recipe));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string card = test::read_file(out("two-posts") / "README.md");
+  EXPECT_NE(card.find("ties(`fam1/post` − `fam1/pre`, `fam2/post` − `fam2/pre`)"), std::string::npos) << card;
+  EXPECT_NE(card.find("- target\n"), std::string::npos) << card;  // a name no other input has stays bare
+}
+
 TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
   const std::pair<std::string, std::string> cases[] = {
       {"--method tiez", "unknown merge method \"tiez\""},
