@@ -699,7 +699,9 @@ uint64_t TaskExecutor::inputs_nonfinite(const TaskRow& row, size_t group, size_t
 // Of the `found` NaN/Inf values of an output block, those at elements where
 // every input is finite: all of them when no input of the block holds NaN or
 // Inf (the common case), else counted element by element (a method may
-// spread one input NaN over a tensor, through a norm or an l1 sum).
+// spread one input NaN over a tensor, through a norm or an l1 sum). A
+// quantized block with one such element is NaN whole (docs/gguf.md), so
+// every element of it is excused.
 uint64_t TaskExecutor::new_nonfinite(const TaskRow& row, size_t group, const std::byte* out, size_t n,
                                      uint64_t found) const {
   if (found == 0 || inputs_nonfinite(row, group, n) == 0) return found;
@@ -714,6 +716,14 @@ uint64_t TaskExecutor::new_nonfinite(const TaskRow& row, size_t group, const std
   for (size_t i = 0; i < task.vectors.size(); ++i) {
     excuse(task.vectors[i].post->info->dtype, b.vectors.last_block(group, i, false));
     if (task.vectors[i].pre) excuse(task.vectors[i].pre->info->dtype, b.vectors.last_block(group, i, true));
+  }
+  if (is_block_type(task.out_dtype)) {
+    const size_t block = dtype_block_elements(task.out_dtype);
+    for (size_t start = 0; start < n; start += block) {
+      const auto first = excused.begin() + static_cast<ptrdiff_t>(start);
+      const auto last = excused.begin() + static_cast<ptrdiff_t>(std::min(n, start + block));
+      if (std::find(first, last, true) != last) std::fill(first, last, true);
+    }
   }
   const std::vector<bool> produced = nonfinite_flags(task.out_dtype, out, n);
   uint64_t fresh = 0;

@@ -328,8 +328,11 @@ TEST_F(MergeFaults, ANaNThatAMethodWouldSpreadOverATensorIsRefusedNamingIt) {
         << method << "\n" << r.output;
     EXPECT_FALSE(fs::exists(dir_ / "out"));
   }
-  // Without a tensor-wide statistic the NaN stays where it was (docs/merging.md).
+  // Without a tensor-wide statistic the NaN stays where it was (docs/merging.md),
+  // in a quantized GGUF block with the rest of its block.
   EXPECT_EQ(run_rvec(args + "-w 1 --method ties -o " + q(dir_ / "ties")).exit_code, 0);
+  const auto q8 = run_rvec(args + "-w 1 --format gguf --type q8_0 -o " + q(dir_ / "one.gguf"));
+  EXPECT_EQ(q8.exit_code, 0) << q8.output;
 
   // Values that overflow beside the NaN are new NaN/Inf all the same.
   const auto allowed = run_rvec(args + "-w 1e9 --dtype F16 --max-nonfinite 100000000 -o " + q(dir_ / "allowed"));
