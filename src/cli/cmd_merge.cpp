@@ -383,10 +383,12 @@ void collect_params(MergeOptions& o) {
   if (!o.recipe.method.empty()) return;
   const MergeMethod& fallback = merge_method(kDefaultMergeMethod);
   for (const auto& [name, setting] : o.recipe.params) {
-    if (!find_setting_param(fallback, name)) {
-      fail(ErrorKind::kUsage, "{} needs --method: {}, the default, takes only weight and normalize", name,
-           fallback.name());
-    }
+    if (find_setting_param(fallback, name)) continue;
+    const auto names = merge_method_names();
+    const bool known = std::ranges::any_of(names, [&](std::string_view m) { return find_param(merge_method(m), name); });
+    if (!known) fail(ErrorKind::kUsage, "no merge method takes a parameter \"{}\"", name);
+    fail(ErrorKind::kUsage, "{} needs --method: {}, the default, takes only weight and normalize", name,
+         fallback.name());
   }
 }
 

@@ -205,13 +205,13 @@ bool has_setting(const JobSpec& spec, size_t i, const std::string& param) {
   return spec.method_params.contains(param) || (!spec.vector_params.empty() && spec.vector_params[i].contains(param));
 }
 
-// Vector i's weight in tensor `name`: 1 when no weight is set at all; a
-// usage error when one is set but no filter of it matches the tensor (as
-// mergekit stops with "Missing required parameter weight").
+// Vector i's weight in tensor `name`: the default 1 where no setting gives
+// one, except for a mergekit config with a weight set (spec.weight_required),
+// refused as mergekit stops with "Missing required parameter weight".
 double resolve_weight(const JobSpec& spec, size_t i, const std::string& name, double t) {
   const MethodParam& weight = vector_weight_param();
   if (const auto value = given_param(weight, spec, i, name, t)) return *value;
-  if (has_setting(spec, i, weight.name)) {
+  if (spec.weight_required && has_setting(spec, i, weight.name)) {
     fail(ErrorKind::kUsage, "tensor {}: vector {} has no weight here: no filter of its weight matches the tensor and "
          "no value without a filter follows (add `- value: W` last)", name, i + 1);
   }

@@ -68,13 +68,13 @@ std::optional<std::string> rvec_dtype(std::string_view torch) {
 }
 
 // mergekit's optional fields are None when written empty (`chat_template:`):
-// absent, as pydantic reads them.
+// absent, as pydantic reads them. Other keys stay, to be checked.
 void drop_empty_fields(YAML::Node& map) {
-  std::vector<std::string> empty;
-  for (const auto& entry : map) {
-    if (entry.second.IsNull()) empty.push_back(entry.first.as<std::string>());
+  constexpr const char* kOptional[] = {"parameters", "dtype",     "out_dtype", "tokenizer_source", "tokenizer",
+                                       "chat_template", "slices", "modules"};
+  for (const char* field : kOptional) {
+    if (map[field] && map[field].IsNull()) map.remove(field);
   }
-  for (const auto& key : empty) map.remove(key);
 }
 
 // A per-model parameter's setting (weight, density, gamma), read as the
@@ -147,10 +147,15 @@ void add_mergekit_defaults(const MergekitMethod& method, Recipe& r) {
     r.params.try_emplace("normalize", ParamSetting::word(method.normalize ? "true" : "false"));
     return;
   }
-  r.params.try_emplace("density", 1.0);
+  // A merge-wide setting whose filters leave tensors out falls back to mergekit's default there too.
+  const auto set_default = [&r](const std::string& name, double value) {
+    const auto [at, fresh] = r.params.try_emplace(name, value);
+    if (!fresh) at->second = at->second.or_else(value);
+  };
+  set_default("density", 1.0);
   r.params.try_emplace("normalize", ParamSetting::word(method.normalize ? "true" : "false"));
   r.params.try_emplace("rescale", ParamSetting::word(method.rescale));
-  if (method.gamma) r.params.try_emplace("gamma", 0.01);
+  if (method.gamma) set_default("gamma", 0.01);
   if (method.votes) r.params.try_emplace("vote", ParamSetting::word("weighted"));
 }
 
@@ -183,6 +188,7 @@ Recipe mergekit_recipe(const std::string& text, const std::string& origin, const
   r.target = read_model(y, root["base_model"], "base_model");
   r.output = output;
   r.weights = {1.0};
+  r.weight_required = true;
   if (const auto source = root["tokenizer_source"]) {
     const auto value = y.scalar<std::string>(source, "tokenizer_source", "base");
     if (value != "base") {

@@ -117,6 +117,16 @@ std::optional<double> ParamSetting::value_at(const MethodParam& param, std::stri
       value_);
 }
 
+ParamSetting ParamSetting::or_else(double value) const {
+  const auto* conditions = std::get_if<std::vector<Condition>>(&value_);
+  if (!conditions) return *this;
+  const bool covers_all = std::ranges::any_of(*conditions, [](const Condition& c) { return !c.filter || *c.filter == "*"; });
+  if (covers_all) return *this;
+  std::vector<Condition> extended = *conditions;
+  extended.push_back({std::nullopt, value});
+  return ParamSetting::conditions(std::move(extended));
+}
+
 nlohmann::ordered_json ParamSetting::to_json() const {
   return std::visit(Visitor{[](double v) { return nlohmann::ordered_json(v); },
                             [](const std::string& w) { return nlohmann::ordered_json(w); },

@@ -51,6 +51,10 @@ class ParamSetting {
   // condition matches. Usage error naming `param` for a word it does not take.
   std::optional<double> value_at(const MethodParam& param, std::string_view tensor, double t) const;
 
+  // This setting, or, for conditions none of which matches every tensor,
+  // the conditions followed by `value` for the tensors they leave out.
+  ParamSetting or_else(double value) const;
+
   nlohmann::ordered_json to_json() const;
   void emit(YAML::Emitter& out) const;
 

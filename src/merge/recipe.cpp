@@ -320,6 +320,7 @@ JobSpec job_spec(const Recipe& r) {
   spec.weights = r.kind == JobKind::kExtract ? std::vector<double>{1.0} : r.weights;
   spec.output = r.output;
   spec.overwrite = r.overwrite;
+  spec.weight_required = r.weight_required;
   spec.max_new_nonfinite = r.max_nonfinite;
   if (r.dtype) {
     std::string upper;

@@ -87,6 +87,9 @@ struct Recipe {
   std::optional<std::string> gguf_type;       // gguf: "q4_k_m", ...
   std::optional<std::string> split_max_size;  // gguf: "50GB"
   std::vector<RecipeVariant> variants;        // merge: built in the same read pass
+  // A mergekit config's: every vector needs a weight for every tensor (rvec's
+  // own recipes give 1 where their filters leave a tensor out). Not saved.
+  bool weight_required = false;
 };
 
 // Reads a recipe; errors name the file, line and field.

@@ -120,6 +120,7 @@ TEST_F(MergeMethodsCli, BadMethodFlagsAreUsageErrorsNamingTheProblem) {
       {"--method tiez", "unknown merge method \"tiez\""},
       {"--method ties --density 2", "density = 2 is outside [0, 1]"},
       {"--density 0.5", "density needs --method: task_arithmetic, the default, takes only weight and normalize"},
+      {"--param foo=1", "no merge method takes a parameter \"foo\""},
       {"--method ties --gamma 0.1", "takes no parameter \"gamma\""},
       {"--method ties --param vote=loud", "vote is one of unweighted, weighted, not \"loud\""},
       {"--method ties --param density", "must look like NAME=VALUE"},

@@ -44,7 +44,7 @@ struct Equivalent {
 
 // Two fine-tunes of the same base (the family's post and target) merged onto
 // that base, as mergekit does it and as an rvec recipe says it.
-TEST_F(Mergekit, EachMethodGivesTheBytesOfRvecsOwnRecipe) {
+TEST_F(Mergekit, EachMethodGivesTheTensorsOfRvecsOwnRecipe) {
   const Equivalent cases[] = {
       {"task_arithmetic", "{}", "{weight: 0.7}", "{weight: 0.3}", "{normalize: false}", "weight: 0.7", "weight: 0.3"},
       {"ties", "{normalize: true, int8_mask: true}", "{weight: 1, density: [1, 0.3]}", "{weight: 0.5, density: 0.5}",
@@ -178,6 +178,17 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
     EXPECT_NE(r.output.find(message), std::string::npos) << yaml << "\n" << r.output;
     EXPECT_FALSE(fs::exists(path("never")));
   }
+  // Top-level density filters that leave tensors out: mergekit's default there, not rvec's (0.2 for ties).
+  const fs::path filtered = path("density-filters.yml");
+  test::write_file(filtered, "merge_method: ties\n" + base + models + "parameters: {density: [{filter: mlp, value: 0.5}]}\n");
+  const auto filtered_plan = run_rvec("run " + q(filtered) + " -o " + q(path("filtered-out")) + " --dry-run --json");
+  ASSERT_EQ(filtered_plan.exit_code, 0) << filtered_plan.output;
+  for (const auto& t : nlohmann::json::parse(filtered_plan.output)["tensors"]) {
+    if (t["vectors"].empty()) continue;
+    const bool mlp = t["name"].get<std::string>().find("mlp") != std::string::npos;
+    EXPECT_EQ(t["vectors"][0]["density"], mlp ? 0.5 : 1.0) << t.dump();
+  }
+
   // Empty optional fields are absent to mergekit (pydantic's None); "torch." prefixes its dtypes.
   const fs::path empty = path("empty-fields.yml");
   test::write_file(empty, "merge_method: ties\n" + base + models +

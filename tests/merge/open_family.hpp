@@ -51,7 +51,6 @@ inline std::vector<std::filesystem::path> shards_of(const std::filesystem::path&
   return files;
 }
 
-// Two model folders hold the same shard files with the same bytes.
 // Same tensors with the same bytes; the headers may differ (they record how
 // each output was asked for).
 inline void expect_same_tensors(const std::filesystem::path& a, const std::filesystem::path& b) {
@@ -65,6 +64,7 @@ inline void expect_same_tensors(const std::filesystem::path& a, const std::files
   }
 }
 
+// Two model folders hold the same shard files with the same bytes.
 inline void expect_same_shards(const std::filesystem::path& a, const std::filesystem::path& b) {
   const auto files = shards_of(a);
   ASSERT_FALSE(files.empty()) << a;

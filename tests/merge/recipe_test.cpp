@@ -153,7 +153,8 @@ TEST(Recipe, NumbersADoubleCannotHoldOrThatReadAsOctalAreRefused) {
 }
 
 // PyYAML (so mergekit) reads "+0.5" and "00.5" as 0.5; rvec took them for
-// words and refused them as parameter values.
+// words and refused them as parameter values. ("+.5" and "0.5e0" are strings
+// to PyYAML, which mergekit's pydantic turns into 0.5 too.)
 TEST(Recipe, NumbersWithAPlusOrALeadingZeroBeforeThePointAreNumbers) {
   const std::string head = "target: t\nweights: [1]\noutput: o\npre: a\npost: b\nmethod: ties\n";
   const MergeMethod& ties = merge_method("ties");

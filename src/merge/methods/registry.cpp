@@ -48,8 +48,8 @@ const MethodParam* find_param(const MergeMethod& method, std::string_view name) 
 
 void fail_nonfinite_statistic(std::string_view tensor, size_t vector, std::string_view statistic) {
   fail(ErrorKind::kBadInput,
-       "tensor {}: vector {} holds NaN or Inf, so its {} is not finite and the method would spread it over the whole "
-       "tensor; `rvec check --deep` lists such values",
+       "tensor {}: vector {} holds NaN or Inf (an input's, or post - pre beyond f32), so its {} is not finite and the "
+       "method would spread it over the whole tensor; `rvec check --deep` lists NaN/Inf inputs",
        tensor, vector + 1, statistic);
 }
 
