@@ -183,7 +183,8 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
   test::write_file(filtered, "merge_method: ties\n" + base + models + "parameters: {density: [{filter: mlp, value: 0.5}]}\n");
   const auto filtered_plan = run_rvec("run " + q(filtered) + " -o " + q(path("filtered-out")) + " --dry-run --json");
   ASSERT_EQ(filtered_plan.exit_code, 0) << filtered_plan.output;
-  for (const auto& t : nlohmann::json::parse(filtered_plan.output)["tensors"]) {
+  const auto filtered_json = nlohmann::json::parse(filtered_plan.output);  // outlives the loop
+  for (const auto& t : filtered_json["tensors"]) {
     if (t["vectors"].empty()) continue;
     const bool mlp = t["name"].get<std::string>().find("mlp") != std::string::npos;
     EXPECT_EQ(t["vectors"][0]["density"], mlp ? 0.5 : 1.0) << t.dump();
