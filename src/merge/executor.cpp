@@ -157,16 +157,15 @@ class TaskExecutor::RowStreams {
     for (size_t p = 0; p < pair_keys_.size(); ++p) {
       if (!pairs[p]) continue;
       PairTiles& t = *pairs_[p];
-      if (sums.empty() && both_bf16(t)) {  // the statistics passes: no sums, one pass over the raw tiles
-        kernels::bf16_difference(bf16_tile(t.post, tile), bf16_tile(*t.pre, tile), t.delta.get(), m);
+      const std::vector<kernels::DeltaSums*> into = sums_of_pair(p, sums);
+      if (both_bf16(t)) {
+        bf16_delta_of_tile(t, tile, m, into);
         continue;
       }
       readers_[t.post]->widen(tile, std::span(t.delta.get(), m));
       if (t.pre) readers_[*t.pre]->widen(tile, std::span(t.pre_values.get(), m));
-      for (size_t g = 0; g < sums.size(); ++g) {
-        if (sums[g] && !group_pairs_[g].empty() && group_pairs_[g].front() == p) {
-          kernels::accumulate_delta_sums(t.pre ? t.pre_values.get() : zeros_.get(), t.delta.get(), nullptr, m, *sums[g]);
-        }
+      for (kernels::DeltaSums* s : into) {
+        kernels::accumulate_delta_sums(t.pre ? t.pre_values.get() : zeros_.get(), t.delta.get(), nullptr, m, *s);
       }
       if (t.pre) kernels::subtract(t.delta.get(), t.pre_values.get(), t.delta.get(), m);
     }
@@ -233,6 +232,25 @@ class TaskExecutor::RowStreams {
     tensors_.push_back(tensor);
     if (readers_.size() < tensors_.size()) readers_.push_back(std::make_unique<TensorBlockReader>(block_elements_));
     return tensors_.size() - 1;
+  }
+
+  // Of `sums`, those of the groups whose first vector is pair `p`.
+  std::vector<kernels::DeltaSums*> sums_of_pair(size_t p, std::span<kernels::DeltaSums* const> sums) const {
+    std::vector<kernels::DeltaSums*> out;
+    for (size_t g = 0; g < sums.size(); ++g) {
+      if (sums[g] && !group_pairs_[g].empty() && group_pairs_[g].front() == p) out.push_back(sums[g]);
+    }
+    return out;
+  }
+
+  // A bf16 pair's delta tile, read from the raw tiles in one pass (with the sums, when any are wanted).
+  void bf16_delta_of_tile(PairTiles& t, size_t tile, size_t m, std::span<kernels::DeltaSums* const> into) const {
+    const uint16_t* post = bf16_tile(t.post, tile);
+    const uint16_t* pre = bf16_tile(*t.pre, tile);
+    if (into.empty()) return kernels::bf16_difference(post, pre, t.delta.get(), m);
+    kernels::DeltaSums tile_sums;
+    kernels::bf16_difference_with_sums(post, pre, t.delta.get(), m, tile_sums);
+    for (kernels::DeltaSums* s : into) *s += tile_sums;
   }
 
   bool both_bf16(const PairTiles& t) const {

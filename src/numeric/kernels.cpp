@@ -366,6 +366,32 @@ void ElectSum(const float* const* HWY_RESTRICT t, const float* HWY_RESTRICT w, s
   scalar::elect_sum_from(t, w, count, vote_weighted, normalize, out, i, n);
 }
 
+// Two half-width f32 chunks per step, each with its own f64 accumulators, so
+// that the multiply-adds of neighbouring chunks do not wait on each other.
+void Bf16DifferenceWithSums(const uint16_t* HWY_RESTRICT post, const uint16_t* HWY_RESTRICT pre,
+                            float* HWY_RESTRICT out, size_t n, DeltaSums& sums) {
+  const hn::ScalableTag<double> dd;
+  const hn::Rebind<float, decltype(dd)> df;  // half-width f32 vectors, widened to f64
+  const size_t lanes = hn::Lanes(dd);
+  auto base_sq0 = hn::Zero(dd), base_sq1 = hn::Zero(dd), a_sq0 = hn::Zero(dd), a_sq1 = hn::Zero(dd);
+  const auto step = [&](size_t i, auto& base_sq, auto& a_sq) {
+    const auto a = LoadBf16(df, post + i), p = LoadBf16(df, pre + i);
+    hn::StoreU(hn::Sub(a, p), df, out + i);
+    const auto pd = hn::PromoteTo(dd, p), da = hn::Sub(hn::PromoteTo(dd, a), pd);
+    base_sq = hn::MulAdd(pd, pd, base_sq);
+    a_sq = hn::MulAdd(da, da, a_sq);
+  };
+  size_t i = 0;
+  for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    step(i, base_sq0, a_sq0);
+    step(i + lanes, base_sq1, a_sq1);
+  }
+  for (; i + lanes <= n; i += lanes) step(i, base_sq0, a_sq0);
+  sums.base_sq += hn::GetLane(hn::SumOfLanes(dd, hn::Add(base_sq0, base_sq1)));
+  sums.a_sq += hn::GetLane(hn::SumOfLanes(dd, hn::Add(a_sq0, a_sq1)));
+  scalar::bf16_difference_with_sums(post + i, pre + i, out + i, n - i, sums);
+}
+
 void AccumulateDeltaSums(const float* HWY_RESTRICT pre, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
                          size_t n, DeltaSums& sums) {
   const hn::ScalableTag<double> dd;
@@ -403,6 +429,7 @@ HWY_EXPORT(Subtract);
 HWY_EXPORT(Bf16Difference);
 HWY_EXPORT(AddScaled);
 HWY_EXPORT(AccumulateDeltaSums);
+HWY_EXPORT(Bf16DifferenceWithSums);
 HWY_EXPORT(Add);
 HWY_EXPORT(Scale);
 HWY_EXPORT(KeepTop);
@@ -416,6 +443,9 @@ HWY_EXPORT(ElectSum);
 
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums) {
   HWY_DYNAMIC_DISPATCH(AccumulateDeltaSums)(pre, a, b, n, sums);
+}
+void bf16_difference_with_sums(const uint16_t* post, const uint16_t* pre, float* out, size_t n, DeltaSums& sums) {
+  HWY_DYNAMIC_DISPATCH(Bf16DifferenceWithSums)(post, pre, out, n, sums);
 }
 
 void bf16_to_f32(const uint16_t* in, float* out, size_t n) { HWY_DYNAMIC_DISPATCH(Bf16ToF32)(in, out, n); }
@@ -486,6 +516,15 @@ void subtract(const float* a, const float* b, float* out, size_t n) {
 }
 void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = rvec::bf16_to_f32(a[i]) - rvec::bf16_to_f32(b[i]);
+}
+void bf16_difference_with_sums(const uint16_t* post, const uint16_t* pre, float* out, size_t n, DeltaSums& sums) {
+  for (size_t i = 0; i < n; ++i) {
+    const float a = rvec::bf16_to_f32(post[i]), p = rvec::bf16_to_f32(pre[i]);
+    out[i] = a - p;
+    const double da = static_cast<double>(a) - p;
+    sums.base_sq += static_cast<double>(p) * p;
+    sums.a_sq += da * da;
+  }
 }
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n) {
   for (size_t i = 0; i < n; ++i) {

@@ -93,6 +93,10 @@ struct DeltaSums {
   }
 };
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums);
+// bf16_difference(post, pre, out, n) and, in the same pass, the sums
+// accumulate_delta_sums(f32(pre), f32(post), nullptr, n, sums) would add
+// (post - pre is taken in f64 for the sums, in f32 for out).
+void bf16_difference_with_sums(const uint16_t* post, const uint16_t* pre, float* out, size_t n, DeltaSums& sums);
 
 namespace scalar {
 void accumulate_delta_sums(const float* pre, const float* a, const float* b, size_t n, DeltaSums& sums);
@@ -100,6 +104,7 @@ void bf16_to_f32(const uint16_t* in, float* out, size_t n);
 void f32_to_bf16(const float* in, uint16_t* out, size_t n);
 void subtract(const float* a, const float* b, float* out, size_t n);
 void bf16_difference(const uint16_t* a, const uint16_t* b, float* out, size_t n);
+void bf16_difference_with_sums(const uint16_t* post, const uint16_t* pre, float* out, size_t n, DeltaSums& sums);
 void add_scaled(const float* t, float w, const float* d, float* out, size_t n);
 void add(const float* a, const float* b, float* out, size_t n);
 void scale(float w, const float* a, float* out, size_t n);

@@ -73,6 +73,44 @@ TEST_P(KernelsOnEveryTarget, MatchScalarTwinsBitForBit) {
   }
 }
 
+// The element pass's fused bf16 delta: the same bits as bf16_difference (NaN
+// and Inf included), and the sums of accumulate_delta_sums over the widened
+// inputs, to f64 rounding (the lanes sum in another order).
+TEST_P(KernelsOnEveryTarget, Bf16DifferenceWithSumsMatchesTheUnfusedKernels) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  for (size_t n : {0u, 1u, 7u, 8u, 15u, 16u, 17u, 31u, 33u, 1000u, 4099u}) {
+    const auto a = tricky_floats(n, n + 8), b = tricky_floats(n, n + 9);
+    std::vector<uint16_t> post(n), pre(n);
+    kernels::f32_to_bf16(a.data(), post.data(), n);
+    kernels::f32_to_bf16(b.data(), pre.data(), n);
+    std::vector<float> fused(n), twin(n), unfused(n);
+    kernels::DeltaSums ignored;
+    kernels::bf16_difference_with_sums(post.data(), pre.data(), fused.data(), n, ignored);
+    kernels::scalar::bf16_difference_with_sums(post.data(), pre.data(), twin.data(), n, ignored);
+    kernels::bf16_difference(post.data(), pre.data(), unfused.data(), n);
+    EXPECT_TRUE(same_bits(fused, unfused)) << "n=" << n;
+    EXPECT_TRUE(same_bits(twin, unfused)) << "n=" << n;
+
+    std::vector<float> p(n), q(n);
+    for (size_t i = 0; i < n; ++i) p[i] = dist(rng), q[i] = p[i] + dist(rng) / 10;
+    kernels::f32_to_bf16(p.data(), pre.data(), n);
+    kernels::f32_to_bf16(q.data(), post.data(), n);
+    kernels::bf16_to_f32(pre.data(), p.data(), n);
+    kernels::bf16_to_f32(post.data(), q.data(), n);
+    kernels::DeltaSums simd{1, 2, 3, 4}, scalar{1, 2, 3, 4}, reference{1, 2, 3, 4};
+    kernels::bf16_difference_with_sums(post.data(), pre.data(), fused.data(), n, simd);
+    kernels::scalar::bf16_difference_with_sums(post.data(), pre.data(), twin.data(), n, scalar);
+    kernels::scalar::accumulate_delta_sums(p.data(), q.data(), nullptr, n, reference);
+    for (const kernels::DeltaSums* got : {&simd, &scalar}) {
+      EXPECT_NEAR(got->base_sq, reference.base_sq, 1e-12 * reference.base_sq) << "n=" << n;
+      EXPECT_NEAR(got->a_sq, reference.a_sq, 1e-12 * reference.a_sq) << "n=" << n;
+      EXPECT_EQ(got->b_sq, 3) << "n=" << n;
+      EXPECT_EQ(got->dot, 4) << "n=" << n;
+    }
+  }
+}
+
 // NaN and Inf counts: the random bits of tricky_floats hold many (an
 // exponent of all ones), and a run of nothing else fills whole vectors.
 TEST_P(KernelsOnEveryTarget, NonfiniteCountsMatchScalarTwinsAndIsfinite) {
