@@ -80,6 +80,25 @@ void BM_CountNonfinite16(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 2));
 }
 
+// The element pass's delta of a bf16 pair with its lineage sums (bytes: two
+// bf16 inputs, the f32 delta).
+template <bool kSimd>
+void BM_Bf16DifferenceWithSums(benchmark::State& state) {
+  const auto a = random_floats(1), b = random_floats(2);
+  std::vector<uint16_t> x(kN), y(kN);
+  rvec::kernels::f32_to_bf16(a.data(), x.data(), kN);
+  rvec::kernels::f32_to_bf16(b.data(), y.data(), kN);
+  std::vector<float> out(kN);
+  rvec::kernels::DeltaSums sums;
+  for (auto _ : state) {
+    if constexpr (kSimd) rvec::kernels::bf16_difference_with_sums(x.data(), y.data(), out.data(), kN, sums);
+    else rvec::kernels::scalar::bf16_difference_with_sums(x.data(), y.data(), out.data(), kN, sums);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(sums);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kN * 8));
+}
+
 template <bool kSimd>
 void BM_Bf16ToF32(benchmark::State& state) {
   std::vector<uint16_t> in(kN, 0x3F80);
@@ -268,6 +287,8 @@ BENCHMARK(BM_Subtract<true>)->Name("subtract/simd");
 BENCHMARK(BM_Subtract<false>)->Name("subtract/scalar");
 BENCHMARK(BM_Bf16Difference<true>)->Name("bf16_difference/simd");
 BENCHMARK(BM_Bf16Difference<false>)->Name("bf16_difference/scalar");
+BENCHMARK(BM_Bf16DifferenceWithSums<true>)->Name("bf16_difference_with_sums/simd");
+BENCHMARK(BM_Bf16DifferenceWithSums<false>)->Name("bf16_difference_with_sums/scalar");
 BENCHMARK(BM_Bf16ToF32<true>)->Name("bf16_to_f32/simd");
 BENCHMARK(BM_Bf16ToF32<false>)->Name("bf16_to_f32/scalar");
 BENCHMARK(BM_F32ToBf16<true>)->Name("f32_to_bf16/simd");
