@@ -426,8 +426,9 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
             "  rvec merge --pre Qwen2.5-32B-Instruct --post s1-32B --target EZO-32B -w 0.25,0.5,0.75,1 -o sweep\n"
             "  rvec merge --pre P --post Q --target T -w 0.5 -o out --skip 'embed_tokens|lm_head' --dry-run\n"
             "  rvec merge --pre P --post Q --target T -w 0.5,1 -o out --method ties --density 0.2\n"
-            "Methods other than task_arithmetic trim the vector first (exact top-k, or DARE's seeded drops);\n"
-            "docs/merging.md gives their exact formulas. Several vectors: a recipe's vectors: list (rvec run).");
+            "magnitude, ties, breadcrumbs and dare_* trim the vector first (exact top-k, a band of ranks, or\n"
+            "DARE's seeded drops); random and norm_matched are controls. docs/merging.md gives every exact formula.\n"
+            "Several vectors: a recipe's vectors: list (rvec run).");
   m->callback([merge, &exit_code] {
     merge->recipe.kind = JobKind::kMerge;
     merge->recipe.weights = parse_weight_list(merge->weights);
@@ -442,6 +443,8 @@ void add_merge_commands(CLI::App& app, int& exit_code) {
   e->add_option("--pre", extract->recipe.pre, "The base model")->required();
   e->add_option("--post", extract->recipe.post, "The reasoning model")->required();
   add_job_options(e, *extract, false, false);
+  e->get_option("--output")->description("Output folder: the vector, as sharded safetensors (no GGUF: a vector is not a model)");
+  e->get_option("--dtype")->description("Storage dtype BF16, F16 or F32 (default: the inputs'; F32 keeps apply bit-exact)");
   e->footer(
       "The vector keeps post's tensor names and has only the embedding rows pre and post share. Store it in F32\n"
       "(--dtype F32) and `rvec apply` gives bit-identical results to `rvec merge`; in BF16 (the default for BF16\n"

@@ -19,7 +19,7 @@ const CLI::Validator kNotEmpty(
 void MethodFlags::add_to(CLI::App* cmd, bool several) {
   auto* method = cmd->add_option("--method", methods,
                                  "Merge method: task_arithmetic (default), magnitude, ties, dare_linear, dare_ties, "
-                                 "breadcrumbs (docs/merging.md)")
+                                 "breadcrumbs, random, norm_matched (docs/merging.md)")
                      ->check(kNotEmpty);
   if (several) {
     method->description(method->get_description() + "; repeat to compare several");
@@ -29,7 +29,7 @@ void MethodFlags::add_to(CLI::App* cmd, bool several) {
   cmd->add_option("--density", density, "Share of each vector's elements kept (magnitude, ties, dare_*, breadcrumbs)")
       ->check(kNotEmpty);
   cmd->add_option("--gamma", gamma, "breadcrumbs: share of the largest |v| dropped")->check(kNotEmpty);
-  cmd->add_option("--seed", seed, "dare_*: seed of the drop decisions, 0 to 2^53 (default 0)")->check(kNotEmpty);
+  cmd->add_option("--seed", seed, "dare_*, random: seed of the draws (DARE's drops, random's shuffle and signs), 0 to 2^53 (default 0)")->check(kNotEmpty);
   cmd->add_option("--param", params, "NAME=VALUE: any other parameter of the method, e.g. vote=weighted (repeatable)");
 }
 

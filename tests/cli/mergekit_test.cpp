@@ -85,14 +85,20 @@ TEST_F(Mergekit, EachMethodGivesTheTensorsOfRvecsOwnRecipe) {
   }
 }
 
-// mergekit's own examples/ties.yml, on local models: density and weight
-// gradients, a filter, normalize, int8_mask and a float16 output.
+// mergekit's own examples/ties.yml, on local models (its third model a copy
+// of post): density and weight gradients, a filtered weight, normalize,
+// int8_mask and a float16 output.
 TEST_F(Mergekit, TheTiesExampleWithGradientsAndFiltersRuns) {
+  const fs::path third = path("third-model");
+  fs::copy(model("post"), third, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
   const fs::path config = path("ties-example.yml");
   test::write_file(config, "models:\n  - model: " + model("post") +
                                "\n    parameters:\n      density: [1, 0.7, 0.1]\n      weight: 1.0\n  - model: " +
                                model("target") +
-                               "\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n"
+                               "\n    parameters:\n      density: 0.5\n      weight: [0, 0.3, 0.7, 1]\n  - model: " +
+                               third.string() +
+                               "\n    parameters:\n      density: 0.33\n      weight:\n        - filter: mlp\n"
+                               "          value: 0.5\n        - value: 0\n"
                                "merge_method: ties\nbase_model: " +
                                model("pre") + "\nparameters:\n  normalize: true\n  int8_mask: true\ndtype: float16\n");
   const auto r = run_rvec("run " + q(config) + " -o " + q(path("ties-example")) + " --json -q");
@@ -102,7 +108,12 @@ TEST_F(Mergekit, TheTiesExampleWithGradientsAndFiltersRuns) {
   EXPECT_EQ(provenance["method"]["params"]["vote"], "weighted");
   EXPECT_EQ(provenance["vectors"][1]["weight"], nlohmann::json::array({0, 0.3, 0.7, 1}));
   const auto plan = run_rvec("run " + q(config) + " -o " + q(path("ties-plan")) + " --dry-run");
-  EXPECT_NE(plan.output.find("model.layers.1.mlp.up_proj.weight  F16 [176, 64]  combine v1 density 0.1 v2 density 0.5"),
+  EXPECT_NE(plan.output.find("model.layers.1.mlp.up_proj.weight  F16 [176, 64]  combine v1 density 0.1 v2 density 0.5 "
+                             "v3 weight 0.5 density 0.33"),
+            std::string::npos)
+      << plan.output;
+  EXPECT_NE(plan.output.find("model.layers.1.self_attn.q_proj.weight  F16 [64, 64]  combine v1 density 0.1 v2 density "
+                             "0.5 v3 weight 0 density 0.33"),
             std::string::npos)
       << plan.output;
 }
