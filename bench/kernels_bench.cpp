@@ -27,6 +27,14 @@ std::vector<float> random_floats(uint64_t seed) {
   return v;
 }
 
+// random_floats(seed) rounded to bf16.
+std::vector<uint16_t> random_bf16(uint64_t seed) {
+  const auto a = random_floats(seed);
+  std::vector<uint16_t> out(kN);
+  rvec::kernels::f32_to_bf16(a.data(), out.data(), kN);
+  return out;
+}
+
 template <bool kSimd>
 void BM_Subtract(benchmark::State& state) {
   const auto a = random_floats(1), b = random_floats(2);
@@ -41,10 +49,7 @@ void BM_Subtract(benchmark::State& state) {
 
 template <bool kSimd>
 void BM_Bf16Difference(benchmark::State& state) {
-  const auto a = random_floats(1), b = random_floats(2);
-  std::vector<uint16_t> x(kN), y(kN);
-  rvec::kernels::f32_to_bf16(a.data(), x.data(), kN);
-  rvec::kernels::f32_to_bf16(b.data(), y.data(), kN);
+  const auto x = random_bf16(1), y = random_bf16(2);
   std::vector<float> out(kN);
   for (auto _ : state) {
     if constexpr (kSimd) rvec::kernels::bf16_difference(x.data(), y.data(), out.data(), kN);
@@ -68,9 +73,7 @@ void BM_F32ToBf16(benchmark::State& state) {
 
 template <bool kSimd>
 void BM_CountNonfinite16(benchmark::State& state) {
-  const auto a = random_floats(1);
-  std::vector<uint16_t> bits(kN);
-  rvec::kernels::f32_to_bf16(a.data(), bits.data(), kN);
+  const auto bits = random_bf16(1);
   for (auto _ : state) {
     uint64_t count = 0;
     if constexpr (kSimd) count = rvec::kernels::count_nonfinite16(bits.data(), 0x7F80, kN);
@@ -84,10 +87,7 @@ void BM_CountNonfinite16(benchmark::State& state) {
 // bf16 inputs, the f32 delta).
 template <bool kSimd>
 void BM_Bf16DifferenceWithSums(benchmark::State& state) {
-  const auto a = random_floats(1), b = random_floats(2);
-  std::vector<uint16_t> x(kN), y(kN);
-  rvec::kernels::f32_to_bf16(a.data(), x.data(), kN);
-  rvec::kernels::f32_to_bf16(b.data(), y.data(), kN);
+  const auto x = random_bf16(1), y = random_bf16(2);
   std::vector<float> out(kN);
   rvec::kernels::DeltaSums sums;
   for (auto _ : state) {
@@ -115,10 +115,8 @@ void BM_Bf16ToF32(benchmark::State& state) {
 // out = target + w*d, encode bf16. Bytes: 3 inputs + 1 output, bf16.
 template <bool kSimd>
 void BM_CombineBf16(benchmark::State& state) {
-  std::vector<uint16_t> pre(kN), post(kN), target(kN), out(kN);
-  rvec::kernels::scalar::f32_to_bf16(random_floats(1).data(), pre.data(), kN);
-  rvec::kernels::scalar::f32_to_bf16(random_floats(2).data(), post.data(), kN);
-  rvec::kernels::scalar::f32_to_bf16(random_floats(3).data(), target.data(), kN);
+  const auto pre = random_bf16(1), post = random_bf16(2), target = random_bf16(3);
+  std::vector<uint16_t> out(kN);
   std::vector<float> p(kN), q(kN), t(kN), r(kN);
   for (auto _ : state) {
     if constexpr (kSimd) {
