@@ -935,6 +935,15 @@ void check_shareable(const std::vector<JobState>& jobs) {
   }
 }
 
+// Drops the locks newest first, so that the folders the first lock made for
+// its lock file (the -o folder of several outputs) are empty when it goes,
+// and go with it.
+void release_locks(std::vector<JobState>& states) {
+  for (auto state = states.rbegin(); state != states.rend(); ++state) {
+    for (auto slot = state->slots.rbegin(); slot != state->slots.rend(); ++slot) slot->lock.reset();
+  }
+}
+
 std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
   if (jobs.empty()) fail(ErrorKind::kUsage, "no job to run");
   std::vector<JobState> states(jobs.size());
@@ -948,18 +957,23 @@ std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
   std::vector<std::vector<OutputSlot>*> slots;
   for (auto& state : states) slots.push_back(&state.slots);
   check_free_space(slots, jobs.front().spec->output);
-  for (auto& state : states) {  // from here on the outputs are this run's: looked at again under their locks
-    for (auto& slot : state.slots) {
-      if (slot.result.already_complete) {  // nothing to write: no lock, no write access needed
-        OutputLock::remove_stale(slot.result.path);
-        continue;
+  try {
+    for (auto& state : states) {  // from here on the outputs are this run's: looked at again under their locks
+      for (auto& slot : state.slots) {
+        if (slot.result.already_complete) {  // nothing to write: no lock, no write access needed
+          OutputLock::remove_stale(slot.result.path);
+          continue;
+        }
+        slot.lock = std::make_unique<OutputLock>(slot.result.path);
+        inspect_slot(slot, *state.job->spec);
       }
-      slot.lock = std::make_unique<OutputLock>(slot.result.path);
-      inspect_slot(slot, *state.job->spec);
     }
-  }
-  for (auto& state : states) {
-    for (auto& slot : state.slots) open_slot(slot, *state.job->spec);
+    for (auto& state : states) {
+      for (auto& slot : state.slots) open_slot(slot, *state.job->spec);
+    }
+  } catch (...) {
+    release_locks(states);
+    throw;
   }
   return states;
 }

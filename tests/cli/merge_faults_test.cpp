@@ -252,6 +252,20 @@ TEST_F(MergeFaults, ASecondRunWritingTheSameOutputIsRefused) {
   EXPECT_EQ(left, (std::set<std::string>{"w0.5", "w1"})) << "the lock files go with their run";
 }
 
+// A run of many outputs that ran out of file descriptors while taking their
+// locks left the -o folder behind, empty: the first lock, which had made it,
+// went first, while the others' lock files were still in it.
+TEST_F(MergeFaults, ARunThatCannotTakeItsLocksLeavesNoFolderBehind) {
+  const fs::path out = dir_ / "many";
+  std::string weights;
+  for (int i = 1; i <= 100; ++i) weights += (i > 1 ? "," : "") + std::to_string(i) + "e-2";
+  const auto r = test::run_shell("ulimit -n 64; " + std::string(RVEC_CLI_PATH) + " merge " + fam_args(dir_ / "fam") +
+                                 " -w " + weights + " -q -o " + q(out));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("cannot open the output's lock file: Too many open files"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out)) << "the folder made for the locks goes with them";
+}
+
 TEST_F(MergeFaults, AnUnreadableInputIsASystemErrorNamingIt) {
   // As root every file is readable: run the CLI as nobody then.
   std::string as_user;
