@@ -158,16 +158,14 @@ class TaskExecutor::RowStreams {
       if (!pairs[p]) continue;
       PairTiles& t = *pairs_[p];
       const std::vector<kernels::DeltaSums*> into = sums_of_pair(p, sums);
+      kernels::DeltaSums tile_sums;
+      kernels::DeltaSums* wanted = into.empty() ? nullptr : &tile_sums;
       if (both_bf16(t)) {
-        bf16_delta_of_tile(t, tile, m, into);
-        continue;
+        bf16_delta_of_tile(t, tile, m, wanted);
+      } else {
+        widened_delta_of_tile(t, tile, m, wanted);
       }
-      readers_[t.post]->widen(tile, std::span(t.delta.get(), m));
-      if (t.pre) readers_[*t.pre]->widen(tile, std::span(t.pre_values.get(), m));
-      for (kernels::DeltaSums* s : into) {
-        kernels::accumulate_delta_sums(t.pre ? t.pre_values.get() : zeros_.get(), t.delta.get(), nullptr, m, *s);
-      }
-      if (t.pre) kernels::subtract(t.delta.get(), t.pre_values.get(), t.delta.get(), m);
+      for (kernels::DeltaSums* s : into) *s += tile_sums;
     }
   }
 
@@ -243,14 +241,25 @@ class TaskExecutor::RowStreams {
     return out;
   }
 
-  // A bf16 pair's delta tile, read from the raw tiles in one pass (with the sums, when any are wanted).
-  void bf16_delta_of_tile(PairTiles& t, size_t tile, size_t m, std::span<kernels::DeltaSums* const> into) const {
+  // A bf16 pair's delta tile, read from the raw tiles in one pass, with the
+  // tile's sums into `sums` unless it is null.
+  void bf16_delta_of_tile(PairTiles& t, size_t tile, size_t m, kernels::DeltaSums* sums) const {
     const uint16_t* post = bf16_tile(t.post, tile);
     const uint16_t* pre = bf16_tile(*t.pre, tile);
-    if (into.empty()) return kernels::bf16_difference(post, pre, t.delta.get(), m);
-    kernels::DeltaSums tile_sums;
-    kernels::bf16_difference_with_sums(post, pre, t.delta.get(), m, tile_sums);
-    for (kernels::DeltaSums* s : into) *s += tile_sums;
+    if (sums) {
+      kernels::bf16_difference_with_sums(post, pre, t.delta.get(), m, *sums);
+    } else {
+      kernels::bf16_difference(post, pre, t.delta.get(), m);
+    }
+  }
+
+  // Any other pair's delta tile: post and pre widened to f32 (a saved
+  // vector has no pre), with the tile's sums into `sums` unless it is null.
+  void widened_delta_of_tile(PairTiles& t, size_t tile, size_t m, kernels::DeltaSums* sums) const {
+    readers_[t.post]->widen(tile, std::span(t.delta.get(), m));
+    if (t.pre) readers_[*t.pre]->widen(tile, std::span(t.pre_values.get(), m));
+    if (sums) kernels::accumulate_delta_sums(t.pre ? t.pre_values.get() : zeros_.get(), t.delta.get(), nullptr, m, *sums);
+    if (t.pre) kernels::subtract(t.delta.get(), t.pre_values.get(), t.delta.get(), m);
   }
 
   bool both_bf16(const PairTiles& t) const {
