@@ -36,6 +36,17 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
   return files;
 }
 
+// Takes the exclusive flock a running rvec holds on `lock_file` (made if need
+// be): the descriptor, or -1 when the lock cannot be had.
+int hold_lock(const fs::path& lock_file) {
+  const int fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 using test::expect_same_shards;
 using test::shards_of;
 
@@ -81,7 +92,8 @@ TEST_F(MergeFaults, KilledAfterEveryFileResumesToTheSameBytes) {
   }
 }
 
-// The names of the files in `dir`, to show a resumed output holds what a clean one does and no marker.
+// The names of the files and folders in `dir` (not below it): what a resumed output holds, what a
+// refused run left.
 std::set<std::string> file_names(const fs::path& dir) {
   std::set<std::string> names;
   for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
@@ -201,9 +213,7 @@ TEST_F(MergeFaults, AnArgumentThatIsNotUtf8IsRefusedBeforeAnyWork) {
   const auto check = run_rvec("check " + q(fam / "pre") + " " + q(dir_ / "p\xffq") + " " + q(fam / "target") + " --json");
   EXPECT_EQ(check.exit_code, 2) << check.output;
   EXPECT_EQ(check.output.find("internal error"), std::string::npos) << check.output;
-  std::set<std::string> left;
-  for (const auto& e : fs::directory_iterator(dir_.path())) left.insert(e.path().filename().string());
-  EXPECT_EQ(left, (std::set<std::string>{"fam", "p\xffq"}));
+  EXPECT_EQ(file_names(dir_.path()), (std::set<std::string>{"fam", "p\xffq"}));
 }
 
 // An empty --post crashed (SIGSEGV) and an empty --pre made post a saved
@@ -233,10 +243,8 @@ TEST_F(MergeFaults, AnEmptyModelPathIsRefused) {
 TEST_F(MergeFaults, ASecondRunWritingTheSameOutputIsRefused) {
   const fs::path out = dir_ / "out";
   fs::create_directories(out);
-  const fs::path lock_file = out / ".w1.rvec-lock";  // what a first run holds for out/w1
-  const int held = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int held = hold_lock(out / ".w1.rvec-lock");  // what a first run holds for out/w1
   ASSERT_GE(held, 0);
-  ASSERT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
   const auto refused = run_rvec(merge(out));
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_NE(refused.output.find((out / "w1").string() + ": another rvec run is writing this output (it holds .w1.rvec-lock)"),
@@ -247,9 +255,7 @@ TEST_F(MergeFaults, ASecondRunWritingTheSameOutputIsRefused) {
   ::close(held);
   const auto after = run_rvec(merge(out));
   EXPECT_EQ(after.exit_code, 0) << after.output;
-  std::set<std::string> left;
-  for (const auto& e : fs::directory_iterator(out)) left.insert(e.path().filename().string());
-  EXPECT_EQ(left, (std::set<std::string>{"w0.5", "w1"})) << "the lock files go with their run";
+  EXPECT_EQ(file_names(out), (std::set<std::string>{"w0.5", "w1"})) << "the lock files go with their run";
 }
 
 // A run refused while taking its output locks (another run holds one; or,
@@ -262,18 +268,14 @@ TEST_F(MergeFaults, ARunRefusedWhileTakingItsLocksLeavesNoFolderBehind) {
                              "\ntarget: " + (dir_ / "fam" / "target").string() + "\nweights: [0.5, 1]\noutput: " +
                              out.string() + "\nvariants:\n  - {name: a}\n  - {name: b}\n");
   fs::create_directories(out / "b");
-  const fs::path lock_file = out / "b" / ".w1.rvec-lock";  // what another run holds for variants/b/w1
-  const int held = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  const int held = hold_lock(out / "b" / ".w1.rvec-lock");  // what another run holds for variants/b/w1
   ASSERT_GE(held, 0);
-  ASSERT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
   const auto refused = run_rvec("run -q " + q(file));
   ::close(held);
   EXPECT_EQ(refused.exit_code, 2) << refused.output;
   EXPECT_NE(refused.output.find("another rvec run is writing this output"), std::string::npos) << refused.output;
   EXPECT_FALSE(fs::exists(out / "a")) << "the folder made for variant a's lock files goes with them";
-  std::set<std::string> left;
-  for (const auto& e : fs::directory_iterator(out)) left.insert(e.path().filename().string());
-  EXPECT_EQ(left, (std::set<std::string>{"b"}));
+  EXPECT_EQ(file_names(out), (std::set<std::string>{"b"}));
 }
 
 TEST_F(MergeFaults, AnUnreadableInputIsASystemErrorNamingIt) {
