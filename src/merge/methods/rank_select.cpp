@@ -70,8 +70,8 @@ class PagePool {
   std::vector<Pages> idle_;
 };
 
-PagePool<uint16_t>& window_pool() {
-  static PagePool<uint16_t> pool(kWindowBins * kLowBins);
+PagePool<uint8_t>& window_pool() {
+  static PagePool<uint8_t> pool(kWindowBins * kLowBins);
   return pool;
 }
 
@@ -113,7 +113,7 @@ LowWindow::LowWindow(int32_t first) : first_(first), counts_(window_pool().take(
 
 LowWindow::~LowWindow() {
   for (int32_t bin = 0; bin < kWindowBins; ++bin) {
-    if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins * sizeof(uint16_t));
+    if (in_bin_[bin] != 0) std::memset(counts_->data() + static_cast<size_t>(bin) * kLowBins, 0, kLowBins);
   }
   window_pool().give_back(std::move(counts_));
 }
@@ -122,7 +122,32 @@ void LowWindow::count(int32_t bits) {
   const auto bin = static_cast<size_t>((bits >> 16) - first_);
   ++in_bin_[bin];
   const size_t cell = bin * kLowBins + (bits & 0xFFFF);
-  if (++(*counts_)[cell] == 0) wrapped_.push_back(static_cast<uint32_t>(cell));
+  if (++(*counts_)[cell] == 0) note_wrap(static_cast<uint32_t>(cell));
+}
+
+void LowWindow::note_wrap(uint32_t cell) {
+  constexpr size_t kFoldAt = 4096;
+  wrapped_.push_back(cell);
+  if (wrapped_.size() == kFoldAt) fold_wraps();
+}
+
+// wraps_ += the sorted, run-length counted wrapped_, by cell.
+void LowWindow::fold_wraps() {
+  std::ranges::sort(wrapped_);
+  std::vector<CellWraps> merged;
+  merged.reserve(wraps_.size() + wrapped_.size());
+  auto old = wraps_.begin();
+  for (size_t i = 0; i < wrapped_.size();) {
+    const uint32_t cell = wrapped_[i];
+    uint64_t wraps = 0;
+    for (; i < wrapped_.size() && wrapped_[i] == cell; ++i) ++wraps;
+    for (; old != wraps_.end() && old->cell < cell; ++old) merged.push_back(*old);
+    if (old != wraps_.end() && old->cell == cell) wraps += (old++)->wraps;
+    merged.push_back({cell, wraps});
+  }
+  merged.insert(merged.end(), old, wraps_.end());
+  wraps_ = std::move(merged);
+  wrapped_.clear();
 }
 
 void LowWindow::add(int32_t bits) {
@@ -143,11 +168,12 @@ void LowWindow::add(std::span<const float> delta) {
 
 uint64_t LowWindow::low_count(int32_t bin, size_t low) const {
   const auto cell = static_cast<uint32_t>(static_cast<size_t>(bin - first_) * kLowBins + low);
-  const auto wraps = std::ranges::equal_range(wrapped_, cell);
-  return (*counts_)[cell] + uint64_t{65536} * static_cast<uint64_t>(wraps.size());
+  const auto at = std::ranges::lower_bound(wraps_, cell, {}, &CellWraps::cell);
+  const uint64_t wraps = at != wraps_.end() && at->cell == cell ? at->wraps : 0;
+  return (*counts_)[cell] + 256 * wraps;
 }
 
-void LowWindow::end_counting() { std::ranges::sort(wrapped_); }
+void LowWindow::end_counting() { fold_wraps(); }
 
 RankBound::RankBound(uint64_t k, uint64_t n, size_t sample)
     : k_(k), n_(n), sample_length_(test_hooks::rank_sample().value_or(sample)) {
@@ -274,10 +300,10 @@ void RankBound::choose_threshold(size_t low, uint64_t above) {
 void RankBound::open_window() {
   const double share = static_cast<double>(k_) / static_cast<double>(n_);
   const auto rank = std::max<uint64_t>(1, static_cast<uint64_t>(share * static_cast<double>(sampled_)));
-  thread_local std::vector<uint32_t> high(kHighBins);
+  thread_local ZeroedPages<uint32_t> high(kHighBins);
   for (const int32_t bits : sampled_bits()) ++high[static_cast<size_t>(bits >> 16)];
-  const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint32_t>(high), rank, 0).index);
-  std::ranges::fill(high, 0);
+  const auto guess = static_cast<int32_t>(kth_largest(std::span<const uint32_t>(high.span()), rank, 0).index);
+  for (const int32_t bits : sampled_bits()) high[static_cast<size_t>(bits >> 16)] = 0;  // pages it never wrote stay unmapped
   const int32_t first = std::clamp(guess - kWindowBins / 2, 0, static_cast<int32_t>(kHighBins) - kWindowBins);
   window_ = std::make_unique<LowWindow>(first);
   for (const int32_t bits : sampled_bits()) window_->add(bits);

@@ -22,8 +22,9 @@
 // same; only the number of passes differs.
 //
 // Memory per RankBound during pass 0: the sample (4 bytes an element, 256
-// KiB at the default) and the window (16 bins x 65,536 16-bit counts, 2 MiB,
-// and a cell number each time a count wraps). The counts, and the samples
+// KiB at the default) and the window (16 bins x 65,536 8-bit counts, 1 MiB,
+// and, per cell whose count wrapped, how many times: a few cells in practice,
+// at most one per 256 elements of the tensor). The counts, and the samples
 // of tensors at least as long as the default sample, are taken from
 // process-wide pools (the counts handed back zeroed), so a merge maps and
 // faults these pages in once, not once per tensor. During the fallback
@@ -98,10 +99,21 @@ class LowWindow {
   void count(int32_t bits);
 
   int32_t first_;
-  // Per bin of the window, per low 16 bits, modulo 2^16 (pooled); wrapped_
-  // holds a cell each time its count passes a multiple of 2^16.
-  std::unique_ptr<ZeroedPages<uint16_t>> counts_;
+  struct CellWraps {
+    uint32_t cell;
+    uint64_t wraps;
+  };
+  void note_wrap(uint32_t cell);
+  void fold_wraps();
+
+  // Per bin of the window, per low 16 bits, modulo 2^8 (pooled): 1 MiB, so
+  // the counts the scan increments stay in a core's L2 cache. wrapped_ holds
+  // a cell each time its count passes a multiple of 2^8, until fold_wraps()
+  // moves them into wraps_ (by cell, how many times it wrapped): bf16 deltas
+  // crowd into a few cells, so the list would otherwise grow with the tensor.
+  std::unique_ptr<ZeroedPages<uint8_t>> counts_;
   std::vector<uint32_t> wrapped_;
+  std::vector<CellWraps> wraps_;
   uint64_t above_ = 0;
   uint64_t in_bin_[kWindowBins] = {};
   std::vector<int32_t> hits_;  // the bits of one tile's elements in the window
