@@ -1,8 +1,9 @@
 // ZeroedPages<T>: a fixed-length array of T, zero at the start, in an
-// anonymous memory mapping of its own. The kernel supplies each page on its
-// first touch and takes every page back when the array is destroyed, so
-// large short-lived arrays that are only partly touched (histograms) cost
-// resident memory only for what was written and leave no holes in the heap.
+// anonymous memory mapping of its own, in small pages (transparent huge
+// pages are declined). The kernel supplies each page on its first write and
+// takes every page back when the array is destroyed, so large arrays that
+// are only partly written (histograms) cost resident memory only for what
+// was written and leave no holes in the heap.
 // An empty array maps nothing. Owns its mapping; movable, not copyable; not
 // thread-safe (one thread at a time).
 #pragma once
