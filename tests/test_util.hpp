@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,9 @@ class TempDir {
 
 void write_file(const std::filesystem::path& path, std::string_view bytes);
 std::string read_file(const std::filesystem::path& path);
+// The names of the files and folders in `dir` (not below it): what an output
+// folder holds, what a refused or resumed run left beside its outputs.
+std::set<std::string> file_names(const std::filesystem::path& dir);
 
 // [u64 LE len(header)][header][data]: no padding or validation of any kind.
 std::string raw_safetensors(std::string_view header, std::string_view data);

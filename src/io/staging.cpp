@@ -158,6 +158,10 @@ void StagingDir::commit_files(const std::vector<std::string>& names) {
     if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", target.string(), ec.message());
   }
   sync_path(destination_.parent_path());
+}
+
+void StagingDir::remove() {
+  std::error_code ec;
   fs::remove_all(staging_, ec);
 }
 

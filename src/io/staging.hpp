@@ -34,9 +34,11 @@ class StagingDir {
   // For an output that is files rather than a folder (a GGUF model): renames
   // each named file of the partial folder into the destination's parent,
   // replacing a file of that name, the first name last (so that whoever opens
-  // the first finds the rest), fsyncs the parent and removes the partial
-  // folder with what else it holds (markers).
+  // the first finds the rest), and fsyncs the parent. The partial folder
+  // stays, with what else it holds (markers), until remove().
   void commit_files(const std::vector<std::string>& names);
+  // Removes the partial folder and everything in it. Never fails.
+  void remove();
 
  private:
   std::filesystem::path destination_;

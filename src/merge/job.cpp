@@ -28,6 +28,10 @@ namespace {
 
 constexpr const char* kJobMarker = ".rvec-job";
 constexpr const char* kDoneSuffix = ".rvec-done";
+// In a GGUF output's partial folder once its files are in place, until the
+// run has put every output in place: names the job, so that a run killed
+// in between, started again, finds the output complete.
+constexpr const char* kCommittedMarker = ".rvec-committed";
 
 // One output per weight; a job whose output is the vector (or the exported
 // model) writes one, whatever weights were given.
@@ -431,6 +435,19 @@ bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
   }
 }
 
+// A GGUF output put in place by this very job in a run that was stopped
+// before it put every output in place: GGUF files carry no fingerprint, so
+// the marker left in the partial folder says so, and the files must be the
+// planned ones (size and header).
+bool committed_by_same_run(const OutputSlot& slot) {
+  const fs::path dest = slot.result.path;
+  if (!file_has_marker(staging_path_for(dest) / kCommittedMarker, slot.fingerprint)) return false;
+  for (size_t i = 0; i < slot.sink->files().size(); ++i) {
+    if (!slot.sink->verify(i, dest.parent_path())) return false;
+  }
+  return true;
+}
+
 // Decides, without writing anything, what is left to do for one output. A
 // file from an interrupted run counts only if its marker names this job and
 // the sink verifies it complete.
@@ -440,9 +457,13 @@ void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
   slot.result.shards_reused = 0;
   slot.file_done.assign(slot.sink->files().size(), false);
   std::error_code ec;
-  if (!slot.sink->is_model_folder()) {  // GGUF files carry no fingerprint: an existing output is never reused
+  if (!slot.sink->is_model_folder()) {
     const fs::path first = dest.parent_path() / slot.sink->files().front().name;
     if (fs::exists(first, ec) && !spec.overwrite) {
+      if (committed_by_same_run(slot)) {
+        slot.result.already_complete = true;
+        return;
+      }
       fail(ErrorKind::kUsage, "{}: already exists (pass --overwrite to replace it)", first.string());
     }
   } else if (fs::exists(dest, ec) && !spec.overwrite) {
@@ -739,10 +760,13 @@ void check_inputs_unchanged(const JobInputs& inputs) {
 void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec, const JobPlan& plan,
                  const JobResult& result) {
   slot.sink->finish(*slot.staging);
-  if (!slot.sink->is_model_folder()) {  // the files hold everything; markers go with the partial folder
+  if (!slot.sink->is_model_folder()) {  // the files hold everything; the partial folder goes once every output is in place
     std::vector<std::string> names;
     for (const auto& file : slot.sink->files()) names.push_back(file.name);
+    slot.staging->write_text(kCommittedMarker, slot.fingerprint);
+    test_hooks::maybe_kill_while_finishing();
     slot.staging->commit_files(names);
+    test_hooks::maybe_kill_while_finishing();
     return;
   }
   const JobKindInfo& kind = job_kind_info(spec.kind);
@@ -978,6 +1002,27 @@ std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
   return states;
 }
 
+// Every output is in place: the GGUF outputs' partial folders, which hold
+// only their committed markers now, go. One that an earlier run put in place
+// is removed under its lock, and left when another run holds that.
+void remove_committed_markers(std::vector<JobState>& states) {
+  for (auto& state : states) {
+    for (auto& slot : state.slots) {
+      if (slot.sink->is_model_folder()) continue;
+      if (slot.staging) {
+        slot.staging->remove();
+        continue;
+      }
+      try {
+        const OutputLock lock(slot.result.path);
+        std::error_code ec;
+        if (committed_by_same_run(slot)) fs::remove_all(staging_path_for(slot.result.path), ec);
+      } catch (const Error&) {
+      }
+    }
+  }
+}
+
 void finish_job(JobState& state) {
   const SharedJob& job = *state.job;
   check_inputs_unchanged(*job.inputs);
@@ -1004,6 +1049,7 @@ std::vector<JobResult> run_jobs(std::span<const SharedJob> jobs, const JobProgre
     state.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     results.push_back(std::move(state.result));
   }
+  remove_committed_markers(states);
   return results;
 }
 

@@ -251,9 +251,8 @@ TEST(GgufCli, AKilledSplitExportResumesToTheSameBytes) {
   const auto killed = test::run_shell("env RVEC_TEST_KILL_AFTER_SHARDS=2 " + std::string(RVEC_CLI_PATH) + common +
                                       q(dir / "b" / "m.gguf") + " -q");
   EXPECT_NE(killed.exit_code, 0);
-  std::set<std::string> visible;  // the partial folder, and the lock file a killed run cannot remove
-  for (const auto& e : fs::directory_iterator(dir / "b")) visible.insert(e.path().filename().string());
-  EXPECT_EQ(visible, (std::set<std::string>{".m.gguf.rvec-lock", ".m.gguf.rvec-partial"}));
+  // The partial folder, and the lock file a killed run cannot remove.
+  EXPECT_EQ(test::file_names(dir / "b"), (std::set<std::string>{".m.gguf.rvec-lock", ".m.gguf.rvec-partial"}));
   const auto resumed = run_rvec(common.substr(1) + q(dir / "b" / "m.gguf"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("2 verified shard(s) reused"), std::string::npos) << resumed.output;
@@ -264,6 +263,34 @@ TEST(GgufCli, AKilledSplitExportResumesToTheSameBytes) {
   }
   EXPECT_GT(files, 2u);
   EXPECT_FALSE(fs::exists(dir / "b" / ".m.gguf.rvec-partial"));
+}
+
+// A merge into two GGUF outputs killed at each step of putting them in
+// place (the marker written, the file renamed; the first output, then the
+// second) resumes: an output already in place is kept rather than refused,
+// and the run ends with the bytes of an uninterrupted one and nothing else
+// beside them.
+TEST(GgufCli, AMergeOfSeveralOutputsKilledWhilePuttingThemInPlaceResumes) {
+  test::TempDir dir;
+  const std::string common = " merge --pre " + q(family("pre")) + " --post " + q(family("post")) + " --target " +
+                             q(family("target")) + " --method ties --density 0.3 -w 0.5,1 --format gguf --type q8_0 -o ";
+  const auto clean = run_rvec(common.substr(1) + q(dir / "clean") + " -q");
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+  for (int step = 1; step <= 4; ++step) {  // 2 outputs x (marker, rename)
+    const fs::path out = dir / ("killed" + std::to_string(step));
+    const auto killed = test::run_shell("env RVEC_TEST_KILL_WHILE_FINISHING=" + std::to_string(step) + " " +
+                                        std::string(RVEC_CLI_PATH) + common + q(out) + " -q; echo exit=$?");
+    EXPECT_NE(killed.output.find("exit=137"), std::string::npos) << step << ": " << killed.output;
+    const auto resumed = run_rvec(common.substr(1) + q(out));
+    ASSERT_EQ(resumed.exit_code, 0) << step << ": " << resumed.output;
+    if (step >= 2) EXPECT_NE(resumed.output.find("already complete"), std::string::npos) << step << ": " << resumed.output;
+    EXPECT_EQ(test::file_names(out), test::file_names(dir / "clean")) << step;
+    for (const char* w : {"w0.5.gguf", "w1.gguf"}) {
+      EXPECT_TRUE(test::read_file(out / w) == test::read_file(dir / "clean" / w)) << step << " " << w;
+    }
+  }
+  // Once every output is in place, the same command refuses them again, as before.
+  EXPECT_EQ(run_rvec(common.substr(1) + q(dir / "killed4")).exit_code, 2);
 }
 
 TEST(GgufCli, BadRequestsAndBadFilesGetOneClearLine) {

@@ -92,13 +92,7 @@ TEST_F(MergeFaults, KilledAfterEveryFileResumesToTheSameBytes) {
   }
 }
 
-// The names of the files and folders in `dir` (not below it): what a resumed output holds, what a
-// refused run left.
-std::set<std::string> file_names(const fs::path& dir) {
-  std::set<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
-  return names;
-}
+using test::file_names;
 
 // Killed halfway through every file, and at every step of finishing the
 // outputs (model card, provenance, markers removed just before the rename).
