@@ -158,11 +158,13 @@ std::unique_ptr<SeriesJob> plan_series(const SweepRecipe& r, const SweepSeries& 
 
 // A GGUF file carries no job fingerprint to recognise a finished output by;
 // the merge writes it atomically, so one that exists is complete and is left
-// out of the build.
+// out of the build. One whose partial folder is still there was put in place
+// by a build that was stopped before its other outputs were: the build takes
+// it up again (and keeps it when that folder's marker names the same job).
 void skip_existing_gguf(const SweepRecipe& r, std::vector<std::pair<double, fs::path>>& outputs) {
   if (r.format != OutputFormat::kGguf) return;
   std::erase_if(outputs, [](const auto& output) {
-    const bool done = fs::exists(output.second);
+    const bool done = fs::exists(output.second) && !fs::exists(staging_path_for(output.second));
     if (done) fmt::print("  reused {} (GGUF: not re-checked against the recipe; delete it to rebuild)\n", output.second.string());
     return done;
   });

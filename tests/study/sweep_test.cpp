@@ -169,6 +169,27 @@ TEST(Sweep, GgufModelsAreBuiltAsFilesAndServedByTheEngine) {
   EXPECT_EQ(second.output.find("serving"), std::string::npos) << second.output;
 }
 
+// A sweep killed while its build put the GGUF files in place, after the
+// first, builds the rest when run again, keeps the first, and leaves no
+// partial folder behind.
+TEST(Sweep, AGgufBuildKilledAfterItsFirstFileResumes) {
+  TempDir dir;
+  write_family_and_recipe(dir, "format: gguf\ntype: q8_0\n", test::source_dir() / "demo" / "family");
+  const auto killed = test::run_shell("env RVEC_TEST_KILL_WHILE_FINISHING=2 " + std::string(RVEC_CLI_PATH) + " sweep " +
+                                      (dir / "sweep.yaml").string() + "; echo exit=$?");
+  ASSERT_NE(killed.output.find("exit=137"), std::string::npos) << killed.output;
+  const auto again = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("reused " + (dir / "out" / "models" / "w0.5.gguf").string()), std::string::npos)
+      << again.output;
+  for (const char* model : {"w0.5.gguf", "w1.gguf", "control/w0.5.gguf", "control/w1.gguf"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(dir / "out" / "models" / model)) << model;
+  }
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "out" / "models")) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path();
+  }
+}
+
 TEST(Sweep, SpreadsModelsOverSeveralWorkers) {
   TempDir dir;
   // Two command templates, one worker each; every server records which worker started it.
