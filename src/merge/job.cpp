@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,9 +29,10 @@ namespace {
 
 constexpr const char* kJobMarker = ".rvec-job";
 constexpr const char* kDoneSuffix = ".rvec-done";
-// In a GGUF output's partial folder once its files are in place, until the
-// run has put every output in place: names the job, so that a run killed
-// in between, started again, finds the output complete.
+// In a GGUF output's partial folder from just before its files are renamed
+// into place until the run has put every output in place: names the job and
+// the files (committed_text), so that a run killed in between, started
+// again, finds the output complete.
 constexpr const char* kCommittedMarker = ".rvec-committed";
 
 // One output per weight; a job whose output is the vector (or the exported
@@ -429,19 +431,34 @@ bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) return false;
   try {
-    return read_small_file(file.string(), 4096) == fingerprint;
+    return read_small_file(file.string(), 1 << 20) == fingerprint;
   } catch (const Error&) {
     return false;
   }
 }
 
+// The job's fingerprint and, per file of the output in `dir`, its device and
+// inode, which a rename keeps: a file at the destination other than the one
+// this job renamed there (an older output it was to replace) does not match.
+// Empty when a file is missing.
+std::string committed_text(const OutputSlot& slot, const fs::path& dir) {
+  std::string text = slot.fingerprint;
+  for (const auto& file : slot.sink->files()) {
+    struct stat st {};
+    if (::stat((dir / file.name).c_str(), &st) != 0) return {};
+    text += fmt::format("\n{} {}:{}", file.name, st.st_dev, st.st_ino);
+  }
+  return text;
+}
+
 // A GGUF output put in place by this very job in a run that was stopped
 // before it put every output in place: GGUF files carry no fingerprint, so
 // the marker left in the partial folder says so, and the files must be the
-// planned ones (size and header).
+// ones it renamed, of the planned size and header.
 bool committed_by_same_run(const OutputSlot& slot) {
   const fs::path dest = slot.result.path;
-  if (!file_has_marker(staging_path_for(dest) / kCommittedMarker, slot.fingerprint)) return false;
+  const std::string text = committed_text(slot, dest.parent_path());
+  if (text.empty() || !file_has_marker(staging_path_for(dest) / kCommittedMarker, text)) return false;
   for (size_t i = 0; i < slot.sink->files().size(); ++i) {
     if (!slot.sink->verify(i, dest.parent_path())) return false;
   }
@@ -763,7 +780,7 @@ void finish_slot(OutputSlot& slot, const JobInputs& inputs, const JobSpec& spec,
   if (!slot.sink->is_model_folder()) {  // the files hold everything; the partial folder goes once every output is in place
     std::vector<std::string> names;
     for (const auto& file : slot.sink->files()) names.push_back(file.name);
-    slot.staging->write_text(kCommittedMarker, slot.fingerprint);
+    slot.staging->write_text(kCommittedMarker, committed_text(slot, slot.staging->path()));
     test_hooks::maybe_kill_while_finishing();
     slot.staging->commit_files(names);
     test_hooks::maybe_kill_while_finishing();
@@ -1003,8 +1020,9 @@ std::vector<JobState> start_jobs(std::span<const SharedJob> jobs) {
 }
 
 // Every output is in place: the GGUF outputs' partial folders, which hold
-// only their committed markers now, go. One that an earlier run put in place
-// is removed under its lock, and left when another run holds that.
+// only markers now, go. One that an earlier run put in place is removed
+// under its lock (this run's, when it took it before finding the output
+// complete), and left when another run holds that.
 void remove_committed_markers(std::vector<JobState>& states) {
   for (auto& state : states) {
     for (auto& slot : state.slots) {
@@ -1014,7 +1032,7 @@ void remove_committed_markers(std::vector<JobState>& states) {
         continue;
       }
       try {
-        const OutputLock lock(slot.result.path);
+        const auto lock = slot.lock ? nullptr : std::make_unique<OutputLock>(slot.result.path);
         std::error_code ec;
         if (committed_by_same_run(slot)) fs::remove_all(staging_path_for(slot.result.path), ec);
       } catch (const Error&) {

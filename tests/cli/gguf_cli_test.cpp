@@ -291,6 +291,23 @@ TEST(GgufCli, AMergeOfSeveralOutputsKilledWhilePuttingThemInPlaceResumes) {
   }
   // Once every output is in place, the same command refuses them again, as before.
   EXPECT_EQ(run_rvec(common.substr(1) + q(dir / "killed4")).exit_code, 2);
+
+  // An --overwrite run of other settings killed after w1's marker was written
+  // but before its file replaced the old one: the old w1.gguf (its header
+  // the same, as --skip does not show in it) is not taken for the new one.
+  const std::string skip = " --skip 'model\\.layers\\.0\\..*'";
+  const auto replacing = test::run_shell("env RVEC_TEST_KILL_WHILE_FINISHING=3 " + std::string(RVEC_CLI_PATH) + common +
+                                         q(dir / "killed4") + skip + " --overwrite -q; echo exit=$?");
+  EXPECT_NE(replacing.output.find("exit=137"), std::string::npos) << replacing.output;
+  const auto again = run_rvec(common.substr(1) + q(dir / "killed4") + skip);
+  EXPECT_EQ(again.exit_code, 2) << again.output;
+  EXPECT_NE(again.output.find("w1.gguf: already exists"), std::string::npos) << again.output;
+  EXPECT_TRUE(test::read_file(dir / "killed4" / "w1.gguf") == test::read_file(dir / "clean" / "w1.gguf"));
+  ASSERT_EQ(run_rvec(common.substr(1) + q(dir / "killed4") + skip + " --overwrite").exit_code, 0);
+  ASSERT_EQ(run_rvec(common.substr(1) + q(dir / "skipped") + skip + " -q").exit_code, 0);
+  EXPECT_TRUE(test::read_file(dir / "killed4" / "w1.gguf") == test::read_file(dir / "skipped" / "w1.gguf"));
+  EXPECT_FALSE(test::read_file(dir / "skipped" / "w1.gguf") == test::read_file(dir / "clean" / "w1.gguf"));
+  EXPECT_EQ(test::file_names(dir / "killed4"), test::file_names(dir / "clean"));
 }
 
 TEST(GgufCli, BadRequestsAndBadFilesGetOneClearLine) {
