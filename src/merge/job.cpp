@@ -481,15 +481,14 @@ void inspect_slot(OutputSlot& slot, const JobSpec& spec) {
         slot.result.already_complete = true;
         return;
       }
-      fail(ErrorKind::kUsage, "{}: already exists (pass --overwrite to replace it)", first.string());
+      fail(ErrorKind::kUsage, "{}: already exists ({})", first.string(), spec.replace_hint);
     }
   } else if (fs::exists(dest, ec) && !spec.overwrite) {
     if (finished_by_same_job(dest, slot.fingerprint)) {
       slot.result.already_complete = true;
       return;
     }
-    fail(ErrorKind::kUsage, "{}: already exists and was not made by this job (pass --overwrite to replace it)",
-         dest.string());
+    fail(ErrorKind::kUsage, "{}: already exists and was not made by this job ({})", dest.string(), spec.replace_hint);
   }
   // Resume only what this very job started; anything else in the partial folder is discarded.
   const fs::path partial = staging_path_for(dest);

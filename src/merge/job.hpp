@@ -82,6 +82,9 @@ struct JobSpec {
   // One weight: the model folder (GGUF: the .gguf file); several: output/w<w>/ (GGUF: output/w<w>.gguf).
   std::filesystem::path output;
   bool overwrite = false;
+  // How the refusal of an existing output that this job may not reuse tells
+  // the user to replace it (a sweep has no --overwrite).
+  std::string replace_hint = "pass --overwrite to replace it";
   bool weight_required = false;  // a weight whose filters leave a tensor out is refused (mergekit's rule)
   // Output values that may become NaN/Inf (from finite inputs: an overflowing
   // weight) before the job stops with an error; 0 refuses any.

@@ -140,6 +140,7 @@ std::unique_ptr<SeriesJob> plan_series(const SweepRecipe& r, const SweepSeries& 
   spec.method_params = series.params;
   if (!series.parts.empty()) spec.rules = part_rules(series.parts, series.keep_parts);
   spec.command_line = "rvec sweep";
+  spec.replace_hint = "delete it to rebuild it with this recipe";
   spec.format = r.format;
   spec.gguf_type = r.gguf_type;
   // Several weights land in output/w<w>/; one weight is written to its own folder.

@@ -178,6 +178,15 @@ TEST(Sweep, AGgufBuildKilledAfterItsFirstFileResumes) {
   const auto killed = test::run_shell("env RVEC_TEST_KILL_WHILE_FINISHING=2 " + std::string(RVEC_CLI_PATH) + " sweep " +
                                       (dir / "sweep.yaml").string() + "; echo exit=$?");
   ASSERT_NE(killed.output.find("exit=137"), std::string::npos) << killed.output;
+  // With another post the file in place is not this recipe's: refused, with what to do.
+  std::string other = test::read_file(dir / "sweep.yaml");
+  const std::string family = (test::source_dir() / "demo" / "family").string();
+  other.replace(other.find(family + "/post"), family.size() + 5, family + "/target");
+  test::write_file(dir / "other.yaml", other);
+  const auto refused = test::run_rvec("sweep " + (dir / "other.yaml").string());
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("w0.5.gguf: already exists (delete it to rebuild it with this recipe)"), std::string::npos)
+      << refused.output;
   const auto again = test::run_rvec("sweep " + (dir / "sweep.yaml").string());
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("reused " + (dir / "out" / "models" / "w0.5.gguf").string()), std::string::npos)
