@@ -427,11 +427,13 @@ bool finished_by_same_job(const fs::path& dest, const std::string& fingerprint) 
   }
 }
 
-bool file_has_marker(const fs::path& file, const std::string& fingerprint) {
+// Whether the marker `file` holds exactly `text` (a job's fingerprint, or a
+// GGUF output's committed_text).
+bool file_has_marker(const fs::path& file, const std::string& text) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) return false;
   try {
-    return read_small_file(file.string(), 1 << 20) == fingerprint;
+    return read_small_file(file.string(), 1 << 20) == text;
   } catch (const Error&) {
     return false;
   }
