@@ -83,6 +83,29 @@ void YamlReader::refuse_octal(const YAML::Node& node, const char* field) const {
                           field, printable(node.Scalar())));
 }
 
+std::optional<bool> YamlReader::boolean(const YAML::Node& node) {
+  if (node.Tag() == "!") return std::nullopt;  // quoted: text to PyYAML
+  static const std::map<std::string_view, bool> kWords = {
+      {"true", true},   {"True", true},   {"TRUE", true},   {"yes", true}, {"Yes", true}, {"YES", true},
+      {"on", true},     {"On", true},     {"ON", true},     {"false", false}, {"False", false}, {"FALSE", false},
+      {"no", false},    {"No", false},    {"NO", false},    {"off", false}, {"Off", false}, {"OFF", false}};
+  const auto word = kWords.find(node.Scalar());
+  if (word == kWords.end()) return std::nullopt;
+  return word->second;
+}
+
+std::string YamlReader::text(const YAML::Node& node, const char* field, const char* expected) const {
+  if (!node.IsScalar()) refuse(node, field, expected);
+  if (node.Tag() != "!") {
+    double number = 0;
+    if (boolean(node) || YAML::convert<double>::decode(node, number)) {
+      error(node, fmt::format("field \"{}\" must be text, and YAML reads {} as a number or a boolean: quote it (\"{}\")",
+                              field, printable(node.Scalar()), printable(node.Scalar())));
+    }
+  }
+  return node.Scalar();
+}
+
 std::vector<double> YamlReader::numbers(const YAML::Node& map, const char* field) const {
   std::vector<double> out;
   const auto node = map[field];

@@ -35,11 +35,18 @@ class YamlReader {
   // `node` as a T; "field "FIELD" must be EXPECTED" when it is not one.
   // Integers are plain decimal in T's range (yaml-cpp alone would read "010"
   // as octal 8 and "0x10" as 16); floating-point numbers are finite (no .inf)
-  // and not integers with a leading zero (octal 8 to PyYAML, 10 to yaml-cpp).
+  // and not integers with a leading zero (octal 8 to PyYAML, 10 to yaml-cpp);
+  // booleans are the unquoted words PyYAML reads as booleans (true, yes, on,
+  // false, no, off, in lower case, capitalised or upper case; yaml-cpp alone
+  // would also take y and n, which PyYAML reads as text).
   template <typename T>
   T scalar(const YAML::Node& node, const char* field, const char* expected) const {
     if (!node.IsScalar()) refuse(node, field, expected);
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if constexpr (std::is_same_v<T, bool>) {
+      const std::optional<bool> value = boolean(node);
+      if (!value) refuse(node, field, expected);
+      return *value;
+    } else if constexpr (std::is_integral_v<T>) {
       using Wide = std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>;
       std::optional<Wide> value;
       if constexpr (std::is_signed_v<T>) value = parse_decimal_i64(node.Scalar());
@@ -66,6 +73,11 @@ class YamlReader {
     if (const auto node = map[field]) out = scalar<T>(node, field, expected);
   }
 
+  // `node` as text the way PyYAML reads it: a quoted scalar, or an unquoted
+  // one that YAML does not read as a number or a boolean (`filter: 0` is
+  // refused with a hint to quote it; mergekit's pydantic refuses it too).
+  std::string text(const YAML::Node& node, const char* field, const char* expected) const;
+
   // Refuses `node` when it is an integer written with a leading zero.
   void refuse_octal(const YAML::Node& node, const char* field) const;
 
@@ -77,6 +89,7 @@ class YamlReader {
 
  private:
   void refuse_duplicate_keys(const YAML::Node& root) const;
+  static std::optional<bool> boolean(const YAML::Node& node);
 
   std::string origin_;
 };

@@ -13,6 +13,7 @@
 #include "merge/job.hpp"
 #include "merge/lineage.hpp"
 #include "merge/plan.hpp"
+#include "merge/provenance.hpp"
 
 namespace rvec::cli {
 namespace {
@@ -82,11 +83,7 @@ void print_methods(const std::vector<MethodReport>& reports) {
 nlohmann::ordered_json methods_json(const std::vector<MethodReport>& reports) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const auto& r : reports) {
-    nlohmann::ordered_json params = nlohmann::ordered_json::object();
-    for (const auto& p : r.method->params()) {
-      const double value = r.plan.merge_params.at(p.name);
-      params[p.name] = p.choices.empty() ? nlohmann::ordered_json(value) : nlohmann::ordered_json(param_text(p, value));
-    }
+    const nlohmann::ordered_json params = param_values_json(*r.method, r.plan.merge_params);
     nlohmann::ordered_json passes = nlohmann::ordered_json::object();
     for (const auto& [n, tensors] : r.tensors_by_passes) passes[std::to_string(n)] = tensors;
     out.push_back({{"name", r.method->name()}, {"formula", r.method->formula()}, {"params", params},

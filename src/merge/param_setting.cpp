@@ -14,6 +14,13 @@
 namespace rvec {
 namespace {
 
+// A whole number as an integer (a seed reads 7, not 7.0), exact up to 2^53.
+nlohmann::ordered_json number_json(double v) {
+  constexpr double kExact = 9007199254740992.0;  // 2^53
+  if (std::trunc(v) == v && std::fabs(v) <= kExact) return static_cast<int64_t>(v);
+  return v;
+}
+
 // Overloaded lambdas for std::visit.
 template <class... Fs>
 struct Visitor : Fs... {
@@ -128,9 +135,13 @@ ParamSetting ParamSetting::or_else(double value) const {
 }
 
 nlohmann::ordered_json ParamSetting::to_json() const {
-  return std::visit(Visitor{[](double v) { return nlohmann::ordered_json(v); },
+  return std::visit(Visitor{[](double v) { return number_json(v); },
                             [](const std::string& w) { return nlohmann::ordered_json(w); },
-                            [](const Gradient& g) { return nlohmann::ordered_json(g); },
+                            [](const Gradient& g) {
+                              auto out = nlohmann::ordered_json::array();
+                              for (const double v : g) out.push_back(number_json(v));
+                              return out;
+                            },
                             [](const std::vector<Condition>& conditions) {
                               auto out = nlohmann::ordered_json::array();
                               for (const auto& c : conditions) {
@@ -169,7 +180,7 @@ ParamSetting read_param_setting(const YamlReader& y, const YAML::Node& node, con
     y.only(item, {"filter", "value"}, "a parameter condition");
     ParamSetting::Condition c{std::nullopt, 0.0};
     if (const auto filter = item["filter"]) {
-      if (!filter.IsNull()) c.filter = y.scalar<std::string>(filter, "filter", "a part of tensor names");
+      if (!filter.IsNull()) c.filter = y.text(filter, "filter", "a part of tensor names");
     }
     if (!item["value"]) y.error(item, fmt::format("a condition of \"{}\" needs \"value\"", field));
     c.value = read_scalar_or_gradient(y, item["value"], param);

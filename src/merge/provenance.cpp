@@ -111,15 +111,20 @@ std::string vector_stats_table(const JobResult& job, bool relative) {
 
 }  // namespace
 
-ojson method_json(const JobSpec& spec, const JobPlan& plan) {
-  const MergeMethod& method = job_method(spec);
+ojson param_values_json(const MergeMethod& method, const MethodParams& values) {
   ojson params = ojson::object();
   for (const auto& p : method.params()) {
-    const auto value = plan.merge_params.at(p.name);
+    const double value = values.at(p.name);
     if (!p.choices.empty()) params[p.name] = param_text(p, value);
-    else if (p.whole) params[p.name] = static_cast<int64_t>(value);  // a seed, exact up to 2^53
+    else if (p.whole) params[p.name] = static_cast<int64_t>(value);
     else params[p.name] = value;
   }
+  return params;
+}
+
+ojson method_json(const JobSpec& spec, const JobPlan& plan) {
+  const MergeMethod& method = job_method(spec);
+  ojson params = param_values_json(method, plan.merge_params);
   for (const auto& [name, setting] : spec.method_params) {  // gradients, conditions, and every vector's weight
     if (!setting.is_constant() || !params.contains(name)) params[name] = setting.to_json();
   }
@@ -156,6 +161,15 @@ ojson describe_inputs(const JobInputs& inputs) {
 
 namespace {
 
+// Settings as the fingerprints of stop 32 and before wrote them, every number
+// a double (7.0), so the outputs they identify are still recognised.
+ojson with_numbers_as_doubles(ojson value) {
+  if (value.is_number()) return value.get<double>();
+  if (value.is_structured()) {
+    for (auto& item : value) item = with_numbers_as_doubles(std::move(item));
+  }
+  return value;
+}
 
 }  // namespace
 
@@ -169,8 +183,9 @@ std::string output_fingerprint(const JobInputs& inputs, const JobSpec& spec, dou
                {"inputs", describe_inputs(inputs)}};
   // Plain task arithmetic keys as it did before methods existed, so its earlier outputs are still recognised.
   if (!is_plain_task_arithmetic(spec, inputs)) {
-    key["method"] = {{"name", job_method(spec).name()}, {"params", settings_json(spec.method_params)}};
-    key["vectors"] = vector_settings_json(spec);
+    key["method"] = {{"name", job_method(spec).name()},
+                     {"params", with_numbers_as_doubles(settings_json(spec.method_params))}};
+    key["vectors"] = with_numbers_as_doubles(vector_settings_json(spec));
   }
   if (spec.format == OutputFormat::kGguf) {
     key["format"] = {{"gguf", gguf_file_type_name(spec.gguf_type)}, {"split_bytes", spec.gguf_split_bytes}};

@@ -16,6 +16,10 @@ inline constexpr const char* kRecipeFile = "rvec_recipe.yaml";
 // Paths and FNV-1a hashes of every shard header and config.json of the inputs.
 nlohmann::ordered_json describe_inputs(const JobInputs& inputs);
 
+// The method's merge-wide values by name: words for choices, integers for
+// whole-number parameters (a seed: exact up to 2^53), else numbers.
+nlohmann::ordered_json param_values_json(const MergeMethod& method, const MethodParams& values);
+
 // The method: its name, formula, merge-wide values (words for choices) and
 // every setting as given (gradients, conditions, a weight for every vector).
 nlohmann::ordered_json method_json(const JobSpec& spec, const JobPlan& plan);

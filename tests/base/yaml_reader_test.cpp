@@ -70,6 +70,52 @@ TEST(YamlReader, AListOfNumbersIsNotEmpty) {
   }
 }
 
+// The message scalar<bool>() or text() refuses field "f" of `text` with, or "" with the value.
+template <class Read>
+std::string read_f(const std::string& text, Read read) {
+  const YamlReader y("r.yaml");
+  try {
+    return "read " + read(y, y.load(text)["f"]);
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+// yaml-cpp read `normalize: y` as true; PyYAML, so mergekit, reads y as text.
+TEST(YamlReader, BooleansAreThoseOfPyYaml) {
+  const auto boolean = [](const std::string& text) {
+    return read_f(text, [](const YamlReader& y, const YAML::Node& n) {
+      return std::string(y.scalar<bool>(n, "f", "true or false") ? "true" : "false");
+    });
+  };
+  for (const char* yes : {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"}) {
+    EXPECT_EQ(boolean(std::string("f: ") + yes), "read true") << yes;
+  }
+  for (const char* no : {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"}) {
+    EXPECT_EQ(boolean(std::string("f: ") + no), "read false") << no;
+  }
+  for (const char* other : {"y", "Y", "n", "N", "tRUE", "1", "0", "'true'", "\"yes\"", "[true]"}) {
+    EXPECT_EQ(boolean(std::string("f: ") + other), "r.yaml:1: field \"f\" must be true or false") << other;
+  }
+}
+
+// `filter: 0` matched tensor names containing "0"; PyYAML reads 0 as a
+// number, which mergekit's filter (a string) refuses.
+TEST(YamlReader, TextIsWhatPyYamlReadsAsText) {
+  const auto text = [](const std::string& t) {
+    return read_f(t, [](const YamlReader& y, const YAML::Node& n) { return y.text(n, "f", "text"); });
+  };
+  EXPECT_EQ(text("f: mlp"), "read mlp");
+  EXPECT_EQ(text("f: '0'"), "read 0");
+  EXPECT_EQ(text("f: \"true\""), "read true");
+  EXPECT_EQ(text("f: layers.0"), "read layers.0");
+  EXPECT_EQ(text("f: 0"), "r.yaml:1: field \"f\" must be text, and YAML reads 0 as a number or a boolean: quote it (\"0\")");
+  EXPECT_EQ(text("f: 1.5"),
+            "r.yaml:1: field \"f\" must be text, and YAML reads 1.5 as a number or a boolean: quote it (\"1.5\")");
+  EXPECT_EQ(text("f: on"), "r.yaml:1: field \"f\" must be text, and YAML reads on as a number or a boolean: quote it (\"on\")");
+  EXPECT_EQ(text("f: [a]"), "r.yaml:1: field \"f\" must be text");
+}
+
 // An alias bomb: nine levels of ten aliases each would be a billion nodes.
 TEST(YamlReader, StopsAnAliasBombInsteadOfWalkingIt) {
   std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";

@@ -55,6 +55,8 @@ TEST_F(MergeMethodsCli, TheMethodAndItsValuesReachProvenanceCardAndMetadata) {
   EXPECT_NE(card.find("seed 9"), std::string::npos) << card;
   const auto model = ModelFolder::open(out("dare").string());
   EXPECT_EQ(model->shards().front()->header().metadata.at("rvec.formula"), "target + w * dare_ties(post - pre)");
+  const auto method = nlohmann::json::parse(model->shards().front()->header().metadata.at("rvec.method"));
+  EXPECT_EQ(method["params"].dump(), R"({"density":0.3,"seed":9,"vote":"weighted"})");  // was 9.0
   const std::string recipe = test::read_file(out("dare") / "rvec_recipe.yaml");
   EXPECT_NE(recipe.find("method: dare_ties"), std::string::npos) << recipe;
 
@@ -156,6 +158,7 @@ TEST_F(MergeMethodsCli, CheckReportsThePlanOfEachMethod) {
   EXPECT_EQ(methods[0]["params"]["density"], 0.25);
   EXPECT_EQ(methods[0]["tensors_by_statistics_passes"]["3"], 27);
   EXPECT_EQ(methods[1]["tensors_by_statistics_passes"]["0"], 27);
+  EXPECT_TRUE(methods[1]["params"]["seed"].is_number_integer()) << r.output;  // was 0.0
   // Up to three statistics passes read the vectors up to three times more:
   // 4 x (pre + post) + target against 3 models once.
   const uint64_t once = methods[1]["bytes_to_read"];

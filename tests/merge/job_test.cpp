@@ -305,7 +305,7 @@ TEST(Merge, RerunningAFinishedJobReusesItAndAChangedJobIsRefused) {
 
 // The key of a task-arithmetic output as rvec wrote it before merge methods
 // existed, rebuilt here field by field: outputs made then are still recognised.
-std::string fingerprint_before_methods(const JobInputs& inputs, const JobSpec& spec, double w) {
+nlohmann::ordered_json key_before_methods(const JobInputs& inputs, const JobSpec& spec, double w) {
   const auto model = [](const ModelFolder& m) {
     nlohmann::ordered_json shards = nlohmann::ordered_json::array();
     for (const auto& shard : m.shards()) {
@@ -320,7 +320,7 @@ std::string fingerprint_before_methods(const JobInputs& inputs, const JobSpec& s
         {"config_fnv1a64", hex64(fnv1a64(test::read_file(fs::path(m.path()) / "config.json")))},
         {"shards", shards}};
   };
-  const nlohmann::ordered_json key = {
+  return {
       {"rvec", RVEC_VERSION},
       {"kind", "merge"},
       {"w", w},
@@ -329,7 +329,10 @@ std::string fingerprint_before_methods(const JobInputs& inputs, const JobSpec& s
       {"max_shard_bytes", spec.max_shard_bytes},
       {"inputs",
        {{"pre", model(*inputs.vectors[0].pre)}, {"post", model(*inputs.vectors[0].post)}, {"target", model(*inputs.target)}}}};
-  return hex64(fnv1a64(key.dump()));
+}
+
+std::string fingerprint_before_methods(const JobInputs& inputs, const JobSpec& spec, double w) {
+  return hex64(fnv1a64(key_before_methods(inputs, spec, w).dump()));
 }
 
 TEST(Merge, PlainTaskArithmeticKeepsItsFingerprintAndEverythingElseChangesIt) {
@@ -354,6 +357,24 @@ TEST(Merge, PlainTaskArithmeticKeepsItsFingerprintAndEverythingElseChangesIt) {
                             spec(nullptr, {{"normalize", ParamSetting::word("true")}}, {})}) {
     EXPECT_TRUE(fingerprints.insert(other).second);
   }
+}
+
+// Settings print whole numbers as integers ("seed": 7) since stop 33; the
+// fingerprint keeps writing them as doubles, as the outputs made before were keyed.
+TEST(Merge, AMethodJobKeepsItsFingerprintWhileItsSettingsPrintWholeNumbers) {
+  test::TempDir dir;
+  write_family(dir.path(), {});
+  const Family fam(dir.path());
+  JobSpec spec = merge_spec(dir / "out", {0.5});
+  spec.method = &merge_method("dare_ties");
+  spec.method_params = {{"density", 0.5}, {"seed", 7.0}};
+  spec.vector_params = {{{"weight", ParamSetting::gradient({1, 0.5})}}};
+  EXPECT_EQ(settings_json(spec.method_params).dump(), R"({"density":0.5,"seed":7})");
+  EXPECT_EQ(settings_json(spec.vector_params[0]).dump(), R"({"weight":[1,0.5]})");
+  nlohmann::ordered_json key = key_before_methods(fam.inputs(), spec, 0.5);
+  key["method"] = {{"name", "dare_ties"}, {"params", {{"density", 0.5}, {"seed", 7.0}}}};
+  key["vectors"] = nlohmann::ordered_json::array({{{"weight", {1.0, 0.5}}}});
+  EXPECT_EQ(output_fingerprint(fam.inputs(), spec, 0.5), hex64(fnv1a64(key.dump())));
 }
 
 TEST(Merge, BadWeightsAreUsageErrors) {
