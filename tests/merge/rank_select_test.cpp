@@ -122,25 +122,37 @@ TEST(RankSelect, MorePassesOnlyWhenTheGuessMisses) {
 
 // The window counts in 8 bits: a value held by more than 2^8 elements wraps
 // its count. Here two values in one bin, each held by about 700,000 elements
-// in turns (with other deltas every third element), wrap about 5,500 times, past the 4,096 wraps after which the
-// window folds its list of wrapped cells into per-cell totals; the threshold
-// still falls where a sort puts it, at either value and on either side.
-TEST(RankSelect, CountsPastEightBitsInTheWindow) {
-  const float value = 4e-4f, neighbour = from_bits(std::bit_cast<uint32_t>(value) + 1);
-  const size_t repeated = 700001;
-  auto d = deltas(3 * repeated, 0, 9);
+// (with other deltas every third element), wrap about 5,500 times, past the
+// 4,096 wraps after which the window folds its list of wrapped cells into
+// per-cell totals; the threshold still falls where a sort puts it, at either
+// value and on either side. With `bf16`, the smaller value is a bf16 number
+// (its low 16 bits zero: counted apart) and both come in runs of five.
+void expect_counts_past_eight_bits(bool bf16) {
+  const float value = bf16 ? from_bits(std::bit_cast<uint32_t>(4e-4f) & 0xFFFF0000u) : 4e-4f;
+  const float neighbour = from_bits(std::bit_cast<uint32_t>(value) + 1);
+  auto d = deltas(3 * 700001, 0, 9);
   for (size_t j = 0; j < d.size(); ++j) {
-    if (j % 3 != 0) d[j] = (j % 3 == 1) ? value : -neighbour;
+    const size_t slot = bf16 ? (j / 5) % 3 : j % 3;
+    if (slot != 0) d[j] = (slot == 1) ? value : -neighbour;
   }
-  const auto above = static_cast<uint64_t>(std::ranges::count_if(d, [&](float x) {
-    return magnitude_bits(x) > magnitude_bits(neighbour);
-  }));
-  for (const uint64_t k : {above, above + 1, above + repeated - 1, above + repeated, above + repeated + 1,
-                           above + 2 * repeated - 1, above + 2 * repeated, above + 2 * repeated + 9}) {
+  const auto count = [&](auto pred) { return static_cast<uint64_t>(std::ranges::count_if(d, pred)); };
+  const uint64_t above = count([&](float x) { return magnitude_bits(x) > magnitude_bits(neighbour); });
+  const uint64_t at_neighbour = count([&](float x) { return magnitude_bits(x) == magnitude_bits(neighbour); });
+  const uint64_t at_value = count([&](float x) { return magnitude_bits(x) == magnitude_bits(value); });
+  const uint64_t both = at_neighbour + at_value;
+  for (const uint64_t k : {above, above + 1, above + at_neighbour - 1, above + at_neighbour, above + at_neighbour + 1,
+                           above + both - 1, above + both, above + both + 9}) {
     const Outcome got = run(d, k, 100000);
     EXPECT_TRUE(got.in == reference_top(d, k)) << "k=" << k;
     // The first 100,000 elements guess the window right when the k-th is well inside the two runs.
-    if (k > above + 1000 && k + 1000 < above + 2 * repeated) EXPECT_EQ(got.passes, 1u) << "k=" << k;
+    if (k > above + 1000 && k + 1000 < above + both) EXPECT_EQ(got.passes, 1u) << "k=" << k;
+  }
+}
+
+TEST(RankSelect, CountsPastEightBitsInTheWindow) {
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "a bf16 value in runs" : "values with long mantissas");
+    expect_counts_past_eight_bits(bf16);
   }
 }
 
