@@ -4,6 +4,8 @@
 #include <map>
 #include <string_view>
 
+#include "base/regex.hpp"
+
 namespace rvec {
 
 namespace {
@@ -14,6 +16,18 @@ constexpr size_t kMostNodes = 100'000;
 
 size_t line_of(std::string_view text, size_t offset) {
   return 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(offset), '\n'));
+}
+
+// PyYAML's resolver patterns for int and float (YAML 1.1): an unquoted
+// scalar matching one is a number to PyYAML, so to mergekit.
+bool pyyaml_number(const std::string& scalar) {
+  static const Regex kNumber(
+      R"(^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)"
+      R"(|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)"
+      R"(|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?)"
+      R"(|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$)",
+      "PyYAML's int and float patterns");
+  return kNumber.matches_somewhere(scalar);  // load() checked the text is UTF-8
 }
 
 }  // namespace
@@ -97,8 +111,7 @@ std::optional<bool> YamlReader::boolean(const YAML::Node& node) {
 std::string YamlReader::text(const YAML::Node& node, const char* field, const char* expected) const {
   if (!node.IsScalar()) refuse(node, field, expected);
   if (node.Tag() != "!") {
-    double number = 0;
-    if (boolean(node) || YAML::convert<double>::decode(node, number)) {
+    if (boolean(node) || pyyaml_number(node.Scalar())) {
       error(node, fmt::format("field \"{}\" must be text, and YAML reads {} as a number or a boolean: quote it (\"{}\")",
                               field, printable(node.Scalar()), printable(node.Scalar())));
     }

@@ -109,6 +109,13 @@ TEST(YamlReader, TextIsWhatPyYamlReadsAsText) {
   EXPECT_EQ(text("f: '0'"), "read 0");
   EXPECT_EQ(text("f: \"true\""), "read true");
   EXPECT_EQ(text("f: layers.0"), "read layers.0");
+  // PyYAML's patterns, not yaml-cpp's: 1e3 (no dot) and 1.2.3 are text, 0x1F, 1_000, 1:30 and .5 numbers.
+  EXPECT_EQ(text("f: 1e3"), "read 1e3");
+  EXPECT_EQ(text("f: 1.2.3"), "read 1.2.3");
+  EXPECT_EQ(text("f: y"), "read y");
+  for (const char* number : {"0x1F", "1_000", "1:30", ".5", "-.inf", ".nan", "010", "0b11", "+3", "1.5e+3"}) {
+    EXPECT_NE(text(std::string("f: ") + number).find("YAML reads"), std::string::npos) << number;
+  }
   EXPECT_EQ(text("f: 0"), "r.yaml:1: field \"f\" must be text, and YAML reads 0 as a number or a boolean: quote it (\"0\")");
   EXPECT_EQ(text("f: 1.5"),
             "r.yaml:1: field \"f\" must be text, and YAML reads 1.5 as a number or a boolean: quote it (\"1.5\")");
