@@ -18,17 +18,24 @@ size_t line_of(std::string_view text, size_t offset) {
   return 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<ptrdiff_t>(offset), '\n'));
 }
 
-// PyYAML's resolver patterns for int and float (YAML 1.1): an unquoted
-// scalar matching one is a number to PyYAML, so to mergekit.
-bool pyyaml_number(const std::string& scalar) {
-  static const Regex kNumber(
+// PyYAML's (6.0) resolver patterns for int, float and timestamp (YAML
+// 1.1): an unquoted scalar matching one is not text to PyYAML, so to mergekit.
+bool pyyaml_non_text(const std::string& scalar) {
+  static const Regex kPattern(
       R"(^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)"
       R"(|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)"
-      R"(|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?)"
-      R"(|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$)",
-      "PyYAML's int and float patterns");
-  return kNumber.matches_somewhere(scalar);  // load() checked the text is UTF-8
+      R"(|[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?)"
+      R"(|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))"
+      R"(|[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9])"
+      R"(|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9])"
+      R"((?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$)",
+      "PyYAML's int, float and timestamp patterns");
+  return kPattern.matches_somewhere(scalar);  // load() checked the text is UTF-8
 }
+
+// yaml-cpp's tags: "?" for a plain scalar, "!" for a quoted or block one.
+constexpr std::string_view kPlainTag = "?", kQuotedTag = "!";
+constexpr std::string_view kStrTag = "tag:yaml.org,2002:str", kBoolTag = "tag:yaml.org,2002:bool";
 
 }  // namespace
 
@@ -98,7 +105,7 @@ void YamlReader::refuse_octal(const YAML::Node& node, const char* field) const {
 }
 
 std::optional<bool> YamlReader::boolean(const YAML::Node& node) {
-  if (node.Tag() == "!") return std::nullopt;  // quoted: text to PyYAML
+  if (node.Tag() != kPlainTag && node.Tag() != kBoolTag) return std::nullopt;  // quoted or !!str: text to PyYAML
   static const std::map<std::string_view, bool> kWords = {
       {"true", true},   {"True", true},   {"TRUE", true},   {"yes", true}, {"Yes", true}, {"YES", true},
       {"on", true},     {"On", true},     {"ON", true},     {"false", false}, {"False", false}, {"FALSE", false},
@@ -110,11 +117,12 @@ std::optional<bool> YamlReader::boolean(const YAML::Node& node) {
 
 std::string YamlReader::text(const YAML::Node& node, const char* field, const char* expected) const {
   if (!node.IsScalar()) refuse(node, field, expected);
-  if (node.Tag() != "!") {
-    if (boolean(node) || pyyaml_number(node.Scalar())) {
-      error(node, fmt::format("field \"{}\" must be text, and YAML reads {} as a number or a boolean: quote it (\"{}\")",
-                              field, printable(node.Scalar()), printable(node.Scalar())));
-    }
+  if (node.Tag() == kQuotedTag || node.Tag() == kStrTag) return node.Scalar();
+  if (node.Tag() != kPlainTag) refuse(node, field, expected);  // !!int 0 and the like
+  if (boolean(node) || pyyaml_non_text(node.Scalar())) {
+    error(node, fmt::format("field \"{}\" must be text, and YAML reads {} as a number, a boolean or a date: quote it "
+                            "(\"{}\")",
+                            field, printable(node.Scalar()), printable(node.Scalar())));
   }
   return node.Scalar();
 }

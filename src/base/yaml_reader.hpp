@@ -36,9 +36,10 @@ class YamlReader {
   // Integers are plain decimal in T's range (yaml-cpp alone would read "010"
   // as octal 8 and "0x10" as 16); floating-point numbers are finite (no .inf)
   // and not integers with a leading zero (octal 8 to PyYAML, 10 to yaml-cpp);
-  // booleans are the unquoted words PyYAML reads as booleans (true, yes, on,
-  // false, no, off, in lower case, capitalised or upper case; yaml-cpp alone
-  // would also take y and n, which PyYAML reads as text).
+  // booleans are the words PyYAML reads as booleans, unquoted or tagged
+  // !!bool (true, yes, on, false, no, off, in lower case, capitalised or
+  // upper case; yaml-cpp alone would also take y and n, which PyYAML reads as
+  // text).
   template <typename T>
   T scalar(const YAML::Node& node, const char* field, const char* expected) const {
     if (!node.IsScalar()) refuse(node, field, expected);
@@ -73,9 +74,10 @@ class YamlReader {
     if (const auto node = map[field]) out = scalar<T>(node, field, expected);
   }
 
-  // `node` as text the way PyYAML reads it: a quoted scalar, or an unquoted
-  // one that YAML does not read as a number or a boolean (`filter: 0` is
-  // refused with a hint to quote it; mergekit's pydantic refuses it too).
+  // `node` as text the way PyYAML reads it: a quoted, block or !!str scalar,
+  // or an unquoted one that YAML 1.1 does not read as a number, a boolean or
+  // a date (`filter: 0` is refused with a hint to quote it; mergekit's
+  // pydantic refuses it too).
   std::string text(const YAML::Node& node, const char* field, const char* expected) const;
 
   // Refuses `node` when it is an integer written with a leading zero.

@@ -14,10 +14,12 @@
 namespace rvec {
 namespace {
 
-// A whole number as an integer (a seed reads 7, not 7.0), exact up to 2^53.
+// A whole number as an integer (a seed reads 7, not 7.0), exact up to 2^53;
+// -0.0 stays a double, as output fingerprints hash it.
 nlohmann::ordered_json number_json(double v) {
   constexpr double kExact = 9007199254740992.0;  // 2^53
-  if (std::trunc(v) == v && std::fabs(v) <= kExact) return static_cast<int64_t>(v);
+  const bool negative_zero = v == 0 && std::signbit(v);
+  if (std::trunc(v) == v && std::fabs(v) <= kExact && !negative_zero) return static_cast<int64_t>(v);
   return v;
 }
 

@@ -181,7 +181,7 @@ TEST_F(Mergekit, WhatRvecDoesNotDoIsRefusedNamingTheField) {
       // Each of these once ran where mergekit refuses: PyYAML reads y as text, 0 as a number.
       {"merge_method: ties\n" + base + models + "parameters: {normalize: y}\n", ".yml:6: field \"normalize\" must be true or false"},
       {"merge_method: ties\n" + base + post_with("{weight: 1, density: [{filter: 0, value: 0.5}, {value: 0.2}]}"),
-       ".yml:5: field \"filter\" must be text, and YAML reads 0 as a number or a boolean: quote it (\"0\")"},
+       ".yml:5: field \"filter\" must be text, and YAML reads 0 as a number, a boolean or a date: quote it (\"0\")"},
   };
   int i = 0;
   for (const auto& [yaml, message] : cases) {

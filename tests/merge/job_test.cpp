@@ -368,12 +368,12 @@ TEST(Merge, AMethodJobKeepsItsFingerprintWhileItsSettingsPrintWholeNumbers) {
   JobSpec spec = merge_spec(dir / "out", {0.5});
   spec.method = &merge_method("dare_ties");
   spec.method_params = {{"density", 0.5}, {"seed", 7.0}};
-  spec.vector_params = {{{"weight", ParamSetting::gradient({1, 0.5})}}};
+  spec.vector_params = {{{"weight", ParamSetting::gradient({1, -0.0, 0.5})}}};  // -0.0 was keyed as such
   EXPECT_EQ(settings_json(spec.method_params).dump(), R"({"density":0.5,"seed":7})");
-  EXPECT_EQ(settings_json(spec.vector_params[0]).dump(), R"({"weight":[1,0.5]})");
+  EXPECT_EQ(settings_json(spec.vector_params[0]).dump(), R"({"weight":[1,-0.0,0.5]})");
   nlohmann::ordered_json key = key_before_methods(fam.inputs(), spec, 0.5);
   key["method"] = {{"name", "dare_ties"}, {"params", {{"density", 0.5}, {"seed", 7.0}}}};
-  key["vectors"] = nlohmann::ordered_json::array({{{"weight", {1.0, 0.5}}}});
+  key["vectors"] = nlohmann::ordered_json::array({{{"weight", {1.0, -0.0, 0.5}}}});
   EXPECT_EQ(output_fingerprint(fam.inputs(), spec, 0.5), hex64(fnv1a64(key.dump())));
 }
 
