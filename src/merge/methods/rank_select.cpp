@@ -118,13 +118,10 @@ LowWindow::~LowWindow() {
   window_pool().give_back(std::move(counts_));
 }
 
+// An element whose low 16 bits are not zero (count_hits counts the others).
 void LowWindow::count(int32_t bits) {
   const auto bin = static_cast<size_t>((bits >> 16) - first_);
   ++in_bin_[bin];
-  if ((bits & 0xFFFF) == 0) {
-    ++zero_low_[bin];
-    return;
-  }
   const size_t cell = bin * kLowBins + (bits & 0xFFFF);
   if (++(*counts_)[cell] == 0) note_wrap(static_cast<uint32_t>(cell));
 }
