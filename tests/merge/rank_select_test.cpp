@@ -61,9 +61,9 @@ struct Outcome {
   unsigned passes = 0;  // statistics passes the bound asked for
 };
 
-// The protocol of rank_select.hpp, in tiles of 1000 elements.
-Outcome run(const std::vector<float>& d, uint64_t k, size_t sample) {
-  constexpr size_t kTile = 1000;
+// The protocol of rank_select.hpp, in tiles of `tile` elements.
+Outcome run(const std::vector<float>& d, uint64_t k, size_t sample, size_t tile = 1000) {
+  const size_t kTile = tile;
   RankBound bound(k, d.size(), sample);
   Outcome out;
   for (unsigned pass = 0; pass < RankBound::kMostPasses; ++pass) {
@@ -101,6 +101,25 @@ TEST(RankSelect, ExactlyTheTopKWhateverTheSampleAndWhetherTheGuessHolds) {
           const Outcome got = run(d, k, sample);
           EXPECT_TRUE(got.in == expected) << "n=" << n << " start=" << start << " scale=" << scale << " k=" << k << " sample=" << sample;
         }
+      }
+    }
+  }
+}
+
+// The merge hands over tiles of 16,384 elements, longer than the chunks the
+// counting gathers in; a tile as long as the tensor, longer still. Through
+// the window (a sample of 10,000: the guess holds) and through the fallback
+// passes (no sample), every element is counted once.
+TEST(RankSelect, TheSameWhateverTheTileLength) {
+  const size_t n = 70000;
+  const auto d = deltas(n, 0, 4);
+  for (const uint64_t k : {n / 5, n / 2}) {
+    const auto expected = reference_top(d, k);
+    for (const size_t sample : {size_t{10000}, size_t{0}}) {
+      for (const size_t tile : {size_t{4095}, size_t{16384}, n}) {
+        const Outcome got = run(d, k, sample, tile);
+        EXPECT_TRUE(got.in == expected) << "k=" << k << " sample=" << sample << " tile=" << tile;
+        EXPECT_EQ(got.passes, sample == 0 ? 3u : 1u) << "k=" << k << " sample=" << sample << " tile=" << tile;
       }
     }
   }
@@ -145,7 +164,9 @@ void expect_counts_past_eight_bits(bool bf16) {
     const Outcome got = run(d, k, 100000);
     EXPECT_TRUE(got.in == reference_top(d, k)) << "k=" << k;
     // The first 100,000 elements guess the window right when the k-th is well inside the two runs.
-    if (k > above + 1000 && k + 1000 < above + both) EXPECT_EQ(got.passes, 1u) << "k=" << k;
+    if (k > above + 1000 && k + 1000 < above + both) {
+      EXPECT_EQ(got.passes, 1u) << "k=" << k;
+    }
   }
 }
 

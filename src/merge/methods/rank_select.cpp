@@ -1,6 +1,7 @@
 #include "merge/methods/rank_select.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -80,6 +81,26 @@ PagePool<int32_t>& sample_pool() {
   return pool;
 }
 
+// Room for the gathered bits of one chunk of elements, on the stack: the
+// counting passes gather chunk by chunk, so no buffer grows with a tile.
+struct GatheredChunk {
+  static constexpr size_t kElements = 4096;
+  std::array<int32_t, kElements> bits;
+};
+
+// visit(hits) for each chunk of `delta`, hits the |d| bits of its elements
+// whose high 16 bits lie in [first_bin, first_bin + bins), in element order;
+// adds to *above the number lying above that range.
+template <class Visit>
+void for_each_gathered(std::span<const float> delta, int32_t first_bin, uint32_t bins, uint64_t* above, Visit visit) {
+  GatheredChunk hits;
+  for (size_t start = 0; start < delta.size(); start += GatheredChunk::kElements) {
+    const size_t n = std::min(GatheredChunk::kElements, delta.size() - start);
+    const size_t found = kernels::gather_bins(delta.data() + start, n, first_bin, bins, hits.bits.data(), above);
+    visit(std::span<const int32_t>(hits.bits.data(), found));
+  }
+}
+
 }  // namespace
 
 void HighHistogram::add(std::span<const float> delta) {
@@ -131,7 +152,7 @@ void LowWindow::count(int32_t bits) {
 // family), and one copy would make each increment wait for the one before.
 void LowWindow::count_hits(std::span<const int32_t> hits) {
   constexpr size_t kCopies = 4;
-  uint32_t zero[kCopies][kWindowBins] = {};  // a tile's hits fit in 32 bits
+  uint32_t zero[kCopies][kWindowBins] = {};  // a chunk's hits fit in 32 bits
   const auto count_one = [&](int32_t bits, uint32_t* zero_copy) {
     if ((bits & 0xFFFF) == 0) {
       ++zero_copy[(bits >> 16) - first_];
@@ -177,24 +198,24 @@ void LowWindow::fold_wraps() {
 }
 
 void LowWindow::add(std::span<const int32_t> bits) {
-  hits_.resize(bits.size());
-  size_t found = 0;
-  uint64_t above = 0;
-  for (const int32_t b : bits) {
-    hits_[found] = b;
-    found += holds(b >> 16);
-    above += (b >> 16) >= first_ + kWindowBins;
+  GatheredChunk hits;
+  for (size_t start = 0; start < bits.size(); start += GatheredChunk::kElements) {
+    size_t found = 0;
+    uint64_t above = 0;
+    for (const int32_t b : bits.subspan(start, std::min(GatheredChunk::kElements, bits.size() - start))) {
+      hits.bits[found] = b;
+      found += holds(b >> 16);
+      above += (b >> 16) >= first_ + kWindowBins;
+    }
+    above_ += above;
+    count_hits({hits.bits.data(), found});
   }
-  above_ += above;
-  count_hits({hits_.data(), found});
 }
 
 // One SIMD scan gathers the elements in the window and counts those above
 // it; only the gathered few are then counted one by one.
 void LowWindow::add(std::span<const float> delta) {
-  hits_.resize(delta.size());
-  const size_t found = kernels::gather_bins(delta.data(), delta.size(), first_, kWindowBins, hits_.data(), &above_);
-  count_hits({hits_.data(), found});
+  for_each_gathered(delta, first_, kWindowBins, &above_, [&](std::span<const int32_t> hits) { count_hits(hits); });
 }
 
 std::pair<size_t, uint64_t> LowWindow::kth_in_bin(int32_t bin, uint64_t k, uint64_t above) const {
@@ -313,10 +334,10 @@ bool RankBound::answer_from_window() {
 }
 
 void RankBound::count_low(std::span<const float> delta) {
-  hits_.resize(delta.size());
   uint64_t higher = 0;
-  const size_t found = kernels::gather_bins(delta.data(), delta.size(), bin_, 1, hits_.data(), &higher);
-  for (size_t j = 0; j < found; ++j) ++low_[hits_[j] & 0xFFFF];
+  for_each_gathered(delta, bin_, 1, &higher, [&](std::span<const int32_t> hits) {
+    for (const int32_t bits : hits) ++low_[bits & 0xFFFF];
+  });
 }
 
 void RankBound::select(const float* d, float r, float* t, size_t n) {

@@ -29,7 +29,8 @@
 // process-wide pools (the counts handed back zeroed), so a merge maps and
 // faults these pages in once, not once per tensor. During the fallback
 // passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
-// the threshold is known, none. Not thread-safe: one tensor's bound is used
+// the threshold is known, none. Counting gathers the elements it looks at in
+// chunks of 4,096, on the stack (16 KiB), whatever the length of a tile. Not thread-safe: one tensor's bound is used
 // by one thread at a time (the pool itself is thread-safe).
 #pragma once
 
@@ -127,7 +128,6 @@ class LowWindow {
   std::vector<CellWraps> wraps_;
   uint64_t above_ = 0;
   uint64_t in_bin_[kWindowBins] = {};
-  std::vector<int32_t> hits_;  // the bits of one tile's elements in the window
 };
 
 // Membership of the top k of n elements by |d|. Use: for pass = 0, 1, 2,
@@ -196,7 +196,6 @@ class RankBound {
   std::vector<uint64_t> low_;             // low counts of bin_ during pass 2
   int32_t threshold_ = 0;
   uint64_t equal_wanted_ = 0, equal_seen_ = 0;
-  std::vector<int32_t> hits_;  // count_low's gathered elements of one tile
 };
 
 }  // namespace rvec

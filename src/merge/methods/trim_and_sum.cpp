@@ -190,6 +190,9 @@ class TrimAndSumCombiner final : public TensorCombiner {
       trimmed_pointers_[i] = trimmed;
       vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed, n);
     }
+    if (!elect_ && vectors_.size() == 1 && weights_[0] == 1.0f && !normalize_) {
+      return trimmed_pointers_[0];  // u_0 = f32(1 * t_0) is t_0: its NaNs are quiet, products of d * r
+    }
     if (elect_) {
       kernels::elect_sum(trimmed_pointers_.data(), weights_.data(), vectors_.size(), vote_weighted_, normalize_, scratch, n);
     } else {
