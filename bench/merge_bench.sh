@@ -88,7 +88,9 @@ prepare_cache() {  # $1 = warm|cold
 # turn does not always hit the same methods. The median of the repetitions
 # is shown beside each one, and beside it the median ratio of the merge
 # thread's own time (--json's read_s + compute_s + write_wait_s: what the
-# merge's thread did, without the final fsync's wait, which varies most).
+# merge's thread did, without the final fsync's wait, which varies most) and
+# of its work (read_s + compute_s: without waiting for the writer either, so
+# the ratio does not move with the disk's speed).
 methods() {
   local runs="$data/methods.txt" reps="${RVEC_BENCH_REPS:-3}"
   if [[ $method_cache == cold && $can_drop == no ]]; then echo "cold needs root (the page cache cannot be dropped)"; exit 1; fi
@@ -102,7 +104,7 @@ methods() {
   : > "$runs"
   for rep in $(seq "$reps"); do
     prepare_cache "$method_cache"
-    echo "floor $rep $(floor_overlapped 1) 0 0 0 0" >> "$runs"
+    echo "floor $rep $(floor_overlapped 1) 0 0 0 0 0" >> "$runs"
     local first=$(( (rep - 1) % ${#methods[@]} ))
     for method in "${methods[@]:first}" "${methods[@]:0:first}"; do
       rm -rf "$out"
@@ -115,7 +117,8 @@ method, rep, passes, result, timing = sys.argv[1:]
 r = json.load(open(result))
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(timing).read()).group(1))
 s = r["stages"]
-print(method, rep, r["seconds"], rss, r["process"]["rchar"], passes, s["read_s"] + s["compute_s"] + s["write_wait_s"])
+print(method, rep, r["seconds"], rss, r["process"]["rchar"], passes, s["read_s"] + s["compute_s"] + s["write_wait_s"],
+      s["read_s"] + s["compute_s"])
 PY
       rm -rf "$out"
     done
@@ -125,12 +128,12 @@ import statistics, sys
 shape, threads, cache, path = sys.argv[1:]
 runs = {}
 for line in open(path):
-    name, rep, secs, rss, rchar, passes, thread = line.split()
-    runs.setdefault(name, {})[int(rep)] = (float(secs), int(rss), int(rchar), passes, float(thread))
+    name, rep, secs, rss, rchar, passes, thread, work = line.split()
+    runs.setdefault(name, {})[int(rep)] = (float(secs), int(rss), int(rchar), passes, float(thread), float(work))
 ta, floor = runs["task_arithmetic"], runs["floor"]
 print(f"(cache {cache}, --threads {threads}, {len(floor)} repetitions; per repetition, then the median)")
-print("| shape | method | threads | cache | statistics passes | rvec s | vs task_arithmetic | median | merge thread vs task_arithmetic (median) | vs floor (median) | peak RSS MiB | rchar GB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| shape | method | threads | cache | statistics passes | rvec s | vs task_arithmetic | median | merge thread vs task_arithmetic (median) | its work vs task_arithmetic (median) | vs floor (median) | peak RSS MiB | rchar GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 fmt = lambda xs, d: ", ".join(f"{x:.{d}f}" for x in xs)
 for name, reps in runs.items():
     if name == "floor":
@@ -139,10 +142,12 @@ for name, reps in runs.items():
     secs = [reps[r][0] for r in order]
     vs_ta = [reps[r][0] / ta[r][0] for r in order]
     thread_vs_ta = [reps[r][4] / ta[r][4] for r in order]
+    work_vs_ta = [reps[r][5] / ta[r][5] for r in order]
     vs_floor = [reps[r][0] / floor[r][0] for r in order]
     rss = [reps[r][1] / 1024 for r in order]
     print(f"| {shape} | {name} | {threads} | {cache} | {reps[order[0]][3]} | {fmt(secs, 1)} | {fmt(vs_ta, 2)} | "
-          f"{statistics.median(vs_ta):.2f} | {statistics.median(thread_vs_ta):.2f} | {statistics.median(vs_floor):.2f} | "
+          f"{statistics.median(vs_ta):.2f} | {statistics.median(thread_vs_ta):.2f} | {statistics.median(work_vs_ta):.2f} | "
+          f"{statistics.median(vs_floor):.2f} | "
           f"{min(rss):.0f}-{max(rss):.0f} | "
           f"{statistics.median(reps[r][2] for r in order) / 1e9:.2f} |")
 print(f"overlapped floor s: {fmt([floor[r][0] for r in sorted(floor)], 1)}")
