@@ -90,7 +90,7 @@ prepare_cache() {  # $1 = warm|cold
 # thread's own time (--json's read_s + compute_s + write_wait_s: what the
 # merge's thread did, without the final fsync's wait, which varies most) and
 # of its work (read_s + compute_s: without waiting for the writer either, so
-# the ratio does not move with the disk's speed).
+# warm, the ratio does not move with the disk's speed).
 methods() {
   local runs="$data/methods.txt" reps="${RVEC_BENCH_REPS:-3}"
   if [[ $method_cache == cold && $can_drop == no ]]; then echo "cold needs root (the page cache cannot be dropped)"; exit 1; fi

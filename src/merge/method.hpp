@@ -76,8 +76,8 @@ class TensorCombiner {
 
   // Element pass, tile by tile in element order: deltas[i] points at vector
   // i's delta for elements [first, first + n). Returns δ for those elements:
-  // either `scratch` (n floats the combiner may write) or one of the deltas,
-  // unchanged.
+  // `scratch` (n floats the combiner may write), one of the deltas,
+  // unchanged, or a buffer of the combiner's own; valid until the next call.
   virtual const float* combine(uint64_t first, size_t n, std::span<const float* const> deltas, float* scratch) = 0;
 };
 

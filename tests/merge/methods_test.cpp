@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <numeric>
 
@@ -387,6 +388,40 @@ TEST(MethodSelection, ExactlyKSurviveAndTiesGoToTheLowestIndices) {
       if (!band && density * d.size() <= d.size() - zeros) {
         EXPECT_EQ(static_cast<size_t>(kept), static_cast<size_t>(std::floor(density * d.size()))) << density;
       }
+    }
+  }
+}
+
+// With one vector, δ is its trimmed tile itself only at weight 1 without an
+// election: a weight of 0.3, and TIES' election (not normalized) over -0
+// and NaN (which it sets to +0), must each come out as the reference says.
+TEST(MethodSelection, OneVectorIsItsTrimmedSelfOnlyAtWeightOneWithoutElection) {
+  std::vector<float> d(20'000);
+  for (size_t j = 0; j < d.size(); ++j) d[j] = static_cast<float>(static_cast<int>((j * 7919) % 1001) - 500) * 1e-3f;
+  struct OneVector {
+    const char* method;
+    RefMethod ref;
+    MethodParams given;
+    RefVectorValues values;
+  };
+  const std::vector<OneVector> cases = {
+      {"magnitude", {Trim::kTopK}, {{"density", 0.3}}, {0.3, 0.3, 0}},
+      {"breadcrumbs", {Trim::kBand}, {{"density", 0.5}, {"gamma", 0.05}}, {0.3, 0.5, 0.05}},
+      {"dare_linear", {Trim::kRandom, false, false, false, Rescale::kDensity, 5}, {{"density", 0.3}, {"seed", 5}},
+       {0.3, 0.3, 0}},
+      {"ties", {Trim::kTopK, true, false, false}, {{"density", 1.0}, {"normalize", 0}}, {1, 1, 0}},
+  };
+  std::vector<float> odd = d;
+  odd[3] = -0.0f;
+  odd[4] = std::numeric_limits<float>::quiet_NaN();
+  for (const OneVector& c : cases) {
+    const MergeMethod& method = merge_method(c.method);
+    const auto& input = std::string(c.method) == "ties" ? odd : d;
+    const auto trimmed = ref_trim(c.ref, input, c.values, "model.layers.0.mlp.up_proj.weight", 0);
+    const auto got = combine_vectors(method, complete_params(method, c.given), {input}, {c.values.weight}, 4096);
+    for (size_t j = 0; j < d.size(); ++j) {
+      const float expected = ref_combine(c.ref, {trimmed}, {static_cast<float>(c.values.weight)}, j);
+      ASSERT_EQ(std::memcmp(&expected, &got[j], 4), 0) << c.method << " element " << j;
     }
   }
 }

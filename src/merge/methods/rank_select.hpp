@@ -9,11 +9,12 @@
 //       tensor no longer than that is answered from them. For a longer one
 //       they give a guess of the bin (the k-th largest of the tensor is about
 //       the (k * sample / n)-th largest of the sample), and from then on the
-//       pass counts, in one SIMD scan per tile (kernels::gather_bins), the
-//       elements above a window of kWindowBins bins around the guess and the
-//       low 16 bits of those inside it (LowWindow; the sample is counted into
-//       it first; low bits of zero per bin, the rest per cell). When the k-th
-//       largest falls in the window, the threshold is known.
+//       pass counts, in one SIMD scan per chunk of 4,096 elements
+//       (kernels::gather_bins), the elements above a window of kWindowBins
+//       bins around the guess and the low 16 bits of those inside it
+//       (LowWindow; the sample is counted into it first; low bits of zero per
+//       bin, the rest per cell). When the k-th largest falls in the window,
+//       the threshold is known.
 //   pass 1 (only when the guess missed): a histogram of the high 16 bits of
 //       every element (HighHistogram) picks the bin;
 //   pass 2 (only after pass 1): the low 16 bits of the elements in that bin.
