@@ -42,8 +42,7 @@ class NormMatchedCombiner final : public TensorCombiner {
       kernels::scale(factors_[i], deltas[i], tiles_[i].data(), n);
       pointers_[i] = tiles_[i].data();
     }
-    weighted_sum(weights_, pointers_, n, false, scratch);
-    return scratch;
+    return weighted_sum(weights_, pointers_, n, false, scratch);
   }
 
  private:

@@ -149,8 +149,7 @@ class RandomCombiner final : public TensorCombiner {
       directions_[i].fill(first, tiles_[i].data(), n);
       pointers_[i] = tiles_[i].data();
     }
-    weighted_sum(weights_, pointers_, n, false, scratch);
-    return scratch;
+    return weighted_sum(weights_, pointers_, n, false, scratch);
   }
 
  private:

@@ -14,10 +14,8 @@ class TaskArithmeticCombiner final : public TensorCombiner {
       : weights_(weights.begin(), weights.end()), normalize_(normalize) {}
 
   const float* combine(uint64_t, size_t n, std::span<const float* const> deltas, float* scratch) override {
-    if (deltas.size() == 1 && weights_[0] == 1.0f && !normalize_) return deltas[0];
     // The f32 sum starts from the first term, so that a single -0 stays -0.
-    weighted_sum(weights_, deltas, n, normalize_, scratch);
-    return scratch;
+    return weighted_sum(weights_, deltas, n, normalize_, scratch);
   }
 
  private:

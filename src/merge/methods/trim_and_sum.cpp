@@ -190,14 +190,8 @@ class TrimAndSumCombiner final : public TensorCombiner {
       trimmed_pointers_[i] = trimmed;
       vectors_[i].apply(trim_, first, deltas[i], factors_[i], trimmed, n);
     }
-    if (!elect_ && vectors_.size() == 1 && weights_[0] == 1.0f && !normalize_) {
-      return trimmed_pointers_[0];  // u_0 = f32(1 * t_0) is t_0: its NaNs are quiet, products of d * r
-    }
-    if (elect_) {
-      kernels::elect_sum(trimmed_pointers_.data(), weights_.data(), vectors_.size(), vote_weighted_, normalize_, scratch, n);
-    } else {
-      weighted_sum(weights_, trimmed_pointers_, n, normalize_, scratch);
-    }
+    if (!elect_) return weighted_sum(weights_, trimmed_pointers_, n, normalize_, scratch);
+    kernels::elect_sum(trimmed_pointers_.data(), weights_.data(), vectors_.size(), vote_weighted_, normalize_, scratch, n);
     return scratch;
   }
 
@@ -216,15 +210,17 @@ class TrimAndSumCombiner final : public TensorCombiner {
 
 }  // namespace
 
-void weighted_sum(std::span<const float> weights, std::span<const float* const> inputs, size_t n, bool normalize,
-                  float* out) {
+const float* weighted_sum(std::span<const float> weights, std::span<const float* const> inputs, size_t n,
+                          bool normalize, float* out) {
+  if (inputs.size() == 1 && weights[0] == 1.0f && !normalize) return inputs[0];
   kernels::scale(weights[0], inputs[0], out, n);
   for (size_t i = 1; i < inputs.size(); ++i) kernels::add_scaled(out, weights[i], inputs[i], out, n);
-  if (!normalize) return;
+  if (!normalize) return out;
   float q = weights[0];
   for (size_t i = 1; i < weights.size(); ++i) q += weights[i];
   if (std::fabs(q) < 1e-8f) q = 1.0f;
   for (size_t j = 0; j < n; ++j) out[j] /= q;
+  return out;
 }
 
 unsigned TrimAndSumMethod::statistics_passes(const TensorContext& context) const {

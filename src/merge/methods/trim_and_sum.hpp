@@ -65,9 +65,11 @@ class TrimAndSumMethod final : public MergeMethod {
 
 // out[j] = w_0 x_0[j] + w_1 x_1[j] + ... (f32, in order), then divided by
 // q = w_0 + w_1 + ... when `normalize` (q = 1 where |q| < 1e-8): step 4 and 5
-// without election, and task arithmetic itself.
-void weighted_sum(std::span<const float> weights, std::span<const float* const> inputs, size_t n, bool normalize,
-                  float* out);
+// without election, and task arithmetic itself. Returns `out`, or x_0 itself
+// when that is the sum (one input of weight 1, not normalized: 1 · x is x
+// bit for bit, but for a signalling NaN, which x_0 then keeps unquieted).
+const float* weighted_sum(std::span<const float> weights, std::span<const float* const> inputs, size_t n,
+                          bool normalize, float* out);
 
 // The parameters the methods share, with their defaults.
 MethodParam density_param(double default_value);
