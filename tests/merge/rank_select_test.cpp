@@ -63,18 +63,17 @@ struct Outcome {
 
 // The protocol of rank_select.hpp, in tiles of `tile` elements.
 Outcome run(const std::vector<float>& d, uint64_t k, size_t sample, size_t tile = 1000) {
-  const size_t kTile = tile;
   RankBound bound(k, d.size(), sample);
   Outcome out;
   for (unsigned pass = 0; pass < RankBound::kMostPasses; ++pass) {
     if (!bound.wants(pass)) continue;
     ++out.passes;
-    for (size_t j = 0; j < d.size(); j += kTile) bound.observe(std::span(d).subspan(j, std::min(kTile, d.size() - j)));
+    for (size_t j = 0; j < d.size(); j += tile) bound.observe(std::span(d).subspan(j, std::min(tile, d.size() - j)));
     bound.end_pass(pass);
   }
   std::vector<float> kept(d.size());
-  for (size_t j = 0; j < d.size(); j += kTile) {
-    const size_t m = std::min(kTile, d.size() - j);
+  for (size_t j = 0; j < d.size(); j += tile) {
+    const size_t m = std::min(tile, d.size() - j);
     bound.select(d.data() + j, 1.0f, kept.data() + j, m);
   }
   bound.restart();

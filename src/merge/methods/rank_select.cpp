@@ -88,17 +88,24 @@ struct GatheredChunk {
   std::array<int32_t, kElements> bits;
 };
 
+// visit(chunk) for each GatheredChunk::kElements-long stretch of `all`, in order.
+template <class T, class Visit>
+void for_each_chunk(std::span<const T> all, Visit visit) {
+  for (size_t start = 0; start < all.size(); start += GatheredChunk::kElements) {
+    visit(all.subspan(start, std::min(GatheredChunk::kElements, all.size() - start)));
+  }
+}
+
 // visit(hits) for each chunk of `delta`, hits the |d| bits of its elements
 // whose high 16 bits lie in [first_bin, first_bin + bins), in element order;
 // adds to *above the number lying above that range.
 template <class Visit>
 void for_each_gathered(std::span<const float> delta, int32_t first_bin, uint32_t bins, uint64_t* above, Visit visit) {
   GatheredChunk hits;
-  for (size_t start = 0; start < delta.size(); start += GatheredChunk::kElements) {
-    const size_t n = std::min(GatheredChunk::kElements, delta.size() - start);
-    const size_t found = kernels::gather_bins(delta.data() + start, n, first_bin, bins, hits.bits.data(), above);
+  for_each_chunk(delta, [&](std::span<const float> chunk) {
+    const size_t found = kernels::gather_bins(chunk.data(), chunk.size(), first_bin, bins, hits.bits.data(), above);
     visit(std::span<const int32_t>(hits.bits.data(), found));
-  }
+  });
 }
 
 }  // namespace
@@ -199,17 +206,17 @@ void LowWindow::fold_wraps() {
 
 void LowWindow::add(std::span<const int32_t> bits) {
   GatheredChunk hits;
-  for (size_t start = 0; start < bits.size(); start += GatheredChunk::kElements) {
+  for_each_chunk(bits, [&](std::span<const int32_t> chunk) {
     size_t found = 0;
     uint64_t above = 0;
-    for (const int32_t b : bits.subspan(start, std::min(GatheredChunk::kElements, bits.size() - start))) {
+    for (const int32_t b : chunk) {
       hits.bits[found] = b;
       found += holds(b >> 16);
       above += (b >> 16) >= first_ + kWindowBins;
     }
     above_ += above;
     count_hits({hits.bits.data(), found});
-  }
+  });
 }
 
 // One SIMD scan gathers the elements in the window and counts those above

@@ -31,8 +31,9 @@
 // faults these pages in once, not once per tensor. During the fallback
 // passes the histogram (512 KiB) or one bin's low counts (512 KiB); after
 // the threshold is known, none. Counting gathers the elements it looks at in
-// chunks of 4,096, on the stack (16 KiB), whatever the length of a tile. Not thread-safe: one tensor's bound is used
-// by one thread at a time (the pool itself is thread-safe).
+// chunks of 4,096, on the stack (16 KiB), whatever the length of a tile. Not
+// thread-safe: one tensor's bound is used by one thread at a time (the pool
+// itself is thread-safe).
 #pragma once
 
 #include <bit>
